@@ -1,0 +1,53 @@
+use std::process::Command;
+
+fn coder_install(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coder-install"))
+        .args(args)
+        .output()
+        .expect("run coder-install")
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = coder_install(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for subcommand in [
+        "lock",
+        "bundle",
+        "verify",
+        "inspect",
+        "push",
+        "apply",
+        "template",
+        "preflight",
+        "status",
+        "rollback",
+        "uninstall",
+        "license",
+        "allowlist",
+    ] {
+        assert!(
+            help.lines().any(|line| line.trim_start().starts_with(subcommand)),
+            "{subcommand} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_subcommand_that_has_not_landed_fails_and_names_its_issue() {
+    let output = coder_install(&["bundle", "-o", "coder.bundle"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`coder-install bundle` is not implemented yet (tracked in issue 3)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let output = coder_install(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unrecognized subcommand"));
+}

@@ -1,0 +1,9 @@
+//! The Coder platform: one binary, `coder-service`, whose subcommands are the platform's
+//! components, as Coder v1 ran its manager and envproxy from one image.
+//!
+//! - `manager`: authentication, session tokens, the workspace API (port 8080);
+//! - `envproxy`: the WebSocket proxy to a workspace's editor and terminal (port 8080);
+//! - `dashboard`: the web UI (port 3000);
+//! - `migrate`: applies the versioned PostgreSQL migrations.
+
+pub mod cli;

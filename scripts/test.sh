@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real servers, on a fresh Debian machine or a warm one:
+#   1. installs the missing system packages (registry, etcd, PostgreSQL 15, skopeo, Go 1.19, ...);
+#   2. builds kube-apiserver from Debian's source package once and caches it (seconds when cached);
+#   3. runs the doc tests, then every unit and integration test with cargo-nextest
+#      (cargo test when nextest is not installed). Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/install-system-deps.sh
+scripts/build-kube-apiserver.sh
+
+cargo test --workspace --doc --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+  exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+  exec cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,545 @@
+//! Small but real OCI images for tests: gzip tar layers, image configs, manifests and multi-arch
+//! indexes, in OCI or Docker schema2 media types, pushed to a test registry.
+//!
+//! Everything is deterministic: the same builder calls give the same bytes and so the same
+//! digests (fixed mtimes and owners in the tars, no timestamps in configs, gzip without a time).
+//!
+//! ```no_run
+//! # async fn example(registry: &coder_testenv::Registry) -> coder_testenv::Result<()> {
+//! use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
+//! let image = ImageBuilder::new()
+//!     .layer(LayerBuilder::new().file("etc/motd", b"hello\n", 0o644))
+//!     .build()?;
+//! let digest = registry.push_image("team/app:1.0", &image).await?;
+//! # Ok(()) }
+//! ```
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::{Compression, GzBuilder};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Registry, Result, binaries, io_context};
+
+/// Which family of media types an image uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaTypes {
+    /// OCI image spec media types.
+    Oci,
+    /// Docker image manifest v2 schema 2 media types (what `docker push` writes).
+    DockerSchema2,
+}
+
+impl MediaTypes {
+    /// The media type of an image manifest.
+    pub fn manifest(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => "application/vnd.oci.image.manifest.v1+json",
+            MediaTypes::DockerSchema2 => "application/vnd.docker.distribution.manifest.v2+json",
+        }
+    }
+
+    /// The media type of a multi-platform index (Docker: manifest list).
+    pub fn index(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => "application/vnd.oci.image.index.v1+json",
+            MediaTypes::DockerSchema2 => "application/vnd.docker.distribution.manifest.list.v2+json",
+        }
+    }
+
+    /// The media type of an image config.
+    pub fn config(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => "application/vnd.oci.image.config.v1+json",
+            MediaTypes::DockerSchema2 => "application/vnd.docker.container.image.v1+json",
+        }
+    }
+
+    /// The media type of a gzip-compressed tar layer.
+    pub fn gzip_layer(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => "application/vnd.oci.image.layer.v1.tar+gzip",
+            MediaTypes::DockerSchema2 => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        }
+    }
+}
+
+/// A content-addressed blob: its bytes, digest and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// The media type its descriptor carries.
+    pub media_type: String,
+    /// `sha256:<hex>` of `data`.
+    pub digest: String,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl Blob {
+    /// Wraps `data`, computing its digest.
+    pub fn new(media_type: &str, data: Vec<u8>) -> Self {
+        Self {
+            media_type: media_type.to_owned(),
+            digest: sha256_digest(&data),
+            data,
+        }
+    }
+
+    /// The OCI descriptor (`mediaType`, `digest`, `size`) that points at this blob.
+    pub fn descriptor(&self) -> Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.data.len() })
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// One entry of a layer's tar.
+#[derive(Debug, Clone)]
+enum Entry {
+    Directory {
+        path: String,
+    },
+    File {
+        path: String,
+        contents: Vec<u8>,
+        mode: u32,
+    },
+}
+
+/// Builds one layer: a tar of files and directories, gzip-compressed.
+///
+/// Parent directories are added automatically, before their children, as image builders do.
+#[derive(Debug, Clone, Default)]
+pub struct LayerBuilder {
+    entries: Vec<Entry>,
+}
+
+impl LayerBuilder {
+    /// An empty layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a regular file at `path` (relative, e.g. `etc/motd`) with the given permission bits.
+    pub fn file(mut self, path: &str, contents: &[u8], mode: u32) -> Self {
+        self.add_parents(path);
+        self.entries.push(Entry::File {
+            path: path.to_owned(),
+            contents: contents.to_vec(),
+            mode,
+        });
+        self
+    }
+
+    /// Adds `size` bytes of deterministic, incompressible data (a function of `seed`): layers of
+    /// realistic size for benchmarks, distinct per seed so that they do not share blobs by accident.
+    pub fn random_file(self, path: &str, size: usize, seed: u64) -> Self {
+        self.file(path, &pseudo_random_bytes(size, seed), 0o644)
+    }
+
+    /// Adds a copy of the host file `host_path` at `path`, keeping it executable.
+    pub fn host_executable(self, path: &str, host_path: &Path) -> Result<Self> {
+        let contents =
+            std::fs::read(host_path).map_err(io_context(format!("reading {}", host_path.display())))?;
+        Ok(self.file(path, &contents, 0o755))
+    }
+
+    fn add_parents(&mut self, path: &str) {
+        let mut parent = String::new();
+        let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        for component in components.iter().take(components.len().saturating_sub(1)) {
+            parent.push_str(component);
+            parent.push('/');
+            let exists = self
+                .entries
+                .iter()
+                .any(|entry| matches!(entry, Entry::Directory { path } if *path == parent));
+            if !exists {
+                self.entries.push(Entry::Directory { path: parent.clone() });
+            }
+        }
+    }
+
+    /// The uncompressed tar (its sha256 is the layer's `diff_id`) and the gzip of it.
+    fn build(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for entry in &self.entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            let (path, contents): (&str, &[u8]) = match entry {
+                Entry::Directory { path } => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    (path, &[])
+                }
+                Entry::File { path, contents, mode } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    (path, contents)
+                }
+            };
+            header.set_size(contents.len() as u64);
+            tar.append_data(&mut header, path, contents)
+                .map_err(io_context(format!("adding {path} to a layer")))?;
+        }
+        let tar = tar.into_inner().map_err(io_context("finishing a layer tar"))?;
+        let mut gzip = GzBuilder::new().mtime(0).write(Vec::new(), Compression::fast());
+        gzip.write_all(&tar).map_err(io_context("compressing a layer"))?;
+        let gzip = gzip.finish().map_err(io_context("compressing a layer"))?;
+        Ok((tar, gzip))
+    }
+}
+
+/// An image's platform, as index entries and configs record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// e.g. `linux`.
+    pub os: String,
+    /// e.g. `amd64`, `arm64`.
+    pub architecture: String,
+}
+
+impl Platform {
+    /// `linux/<architecture>`.
+    pub fn linux(architecture: &str) -> Self {
+        Self {
+            os: "linux".to_owned(),
+            architecture: architecture.to_owned(),
+        }
+    }
+}
+
+/// Builds a single-platform image.
+#[derive(Debug, Clone)]
+pub struct ImageBuilder {
+    media_types: MediaTypes,
+    platform: Platform,
+    layers: Vec<LayerBuilder>,
+    entrypoint: Vec<String>,
+    labels: Vec<(String, String)>,
+}
+
+impl Default for ImageBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ImageBuilder {
+    /// A `linux/amd64` OCI image with no layers yet.
+    pub fn new() -> Self {
+        Self {
+            media_types: MediaTypes::Oci,
+            platform: Platform::linux("amd64"),
+            layers: Vec::new(),
+            entrypoint: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// An image whose one layer holds a real static executable, `/bin/busybox` (from Debian's
+    /// `busybox-static`), with entrypoint `/bin/busybox`: a runnable image for tests that check
+    /// images survive the trip intact.
+    pub fn busybox() -> Result<Self> {
+        let layer = LayerBuilder::new().host_executable("bin/busybox", &binaries::busybox_static()?)?;
+        Ok(Self::new().layer(layer).entrypoint(["/bin/busybox"]))
+    }
+
+    /// Uses the given media-type family (OCI by default).
+    pub fn media_types(mut self, media_types: MediaTypes) -> Self {
+        self.media_types = media_types;
+        self
+    }
+
+    /// Sets the platform (`linux/amd64` by default).
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    /// Appends a layer.
+    pub fn layer(mut self, layer: LayerBuilder) -> Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Sets the entrypoint.
+    pub fn entrypoint<const N: usize>(mut self, entrypoint: [&str; N]) -> Self {
+        self.entrypoint = entrypoint.iter().map(|arg| (*arg).to_owned()).collect();
+        self
+    }
+
+    /// Adds a config label (also a cheap way to make otherwise equal images distinct).
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Builds the layers, config and manifest.
+    pub fn build(&self) -> Result<Image> {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in &self.layers {
+            let (tar, gzip) = layer.build()?;
+            diff_ids.push(sha256_digest(&tar));
+            layers.push(Blob::new(self.media_types.gzip_layer(), gzip));
+        }
+        let labels: serde_json::Map<String, Value> = self
+            .labels
+            .iter()
+            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+            .collect();
+        let config = json!({
+            "architecture": self.platform.architecture,
+            "os": self.platform.os,
+            "config": {
+                "Entrypoint": self.entrypoint,
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Labels": labels,
+            },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "history": [{ "created_by": "coder-testenv fixture" }],
+        });
+        let config = Blob::new(self.media_types.config(), to_json(&config)?);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": self.media_types.manifest(),
+            "config": config.descriptor(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+        });
+        let manifest = Blob::new(self.media_types.manifest(), to_json(&manifest)?);
+        Ok(Image {
+            manifest,
+            config,
+            layers,
+            platform: self.platform.clone(),
+        })
+    }
+}
+
+/// A built single-platform image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The manifest; its digest is the image's digest.
+    pub manifest: Blob,
+    /// The image config.
+    pub config: Blob,
+    /// The compressed layers, in order.
+    pub layers: Vec<Blob>,
+    /// The platform the config declares.
+    pub platform: Platform,
+}
+
+impl Image {
+    /// The manifest digest.
+    pub fn digest(&self) -> &str {
+        &self.manifest.digest
+    }
+}
+
+/// A built multi-platform index and its child images.
+#[derive(Debug, Clone)]
+pub struct Index {
+    /// The index document; its digest is the reference's digest.
+    pub index: Blob,
+    /// The child images, in index order.
+    pub images: Vec<Image>,
+}
+
+impl Index {
+    /// Builds an index over `images` (each with its own platform), e.g. `linux/amd64` and `linux/arm64`.
+    pub fn new(media_types: MediaTypes, images: Vec<Image>) -> Result<Self> {
+        let manifests: Vec<Value> = images
+            .iter()
+            .map(|image| {
+                let mut descriptor = image.manifest.descriptor();
+                descriptor["platform"] =
+                    json!({ "architecture": image.platform.architecture, "os": image.platform.os });
+                descriptor
+            })
+            .collect();
+        let index = json!({ "schemaVersion": 2, "mediaType": media_types.index(), "manifests": manifests });
+        Ok(Self {
+            index: Blob::new(media_types.index(), to_json(&index)?),
+            images,
+        })
+    }
+
+    /// The index digest.
+    pub fn digest(&self) -> &str {
+        &self.index.digest
+    }
+}
+
+fn to_json(value: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value)
+        .map_err(|error| Error::InvalidArgument(format!("serialising fixture JSON: {error}")))
+}
+
+/// Pushes an image's blobs, then its manifest under `reference`; returns the manifest digest.
+pub async fn push_image(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+    image: &Image,
+) -> Result<String> {
+    authenticate(client, auth, reference).await?;
+    for blob in image.layers.iter().chain([&image.config]) {
+        push_blob(client, reference, blob).await?;
+    }
+    push_manifest(client, reference, &image.manifest).await?;
+    Ok(image.digest().to_owned())
+}
+
+/// Pushes every child image by digest, then the index under `reference`; returns the index digest.
+pub async fn push_index(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+    index: &Index,
+) -> Result<String> {
+    authenticate(client, auth, reference).await?;
+    for image in &index.images {
+        let by_digest = reference.clone_with_digest(image.digest().to_owned());
+        for blob in image.layers.iter().chain([&image.config]) {
+            push_blob(client, &by_digest, blob).await?;
+        }
+        push_manifest(client, &by_digest, &image.manifest).await?;
+    }
+    push_manifest(client, reference, &index.index).await?;
+    Ok(index.digest().to_owned())
+}
+
+async fn authenticate(client: &Client, auth: &RegistryAuth, reference: &Reference) -> Result<()> {
+    client
+        .auth(reference, auth, RegistryOperation::Push)
+        .await
+        .map(drop)
+        .map_err(|source| Error::Registry {
+            reference: reference.whole(),
+            source,
+        })
+}
+
+async fn push_blob(client: &Client, reference: &Reference, blob: &Blob) -> Result<()> {
+    client
+        .push_blob(reference, blob.data.clone(), &blob.digest)
+        .await
+        .map(drop)
+        .map_err(|source| Error::Registry {
+            reference: format!("{} (blob {})", reference.whole(), blob.digest),
+            source,
+        })
+}
+
+async fn push_manifest(client: &Client, reference: &Reference, manifest: &Blob) -> Result<()> {
+    let content_type = reqwest::header::HeaderValue::from_str(&manifest.media_type)
+        .map_err(|error| Error::InvalidArgument(format!("media type {:?}: {error}", manifest.media_type)))?;
+    client
+        .push_manifest_raw(reference, manifest.data.clone(), content_type)
+        .await
+        .map(drop)
+        .map_err(|source| Error::Registry {
+            reference: reference.whole(),
+            source,
+        })
+}
+
+impl Registry {
+    /// Pushes `image` to `repository_and_tag` (e.g. `team/app:1.0`) on this registry.
+    pub async fn push_image(&self, repository_and_tag: &str, image: &Image) -> Result<String> {
+        push_image(
+            &self.oci_client(),
+            &self.auth(),
+            &self.reference(repository_and_tag),
+            image,
+        )
+        .await
+    }
+
+    /// Pushes `index` and its children to `repository_and_tag` on this registry.
+    pub async fn push_index(&self, repository_and_tag: &str, index: &Index) -> Result<String> {
+        push_index(
+            &self.oci_client(),
+            &self.auth(),
+            &self.reference(repository_and_tag),
+            index,
+        )
+        .await
+    }
+}
+
+/// `size` bytes of xorshift64* output from `seed`: fast, deterministic and incompressible.
+fn pseudo_random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut bytes = Vec::with_capacity(size + 8);
+    while bytes.len() < size {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    bytes.truncate(size);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_builder_gives_the_same_digests() {
+        let builder = ImageBuilder::new()
+            .layer(
+                LayerBuilder::new()
+                    .file("a/b/c.txt", b"c", 0o600)
+                    .random_file("data", 4096, 7),
+            )
+            .entrypoint(["/a/b/c.txt"]);
+        let (first, second) = (builder.build().expect("build"), builder.build().expect("build"));
+        assert_eq!(first.digest(), second.digest());
+        assert_eq!(first.layers[0].data, second.layers[0].data);
+        let other = builder.clone().label("variant", "2").build().expect("build");
+        assert_ne!(first.digest(), other.digest());
+    }
+
+    #[test]
+    fn parent_directories_come_before_their_files() {
+        let (tar, _) = LayerBuilder::new()
+            .file("a/b/c.txt", b"c", 0o600)
+            .file("a/d.txt", b"d", 0o600)
+            .build()
+            .expect("layer");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let paths: Vec<String> = archive
+            .entries()
+            .expect("entries")
+            .map(|entry| entry.expect("entry").path().expect("path").display().to_string())
+            .collect();
+        assert_eq!(paths, ["a/", "a/b/", "a/b/c.txt", "a/d.txt"]);
+    }
+
+    #[test]
+    fn random_files_differ_by_seed_and_do_not_compress() {
+        assert_ne!(pseudo_random_bytes(64, 1), pseudo_random_bytes(64, 2));
+        let (tar, gzip) = LayerBuilder::new()
+            .random_file("blob", 1 << 20, 3)
+            .build()
+            .expect("layer");
+        assert!(
+            gzip.len() as f64 > tar.len() as f64 * 0.95,
+            "{} of {}",
+            gzip.len(),
+            tar.len()
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! etcd plus a real kube-apiserver, started the way envtest starts them for operator tests.
+//!
+//! The API server serves with a certificate from a per-test [`TestCa`] and authenticates one
+//! static token as a member of `system:masters`. There is no scheduler, controller-manager or
+//! kubelet: objects are stored and validated, pods never run. Tests that need readiness patch
+//! an object's status themselves.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::process::{ServerProcess, accepts_connections, free_port, start_on_free_port};
+use crate::registry::random_hex;
+use crate::tls::{TestCa, write_file};
+use crate::{Error, Result, binaries, io_context};
+
+/// A running etcd and kube-apiserver pair; dropping it stops both and deletes their data.
+pub struct KubeApiServer {
+    // Field order is drop order: the API server stops before etcd, and both before the directory goes.
+    _apiserver: ServerProcess,
+    _etcd: ServerProcess,
+    addr: SocketAddr,
+    token: String,
+    ca_pem: String,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+/// The context, cluster and user name written into the kubeconfig.
+pub const KUBECONFIG_CONTEXT: &str = "coder-install-test";
+
+impl KubeApiServer {
+    /// Starts etcd and kube-apiserver on free loopback ports and waits until `/readyz` answers.
+    pub async fn start() -> Result<Self> {
+        let etcd_binary = binaries::etcd()?;
+        let apiserver_binary = binaries::kube_apiserver()?;
+        let dir = tempfile::Builder::new()
+            .prefix("testenv-kube-")
+            .tempdir()
+            .map_err(io_context("creating the API server's directory"))?;
+
+        let (etcd, etcd_url) = start_on_free_port(|port| start_etcd(&etcd_binary, dir.path(), port)).await?;
+
+        let ca = TestCa::new()?;
+        let serving = ca.issue_server_cert(dir.path(), "apiserver")?;
+        let ca_path = dir.path().join("ca.crt");
+        ca.write_cert(&ca_path)?;
+        // Service-account tokens need a signing key; any key pair will do (ECDSA P-256 here).
+        let service_account_key = rcgen::KeyPair::generate()?;
+        let sa_key = dir.path().join("sa.key");
+        let sa_pub = dir.path().join("sa.pub");
+        write_file(&sa_key, service_account_key.serialize_pem().as_bytes())?;
+        write_file(&sa_pub, service_account_key.public_key_pem().as_bytes())?;
+        let token = random_hex(24)?;
+        let tokens = dir.path().join("tokens.csv");
+        write_file(
+            &tokens,
+            format!("{token},admin,admin,system:masters\n").as_bytes(),
+        )?;
+
+        let dir_path = dir.path().to_owned();
+        let (apiserver, addr) = start_on_free_port(|port| {
+            let mut command = Command::new(&apiserver_binary);
+            command
+                .arg(format!("--etcd-servers={etcd_url}"))
+                .arg(format!("--secure-port={port}"))
+                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--cert-dir={}", dir_path.join("certs").display()))
+                .arg(format!("--tls-cert-file={}", serving.cert.display()))
+                .arg(format!("--tls-private-key-file={}", serving.key.display()))
+                .arg(format!("--token-auth-file={}", tokens.display()))
+                .arg("--authorization-mode=RBAC")
+                .arg("--service-account-issuer=https://kubernetes.default.svc")
+                .arg(format!("--service-account-key-file={}", sa_pub.display()))
+                .arg(format!("--service-account-signing-key-file={}", sa_key.display()))
+                .arg("--service-cluster-ip-range=10.96.0.0/16")
+                .arg("--allow-privileged=true")
+                // As envtest does: without a controller-manager no namespace ever gets its
+                // default ServiceAccount, so this plugin would refuse every Pod.
+                .arg("--disable-admission-plugins=ServiceAccount");
+            let log = dir_path.join("kube-apiserver.log");
+            let ready_probe = ReadyProbe::new(port, &token, &ca.cert_pem());
+            async move {
+                let ready_probe = ready_probe?;
+                let mut process = ServerProcess::spawn("kube-apiserver", command, &log, Signal::SIGTERM)?;
+                process
+                    .wait_ready(Duration::from_secs(90), || ready_probe.probe())
+                    .await?;
+                Ok((process, SocketAddr::from(([127, 0, 0, 1], port))))
+            }
+        })
+        .await?;
+
+        let kubeconfig = dir.path().join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &format!("https://{addr}"), &ca_path, &token)?;
+        Ok(Self {
+            _apiserver: apiserver,
+            _etcd: etcd,
+            addr,
+            token,
+            ca_pem: ca.cert_pem(),
+            kubeconfig,
+            _dir: dir,
+        })
+    }
+
+    /// The API server's URL, `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The bearer token of the `admin` user (group `system:masters`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The CA certificate (PEM) that signed the API server's serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A kubeconfig file for this server (context [`KUBECONFIG_CONTEXT`]), as `--kubeconfig` takes.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A `kube` client loaded from [`Self::kubeconfig_path`], exactly as the tool would load it.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|error| Error::Kubeconfig(error.to_string()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|error| Error::Kubeconfig(error.to_string()))?;
+        kube::Client::try_from(config).map_err(|error| Error::Kubeconfig(error.to_string()))
+    }
+}
+
+async fn start_etcd(binary: &Path, dir: &Path, client_port: u16) -> Result<(ServerProcess, String)> {
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=default={peer_url}"));
+    let mut process = ServerProcess::spawn("etcd", command, &dir.join("etcd.log"), Signal::SIGTERM)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], client_port));
+    process
+        .wait_ready(Duration::from_secs(30), || accepts_connections(addr))
+        .await?;
+    Ok((process, client_url))
+}
+
+/// Polls `/readyz` with the admin token, trusting only the test CA.
+struct ReadyProbe {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ReadyProbe {
+    fn new(port: u16, token: &str, ca_pem: &str) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            client,
+            url: format!("https://127.0.0.1:{port}/readyz"),
+            token: token.to_owned(),
+        })
+    }
+
+    async fn probe(&self) -> Result<bool, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|error| format!("GET {}: {error}", self.url))?;
+        if response.status().is_success() {
+            Ok(true)
+        } else {
+            Err(format!("GET {} answered {}", self.url, response.status()))
+        }
+    }
+}
+
+/// Writes a kubeconfig (JSON, which every YAML reader accepts) with token auth and the test CA.
+fn write_kubeconfig(path: &Path, server: &str, ca_path: &Path, token: &str) -> Result<()> {
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": KUBECONFIG_CONTEXT,
+        "clusters": [{
+            "name": KUBECONFIG_CONTEXT,
+            "cluster": { "server": server, "certificate-authority": ca_path },
+        }],
+        "users": [{ "name": KUBECONFIG_CONTEXT, "user": { "token": token } }],
+        "contexts": [{
+            "name": KUBECONFIG_CONTEXT,
+            "context": { "cluster": KUBECONFIG_CONTEXT, "user": KUBECONFIG_CONTEXT, "namespace": "default" },
+        }],
+    });
+    let text =
+        serde_json::to_vec_pretty(&kubeconfig).map_err(|error| Error::Kubeconfig(error.to_string()))?;
+    write_file(path, &text)
+}
+
+/// Test-side stand-in for the deployment controller and kubelets, which the test API server
+/// does not run: patches the Deployment's status to say all its replicas are up and available.
+///
+/// Only tests call this; it is how code that waits for readiness is exercised without nodes.
+pub async fn mark_deployment_available(client: &kube::Client, namespace: &str, name: &str) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment = deployments.get(name).await?;
+    let replicas = deployment.spec.and_then(|spec| spec.replicas).unwrap_or(1);
+    let status = serde_json::json!({
+        "status": {
+            "observedGeneration": deployment.metadata.generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [{
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "simulated by coder-testenv (the test API server runs no kubelets)",
+            }],
+        }
+    });
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    Ok(())
+}

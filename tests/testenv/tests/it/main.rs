@@ -1,0 +1,8 @@
+//! Smoke tests: each test server is real, reachable, and usable through the crates the project
+//! uses in production (`oci-client`, `kube`, `sqlx`), and fixture images are readable by an
+//! independent client (`skopeo`).
+
+mod fixture;
+mod kubernetes;
+mod postgres;
+mod registry;
