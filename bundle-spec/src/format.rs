@@ -1,0 +1,189 @@
+//! The bundle file format, all of it in one place.
+//!
+//! A bundle is **one uncompressed tar that is itself an OCI image layout**, so `skopeo`, crane
+//! and oras read it as `oci-archive:coder.bundle:<original reference>`. Entries, in this order:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `oci-layout` | `{"imageLayoutVersion":"1.0.0"}` |
+//! | `index.json` | an OCI index: one descriptor per image and chart, annotated with [`REF_NAME_ANNOTATION`] = the original reference |
+//! | `coder-bundle/manifest.json` | the [`BundleManifest`]: what the bundle holds, blob by blob |
+//! | `coder-bundle/manifest.json.sig` | optional: the raw 64-byte Ed25519 signature of `manifest.json` |
+//! | `coder-bundle/spec.yaml` | the bundle spec it was made from |
+//! | `coder-bundle/images.lock` | the lock it was made from |
+//! | `blobs/sha256/<hex>` | every manifest, index, config, layer and chart blob, each once, sorted by digest |
+//!
+//! Directory entries (`blobs/`, `blobs/sha256/`, `coder-bundle/`) precede their files. Every
+//! entry has mtime 0, owner 0:0 and mode 0644 (0755 for directories), and the tar ends with the
+//! two zero blocks; so the same lock and charts always give the same bytes.
+//!
+//! Manifests and indexes are stored byte for byte as the registry served them (their digests are
+//! unchanged). For a multi-platform index the original index is stored whole, but only the
+//! children of the spec's `platforms` are carried; the OCI image-layout spec allows referenced
+//! blobs to be absent, and the bundle manifest records which platforms are present.
+//!
+//! Charts travel as OCI artifacts with Helm's media types ([`HELM_CONFIG_MEDIA_TYPE`],
+//! [`HELM_CHART_LAYER_MEDIA_TYPE`]).
+//!
+//! Integrity: `manifest.json` lists every blob's digest and size and the digests of
+//! `index.json`, `spec.yaml` and `images.lock`; the signature covers `manifest.json`. Checking
+//! the signature and re-hashing every entry therefore checks the whole bundle.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The bundle format version this crate reads and writes.
+pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+/// Path of the OCI layout marker.
+pub const OCI_LAYOUT_PATH: &str = "oci-layout";
+/// Contents of the OCI layout marker.
+pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+/// Path of the OCI index.
+pub const INDEX_PATH: &str = "index.json";
+/// The folder of coder-install's own files.
+pub const BUNDLE_DIR: &str = "coder-bundle/";
+/// Path of the bundle manifest.
+pub const MANIFEST_PATH: &str = "coder-bundle/manifest.json";
+/// Path of the detached signature of the bundle manifest.
+pub const SIGNATURE_PATH: &str = "coder-bundle/manifest.json.sig";
+/// Path of the spec the bundle was made from.
+pub const SPEC_PATH: &str = "coder-bundle/spec.yaml";
+/// Path of the lock the bundle was made from.
+pub const LOCK_PATH: &str = "coder-bundle/images.lock";
+/// The folder of content-addressed blobs.
+pub const BLOBS_DIR: &str = "blobs/sha256/";
+
+/// The annotation that names an image in `index.json` (its original reference).
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// Media type of an OCI image index.
+pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of an OCI image manifest.
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of a Docker manifest list.
+pub const DOCKER_MANIFEST_LIST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of a Docker schema 2 manifest.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media types of the obsolete Docker schema 1 manifests, which are refused.
+pub const DOCKER_SCHEMA1_MEDIA_TYPES: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+/// Media type of a Helm chart's config blob.
+pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
+/// Media type of a Helm chart's content layer.
+pub const HELM_CHART_LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+/// Every manifest media type a bundle can hold, in the order registries are asked for them.
+pub const ACCEPTED_MANIFEST_MEDIA_TYPES: [&str; 4] =
+    [OCI_INDEX_MEDIA_TYPE, DOCKER_MANIFEST_LIST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE];
+
+/// Whether `media_type` is a multi-platform index (OCI index or Docker manifest list).
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX_MEDIA_TYPE || media_type == DOCKER_MANIFEST_LIST_MEDIA_TYPE
+}
+
+/// Path of a blob inside the bundle: `blobs/sha256/<hex>`.
+pub fn blob_path(digest: &str) -> String {
+    format!("{BLOBS_DIR}{}", digest.trim_start_matches("sha256:"))
+}
+
+/// What a bundle holds: `coder-bundle/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// [`BUNDLE_FORMAT_VERSION`] at the time of writing.
+    pub format_version: u32,
+    /// The tool that wrote it, e.g. `coder-install 0.1.0`.
+    pub tool: String,
+    /// When the bundle's content was fixed: the lock's `locked_at`.
+    #[schemars(with = "String")]
+    pub created: jiff::Timestamp,
+    /// The spec's product name.
+    pub name: String,
+    /// The spec's release version.
+    pub version: String,
+    /// The platforms carried for multi-platform images (empty: all).
+    pub platforms: Vec<String>,
+    /// Digest of `index.json`.
+    pub index_digest: String,
+    /// Digest of `coder-bundle/spec.yaml`.
+    pub spec_digest: String,
+    /// Digest of `coder-bundle/images.lock`.
+    pub lock_digest: String,
+    /// The images, in spec order.
+    pub images: Vec<BundledArtifact>,
+    /// The charts, in spec order.
+    pub charts: Vec<BundledArtifact>,
+    /// Every blob, once, sorted by digest.
+    pub blobs: Vec<BlobRecord>,
+    /// Sum of the sizes of `blobs`.
+    pub total_size: u64,
+}
+
+/// One image or chart inside a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BundledArtifact {
+    /// Logical name from the spec.
+    pub name: String,
+    /// The original reference (also the `index.json` annotation).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Digest of the top-level manifest or index.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// The platforms carried: `os/arch` and the child manifest's digest (empty for a single manifest).
+    pub platforms: Vec<BundledPlatform>,
+    /// Every blob this artifact uses (manifests, configs, layers), sorted by digest.
+    pub blobs: Vec<String>,
+    /// Sum of the sizes of `blobs`.
+    pub size: u64,
+}
+
+/// One carried platform of a multi-platform image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BundledPlatform {
+    /// `os/architecture[/variant]`.
+    pub platform: String,
+    /// The platform's manifest digest.
+    pub digest: String,
+}
+
+/// One blob of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlobRecord {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl BundleManifest {
+    /// Parses `manifest.json`, refusing a format newer than this tool understands.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, crate::SpecError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let version: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|error| crate::SpecError::Json { what: MANIFEST_PATH, message: error.to_string() })?;
+        if version.format_version > BUNDLE_FORMAT_VERSION {
+            return Err(crate::SpecError::Invalid {
+                what: "bundle".to_owned(),
+                reason: format!(
+                    "it uses bundle format {} but this coder-install reads up to {BUNDLE_FORMAT_VERSION}; use a newer coder-install",
+                    version.format_version
+                ),
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|error| crate::SpecError::Json { what: MANIFEST_PATH, message: error.to_string() })
+    }
+
+    /// The blob record of `digest`, if the bundle holds it.
+    pub fn blob(&self, digest: &str) -> Option<&BlobRecord> {
+        self.blobs.binary_search_by(|record| record.digest.as_str().cmp(digest)).ok().map(|index| &self.blobs[index])
+    }
+}
