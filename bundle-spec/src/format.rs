@@ -74,8 +74,12 @@ pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+js
 pub const HELM_CHART_LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 /// Every manifest media type a bundle can hold, in the order registries are asked for them.
-pub const ACCEPTED_MANIFEST_MEDIA_TYPES: [&str; 4] =
-    [OCI_INDEX_MEDIA_TYPE, DOCKER_MANIFEST_LIST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE];
+pub const ACCEPTED_MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    OCI_INDEX_MEDIA_TYPE,
+    DOCKER_MANIFEST_LIST_MEDIA_TYPE,
+    OCI_MANIFEST_MEDIA_TYPE,
+    DOCKER_MANIFEST_MEDIA_TYPE,
+];
 
 /// Whether `media_type` is a multi-platform index (OCI index or Docker manifest list).
 pub fn is_index(media_type: &str) -> bool {
@@ -168,8 +172,10 @@ impl BundleManifest {
         struct VersionOnly {
             format_version: u32,
         }
-        let version: VersionOnly = serde_json::from_slice(bytes)
-            .map_err(|error| crate::SpecError::Json { what: MANIFEST_PATH, message: error.to_string() })?;
+        let version: VersionOnly = serde_json::from_slice(bytes).map_err(|error| crate::SpecError::Json {
+            what: MANIFEST_PATH,
+            message: error.to_string(),
+        })?;
         if version.format_version > BUNDLE_FORMAT_VERSION {
             return Err(crate::SpecError::Invalid {
                 what: "bundle".to_owned(),
@@ -179,11 +185,17 @@ impl BundleManifest {
                 ),
             });
         }
-        serde_json::from_slice(bytes).map_err(|error| crate::SpecError::Json { what: MANIFEST_PATH, message: error.to_string() })
+        serde_json::from_slice(bytes).map_err(|error| crate::SpecError::Json {
+            what: MANIFEST_PATH,
+            message: error.to_string(),
+        })
     }
 
     /// The blob record of `digest`, if the bundle holds it.
     pub fn blob(&self, digest: &str) -> Option<&BlobRecord> {
-        self.blobs.binary_search_by(|record| record.digest.as_str().cmp(digest)).ok().map(|index| &self.blobs[index])
+        self.blobs
+            .binary_search_by(|record| record.digest.as_str().cmp(digest))
+            .ok()
+            .map(|index| &self.blobs[index])
     }
 }

@@ -87,8 +87,10 @@ impl LockedArtifact {
 impl ImageLock {
     /// Parses a lock; `source` names it in errors.
     pub fn from_yaml(text: &str, source: &str) -> Result<Self, SpecError> {
-        let lock: Self = serde_saphyr::from_str(text)
-            .map_err(|error| SpecError::Yaml { source_name: source.to_owned(), message: error.to_string() })?;
+        let lock: Self = serde_saphyr::from_str(text).map_err(|error| SpecError::Yaml {
+            source_name: source.to_owned(),
+            message: error.to_string(),
+        })?;
         if lock.version != LOCK_FORMAT_VERSION {
             return Err(SpecError::Invalid {
                 what: format!("lock {source}"),
@@ -99,16 +101,20 @@ impl ImageLock {
             });
         }
         for artifact in lock.images.iter().chain(&lock.charts) {
-            crate::reference::validate_digest(&artifact.digest)
-                .map_err(|reason| SpecError::Invalid { what: format!("lock entry {}", artifact.name), reason })?;
+            crate::reference::validate_digest(&artifact.digest).map_err(|reason| SpecError::Invalid {
+                what: format!("lock entry {}", artifact.name),
+                reason,
+            })?;
         }
         Ok(lock)
     }
 
     /// Serialises the lock as YAML, with its header comment.
     pub fn to_yaml(&self) -> Result<String, SpecError> {
-        let body = serde_saphyr::to_string(self)
-            .map_err(|error| SpecError::Yaml { source_name: "lock".to_owned(), message: error.to_string() })?;
+        let body = serde_saphyr::to_string(self).map_err(|error| SpecError::Yaml {
+            source_name: "lock".to_owned(),
+            message: error.to_string(),
+        })?;
         Ok(format!("{HEADER}{body}"))
     }
 
@@ -122,16 +128,28 @@ impl ImageLock {
                 self.spec.name, self.spec.version, spec.name, spec.version
             ));
         }
-        let wanted_images: Vec<(&str, &str)> =
-            spec.images.iter().map(|image| (image.name.as_str(), image.reference.as_str())).collect();
+        let wanted_images: Vec<(&str, &str)> = spec
+            .images
+            .iter()
+            .map(|image| (image.name.as_str(), image.reference.as_str()))
+            .collect();
         let wanted_charts: Vec<(&str, &str)> = spec
             .charts
             .iter()
-            .filter_map(|chart| chart.reference.as_deref().map(|reference| (chart.name.as_str(), reference)))
+            .filter_map(|chart| {
+                chart
+                    .reference
+                    .as_deref()
+                    .map(|reference| (chart.name.as_str(), reference))
+            })
             .collect();
         compare("image", &wanted_images, &self.images, &mut differences);
         compare("chart", &wanted_charts, &self.charts, &mut differences);
-        if differences.is_empty() { Ok(()) } else { Err(SpecError::LockOutdated { differences }) }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError::LockOutdated { differences })
+        }
     }
 
     /// The locked entry for image `name`.
@@ -153,7 +171,10 @@ fn compare(kind: &str, wanted: &[(&str, &str)], locked: &[LockedArtifact], diffe
     }
     for entry in locked {
         if !wanted.iter().any(|(name, _)| *name == entry.name) {
-            differences.push(format!("{kind} {} is in the lock but no longer in the spec", entry.name));
+            differences.push(format!(
+                "{kind} {} is in the lock but no longer in the spec",
+                entry.name
+            ));
         }
     }
 }
@@ -184,7 +205,10 @@ mod tests {
     fn lock(images: Vec<LockedArtifact>) -> ImageLock {
         ImageLock {
             version: LOCK_FORMAT_VERSION,
-            spec: LockedSpec { name: "coder".to_owned(), version: "1.0.0".to_owned() },
+            spec: LockedSpec {
+                name: "coder".to_owned(),
+                version: "1.0.0".to_owned(),
+            },
             locked_at: jiff::Timestamp::UNIX_EPOCH,
             images,
             charts: Vec::new(),
@@ -193,7 +217,10 @@ mod tests {
 
     #[test]
     fn a_matching_lock_round_trips_through_yaml() {
-        let lock = lock(vec![artifact("postgres", "postgres:13"), artifact("app", "r.example.com/app:1")]);
+        let lock = lock(vec![
+            artifact("postgres", "postgres:13"),
+            artifact("app", "r.example.com/app:1"),
+        ]);
         lock.check_matches(&spec()).expect("matches");
         let text = lock.to_yaml().expect("yaml");
         assert!(text.starts_with("# images.lock"));
@@ -202,9 +229,17 @@ mod tests {
 
     #[test]
     fn every_difference_from_the_spec_is_listed() {
-        let lock = lock(vec![artifact("postgres", "postgres:14"), artifact("old", "old:1")]);
+        let lock = lock(vec![
+            artifact("postgres", "postgres:14"),
+            artifact("old", "old:1"),
+        ]);
         let error = lock.check_matches(&spec()).expect_err("outdated").to_string();
-        for expected in ["postgres is postgres:13 in the spec but postgres:14", "app (r.example.com/app:1) is not in the lock", "old is in the lock but no longer", "coder-install lock"] {
+        for expected in [
+            "postgres is postgres:13 in the spec but postgres:14",
+            "app (r.example.com/app:1) is not in the lock",
+            "old is in the lock but no longer",
+            "coder-install lock",
+        ] {
             assert!(error.contains(expected), "expected {expected:?} in: {error}");
         }
     }

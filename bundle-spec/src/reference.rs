@@ -30,12 +30,17 @@ impl ImageReference {
     /// Parses a reference. A tag or a digest is required: a bare repository would silently mean
     /// `latest`, a moving target that has no place in a pinned install.
     pub fn parse(text: &str) -> Result<Self, SpecError> {
-        let invalid = |reason: &str| SpecError::InvalidReference { reference: text.to_owned(), reason: reason.to_owned() };
+        let invalid = |reason: &str| SpecError::InvalidReference {
+            reference: text.to_owned(),
+            reason: reason.to_owned(),
+        };
         if text.is_empty() || text.trim() != text {
             return Err(invalid("it is empty or has surrounding spaces"));
         }
         if text.contains("://") {
-            return Err(invalid("write an image reference without a scheme, e.g. registry.example.com/team/app:1.0"));
+            return Err(invalid(
+                "write an image reference without a scheme, e.g. registry.example.com/team/app:1.0",
+            ));
         }
         let (name_and_tag, digest) = match text.split_once('@') {
             Some((name, digest)) => {
@@ -55,14 +60,18 @@ impl ImageReference {
         if let Some(tag) = &tag {
             let valid = !tag.is_empty()
                 && tag.len() <= 128
-                && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
                 && !tag.starts_with(['.', '-']);
             if !valid {
                 return Err(invalid(&format!("tag {tag:?} is not a valid tag")));
             }
         }
         if tag.is_none() && digest.is_none() {
-            return Err(invalid("it has neither a tag nor a digest; pin it, e.g. `app:1.2.3` or `app@sha256:…`"));
+            return Err(invalid(
+                "it has neither a tag nor a digest; pin it, e.g. `app:1.2.3` or `app@sha256:…`",
+            ));
         }
 
         let (registry, repository) = match name.split_once('/') {
@@ -71,14 +80,23 @@ impl ImageReference {
             }
             _ => (DOCKER_HUB.to_owned(), name.to_owned()),
         };
-        let repository =
-            if registry == DOCKER_HUB && !repository.contains('/') { format!("library/{repository}") } else { repository };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
         if repository.is_empty() || !repository.split('/').all(is_path_component) {
             return Err(invalid(&format!(
                 "repository {repository:?} must be lowercase letters, digits and separators (. _ - /)"
             )));
         }
-        Ok(Self { original: text.to_owned(), registry, repository, tag, digest })
+        Ok(Self {
+            original: text.to_owned(),
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// The same repository pinned to `digest`: `registry/repository@digest`.
@@ -103,15 +121,28 @@ fn is_path_component(component: &str) -> bool {
     !bytes.is_empty()
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Checks that `digest` is `sha256:` followed by 64 lowercase hex digits.
 pub fn validate_digest(digest: &str) -> Result<(), String> {
     match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(()),
-        Some(_) => Err(format!("digest {digest:?} must be sha256: followed by 64 lowercase hex digits")),
-        None => Err(format!("digest {digest:?} uses an unsupported algorithm; only sha256 is supported")),
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "digest {digest:?} must be sha256: followed by 64 lowercase hex digits"
+        )),
+        None => Err(format!(
+            "digest {digest:?} uses an unsupported algorithm; only sha256 is supported"
+        )),
     }
 }
 
@@ -121,15 +152,33 @@ mod tests {
 
     fn parts(text: &str) -> (String, String, Option<String>, Option<String>) {
         let reference = ImageReference::parse(text).expect("valid reference");
-        (reference.registry, reference.repository, reference.tag, reference.digest)
+        (
+            reference.registry,
+            reference.repository,
+            reference.tag,
+            reference.digest,
+        )
     }
 
     #[test]
     fn docker_hub_short_names_are_normalised() {
-        assert_eq!(parts("postgres:13"), ("docker.io".into(), "library/postgres".into(), Some("13".into()), None));
+        assert_eq!(
+            parts("postgres:13"),
+            (
+                "docker.io".into(),
+                "library/postgres".into(),
+                Some("13".into()),
+                None
+            )
+        );
         assert_eq!(
             parts("coderenvs/coder-service:1.0.0"),
-            ("docker.io".into(), "coderenvs/coder-service".into(), Some("1.0.0".into()), None)
+            (
+                "docker.io".into(),
+                "coderenvs/coder-service".into(),
+                Some("1.0.0".into()),
+                None
+            )
         );
     }
 
@@ -138,9 +187,17 @@ mod tests {
         let digest = format!("sha256:{}", "a".repeat(64));
         assert_eq!(
             parts(&format!("127.0.0.1:5000/team/app:1.0@{digest}")),
-            ("127.0.0.1:5000".into(), "team/app".into(), Some("1.0".into()), Some(digest.clone()))
+            (
+                "127.0.0.1:5000".into(),
+                "team/app".into(),
+                Some("1.0".into()),
+                Some(digest.clone())
+            )
         );
-        assert_eq!(parts(&format!("localhost/app@{digest}")), ("localhost".into(), "app".into(), None, Some(digest)));
+        assert_eq!(
+            parts(&format!("localhost/app@{digest}")),
+            ("localhost".into(), "app".into(), None, Some(digest))
+        );
     }
 
     #[test]

@@ -80,10 +80,12 @@ impl ChartSpec {
         match (&self.path, &self.reference) {
             (Some(path), None) => Ok(ChartSource::Path(path)),
             (None, Some(reference)) => {
-                let without_scheme = reference.strip_prefix("oci://").ok_or_else(|| SpecError::Invalid {
-                    what: format!("chart {}", self.name),
-                    reason: format!("ref {reference:?} must start with oci://"),
-                })?;
+                let without_scheme = reference
+                    .strip_prefix("oci://")
+                    .ok_or_else(|| SpecError::Invalid {
+                        what: format!("chart {}", self.name),
+                        reason: format!("ref {reference:?} must start with oci://"),
+                    })?;
                 Ok(ChartSource::Oci(ImageReference::parse(without_scheme)?))
             }
             _ => Err(SpecError::Invalid {
@@ -108,7 +110,9 @@ pub struct Platform {
 impl Platform {
     /// Whether an index entry's platform is this one (a variant is only compared when set here).
     pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
-        self.os == os && self.architecture == architecture && self.variant.as_deref().is_none_or(|v| Some(v) == variant)
+        self.os == os
+            && self.architecture == architecture
+            && self.variant.as_deref().is_none_or(|v| Some(v) == variant)
     }
 }
 
@@ -117,7 +121,8 @@ impl FromStr for Platform {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split('/').collect();
-        let valid_part = |part: &&str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_part =
+            |part: &&str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match parts.as_slice() {
             [os, architecture] | [os, architecture, _] if parts.iter().all(valid_part) => Ok(Self {
                 os: (*os).to_owned(),
@@ -158,16 +163,20 @@ impl<'de> Deserialize<'de> for Platform {
 impl BundleSpec {
     /// Parses and validates a spec; `source` (a path, or "built-in") names it in errors.
     pub fn from_yaml(text: &str, source: &str) -> Result<Self, SpecError> {
-        let spec: Self = serde_saphyr::from_str(text)
-            .map_err(|error| SpecError::Yaml { source_name: source.to_owned(), message: error.to_string() })?;
+        let spec: Self = serde_saphyr::from_str(text).map_err(|error| SpecError::Yaml {
+            source_name: source.to_owned(),
+            message: error.to_string(),
+        })?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Serialises the spec as YAML.
     pub fn to_yaml(&self) -> Result<String, SpecError> {
-        serde_saphyr::to_string(self)
-            .map_err(|error| SpecError::Yaml { source_name: "spec".to_owned(), message: error.to_string() })
+        serde_saphyr::to_string(self).map_err(|error| SpecError::Yaml {
+            source_name: "spec".to_owned(),
+            message: error.to_string(),
+        })
     }
 
     /// Checks names, references and charts; every rule names the offending entry.
@@ -181,14 +190,20 @@ impl BundleSpec {
         let mut platforms = HashSet::new();
         for platform in &self.platforms {
             if !platforms.insert(platform) {
-                return Err(SpecError::Duplicate { kind: "platform", name: platform.to_string() });
+                return Err(SpecError::Duplicate {
+                    kind: "platform",
+                    name: platform.to_string(),
+                });
             }
         }
         let mut names = HashSet::new();
         for image in &self.images {
             check_label("image", &image.name)?;
             if !names.insert(image.name.as_str()) {
-                return Err(SpecError::Duplicate { kind: "image", name: image.name.clone() });
+                return Err(SpecError::Duplicate {
+                    kind: "image",
+                    name: image.name.clone(),
+                });
             }
             ImageReference::parse(&image.reference)?;
         }
@@ -196,7 +211,10 @@ impl BundleSpec {
         for chart in &self.charts {
             check_label("chart", &chart.name)?;
             if !chart_names.insert(chart.name.as_str()) {
-                return Err(SpecError::Duplicate { kind: "chart", name: chart.name.clone() });
+                return Err(SpecError::Duplicate {
+                    kind: "chart",
+                    name: chart.name.clone(),
+                });
             }
             chart.source()?;
         }
@@ -205,7 +223,10 @@ impl BundleSpec {
 
     /// The images with their parsed references, in spec order.
     pub fn image_references(&self) -> Result<Vec<(&str, ImageReference)>, SpecError> {
-        self.images.iter().map(|image| Ok((image.name.as_str(), ImageReference::parse(&image.reference)?))).collect()
+        self.images
+            .iter()
+            .map(|image| Ok((image.name.as_str(), ImageReference::parse(&image.reference)?)))
+            .collect()
     }
 
     /// The JSON Schema of the spec format, generated from these types.
@@ -218,7 +239,9 @@ impl BundleSpec {
 fn check_label(kind: &'static str, name: &str) -> Result<(), SpecError> {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if valid {
@@ -226,7 +249,8 @@ fn check_label(kind: &'static str, name: &str) -> Result<(), SpecError> {
     } else {
         Err(SpecError::Invalid {
             what: format!("{kind} name {name:?}"),
-            reason: "use lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters)".to_owned(),
+            reason: "use lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters)"
+                .to_owned(),
         })
     }
 }
@@ -240,7 +264,10 @@ mod tests {
     #[test]
     fn the_example_parses_and_round_trips() {
         let spec = BundleSpec::from_yaml(EXAMPLE, "example").expect("valid");
-        assert_eq!(spec.platforms, vec!["linux/amd64".parse::<Platform>().expect("platform")]);
+        assert_eq!(
+            spec.platforms,
+            vec!["linux/amd64".parse::<Platform>().expect("platform")]
+        );
         let again = BundleSpec::from_yaml(&spec.to_yaml().expect("yaml"), "again").expect("valid");
         assert_eq!(again, spec);
     }
@@ -248,12 +275,27 @@ mod tests {
     #[test]
     fn bad_specs_are_refused_with_what_is_wrong() {
         let cases = [
-            (EXAMPLE.replace("version: 1.0.0", "version: 1.0.0\ncolour: blue"), "colour"),
-            (EXAMPLE.replace("postgres:13", "postgres"), "neither a tag nor a digest"),
-            (EXAMPLE.replace("name: coder\n    path", "name: Bad_Name\n    path"), "DNS-1123"),
-            (EXAMPLE.replace("images:\n", "images:\n  - name: postgres\n    ref: postgres:14\n"), "duplicate image"),
+            (
+                EXAMPLE.replace("version: 1.0.0", "version: 1.0.0\ncolour: blue"),
+                "colour",
+            ),
+            (
+                EXAMPLE.replace("postgres:13", "postgres"),
+                "neither a tag nor a digest",
+            ),
+            (
+                EXAMPLE.replace("name: coder\n    path", "name: Bad_Name\n    path"),
+                "DNS-1123",
+            ),
+            (
+                EXAMPLE.replace("images:\n", "images:\n  - name: postgres\n    ref: postgres:14\n"),
+                "duplicate image",
+            ),
             (EXAMPLE.replace("[linux/amd64]", "[linux]"), "os/architecture"),
-            (EXAMPLE.replace("path: charts/coder", "path: a\n    ref: oci://r.example.com/c:1"), "exactly one"),
+            (
+                EXAMPLE.replace("path: charts/coder", "path: a\n    ref: oci://r.example.com/c:1"),
+                "exactly one",
+            ),
             (EXAMPLE.replace("images:\n  -", "images:\n -\n  -"), "spec"),
         ];
         for (text, expected) in cases {
@@ -264,7 +306,9 @@ mod tests {
 
     #[test]
     fn yaml_errors_carry_a_line_and_column() {
-        let error = BundleSpec::from_yaml("name: coder\nversion: [1\n", "coder.yaml").expect_err("bad").to_string();
+        let error = BundleSpec::from_yaml("name: coder\nversion: [1\n", "coder.yaml")
+            .expect_err("bad")
+            .to_string();
         assert!(error.contains("coder.yaml"), "{error}");
         assert!(error.contains("line 2") || error.contains(":2:"), "{error}");
     }

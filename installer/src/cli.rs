@@ -1,6 +1,8 @@
 //! The `coder-install` command line: every subcommand, its help text, and dispatch.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Install the Coder platform on Kubernetes, connected or air-gapped.
 ///
@@ -19,13 +21,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Resolve every image of the bundle spec to a digest and write images.lock.
-    Lock(Pending),
+    Lock(LockArgs),
     /// Mirror every locked image and chart into one offline bundle file (connected host).
-    Bundle(Pending),
-    /// Re-hash every blob of a bundle and check its signature.
-    Verify(Pending),
+    ///
+    /// Blobs stream into a content-addressed cache (verified, shared between bundles, resumed
+    /// after an interruption), then the bundle is written as one tar that is an OCI image
+    /// layout: `skopeo copy oci-archive:coder.bundle:<ref> ...` reads it.
+    Bundle(BundleArgs),
+    /// Re-hash every blob of a bundle and check its signature; exits non-zero on any problem.
+    Verify(VerifyArgs),
     /// Show what a bundle holds: images, platforms, charts and sizes.
-    Inspect(Pending),
+    Inspect(InspectArgs),
     /// Push a bundle's images and charts into a site registry, without touching a cluster.
     Push(Pending),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
@@ -46,6 +52,111 @@ pub enum Command {
     Allowlist(Pending),
 }
 
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout, for scripts; progress is not shown.
+    Json,
+}
+
+/// Where the spec and lock come from.
+#[derive(Debug, clap::Args)]
+pub struct InputArgs {
+    /// The bundle spec (YAML). Default: the spec built into this coder-install.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// The image lock. Default: `images.lock` beside `--spec`, or the built-in lock.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+}
+
+/// How to reach registries.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// Reach this registry (`host[:port]`) over plain HTTP. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for registries, beside the system's. Repeatable.
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+}
+
+/// `coder-install lock`.
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The bundle spec (YAML). Default: the built-in spec.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Where to write the lock.
+    #[arg(short = 'o', long = "out", value_name = "FILE", default_value = "images.lock")]
+    pub out: PathBuf,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// `coder-install bundle`.
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Spec and lock.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// The bundle file to write.
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "FILE",
+        default_value = "coder.bundle"
+    )]
+    pub out: PathBuf,
+    /// Overwrite the bundle file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The content-addressed blob cache. Default: ~/.cache/coder-install/blob-cache.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Sign the bundle with this Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// `coder-install verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Require a valid signature by this Ed25519 public key (SPKI PEM).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// `coder-install inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
 /// Arguments of a subcommand whose implementation has not landed yet: accepted as they are, so
 /// that every invocation reaches the "not implemented yet" message instead of a usage error.
 #[derive(Debug, clap::Args)]
@@ -55,13 +166,13 @@ pub struct Pending {
 }
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Which issue delivers each subcommand, for the "not implemented yet" message.
     let (name, issue) = match cli.command {
-        Command::Lock(_) => ("lock", 3),
-        Command::Bundle(_) => ("bundle", 3),
-        Command::Verify(_) => ("verify", 3),
-        Command::Inspect(_) => ("inspect", 3),
+        Command::Lock(args) => return crate::commands::lock::run(args).await,
+        Command::Bundle(args) => return crate::commands::bundle::run(args).await,
+        Command::Verify(args) => return crate::commands::verify::run(args).await,
+        Command::Inspect(args) => return crate::commands::inspect::run(args),
         Command::License(_) => ("license", 4),
         Command::Push(_) => ("push", 6),
         Command::Apply(_) => ("apply", 6),

@@ -5,4 +5,11 @@
 //! line, and each capability (bundling, licensing, applying, allowlist audits) lives in a module
 //! of its own as it lands.
 
+pub mod bundle;
+pub mod cache;
 pub mod cli;
+pub mod commands;
+pub mod lock;
+pub mod oci;
+pub mod progress;
+pub mod registry;

@@ -1,3 +1,5 @@
-//! Integration tests of the `coder-install` binary, run as a user runs it.
+//! Integration tests of the `coder-install` binary, run as a user runs it, against real servers.
 
+mod bundle;
 mod cli;
+mod world;

@@ -1,0 +1,43 @@
+//! `coder-install bundle`.
+
+use crate::bundle::{BundleOptions, create};
+use crate::cache::BlobCache;
+use crate::cli::{BundleArgs, OutputFormat};
+use crate::progress::human_bytes;
+
+/// Makes the bundle and prints a summary.
+pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
+    let inputs = super::load_inputs(&args.inputs)?;
+    let options = BundleOptions {
+        output: args.out.clone(),
+        force: args.force,
+        cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
+        concurrency: usize::from(args.concurrency),
+        signing_key: args.signing_key.clone(),
+        registry: super::registry_options(&args.registry)?,
+        quiet: super::quiet(args.format),
+    };
+    let summary = create(&inputs, &options).await?;
+    match args.format {
+        OutputFormat::Json => super::print_json(&summary),
+        OutputFormat::Text => {
+            println!(
+                "wrote {}: {} images, {} charts, {} blobs ({}); downloaded {}, {} blobs from the cache, in {:.1}s{}",
+                summary.output,
+                summary.images,
+                summary.charts,
+                summary.blobs,
+                human_bytes(summary.unique_bytes),
+                human_bytes(summary.downloaded_bytes),
+                summary.cached_blobs,
+                summary.seconds,
+                summary
+                    .signed_by
+                    .as_deref()
+                    .map(|key| format!("; signed by {key}"))
+                    .unwrap_or_default(),
+            );
+            Ok(())
+        }
+    }
+}

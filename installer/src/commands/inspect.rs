@@ -1,0 +1,60 @@
+//! `coder-install inspect`.
+
+use crate::bundle::inspect::inspect_bundle;
+use crate::cli::{InspectArgs, OutputFormat};
+use crate::progress::human_bytes;
+
+/// Prints what a bundle holds.
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let inspection = inspect_bundle(&args.bundle)?;
+    if args.format == OutputFormat::Json {
+        return super::print_json(&inspection);
+    }
+    let manifest = &inspection.manifest;
+    println!(
+        "{} {} (bundle format {}, made by {}, content of {})",
+        manifest.name, manifest.version, manifest.format_version, manifest.tool, manifest.created
+    );
+    println!(
+        "signed: {}",
+        if inspection.signed {
+            "yes (run verify --public-key to check)"
+        } else {
+            "no"
+        }
+    );
+    println!("images:");
+    for image in &manifest.images {
+        let platforms: Vec<&str> = image.platforms.iter().map(|p| p.platform.as_str()).collect();
+        println!(
+            "  {:<24} {}\n  {:<24} {} {}{}",
+            image.name,
+            image.reference,
+            "",
+            image.digest,
+            human_bytes(image.size),
+            if platforms.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", platforms.join(", "))
+            }
+        );
+    }
+    println!("charts:");
+    for chart in &manifest.charts {
+        println!(
+            "  {:<24} {} {}",
+            chart.name,
+            chart.reference,
+            human_bytes(chart.size)
+        );
+    }
+    println!(
+        "total: {} in {} unique blobs ({} if nothing were shared; sharing saves {})",
+        human_bytes(manifest.total_size),
+        manifest.blobs.len(),
+        human_bytes(inspection.sum_of_artifact_sizes),
+        human_bytes(inspection.shared_savings)
+    );
+    Ok(())
+}

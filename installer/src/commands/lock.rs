@@ -1,0 +1,35 @@
+//! `coder-install lock`.
+
+use crate::cli::{LockArgs, OutputFormat};
+use crate::registry::RegistryClient;
+
+/// Resolves the spec's tags and writes the lock (atomically: a temporary file renamed into place).
+pub async fn run(args: LockArgs) -> anyhow::Result<()> {
+    let (spec, _, _) = super::load_spec(args.spec.as_deref())?;
+    let client = RegistryClient::new(super::registry_options(&args.registry)?)?;
+    let quiet = super::quiet(args.format);
+    let lock = crate::lock::resolve(&spec, &client, &|locked| {
+        if !quiet {
+            eprintln!("locked {} {} -> {}", locked.name, locked.reference, locked.digest);
+        }
+    })
+    .await?;
+    let text = lock.to_yaml()?;
+    let temporary = crate::bundle::write::partial_path(&args.out);
+    std::fs::write(&temporary, &text)
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", temporary.display()))?;
+    std::fs::rename(&temporary, &args.out)
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", args.out.display()))?;
+    match args.format {
+        OutputFormat::Json => super::print_json(&lock),
+        OutputFormat::Text => {
+            println!(
+                "wrote {} ({} images, {} charts)",
+                args.out.display(),
+                lock.images.len(),
+                lock.charts.len()
+            );
+            Ok(())
+        }
+    }
+}

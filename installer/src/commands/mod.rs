@@ -1,0 +1,83 @@
+//! One module per subcommand: each turns parsed arguments into calls to the library and prints
+//! the result, as text or JSON.
+
+pub mod bundle;
+pub mod inspect;
+pub mod lock;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
+
+use crate::bundle::Inputs;
+use crate::cli::{InputArgs, OutputFormat, RegistryArgs};
+use crate::registry::{CredentialStore, RegistryOptions};
+
+/// Loads the spec (a file or the built-in one).
+pub(crate) fn load_spec(path: Option<&Path>) -> anyhow::Result<(BundleSpec, String, Option<PathBuf>)> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| anyhow::anyhow!("reading spec {}: {error}", path.display()))?;
+            let spec = BundleSpec::from_yaml(&text, &path.display().to_string())?;
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok((spec, text, Some(dir)))
+        }
+        None => Ok((
+            BundleSpec::from_yaml(DEFAULT_SPEC, "built-in spec")?,
+            DEFAULT_SPEC.to_owned(),
+            None,
+        )),
+    }
+}
+
+/// Loads spec and lock as `bundle` and `apply` take them.
+pub(crate) fn load_inputs(args: &InputArgs) -> anyhow::Result<Inputs> {
+    let (spec, spec_text, spec_dir) = load_spec(args.spec.as_deref())?;
+    let lock_path = args
+        .lock
+        .clone()
+        .or_else(|| spec_dir.as_ref().map(|dir| dir.join("images.lock")));
+    let (lock_text, lock_source) = match &lock_path {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "reading lock {}: {error}; run `coder-install lock` to make it",
+                    path.display()
+                )
+            })?,
+            path.display().to_string(),
+        ),
+        None => (DEFAULT_LOCK.to_owned(), "built-in lock".to_owned()),
+    };
+    let lock = ImageLock::from_yaml(&lock_text, &lock_source)?;
+    Ok(Inputs {
+        spec,
+        spec_text,
+        lock,
+        lock_text,
+        spec_dir,
+    })
+}
+
+/// Registry options from the flags and the Docker config.
+pub(crate) fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
+    Ok(RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        ca_files: args.registry_ca.clone(),
+        credentials: CredentialStore::from_docker_config()?,
+        attempts: 4,
+    })
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Whether progress and text output should be suppressed.
+pub(crate) fn quiet(format: OutputFormat) -> bool {
+    format == OutputFormat::Json
+}

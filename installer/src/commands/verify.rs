@@ -1,0 +1,71 @@
+//! `coder-install verify`.
+
+use crate::bundle::signing::read_public_key;
+use crate::bundle::verify::{SignatureStatus, verify_bundle};
+use crate::cli::{OutputFormat, VerifyArgs};
+use crate::progress::{Progress, human_bytes};
+
+/// Verifies a bundle, prints the report, and fails if anything is wrong.
+pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+    let size = std::fs::metadata(&args.bundle)
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+    let quiet = super::quiet(args.format);
+    let bundle = args.bundle.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let progress = Progress::new("verifying", size, quiet);
+        let item = progress.item("blobs", size);
+        let report = verify_bundle(&bundle, key.as_ref(), &|done| item.set(done));
+        drop(item);
+        progress.finish();
+        report
+    })
+    .await??;
+    match args.format {
+        OutputFormat::Json => super::print_json(&report)?,
+        OutputFormat::Text => {
+            println!(
+                "{} {} ({}): {} blobs, {} hashed",
+                report.name,
+                report.version,
+                report.bundle,
+                report.blobs_checked,
+                human_bytes(report.bytes_checked)
+            );
+            let signature = match &report.signature {
+                SignatureStatus::Verified => "verified".to_owned(),
+                SignatureStatus::NotChecked => {
+                    "present, not checked (pass --public-key to check it)".to_owned()
+                }
+                SignatureStatus::Unsigned => "none".to_owned(),
+                SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
+            };
+            println!("signature: {signature}");
+            for artifact in &report.artifacts {
+                let verdict = if artifact.intact {
+                    "ok".to_owned()
+                } else {
+                    format!("BROKEN (bad blobs: {})", artifact.bad_blobs.join(", "))
+                };
+                println!("  {:<28} {verdict}", artifact.reference);
+            }
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+        }
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} failed verification: {} problem(s){}",
+            report.bundle,
+            report.problems.len(),
+            match &report.signature {
+                SignatureStatus::Invalid(reason) => format!("; signature: {reason}"),
+                _ => String::new(),
+            }
+        )
+    }
+}

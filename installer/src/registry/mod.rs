@@ -1,0 +1,481 @@
+//! A small OCI distribution client: exactly the calls the installer needs, streaming, with the
+//! registry's authentication flows, retries, and errors that tell 401 from 403 from 404.
+//!
+//! `oci-client` was the alternative; it holds whole blobs in memory on some paths and
+//! re-serialises manifests on push, and both matter here. This client never buffers a blob:
+//! [`RegistryClient::blob`] hands back the response for the caller to stream, hashing as it goes.
+
+mod auth;
+mod error;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bundle_spec::format::{ACCEPTED_MANIFEST_MEDIA_TYPES, DOCKER_SCHEMA1_MEDIA_TYPES};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+pub use auth::{Challenge, CredentialStore, Credentials};
+pub use error::RegistryError;
+
+/// The largest manifest or index accepted (the distribution registry's own limit is 4 MiB).
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// How a registry client connects: which hosts speak plain HTTP, extra CAs, credentials.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Hosts (`host[:port]`) reached over plain HTTP instead of HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM files) to trust, beside the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Credentials per host.
+    pub credentials: CredentialStore,
+    /// Attempts per request on connection errors and 5xx answers.
+    pub attempts: u32,
+}
+
+/// Where a piece of content lives: registry host and repository.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    /// Registry host with port, as written in references (`docker.io` for Docker Hub).
+    pub registry: String,
+    /// Repository path.
+    pub repository: String,
+}
+
+impl Repository {
+    /// The repository of a parsed reference.
+    pub fn of(reference: &bundle_spec::ImageReference) -> Self {
+        Self {
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)
+    }
+}
+
+/// A manifest or index as the registry served it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The exact bytes (never re-serialised).
+    pub bytes: Vec<u8>,
+    /// The media type (from `Content-Type`, or the document's `mediaType`).
+    pub media_type: String,
+    /// `sha256:` of `bytes`.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone)]
+enum Authorization {
+    Basic(Credentials),
+    Bearer(String),
+}
+
+/// A registry client shared by every task of a run.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    options: RegistryOptions,
+    /// Authorization per `registry|repository|action`, learnt from challenges.
+    authorizations: Mutex<HashMap<String, Authorization>>,
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl RegistryClient {
+    /// A client with the given options.
+    pub fn new(options: RegistryOptions) -> Result<Self, RegistryError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("coder-install/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(32);
+        for path in &options.ca_files {
+            let pem = std::fs::read(path).map_err(|error| RegistryError::Config {
+                what: format!("CA file {}", path.display()),
+                reason: error.to_string(),
+            })?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| RegistryError::Config {
+                    what: format!("CA file {}", path.display()),
+                    reason: format!("not a PEM certificate bundle: {error}"),
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|error| RegistryError::Config {
+            what: "HTTP client".to_owned(),
+            reason: error.to_string(),
+        })?;
+        Ok(Self {
+            http,
+            options: RegistryOptions {
+                attempts: options.attempts.max(1),
+                ..options
+            },
+            authorizations: Mutex::default(),
+        })
+    }
+
+    /// `scheme://host` of the registry's API (Docker Hub's API host differs from its name).
+    pub fn base_url(&self, registry: &str) -> String {
+        let host = if registry == bundle_spec::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let scheme = if self
+            .options
+            .insecure_registries
+            .iter()
+            .any(|insecure| insecure == registry)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}")
+    }
+
+    /// Fetches a manifest or index by tag or digest, byte for byte, checking its digest.
+    pub async fn manifest(
+        &self,
+        repository: &Repository,
+        tag_or_digest: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let reference = format!("{repository}:{tag_or_digest}");
+        let accept = ACCEPTED_MANIFEST_MEDIA_TYPES
+            .iter()
+            .chain(DOCKER_SCHEMA1_MEDIA_TYPES.iter())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, header_value(&accept)?);
+        let response = self
+            .request(
+                Method::GET,
+                repository,
+                &format!("manifests/{tag_or_digest}"),
+                headers,
+                "pull",
+            )
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::ManifestNotFound { reference });
+        }
+        let response = expect_success(response).await?;
+        let header_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.split(';').next().unwrap_or(value).trim().to_owned());
+        let advertised_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let url = response.url().to_string();
+        let bytes = read_limited(response, MAX_MANIFEST_BYTES, &url).await?;
+        let digest = sha256_digest(&bytes);
+
+        let expected = if tag_or_digest.starts_with("sha256:") {
+            Some(tag_or_digest.to_owned())
+        } else {
+            advertised_digest
+        };
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: reference,
+                expected,
+                actual: digest,
+            });
+        }
+        let media_type = match header_type {
+            Some(media_type) if media_type != "application/json" && !media_type.is_empty() => media_type,
+            _ => media_type_in_document(&bytes).unwrap_or_default(),
+        };
+        if DOCKER_SCHEMA1_MEDIA_TYPES.contains(&media_type.as_str()) {
+            return Err(RegistryError::Schema1 {
+                reference,
+                media_type,
+            });
+        }
+        if !ACCEPTED_MANIFEST_MEDIA_TYPES.contains(&media_type.as_str()) {
+            return Err(RegistryError::InvalidManifest {
+                reference,
+                reason: format!("unsupported media type {media_type:?}"),
+            });
+        }
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Starts a blob download from byte `offset` (0 for all of it).
+    ///
+    /// Returns the response to stream and the offset it actually starts at: a registry that
+    /// ignores `Range` answers 200 with the whole blob, and the offset is then 0.
+    pub async fn blob(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        offset: u64,
+    ) -> Result<(Response, u64), RegistryError> {
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            headers.insert(RANGE, header_value(&format!("bytes={offset}-"))?);
+        }
+        let response = self
+            .request(
+                Method::GET,
+                repository,
+                &format!("blobs/{digest}"),
+                headers,
+                "pull",
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Err(RegistryError::BlobNotFound {
+                registry: repository.registry.clone(),
+                repository: repository.repository.clone(),
+                digest: digest.to_owned(),
+            }),
+            StatusCode::PARTIAL_CONTENT if offset > 0 => Ok((response, offset)),
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                // What we have is already complete or wrong; start again from zero.
+                Box::pin(self.blob(repository, digest, 0)).await
+            }
+            _ => Ok((expect_success(response).await?, 0)),
+        }
+    }
+
+    /// Sends a request to `/v2/<repository>/<path>`, answering authentication challenges and
+    /// retrying connection errors and 5xx answers with backoff. 401 and 403 become errors; other
+    /// statuses are the caller's to interpret.
+    async fn request(
+        &self,
+        method: Method,
+        repository: &Repository,
+        path: &str,
+        headers: HeaderMap,
+        action: &'static str,
+    ) -> Result<Response, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/{path}",
+            self.base_url(&repository.registry),
+            repository.repository
+        );
+        let key = format!("{}|{}|{action}", repository.registry, repository.repository);
+        let mut authorization = self.authorizations.lock().await.get(&key).cloned();
+        let mut answered_challenge = false;
+        loop {
+            let response = self
+                .send_with_retries(&method, &url, &headers, authorization.as_ref())
+                .await?;
+            match response.status() {
+                StatusCode::UNAUTHORIZED if !answered_challenge => {
+                    let challenge = response
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(Challenge::parse);
+                    let Some(challenge) = challenge else {
+                        return Err(self.unauthorized(repository));
+                    };
+                    let new = self.answer_challenge(challenge, repository, action).await?;
+                    self.authorizations.lock().await.insert(key.clone(), new.clone());
+                    authorization = Some(new);
+                    answered_challenge = true;
+                }
+                StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
+                StatusCode::FORBIDDEN => {
+                    return Err(RegistryError::Forbidden {
+                        registry: repository.registry.clone(),
+                        repository: repository.repository.clone(),
+                        action,
+                    });
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
+    fn unauthorized(&self, repository: &Repository) -> RegistryError {
+        RegistryError::Unauthorized {
+            registry: repository.registry.clone(),
+            repository: repository.repository.clone(),
+            with_credentials: self.options.credentials.get(&repository.registry).is_some(),
+        }
+    }
+
+    async fn answer_challenge(
+        &self,
+        challenge: Challenge,
+        repository: &Repository,
+        action: &'static str,
+    ) -> Result<Authorization, RegistryError> {
+        let credentials = self.options.credentials.get(&repository.registry).cloned();
+        match challenge {
+            Challenge::Basic => credentials
+                .map(Authorization::Basic)
+                .ok_or_else(|| self.unauthorized(repository)),
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: _,
+            } => {
+                let scope = format!("repository:{}:{action}", repository.repository);
+                let mut query = vec![("scope", scope.as_str())];
+                if let Some(service) = &service {
+                    query.push(("service", service.as_str()));
+                }
+                let mut request = self.http.get(&realm).query(&query);
+                if let Some(credentials) = &credentials {
+                    request = request.basic_auth(&credentials.username, Some(&credentials.password));
+                }
+                let response = request.send().await.map_err(|source| RegistryError::Transport {
+                    url: realm.clone(),
+                    source,
+                })?;
+                match response.status() {
+                    StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
+                    StatusCode::FORBIDDEN => {
+                        return Err(RegistryError::Forbidden {
+                            registry: repository.registry.clone(),
+                            repository: repository.repository.clone(),
+                            action,
+                        });
+                    }
+                    _ => {}
+                }
+                let response = expect_success(response).await?;
+                let body = read_limited(response, 1 << 20, &realm).await?;
+                let token: auth::TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|_| RegistryError::TokenResponse { realm: realm.clone() })?;
+                token
+                    .token
+                    .or(token.access_token)
+                    .filter(|token| !token.is_empty())
+                    .map(Authorization::Bearer)
+                    .ok_or(RegistryError::TokenResponse { realm })
+            }
+        }
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &HeaderMap,
+        authorization: Option<&Authorization>,
+    ) -> Result<Response, RegistryError> {
+        let mut attempt = 1;
+        loop {
+            let mut request = self.http.request(method.clone(), url).headers(headers.clone());
+            match authorization {
+                Some(Authorization::Basic(credentials)) => {
+                    request = request.basic_auth(&credentials.username, Some(&credentials.password));
+                }
+                Some(Authorization::Bearer(token)) => {
+                    request = request.header(AUTHORIZATION, format!("Bearer {token}"))
+                }
+                None => {}
+            }
+            let retryable = match request.send().await {
+                Ok(response) if response.status().is_server_error() && attempt < self.options.attempts => {
+                    format!("HTTP {}", response.status())
+                }
+                Ok(response) => return Ok(response),
+                Err(error)
+                    if attempt < self.options.attempts
+                        && (error.is_connect() || error.is_timeout() || error.is_request()) =>
+                {
+                    error.to_string()
+                }
+                Err(source) => {
+                    return Err(RegistryError::Transport {
+                        url: url.to_owned(),
+                        source,
+                    });
+                }
+            };
+            let delay = Duration::from_millis(250 * 4u64.pow(attempt - 1));
+            tracing_retry(url, attempt, &retryable, delay);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn tracing_retry(url: &str, attempt: u32, reason: &str, delay: Duration) {
+    eprintln!("retrying {url} in {delay:?} (attempt {attempt} failed: {reason})");
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, RegistryError> {
+    HeaderValue::from_str(text).map_err(|error| RegistryError::Config {
+        what: format!("header value {text:?}"),
+        reason: error.to_string(),
+    })
+}
+
+/// Turns a non-2xx response into [`RegistryError::Status`] with the start of its body.
+async fn expect_success(response: Response) -> Result<Response, RegistryError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let url = response.url().to_string();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Err(RegistryError::Status {
+        url,
+        status,
+        body: body.chars().take(300).collect(),
+    })
+}
+
+/// Reads a small body, refusing more than `limit` bytes.
+async fn read_limited(mut response: Response, limit: usize, url: &str) -> Result<Vec<u8>, RegistryError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| RegistryError::Transport {
+            url: url.to_owned(),
+            source,
+        })?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(RegistryError::InvalidManifest {
+                reference: url.to_owned(),
+                reason: format!("larger than {limit} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn media_type_in_document(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct MediaTypeOnly {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<MediaTypeOnly>(bytes).ok()?.media_type
+}

@@ -1,0 +1,348 @@
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+
+use coder_install::bundle::read::BundleReader;
+use coder_testenv::RegistryFlavour;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+
+use crate::world::{World, failure, success};
+
+fn skopeo(args: &[&str]) -> String {
+    let output = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo (apt-get install skopeo)");
+    assert!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn lock_and_bundle_make_an_oci_archive_that_skopeo_reads() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (bundle, summary) = world.lock_and_bundle("coder.bundle");
+
+    // The lock pins the index and lists both platforms.
+    let lock = std::fs::read_to_string(world.lock()).expect("lock");
+    assert!(lock.contains(world.app.digest()), "{lock}");
+    assert!(lock.contains("linux/arm64"), "{lock}");
+    assert_eq!(summary["images"], 2);
+    assert_eq!(summary["charts"], 1);
+
+    // skopeo reads the index byte for byte, and copies the amd64 image out with its digest.
+    let archive = format!("oci-archive:{}:{}", bundle.display(), world.app_ref());
+    let raw = skopeo(&["inspect", "--raw", &archive]);
+    assert_eq!(raw.as_bytes(), world.app.index.data.as_slice());
+    let target = tempfile::tempdir().expect("tempdir");
+    skopeo(&[
+        "copy",
+        "--override-arch",
+        "amd64",
+        &archive,
+        &format!("oci:{}:app", target.path().display()),
+    ]);
+    let copied_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(target.path().join("index.json")).expect("index.json"))
+            .expect("json");
+    assert_eq!(
+        copied_index["manifests"][0]["digest"],
+        world.app.images[0].digest()
+    );
+
+    // The Docker schema2 image is carried byte for byte and named in index.json. (Debian's skopeo
+    // 1.9 only resolves OCI-typed descriptors by name, so it is checked with our own reader.)
+    let reader = BundleReader::open(&bundle).expect("open bundle");
+    let index = reader
+        .read_document("index.json")
+        .expect("read")
+        .expect("index.json");
+    let index: serde_json::Value = serde_json::from_slice(&index).expect("index JSON");
+    let db_entry = index["manifests"]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|entry| entry["annotations"]["org.opencontainers.image.ref.name"] == world.db_ref())
+        })
+        .expect("db in index.json");
+    assert_eq!(db_entry["digest"], world.db.digest());
+    assert_eq!(
+        db_entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let db_manifest = reader
+        .read_document(&bundle_spec::format::blob_path(world.db.digest()))
+        .expect("read")
+        .expect("db manifest");
+    assert_eq!(db_manifest, world.db.manifest.data);
+
+    // Only the spec's platform is carried; the shared base layer is stored once.
+    let inspection: serde_json::Value = serde_json::from_str(&success(world.run(&[
+        "inspect",
+        &bundle.display().to_string(),
+        "--output",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(inspection["images"][0]["platforms"][0]["platform"], "linux/amd64");
+    assert_eq!(
+        inspection["images"][0]["platforms"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let arm64_layer = &world.app.images[1].layers[1].digest;
+    assert!(
+        !reader
+            .entries()
+            .contains_key(&bundle_spec::format::blob_path(arm64_layer)),
+        "arm64 layer carried"
+    );
+    let shared = &world.app.images[0].layers[0].digest;
+    assert_eq!(world.db.layers[1].digest, *shared);
+    assert!(
+        inspection["shared_savings"].as_u64().unwrap_or(0) >= 256 * 1024,
+        "{inspection}"
+    );
+    assert_eq!(inspection["charts"][0]["ref"], "charts/coder:1.2.3");
+
+    success(world.run(&["verify", &bundle.display().to_string()]));
+}
+
+#[tokio::test]
+async fn rebundling_is_byte_identical_and_downloads_nothing() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (first, first_summary) = world.lock_and_bundle("first.bundle");
+    assert!(first_summary["downloaded_bytes"].as_u64().unwrap_or(0) > 0);
+    let (second, second_summary) = world.bundle("second.bundle");
+    assert_eq!(second_summary["downloaded_bytes"], 0);
+    assert_eq!(second_summary["cached_blobs"], second_summary["blobs"]);
+    assert!(
+        std::fs::read(&first).expect("first") == std::fs::read(&second).expect("second"),
+        "bundles differ"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_download_resumes_from_where_it_stopped() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+
+    // What an interrupted run leaves behind: the first half of a layer in the cache's partial folder.
+    let layer = &world.app.images[0].layers[1];
+    let partial = world.cache().join("partial");
+    std::fs::create_dir_all(&partial).expect("partial dir");
+    let half = layer.data.len() / 2;
+    std::fs::write(
+        partial.join(layer.digest.trim_start_matches("sha256:")),
+        &layer.data[..half],
+    )
+    .expect("seed partial");
+
+    let (bundle, summary) = world.bundle("resumed.bundle");
+    assert_eq!(summary["resumed_bytes"], half as u64);
+    let unique = summary["unique_bytes"].as_u64().expect("unique bytes");
+    let downloaded = summary["downloaded_bytes"].as_u64().expect("downloaded");
+    assert!(
+        downloaded < unique,
+        "downloaded {downloaded} of {unique}: the resumed half was fetched again"
+    );
+    success(world.run(&["verify", &bundle.display().to_string()]));
+}
+
+#[tokio::test]
+async fn verify_names_a_corrupted_blob_and_the_images_using_it() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (bundle, _) = world.lock_and_bundle("coder.bundle");
+    let shared = world.db.layers[1].digest.clone();
+    let location = *BundleReader::open(&bundle)
+        .expect("open")
+        .entries()
+        .get(&bundle_spec::format::blob_path(&shared))
+        .expect("shared layer");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&bundle)
+        .expect("open rw");
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, location.offset + 100)
+        .expect("read");
+    file.write_all_at(&[byte[0] ^ 0xff], location.offset + 100)
+        .expect("flip");
+
+    let output = world.run(&["verify", &bundle.display().to_string(), "--output", "json"]);
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("report JSON");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains(&shared) && problems.contains("corrupt"),
+        "{problems}"
+    );
+    for artifact in report["artifacts"].as_array().expect("artifacts") {
+        let expect_broken = artifact["name"] == "app" || artifact["name"] == "db";
+        assert_eq!(artifact["intact"], !expect_broken, "{artifact}");
+        if expect_broken {
+            assert_eq!(artifact["bad_blobs"][0], shared.as_str());
+        }
+    }
+}
+
+#[tokio::test]
+async fn signed_bundles_verify_only_with_the_right_key() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let other = SigningKey::from_bytes(&[8u8; 32]);
+    let write_key = |name: &str, key: &SigningKey| {
+        let private = world.path(&format!("{name}.pem"));
+        let public = world.path(&format!("{name}.pub"));
+        std::fs::write(
+            &private,
+            key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+        )
+        .expect("write");
+        std::fs::write(
+            &public,
+            key.verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .expect("pem"),
+        )
+        .expect("write");
+        (private.display().to_string(), public.display().to_string())
+    };
+    let (private, public) = write_key("vendor", &key);
+    let (_, other_public) = write_key("other", &other);
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let bundle = world.path("signed.bundle").display().to_string();
+    let cache = world.cache().display().to_string();
+    success(world.run(&[
+        "bundle",
+        "--spec",
+        &spec,
+        "--lock",
+        &lock,
+        "--cache",
+        &cache,
+        "-o",
+        &bundle,
+        "--signing-key",
+        &private,
+    ]));
+
+    assert!(
+        success(world.run(&["verify", &bundle, "--public-key", &public])).contains("signature: verified")
+    );
+    let error = failure(world.run(&["verify", &bundle, "--public-key", &other_public]));
+    assert!(error.contains("signature"), "{error}");
+    assert!(success(world.run(&["verify", &bundle])).contains("not checked"));
+
+    // A key given for an unsigned bundle is a failure, not a pass.
+    let (unsigned, _) = world.bundle("unsigned.bundle");
+    failure(world.run(&["verify", &unsigned.display().to_string(), "--public-key", &public]));
+}
+
+#[tokio::test]
+async fn a_tls_registry_with_basic_auth_works_through_the_docker_config() {
+    let world = World::new(RegistryFlavour::TlsBasicAuth).await;
+    let (bundle, summary) = world.lock_and_bundle("coder.bundle");
+    assert_eq!(summary["images"], 2);
+    success(world.run(&["verify", &bundle.display().to_string()]));
+
+    // The same request without the credentials is told apart as a 401 with advice.
+    let empty_config = world.path("no-credentials");
+    std::fs::create_dir_all(&empty_config).expect("dir");
+    let ca = world.registry.ca_file().expect("ca").display().to_string();
+    let output = crate::world::coder_install(
+        &[
+            "lock",
+            "--spec",
+            &world.spec().display().to_string(),
+            "-o",
+            &world.path("x.lock").display().to_string(),
+            "--registry-ca",
+            &ca,
+        ],
+        &[("DOCKER_CONFIG", &empty_config)],
+    );
+    let error = failure(output);
+    assert!(error.contains("401") && error.contains("log in"), "{error}");
+    assert!(!world.path("x.lock").exists(), "a failed lock left a file behind");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_with_what_to_do() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (bundle, _) = world.lock_and_bundle("coder.bundle");
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    let bundle_path = bundle.display().to_string();
+
+    // An existing output without --force.
+    let error = failure(world.run(&["bundle", "--spec", &spec, "--lock", &lock, "-o", &bundle_path]));
+    assert!(
+        error.contains("already exists") && error.contains("--force"),
+        "{error}"
+    );
+
+    // A spec that changed since the lock.
+    world.write_spec(&world.spec_text().replace("library/db:13", "library/db:14"));
+    let error = failure(world.run(&[
+        "bundle",
+        "--spec",
+        &spec,
+        "--lock",
+        &lock,
+        "-o",
+        &world.path("b2").display().to_string(),
+    ]));
+    assert!(
+        error.contains("coder-install lock") && error.contains("db"),
+        "{error}"
+    );
+
+    // A tag that does not exist.
+    let error = failure(world.run(&[
+        "lock",
+        "--spec",
+        &spec,
+        "-o",
+        &world.path("l2").display().to_string(),
+    ]));
+    assert!(
+        error.contains("library/db:14") && error.contains("not found"),
+        "{error}"
+    );
+
+    // Malformed YAML, with its line.
+    world.write_spec("name: coder\nversion: 1\nimages:\n  - name: [\n");
+    let error = failure(world.run(&[
+        "lock",
+        "--spec",
+        &spec,
+        "-o",
+        &world.path("l3").display().to_string(),
+    ]));
+    assert!(error.contains("coder.yaml") && error.contains('4'), "{error}");
+
+    // A bundle tar with an escaping path.
+    let evil = world.path("evil.bundle");
+    let mut builder = tar::Builder::new(std::fs::File::create(&evil).expect("create"));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(2);
+    header.set_mode(0o644);
+    header.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"../escape.txt");
+    header.set_cksum();
+    builder.append(&header, &b"hi"[..]).expect("append");
+    builder.finish().expect("finish");
+    let error = failure(world.run(&["verify", &evil.display().to_string()]));
+    assert!(
+        error.contains("not a valid bundle") && error.contains("escape"),
+        "{error}"
+    );
+}

@@ -1,0 +1,209 @@
+//! A small upstream world for bundle tests: a real registry with fixture images, a spec and a
+//! chart on disk, and a way to run the real `coder-install` binary against them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use coder_testenv::fixture::{ImageBuilder, Index, LayerBuilder, MediaTypes, Platform};
+use coder_testenv::{Registry, RegistryFlavour};
+
+/// Runs `coder-install` with `args`.
+pub fn coder_install(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coder-install"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run coder-install")
+}
+
+/// Asserts success and returns stdout.
+pub fn success(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "coder-install failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asserts failure and returns stderr.
+pub fn failure(output: Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The upstream registry, its images, and a work folder with spec and chart.
+pub struct World {
+    pub registry: Registry,
+    pub dir: tempfile::TempDir,
+    /// The multi-arch app image (amd64 and arm64, sharing a base layer with `db`).
+    pub app: Index,
+    /// The single-platform Docker schema2 image.
+    pub db: coder_testenv::fixture::Image,
+}
+
+/// A base layer that both images share, to test de-duplication.
+fn shared_base() -> LayerBuilder {
+    LayerBuilder::new().random_file("usr/lib/base.bin", 256 * 1024, 42)
+}
+
+impl World {
+    pub async fn new(flavour: RegistryFlavour) -> Self {
+        let registry = Registry::start(flavour).await.expect("start registry");
+        let app_image = |architecture: &str| {
+            ImageBuilder::new()
+                .platform(Platform::linux(architecture))
+                .layer(shared_base())
+                .layer(LayerBuilder::new().random_file(
+                    "app/bin",
+                    128 * 1024,
+                    if architecture == "amd64" { 1 } else { 2 },
+                ))
+                .build()
+                .expect("build app image")
+        };
+        let app = Index::new(MediaTypes::Oci, vec![app_image("amd64"), app_image("arm64")]).expect("index");
+        registry.push_index("team/app:1.0", &app).await.expect("push app");
+        let db = ImageBuilder::busybox()
+            .expect("busybox")
+            .media_types(MediaTypes::DockerSchema2)
+            .layer(shared_base())
+            .build()
+            .expect("build db");
+        registry.push_image("library/db:13", &db).await.expect("push db");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chart = dir.path().join("charts/coder");
+        std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: coder\nversion: 1.2.3\n",
+        )
+        .expect("Chart.yaml");
+        std::fs::write(chart.join("templates/configmap.yaml"), "kind: ConfigMap\n").expect("template");
+        let world = Self {
+            registry,
+            dir,
+            app,
+            db,
+        };
+        world.write_spec(&world.spec_text());
+        world
+    }
+
+    pub fn app_ref(&self) -> String {
+        format!("{}/team/app:1.0", self.registry.host())
+    }
+
+    pub fn db_ref(&self) -> String {
+        format!("{}/library/db:13", self.registry.host())
+    }
+
+    pub fn spec_text(&self) -> String {
+        format!(
+            "name: coder\nversion: 1.0.0\nplatforms: [linux/amd64]\nimages:\n  - name: app\n    ref: {}\n  - name: db\n    ref: {}\ncharts:\n  - name: coder\n    path: charts/coder\n",
+            self.app_ref(),
+            self.db_ref()
+        )
+    }
+
+    pub fn write_spec(&self, text: &str) {
+        std::fs::write(self.spec(), text).expect("write spec");
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.path("coder.yaml")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.path("images.lock")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    /// Registry flags for this world's registry.
+    pub fn registry_args(&self) -> Vec<String> {
+        match self.registry.ca_file() {
+            Some(ca) => vec!["--registry-ca".to_owned(), ca.display().to_string()],
+            None => vec!["--insecure-registry".to_owned(), self.registry.host()],
+        }
+    }
+
+    /// The environment for the binary: a Docker config with this registry's credentials, if any.
+    pub fn docker_config_dir(&self) -> PathBuf {
+        let dir = self.path("docker");
+        std::fs::create_dir_all(&dir).expect("docker config dir");
+        let auths = match self.registry.credentials() {
+            Some((user, password)) => {
+                use base64::Engine;
+                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                serde_json::json!({ self.registry.host(): { "auth": auth } })
+            }
+            None => serde_json::json!({}),
+        };
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::json!({ "auths": auths }).to_string(),
+        )
+        .expect("config.json");
+        dir
+    }
+
+    /// Runs a subcommand with this world's registry flags and Docker config.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        if matches!(args.first(), Some(&"lock") | Some(&"bundle")) {
+            all.extend(self.registry_args());
+        }
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let docker = self.docker_config_dir();
+        let cache_home = self.path("xdg-cache");
+        coder_install(
+            &all,
+            &[("DOCKER_CONFIG", &docker), ("XDG_CACHE_HOME", &cache_home)],
+        )
+    }
+
+    /// `lock` then `bundle` into `name`; returns the bundle path and the JSON summary.
+    pub fn lock_and_bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
+        let spec = self.spec().display().to_string();
+        let lock = self.lock().display().to_string();
+        success(self.run(&["lock", "--spec", &spec, "-o", &lock]));
+        self.bundle(name)
+    }
+
+    /// `bundle` into `name` from the existing lock.
+    pub fn bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
+        let bundle = self.path(name);
+        let summary = success(self.run(&[
+            "bundle",
+            "--spec",
+            &self.spec().display().to_string(),
+            "--lock",
+            &self.lock().display().to_string(),
+            "--cache",
+            &self.cache().display().to_string(),
+            "-o",
+            &bundle.display().to_string(),
+            "--output",
+            "json",
+        ]));
+        (
+            bundle,
+            serde_json::from_str(&summary).expect("bundle summary JSON"),
+        )
+    }
+}
