@@ -313,3 +313,27 @@ mod tests {
         assert!(error.contains("line 2") || error.contains(":2:"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    /// The committed schema file is generated from the types; regenerate it with
+    /// `UPDATE_SCHEMA=1 cargo test -p bundle-spec` when the types change.
+    #[test]
+    fn the_committed_json_schema_matches_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("coder.schema.json");
+        let generated = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&BundleSpec::json_schema()).expect("schema JSON")
+        );
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).expect("write schema");
+        }
+        let committed = std::fs::read_to_string(&path).expect("read bundle-spec/coder.schema.json");
+        assert_eq!(
+            committed, generated,
+            "coder.schema.json is stale: run UPDATE_SCHEMA=1 cargo test -p bundle-spec"
+        );
+    }
+}
