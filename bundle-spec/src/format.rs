@@ -25,6 +25,11 @@
 //! Charts travel as OCI artifacts with Helm's media types ([`HELM_CONFIG_MEDIA_TYPE`],
 //! [`HELM_CHART_LAYER_MEDIA_TYPE`]).
 //!
+//! A **delta bundle** (`bundle --delta-from OLD.bundle`) leaves out the config and layer blobs
+//! that the target already has; `manifest.json` then lists them under `delta.omitted`, and its
+//! artifacts still name every blob they use. Apply expects the omitted blobs in the site
+//! registry already (from the earlier bundle), and `verify` does not count them as missing.
+//!
 //! Integrity: `manifest.json` lists every blob's digest and size and the digests of
 //! `index.json`, `spec.yaml` and `images.lock`; the signature covers `manifest.json`. Checking
 //! the signature and re-hashing every entry therefore checks the whole bundle.
@@ -122,6 +127,19 @@ pub struct BundleManifest {
     pub blobs: Vec<BlobRecord>,
     /// Sum of the sizes of `blobs`.
     pub total_size: u64,
+    /// Present in a delta bundle: what it leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaBase>,
+}
+
+/// What a delta bundle leaves out, because the target already has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaBase {
+    /// Where the list of present blobs came from (a bundle's name and version, or a file).
+    pub base: String,
+    /// The blobs left out, sorted by digest.
+    pub omitted: Vec<BlobRecord>,
 }
 
 /// One image or chart inside a bundle.

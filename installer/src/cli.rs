@@ -123,6 +123,13 @@ pub struct BundleArgs {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Make a delta bundle: leave out the layers an earlier bundle (already applied at the target) carried.
+    #[arg(long, value_name = "OLD_BUNDLE", conflicts_with = "have_list")]
+    pub delta_from: Option<PathBuf>,
+    /// Make a delta bundle: leave out the layers in this list (one sha256 digest a line), e.g.
+    /// what the target registry already holds.
+    #[arg(long, value_name = "FILE")]
+    pub have_list: Option<PathBuf>,
     /// Sign the bundle with this Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes).
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,

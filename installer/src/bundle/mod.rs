@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bundle_spec::format::{
-    BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, INDEX_PATH, LOCK_PATH, MANIFEST_PATH,
+    BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, DeltaBase, INDEX_PATH, LOCK_PATH, MANIFEST_PATH,
     OCI_INDEX_MEDIA_TYPE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION, SIGNATURE_PATH,
     SPEC_PATH,
 };
@@ -63,6 +63,52 @@ pub struct BundleOptions {
     pub registry: RegistryOptions,
     /// No progress output (for `--output json`).
     pub quiet: bool,
+    /// Make a delta bundle: leave out the config and layer blobs the target already has.
+    pub delta: Option<DeltaSource>,
+}
+
+/// What the target of a delta bundle already has.
+pub struct DeltaSource {
+    /// A description for the bundle manifest (e.g. `coder 1.0.0 (old.bundle)`).
+    pub base: String,
+    /// The digests the target has.
+    pub have: std::collections::BTreeSet<String>,
+}
+
+impl DeltaSource {
+    /// The blobs an earlier bundle carried (and, if it was a delta itself, those it assumed).
+    pub fn from_bundle(path: &Path) -> anyhow::Result<Self> {
+        let manifest = read::BundleReader::open(path)?.manifest()?;
+        let mut have: std::collections::BTreeSet<String> =
+            manifest.blobs.iter().map(|blob| blob.digest.clone()).collect();
+        if let Some(delta) = &manifest.delta {
+            have.extend(delta.omitted.iter().map(|blob| blob.digest.clone()));
+        }
+        Ok(Self {
+            base: format!("{} {} ({})", manifest.name, manifest.version, path.display()),
+            have,
+        })
+    }
+
+    /// A have-list: one `sha256:` digest a line, `#` comments allowed.
+    pub fn from_have_list(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("reading have-list {}: {error}", path.display()))?;
+        let mut have = std::collections::BTreeSet::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            bundle_spec::validate_digest(line)
+                .map_err(|reason| anyhow::anyhow!("{}:{}: {reason}", path.display(), number + 1))?;
+            have.insert(line.to_owned());
+        }
+        Ok(Self {
+            base: format!("have-list {}", path.display()),
+            have,
+        })
+    }
 }
 
 /// What a bundle run did.
@@ -80,6 +126,8 @@ pub struct BundleSummary {
     pub unique_bytes: u64,
     /// Bytes downloaded by this run (0 when everything was cached).
     pub downloaded_bytes: u64,
+    /// Blobs left out of a delta bundle because the target has them.
+    pub omitted_blobs: usize,
     /// Bytes of earlier interrupted downloads that were resumed instead of fetched again.
     pub resumed_bytes: u64,
     /// Blobs that were already in the cache.
@@ -125,11 +173,23 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
             plan.charts.push(artifact);
         }
     }
-    // Charts resolved from the lock come first in plan.charts; keep spec order for local ones.
+    let omitted = match &options.delta {
+        Some(delta) => Some(plan.omit_present(&delta.have)),
+        None => None,
+    };
 
     let fetched = fetch_blobs(&plan, &client, &cache, options).await?;
 
-    let documents = Documents::new(inputs, &plan, signing_key.as_ref())?;
+    let delta = options
+        .delta
+        .as_ref()
+        .zip(omitted)
+        .map(|(source, omitted)| DeltaBase {
+            base: source.base.clone(),
+            omitted,
+        });
+    let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
+    let documents = Documents::new(inputs, &plan, delta, signing_key.as_ref())?;
     let mut entries = vec![
         Entry {
             path: OCI_LAYOUT_PATH.to_owned(),
@@ -183,6 +243,7 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
         unique_bytes: plan.unique_size(),
         downloaded_bytes: fetched.downloaded,
         resumed_bytes: fetched.resumed,
+        omitted_blobs,
         cached_blobs: fetched.cached,
         signed_by: signing_key.map(|key| signing::fingerprint(&key.verifying_key())),
         seconds: started.elapsed().as_secs_f64(),
@@ -254,6 +315,7 @@ impl Documents {
     fn new(
         inputs: &Inputs,
         plan: &BundlePlan,
+        delta: Option<DeltaBase>,
         signing_key: Option<&ed25519_dalek::SigningKey>,
     ) -> anyhow::Result<Self> {
         let descriptors: Vec<serde_json::Value> = plan
@@ -296,6 +358,7 @@ impl Documents {
                 })
                 .collect(),
             total_size: plan.unique_size(),
+            delta,
         };
         let manifest = serde_json::to_vec_pretty(&manifest)?;
         let signature = signing_key.map(|key| signing::sign(key, &manifest));

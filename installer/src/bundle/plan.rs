@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bundle_spec::format::{BundledArtifact, BundledPlatform, is_index};
+use bundle_spec::format::{BlobRecord, BundledArtifact, BundledPlatform, is_index};
 use bundle_spec::{BundleSpec, ImageLock, LockedArtifact, Platform};
 use serde::Deserialize;
 
@@ -57,6 +57,24 @@ impl BundlePlan {
             });
         }
         Ok(())
+    }
+
+    /// Removes the config and layer blobs (those fetched from a registry) that `have` lists, for
+    /// a delta bundle; manifests and charts always stay. Returns what was removed.
+    pub fn omit_present(&mut self, have: &BTreeSet<String>) -> Vec<BlobRecord> {
+        let omitted: Vec<BlobRecord> = self
+            .blobs
+            .iter()
+            .filter(|(digest, blob)| blob.source.is_some() && have.contains(*digest))
+            .map(|(digest, blob)| BlobRecord {
+                digest: digest.clone(),
+                size: blob.size,
+            })
+            .collect();
+        for record in &omitted {
+            self.blobs.remove(&record.digest);
+        }
+        omitted
     }
 
     /// Sum of the sizes of every blob, each counted once.

@@ -30,6 +30,8 @@ pub struct VerifyReport {
     pub signature: SignatureStatus,
     /// How many blobs were hashed.
     pub blobs_checked: usize,
+    /// Blobs a delta bundle leaves out on purpose (the target has them).
+    pub omitted_blobs: usize,
     /// How many bytes were hashed.
     pub bytes_checked: u64,
     /// Every problem found; empty when the bundle is intact.
@@ -145,6 +147,7 @@ pub fn verify_bundle(
         }
     }
 
+    let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
     let bytes_checked = to_hash.iter().map(|(_, _, location)| location.size).sum();
     for (path, digest, actual) in hash_entries(&reader, &to_hash, on_progress)? {
         if actual != digest {
@@ -180,6 +183,7 @@ pub fn verify_bundle(
         version: manifest.version,
         signature,
         blobs_checked: manifest.blobs.len(),
+        omitted_blobs: omitted,
         bytes_checked,
         problems,
         artifacts,

@@ -1,6 +1,6 @@
 //! `coder-install bundle`.
 
-use crate::bundle::{BundleOptions, create};
+use crate::bundle::{BundleOptions, DeltaSource, create};
 use crate::cache::BlobCache;
 use crate::cli::{BundleArgs, OutputFormat};
 use crate::progress::human_bytes;
@@ -16,18 +16,28 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         signing_key: args.signing_key.clone(),
         registry: super::registry_options(&args.registry)?,
         quiet: super::quiet(args.format),
+        delta: match (&args.delta_from, &args.have_list) {
+            (Some(old), _) => Some(DeltaSource::from_bundle(old)?),
+            (None, Some(list)) => Some(DeltaSource::from_have_list(list)?),
+            (None, None) => None,
+        },
     };
     let summary = create(&inputs, &options).await?;
     match args.format {
         OutputFormat::Json => super::print_json(&summary),
         OutputFormat::Text => {
             println!(
-                "wrote {}: {} images, {} charts, {} blobs ({}); downloaded {}, {} blobs from the cache, in {:.1}s{}",
+                "wrote {}: {} images, {} charts, {} blobs ({}){}; downloaded {}, {} blobs from the cache, in {:.1}s{}",
                 summary.output,
                 summary.images,
                 summary.charts,
                 summary.blobs,
                 human_bytes(summary.unique_bytes),
+                if summary.omitted_blobs > 0 {
+                    format!(", {} left out (delta)", summary.omitted_blobs)
+                } else {
+                    String::new()
+                },
                 human_bytes(summary.downloaded_bytes),
                 summary.cached_blobs,
                 summary.seconds,

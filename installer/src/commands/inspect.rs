@@ -23,6 +23,13 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             "no"
         }
     );
+    if let Some(delta) = &manifest.delta {
+        println!(
+            "delta bundle: {} blobs left out, expected at the target from {}",
+            delta.omitted.len(),
+            delta.base
+        );
+    }
     println!("images:");
     for image in &manifest.images {
         let platforms: Vec<&str> = image.platforms.iter().map(|p| p.platform.as_str()).collect();

@@ -346,3 +346,196 @@ async fn bad_inputs_are_refused_with_what_to_do() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_registry_serving_altered_content_is_caught_and_nothing_is_kept() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+
+    // Corrupt a layer inside the registry's own storage: the registry then serves altered bytes.
+    let layer = &world.app.images[0].layers[1].digest;
+    let hex = layer.trim_start_matches("sha256:");
+    let data = world.registry.storage_dir().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = std::fs::read(&data).expect("registry blob");
+    bytes[10] ^= 0xff;
+    std::fs::write(&data, bytes).expect("corrupt registry blob");
+
+    let output = world.run(&[
+        "bundle",
+        "--spec",
+        &spec,
+        "--lock",
+        &lock,
+        "--cache",
+        &world.cache().display().to_string(),
+        "-o",
+        &world.path("x.bundle").display().to_string(),
+    ]);
+    let error = failure(output);
+    assert!(
+        error.contains(layer.as_str()) && error.contains("altered"),
+        "{error}"
+    );
+    assert!(
+        !world.path("x.bundle").exists() && !world.path("x.bundle.partial").exists(),
+        "a failed bundle left a file"
+    );
+    assert!(
+        !world.cache().join("blobs/sha256").join(hex).exists(),
+        "an unverified blob entered the cache"
+    );
+}
+
+#[tokio::test]
+async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
+    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
+
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (old, _) = world.lock_and_bundle("v1.bundle");
+
+    // Version 2: a new app image that keeps the shared base layer and adds a new one.
+    let base = world.app.images[0].layers[0].digest.clone();
+    let app2 = ImageBuilder::new()
+        .layer(LayerBuilder::new().random_file("usr/lib/base.bin", 256 * 1024, 42))
+        .layer(LayerBuilder::new().random_file("app/bin", 64 * 1024, 99))
+        .build()
+        .expect("build app 2");
+    assert_eq!(app2.layers[0].digest, base);
+    world
+        .registry
+        .push_image("team/app:2.0", &app2)
+        .await
+        .expect("push app 2");
+    world.write_spec(
+        &world
+            .spec_text()
+            .replace("team/app:1.0", "team/app:2.0")
+            .replace("version: 1.0.0", "version: 2.0.0"),
+    );
+
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let delta = world.path("v2-delta.bundle").display().to_string();
+    let cache = world.cache().display().to_string();
+    let summary: serde_json::Value = serde_json::from_str(&success(world.run(&[
+        "bundle",
+        "--spec",
+        &spec,
+        "--lock",
+        &lock,
+        "--cache",
+        &cache,
+        "-o",
+        &delta,
+        "--delta-from",
+        &old.display().to_string(),
+        "--output",
+        "json",
+    ])))
+    .expect("summary");
+
+    let reader = BundleReader::open(std::path::Path::new(&delta)).expect("open delta");
+    let has = |digest: &str| {
+        reader
+            .entries()
+            .contains_key(&bundle_spec::format::blob_path(digest))
+    };
+    assert!(!has(&base), "the shared base layer was carried again");
+    assert!(
+        !has(&world.db.layers[0].digest),
+        "the unchanged db layer was carried again"
+    );
+    assert!(has(&app2.layers[1].digest), "the new layer is missing");
+    assert!(has(app2.digest()), "manifests always travel");
+    assert!(summary["omitted_blobs"].as_u64().unwrap_or(0) >= 3, "{summary}");
+
+    let report = success(world.run(&["verify", &delta, "--output", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report");
+    assert_eq!(report["problems"].as_array().map(Vec::len), Some(0), "{report}");
+    let inspection = success(world.run(&["inspect", &delta]));
+    assert!(
+        inspection.contains("delta bundle") && inspection.contains("coder 1.0.0"),
+        "{inspection}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_bundle_run_resumes_without_downloading_again() {
+    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
+
+    let world = World::new(RegistryFlavour::Plain).await;
+    // A layer large enough that the run is still downloading when it is killed.
+    let big = ImageBuilder::new()
+        .layer(LayerBuilder::new().random_file("big.bin", 384 << 20, 5))
+        .build()
+        .expect("build big");
+    world
+        .registry
+        .push_image("team/big:1", &big)
+        .await
+        .expect("push big");
+    world.write_spec(&format!(
+        "name: coder\nversion: 1.0.0\nimages:\n  - name: big\n    ref: {}/team/big:1\n",
+        world.registry.host()
+    ));
+    let spec = world.spec().display().to_string();
+    let lock = world.lock().display().to_string();
+    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+
+    let bundle = world.path("big.bundle");
+    let mut args: Vec<String> = [
+        "bundle",
+        "--spec",
+        &spec,
+        "--lock",
+        &lock,
+        "--cache",
+        &world.cache().display().to_string(),
+        "-o",
+        &bundle.display().to_string(),
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.extend(world.registry_args());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+        .args(&args)
+        .spawn()
+        .expect("start bundle");
+    let partial = world
+        .cache()
+        .join("partial")
+        .join(big.layers[0].digest.trim_start_matches("sha256:"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&partial).map_or(0, |meta| meta.len()) < (8 << 20) {
+        assert!(std::time::Instant::now() < deadline, "the download never started");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the run finished before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let left = std::fs::metadata(&partial)
+        .expect("partial survives the kill")
+        .len();
+    assert!(!bundle.exists(), "a killed run left a bundle that looks complete");
+
+    let (bundle, summary) = world.bundle("big.bundle");
+    assert_eq!(summary["resumed_bytes"], left, "{summary}");
+    let downloaded = summary["downloaded_bytes"].as_u64().expect("downloaded");
+    assert!(
+        downloaded + left <= summary["unique_bytes"].as_u64().expect("unique") + 4096,
+        "{summary}"
+    );
+    success(world.run(&["verify", &bundle.display().to_string()]));
+}
