@@ -173,21 +173,13 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
             plan.charts.push(artifact);
         }
     }
-    let omitted = match &options.delta {
-        Some(delta) => Some(plan.omit_present(&delta.have)),
-        None => None,
-    };
+    let delta = options.delta.as_ref().map(|source| DeltaBase {
+        base: source.base.clone(),
+        omitted: plan.omit_present(&source.have),
+    });
 
     let fetched = fetch_blobs(&plan, &client, &cache, options).await?;
 
-    let delta = options
-        .delta
-        .as_ref()
-        .zip(omitted)
-        .map(|(source, omitted)| DeltaBase {
-            base: source.base.clone(),
-            omitted,
-        });
     let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
     let documents = Documents::new(inputs, &plan, delta, signing_key.as_ref())?;
     let mut entries = vec![
