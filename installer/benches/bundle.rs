@@ -1,0 +1,283 @@
+//! Bundle benchmark: `cargo bench -p installer --bench bundle` prints figures, asserts nothing.
+//!
+//! Against one loopback registry holding 6 images with shared layers (about 300 MiB unique):
+//! - `coder-install bundle` (cold cache) vs `skopeo copy` of each image into one OCI layout plus
+//!   `tar` (what a script would do), and vs fetching every unique blob once with parallel curl;
+//! - a re-bundle with a warm cache vs the cold run;
+//! - `verify` throughput;
+//! - peak RSS of `bundle` on an image with a 1 GiB layer (skip with `BENCH_SKIP_LARGE=1`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
+use coder_testenv::{Registry, RegistryFlavour};
+
+const MIB: usize = 1 << 20;
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let registry = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("start registry");
+    let work = tempfile::tempdir().expect("tempdir");
+    let images = fixture_set();
+    let mut refs = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        let repository = format!("bench/image{index}:1");
+        registry.push_image(&repository, image).await.expect("push");
+        refs.push(format!("{}/{repository}", registry.host()));
+    }
+    let unique: std::collections::BTreeMap<&str, usize> = images
+        .iter()
+        .flat_map(|image| image.layers.iter().chain([&image.config, &image.manifest]))
+        .map(|blob| (blob.digest.as_str(), blob.data.len()))
+        .collect();
+    let unique_bytes: usize = unique.values().sum();
+    println!(
+        "image set: {} images, {} unique blobs, {:.0} MiB unique",
+        images.len(),
+        unique.len(),
+        unique_bytes as f64 / MIB as f64
+    );
+
+    let spec = work.path().join("coder.yaml");
+    let mut text = String::from("name: bench\nversion: 1.0.0\nimages:\n");
+    for (index, reference) in refs.iter().enumerate() {
+        text.push_str(&format!("  - name: image{index}\n    ref: {reference}\n"));
+    }
+    std::fs::write(&spec, text).expect("spec");
+    let lock = work.path().join("images.lock");
+    let host = registry.host();
+    let insecure = ["--insecure-registry", host.as_str()];
+    coder_install(
+        &[
+            &["lock", "--spec", path(&spec), "-o", path(&lock)][..],
+            &insecure[..],
+        ]
+        .concat(),
+    );
+
+    // Ours, cold cache.
+    let cache = work.path().join("cache");
+    let bundle = |name: &str| {
+        let output = work.path().join(name);
+        let args = [
+            &[
+                "bundle",
+                "--spec",
+                path(&spec),
+                "--lock",
+                path(&lock),
+                "--cache",
+                path(&cache),
+                "-o",
+                path(&output),
+                "--output",
+                "json",
+            ][..],
+            &insecure[..],
+        ]
+        .concat();
+        timed(|| coder_install(&args))
+    };
+    let cold = bundle("cold.bundle");
+    let warm = bundle("warm.bundle");
+
+    // skopeo into one OCI layout, then tar it.
+    let layout = work.path().join("skopeo-layout");
+    let skopeo = timed(|| {
+        for (index, reference) in refs.iter().enumerate() {
+            run_quiet(Command::new("skopeo").args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{reference}"),
+                &format!("oci:{}:image{index}", layout.display()),
+            ]));
+        }
+        run_quiet(Command::new("tar").args([
+            "-cf",
+            path(&work.path().join("skopeo.tar")),
+            "-C",
+            path(&layout),
+            ".",
+        ]));
+    });
+
+    // Every unique blob once, 8 parallel curl processes.
+    let urls: Vec<String> = unique
+        .keys()
+        .map(|digest| format!("http://{host}/v2/bench/image0/blobs/{digest}"))
+        .collect();
+    let curl_dir = work.path().join("curl");
+    std::fs::create_dir_all(&curl_dir).expect("curl dir");
+    let curl = timed(|| {
+        for chunk in urls.chunks(urls.len().div_ceil(8)) {
+            let mut children = Vec::new();
+            for url in chunk {
+                let out = curl_dir.join(url.rsplit(':').next().unwrap_or("blob"));
+                children.push(
+                    Command::new("curl")
+                        .args(["-sf", "-o", path(&out), url])
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .expect("curl"),
+                );
+            }
+            for mut child in children {
+                let _ = child.wait();
+            }
+        }
+    });
+
+    let verify_started = Instant::now();
+    coder_install(&["verify", path(&work.path().join("cold.bundle"))]);
+    let verify = verify_started.elapsed();
+    let bundle_size = std::fs::metadata(work.path().join("cold.bundle"))
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+
+    println!("bundle (cold cache):      {:>8.3} s", cold.as_secs_f64());
+    println!(
+        "skopeo copy x6 + tar:     {:>8.3} s   ratio ours/skopeo = {:.2} (target <= 0.40)",
+        skopeo.as_secs_f64(),
+        ratio(cold, skopeo)
+    );
+    println!(
+        "parallel curl (unique):   {:>8.3} s   ratio ours/curl   = {:.2} (target <= 1.30)",
+        curl.as_secs_f64(),
+        ratio(cold, curl)
+    );
+    println!(
+        "bundle (warm cache):      {:>8.3} s   ratio warm/cold   = {:.2} (target <= 0.10)",
+        warm.as_secs_f64(),
+        ratio(warm, cold)
+    );
+    println!(
+        "verify:                   {:>8.3} s   {:.2} GB/s (target >= 1)",
+        verify.as_secs_f64(),
+        bundle_size as f64 / verify.as_secs_f64() / 1e9
+    );
+
+    if std::env::var_os("BENCH_SKIP_LARGE").is_none() {
+        large_layer_rss(&registry, work.path(), &insecure).await;
+    }
+}
+
+/// Six images over three shared 40 MiB bases, each with its own 30 MiB layer.
+fn fixture_set() -> Vec<Image> {
+    (0..6u64)
+        .map(|index| {
+            ImageBuilder::new()
+                .layer(LayerBuilder::new().random_file("base.bin", 40 * MIB, 100 + index % 3))
+                .layer(LayerBuilder::new().random_file("app.bin", 30 * MIB, 200 + index))
+                .label("bench", &index.to_string())
+                .build()
+                .expect("build fixture")
+        })
+        .collect()
+}
+
+async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
+    let image = ImageBuilder::new()
+        .layer(LayerBuilder::new().random_file("big.bin", 1024 * MIB, 7))
+        .build()
+        .expect("build 1 GiB image");
+    registry
+        .push_image("bench/large:1", &image)
+        .await
+        .expect("push large");
+    let spec = work.join("large.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: bench\nversion: 1.0.0\nimages:\n  - name: large\n    ref: {}/bench/large:1\n",
+            registry.host()
+        ),
+    )
+    .expect("spec");
+    let lock = work.join("large.lock");
+    coder_install(&[&["lock", "--spec", path(&spec), "-o", path(&lock)][..], insecure].concat());
+    let (cache, output) = (work.join("large-cache"), work.join("large.bundle"));
+    let args = [
+        &[
+            "bundle",
+            "--spec",
+            path(&spec),
+            "--lock",
+            path(&lock),
+            "--cache",
+            path(&cache),
+            "-o",
+            path(&output),
+            "--output",
+            "json",
+        ][..],
+        insecure,
+    ]
+    .concat();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("bundle");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().expect("poll").is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
+        {
+            peak_kib = peak_kib.max(
+                line.split_whitespace()
+                    .nth(1)
+                    .and_then(|kib| kib.parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "peak RSS, 1 GiB layer:    {:>8.1} MiB (target <= 64)",
+        peak_kib as f64 / 1024.0
+    );
+}
+
+fn coder_install(args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+        .args(args)
+        .output()
+        .expect("run coder-install");
+    assert!(
+        output.status.success(),
+        "coder-install {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run_quiet(command: &mut Command) {
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn timed(work: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    work();
+    started.elapsed()
+}
+
+fn ratio(ours: Duration, theirs: Duration) -> f64 {
+    ours.as_secs_f64() / theirs.as_secs_f64()
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
