@@ -67,23 +67,7 @@ async fn run() {
     let cache = work.path().join("cache");
     let bundle = |name: &str| {
         let output = work.path().join(name);
-        let args = [
-            &[
-                "bundle",
-                "--spec",
-                path(&spec),
-                "--lock",
-                path(&lock),
-                "--cache",
-                path(&cache),
-                "-o",
-                path(&output),
-                "--output",
-                "json",
-            ][..],
-            &insecure[..],
-        ]
-        .concat();
+        let args = bundle_args(&spec, &lock, &cache, &output, &insecure);
         timed(|| coder_install(&args))
     };
     let cold = bundle("cold.bundle");
@@ -204,23 +188,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     let lock = work.join("large.lock");
     coder_install(&[&["lock", "--spec", path(&spec), "-o", path(&lock)][..], insecure].concat());
     let (cache, output) = (work.join("large-cache"), work.join("large.bundle"));
-    let args = [
-        &[
-            "bundle",
-            "--spec",
-            path(&spec),
-            "--lock",
-            path(&lock),
-            "--cache",
-            path(&cache),
-            "-o",
-            path(&output),
-            "--output",
-            "json",
-        ][..],
-        insecure,
-    ]
-    .concat();
+    let args = bundle_args(&spec, &lock, &cache, &output, insecure);
     let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
         .args(&args)
         .stdout(Stdio::null())
@@ -245,6 +213,31 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         "peak RSS, 1 GiB layer:    {:>8.1} MiB (target <= 64)",
         peak_kib as f64 / 1024.0
     );
+}
+
+/// `bundle` arguments with JSON output.
+fn bundle_args<'a>(
+    spec: &'a Path,
+    lock: &'a Path,
+    cache: &'a Path,
+    output: &'a Path,
+    insecure: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "bundle",
+        "--spec",
+        path(spec),
+        "--lock",
+        path(lock),
+        "--cache",
+        path(cache),
+        "-o",
+        path(output),
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(insecure);
+    args
 }
 
 fn coder_install(args: &[&str]) {

@@ -304,13 +304,7 @@ impl RegistryClient {
                     answered_challenge = true;
                 }
                 StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
-                StatusCode::FORBIDDEN => {
-                    return Err(RegistryError::Forbidden {
-                        registry: repository.registry.clone(),
-                        repository: repository.repository.clone(),
-                        action,
-                    });
-                }
+                StatusCode::FORBIDDEN => return Err(forbidden(repository, action)),
                 _ => return Ok(response),
             }
         }
@@ -355,13 +349,7 @@ impl RegistryClient {
                 })?;
                 match response.status() {
                     StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
-                    StatusCode::FORBIDDEN => {
-                        return Err(RegistryError::Forbidden {
-                            registry: repository.registry.clone(),
-                            repository: repository.repository.clone(),
-                            action,
-                        });
-                    }
+                    StatusCode::FORBIDDEN => return Err(forbidden(repository, action)),
                     _ => {}
                 }
                 let response = expect_success(response).await?;
@@ -425,6 +413,14 @@ impl RegistryClient {
 
 fn tracing_retry(url: &str, attempt: u32, reason: &str, delay: Duration) {
     eprintln!("retrying {url} in {delay:?} (attempt {attempt} failed: {reason})");
+}
+
+fn forbidden(repository: &Repository, action: &'static str) -> RegistryError {
+    RegistryError::Forbidden {
+        registry: repository.registry.clone(),
+        repository: repository.repository.clone(),
+        action,
+    }
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, RegistryError> {

@@ -128,9 +128,7 @@ async fn rebundling_is_byte_identical_and_downloads_nothing() {
 #[tokio::test]
 async fn an_interrupted_download_resumes_from_where_it_stopped() {
     let world = World::new(RegistryFlavour::Plain).await;
-    let spec = world.spec().display().to_string();
-    let lock = world.lock().display().to_string();
-    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    world.lock_spec();
 
     // What an interrupted run leaves behind: the first half of a layer in the cache's partial folder.
     let layer = &world.app.images[0].layers[1];
@@ -216,9 +214,7 @@ async fn signed_bundles_verify_only_with_the_right_key() {
     };
     let (private, public) = write_key("vendor", &key);
     let (_, other_public) = write_key("other", &other);
-    let spec = world.spec().display().to_string();
-    let lock = world.lock().display().to_string();
-    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let (spec, lock) = world.lock_spec();
     let bundle = world.path("signed.bundle").display().to_string();
     let cache = world.cache().display().to_string();
     success(world.run(&[
@@ -350,9 +346,7 @@ async fn bad_inputs_are_refused_with_what_to_do() {
 #[tokio::test]
 async fn a_registry_serving_altered_content_is_caught_and_nothing_is_kept() {
     let world = World::new(RegistryFlavour::Plain).await;
-    let spec = world.spec().display().to_string();
-    let lock = world.lock().display().to_string();
-    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let (spec, lock) = world.lock_spec();
 
     // Corrupt a layer inside the registry's own storage: the registry then serves altered bytes.
     let layer = &world.app.images[0].layers[1].digest;
@@ -418,9 +412,7 @@ async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
             .replace("version: 1.0.0", "version: 2.0.0"),
     );
 
-    let spec = world.spec().display().to_string();
-    let lock = world.lock().display().to_string();
-    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let (spec, lock) = world.lock_spec();
     let delta = world.path("v2-delta.bundle").display().to_string();
     let cache = world.cache().display().to_string();
     let summary: serde_json::Value = serde_json::from_str(&success(world.run(&[
@@ -484,9 +476,7 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
         "name: coder\nversion: 1.0.0\nimages:\n  - name: big\n    ref: {}/team/big:1\n",
         world.registry.host()
     ));
-    let spec = world.spec().display().to_string();
-    let lock = world.lock().display().to_string();
-    success(world.run(&["lock", "--spec", &spec, "-o", &lock]));
+    let (spec, lock) = world.lock_spec();
 
     let bundle = world.path("big.bundle");
     let mut args: Vec<String> = [

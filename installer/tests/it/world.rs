@@ -177,11 +177,17 @@ impl World {
         )
     }
 
-    /// `lock` then `bundle` into `name`; returns the bundle path and the JSON summary.
-    pub fn lock_and_bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
+    /// Runs `lock` on the current spec; returns the spec and lock paths as arguments.
+    pub fn lock_spec(&self) -> (String, String) {
         let spec = self.spec().display().to_string();
         let lock = self.lock().display().to_string();
         success(self.run(&["lock", "--spec", &spec, "-o", &lock]));
+        (spec, lock)
+    }
+
+    /// `lock` then `bundle` into `name`; returns the bundle path and the JSON summary.
+    pub fn lock_and_bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
+        self.lock_spec();
         self.bundle(name)
     }
 
