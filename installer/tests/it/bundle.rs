@@ -529,3 +529,61 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
     );
     success(world.run(&["verify", &bundle.display().to_string()]));
 }
+
+#[tokio::test]
+async fn a_disk_that_fills_up_fails_cleanly() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (spec, lock) = world.lock_spec();
+    let full = world.path("full");
+    std::fs::create_dir_all(&full).expect("mount point");
+
+    // A 512 KiB tmpfs, mounted in a private mount namespace that dies with the command.
+    let script = r#"mount -t tmpfs -o size=512k tmpfs "$1" || exit 99
+shift; out="$1"; shift
+"$@"; status=$?
+echo "left: $(ls -A "$(dirname "$out")")"
+exit $status"#;
+    let mut args: Vec<String> = vec!["-m".into(), "sh".into(), "-c".into(), script.into(), "sh".into()];
+    let out = full.join("coder.bundle").display().to_string();
+    args.extend([
+        full.display().to_string(),
+        out.clone(),
+        env!("CARGO_BIN_EXE_coder-install").to_owned(),
+    ]);
+    args.extend(
+        [
+            "bundle",
+            "--spec",
+            &spec,
+            "--lock",
+            &lock,
+            "--cache",
+            &world.cache().display().to_string(),
+            "-o",
+            &out,
+        ]
+        .map(String::from),
+    );
+    args.extend(world.registry_args());
+    let output = Command::new("unshare")
+        .args(&args)
+        .output()
+        .expect("run unshare (util-linux)");
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "cannot mount a tmpfs (the test needs root): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "bundling onto a full disk succeeded");
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("coder.bundle"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "left:",
+        "files were left behind on the full disk"
+    );
+}
