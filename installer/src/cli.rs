@@ -41,7 +41,7 @@ pub enum Command {
     /// Remove the platform from a namespace.
     Uninstall(Pending),
     /// Inspect and verify license files (air-gapped installs need an enterprise license).
-    License(Pending),
+    License(crate::commands::license::LicenseArgs),
     /// List the endpoints a restricted site must allow, and audit a site's allowlist.
     Allowlist(Pending),
 }
@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bundle(_) => ("bundle", 3),
         Command::Verify(_) => ("verify", 3),
         Command::Inspect(_) => ("inspect", 3),
-        Command::License(_) => ("license", 4),
+        Command::License(args) => return crate::commands::license::run(&args),
         Command::Push(_) => ("push", 6),
         Command::Apply(_) => ("apply", 6),
         Command::Template(_) => ("template", 6),

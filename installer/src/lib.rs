@@ -6,3 +6,4 @@
 //! of its own as it lands.
 
 pub mod cli;
+pub mod commands;

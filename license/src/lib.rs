@@ -64,6 +64,10 @@ pub mod token;
 pub mod verify;
 
 pub use airgap::check_airgap;
+/// The Ed25519 private key type [`sign`] takes, re-exported so that signers need not depend on
+/// the same `ed25519-dalek` version themselves.
+pub use ed25519_dalek::SigningKey;
+
 pub use claims::{Claims, FORMAT_VERSION, Features, Tier};
 pub use error::{ErrorKind, LicenseError};
 pub use token::{DecodedToken, Header, sign};
