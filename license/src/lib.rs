@@ -57,6 +57,8 @@ pub mod airgap;
 pub mod claims;
 pub mod error;
 pub mod keys;
+#[cfg(test)]
+mod mutation_tests;
 #[cfg(any(test, feature = "test-keys"))]
 pub mod test_keys;
 pub mod time;
