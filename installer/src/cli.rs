@@ -47,7 +47,7 @@ pub enum Command {
     /// Remove the platform from a namespace.
     Uninstall(Pending),
     /// Inspect and verify license files (air-gapped installs need an enterprise license).
-    License(Pending),
+    License(crate::commands::license::LicenseArgs),
     /// List the endpoints a restricted site must allow, and audit a site's allowlist.
     Allowlist(Pending),
 }
@@ -180,7 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bundle(args) => return crate::commands::bundle::run(args).await,
         Command::Verify(args) => return crate::commands::verify::run(args).await,
         Command::Inspect(args) => return crate::commands::inspect::run(args),
-        Command::License(_) => ("license", 4),
+        Command::License(args) => return crate::commands::license::run(&args),
         Command::Push(_) => ("push", 6),
         Command::Apply(_) => ("apply", 6),
         Command::Template(_) => ("template", 6),

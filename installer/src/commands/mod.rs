@@ -1,14 +1,17 @@
 //! One module per subcommand: each turns parsed arguments into calls to the library and prints
-//! the result, as text or JSON.
+//! the result, as text or JSON; and the exit code an error maps to.
 
 pub mod bundle;
 pub mod inspect;
+pub mod license;
 pub mod lock;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
 
 use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
+
+use coder_license::LicenseError;
 
 use crate::bundle::Inputs;
 use crate::cli::{InputArgs, OutputFormat, RegistryArgs};
@@ -80,4 +83,25 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 /// Whether progress and text output should be suppressed.
 pub(crate) fn quiet(format: OutputFormat) -> bool {
     format == OutputFormat::Json
+}
+
+/// The process exit code for a failed command: a license error's own code (see
+/// [`coder_license::ErrorKind::exit_code`]), anywhere in the error's chain; 1 for anything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<LicenseError>())
+        .map_or(1, LicenseError::exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn license_errors_keep_their_code_through_context_and_others_exit_1() {
+        let license_error = anyhow::Error::new(LicenseError::AirgapFeatureMissing).context("checking");
+        assert_eq!(exit_code(&license_error), 22);
+        assert_eq!(exit_code(&anyhow::anyhow!("no such file")), 1);
+    }
 }

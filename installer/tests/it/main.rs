@@ -2,4 +2,5 @@
 
 mod bundle;
 mod cli;
+mod license;
 mod world;
