@@ -404,14 +404,15 @@ impl RegistryClient {
                 }
             };
             let delay = Duration::from_millis(250 * 4u64.pow(attempt - 1));
-            tracing_retry(url, attempt, &retryable, delay);
+            report_retry(url, attempt, &retryable, delay);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
 }
 
-fn tracing_retry(url: &str, attempt: u32, reason: &str, delay: Duration) {
+/// Tells the user that a request is being retried, and why.
+fn report_retry(url: &str, attempt: u32, reason: &str, delay: Duration) {
     eprintln!("retrying {url} in {delay:?} (attempt {attempt} failed: {reason})");
 }
 
