@@ -27,6 +27,8 @@ pub const RESOURCE_LABEL: &str = "com.coder.resource";
 pub const OWNER_LABEL: &str = "com.coder.workspace.owner";
 /// Label holding the workspace's id.
 pub const WORKSPACE_LABEL: &str = "com.coder.workspace.id";
+/// How often a state is tried before the watch moves on (one second apart).
+const RECORD_ATTEMPTS: u32 = 30;
 /// The workspace ports: (name, port).
 pub const PORTS: [(&str, i32); 3] = [
     ("code-server", 13337),
@@ -256,21 +258,26 @@ async fn record_state(pool: &PgPool, deployment: &Deployment) {
     let Some(observed) = observed_state(deployment) else {
         return;
     };
-    let result =
-        sqlx::query("UPDATE workspaces SET state = $2, updated_at = now() WHERE id = $1 AND state <> $2")
-            .bind(id)
-            .bind(observed)
-            .execute(pool)
-            .await;
-    match result {
-        Ok(done) if done.rows_affected() > 0 => {
-            tracing::info!(workspace = %id, state = observed, "workspace state changed")
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(workspace = %id, %error, "recording a workspace state failed");
-            // The next event for this Deployment, or the watch's periodic re-list, retries.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    // The watch does not replay an event, so a database outage is waited out (bounded).
+    for attempt in 1..=RECORD_ATTEMPTS {
+        let result =
+            sqlx::query("UPDATE workspaces SET state = $2, updated_at = now() WHERE id = $1 AND state <> $2")
+                .bind(id)
+                .bind(observed)
+                .execute(pool)
+                .await;
+        match result {
+            Ok(done) => {
+                if done.rows_affected() > 0 {
+                    tracing::info!(workspace = %id, state = observed, "workspace state changed");
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(workspace = %id, %error, attempt, "recording a workspace state failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
+    tracing::error!(workspace = %id, state = observed, "gave up recording a workspace state");
 }

@@ -38,6 +38,9 @@ pub enum StartError {
     /// The database could not be configured or migrated.
     #[error(transparent)]
     Database(#[from] crate::db::DbError),
+    /// The schema is behind this manager and `--migrate` was not given.
+    #[error("the database schema is not current: run `coder-service migrate` first, or pass --migrate")]
+    MigrationsPending,
     /// The first admin account could not be created.
     #[error("creating the first admin account: {0}")]
     Bootstrap(#[source] ApiError),
@@ -103,6 +106,11 @@ impl Manager {
         let pool = config.db.pool()?;
         if config.migrate {
             crate::db::migrate(&pool).await?;
+        } else if !crate::db::migrations_current(&pool)
+            .await
+            .map_err(crate::db::DbError::from)?
+        {
+            return Err(StartError::MigrationsPending);
         }
         let admin_password = match &config.admin_password_file {
             Some(path) => Some(

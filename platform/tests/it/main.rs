@@ -2,6 +2,7 @@
 //! kube-apiserver (from `coder-testenv`), through the manager's HTTP API.
 
 mod auth;
+mod binary;
 mod harness;
 mod migrations;
 mod resilience;

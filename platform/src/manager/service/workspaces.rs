@@ -57,9 +57,9 @@ fn in_range<T: PartialOrd + Copy>(field: &'static str, value: T, min: T, max: T)
 }
 
 fn validate_image(state: &AppState, image: &str) -> ApiResult<()> {
-    let well_formed = !image.is_empty()
-        && image.len() <= 512
-        && !image.chars().any(|c| c.is_whitespace() || c.is_control());
+    // The characters of an image reference: [registry[:port]/]path[:tag][@algorithm:digest].
+    let reference_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    let well_formed = !image.is_empty() && image.len() <= 512 && image.chars().all(reference_char);
     if !well_formed {
         return Err(ApiError::bad_request(
             "invalid_image",
