@@ -148,7 +148,7 @@ impl WorkspaceCluster {
     }
 
     /// Applies the home volume, the Service and the Deployment at `replicas`.
-    pub async fn apply(&self, workspace: &Workspace, replicas: i32) -> Result<(), kube::Error> {
+    pub async fn apply(&self, workspace: &Workspace, replicas: i32) -> Result<Deployment, kube::Error> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.api::<PersistentVolumeClaim>()
             .patch(
@@ -167,8 +167,9 @@ impl WorkspaceCluster {
         self.scale(workspace, replicas).await
     }
 
-    /// Applies the Deployment at `replicas` (0 stops the workspace, 1 starts it).
-    pub async fn scale(&self, workspace: &Workspace, replicas: i32) -> Result<(), kube::Error> {
+    /// Applies the Deployment at `replicas` (0 stops the workspace, 1 starts it) and returns
+    /// it as the API server stored it.
+    pub async fn scale(&self, workspace: &Workspace, replicas: i32) -> Result<Deployment, kube::Error> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.api::<Deployment>()
             .patch(
@@ -176,12 +177,11 @@ impl WorkspaceCluster {
                 &params,
                 &Patch::Apply(deployment_manifest(workspace, replicas)),
             )
-            .await?;
-        Ok(())
+            .await
     }
 
     /// Replaces the Deployment (a fresh container from the image); the home volume stays.
-    pub async fn rebuild(&self, workspace: &Workspace) -> Result<(), kube::Error> {
+    pub async fn rebuild(&self, workspace: &Workspace) -> Result<Deployment, kube::Error> {
         gone_is_fine(
             self.api::<Deployment>()
                 .delete(&object_name(&workspace.id), &DeleteParams::default())

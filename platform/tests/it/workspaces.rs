@@ -101,6 +101,12 @@ async fn a_workspace_lives_as_deployment_service_and_volume_through_its_lifecycl
         .await
         .expect("simulate readiness");
     wait_for_state(&env, &member, &id, "ON").await;
+    // Starting a running workspace changes nothing and says so at once.
+    let (status, again) = env
+        .post(&format!("/api/v0/workspaces/{id}/start"), &member, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["state"], "ON");
 
     let (status, stopped) = env
         .post(&format!("/api/v0/workspaces/{id}/stop"), &member, json!({}))
@@ -108,6 +114,14 @@ async fn a_workspace_lives_as_deployment_service_and_volume_through_its_lifecycl
     assert_eq!(status, StatusCode::OK, "{stopped}");
     assert_eq!(replicas(&deployments, &name).await, Some(0));
     wait_for_state(&env, &member, &id, "OFF").await;
+    let (status, again) = env
+        .post(&format!("/api/v0/workspaces/{id}/stop"), &member, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        again["state"], "OFF",
+        "stopping a stopped workspace settles at once"
+    );
 
     let (status, _) = env
         .post(&format!("/api/v0/workspaces/{id}/start"), &member, json!({}))

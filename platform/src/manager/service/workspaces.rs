@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::manager::AppState;
 use crate::manager::auth::Actor;
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::k8s::WorkspaceCluster;
+use crate::manager::k8s::{WorkspaceCluster, observed_state};
 use crate::manager::model::{Workspace, new_id, states, validate_dns_label};
 
 use super::{audit, conflict_on_unique};
@@ -217,12 +217,36 @@ async fn transition(state: &AppState, actor: &Actor, id: &str, change: Change) -
         Change::Start => cluster.scale(&workspace, 1).await,
         Change::Rebuild => cluster.rebuild(&workspace).await,
     };
-    if let Err(error) = result {
-        set_state(state, id, &workspace.state).await?;
-        return Err(error.into());
-    }
+    let deployment = match result {
+        Ok(deployment) => deployment,
+        Err(error) => {
+            set_state(state, id, &workspace.state).await?;
+            return Err(error.into());
+        }
+    };
     audit_if_foreign(state, actor, &workspace, change.action()).await?;
-    Ok(updated)
+    // A change that is already settled (stopping a stopped workspace, starting a running one)
+    // makes no new Deployment event for the watch: record its state now.
+    match observed_state(&deployment) {
+        Some(settled) => settle(state, id, change.transitional(), settled).await,
+        None => Ok(updated),
+    }
+}
+
+/// Moves the workspace from `from` to `to` unless something else changed it meanwhile.
+async fn settle(state: &AppState, id: &str, from: &str, to: &str) -> ApiResult<Workspace> {
+    sqlx::query("UPDATE workspaces SET state = $3, updated_at = now() WHERE id = $1 AND state = $2")
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .execute(&state.pool)
+        .await?;
+    let workspace: Option<Workspace> =
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    workspace.ok_or(ApiError::NotFound("workspace"))
 }
 
 /// Scales the workspace to zero.
