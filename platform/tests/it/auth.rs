@@ -140,8 +140,9 @@ async fn logins_are_rate_limited_per_account_and_per_address() {
 async fn api_keys_are_created_used_listed_and_revoked() {
     let env = Env::start().await;
     let (_, member) = env.create_member("keys@example.com").await;
+    let name = "ci'; DELETE FROM api_keys;--";
     let (status, created) = env
-        .post("/api/v0/api-keys", &member, json!({ "name": "ci" }))
+        .post("/api/v0/api-keys", &member, json!({ "name": name }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["key"].as_str().expect("key").to_owned();
@@ -153,6 +154,7 @@ async fn api_keys_are_created_used_listed_and_revoked() {
     assert_eq!(me["email"], "keys@example.com");
     let (_, listed) = env.get("/api/v0/api-keys", &member).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["name"], name);
     assert!(
         listed[0].get("key").is_none(),
         "the secret is shown only at creation"
