@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::db::{self, DbArgs};
+use crate::manager::{self, ManagerArgs};
+
 /// Run one component of the Coder platform.
 #[derive(Debug, Parser)]
 #[command(name = "coder-service", version, propagate_version = true)]
@@ -15,13 +18,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Component {
     /// The central authority: authentication, session tokens and the workspace API (port 8080).
-    Manager(Pending),
+    Manager(Box<ManagerArgs>),
     /// The WebSocket proxy to workspaces' editors and terminals (port 8080).
     Envproxy(Pending),
     /// The web dashboard (port 3000).
     Dashboard(Pending),
-    /// Apply the database migrations, then exit.
-    Migrate(Pending),
+    /// Apply the database migrations, then exit. Replicas running it at once take turns.
+    Migrate(MigrateArgs),
+}
+
+/// `coder-service migrate`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Arguments of a component whose implementation has not landed yet.
@@ -32,14 +43,26 @@ pub struct Pending {
 }
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let (name, issue) = match cli.component {
-        Component::Manager(_) => ("manager", 5),
-        Component::Migrate(_) => ("migrate", 5),
-        Component::Envproxy(_) => ("envproxy", 8),
-        Component::Dashboard(_) => ("dashboard", 8),
-    };
-    anyhow::bail!("`coder-service {name}` is not implemented yet (tracked in issue {issue})")
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.component {
+        Component::Manager(args) => manager::run(*args).await,
+        Component::Migrate(args) => {
+            let pool = args.db.pool()?;
+            db::migrate(&pool).await?;
+            tracing::info!(
+                migrations = db::MIGRATOR.iter().count(),
+                "database schema is current"
+            );
+            pool.close().await;
+            Ok(())
+        }
+        Component::Envproxy(_) => {
+            anyhow::bail!("`coder-service envproxy` is not implemented yet (tracked in issue 8)")
+        }
+        Component::Dashboard(_) => {
+            anyhow::bail!("`coder-service dashboard` is not implemented yet (tracked in issue 8)")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,3 +7,5 @@
 //! - `migrate`: applies the versioned PostgreSQL migrations.
 
 pub mod cli;
+pub mod db;
+pub mod manager;

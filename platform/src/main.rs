@@ -2,11 +2,27 @@
 
 use clap::Parser;
 use coder_platform::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    match cli::run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Structured JSON logs, one object a line; `RUST_LOG` filters (default: info).
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "exiting");
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }

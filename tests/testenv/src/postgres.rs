@@ -5,7 +5,7 @@
 //! the current user.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,9 +24,11 @@ const SUPERUSER: &str = "postgres";
 
 /// A running PostgreSQL server; dropping it shuts the server down and deletes its data.
 pub struct Postgres {
-    _process: ServerProcess,
+    process: Option<ServerProcess>,
     port: u16,
     password: String,
+    postgres: PathBuf,
+    run_as: Option<RunAs>,
     _dir: TempDir,
 }
 
@@ -123,55 +125,39 @@ impl Postgres {
 
         let dir_path = dir.path().to_owned();
         let (process, port) = start_on_free_port(|port| {
-            let mut command = Command::new(&postgres);
-            command
-                .arg("-D")
-                .arg(&data)
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-k")
-                .arg(&dir_path)
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                // Throw-away data: durability off for speed.
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
-                .env("LC_ALL", "C");
-            if let Some(run_as) = &run_as {
-                run_as.apply(&mut command);
-            }
-            let log = dir_path.join("postgres.log");
-            let url = connection_url(port, &password, SUPERUSER);
-            async move {
-                // SIGINT is PostgreSQL's "fast shutdown": sessions are ended, nothing lingers.
-                let mut process = ServerProcess::spawn("postgres", command, &log, Signal::SIGINT)?;
-                process
-                    .wait_ready(Duration::from_secs(30), || {
-                        let url = url.clone();
-                        async move {
-                            let connection = sqlx::PgConnection::connect(&url)
-                                .await
-                                .map_err(|error| error.to_string())?;
-                            let _ = connection.close().await;
-                            Ok(true)
-                        }
-                    })
-                    .await?;
-                Ok((process, port))
-            }
+            let process = spawn_server(&postgres, &dir_path, port, &password, run_as.as_ref());
+            async move { Ok((process.await?, port)) }
         })
         .await?;
         Ok(Self {
-            _process: process,
+            process: Some(process),
             port,
             password,
+            postgres,
+            run_as,
             _dir: dir,
         })
+    }
+
+    /// Stops the server (PostgreSQL's fast shutdown) and keeps its data, to test what clients
+    /// do while the database is down; [`Self::restart`] brings it back.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts a stopped server again, on the same port and with the same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let process = spawn_server(
+            &self.postgres,
+            self._dir.path(),
+            self.port,
+            &self.password,
+            self.run_as.as_ref(),
+        )
+        .await?;
+        self.process = Some(process);
+        Ok(())
     }
 
     /// The server's port on 127.0.0.1.
@@ -202,6 +188,58 @@ impl Postgres {
             .await?;
         connection.close().await?;
         Ok(connection_url(self.port, &self.password, name))
+    }
+}
+
+/// Starts `postgres` on the data directory under `dir`, listening on `port`, and waits until it
+/// accepts a connection.
+fn spawn_server(
+    postgres: &Path,
+    dir: &Path,
+    port: u16,
+    password: &str,
+    run_as: Option<&RunAs>,
+) -> impl std::future::Future<Output = Result<ServerProcess>> + use<> {
+    let mut command = Command::new(postgres);
+    command
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        // Throw-away data: durability off for speed.
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .env("LC_ALL", "C");
+    if let Some(run_as) = run_as {
+        run_as.apply(&mut command);
+    }
+    let log = dir.join("postgres.log");
+    let url = connection_url(port, password, SUPERUSER);
+    async move {
+        // SIGINT is PostgreSQL's "fast shutdown": sessions are ended, nothing lingers.
+        let mut process = ServerProcess::spawn("postgres", command, &log, Signal::SIGINT)?;
+        process
+            .wait_ready(Duration::from_secs(30), || {
+                let url = url.clone();
+                async move {
+                    let connection = sqlx::PgConnection::connect(&url)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let _ = connection.close().await;
+                    Ok(true)
+                }
+            })
+            .await?;
+        Ok(process)
     }
 }
 

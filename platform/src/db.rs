@@ -1,0 +1,128 @@
+//! The platform's PostgreSQL database: connection settings and the embedded, versioned
+//! migrations in `platform/migrations/`.
+//!
+//! [`migrate`] is safe to run from several replicas at once: sqlx's Postgres migrator holds a
+//! session-level advisory lock (`pg_advisory_lock`, keyed by the database name) for the whole
+//! run, so a second runner waits and then finds nothing left to do. Each migration runs in its
+//! own transaction (none of ours opts out with `-- no-transaction`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// The migrations of `platform/migrations/`, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Why the database could not be configured, reached or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The connection URL does not parse.
+    #[error("invalid PostgreSQL URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The password file could not be read.
+    #[error("reading the PostgreSQL password file {path}: {source}")]
+    PasswordFile {
+        /// The file named by `--pg-password-file`.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Applying the migrations failed.
+    #[error("applying migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// How to reach PostgreSQL: flags and environment shared by `manager` and `migrate`.
+#[derive(Clone, clap::Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL, e.g. `postgres://coder@postgres:5432/coder?sslmode=disable`.
+    #[arg(long, env = "CODER_PG_URL")]
+    pub pg_url: String,
+    /// A file holding the database password (e.g. a mounted Secret); it overrides any password
+    /// in the URL. Surrounding white space is trimmed.
+    #[arg(long, env = "CODER_PG_PASSWORD_FILE")]
+    pub pg_password_file: Option<PathBuf>,
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(long, env = "CODER_PG_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub pg_acquire_timeout_secs: u64,
+    /// The most connections the pool opens.
+    #[arg(long, env = "CODER_PG_MAX_CONNECTIONS", default_value_t = 10)]
+    pub pg_max_connections: u32,
+}
+
+impl std::fmt::Debug for DbArgs {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("pg_url", &"<redacted>")
+            .field("pg_password_file", &self.pg_password_file)
+            .field("pg_acquire_timeout_secs", &self.pg_acquire_timeout_secs)
+            .field("pg_max_connections", &self.pg_max_connections)
+            .finish()
+    }
+}
+
+impl DbArgs {
+    /// Settings for a URL, with the defaults of the flags.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            pg_url: url.into(),
+            pg_password_file: None,
+            pg_acquire_timeout_secs: 5,
+            pg_max_connections: 10,
+        }
+    }
+
+    /// The connection options: the URL, with the password file's content as password if given.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, DbError> {
+        let mut options = PgConnectOptions::from_str(&self.pg_url).map_err(DbError::InvalidUrl)?;
+        if let Some(path) = &self.pg_password_file {
+            let password = std::fs::read_to_string(path).map_err(|source| DbError::PasswordFile {
+                path: path.clone(),
+                source,
+            })?;
+            options = options.password(password.trim());
+        }
+        Ok(options.application_name("coder-service"))
+    }
+
+    /// A pool that connects lazily: the process starts (and answers 503) while the database
+    /// is down, and recovers on its own when it comes back.
+    pub fn pool(&self) -> Result<PgPool, DbError> {
+        Ok(PgPoolOptions::new()
+            .max_connections(self.pg_max_connections)
+            .acquire_timeout(Duration::from_secs(self.pg_acquire_timeout_secs))
+            .connect_lazy_with(self.connect_options()?))
+    }
+}
+
+/// Applies every pending migration, waiting for any other replica that is migrating.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Whether every embedded migration has been applied successfully (what `/readyz` checks).
+pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .all(|migration| applied.binary_search(&migration.version).is_ok()))
+}

@@ -1,0 +1,35 @@
+//! `POST /auth/basic/login` and `POST /auth/logout`.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::Body;
+use crate::manager::AppState;
+use crate::manager::auth::Actor;
+use crate::manager::error::ApiResult;
+use crate::manager::service::{keys, users};
+
+/// Email and password in, `{"session_token": "<id>-<secret>"}` out.
+pub async fn login(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Body(request): Body<users::Login>,
+) -> ApiResult<Json<Value>> {
+    let client = client.map_or_else(
+        || "unknown".to_owned(),
+        |Extension(ConnectInfo(addr))| addr.ip().to_string(),
+    );
+    let token = users::login(&state, request, &client).await?;
+    Ok(Json(json!({ "session_token": token })))
+}
+
+/// Revokes the token the request authenticated with.
+pub async fn logout(State(state): State<AppState>, actor: Actor) -> ApiResult<StatusCode> {
+    keys::revoke(&state.pool, &actor.key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,34 @@
+//! `/api/v0/api-keys`: the caller's API keys.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Body, Id};
+use crate::manager::AppState;
+use crate::manager::auth::Actor;
+use crate::manager::error::ApiResult;
+use crate::manager::model::ApiKey;
+use crate::manager::service::keys;
+
+/// `POST /api/v0/api-keys`: the answer holds the key (`key`), shown this once.
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    Body(request): Body<keys::CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (key, token) = keys::create_api_key(&state.pool, &actor, request).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "key": token, "api_key": key }))))
+}
+
+/// `GET /api/v0/api-keys`.
+pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<ApiKey>>> {
+    Ok(Json(keys::list(&state.pool, &actor).await?))
+}
+
+/// `DELETE /api/v0/api-keys/{id}`.
+pub async fn delete(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<StatusCode> {
+    keys::delete(&state.pool, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,56 @@
+//! `/api/v0/users`: list, create, get, update, delete (`me` names the caller).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::{Body, Id};
+use crate::manager::AppState;
+use crate::manager::auth::Actor;
+use crate::manager::error::ApiResult;
+use crate::manager::model::User;
+use crate::manager::service::{users, workspaces};
+
+/// `GET /api/v0/users` (admins).
+pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<User>>> {
+    Ok(Json(users::list(&state.pool, &actor).await?))
+}
+
+/// `POST /api/v0/users` (admins).
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    Body(request): Body<users::CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(users::create(&state.pool, &actor, request).await?),
+    ))
+}
+
+/// `GET /api/v0/users/{id|me}`.
+pub async fn get(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<Json<User>> {
+    Ok(Json(users::get(&state.pool, &actor, &id).await?))
+}
+
+/// `PATCH /api/v0/users/{id|me}`.
+pub async fn update(
+    State(state): State<AppState>,
+    actor: Actor,
+    Id(id): Id,
+    Body(request): Body<users::UpdateUser>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(users::update(&state.pool, &actor, &id, request).await?))
+}
+
+/// `DELETE /api/v0/users/{id}` (admins): removes the user's workspaces from the cluster, then
+/// the account.
+pub async fn delete(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<StatusCode> {
+    actor.require_admin()?;
+    let user = users::get(&state.pool, &actor, &id).await?;
+    if user.id != actor.user.id {
+        workspaces::delete_all_of(&state, &user.id).await?;
+    }
+    users::delete(&state.pool, &actor, &user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

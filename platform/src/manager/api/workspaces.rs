@@ -1,0 +1,55 @@
+//! `/api/v0/workspaces`: create, list, get, delete, stop, start, rebuild.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::{Body, Id};
+use crate::manager::AppState;
+use crate::manager::auth::Actor;
+use crate::manager::error::ApiResult;
+use crate::manager::model::Workspace;
+use crate::manager::service::workspaces;
+
+/// `POST /api/v0/workspaces`.
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    Body(request): Body<workspaces::CreateWorkspace>,
+) -> ApiResult<(StatusCode, Json<Workspace>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(workspaces::create(&state, &actor, request).await?),
+    ))
+}
+
+/// `GET /api/v0/workspaces`.
+pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<Workspace>>> {
+    Ok(Json(workspaces::list(&state, &actor).await?))
+}
+
+/// `GET /api/v0/workspaces/{id}`.
+pub async fn get(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<Json<Workspace>> {
+    Ok(Json(workspaces::get(&state, &actor, &id).await?))
+}
+
+/// `DELETE /api/v0/workspaces/{id}`.
+pub async fn delete(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<StatusCode> {
+    workspaces::delete(&state, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v0/workspaces/{id}/stop`.
+pub async fn stop(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<Json<Workspace>> {
+    Ok(Json(workspaces::stop(&state, &actor, &id).await?))
+}
+
+/// `POST /api/v0/workspaces/{id}/start`.
+pub async fn start(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<Json<Workspace>> {
+    Ok(Json(workspaces::start(&state, &actor, &id).await?))
+}
+
+/// `POST /api/v0/workspaces/{id}/rebuild`.
+pub async fn rebuild(State(state): State<AppState>, actor: Actor, Id(id): Id) -> ApiResult<Json<Workspace>> {
+    Ok(Json(workspaces::rebuild(&state, &actor, &id).await?))
+}

@@ -1,0 +1,168 @@
+//! Credentials: argon2id password hashes, `<id>-<secret>` tokens, and the [`Actor`] extractor
+//! that authenticates every API call.
+//!
+//! A token is `<10 hex id>-<32 hex secret>`. The database keeps the id and the SHA-256 of the
+//! secret only; a presented token is looked up by id and its secret's hash compared in
+//! constant time. Session tokens (from login) and API keys share the format and the table.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::model::{Role, User, random_bytes};
+use super::service;
+
+/// The header Coder v1's clients send their token in.
+pub const SESSION_TOKEN_HEADER: &str = "Session-Token";
+
+/// A freshly made token: the id to store and look up, the secret's hash to store, and the
+/// full token to hand to the client once.
+#[derive(Debug)]
+pub struct NewToken {
+    /// The lookup id (primary key of `api_keys`).
+    pub id: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: [u8; 32],
+    /// `<id>-<secret>`: shown to the client once, never stored.
+    pub token: String,
+}
+
+impl NewToken {
+    /// Makes a random token.
+    pub fn generate() -> ApiResult<Self> {
+        let id = hex::encode(random_bytes::<5>()?);
+        let secret = hex::encode(random_bytes::<16>()?);
+        Ok(Self {
+            secret_hash: hash_secret(&secret),
+            token: format!("{id}-{secret}"),
+            id,
+        })
+    }
+}
+
+/// SHA-256 of a token's secret. Secrets are 128 random bits, so a fast hash is enough.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Splits a presented token into id and secret if it has the right shape.
+pub fn parse_token(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.split_once('-')?;
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id, 10) && hex(secret, 32)).then_some((id, secret))
+}
+
+/// Whether a presented secret matches the stored hash, compared in constant time.
+pub fn secret_matches(secret: &str, stored_hash: &[u8]) -> bool {
+    hash_secret(secret).ct_eq(stored_hash).into()
+}
+
+/// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes) and a random salt.
+pub fn hash_password(password: &str) -> ApiResult<String> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|error| ApiError::Internal(format!("salt: {error}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| ApiError::Internal(format!("hashing a password: {error}")))
+}
+
+/// Checks a password against a stored PHC string; a malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+/// Runs the CPU-heavy argon2 work off the async workers.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::Internal(format!("password hashing task: {error}")))
+}
+
+/// The authenticated caller of an API request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Who is calling.
+    pub user: User,
+    /// The id of the token they authenticated with (what logout revokes).
+    pub key_id: String,
+}
+
+impl Actor {
+    /// Whether the caller is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// Refuses non-admins with a 403 that names no object.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this endpoint requires the admin role"))
+        }
+    }
+}
+
+/// The token a request presents: `Session-Token: T` or `Authorization: Bearer T`.
+fn presented_token(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts.headers.get(SESSION_TOKEN_HEADER) {
+        return value.to_str().ok().map(str::trim);
+    }
+    let authorization = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = presented_token(parts).ok_or(ApiError::Unauthenticated("authentication required"))?;
+        let (id, secret) = parse_token(token).ok_or(ApiError::Unauthenticated("invalid token"))?;
+        service::keys::authenticate(&state.pool, id, secret).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_malformed_ones_are_refused() {
+        let token = NewToken::generate().expect("token");
+        let (id, secret) = parse_token(&token.token).expect("parses");
+        assert_eq!(id, token.id);
+        assert!(secret_matches(secret, &token.secret_hash));
+        assert!(!secret_matches(&"0".repeat(32), &token.secret_hash));
+        for bad in [
+            "",
+            "-",
+            "abc",
+            &format!("{id}{secret}"),
+            &format!("{id}-{secret}x"),
+            "zzzzzzzzzz-00000000000000000000000000000000",
+        ] {
+            assert!(parse_token(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse battery").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("wrong horse battery", &hash));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The manager's configuration, from flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::db::DbArgs;
+
+/// `coder-service manager`'s flags; every flag can also be set through the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManagerArgs {
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The address the HTTP API listens on.
+    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The Kubernetes namespace workspaces are created in.
+    #[arg(long, env = "CODER_NAMESPACE", default_value = "coder")]
+    pub namespace: String,
+    /// The URL users reach the platform at (reported by `GET /api`).
+    #[arg(long, env = "CODER_ACCESS_URL")]
+    pub access_url: Option<String>,
+    /// The first admin account's email address.
+    #[arg(long, env = "CODER_ADMIN_EMAIL", default_value = "admin@coder.local")]
+    pub admin_email: String,
+    /// A file holding the first admin's password (a mounted Secret). Without it, a password is
+    /// generated and logged once, on the start that creates the admin account.
+    #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Workspace images users may choose, comma separated; an entry ending in `*` allows every
+    /// image starting with what precedes it. Empty: any image is allowed.
+    #[arg(long = "allowed-images", env = "CODER_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
+    /// Apply pending database migrations before serving (as `coder-service migrate` does).
+    #[arg(long, env = "CODER_MIGRATE", default_value_t = false)]
+    pub migrate: bool,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "CODER_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+    /// How long a session token from `POST /auth/basic/login` stays valid, in hours.
+    #[arg(long, env = "CODER_SESSION_TTL_HOURS", default_value_t = 24)]
+    pub session_ttl_hours: u32,
+    /// Login attempts allowed in a burst, per account and per client address.
+    #[arg(long, env = "CODER_LOGIN_BURST", default_value_t = 10)]
+    pub login_burst: u32,
+    /// Login attempts regained per minute, per account and per client address.
+    #[arg(long, env = "CODER_LOGIN_PER_MINUTE", default_value_t = 6)]
+    pub login_per_minute: u32,
+}
+
+impl ManagerArgs {
+    /// Settings with every default, for a database URL (what tests and benchmarks start from).
+    pub fn for_database(url: impl Into<String>) -> Self {
+        Self {
+            db: DbArgs::from_url(url),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            namespace: "coder".to_owned(),
+            access_url: None,
+            admin_email: "admin@coder.local".to_owned(),
+            admin_password_file: None,
+            allowed_images: Vec::new(),
+            migrate: true,
+            body_limit: 64 * 1024,
+            session_ttl_hours: 24,
+            login_burst: 10,
+            login_per_minute: 6,
+        }
+    }
+
+    /// How long a session token lives.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_ttl_hours) * 3600)
+    }
+
+    /// Whether users may create workspaces from `image`.
+    pub fn image_allowed(&self, image: &str) -> bool {
+        self.allowed_images.is_empty()
+            || self
+                .allowed_images
+                .iter()
+                .any(|allowed| match allowed.strip_suffix('*') {
+                    Some(prefix) => image.starts_with(prefix),
+                    None => image == allowed,
+                })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_images_match_exactly_or_by_prefix() {
+        let mut args = ManagerArgs::for_database("postgres://localhost/coder");
+        assert!(args.image_allowed("anything"));
+        args.allowed_images = vec![
+            "codercom/enterprise-base:ubuntu".into(),
+            "registry.local/ws/*".into(),
+        ];
+        assert!(args.image_allowed("codercom/enterprise-base:ubuntu"));
+        assert!(args.image_allowed("registry.local/ws/go:1.22"));
+        assert!(!args.image_allowed("codercom/enterprise-base:ubuntu-evil"));
+        assert!(!args.image_allowed("registry.local/other"));
+    }
+}

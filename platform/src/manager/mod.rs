@@ -1,0 +1,231 @@
+//! `coder-service manager`: the platform's central authority. It authenticates users, issues
+//! session tokens and API keys, and serves the workspace API, running each workspace as a
+//! Deployment, a Service and a home volume in the cluster.
+//!
+//! Layout: [`config`] (flags), [`api`] (routes and thin handlers), [`service`] (what the API
+//! does, with authorization), [`auth`] (passwords and tokens), [`k8s`] (workspace objects and
+//! the state watch), [`model`] (objects and field rules), [`error`] (the JSON error body),
+//! [`ratelimit`] and [`metrics`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod k8s;
+pub mod metrics;
+pub mod model;
+pub mod ratelimit;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::ManagerArgs;
+use error::ApiError;
+use k8s::WorkspaceCluster;
+use metrics::Metrics;
+use ratelimit::RateLimiter;
+
+/// Why the manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be configured or migrated.
+    #[error(transparent)]
+    Database(#[from] crate::db::DbError),
+    /// The schema is behind this manager and `--migrate` was not given.
+    #[error("the database schema is not current: run `coder-service migrate` first, or pass --migrate")]
+    MigrationsPending,
+    /// The first admin account could not be created.
+    #[error("creating the first admin account: {0}")]
+    Bootstrap(#[source] ApiError),
+    /// The admin password file could not be read.
+    #[error("reading the admin password file {path}: {source}")]
+    AdminPasswordFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The listener could not be bound or served.
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// No Kubernetes client could be configured.
+    #[error("configuring the Kubernetes client: {0}")]
+    Kubernetes(#[source] kube::Error),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: PgPool,
+    /// The configuration.
+    pub config: Arc<ManagerArgs>,
+    /// Where workspaces run; `None` makes workspace changes answer 503.
+    pub cluster: Option<WorkspaceCluster>,
+    /// The login rate limiter.
+    pub limiter: Arc<RateLimiter>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// An argon2id hash of a random password, verified against when a login names an unknown
+    /// email, so that it costs the same time as a wrong password.
+    pub dummy_hash: Arc<str>,
+}
+
+/// A started manager: database migrated (if asked), first admin present, state watch running.
+pub struct Manager {
+    state: AppState,
+    generated_admin_password: Option<String>,
+    watch: Option<AbortOnDrop>,
+}
+
+/// A background task that ends when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Manager {
+    /// Connects, migrates when `config.migrate`, creates the first admin if there is none, and
+    /// starts the workspace state watch when a Kubernetes client is given.
+    pub async fn start(config: ManagerArgs, kube: Option<kube::Client>) -> Result<Self, StartError> {
+        let pool = config.db.pool()?;
+        if config.migrate {
+            crate::db::migrate(&pool).await?;
+        } else if !crate::db::migrations_current(&pool)
+            .await
+            .map_err(crate::db::DbError::from)?
+        {
+            return Err(StartError::MigrationsPending);
+        }
+        let admin_password = match &config.admin_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| StartError::AdminPasswordFile {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let generated_admin_password =
+            service::users::bootstrap_admin(&pool, &config.admin_email, admin_password)
+                .await
+                .map_err(StartError::Bootstrap)?;
+        if let Some(password) = &generated_admin_password {
+            // Logged this once: the next start finds the admin and generates nothing.
+            tracing::warn!(
+                email = %config.admin_email,
+                password = %password,
+                "created the first admin account with a generated password; change it after logging in"
+            );
+        }
+        let dummy = hex::encode(model::random_bytes::<16>().map_err(StartError::Bootstrap)?);
+        let dummy_hash = auth::blocking(move || auth::hash_password(&dummy))
+            .await
+            .and_then(|hash| hash)
+            .map_err(StartError::Bootstrap)?;
+        let cluster = kube.map(|client| WorkspaceCluster::new(client, config.namespace.clone()));
+        let watch = cluster
+            .clone()
+            .map(|cluster| AbortOnDrop(tokio::spawn(cluster.watch_states(pool.clone()))));
+        let state = AppState {
+            pool,
+            limiter: Arc::new(RateLimiter::new(config.login_burst, config.login_per_minute)),
+            config: Arc::new(config),
+            cluster,
+            metrics: Arc::new(Metrics::default()),
+            dummy_hash: dummy_hash.into(),
+        };
+        Ok(Self {
+            state,
+            generated_admin_password,
+            watch,
+        })
+    }
+
+    /// The admin password generated by this start, if it created the admin without one.
+    pub fn generated_admin_password(&self) -> Option<&str> {
+        self.generated_admin_password.as_deref()
+    }
+
+    /// The shared state (its pool, configuration, ...).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        api::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops the watch.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| StartError::Serve { addr, source });
+        drop(self.watch);
+        self.state.pool.close().await;
+        served
+    }
+}
+
+/// Runs the manager from its flags until SIGINT or SIGTERM.
+pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
+    let kube = kube::Client::try_default()
+        .await
+        .map_err(StartError::Kubernetes)?;
+    let listen = config.listen;
+    let manager = Manager::start(config, Some(kube)).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Serve { addr: listen, source })?;
+    tracing::info!(%listen, "manager listening");
+    manager.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,206 @@
+//! Login, token use, logout and revocation, API keys, rate limiting, the first admin.
+
+use coder_platform::manager::{Manager, ManagerArgs};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{ADMIN_EMAIL, Env, MEMBER_PASSWORD, Options, assert_error};
+
+#[tokio::test]
+async fn login_token_use_logout_and_revocation() {
+    let env = Env::start().await;
+    let (member_id, token) = env.create_member("member@example.com").await;
+
+    // Both header styles authenticate.
+    let (status, me) = env.get("/api/v0/users/me", &token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["id"], member_id.as_str());
+    assert_eq!(me["role"], "member");
+    assert!(me.get("password_hash").is_none(), "{me}");
+    let bearer = env
+        .http
+        .get(format!("{}/api/v0/users/me", env.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bearer.status(), StatusCode::OK);
+
+    // The token is stored hashed: its secret appears nowhere in the database.
+    let pool = sqlx::PgPool::connect(&env.database_url).await.expect("connect");
+    let (id, secret) = token.split_once('-').expect("token format");
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_hash FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    assert_ne!(stored, secret.as_bytes());
+    assert_eq!(stored.len(), 32);
+
+    // Login is case-insensitive in the email.
+    env.login("MEMBER@example.com", MEMBER_PASSWORD).await;
+
+    let (status, _) = env.call(Method::POST, "/auth/logout", Some(&token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = env.get("/api/v0/users/me", &token).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Missing, malformed and forged tokens.
+    let (status, body) = env.call(Method::GET, "/api/v0/users/me", None, None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = env.get("/api/v0/users/me", "not-a-token").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let forged = format!("{id}-{}", "0".repeat(32));
+    let (status, body) = env.get("/api/v0/users/me", &forged).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_emails_get_the_same_answer() {
+    let env = Env::start().await;
+    let attempt = |email: &'static str, password: &'static str| {
+        env.call(
+            Method::POST,
+            "/auth/basic/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+    };
+    let (status, wrong) = attempt(ADMIN_EMAIL, "not-the-admin-password").await;
+    assert_error(status, &wrong, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, unknown) = attempt("nobody@example.com", "not-the-admin-password").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown);
+    let (status, body) = attempt("x' OR '1'='1", "' OR '1'='1").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_account_and_per_address() {
+    let env = Env::start_with(Options {
+        tweak: |args| {
+            args.login_burst = 3;
+            args.login_per_minute = 1;
+        },
+        ..Options::default()
+    })
+    .await; // the harness's own admin login used one attempt
+    let body = json!({ "email": "victim@example.com", "password": "guess-guess-guess" });
+    for _ in 0..2 {
+        let (status, _) = env
+            .call(Method::POST, "/auth/basic/login", None, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let response = env
+        .http
+        .post(format!("{}/auth/basic/login", env.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let error: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(error["error"]["code"], "rate_limited");
+
+    // From other addresses: the account has one attempt left (2 of 3 used), then none.
+    let login = format!("{}/auth/basic/login", env.base);
+    let login_from = async |last_octet: u8, body: &serde_json::Value| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+            .build()
+            .expect("client")
+            .post(&login)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    };
+    let status = login_from(2, &body).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a fresh address may still try this account once"
+    );
+    let status = login_from(3, &body).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account itself is now limited"
+    );
+    // Another account from a fresh address is unaffected.
+    let other = json!({ "email": ADMIN_EMAIL, "password": crate::harness::ADMIN_PASSWORD });
+    let status = login_from(4, &other).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_keys_are_created_used_listed_and_revoked() {
+    let env = Env::start().await;
+    let (_, member) = env.create_member("keys@example.com").await;
+    let name = "ci'; DELETE FROM api_keys;--";
+    let (status, created) = env
+        .post("/api/v0/api-keys", &member, json!({ "name": name }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key").to_owned();
+    let key_id = created["api_key"]["id"].as_str().expect("id").to_owned();
+    assert!(key.starts_with(&format!("{key_id}-")));
+
+    let (status, me) = env.get("/api/v0/users/me", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["email"], "keys@example.com");
+    let (_, listed) = env.get("/api/v0/api-keys", &member).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["name"], name);
+    assert!(
+        listed[0].get("key").is_none(),
+        "the secret is shown only at creation"
+    );
+
+    // Another user cannot see or delete it: 404, as for a key that does not exist.
+    let (_, other) = env.create_member("other@example.com").await;
+    let (status, body) = env.delete(&format!("/api/v0/api-keys/{key_id}"), &other).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    let (status, _) = env.delete(&format!("/api/v0/api-keys/{key_id}"), &member).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env.get("/api/v0/users/me", &key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = env
+        .post(
+            "/api/v0/api-keys",
+            &member,
+            json!({ "name": "x", "expires_in_days": 0 }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_expiry");
+}
+
+#[tokio::test]
+async fn the_first_start_generates_an_admin_password_once() {
+    let postgres = coder_testenv::Postgres::start().await.expect("start PostgreSQL");
+    let url = postgres.create_database("coder").await.expect("database");
+    let first = Manager::start(ManagerArgs::for_database(&url), None)
+        .await
+        .expect("first start");
+    let password = first.generated_admin_password().expect("generated").to_owned();
+    assert!(password.len() >= 16);
+    let second = Manager::start(ManagerArgs::for_database(&url), None)
+        .await
+        .expect("second start");
+    assert_eq!(second.generated_admin_password(), None, "never again");
+
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        .fetch_one(&first.state().pool)
+        .await
+        .expect("count");
+    assert_eq!(admins, 1);
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE role = 'admin'")
+        .fetch_one(&first.state().pool)
+        .await
+        .expect("hash");
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(&password));
+}

@@ -1,0 +1,10 @@
+//! Integration tests of `coder-service` against a real PostgreSQL 15 and a real
+//! kube-apiserver (from `coder-testenv`), through the manager's HTTP API.
+
+mod auth;
+mod binary;
+mod harness;
+mod migrations;
+mod resilience;
+mod users;
+mod workspaces;
