@@ -476,25 +476,10 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
         "name: coder\nversion: 1.0.0\nimages:\n  - name: big\n    ref: {}/team/big:1\n",
         world.registry.host()
     ));
-    let (spec, lock) = world.lock_spec();
+    world.lock_spec();
 
     let bundle = world.path("big.bundle");
-    let mut args: Vec<String> = [
-        "bundle",
-        "--spec",
-        &spec,
-        "--lock",
-        &lock,
-        "--cache",
-        &world.cache().display().to_string(),
-        "-o",
-        &bundle.display().to_string(),
-        "--output",
-        "json",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
+    let mut args = world.bundle_args(&bundle);
     args.extend(world.registry_args());
     let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
         .args(&args)
@@ -533,7 +518,7 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
 #[tokio::test]
 async fn a_disk_that_fills_up_fails_cleanly() {
     let world = World::new(RegistryFlavour::Plain).await;
-    let (spec, lock) = world.lock_spec();
+    world.lock_spec();
     let full = world.path("full");
     std::fs::create_dir_all(&full).expect("mount point");
 
@@ -550,20 +535,7 @@ exit $status"#;
         out.clone(),
         env!("CARGO_BIN_EXE_coder-install").to_owned(),
     ]);
-    args.extend(
-        [
-            "bundle",
-            "--spec",
-            &spec,
-            "--lock",
-            &lock,
-            "--cache",
-            &world.cache().display().to_string(),
-            "-o",
-            &out,
-        ]
-        .map(String::from),
-    );
+    args.extend(world.bundle_args(std::path::Path::new(&out)));
     args.extend(world.registry_args());
     let output = Command::new("unshare")
         .args(&args)

@@ -194,22 +194,31 @@ impl World {
     /// `bundle` into `name` from the existing lock.
     pub fn bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
         let bundle = self.path(name);
-        let summary = success(self.run(&[
-            "bundle",
-            "--spec",
-            &self.spec().display().to_string(),
-            "--lock",
-            &self.lock().display().to_string(),
-            "--cache",
-            &self.cache().display().to_string(),
-            "-o",
-            &bundle.display().to_string(),
-            "--output",
-            "json",
-        ]));
+        let args = self.bundle_args(&bundle);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let summary = success(self.run(&args));
         (
             bundle,
             serde_json::from_str(&summary).expect("bundle summary JSON"),
         )
+    }
+
+    /// The arguments of `bundle` from the current spec and lock into `output`, with JSON output
+    /// (registry flags are added by [`World::run`], or by the caller when running it otherwise).
+    pub fn bundle_args(&self, output: &Path) -> Vec<String> {
+        let text = |path: &Path| path.display().to_string();
+        vec![
+            "bundle".to_owned(),
+            "--spec".to_owned(),
+            text(&self.spec()),
+            "--lock".to_owned(),
+            text(&self.lock()),
+            "--cache".to_owned(),
+            text(&self.cache()),
+            "-o".to_owned(),
+            text(output),
+            "--output".to_owned(),
+            "json".to_owned(),
+        ]
     }
 }
