@@ -78,9 +78,9 @@ pub struct LockedPlatform {
 }
 
 impl LockedArtifact {
-    /// The parsed spec reference.
+    /// The parsed spec reference (an OCI chart's `oci://` scheme removed).
     pub fn image_reference(&self) -> Result<ImageReference, SpecError> {
-        ImageReference::parse(&self.reference)
+        ImageReference::parse(self.reference.strip_prefix("oci://").unwrap_or(&self.reference))
     }
 }
 

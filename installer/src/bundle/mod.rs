@@ -173,6 +173,14 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
             plan.charts.push(artifact);
         }
     }
+    // OCI charts were planned with the images; keep the spec's order for all of them.
+    plan.charts.sort_by_key(|artifact| {
+        inputs
+            .spec
+            .charts
+            .iter()
+            .position(|chart| chart.name == artifact.name)
+    });
     let delta = options.delta.as_ref().map(|source| DeltaBase {
         base: source.base.clone(),
         omitted: plan.omit_present(&source.have),

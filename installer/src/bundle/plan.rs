@@ -206,7 +206,8 @@ async fn plan_artifact(
         .sum();
     Ok(BundledArtifact {
         name: locked.name.clone(),
-        reference: locked.reference.clone(),
+        // Without an `oci://` scheme, so that it is a valid `ref.name` annotation.
+        reference: reference.original.clone(),
         digest: locked.digest.clone(),
         media_type: locked.media_type.clone(),
         platforms: carried,

@@ -559,3 +559,72 @@ exit $status"#;
         "files were left behind on the full disk"
     );
 }
+
+#[tokio::test]
+async fn an_oci_chart_reference_is_locked_and_carried_like_an_image() {
+    use bundle_spec::format::{HELM_CHART_LAYER_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+    use coder_testenv::fixture::{Blob, Image, Platform};
+
+    let world = World::new(RegistryFlavour::Plain).await;
+    // A Helm chart as `helm push` stores it: Helm's config and content media types.
+    let config = Blob::new(
+        HELM_CONFIG_MEDIA_TYPE,
+        br#"{"name":"extras","version":"0.3.0"}"#.to_vec(),
+    );
+    let content = Blob::new(
+        HELM_CHART_LAYER_MEDIA_TYPE,
+        b"not really a tgz, but bytes all the same".to_vec(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": config.descriptor(),
+        "layers": [content.descriptor()],
+    });
+    let manifest = Blob::new(
+        OCI_MANIFEST_MEDIA_TYPE,
+        serde_json::to_vec(&manifest).expect("json"),
+    );
+    let chart = Image {
+        manifest,
+        config,
+        layers: vec![content],
+        platform: Platform::linux("amd64"),
+    };
+    world
+        .registry
+        .push_image("charts/extras:0.3.0", &chart)
+        .await
+        .expect("push chart");
+    let chart_ref = format!("{}/charts/extras:0.3.0", world.registry.host());
+    world.write_spec(&format!(
+        "{}  - name: extras\n    ref: oci://{chart_ref}\n",
+        world.spec_text()
+    ));
+
+    let (bundle, summary) = world.lock_and_bundle("charts.bundle");
+    assert_eq!(summary["charts"], 2, "{summary}");
+    let lock = std::fs::read_to_string(world.lock()).expect("lock");
+    assert!(
+        lock.contains(&format!("oci://{chart_ref}")) && lock.contains(chart.digest()),
+        "{lock}"
+    );
+
+    let reader = BundleReader::open(&bundle).expect("open");
+    let manifest = reader.manifest().expect("manifest");
+    let carried = manifest
+        .charts
+        .iter()
+        .find(|c| c.name == "extras")
+        .expect("extras chart");
+    assert_eq!(carried.reference, chart_ref);
+    assert_eq!(carried.digest, chart.digest());
+    for blob in [&chart.manifest, &chart.config, &chart.layers[0]] {
+        let bytes = reader
+            .read_document(&bundle_spec::format::blob_path(&blob.digest))
+            .expect("read")
+            .expect("blob present");
+        assert_eq!(bytes, blob.data);
+    }
+    success(world.run(&["verify", &bundle.display().to_string()]));
+}
