@@ -28,6 +28,10 @@ pub struct ManagerArgs {
     /// generated and logged once, on the start that creates the admin account.
     #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
+    /// A license file (the Secret `coder-install apply` creates), installed at start-up when it
+    /// differs from the newest stored license. It must verify, or the manager does not start.
+    #[arg(long, env = "CODER_LICENSE_FILE")]
+    pub license_file: Option<PathBuf>,
     /// Workspace images users may choose, comma separated; an entry ending in `*` allows every
     /// image starting with what precedes it. Empty: any image is allowed.
     #[arg(long = "allowed-images", env = "CODER_ALLOWED_IMAGES", value_delimiter = ',')]
@@ -59,6 +63,7 @@ impl ManagerArgs {
             access_url: None,
             admin_email: "admin@coder.local".to_owned(),
             admin_password_file: None,
+            license_file: None,
             allowed_images: Vec::new(),
             migrate: true,
             body_limit: 64 * 1024,

@@ -52,6 +52,14 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The license file (a mounted Secret) is unreadable or does not verify.
+    #[error("license file {path}: {reason}")]
+    LicenseFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The listener could not be bound or served.
     #[error("serving on {addr}: {source}")]
     Serve {
@@ -135,6 +143,16 @@ impl Manager {
                 password = %password,
                 "created the first admin account with a generated password; change it after logging in"
             );
+        }
+        if let Some(path) = &config.license_file {
+            let license_error = |reason: String| StartError::LicenseFile {
+                path: path.clone(),
+                reason,
+            };
+            let token = std::fs::read_to_string(path).map_err(|error| license_error(error.to_string()))?;
+            service::license::install_at_start(&pool, &token)
+                .await
+                .map_err(|error| license_error(error.to_string()))?;
         }
         let dummy = hex::encode(model::random_bytes::<16>().map_err(StartError::Bootstrap)?);
         let dummy_hash = auth::blocking(move || auth::hash_password(&dummy))

@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod harness;
+mod license;
 mod migrations;
 mod resilience;
 mod users;

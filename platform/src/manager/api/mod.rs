@@ -4,6 +4,7 @@
 
 mod auth;
 mod keys;
+mod license;
 mod meta;
 mod users;
 mod workspaces;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v0/users/{id}",
             get(users::get).patch(users::update).delete(users::delete),
         )
+        .route("/api/v0/license", get(license::get).post(license::upload))
         .route("/api/v0/api-keys", get(keys::list).post(keys::create))
         .route("/api/v0/api-keys/{id}", axum::routing::delete(keys::delete))
         .route(

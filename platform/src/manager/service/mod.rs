@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod license;
 pub mod users;
 pub mod workspaces;
 

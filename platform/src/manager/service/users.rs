@@ -211,6 +211,11 @@ pub async fn create(pool: &PgPool, actor: &Actor, request: CreateUser) -> ApiRes
     let hash = blocking(move || hash_password(&password)).await??;
     let id = new_id()?;
     let mut tx = pool.begin().await?;
+    // Serialise account creation so that two requests cannot both take the last seat.
+    sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    super::license::ensure_seat_available(&mut tx).await?;
     let row: UserRow = sqlx::query_as(concat!(
         "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5) RETURNING ",
         user_columns!()

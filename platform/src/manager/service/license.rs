@@ -1,0 +1,173 @@
+//! The installed license: the newest uploaded one that still verifies, its seat limit, and
+//! uploads by admins. Licenses are verified exactly as `coder-install license verify` does
+//! (same crate, same compiled-in keys); without a valid license the platform runs as free tier,
+//! with no seat limit.
+
+use coder_license::{LicenseError, VerifiedLicense, verify};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::manager::auth::Actor;
+use crate::manager::error::{ApiError, ApiResult};
+use crate::manager::service::audit;
+
+/// `POST /api/v0/license`: the license file's content.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadLicense {
+    /// The license token, as `license-issuer issue` writes it.
+    pub license: String,
+}
+
+/// What `GET /api/v0/license` shows.
+#[derive(Debug, Serialize)]
+pub struct LicenseSummary {
+    /// `free` when no valid license is installed.
+    pub tier: String,
+    /// The license id, if one is installed.
+    pub license_id: Option<String>,
+    /// The customer, if a license is installed.
+    pub account_name: Option<String>,
+    /// Whether the license allows air-gapped installs.
+    pub airgap: bool,
+    /// Accounts that exist.
+    pub seats_used: i64,
+    /// Accounts the license allows (`None`: no limit, free tier without a license).
+    pub seats_allowed: Option<u32>,
+    /// End of term (RFC 3339), if a license is installed.
+    pub expires_at: Option<String>,
+    /// End of grace (RFC 3339): when the license stops working.
+    pub grace_until: Option<String>,
+    /// The grace-period warning, or why the newest uploaded license is not in force.
+    pub warning: Option<String>,
+}
+
+/// The newest stored license token.
+async fn newest_token(executor: impl sqlx::PgExecutor<'_>) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT raw_token FROM licenses ORDER BY id DESC LIMIT 1")
+        .fetch_optional(executor)
+        .await
+}
+
+/// The newest stored license and whether it verifies now.
+async fn newest(
+    executor: impl sqlx::PgExecutor<'_>,
+) -> ApiResult<Option<Result<VerifiedLicense, LicenseError>>> {
+    Ok(newest_token(executor)
+        .await?
+        .map(|token| verify(token.trim().as_bytes())))
+}
+
+/// Verifies a license for installation; a refusal is a 400 `invalid_license` with its kind.
+fn verified(token: &str) -> ApiResult<VerifiedLicense> {
+    verify(token.as_bytes()).map_err(|error| ApiError::BadRequest {
+        code: "invalid_license",
+        message: error.to_string(),
+        detail: error.kind().as_str().to_owned(),
+    })
+}
+
+/// The license summary, seats included.
+pub async fn summary(pool: &PgPool) -> ApiResult<LicenseSummary> {
+    let seats_used: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(pool)
+        .await?;
+    let free = |warning: Option<String>| LicenseSummary {
+        tier: "free".to_owned(),
+        license_id: None,
+        account_name: None,
+        airgap: false,
+        seats_used,
+        seats_allowed: None,
+        expires_at: None,
+        grace_until: None,
+        warning,
+    };
+    Ok(match newest(pool).await? {
+        None => free(None),
+        Some(Err(error)) => free(Some(format!("the installed license is not in force: {error}"))),
+        Some(Ok(license)) => LicenseSummary {
+            tier: license.claims.tier.as_str().to_owned(),
+            license_id: Some(license.claims.license_id.clone()),
+            account_name: Some(license.claims.account_name.clone()),
+            airgap: license.claims.features.airgap,
+            seats_used,
+            seats_allowed: Some(license.claims.features.user_limit),
+            expires_at: Some(coder_license::time::format_unix_time(
+                license.claims.license_expires,
+            )),
+            grace_until: Some(coder_license::time::format_unix_time(license.claims.grace_until)),
+            warning: license.grace_warning(),
+        },
+    })
+}
+
+/// Installs a new license (admins only), after verifying it; returns the new summary.
+pub async fn upload(pool: &PgPool, actor: &Actor, request: UploadLicense) -> ApiResult<LicenseSummary> {
+    actor.require_admin()?;
+    let token = request.license.trim();
+    let license = verified(token)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO licenses (raw_token) VALUES ($1)")
+        .bind(token)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        &actor.user.id,
+        "license.upload",
+        &license.claims.license_id,
+        json!({ "tier": license.claims.tier.as_str(), "user_limit": license.claims.features.user_limit }),
+    )
+    .await?;
+    tx.commit().await?;
+    summary(pool).await
+}
+
+/// Installs the license the deployment mounts, unless it is already the newest stored one.
+pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<()> {
+    let token = token.trim();
+    let license = verified(token)?;
+    if let Some(warning) = license.grace_warning() {
+        tracing::warn!("{warning}");
+    }
+    if newest_token(pool).await?.as_deref() == Some(token) {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO licenses (raw_token) VALUES ($1)")
+        .bind(token)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        "system",
+        "license.install",
+        &license.claims.license_id,
+        json!({ "source": "license file" }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuses a new account when the license in force has no seat left.
+pub async fn ensure_seat_available(connection: &mut sqlx::PgConnection) -> ApiResult<()> {
+    let Some(Ok(license)) = newest(&mut *connection).await? else {
+        return Ok(());
+    };
+    let limit = license.claims.features.user_limit;
+    let used: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut *connection)
+        .await?;
+    if used >= i64::from(limit) {
+        return Err(ApiError::Conflict {
+            code: "user_limit_reached",
+            message: format!(
+                "the license allows {limit} users and {used} exist; delete an account or upload a license with more seats"
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The license endpoint: free tier without one, admin-only uploads verified with the same keys as
+//! the installer, and the seat limit enforced when accounts are created.
+
+use coder_license::test_keys::{TEST_KEY_ID, signing_key};
+use coder_license::{Claims, FORMAT_VERSION, Features, Tier, sign};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Env, assert_error};
+
+fn license(user_limit: u32, expires_in_days: i64) -> String {
+    let now = coder_license::time::unix_seconds(std::time::SystemTime::now());
+    let claims = Claims {
+        version: FORMAT_VERSION,
+        license_id: "lic-test-1".to_owned(),
+        account_name: "Example Corp".to_owned(),
+        account_id: "example-corp".to_owned(),
+        tier: Tier::Enterprise,
+        features: Features {
+            airgap: true,
+            user_limit,
+        },
+        iat: now - 10 * 86_400,
+        nbf: now - 10 * 86_400,
+        license_expires: now + expires_in_days * 86_400,
+        grace_until: now + (expires_in_days + 30) * 86_400,
+    };
+    sign(&claims, TEST_KEY_ID, &signing_key()).expect("sign test license")
+}
+
+#[tokio::test]
+async fn the_license_shows_seats_and_only_admins_replace_it() {
+    let env = Env::start().await;
+    let (_, member) = env.create_member("m1@example.com").await;
+
+    let (status, free) = env.get("/api/v0/license", &member).await;
+    assert_eq!(status, StatusCode::OK, "{free}");
+    assert_eq!(free["tier"], "free");
+    assert_eq!(free["seats_used"], 2);
+    assert_eq!(free["seats_allowed"], serde_json::Value::Null);
+
+    let token = license(3, 365);
+    let (status, body) = env
+        .post("/api/v0/license", &member, json!({ "license": token }))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    let mut tampered = token.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let (status, body) = env
+        .post(
+            "/api/v0/license",
+            &env.admin_token,
+            json!({ "license": tampered }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_license");
+
+    let (status, installed) = env
+        .post("/api/v0/license", &env.admin_token, json!({ "license": token }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{installed}");
+    let (_, shown) = env.get("/api/v0/license", &member).await;
+    assert_eq!(shown["tier"], "enterprise");
+    assert_eq!(shown["account_name"], "Example Corp");
+    assert_eq!(shown["seats_allowed"], 3);
+    assert_eq!(shown["seats_used"], 2);
+    assert_eq!(shown["airgap"], true);
+    assert_eq!(shown["warning"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn accounts_beyond_the_user_limit_are_refused() {
+    let env = Env::start().await;
+    let (status, body) = env
+        .post(
+            "/api/v0/license",
+            &env.admin_token,
+            json!({ "license": license(2, 365) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    env.create_member("m1@example.com").await;
+    let (status, body) = env
+        .post(
+            "/api/v0/users",
+            &env.admin_token,
+            json!({ "email": "m2@example.com", "name": "m2", "password": "a-long-enough-pass" }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "user_limit_reached");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("allows 2 users")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_license_in_its_grace_period_carries_the_warning() {
+    let env = Env::start().await;
+    let (status, body) = env
+        .post(
+            "/api/v0/license",
+            &env.admin_token,
+            json!({ "license": license(10, -1) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let warning = body["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("STOPS WORKING ON"), "{body}");
+}
+
+/// Where this test process writes the license file the manager reads at start-up (a plain
+/// function, since the harness takes a `fn` to adjust the configuration).
+fn license_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("coder-license-test-{}.jwt", std::process::id()))
+}
+
+#[tokio::test]
+async fn the_manager_installs_the_mounted_license_at_start_up() {
+    std::fs::write(license_file(), license(25, 365)).expect("write license file");
+    let env = Env::start_with(crate::harness::Options {
+        tweak: |args| args.license_file = Some(license_file()),
+        ..Default::default()
+    })
+    .await;
+    let _ = std::fs::remove_file(license_file());
+    let (status, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["tier"], "enterprise");
+    assert_eq!(shown["seats_allowed"], 25);
+}
