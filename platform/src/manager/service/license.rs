@@ -108,21 +108,28 @@ pub async fn upload(pool: &PgPool, actor: &Actor, request: UploadLicense) -> Api
     actor.require_admin()?;
     let token = request.license.trim();
     let license = verified(token)?;
+    store(pool, token, &license, &actor.user.id, "license.upload").await?;
+    summary(pool).await
+}
+
+/// Stores a verified license as the newest one, with its audit record, in one transaction.
+async fn store(
+    pool: &PgPool,
+    token: &str,
+    license: &VerifiedLicense,
+    actor_id: &str,
+    action: &str,
+) -> ApiResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO licenses (raw_token) VALUES ($1)")
         .bind(token)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        &actor.user.id,
-        "license.upload",
-        &license.claims.license_id,
-        json!({ "tier": license.claims.tier.as_str(), "user_limit": license.claims.features.user_limit }),
-    )
-    .await?;
+    let details =
+        json!({ "tier": license.claims.tier.as_str(), "user_limit": license.claims.features.user_limit });
+    audit::record(&mut tx, actor_id, action, &license.claims.license_id, details).await?;
     tx.commit().await?;
-    summary(pool).await
+    Ok(())
 }
 
 /// Installs the license the deployment mounts, unless it is already the newest stored one.
@@ -135,21 +142,7 @@ pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<()> {
     if newest_token(pool).await?.as_deref() == Some(token) {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO licenses (raw_token) VALUES ($1)")
-        .bind(token)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(
-        &mut tx,
-        "system",
-        "license.install",
-        &license.claims.license_id,
-        json!({ "source": "license file" }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    store(pool, token, &license, "system", "license.install").await
 }
 
 /// Refuses a new account when the license in force has no seat left.
