@@ -60,6 +60,7 @@ async fn resolve_one(
     let mut platforms = Vec::new();
     if is_index(&manifest.media_type) {
         let index: IndexDocument = serde_json::from_slice(&manifest.bytes)?;
+        let missing = index.first_missing(&spec.platforms);
         for entry in index.manifests {
             let Some(platform) = entry.platform else { continue };
             platforms.push(LockedPlatform {
@@ -69,21 +70,15 @@ async fn resolve_one(
                 size: entry.size,
             });
         }
-        for wanted in &spec.platforms {
-            if !platforms.iter().any(|p| {
-                p.platform
-                    .parse::<bundle_spec::Platform>()
-                    .is_ok_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()))
-            }) {
-                anyhow::bail!(
-                    "the index has no {wanted} image (it has: {})",
-                    platforms
-                        .iter()
-                        .map(|p| p.platform.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+        if let Some(wanted) = missing {
+            anyhow::bail!(
+                "the index has no {wanted} image (it has: {})",
+                platforms
+                    .iter()
+                    .map(|p| p.platform.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     Ok(LockedArtifact {

@@ -10,6 +10,24 @@ pub struct IndexDocument {
     pub manifests: Vec<IndexEntry>,
 }
 
+impl IndexDocument {
+    /// The first of `wanted` that no child of this index provides (a variant is only compared
+    /// when the wanted platform names one).
+    pub fn first_missing<'a>(
+        &self,
+        wanted: &'a [bundle_spec::Platform],
+    ) -> Option<&'a bundle_spec::Platform> {
+        wanted.iter().find(|platform| {
+            !self.manifests.iter().any(|entry| {
+                entry
+                    .platform
+                    .as_ref()
+                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+            })
+        })
+    }
+}
+
 /// One child of an index.
 #[derive(Debug, Deserialize)]
 pub struct IndexEntry {
@@ -65,4 +83,31 @@ pub struct Descriptor {
     pub digest: String,
     /// The blob's size.
     pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_missing_names_a_platform_the_index_lacks() {
+        let index: IndexDocument = serde_json::from_str(
+            r#"{"manifests":[
+                {"mediaType":"m","digest":"d1","size":1,"platform":{"os":"linux","architecture":"amd64"}},
+                {"mediaType":"m","digest":"d2","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+                {"mediaType":"m","digest":"d3","size":1}
+            ]}"#,
+        )
+        .expect("index");
+        let platforms = |names: &[&str]| -> Vec<bundle_spec::Platform> {
+            names.iter().map(|name| name.parse().expect("platform")).collect()
+        };
+        assert_eq!(
+            index.first_missing(&platforms(&["linux/amd64", "linux/arm64"])),
+            None
+        );
+        assert_eq!(index.first_missing(&platforms(&["linux/arm64/v8"])), None);
+        let wanted = platforms(&["linux/amd64", "linux/arm64/v7"]);
+        assert_eq!(index.first_missing(&wanted), Some(&wanted[1]));
+    }
 }

@@ -144,21 +144,13 @@ async fn plan_artifact(
     let mut carried = Vec::new();
     let image_manifests = if is_index(&top.media_type) {
         let index: IndexDocument = parse(&top.bytes, &locked.reference)?;
-        for platform in platforms {
-            let present = index.manifests.iter().any(|entry| {
-                entry
-                    .platform
-                    .as_ref()
-                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+        if let Some(platform) = index.first_missing(platforms) {
+            return Err(RegistryError::InvalidManifest {
+                reference: locked.reference.clone(),
+                reason: format!(
+                    "the index has no {platform} image; remove the platform from the spec or choose another image"
+                ),
             });
-            if !present {
-                return Err(RegistryError::InvalidManifest {
-                    reference: locked.reference.clone(),
-                    reason: format!(
-                        "the index has no {platform} image; remove the platform from the spec or choose another image"
-                    ),
-                });
-            }
         }
         let mut children = Vec::new();
         for entry in index.manifests {
