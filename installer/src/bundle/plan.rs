@@ -209,7 +209,7 @@ async fn plan_artifact(
 }
 
 /// Fetches a manifest by digest and stores it in the cache (manifests are small; they are
-/// fetched again on each run to confirm the registry still serves them unchanged, unless cached).
+/// fetched again on every run, which also confirms the registry still serves them unchanged).
 async fn fetch_into_cache(
     client: &RegistryClient,
     cache: &BlobCache,
