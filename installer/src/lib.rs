@@ -12,4 +12,5 @@ pub mod commands;
 pub mod lock;
 pub mod oci;
 pub mod progress;
+pub mod push;
 pub mod registry;
