@@ -14,3 +14,4 @@ pub mod oci;
 pub mod progress;
 pub mod push;
 pub mod registry;
+pub mod topology;
