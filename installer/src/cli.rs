@@ -35,17 +35,22 @@ pub enum Command {
     /// Push a bundle's images and charts into a site registry, without touching a cluster.
     Push(Pending),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
-    Apply(Pending),
+    ///
+    /// In order: verify the bundle, check the license (offline), preflight, push the images,
+    /// render the chart, server-side apply every object (pruning what the previous revision had
+    /// and this one does not), and with --wait, wait for readiness. A second run with the same
+    /// inputs changes nothing.
+    Apply(Box<crate::commands::apply::ApplyArgs>),
     /// Render the platform's manifests to stdout, for GitOps.
-    Template(Pending),
+    Template(crate::commands::template::TemplateArgs),
     /// Check the cluster and registry an apply would use, and report what must be fixed.
-    Preflight(Pending),
+    Preflight(crate::commands::preflight::PreflightArgs),
     /// Show what is installed in a namespace and whether it is healthy.
-    Status(Pending),
-    /// Re-apply the previously recorded version's manifests.
-    Rollback(Pending),
+    Status(crate::commands::status::StatusArgs),
+    /// Re-apply the previously recorded version's manifests (database migrations are forward-only).
+    Rollback(crate::commands::rollback::RollbackArgs),
     /// Remove the platform from a namespace.
-    Uninstall(Pending),
+    Uninstall(crate::commands::uninstall::UninstallArgs),
     /// Inspect and verify license files (air-gapped installs need an enterprise license).
     License(crate::commands::license::LicenseArgs),
     /// List the endpoints a restricted site must allow, and audit a site's allowlist.
@@ -182,12 +187,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => return crate::commands::inspect::run(args),
         Command::License(args) => return crate::commands::license::run(&args),
         Command::Push(_) => ("push", 6),
-        Command::Apply(_) => ("apply", 6),
-        Command::Template(_) => ("template", 6),
-        Command::Preflight(_) => ("preflight", 6),
-        Command::Status(_) => ("status", 6),
-        Command::Rollback(_) => ("rollback", 6),
-        Command::Uninstall(_) => ("uninstall", 6),
+        Command::Apply(args) => return crate::commands::apply::run(*args).await,
+        Command::Template(args) => return crate::commands::template::run(&args),
+        Command::Preflight(args) => return crate::commands::preflight::run(args).await,
+        Command::Status(args) => return crate::commands::status::run(args).await,
+        Command::Rollback(args) => return crate::commands::rollback::run(args).await,
+        Command::Uninstall(args) => return crate::commands::uninstall::run(args).await,
         Command::Allowlist(_) => ("allowlist", 7),
     };
     anyhow::bail!("`coder-install {name}` is not implemented yet (tracked in issue {issue})")

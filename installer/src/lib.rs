@@ -5,6 +5,7 @@
 //! line, and each capability (bundling, licensing, applying, allowlist audits) lives in a module
 //! of its own as it lands.
 
+pub mod apply;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
@@ -14,4 +15,5 @@ pub mod oci;
 pub mod progress;
 pub mod push;
 pub mod registry;
+pub mod render;
 pub mod topology;

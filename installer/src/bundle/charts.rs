@@ -143,3 +143,69 @@ fn serde_saphyr_value(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
     let text = std::str::from_utf8(bytes)?;
     Ok(serde_saphyr::from_str(text)?)
 }
+
+/// The files of a chart a bundle carries (the inverse of [`package_chart`]): its OCI manifest
+/// is read from the bundle, then its content layer unpacked in memory (charts are small; the
+/// layer is limited to 16 MiB), with the top-level `<name>/` folder stripped.
+pub fn read_bundled_chart(
+    reader: &super::read::BundleReader,
+    artifact: &BundledArtifact,
+) -> anyhow::Result<ChartFiles> {
+    const MAX_CHART_BYTES: u64 = 16 << 20;
+    let blob = |digest: &str| -> anyhow::Result<Vec<u8>> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| anyhow::anyhow!("chart {}: digest {digest} is not sha256", artifact.name))?;
+        let bytes = reader
+            .read_document(&format!("blobs/sha256/{hex}"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "chart {}: blob {digest} is missing from the bundle",
+                    artifact.name
+                )
+            })?;
+        if sha256_digest(&bytes) != digest {
+            anyhow::bail!("chart {}: blob {digest} does not match its digest", artifact.name);
+        }
+        Ok(bytes)
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&artifact.digest)?)?;
+    let layer = manifest
+        .pointer("/layers/0")
+        .filter(|layer| layer.get("mediaType").and_then(|m| m.as_str()) == Some(HELM_CHART_LAYER_MEDIA_TYPE))
+        .and_then(|layer| layer.get("digest"))
+        .and_then(|digest| digest.as_str())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "chart {}: its manifest has no Helm chart content layer",
+                artifact.name
+            )
+        })?;
+    let content = blob(layer)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(content.as_slice()));
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let relative = path
+            .split_once('/')
+            .map(|(_, rest)| rest.to_owned())
+            .filter(|rest| !rest.is_empty() && !rest.split('/').any(|part| part == ".."))
+            .ok_or_else(|| {
+                anyhow::anyhow!("chart {}: unexpected path {path:?} in its archive", artifact.name)
+            })?;
+        total += entry.size();
+        if total > MAX_CHART_BYTES {
+            anyhow::bail!("chart {} unpacks to more than 16 MiB; refusing it", artifact.name);
+        }
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut contents)?;
+        files.push((relative, contents));
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,10 +1,17 @@
 //! One module per subcommand: each turns parsed arguments into calls to the library and prints
 //! the result, as text or JSON; and the exit code an error maps to.
 
+pub mod apply;
 pub mod bundle;
+pub mod deploy_args;
 pub mod inspect;
 pub mod license;
 pub mod lock;
+pub mod preflight;
+pub mod rollback;
+pub mod status;
+pub mod template;
+pub mod uninstall;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

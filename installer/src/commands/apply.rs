@@ -1,0 +1,215 @@
+//! `coder-install apply`: the whole pipeline (see [`crate::apply`]) from the command line.
+
+use std::time::Duration;
+
+use coder_license::{check_airgap, verify};
+
+use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
+use crate::apply::objects::Change;
+use crate::apply::release::{Release, ReleaseSource};
+use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
+use crate::bundle::signing::read_public_key;
+use crate::bundle::verify::{SignatureStatus, verify_bundle};
+use crate::cli::OutputFormat;
+
+/// `coder-install apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Which release.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// The license file. Required with --bundle (air-gapped installs need an enterprise license
+    /// with the air-gap entitlement); optional in connected mode (none: free tier).
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<std::path::PathBuf>,
+    /// Require the bundle to be signed by this Ed25519 public key (SPKI PEM).
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub public_key: Option<std::path::PathBuf>,
+    /// Chart values.
+    #[command(flatten)]
+    pub values: ValuesArgs,
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Site registry access.
+    #[command(flatten)]
+    pub login: RegistryLoginArgs,
+    /// Run every check, render, and the server's dry run of every object; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Show a diff of every object that would change.
+    #[arg(long)]
+    pub diff: bool,
+    /// Wait until every workload is ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Duration,
+    /// Blobs pushed at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Runs `apply`.
+pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
+    let quiet = super::quiet(args.format);
+    let namespace = args.target.checked_namespace()?;
+    let source = args.release.source()?;
+    let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
+
+    // 1. Verify the bundle.
+    if let ReleaseSource::Bundle { path, .. } = &source {
+        step(quiet, &format!("verify {}", path.display()));
+        let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+        let path = path.clone();
+        let report =
+            tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {})).await??;
+        if !report.ok() {
+            anyhow::bail!(
+                "the bundle does not verify; nothing was pushed or applied:\n  - {}",
+                report.problems.join("\n  - ")
+            );
+        }
+        if matches!(report.signature, SignatureStatus::NotChecked) && !quiet {
+            eprintln!("    note: the bundle is signed; pass --public-key to check the signature");
+        }
+    }
+
+    // 2. License, offline, before anything is pushed or written.
+    let license = match &args.license {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|error| anyhow::anyhow!("reading license {}: {error}", path.display()))?,
+        ),
+        // No license is the free tier, which air-gapped installs refuse.
+        None if air_gapped => {
+            return Err(
+                anyhow::Error::new(coder_license::LicenseError::AirgapNotAllowedForTier {
+                    tier: coder_license::Tier::Free,
+                })
+                .context("no --license given, so this is the free tier; nothing was pushed or applied"),
+            );
+        }
+        None => None,
+    };
+    if let Some(bytes) = &license {
+        step(quiet, "check license");
+        let verified = verify(bytes)?;
+        if air_gapped {
+            check_airgap(&verified.claims)?;
+        }
+        if let Some(warning) = verified.grace_warning() {
+            eprintln!("{warning}");
+        }
+    }
+
+    let release = Release::load(&source)?;
+    let pull_credentials = args.login.credentials()?;
+    let options = ApplyOptions {
+        namespace,
+        cluster: args.target.cluster(),
+        values_files: args.values.files.clone(),
+        sets: args.values.sets.clone(),
+        license,
+        pull_credentials,
+        dry_run: args.dry_run,
+        diff: args.diff,
+        wait: args.wait.then_some(args.timeout),
+        quiet,
+    };
+    // Values problems are input errors: report them before touching the cluster.
+    release.values(&options.values_files, &options.sets, None)?;
+
+    // 3. Preflight.
+    step(quiet, "preflight");
+    let cluster = cluster::connect(&options.cluster).await?;
+    let preflight = crate::apply::preflight(&cluster, &release, &options).await?;
+    if !preflight.passed() {
+        anyhow::bail!(preflight.failure_message());
+    }
+
+    // 5–6. Render and deploy.
+    let report = crate::apply::deploy(&cluster, &release, &options).await?;
+
+    // 7. Wait.
+    if let Some(timeout) = options.wait
+        && !options.dry_run
+    {
+        step(
+            quiet,
+            &format!("wait up to {}s for the workloads", timeout.as_secs()),
+        );
+        let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
+        crate::apply::wait::wait_ready(&cluster, &keys, timeout, &|states| {
+            if !quiet {
+                let waiting: Vec<String> = states
+                    .iter()
+                    .filter(|state| !state.ready)
+                    .map(|state| format!("{} ({})", state.key, state.detail))
+                    .collect();
+                eprintln!("    waiting for {}", waiting.join(", "));
+            }
+        })
+        .await?;
+    }
+    print_report(&report, args.format)
+}
+
+/// Prints an apply (or rollback) report.
+pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return super::print_json(report);
+    }
+    for applied in &report.objects {
+        if let Some(diff) = &applied.diff {
+            print!("{diff}");
+        }
+    }
+    for applied in report
+        .objects
+        .iter()
+        .filter(|applied| applied.change != Change::Unchanged)
+    {
+        let verb = match (applied.change, report.dry_run) {
+            (Change::Created, false) => "created",
+            (Change::Created, true) => "would create",
+            (Change::Updated, false) => "updated",
+            (Change::Updated, true) => "would update",
+            (Change::Replaced, false) => "replaced",
+            (Change::Replaced, true) => "would replace",
+            (Change::Unchanged, _) => "unchanged",
+        };
+        println!("{verb:>14}  {}", applied.key);
+    }
+    for key in &report.pruned {
+        println!(
+            "{:>14}  {key}",
+            if report.dry_run { "would prune" } else { "pruned" }
+        );
+    }
+    let changed = report.changed();
+    let summary = if changed == 0 && report.pruned.is_empty() {
+        "no changes".to_owned()
+    } else {
+        format!("{changed} changed, {} pruned", report.pruned.len())
+    };
+    println!(
+        "{} {} ({}) in namespace {}: {} objects, {summary}{}; revision {}",
+        crate::apply::release::PRODUCT,
+        report.version,
+        report.mode,
+        report.namespace,
+        report.objects.len(),
+        if report.dry_run {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        },
+        report.revision
+    );
+    Ok(())
+}

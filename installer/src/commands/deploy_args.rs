@@ -1,0 +1,146 @@
+//! Flags shared by the commands that render or deploy: which release, which values, which
+//! cluster and namespace.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::apply::cluster::ClusterOptions;
+use crate::apply::release::ReleaseSource;
+use crate::cli::{InputArgs, RegistryArgs};
+use crate::push::SiteRegistry;
+
+/// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The offline bundle (air-gapped mode). Without it: connected mode, images pulled from
+    /// their original registries by the lock's digests.
+    #[arg(long, value_name = "FILE", requires = "registry")]
+    pub bundle: Option<PathBuf>,
+    /// The site registry the bundle's images go to, `HOST[:PORT][/PREFIX]`.
+    #[arg(long, value_name = "HOST[/PREFIX]", requires = "bundle")]
+    pub registry: Option<SiteRegistry>,
+    /// Connected mode's spec and lock.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+impl ReleaseArgs {
+    /// The release source these flags name.
+    pub fn source(&self) -> anyhow::Result<ReleaseSource> {
+        match (&self.bundle, &self.registry) {
+            (Some(path), Some(site)) => Ok(ReleaseSource::Bundle {
+                path: path.clone(),
+                site: site.clone(),
+            }),
+            (Some(_), None) => {
+                anyhow::bail!("--bundle needs --registry: the site registry its images are pushed to")
+            }
+            (None, _) => Ok(ReleaseSource::Connected(Box::new(super::load_inputs(
+                &self.inputs,
+            )?))),
+        }
+    }
+}
+
+/// Chart values.
+#[derive(Debug, clap::Args)]
+pub struct ValuesArgs {
+    /// A YAML values file; repeatable, later files win. Keys: charts/coder/values.yaml.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Set one value, e.g. `--set manager.replicas=2`; repeatable, wins over files.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// Which cluster and namespace.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// The namespace the platform lives in.
+    #[arg(short = 'n', long, default_value = "coder", value_name = "NAME")]
+    pub namespace: String,
+    /// The kubeconfig. Default: $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context. Default: its current context.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl TargetArgs {
+    /// The cluster options.
+    pub fn cluster(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    /// Checks the namespace name (DNS-1123 label).
+    pub fn checked_namespace(&self) -> anyhow::Result<String> {
+        let name = &self.namespace;
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            anyhow::bail!(
+                "--namespace {name:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63)"
+            );
+        }
+        Ok(name.clone())
+    }
+}
+
+/// Site registry credentials.
+#[derive(Debug, clap::Args)]
+pub struct RegistryLoginArgs {
+    /// Username for the site registry (also used for the cluster's image pull Secret).
+    #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
+    pub registry_username: Option<String>,
+    /// Read the site registry's password from stdin.
+    #[arg(long, requires = "registry_username")]
+    pub registry_password_stdin: bool,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl RegistryLoginArgs {
+    /// The username and password, the password read from stdin.
+    pub fn credentials(&self) -> anyhow::Result<Option<(String, String)>> {
+        let Some(username) = &self.registry_username else {
+            return Ok(None);
+        };
+        let mut password = String::new();
+        std::io::stdin()
+            .read_to_string(&mut password)
+            .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
+        let password = password.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            anyhow::bail!("--registry-password-stdin: stdin was empty; pipe the password in");
+        }
+        Ok(Some((username.clone(), password)))
+    }
+}
+
+/// Parses `90s`, `10m`, `1h` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |index| text.split_at(index));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}

@@ -1,0 +1,68 @@
+//! `coder-install preflight`: apply's checks alone, changing nothing.
+
+use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
+use crate::apply::preflight::Outcome;
+use crate::apply::release::Release;
+use crate::apply::{ApplyOptions, cluster};
+use crate::cli::OutputFormat;
+
+/// `coder-install preflight`.
+#[derive(Debug, clap::Args)]
+pub struct PreflightArgs {
+    /// Which release.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// Chart values.
+    #[command(flatten)]
+    pub values: ValuesArgs,
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Site registry access.
+    #[command(flatten)]
+    pub login: RegistryLoginArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Runs `preflight`; exits non-zero when a check fails.
+pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
+    let release = Release::load(&args.release.source()?)?;
+    let options = ApplyOptions {
+        namespace: args.target.checked_namespace()?,
+        cluster: args.target.cluster(),
+        values_files: args.values.files.clone(),
+        sets: args.values.sets.clone(),
+        license: None,
+        pull_credentials: None,
+        dry_run: true,
+        diff: false,
+        wait: None,
+        quiet: true,
+    };
+    let cluster = cluster::connect(&options.cluster).await?;
+    let report = crate::apply::preflight(&cluster, &release, &options).await?;
+    match args.format {
+        OutputFormat::Json => super::print_json(&report)?,
+        OutputFormat::Text => {
+            for check in &report.checks {
+                let mark = match check.outcome {
+                    Outcome::Pass => "ok  ",
+                    Outcome::Warn => "warn",
+                    Outcome::Fail => "FAIL",
+                };
+                println!("[{mark}] {}: {}", check.name, check.detail);
+                if let Some(fix) = &check.fix
+                    && check.outcome != Outcome::Pass
+                {
+                    println!("       fix: {fix}");
+                }
+            }
+        }
+    }
+    if !report.passed() {
+        anyhow::bail!("preflight found problems (see above)");
+    }
+    Ok(())
+}

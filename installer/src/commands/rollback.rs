@@ -1,0 +1,103 @@
+//! `coder-install rollback`: re-apply the previous revision's recorded manifests.
+
+use std::time::Instant;
+
+use super::deploy_args::TargetArgs;
+use crate::apply::record::RecordStore;
+use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease, parse_manifests, step};
+use crate::cli::OutputFormat;
+use crate::render::Manifests;
+
+/// `coder-install rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Show what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Show a diff of every object that would change.
+    #[arg(long)]
+    pub diff: bool,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Runs `rollback`.
+pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
+    let quiet = super::quiet(args.format);
+    let namespace = args.target.checked_namespace()?;
+    let cluster = cluster::connect(&args.target.cluster()).await?;
+    let store = RecordStore::new(cluster.client.clone(), &namespace);
+    let record = store.load().await?.ok_or_else(|| {
+        anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
+    })?;
+    let previous = record.history.first().ok_or_else(|| {
+        anyhow::anyhow!(
+            "namespace {namespace} has only revision {}; there is nothing earlier to roll back to",
+            record.revision
+        )
+    })?;
+    let yaml = store.load_manifests(previous.revision).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the manifests of revision {} are no longer kept; apply that version's bundle instead",
+            previous.revision
+        )
+    })?;
+    let objects = parse_manifests(&yaml)?;
+    step(
+        quiet,
+        &format!(
+            "roll back namespace {namespace} from revision {} ({}) to the manifests of revision {} ({})",
+            record.revision, record.version, previous.revision, previous.version
+        ),
+    );
+    if !quiet {
+        eprintln!(
+            "    note: database migrations are forward-only; the older version runs on the newer schema \
+             (migrations only add, so this works across one release)"
+        );
+    }
+    let in_cluster_database = objects.iter().any(|object| {
+        object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
+            && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")
+    });
+    let target = DeployTarget {
+        version: previous.version.clone(),
+        lock_digest: previous.lock_digest.clone(),
+        mode: record.mode.clone(),
+        site: record.registry.parse().ok(),
+        in_cluster_database,
+    };
+    let options = ApplyOptions {
+        namespace: namespace.clone(),
+        cluster: args.target.cluster(),
+        values_files: Vec::new(),
+        sets: Vec::new(),
+        license: None,
+        pull_credentials: None,
+        dry_run: args.dry_run,
+        diff: args.diff,
+        wait: None,
+        quiet,
+    };
+    let held = if args.dry_run {
+        None
+    } else {
+        Some(lease::acquire(cluster.client.clone(), &namespace).await?)
+    };
+    let outcome = deploy_locked(
+        &cluster,
+        &target,
+        &options,
+        &Manifests { objects },
+        Instant::now(),
+    )
+    .await;
+    if let Some(held) = held {
+        held.release().await;
+    }
+    super::apply::print_report(&outcome?, args.format)
+}

@@ -1,0 +1,88 @@
+//! `coder-install status`: what is installed in a namespace and whether it is healthy.
+
+use serde::Serialize;
+
+use super::deploy_args::TargetArgs;
+use crate::apply::cluster;
+use crate::apply::record::{InstallRecord, RecordStore};
+use crate::apply::wait::{Readiness, check};
+use crate::cli::OutputFormat;
+
+/// `coder-install status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Cluster and namespace.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Serialize)]
+struct Status {
+    namespace: String,
+    record: InstallRecord,
+    workloads: Vec<Readiness>,
+    healthy: bool,
+}
+
+/// Runs `status`; exits non-zero when nothing is installed.
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let namespace = args.target.checked_namespace()?;
+    let cluster = cluster::connect(&args.target.cluster()).await?;
+    let record = RecordStore::new(cluster.client.clone(), &namespace)
+        .load()
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
+        })?;
+    let workloads = check(&cluster, &record.objects).await?;
+    let healthy = workloads.iter().all(|state| state.ready) && record.pending.is_none();
+    let status = Status {
+        namespace,
+        record,
+        workloads,
+        healthy,
+    };
+    if args.format == OutputFormat::Json {
+        return super::print_json(&status);
+    }
+    let record = &status.record;
+    println!(
+        "{} {} ({}) in namespace {}: revision {}, applied {} by {}",
+        crate::apply::release::PRODUCT,
+        record.version,
+        record.mode,
+        status.namespace,
+        record.revision,
+        record.applied_at,
+        record.tool
+    );
+    if !record.registry.is_empty() {
+        println!("images from {}", record.registry);
+    }
+    println!("lock {}; {} objects", record.lock_digest, record.objects.len());
+    if let Some(pending) = &record.pending {
+        println!(
+            "UNFINISHED: an apply of {} (revision {}) started {} did not finish; re-run apply",
+            pending.version, pending.revision, pending.started_at
+        );
+    }
+    for state in &status.workloads {
+        println!(
+            "{:>9}  {}  {}",
+            if state.ready { "ready" } else { "NOT READY" },
+            state.key,
+            state.detail
+        );
+    }
+    for earlier in &record.history {
+        println!(
+            "earlier: revision {} ({}), applied {}",
+            earlier.revision, earlier.version, earlier.applied_at
+        );
+    }
+    println!("{}", if status.healthy { "healthy" } else { "not healthy" });
+    Ok(())
+}

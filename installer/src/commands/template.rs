@@ -1,0 +1,58 @@
+//! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
+
+use super::deploy_args::{ReleaseArgs, ValuesArgs};
+use crate::apply::release::Release;
+use crate::render::{PdbApi, render, secret_names};
+
+/// `coder-install template`.
+#[derive(Debug, clap::Args)]
+pub struct TemplateArgs {
+    /// Which release (with --bundle and --registry, images point at the site registry).
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// Chart values.
+    #[command(flatten)]
+    pub values: ValuesArgs,
+    /// The namespace the manifests are for.
+    #[arg(short = 'n', long, default_value = "coder", value_name = "NAME")]
+    pub namespace: String,
+    /// The Kubernetes version to render for (`1.20` renders PodDisruptionBudgets as
+    /// policy/v1beta1; 1.21 and newer as policy/v1).
+    #[arg(long, default_value = "1.33", value_name = "MAJOR.MINOR")]
+    pub kube_version: String,
+}
+
+/// Runs `template`.
+pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
+    let pdb_api = match args
+        .kube_version
+        .split_once('.')
+        .map(|(major, minor)| (major.parse::<u32>(), minor.parse::<u32>()))
+    {
+        Some((Ok(1), Ok(minor))) if minor < 21 => PdbApi::V1Beta1,
+        Some((Ok(1), Ok(_))) => PdbApi::V1,
+        _ => anyhow::bail!(
+            "--kube-version {:?}: write it as MAJOR.MINOR, e.g. 1.30",
+            args.kube_version
+        ),
+    };
+    let release = Release::load(&args.release.source()?)?;
+    let values = release.values(&args.values.files, &args.values.sets, None)?;
+    let manifests = render(&release.request(&values, &args.namespace, pdb_api))?;
+    println!(
+        "# {} {} ({}), rendered by coder-install {} for namespace {}.\n\
+         # apply also creates the namespace and these Secrets, which this output only refers to:\n\
+         #   {} (key `password`, unless postgres.host is set), {} (key `token`),\n\
+         #   {} (key `license`, optional).",
+        crate::apply::release::PRODUCT,
+        release.version,
+        release.mode,
+        env!("CARGO_PKG_VERSION"),
+        args.namespace,
+        secret_names::DATABASE,
+        secret_names::ENVPROXY_TOKEN,
+        secret_names::LICENSE,
+    );
+    print!("{}", manifests.to_yaml()?);
+    Ok(())
+}
