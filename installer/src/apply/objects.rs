@@ -124,9 +124,12 @@ fn refused(key: &ObjectKey, verb: &'static str, error: kube::Error) -> ApplyErro
 
 /// An API handle for `key`'s kind, namespaced when the kind is.
 pub fn api_for(cluster: &Cluster, key: &ObjectKey) -> Result<(Api<DynamicObject>, ApiResource), ApplyError> {
-    let (resource, namespaced) = cluster
-        .resolve(&key.api_version, &key.kind)
-        .ok_or_else(|| ApplyError::UnknownKind { key: Box::new(key.clone()) })?;
+    let (resource, namespaced) =
+        cluster
+            .resolve(&key.api_version, &key.kind)
+            .ok_or_else(|| ApplyError::UnknownKind {
+                key: Box::new(key.clone()),
+            })?;
     let api = if namespaced {
         Api::namespaced_with(cluster.client.clone(), &key.namespace, &resource)
     } else {

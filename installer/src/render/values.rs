@@ -315,11 +315,13 @@ fn check(mut tree: Value, defaults: &Value) -> Result<Values, ValuesError> {
             })
             .collect();
         let message = error.inner().to_string();
-        // For an unknown field serde reports the parent's path; name the key itself.
+        // Make sure an unknown field's path names the key itself.
         let unknown = message
             .strip_prefix("unknown field `")
             .and_then(|rest| rest.split('`').next());
-        if let Some(unknown) = unknown {
+        if let Some(unknown) = unknown
+            && path.last().map(String::as_str) != Some(unknown)
+        {
             path.push(unknown.to_owned());
         }
         let shown = if path.is_empty() {
@@ -372,4 +374,118 @@ pub fn json_schema() -> String {
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ValuesLayer {
+        let chart = crate::bundle::charts::embedded_chart("coder").expect("chart");
+        crate::render::chart_defaults(&chart).expect("defaults")
+    }
+
+    fn sets(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| value.to_string()).collect()
+    }
+
+    #[test]
+    fn layers_merge_in_order_and_set_wins() {
+        let files = [
+            ValuesLayer {
+                source_name: "a.yaml".to_owned(),
+                text: "manager:\n  replicas: 3\ningress:\n  host: a.example\n".to_owned(),
+            },
+            ValuesLayer {
+                source_name: "b.yaml".to_owned(),
+                text: "ingress:\n  host: b.example\n".to_owned(),
+            },
+        ];
+        let values = resolve(
+            &defaults(),
+            &files,
+            &sets(&["manager.replicas=2", "postgres.port=6543"]),
+        )
+        .expect("valid");
+        assert_eq!(values.manager.replicas, 2);
+        assert_eq!(values.ingress.host, "b.example");
+        assert_eq!(values.postgres.port, 6543);
+        // Untouched keys keep the chart defaults.
+        assert_eq!(values.envproxy.replicas, 1);
+        assert!(values.ingress.enable);
+    }
+
+    #[test]
+    fn every_bad_key_is_named_in_one_error() {
+        let error = resolve(
+            &defaults(),
+            &[],
+            &sets(&[
+                "manager.replica=2",
+                "ingress.enable=maybe",
+                "postgres.sslMode=sometimes",
+                "nosuch=1",
+            ]),
+        )
+        .expect_err("invalid");
+        let ValuesError::Invalid { problems } = &error else {
+            panic!("unexpected error {error}");
+        };
+        let text = error.to_string();
+        for key in ["manager.replica", "ingress.enable", "postgres.sslMode", "nosuch"] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|problem| problem.starts_with(&format!("{key}:"))),
+                "{key} missing in:\n{text}"
+            );
+        }
+        assert_eq!(problems.len(), 4, "{text}");
+        assert!(text.contains("values.schema.json"), "{text}");
+    }
+
+    #[test]
+    fn set_arguments_are_typed_and_checked() {
+        let mut tree = serde_json::json!({});
+        apply_set(&mut tree, "a.b=true").expect("bool");
+        apply_set(&mut tree, "a.c=2").expect("number");
+        apply_set(&mut tree, "a.d=text").expect("text");
+        apply_set(&mut tree, "a.e=").expect("empty");
+        assert_eq!(
+            tree,
+            serde_json::json!({"a": {"b": true, "c": 2, "d": "text", "e": ""}})
+        );
+        for bad in ["novalue", "=1", "a..b=1"] {
+            let error = apply_set(&mut tree, bad).expect_err(bad).to_string();
+            assert!(error.contains("key.path=value"), "{error}");
+        }
+        let error = apply_set(&mut tree, "a.b.c=1")
+            .expect_err("through a scalar")
+            .to_string();
+        assert!(error.contains("a.b is not a map"), "{error}");
+    }
+
+    #[test]
+    fn a_values_file_that_is_not_a_map_is_refused_with_its_name() {
+        let layer = ValuesLayer {
+            source_name: "site.yaml".to_owned(),
+            text: "- a\n- b\n".to_owned(),
+        };
+        let error = resolve(&defaults(), &[layer], &[]).expect_err("list").to_string();
+        assert!(error.contains("site.yaml") && error.contains("map"), "{error}");
+    }
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder/values.schema.json");
+        let schema = json_schema();
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &schema).expect("write schema");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == schema,
+            "charts/coder/values.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p installer --lib values`"
+        );
+    }
 }
