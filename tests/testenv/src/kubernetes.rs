@@ -28,8 +28,13 @@ pub struct KubeApiServer {
     token: String,
     ca_pem: String,
     kubeconfig: PathBuf,
+    restricted_kubeconfig: PathBuf,
     _dir: TempDir,
 }
+
+/// A user the test API server authenticates but RBAC grants nothing (beyond what every
+/// authenticated user may do), for tests of "forbidden".
+pub const RESTRICTED_USER: &str = "restricted";
 
 /// The context, cluster and user name written into the kubeconfig.
 pub const KUBECONFIG_CONTEXT: &str = "coder-install-test";
@@ -57,10 +62,14 @@ impl KubeApiServer {
         write_file(&sa_key, service_account_key.serialize_pem().as_bytes())?;
         write_file(&sa_pub, service_account_key.public_key_pem().as_bytes())?;
         let token = random_hex(24)?;
+        let restricted_token = random_hex(24)?;
         let tokens = dir.path().join("tokens.csv");
         write_file(
             &tokens,
-            format!("{token},admin,admin,system:masters\n").as_bytes(),
+            format!(
+                "{token},admin,admin,system:masters\n{restricted_token},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+            )
+            .as_bytes(),
         )?;
 
         let dir_path = dir.path().to_owned();
@@ -98,6 +107,13 @@ impl KubeApiServer {
 
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, &format!("https://{addr}"), &ca_path, &token)?;
+        let restricted_kubeconfig = dir.path().join("kubeconfig-restricted");
+        write_kubeconfig(
+            &restricted_kubeconfig,
+            &format!("https://{addr}"),
+            &ca_path,
+            &restricted_token,
+        )?;
         Ok(Self {
             _apiserver: apiserver,
             _etcd: etcd,
@@ -105,8 +121,14 @@ impl KubeApiServer {
             token,
             ca_pem: ca.cert_pem(),
             kubeconfig,
+            restricted_kubeconfig,
             _dir: dir,
         })
+    }
+
+    /// A kubeconfig for [`RESTRICTED_USER`].
+    pub fn restricted_kubeconfig_path(&self) -> &Path {
+        &self.restricted_kubeconfig
     }
 
     /// The API server's URL, `https://127.0.0.1:PORT`.

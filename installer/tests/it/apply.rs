@@ -1,0 +1,629 @@
+//! `apply`, `template`, `preflight`, `status`, `rollback` and `uninstall` against a real
+//! kube-apiserver (with etcd) and real registries. The API server runs no controllers or
+//! kubelets, so readiness is simulated by patching status (labelled where it is done).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
+use coder_testenv::{KubeApiServer, Registry, RegistryFlavour};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+use crate::world::{coder_install, failure, success};
+
+/// The images the platform chart refers to, by logical name, and their upstream paths.
+const PLATFORM_IMAGES: [(&str, &str); 5] = [
+    ("coder-service", "coderenvs/coder-service:1.0.0"),
+    ("postgres", "library/postgres:13"),
+    ("ingress-nginx-controller", "ingress-nginx/controller:v1.11.2"),
+    (
+        "ingress-nginx-certgen",
+        "ingress-nginx/kube-webhook-certgen:v1.4.3",
+    ),
+    ("workspace", "codercom/enterprise-base:ubuntu"),
+];
+
+/// An upstream registry holding stand-ins for the platform's images, a spec naming them with
+/// the real chart, its lock, and an API server.
+pub struct Platform {
+    pub upstream: Registry,
+    pub cluster: KubeApiServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        let (upstream, cluster) =
+            tokio::join!(Registry::start(RegistryFlavour::Plain), KubeApiServer::start());
+        let upstream = upstream.expect("upstream registry");
+        let cluster = cluster.expect("API server");
+        for (index, (_, path)) in PLATFORM_IMAGES.iter().enumerate() {
+            let image = ImageBuilder::new()
+                .layer(LayerBuilder::new().random_file("base.bin", 64 * 1024, 7))
+                .layer(LayerBuilder::new().random_file("app.bin", 16 * 1024, index as u64))
+                .build()
+                .expect("fixture image");
+            upstream.push_image(path, &image).await.expect("push fixture");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = Self {
+            upstream,
+            cluster,
+            dir,
+        };
+        std::fs::write(platform.spec(), platform.spec_text("1.0.0")).expect("spec");
+        success(platform.run(&[
+            "lock",
+            "--spec",
+            &platform.text(&platform.spec()),
+            "-o",
+            &platform.text(&platform.lock()),
+            "--insecure-registry",
+            &platform.upstream.host(),
+        ]));
+        platform
+    }
+
+    pub fn spec_text(&self, version: &str) -> String {
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
+        let mut text = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
+        for (name, path) in PLATFORM_IMAGES {
+            text.push_str(&format!(
+                "  - name: {name}\n    ref: {}/{path}\n",
+                self.upstream.host()
+            ));
+        }
+        text.push_str(&format!("charts:\n  - name: coder\n    path: {chart}\n"));
+        text
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.path("coder.yaml")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.path("images.lock")
+    }
+
+    pub fn text(&self, path: &Path) -> String {
+        path.display().to_string()
+    }
+
+    /// Runs coder-install with an empty Docker config.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let docker = self.path("docker");
+        std::fs::create_dir_all(&docker).expect("docker dir");
+        std::fs::write(docker.join("config.json"), "{}").expect("docker config");
+        coder_install(args, &[("DOCKER_CONFIG", &docker)])
+    }
+
+    /// Connected-mode arguments for `command` (apply, template, preflight) in `namespace`.
+    pub fn connected(&self, command: &str, namespace: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            command.to_owned(),
+            "--spec".to_owned(),
+            self.text(&self.spec()),
+            "--lock".to_owned(),
+            self.text(&self.lock()),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+        ];
+        if command != "template" {
+            args.push("--kubeconfig".to_owned());
+            args.push(self.text(self.cluster.kubeconfig_path()));
+        }
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
+
+    pub fn run_owned(&self, args: &[String]) -> Output {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+
+    pub fn target(&self, command: &str, namespace: &str) -> Vec<String> {
+        vec![
+            command.to_owned(),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+            "--kubeconfig".to_owned(),
+            self.text(self.cluster.kubeconfig_path()),
+        ]
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        self.cluster.client().await.expect("client")
+    }
+}
+
+/// Every object with coder-install's managed-by label in `namespace`, by `Kind/name`, with its
+/// resourceVersion and content.
+pub async fn managed_objects(client: &kube::Client, namespace: &str) -> BTreeMap<String, Value> {
+    let kinds = [
+        ("", "v1", "ConfigMap", "configmaps"),
+        ("", "v1", "Service", "services"),
+        ("", "v1", "ServiceAccount", "serviceaccounts"),
+        ("", "v1", "Secret", "secrets"),
+        ("apps", "v1", "Deployment", "deployments"),
+        ("apps", "v1", "StatefulSet", "statefulsets"),
+        ("batch", "v1", "Job", "jobs"),
+        ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+        ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+        ("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+        ("policy", "v1beta1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ];
+    let mut objects = BTreeMap::new();
+    for (group, version, kind, plural) in kinds {
+        let resource = ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let list = api
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=coder-install"))
+            .await
+            .expect("list");
+        for item in list {
+            let name = item.metadata.name.clone().unwrap_or_default();
+            objects.insert(
+                format!("{kind}/{name}"),
+                serde_json::to_value(item).expect("json"),
+            );
+        }
+    }
+    objects
+}
+
+fn resource_versions(objects: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    objects
+        .iter()
+        .map(|(key, object)| {
+            (
+                key.clone(),
+                object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn stdout_json(output: Output) -> Value {
+    serde_json::from_str(&success(output)).expect("JSON output")
+}
+
+/// Marks every Deployment and StatefulSet ready and every Job complete in `namespace`:
+/// simulated, as a kubelet and the controllers would report (the test API server runs none).
+pub async fn simulate_readiness(client: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::batch::v1::Job;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for deployment in deployments
+        .list(&ListParams::default())
+        .await
+        .expect("deployments")
+    {
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        coder_testenv::mark_deployment_available(client, namespace, &name)
+            .await
+            .expect("mark deployment");
+    }
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    for set in sets.list(&ListParams::default()).await.expect("statefulsets") {
+        let name = set.metadata.name.clone().unwrap_or_default();
+        let replicas = set.spec.and_then(|spec| spec.replicas).unwrap_or(1);
+        let status = json!({ "status": { "observedGeneration": set.metadata.generation, "replicas": replicas,
+            "readyReplicas": replicas, "updatedReplicas": replicas, "currentReplicas": replicas } });
+        sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("mark statefulset");
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    for job in jobs.list(&ListParams::default()).await.expect("jobs") {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let status = json!({ "status": { "succeeded": 1 } });
+        jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("mark job");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connected_apply_installs_everything_once_and_template_shows_exactly_that() {
+    let platform = Platform::start().await;
+    let report =
+        stdout_json(platform.run_owned(&platform.connected("apply", "coder", &["--output", "json"])));
+    assert_eq!(report["revision"], 1);
+    assert_eq!(report["mode"], "connected");
+    let client = platform.client().await;
+    let objects = managed_objects(&client, "coder").await;
+    for expected in [
+        "Deployment/coder-manager",
+        "Deployment/coder-envproxy",
+        "Deployment/coder-dashboard",
+        "Deployment/coder-ingress-nginx-controller",
+        "StatefulSet/coder-postgres",
+        "Service/coder-manager",
+        "Ingress/coder",
+        "NetworkPolicy/coder-default-deny",
+        "NetworkPolicy/coder-allow-to-workspace",
+        "Role/coder-manager",
+        "Job/coder-ingress-nginx-admission-create",
+        "Secret/coder-db-password",
+        "Secret/coder-envproxy-token",
+        "ConfigMap/coder-install",
+    ] {
+        assert!(
+            objects.contains_key(expected),
+            "{expected} missing; have {:?}",
+            objects.keys()
+        );
+    }
+    // Images: the upstream references, pinned by the lock's digests; init containers too.
+    let lock: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(platform.lock()).expect("lock")).expect("lock");
+    let digest_of = |name: &str| {
+        lock["images"]
+            .as_array()
+            .and_then(|images| images.iter().find(|image| image["name"] == name))
+            .and_then(|image| image["digest"].as_str())
+            .expect("locked")
+            .to_owned()
+    };
+    let manager = &objects["Deployment/coder-manager"]["spec"]["template"]["spec"];
+    let expected_image = format!(
+        "{}/coderenvs/coder-service@{}",
+        platform.upstream.host(),
+        digest_of("coder-service")
+    );
+    assert_eq!(manager["containers"][0]["image"], expected_image.as_str());
+    assert_eq!(manager["initContainers"][0]["image"], expected_image.as_str());
+    assert_eq!(manager["initContainers"][0]["args"], json!(["migrate"]));
+
+    // The record lists exactly what was applied.
+    let record: Value = serde_json::from_str(
+        objects["ConfigMap/coder-install"]["data"]["record.json"]
+            .as_str()
+            .expect("record"),
+    )
+    .expect("record JSON");
+    assert_eq!(record["revision"], 1);
+    assert_eq!(record["version"], "1.0.0");
+    assert!(record["pending"].is_null());
+
+    // A second apply with the same inputs changes nothing: no resourceVersion moves.
+    let before = resource_versions(&objects);
+    let second = platform.run_owned(&platform.connected("apply", "coder", &[]));
+    let text = success(second);
+    assert!(text.contains("no changes"), "{text}");
+    let after = resource_versions(&managed_objects(&client, "coder").await);
+    assert_eq!(before, after, "a second apply must not write anything");
+
+    // `template` with the same inputs prints exactly the objects apply applied.
+    let template =
+        success(platform.run_owned(&platform.connected("template", "coder", &["--kube-version", "1.20"])));
+    let rendered = coder_install::apply::parse_manifests(&template).expect("template output parses");
+    let applied: Vec<String> = record["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|key| {
+            format!(
+                "{}/{}",
+                key["kind"].as_str().unwrap_or_default(),
+                key["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let templated: Vec<String> = rendered
+        .iter()
+        .map(|object| {
+            format!(
+                "{}/{}",
+                object["kind"].as_str().unwrap_or_default(),
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(templated, applied);
+    for object in &rendered {
+        let key = format!(
+            "{}/{}",
+            object["kind"].as_str().unwrap_or_default(),
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        if let Some(live) = objects.get(&key) {
+            if object.get("spec").is_some() && object["kind"] != "Service" {
+                // Every field the template sets is live as set (the server adds defaults only).
+                assert_subset(&object["spec"], &live["spec"], &key);
+            }
+        }
+    }
+
+    // status reports the install; workloads are not ready (no kubelets) until simulated.
+    let status = platform.run_owned(&platform.target("status", "coder"));
+    let text = success(status);
+    assert!(
+        text.contains("revision 1") && text.contains("NOT READY"),
+        "{text}"
+    );
+    simulate_readiness(&client, "coder").await;
+    let text = success(platform.run_owned(&platform.target("status", "coder")));
+    assert!(text.contains("healthy") && !text.contains("NOT READY"), "{text}");
+}
+
+/// Asserts every leaf of `expected` is present with the same value in `actual`.
+fn assert_subset(expected: &Value, actual: &Value, at: &str) {
+    match (expected, actual) {
+        (Value::Object(expected), Value::Object(actual)) => {
+            for (key, value) in expected {
+                let child = actual
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{at}.{key} missing live"));
+                assert_subset(value, child, &format!("{at}.{key}"));
+            }
+        }
+        (Value::Array(expected), Value::Array(actual)) => {
+            assert_eq!(expected.len(), actual.len(), "{at}: list length");
+            for (index, (value, child)) in expected.iter().zip(actual).enumerate() {
+                assert_subset(value, child, &format!("{at}[{index}]"));
+            }
+        }
+        (expected, actual) => assert_eq!(expected, actual, "{at}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it() {
+    let platform = Platform::start().await;
+    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    let client = platform.client().await;
+    let before = managed_objects(&client, "coder").await;
+    let password = before["Secret/coder-db-password"]["data"]["password"].clone();
+    assert!(password.is_string());
+
+    // "Version 2": the site switches to its own ingress and scales the manager.
+    std::fs::write(platform.spec(), platform.spec_text("1.1.0")).expect("spec");
+    success(platform.run(&[
+        "lock",
+        "--spec",
+        &platform.text(&platform.spec()),
+        "-o",
+        &platform.text(&platform.lock()),
+        "--insecure-registry",
+        &platform.upstream.host(),
+    ]));
+    let upgrade = stdout_json(platform.run_owned(&platform.connected(
+        "apply",
+        "coder",
+        &[
+            "--set",
+            "ingress.enable=false",
+            "--set",
+            "manager.replicas=2",
+            "--output",
+            "json",
+        ],
+    )));
+    assert_eq!(upgrade["revision"], 2);
+    let pruned: Vec<&str> = upgrade["pruned"]
+        .as_array()
+        .expect("pruned")
+        .iter()
+        .filter_map(|key| key["name"].as_str())
+        .collect();
+    assert!(
+        pruned.contains(&"coder") && pruned.contains(&"coder-ingress-nginx-controller"),
+        "{pruned:?}"
+    );
+    let after = managed_objects(&client, "coder").await;
+    assert!(!after.contains_key("Ingress/coder"));
+    assert!(!after.contains_key("Deployment/coder-ingress-nginx-controller"));
+    assert!(
+        after.contains_key("PodDisruptionBudget/coder-manager"),
+        "two replicas bring a PDB (policy/v1beta1 on 1.20)"
+    );
+    assert_eq!(
+        after["Secret/coder-db-password"]["data"]["password"], password,
+        "secrets survive upgrades"
+    );
+    assert_eq!(after["Deployment/coder-manager"]["spec"]["replicas"], 2);
+
+    // Rollback re-applies revision 1's manifests as revision 3.
+    let rollback = stdout_json(platform.run_owned(&{
+        let mut args = platform.target("rollback", "coder");
+        args.extend(["--output".to_owned(), "json".to_owned()]);
+        args
+    }));
+    assert_eq!(rollback["revision"], 3);
+    assert_eq!(rollback["version"], "1.0.0");
+    let restored = managed_objects(&client, "coder").await;
+    assert!(restored.contains_key("Ingress/coder"));
+    assert!(!restored.contains_key("PodDisruptionBudget/coder-manager"));
+    assert_eq!(restored["Deployment/coder-manager"]["spec"]["replicas"], 1);
+
+    // Uninstall keeping data leaves the database password; without, removes everything.
+    success(platform.run_owned(&{
+        let mut args = platform.target("uninstall", "coder");
+        args.push("--keep-data".to_owned());
+        args
+    }));
+    let left = managed_objects(&client, "coder").await;
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["Secret/coder-db-password"],
+        "only the kept data remains"
+    );
+    let again = failure(platform.run_owned(&platform.target("uninstall", "coder")));
+    assert!(again.contains("nothing is installed"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_and_diff_change_nothing() {
+    let platform = Platform::start().await;
+    // Into a namespace that does not exist: nothing is created, not even the namespace.
+    let report = stdout_json(platform.run_owned(&platform.connected(
+        "apply",
+        "fresh",
+        &["--dry-run", "--output", "json"],
+    )));
+    assert_eq!(report["dry_run"], true);
+    assert!(report["objects"].as_array().expect("objects").len() > 20);
+    let client = platform.client().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    assert!(namespaces.get_opt("fresh").await.expect("get").is_none());
+
+    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    let before = resource_versions(&managed_objects(&client, "coder").await);
+    let diff = success(platform.run_owned(&platform.connected(
+        "apply",
+        "coder",
+        &["--dry-run", "--diff", "--set", "envproxy.replicas=3"],
+    )));
+    assert!(
+        diff.contains("-  replicas: 1") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("would update") && diff.contains("Deployment coder/coder-envproxy"),
+        "{diff}"
+    );
+    assert!(diff.contains("dry run: nothing was changed"), "{diff}");
+    assert_eq!(
+        before,
+        resource_versions(&managed_objects(&client, "coder").await)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_are_refused_before_anything_is_written() {
+    let platform = Platform::start().await;
+    let client = platform.client().await;
+
+    let error = failure(platform.run_owned(&platform.connected(
+        "apply",
+        "coder",
+        &["--set", "manager.replica=2", "--set", "postgres.port=many"],
+    )));
+    assert!(
+        error.contains("manager.replica") && error.contains("postgres.port"),
+        "{error}"
+    );
+
+    let values = platform.path("values.yaml");
+    std::fs::write(&values, "ingress: [1, 2\n").expect("values");
+    let error = failure(platform.run_owned(&platform.connected(
+        "apply",
+        "coder",
+        &["--values", &platform.text(&values)],
+    )));
+    assert!(error.contains("values.yaml") && error.contains("YAML"), "{error}");
+
+    let mut args = platform.connected("apply", "coder", &[]);
+    let position = args.iter().position(|arg| arg == "--kubeconfig").expect("flag");
+    args[position + 1] = platform.text(&platform.path("missing-kubeconfig"));
+    let error = failure(platform.run_owned(&args));
+    assert!(
+        error.contains("kubeconfig") && error.contains("missing-kubeconfig"),
+        "{error}"
+    );
+
+    // An API server that is not there.
+    let kubeconfig = std::fs::read_to_string(platform.cluster.kubeconfig_path()).expect("kubeconfig");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let elsewhere = platform.path("kubeconfig-elsewhere");
+    std::fs::write(
+        &elsewhere,
+        kubeconfig.replace(
+            &platform.cluster.url(),
+            &format!("https://127.0.0.1:{closed_port}"),
+        ),
+    )
+    .expect("write");
+    args[position + 1] = platform.text(&elsewhere);
+    let error = failure(platform.run_owned(&args));
+    assert!(
+        error.contains("unreachable") && error.contains(&closed_port.to_string()),
+        "{error}"
+    );
+
+    // Credentials that may do nothing: preflight names what is denied.
+    args[position + 1] = platform.text(platform.cluster.restricted_kubeconfig_path());
+    let error = failure(platform.run_owned(&args));
+    assert!(
+        error.contains("preflight failed") && error.contains("create apps/deployments in namespace coder"),
+        "{error}"
+    );
+
+    // Nothing was written by any of the above.
+    assert!(managed_objects(&client, "coder").await.is_empty());
+
+    // A second apply while one holds the namespace's lease is refused, naming the holder.
+    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "coder");
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": { "name": "coder-install-lock" },
+        "spec": { "holderIdentity": "coder-install pid 1 on other-host", "leaseDurationSeconds": 120,
+                  "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.000000Z").to_string() }
+    });
+    leases
+        .patch(
+            "coder-install-lock",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&lease),
+        )
+        .await
+        .expect("hold the lease");
+    let error =
+        failure(platform.run_owned(&platform.connected("apply", "coder", &["--set", "envproxy.replicas=2"])));
+    assert!(
+        error.contains("other-host") && error.contains("wait for it"),
+        "{error}"
+    );
+    let objects = managed_objects(&client, "coder").await;
+    assert_eq!(objects["Deployment/coder-envproxy"]["spec"]["replicas"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_names_what_is_not_ready_and_returns_once_it_is() {
+    let platform = Platform::start().await;
+    let error =
+        failure(platform.run_owned(&platform.connected("apply", "coder", &["--wait", "--timeout", "3s"])));
+    assert!(
+        error.contains("not ready after 3s") && error.contains("Deployment coder/coder-manager"),
+        "{error}"
+    );
+    assert!(error.contains("0/1 replicas available"), "{error}");
+
+    let client = platform.client().await;
+    let simulated = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            simulate_readiness(&client, "coder").await;
+        })
+    };
+    let started = std::time::Instant::now();
+    success(platform.run_owned(&platform.connected("apply", "coder", &["--wait", "--timeout", "2m"])));
+    simulated.await.expect("simulation");
+    assert!(started.elapsed() < std::time::Duration::from_secs(110));
+}
