@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod inspect;
 pub mod license;
 pub mod lock;
+pub mod push;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

@@ -3,4 +3,5 @@
 mod bundle;
 mod cli;
 mod license;
+mod push;
 mod world;
