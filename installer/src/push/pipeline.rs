@@ -172,10 +172,21 @@ pub enum PushError {
     Registry {
         /// What was being pushed.
         what: String,
-        /// The registry's answer.
+        /// The registry's answer (boxed: it is large).
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
+}
+
+impl PushError {
+    /// The registry's error, when a registry call failed: to tell 401 from read-only from out of
+    /// space.
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            Self::Registry { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// One manifest or index to put.
@@ -745,7 +756,10 @@ fn missing_manifest(reader: &BundleReader, digest: &str, reference: &str) -> Pus
 }
 
 fn registry_error(what: String, source: RegistryError) -> PushError {
-    PushError::Registry { what, source }
+    PushError::Registry {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// The repository path (under the site's prefix) of the writability probe.

@@ -41,6 +41,14 @@ pub struct BlobUpload {
     location: String,
 }
 
+impl BlobUpload {
+    /// The URL that completes the upload as blob `digest` (`PUT <location>?digest=`).
+    fn commit_url(&self, digest: &str) -> String {
+        let separator = if self.location.contains('?') { '&' } else { '?' };
+        format!("{}{separator}digest={digest}", self.location)
+    }
+}
+
 /// What a cross-repository mount did.
 #[derive(Debug)]
 pub enum MountOutcome {
@@ -71,15 +79,7 @@ pub enum BlobPushOutcome {
 impl RegistryClient {
     /// Whether `repository` has blob `digest` (`HEAD /v2/<repository>/blobs/<digest>`).
     pub async fn blob_exists(&self, repository: &Repository, digest: &str) -> Result<bool, RegistryError> {
-        let response = self
-            .request(
-                Method::HEAD,
-                repository,
-                &format!("blobs/{digest}"),
-                HeaderMap::new(),
-                PUSH_ACTION,
-            )
-            .await?;
+        let response = self.blob_request(Method::HEAD, repository, digest).await?;
         match response.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -189,8 +189,7 @@ impl RegistryClient {
         source: &FileRange,
         on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(), RegistryError> {
-        let separator = if upload.location.contains('?') { '&' } else { '?' };
-        let url = format!("{}{separator}digest={digest}", upload.location);
+        let url = upload.commit_url(digest);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         headers.insert(CONTENT_LENGTH, header_value(&source.size.to_string())?);
@@ -274,33 +273,45 @@ impl RegistryClient {
     ) -> Result<String, RegistryError> {
         let digest = super::sha256_digest(bytes);
         let upload = self.start_upload(repository).await?;
-        let separator = if upload.location.contains('?') { '&' } else { '?' };
+        let url = upload.commit_url(&digest);
+        let what = format!("blob {digest}");
+        // One attempt: the upload session is spent by a failed PUT.
+        let response = self
+            .put_bytes(repository, url, "application/octet-stream", bytes, 1, &what)
+            .await?;
+        check_digest_answer(&response, &digest, &format!("{repository}@{digest} (blob)"))?;
+        Ok(digest)
+    }
+
+    /// PUTs in-memory `bytes` to `url` and expects `201 Created`.
+    async fn put_bytes(
+        &self,
+        repository: &Repository,
+        url: String,
+        content_type: &str,
+        bytes: &[u8],
+        attempts: u32,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(CONTENT_TYPE, header_value(content_type)?);
         let body = || reqwest::Body::from(bytes.to_vec());
         let response = self
             .send_authorized(Call {
                 method: Method::PUT,
-                url: format!("{}{separator}digest={digest}", upload.location),
+                url,
                 repository,
                 headers,
                 action: PUSH_ACTION,
                 body: Some(&body as BodyFactory<'_>),
                 also_pull_from: None,
-                attempts: 1,
+                attempts,
             })
             .await?;
         if response.status() != StatusCode::CREATED {
-            return Err(push_failure(
-                response,
-                repository,
-                &format!("blob {digest}"),
-                bytes.len() as u64,
-            )
-            .await);
+            return Err(push_failure(response, repository, what, bytes.len() as u64).await);
         }
-        check_digest_answer(&response, &digest, &format!("{repository}@{digest} (blob)"))?;
-        Ok(digest)
+        Ok(response)
     }
 
     /// Puts a manifest or index under `reference` (its digest or a tag) with its exact bytes and
@@ -313,30 +324,11 @@ impl RegistryClient {
         media_type: &str,
         digest: &str,
     ) -> Result<(), RegistryError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, header_value(media_type)?);
-        let body = || reqwest::Body::from(bytes.to_vec());
+        let url = self.api_url(repository, &format!("manifests/{reference}"));
+        let what = format!("manifest {digest} (as {reference})");
         let response = self
-            .send_authorized(Call {
-                method: Method::PUT,
-                url: self.api_url(repository, &format!("manifests/{reference}")),
-                repository,
-                headers,
-                action: PUSH_ACTION,
-                body: Some(&body as BodyFactory<'_>),
-                also_pull_from: None,
-                attempts: self.options.attempts,
-            })
+            .put_bytes(repository, url, media_type, bytes, self.options.attempts, &what)
             .await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(push_failure(
-                response,
-                repository,
-                &format!("manifest {digest} (as {reference})"),
-                bytes.len() as u64,
-            )
-            .await);
-        }
         check_digest_answer(&response, digest, &format!("{repository}:{reference} (manifest)"))
     }
 
@@ -347,20 +339,29 @@ impl RegistryClient {
         repository: &Repository,
         digest: &str,
     ) -> Result<DeleteOutcome, RegistryError> {
-        let response = self
-            .request(
-                Method::DELETE,
-                repository,
-                &format!("blobs/{digest}"),
-                HeaderMap::new(),
-                PUSH_ACTION,
-            )
-            .await?;
+        let response = self.blob_request(Method::DELETE, repository, digest).await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NOT_FOUND => Ok(DeleteOutcome::Deleted),
             StatusCode::METHOD_NOT_ALLOWED => Ok(DeleteOutcome::NotAllowed),
             _ => Err(push_failure(response, repository, &format!("a delete of blob {digest}"), 0).await),
         }
+    }
+
+    /// `HEAD` or `DELETE /v2/<repository>/blobs/<digest>`.
+    async fn blob_request(
+        &self,
+        method: Method,
+        repository: &Repository,
+        digest: &str,
+    ) -> Result<Response, RegistryError> {
+        self.request(
+            method,
+            repository,
+            &format!("blobs/{digest}"),
+            HeaderMap::new(),
+            PUSH_ACTION,
+        )
+        .await
     }
 
     /// The upload session of a `202 Accepted` answer: its `Location`, made absolute.

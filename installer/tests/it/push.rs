@@ -41,12 +41,11 @@ fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("run coder-install push");
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(password) = password {
-            stdin
-                .write_all(format!("{password}\n").as_bytes())
-                .expect("write password");
-        }
+    // stdin is closed (dropped) right after, so a reader of it sees the end.
+    if let (Some(mut stdin), Some(password)) = (child.stdin.take(), password) {
+        stdin
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write password");
     }
     child.wait_with_output().expect("wait for coder-install push")
 }
@@ -411,27 +410,9 @@ async fn a_read_only_registry_is_refused_clearly_and_the_probe_tells_writable_re
 
 #[tokio::test]
 async fn a_delta_bundle_needs_its_base_in_the_site_registry() {
-    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-
     let world = World::new(RegistryFlavour::Plain).await;
     let (v1, _) = world.lock_and_bundle("v1.bundle");
-    // Version 2: a new app image that keeps the shared base layer and adds a new one.
-    let app2 = ImageBuilder::new()
-        .layer(LayerBuilder::new().random_file("usr/lib/base.bin", 256 * 1024, 42))
-        .layer(LayerBuilder::new().random_file("app/bin", 64 * 1024, 99))
-        .build()
-        .expect("build app 2");
-    world
-        .registry
-        .push_image("team/app:2.0", &app2)
-        .await
-        .expect("push app 2");
-    world.write_spec(
-        &world
-            .spec_text()
-            .replace("team/app:1.0", "team/app:2.0")
-            .replace("version: 1.0.0", "version: 2.0.0"),
-    );
+    let app2 = world.publish_app_v2().await;
     world.lock_spec();
     let v2 = world.path("v2-delta.bundle");
     let mut args = world.bundle_args(&v2);
