@@ -721,4 +721,92 @@ mod tests {
         assert!(failed, "a body that does not hash to its digest must fail");
         assert!(corruption.get().is_some_and(|problem| problem.contains("verify")));
     }
+
+    /// A registry that demands Bearer tokens, on a raw socket: records each token request's
+    /// query and answers every authorized call with `answer`.
+    async fn token_registry(answer: &'static str) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let host = listener.local_addr().expect("address").to_string();
+        let queries: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let (recorded, realm) = (queries.clone(), format!("http://{host}/token"));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).into_owned();
+                let target = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let response = if let Some(query) = target.strip_prefix("/token?") {
+                    if let Ok(mut queries) = recorded.lock() {
+                        queries.push(query.to_owned());
+                    }
+                    let body = r#"{"token":"secret-token"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else if request.contains("Bearer secret-token") {
+                    format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                } else {
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (host, queries)
+    }
+
+    fn client_for(host: &str) -> RegistryClient {
+        RegistryClient::new(super::super::RegistryOptions {
+            insecure_registries: vec![host.to_owned()],
+            attempts: 1,
+            ..Default::default()
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_asked_for_push_and_pull_and_a_mount_also_reads_its_source() {
+        let (host, queries) = token_registry("404 Not Found").await;
+        let client = client_for(&host);
+        let repository = Repository {
+            registry: host.clone(),
+            repository: "mirror/team/app".into(),
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(!client.blob_exists(&repository, &digest).await.expect("HEAD"));
+        let recorded = queries.lock().expect("queries").clone();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert!(
+            recorded[0].contains("scope=repository%3Amirror%2Fteam%2Fapp%3Apush%2Cpull"),
+            "{recorded:?}"
+        );
+        assert!(recorded[0].contains("service=test"), "{recorded:?}");
+
+        let (host, queries) = token_registry("201 Created").await;
+        let client = client_for(&host);
+        let repository = Repository {
+            registry: host.clone(),
+            repository: "mirror/library/db".into(),
+        };
+        let outcome = client
+            .mount_blob(&repository, &digest, "mirror/team/app")
+            .await
+            .expect("mount");
+        assert!(matches!(outcome, MountOutcome::Mounted));
+        let recorded = queries.lock().expect("queries").clone();
+        assert!(
+            recorded[0].contains("scope=repository%3Amirror%2Flibrary%2Fdb%3Apush%2Cpull")
+                && recorded[0].contains("scope=repository%3Amirror%2Fteam%2Fapp%3Apull"),
+            "{recorded:?}"
+        );
+    }
 }
