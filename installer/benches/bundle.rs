@@ -5,7 +5,10 @@
 //!   `tar` (what a script would do), and vs fetching every unique blob once with parallel curl;
 //! - a re-bundle with a warm cache vs the cold run;
 //! - `verify` throughput;
-//! - peak RSS of `bundle` on an image with a 1 GiB layer (skip with `BENCH_SKIP_LARGE=1`).
+//! - `push` of the bundle into an empty loopback registry vs `skopeo copy oci-archive:BUNDLE:<ref>
+//!   docker://...` of each image into another, and a re-push when everything is present;
+//! - peak RSS of `bundle` and of `push` on an image with a 1 GiB layer (skip with
+//!   `BENCH_SKIP_LARGE=1`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -148,6 +151,8 @@ async fn run() {
         bundle_size as f64 / verify.as_secs_f64() / 1e9
     );
 
+    push_figures(&work.path().join("cold.bundle"), &refs).await;
+
     if std::env::var_os("BENCH_SKIP_LARGE").is_none() {
         large_layer_rss(&registry, work.path(), &insecure).await;
     }
@@ -189,11 +194,81 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     coder_install(&[&["lock", "--spec", path(&spec), "-o", path(&lock)][..], insecure].concat());
     let (cache, output) = (work.join("large-cache"), work.join("large.bundle"));
     let args = bundle_args(&spec, &lock, &cache, &output, insecure);
+    let peak = peak_rss_mib(&args);
+    println!("peak RSS, 1 GiB layer:    {peak:>8.1} MiB (target <= 64)");
+
+    let target = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("start push target");
+    let host = target.host();
+    let push_args = [
+        "push",
+        "--bundle",
+        path(&output),
+        "--registry",
+        &host,
+        "--insecure-registry",
+        &host,
+    ];
+    let peak = peak_rss_mib(&push_args);
+    println!("peak RSS, push of it:     {peak:>8.1} MiB");
+}
+
+/// `push` of the bundle into an empty registry vs `skopeo copy oci-archive:` per image into
+/// another; then a re-push with everything present.
+async fn push_figures(bundle: &Path, refs: &[String]) {
+    let ours = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("start push target");
+    let theirs = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("start skopeo target");
+    let host = ours.host();
+    let args = [
+        "push",
+        "--bundle",
+        path(bundle),
+        "--registry",
+        &host,
+        "--insecure-registry",
+        &host,
+        "--output",
+        "json",
+    ];
+    let push = timed(|| coder_install(&args));
+    let repush = timed(|| coder_install(&args));
+    let skopeo = timed(|| {
+        for reference in refs {
+            let repository = reference
+                .split_once('/')
+                .map_or(reference.as_str(), |(_, rest)| rest);
+            run_quiet(Command::new("skopeo").args([
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci-archive:{}:{reference}", bundle.display()),
+                &format!("docker://{}/{repository}", theirs.host()),
+            ]));
+        }
+    });
+    println!("push (empty registry):    {:>8.3} s", push.as_secs_f64());
+    println!(
+        "skopeo copy oci-archive:  {:>8.3} s   ratio ours/skopeo = {:.2} (target <= 0.33)",
+        skopeo.as_secs_f64(),
+        ratio(push, skopeo)
+    );
+    println!(
+        "re-push (all present):    {:>8.3} s   (target <= 1)",
+        repush.as_secs_f64()
+    );
+}
+
+/// Runs coder-install with `args` and samples its peak resident set size.
+fn peak_rss_mib(args: &[&str]) -> f64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(&args)
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
-        .expect("bundle");
+        .expect("run coder-install");
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     while child.try_wait().expect("poll").is_none() {
@@ -209,10 +284,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    println!(
-        "peak RSS, 1 GiB layer:    {:>8.1} MiB (target <= 64)",
-        peak_kib as f64 / 1024.0
-    );
+    peak_kib as f64 / 1024.0
 }
 
 /// `bundle` arguments with JSON output.

@@ -33,7 +33,7 @@ pub enum Command {
     /// Show what a bundle holds: images, platforms, charts and sizes.
     Inspect(InspectArgs),
     /// Push a bundle's images and charts into a site registry, without touching a cluster.
-    Push(Pending),
+    Push(crate::commands::push::PushArgs),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
     ///
     /// In order: verify the bundle, check the license (offline), preflight, push the images,
@@ -186,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => return crate::commands::verify::run(args).await,
         Command::Inspect(args) => return crate::commands::inspect::run(args),
         Command::License(args) => return crate::commands::license::run(&args),
-        Command::Push(_) => ("push", 6),
+        Command::Push(args) => return crate::commands::push::run(args).await,
         Command::Apply(args) => return crate::commands::apply::run(*args).await,
         Command::Template(args) => return crate::commands::template::run(&args),
         Command::Preflight(args) => return crate::commands::preflight::run(args).await,

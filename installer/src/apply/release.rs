@@ -123,6 +123,23 @@ impl Release {
         })
     }
 
+    /// Points images at what a push actually stored: where the registry refused a partial
+    /// multi-platform index, containers pull the carried platform's manifest instead.
+    pub fn use_pushed(&mut self, report: &crate::push::PushReport) -> anyhow::Result<()> {
+        let Some(site) = &self.site else {
+            return Ok(());
+        };
+        for artifact in &report.artifacts {
+            if artifact.pull_digest != artifact.digest
+                && let Some(image) = self.images.get_mut(&artifact.name)
+            {
+                let reference = bundle_spec::ImageReference::parse(&artifact.reference)?;
+                *image = site.pinned(&reference, &artifact.pull_digest);
+            }
+        }
+        Ok(())
+    }
+
     /// Resolves the values for this release's chart.
     pub fn values(
         &self,

@@ -10,7 +10,10 @@ use crate::apply::release::{Release, ReleaseSource};
 use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
 use crate::bundle::signing::read_public_key;
 use crate::bundle::verify::{SignatureStatus, verify_bundle};
+use crate::apply::preflight::Check;
 use crate::cli::OutputFormat;
+use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
+use crate::registry::RegistryOptions;
 
 /// `coder-install apply`.
 #[derive(Debug, clap::Args)]
@@ -107,8 +110,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         }
     }
 
-    let release = Release::load(&source)?;
-    let pull_credentials = args.login.credentials()?;
+    let mut release = Release::load(&source)?;
+    let (registry_options, pull_credentials) = args.login.resolve(release.site.as_ref())?;
     let options = ApplyOptions {
         namespace,
         cluster: args.target.cluster(),
@@ -127,9 +130,34 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     // 3. Preflight.
     step(quiet, "preflight");
     let cluster = cluster::connect(&options.cluster).await?;
-    let preflight = crate::apply::preflight(&cluster, &release, &options).await?;
+    let mut preflight = crate::apply::preflight(&cluster, &release, &options).await?;
+    if let Some(site) = &release.site {
+        preflight.checks.push(registry_check(site, &registry_options).await);
+    }
     if !preflight.passed() {
         anyhow::bail!(preflight.failure_message());
+    }
+
+    // 4. Push.
+    if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
+        step(quiet, &format!("push {} to {site}", path.display()));
+        let push = PushOptions {
+            concurrency: usize::from(args.concurrency),
+            registry: registry_options.clone(),
+            quiet,
+        };
+        let report = push_bundle(path, site, &push).await?;
+        if !quiet {
+            eprintln!(
+                "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
+                report.blobs_uploaded,
+                crate::progress::human_bytes(report.bytes_sent),
+                report.blobs_mounted,
+                report.blobs_present + report.blobs_skipped,
+                report.seconds
+            );
+        }
+        release.use_pushed(&report)?;
     }
 
     // 5–6. Render and deploy.
@@ -157,6 +185,19 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         .await?;
     }
     print_report(&report, args.format)
+}
+
+/// Preflight's site registry check: reachable, credentials accepted, pushes allowed.
+pub(crate) async fn registry_check(site: &SiteRegistry, options: &RegistryOptions) -> Check {
+    match check_registry_writable(site, options).await {
+        Ok(check) => Check::pass("site registry", check.summary),
+        Err(error) => Check::fail(
+            "site registry",
+            format!("{site}: {error}"),
+            "check --registry, the credentials (--registry-username with --registry-password-stdin, or the \
+             Docker config), and --registry-ca or --insecure-registry for its TLS",
+        ),
+    }
 }
 
 /// Prints an apply (or rollback) report.

@@ -1,7 +1,6 @@
 //! Flags shared by the commands that render or deploy: which release, which values, which
 //! cluster and namespace.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use crate::apply::cluster::ClusterOptions;
 use crate::apply::release::ReleaseSource;
 use crate::cli::{InputArgs, RegistryArgs};
 use crate::push::SiteRegistry;
+use crate::registry::{Credentials, RegistryOptions};
 
 /// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
 #[derive(Debug, clap::Args)]
@@ -99,7 +99,8 @@ impl TargetArgs {
 /// Site registry credentials.
 #[derive(Debug, clap::Args)]
 pub struct RegistryLoginArgs {
-    /// Username for the site registry (also used for the cluster's image pull Secret).
+    /// Username for the site registry (also used for the cluster's image pull Secret). Default:
+    /// the Docker config's credentials for the registry, if any (then no pull Secret is made).
     #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
     pub registry_username: Option<String>,
     /// Read the site registry's password from stdin.
@@ -111,20 +112,27 @@ pub struct RegistryLoginArgs {
 }
 
 impl RegistryLoginArgs {
-    /// The username and password, the password read from stdin.
-    pub fn credentials(&self) -> anyhow::Result<Option<(String, String)>> {
+    /// Registry options (flags, Docker config, and the credentials given here for `site`), and
+    /// those credentials for the pull Secret. The password is read from stdin once.
+    pub fn resolve(
+        &self,
+        site: Option<&SiteRegistry>,
+    ) -> anyhow::Result<(RegistryOptions, Option<(String, String)>)> {
+        let mut options = super::registry_options(&self.registry)?;
         let Some(username) = &self.registry_username else {
-            return Ok(None);
+            return Ok((options, None));
         };
-        let mut password = String::new();
-        std::io::stdin()
-            .read_to_string(&mut password)
-            .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
-        let password = password.trim_end_matches(['\r', '\n']).to_owned();
-        if password.is_empty() {
-            anyhow::bail!("--registry-password-stdin: stdin was empty; pipe the password in");
+        let password = super::read_password_stdin()?;
+        if let Some(site) = site {
+            options.credentials.insert(
+                &site.host,
+                Credentials {
+                    username: username.clone(),
+                    password: password.clone(),
+                },
+            );
         }
-        Ok(Some((username.clone(), password)))
+        Ok((options, Some((username.clone(), password))))
     }
 }
 

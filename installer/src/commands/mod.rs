@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod license;
 pub mod lock;
 pub mod preflight;
+pub mod push;
 pub mod rollback;
 pub mod status;
 pub mod template;
@@ -79,6 +80,20 @@ pub(crate) fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOp
         credentials: CredentialStore::from_docker_config()?,
         attempts: 4,
     })
+}
+
+/// Reads a password from stdin (for `--registry-password-stdin`), without its line ending.
+pub(crate) fn read_password_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+        .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!(
+            "--registry-password-stdin: standard input was empty; pipe the password in, e.g. `cat pw.txt | coder-install ...`"
+        );
+    }
+    Ok(password)
 }
 
 /// Prints `value` as pretty JSON on stdout.

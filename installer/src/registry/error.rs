@@ -106,6 +106,88 @@ pub enum RegistryError {
         /// The token endpoint.
         realm: String,
     },
+    /// 405 on a push: the registry (or this repository) takes no writes.
+    #[error(
+        "{registry}: refuses pushes to {repository} (HTTP 405{}): it is read-only (maintenance mode, a pull-through cache or a replica); push to a writable registry or ask its operators to enable writes",
+        detail_suffix(detail)
+    )]
+    PushNotAllowed {
+        /// The registry host.
+        registry: String,
+        /// The repository pushed to.
+        repository: String,
+        /// The registry's error code and message, if any.
+        detail: String,
+    },
+    /// 404 on an upload: the repository (or its namespace, e.g. a Harbor project) does not exist
+    /// and the registry does not create it on push.
+    #[error(
+        "{registry}: repository {repository} does not exist and the registry does not create it on push{}; create it (or its project) first, or choose another --registry prefix",
+        detail_suffix(detail)
+    )]
+    RepositoryUnknown {
+        /// The registry host.
+        registry: String,
+        /// The repository pushed to.
+        repository: String,
+        /// The registry's error code and message, if any.
+        detail: String,
+    },
+    /// 413: the registry or a proxy in front of it limits request bodies.
+    #[error(
+        "{registry}: {what} ({size} bytes) is too large for the registry or a proxy in front of it (HTTP 413); raise its request body limit (e.g. nginx client_max_body_size 0)"
+    )]
+    TooLarge {
+        /// The registry host.
+        registry: String,
+        /// What was sent.
+        what: String,
+        /// Its size.
+        size: u64,
+    },
+    /// The registry's storage is full.
+    #[error(
+        "{registry}: the registry's storage is full (HTTP {status}{}); free space or grow its storage, then re-run: what was pushed is kept and only the rest is sent",
+        detail_suffix(detail)
+    )]
+    OutOfSpace {
+        /// The registry host.
+        registry: String,
+        /// The status it answered.
+        status: u16,
+        /// The registry's error code and message, if any.
+        detail: String,
+    },
+    /// 5xx after every retry.
+    #[error(
+        "{url}: the registry failed with HTTP {status} after retries{}; check the registry's logs and storage, then re-run (what was pushed is kept)",
+        detail_suffix(detail)
+    )]
+    ServerError {
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The registry's error code and message, if any.
+        detail: String,
+    },
+    /// 400 on a push: the registry refused the content.
+    #[error(
+        "{registry}/{repository}: the registry refused {what} (HTTP {status}{})",
+        detail_suffix(detail)
+    )]
+    Rejected {
+        /// The registry host.
+        registry: String,
+        /// The repository pushed to.
+        repository: String,
+        /// What was sent.
+        what: String,
+        /// The status.
+        status: u16,
+        /// The registry's error code and message (e.g. `MANIFEST_BLOB_UNKNOWN`).
+        detail: String,
+    },
     /// Local configuration: a CA file, a Docker config.
     #[error("{what}: {reason}")]
     Config {
@@ -123,4 +205,13 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `: <detail>` or nothing.
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
 }

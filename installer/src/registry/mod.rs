@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+mod push;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use tokio::sync::Mutex;
 
 pub use auth::{Challenge, CredentialStore, Credentials};
 pub use error::RegistryError;
+pub use push::{BlobPushOutcome, BlobUpload, DeleteOutcome, FileRange, MountOutcome, PUSH_ACTION};
 
 /// The largest manifest or index accepted (the distribution registry's own limit is 4 MiB).
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -276,18 +278,44 @@ impl RegistryClient {
         headers: HeaderMap,
         action: &'static str,
     ) -> Result<Response, RegistryError> {
-        let url = format!(
+        let url = self.api_url(repository, path);
+        self.send_authorized(Call {
+            method,
+            url,
+            repository,
+            headers,
+            action,
+            body: None,
+            also_pull_from: None,
+            attempts: self.options.attempts,
+        })
+        .await
+    }
+
+    /// `scheme://host/v2/<repository>/<path>`.
+    fn api_url(&self, repository: &Repository, path: &str) -> String {
+        format!(
             "{}/v2/{}/{path}",
             self.base_url(&repository.registry),
             repository.repository
+        )
+    }
+
+    /// Sends `call`, answering one authentication challenge (the authorization learnt is kept
+    /// for later calls on the same repository and action). 401 and 403 become errors.
+    async fn send_authorized(&self, call: Call<'_>) -> Result<Response, RegistryError> {
+        let repository = call.repository;
+        let key = format!(
+            "{}|{}|{}|{}",
+            repository.registry,
+            repository.repository,
+            call.action,
+            call.also_pull_from.unwrap_or_default()
         );
-        let key = format!("{}|{}|{action}", repository.registry, repository.repository);
         let mut authorization = self.authorizations.lock().await.get(&key).cloned();
         let mut answered_challenge = false;
         loop {
-            let response = self
-                .send_with_retries(&method, &url, &headers, authorization.as_ref())
-                .await?;
+            let response = self.send_with_retries(&call, authorization.as_ref()).await?;
             match response.status() {
                 StatusCode::UNAUTHORIZED if !answered_challenge => {
                     let challenge = response
@@ -298,13 +326,15 @@ impl RegistryClient {
                     let Some(challenge) = challenge else {
                         return Err(self.unauthorized(repository));
                     };
-                    let new = self.answer_challenge(challenge, repository, action).await?;
+                    let new = self
+                        .answer_challenge(challenge, repository, call.action, call.also_pull_from)
+                        .await?;
                     self.authorizations.lock().await.insert(key.clone(), new.clone());
                     authorization = Some(new);
                     answered_challenge = true;
                 }
                 StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
-                StatusCode::FORBIDDEN => return Err(forbidden(repository, action)),
+                StatusCode::FORBIDDEN => return Err(forbidden(repository, call.action)),
                 _ => return Ok(response),
             }
         }
@@ -323,6 +353,7 @@ impl RegistryClient {
         challenge: Challenge,
         repository: &Repository,
         action: &'static str,
+        also_pull_from: Option<&str>,
     ) -> Result<Authorization, RegistryError> {
         let credentials = self.options.credentials.get(&repository.registry).cloned();
         match challenge {
@@ -334,10 +365,13 @@ impl RegistryClient {
                 service,
                 scope: _,
             } => {
-                let scope = format!("repository:{}:{action}", repository.repository);
-                let mut query = vec![("scope", scope.as_str())];
+                let mut query = vec![("scope", bearer_scope(&repository.repository, action))];
+                if let Some(from) = also_pull_from {
+                    // A cross-repository mount reads the source repository too.
+                    query.push(("scope", bearer_scope(from, "pull")));
+                }
                 if let Some(service) = &service {
-                    query.push(("service", service.as_str()));
+                    query.push(("service", service.clone()));
                 }
                 let mut request = self.http.get(&realm).query(&query);
                 if let Some(credentials) = &credentials {
@@ -368,14 +402,18 @@ impl RegistryClient {
 
     async fn send_with_retries(
         &self,
-        method: &Method,
-        url: &str,
-        headers: &HeaderMap,
+        call: &Call<'_>,
         authorization: Option<&Authorization>,
     ) -> Result<Response, RegistryError> {
         let mut attempt = 1;
         loop {
-            let mut request = self.http.request(method.clone(), url).headers(headers.clone());
+            let mut request = self
+                .http
+                .request(call.method.clone(), &call.url)
+                .headers(call.headers.clone());
+            if let Some(body) = call.body {
+                request = request.body(body());
+            }
             match authorization {
                 Some(Authorization::Basic(credentials)) => {
                     request = request.basic_auth(&credentials.username, Some(&credentials.password));
@@ -386,29 +424,54 @@ impl RegistryClient {
                 None => {}
             }
             let retryable = match request.send().await {
-                Ok(response) if response.status().is_server_error() && attempt < self.options.attempts => {
+                Ok(response) if response.status().is_server_error() && attempt < call.attempts => {
                     format!("HTTP {}", response.status())
                 }
                 Ok(response) => return Ok(response),
                 Err(error)
-                    if attempt < self.options.attempts
+                    if attempt < call.attempts
                         && (error.is_connect() || error.is_timeout() || error.is_request()) =>
                 {
                     error.to_string()
                 }
                 Err(source) => {
                     return Err(RegistryError::Transport {
-                        url: url.to_owned(),
+                        url: call.url.clone(),
                         source,
                     });
                 }
             };
             let delay = Duration::from_millis(250 * 4u64.pow(attempt - 1));
-            report_retry(url, attempt, &retryable, delay);
+            report_retry(&call.url, attempt, &retryable, delay);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
+}
+
+/// Makes a request body again for each attempt (a streamed body can be sent only once).
+pub(crate) type BodyFactory<'a> = &'a (dyn Fn() -> reqwest::Body + Send + Sync);
+
+/// One registry request, as [`RegistryClient::send_authorized`] sends it.
+struct Call<'a> {
+    method: Method,
+    /// The full URL (upload locations are full URLs the registry chose).
+    url: String,
+    /// The repository the call acts on, for authentication and error messages.
+    repository: &'a Repository,
+    headers: HeaderMap,
+    /// `pull`, or `push,pull`.
+    action: &'static str,
+    body: Option<BodyFactory<'a>>,
+    /// For a cross-repository mount: the source repository, whose pull scope the token needs.
+    also_pull_from: Option<&'a str>,
+    /// Attempts on connection errors and 5xx answers.
+    attempts: u32,
+}
+
+/// The token scope `repository:<path>:<actions>`.
+fn bearer_scope(repository: &str, action: &str) -> String {
+    format!("repository:{repository}:{action}")
 }
 
 /// Tells the user that a request is being retried, and why.

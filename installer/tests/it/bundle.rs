@@ -387,30 +387,13 @@ async fn a_registry_serving_altered_content_is_caught_and_nothing_is_kept() {
 
 #[tokio::test]
 async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
-    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-
     let world = World::new(RegistryFlavour::Plain).await;
     let (old, _) = world.lock_and_bundle("v1.bundle");
 
     // Version 2: a new app image that keeps the shared base layer and adds a new one.
     let base = world.app.images[0].layers[0].digest.clone();
-    let app2 = ImageBuilder::new()
-        .layer(LayerBuilder::new().random_file("usr/lib/base.bin", 256 * 1024, 42))
-        .layer(LayerBuilder::new().random_file("app/bin", 64 * 1024, 99))
-        .build()
-        .expect("build app 2");
+    let app2 = world.publish_app_v2().await;
     assert_eq!(app2.layers[0].digest, base);
-    world
-        .registry
-        .push_image("team/app:2.0", &app2)
-        .await
-        .expect("push app 2");
-    world.write_spec(
-        &world
-            .spec_text()
-            .replace("team/app:1.0", "team/app:2.0")
-            .replace("version: 1.0.0", "version: 2.0.0"),
-    );
 
     let (spec, lock) = world.lock_spec();
     let delta = world.path("v2-delta.bundle").display().to_string();

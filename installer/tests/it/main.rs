@@ -4,4 +4,5 @@ mod apply;
 mod bundle;
 mod cli;
 mod license;
+mod push;
 mod world;

@@ -98,6 +98,27 @@ impl World {
         world
     }
 
+    /// Publishes version 2 of the app (`team/app:2.0`, one platform): the shared base layer
+    /// kept, a new layer added; and writes the spec of release 2.0.0 that uses it.
+    pub async fn publish_app_v2(&self) -> coder_testenv::fixture::Image {
+        let app2 = ImageBuilder::new()
+            .layer(shared_base())
+            .layer(LayerBuilder::new().random_file("app/bin", 64 * 1024, 99))
+            .build()
+            .expect("build app 2");
+        self.registry
+            .push_image("team/app:2.0", &app2)
+            .await
+            .expect("push app 2");
+        self.write_spec(
+            &self
+                .spec_text()
+                .replace("team/app:1.0", "team/app:2.0")
+                .replace("version: 1.0.0", "version: 2.0.0"),
+        );
+        app2
+    }
+
     pub fn app_ref(&self) -> String {
         format!("{}/team/app:1.0", self.registry.host())
     }

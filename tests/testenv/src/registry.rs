@@ -25,6 +25,8 @@ pub enum RegistryFlavour {
     TlsBasicAuth,
     /// Plain HTTP, anonymous, with `storage.delete.enabled`.
     DeleteEnabled,
+    /// Plain HTTP, anonymous, in read-only maintenance mode: every push is refused (405).
+    ReadOnly,
 }
 
 /// A running registry; dropping it stops the server and deletes its storage.
@@ -62,10 +64,11 @@ impl Registry {
         let mut config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: {read_only}\n\
              http:\n  addr: {addr}\n",
             root = dir.path().join("storage").display(),
             delete = flavour == RegistryFlavour::DeleteEnabled,
+            read_only = flavour == RegistryFlavour::ReadOnly,
         );
 
         let (mut tls, mut credentials) = (None, None);

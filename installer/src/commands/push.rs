@@ -1,0 +1,111 @@
+//! `coder-install push`: mirror a bundle into a site registry, without touching a cluster.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::cli::{OutputFormat, RegistryArgs};
+use crate::progress::human_bytes;
+use crate::push::{PushOptions, SiteRegistry, push_bundle};
+use crate::registry::{Credentials, RegistryOptions};
+
+/// The site registry and how to reach it: shared by `push` and `apply`.
+#[derive(Debug, clap::Args)]
+pub struct SiteRegistryArgs {
+    /// The site registry and optional path prefix: images go to PREFIX/<original repository path>.
+    #[arg(long = "registry", value_name = "HOST[:PORT][/PREFIX]")]
+    pub registry: SiteRegistry,
+    /// User name for the site registry (default: the Docker config's credentials, if any).
+    #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
+    pub registry_username: Option<String>,
+    /// Read the site registry's password (or token) from standard input.
+    #[arg(long, requires = "registry_username")]
+    pub registry_password_stdin: bool,
+    /// Plain HTTP and extra CAs.
+    #[command(flatten)]
+    pub access: RegistryArgs,
+}
+
+impl SiteRegistryArgs {
+    /// Registry options: the flags, the Docker config, and the credentials given on the command
+    /// line (the password read from stdin), which take precedence for the site registry.
+    pub fn registry_options(&self) -> anyhow::Result<RegistryOptions> {
+        let mut options = super::registry_options(&self.access)?;
+        if let Some(username) = &self.registry_username {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            if password.is_empty() {
+                anyhow::bail!(
+                    "--registry-password-stdin: standard input was empty; pipe the password in, e.g. `cat pw.txt | coder-install ...`"
+                );
+            }
+            options.credentials.insert(
+                &self.registry.host,
+                Credentials {
+                    username: username.clone(),
+                    password,
+                },
+            );
+        }
+        Ok(options)
+    }
+}
+
+/// `coder-install push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The bundle file (run `coder-install verify` on it first).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// The site registry.
+    #[command(flatten)]
+    pub site: SiteRegistryArgs,
+    /// Blobs pushed at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+/// Pushes the bundle and prints what went where.
+pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+    let options = PushOptions {
+        concurrency: usize::from(args.concurrency),
+        registry: args.site.registry_options()?,
+        quiet: super::quiet(args.format),
+    };
+    let report = push_bundle(&args.bundle, &args.site.registry, &options).await?;
+    match args.format {
+        OutputFormat::Json => super::print_json(&report),
+        OutputFormat::Text => {
+            for artifact in &report.artifacts {
+                let place = match &artifact.tag {
+                    Some(tag) => format!("{}:{tag}", artifact.repository),
+                    None => artifact.repository.clone(),
+                };
+                println!("{:<40} -> {place}@{}", artifact.reference, artifact.pull_digest);
+                if let Some(note) = &artifact.note {
+                    println!("    note: {note}");
+                }
+            }
+            println!(
+                "pushed {} to {}: {} blobs uploaded ({}), {} mounted, {} already present, {} skipped; {} manifests pushed, {} present; {} tags set; in {:.1}s",
+                report.bundle,
+                report.registry,
+                report.blobs_uploaded,
+                human_bytes(report.bytes_sent),
+                report.blobs_mounted,
+                report.blobs_present,
+                report.blobs_skipped,
+                report.manifests_pushed,
+                report.manifests_present,
+                report.tags_set,
+                report.seconds
+            );
+            Ok(())
+        }
+    }
+}
