@@ -6,11 +6,11 @@ use coder_license::{check_airgap, verify};
 
 use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
 use crate::apply::objects::Change;
+use crate::apply::preflight::Check;
 use crate::apply::release::{Release, ReleaseSource};
 use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
 use crate::bundle::signing::read_public_key;
 use crate::bundle::verify::{SignatureStatus, verify_bundle};
-use crate::apply::preflight::Check;
 use crate::cli::OutputFormat;
 use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
 use crate::registry::RegistryOptions;
@@ -132,7 +132,9 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let cluster = cluster::connect(&options.cluster).await?;
     let mut preflight = crate::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
-        preflight.checks.push(registry_check(site, &registry_options).await);
+        preflight
+            .checks
+            .push(registry_check(site, &registry_options).await);
     }
     if !preflight.passed() {
         anyhow::bail!(preflight.failure_message());

@@ -45,7 +45,9 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
     let mut report = crate::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         let (registry_options, _) = args.login.resolve(Some(site))?;
-        report.checks.push(super::apply::registry_check(site, &registry_options).await);
+        report
+            .checks
+            .push(super::apply::registry_check(site, &registry_options).await);
     }
     match args.format {
         OutputFormat::Json => super::print_json(&report)?,

@@ -628,3 +628,279 @@ async fn wait_names_what_is_not_ready_and_returns_once_it_is() {
     simulated.await.expect("simulation");
     assert!(started.elapsed() < std::time::Duration::from_secs(110));
 }
+
+/// Every container image of every workload in `objects`.
+fn container_images(objects: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut images = Vec::new();
+    for object in objects.values() {
+        let spec = &object["spec"]["template"]["spec"];
+        for list in ["initContainers", "containers"] {
+            for container in spec[list].as_array().into_iter().flatten() {
+                images.push(container["image"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    images
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the_site_registry() {
+    use coder_license::Tier;
+
+    let platform = Platform::start().await;
+    let site = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("site registry");
+    let bundle = platform.path("coder.bundle");
+    success(platform.run(&[
+        "bundle",
+        "--spec",
+        &platform.text(&platform.spec()),
+        "--lock",
+        &platform.text(&platform.lock()),
+        "--cache",
+        &platform.text(&platform.path("cache")),
+        "-o",
+        &platform.text(&bundle),
+        "--insecure-registry",
+        &platform.upstream.host(),
+    ]));
+    let site_registry = format!("{}/mirror", site.host());
+    let license = |tier: Tier, airgap: bool| {
+        let path = platform.path(&format!("{tier:?}-{airgap}.license"));
+        std::fs::write(
+            &path,
+            crate::license::signed(&crate::license::claims(tier, airgap)),
+        )
+        .expect("license");
+        platform.text(&path)
+    };
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "apply".to_owned(),
+            "--bundle".to_owned(),
+            platform.text(&bundle),
+            "--registry".to_owned(),
+            site_registry.clone(),
+            "--insecure-registry".to_owned(),
+            site.host(),
+            "--kubeconfig".to_owned(),
+            platform.text(platform.cluster.kubeconfig_path()),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        platform.run_owned(&args)
+    };
+    let catalog = || async {
+        let url = format!("{}/v2/_catalog", site.url());
+        let body: Value = reqwest::get(&url)
+            .await
+            .expect("catalog")
+            .json()
+            .await
+            .expect("catalog JSON");
+        body["repositories"].as_array().cloned().unwrap_or_default()
+    };
+    let client = platform.client().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+
+    // Free and trial licenses, an enterprise license without the entitlement, and no license at
+    // all are refused offline, before anything is pushed or written, each with its exit code.
+    for (license, code, fragment) in [
+        (Some(license(Tier::Free, false)), 21, "free"),
+        (Some(license(Tier::Trial, true)), 21, "trial"),
+        (Some(license(Tier::Enterprise, false)), 22, "air-gap"),
+        (None, 21, "no --license given"),
+    ] {
+        let mut extra = Vec::new();
+        if let Some(license) = &license {
+            extra.extend(["--license", license.as_str()]);
+        }
+        let output = apply(&extra);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let error = failure(output);
+        assert!(
+            error.contains(fragment) && error.contains("enterprise"),
+            "{error}"
+        );
+    }
+    assert!(
+        catalog().await.is_empty(),
+        "nothing may be pushed for a refused license"
+    );
+    assert!(
+        namespaces.get_opt("coder").await.expect("get").is_none(),
+        "nothing may be written"
+    );
+
+    // An enterprise license with the air-gap entitlement: push, then deploy.
+    let enterprise = license(Tier::Enterprise, true);
+    let report = stdout_json(apply(&["--license", &enterprise, "--output", "json"]));
+    assert_eq!(report["mode"], "air-gapped");
+    assert_eq!(report["revision"], 1);
+    let objects = managed_objects(&client, "coder").await;
+    let images = container_images(&objects);
+    assert!(images.len() >= 6, "{images:?}");
+    for image in &images {
+        assert!(
+            image.starts_with(&format!("{site_registry}/")) && image.contains("@sha256:"),
+            "{image} is not from the site registry by digest"
+        );
+    }
+    let lock: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(platform.lock()).expect("lock")).expect("lock");
+    let service_digest = lock["images"][0]["digest"].as_str().expect("digest");
+    assert!(
+        images.contains(&format!(
+            "{site_registry}/coderenvs/coder-service@{service_digest}"
+        )),
+        "{images:?}"
+    );
+    // Every image the manifests use is really in the site registry.
+    for image in &images {
+        let (repository, digest) = image.split_once('@').expect("pinned");
+        let path = repository.trim_start_matches(&format!("{}/", site.host()));
+        let url = format!("{}/v2/{path}/manifests/{digest}", site.url());
+        let status = reqwest::Client::new()
+            .head(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await
+            .expect("HEAD")
+            .status();
+        assert!(status.is_success(), "{image}: {status}");
+    }
+    // The license is installed for the manager.
+    let secret = &objects["Secret/coder-license"];
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["license"].as_str().expect("license data"))
+        .expect("base64");
+    assert_eq!(stored, std::fs::read(&enterprise).expect("license file"));
+
+    // The migrations, run as the rendered manager init container runs them (its URL from the
+    // ConfigMap, its password from the generated Secret), against a real PostgreSQL: simulated
+    // here because the test API server runs no pods.
+    let postgres = coder_testenv::Postgres::start().await.expect("postgres");
+    let config = &objects["ConfigMap/coder-config"]["data"];
+    let rendered_url = config["CODER_PG_URL"].as_str().expect("CODER_PG_URL");
+    assert_eq!(
+        rendered_url,
+        "postgres://coder@coder-postgres.coder.svc:5432/coder?sslmode=disable"
+    );
+    let password = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(
+                objects["Secret/coder-db-password"]["data"]["password"]
+                    .as_str()
+                    .expect("password"),
+            )
+            .expect("base64"),
+    )
+    .expect("utf-8");
+    let admin = sqlx::PgPool::connect(&postgres.url())
+        .await
+        .expect("admin connection");
+    assert!(
+        password.len() == 64 && password.chars().all(|c| c.is_ascii_hexdigit()),
+        "a generated hex password"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE coder LOGIN PASSWORD '{password}'"
+    )))
+    .execute(&admin)
+    .await
+    .expect("role");
+    sqlx::query("CREATE DATABASE coder OWNER coder")
+        .execute(&admin)
+        .await
+        .expect("database");
+    let password_file = platform.path("db-password");
+    std::fs::write(&password_file, &password).expect("password file");
+    let mut db = coder_platform::db::DbArgs::from_url(rendered_url.replace(
+        "coder-postgres.coder.svc:5432",
+        &format!("127.0.0.1:{}", postgres.port()),
+    ));
+    db.pg_password_file = Some(password_file);
+    let pool = db.pool().expect("pool");
+    coder_platform::db::migrate(&pool)
+        .await
+        .expect("migrate as the init container does");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        applied,
+        i64::try_from(coder_platform::db::MIGRATOR.iter().count()).expect("count")
+    );
+
+    // A second apply pushes nothing and changes nothing.
+    let before = resource_versions(&managed_objects(&client, "coder").await);
+    let output = apply(&["--license", &enterprise]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let text = success(output);
+    assert!(text.contains("no changes"), "{text}");
+    assert!(stderr.contains("0 uploaded"), "{stderr}");
+    assert_eq!(
+        before,
+        resource_versions(&managed_objects(&client, "coder").await)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bundles_of_other_products_or_newer_formats_are_refused() {
+    let platform = Platform::start().await;
+    let other = platform
+        .spec_text("1.0.0")
+        .replace("name: coder\nversion", "name: other\nversion");
+    std::fs::write(platform.spec(), other).expect("spec");
+    success(platform.run(&[
+        "lock",
+        "--spec",
+        &platform.text(&platform.spec()),
+        "-o",
+        &platform.text(&platform.lock()),
+        "--insecure-registry",
+        &platform.upstream.host(),
+    ]));
+    let bundle = platform.path("other.bundle");
+    success(platform.run(&[
+        "bundle",
+        "--spec",
+        &platform.text(&platform.spec()),
+        "--lock",
+        &platform.text(&platform.lock()),
+        "--cache",
+        &platform.text(&platform.path("cache")),
+        "-o",
+        &platform.text(&bundle),
+        "--insecure-registry",
+        &platform.upstream.host(),
+    ]));
+    let license = platform.path("enterprise.license");
+    std::fs::write(
+        &license,
+        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
+    )
+    .expect("license");
+    let error = failure(platform.run(&[
+        "apply",
+        "--bundle",
+        &platform.text(&bundle),
+        "--registry",
+        "127.0.0.1:1",
+        "--license",
+        &platform.text(&license),
+        "--kubeconfig",
+        &platform.text(platform.cluster.kubeconfig_path()),
+    ]));
+    assert!(
+        error.contains("\"other\"") && error.contains("coder bundles only"),
+        "{error}"
+    );
+}

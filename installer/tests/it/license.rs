@@ -21,7 +21,7 @@ fn now() -> i64 {
 }
 
 /// A license of `tier` that started yesterday and runs for a year, with 30 days of grace.
-fn claims(tier: Tier, airgap: bool) -> Claims {
+pub(crate) fn claims(tier: Tier, airgap: bool) -> Claims {
     let now = now();
     Claims {
         version: FORMAT_VERSION,
@@ -40,7 +40,7 @@ fn claims(tier: Tier, airgap: bool) -> Claims {
     }
 }
 
-fn signed(claims: &Claims) -> String {
+pub(crate) fn signed(claims: &Claims) -> String {
     sign(claims, TEST_KEY_ID, &test_keys::signing_key()).expect("sign a test license")
 }
 
