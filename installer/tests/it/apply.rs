@@ -904,3 +904,108 @@ async fn bundles_of_other_products_or_newer_formats_are_refused() {
         "{error}"
     );
 }
+
+/// Environment variables the network-namespace test passes to its inner half.
+const NETNS_BUNDLE: &str = "CODER_IT_NETNS_BUNDLE";
+const NETNS_LICENSE: &str = "CODER_IT_NETNS_LICENSE";
+const NETNS_UPSTREAM: &str = "CODER_IT_NETNS_UPSTREAM";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn air_gapped_apply_needs_nothing_but_the_api_server_and_the_site_registry() {
+    // Outside: the upstream registry and a bundle of it.
+    let platform = Platform::start().await;
+    let bundle = platform.path("coder.bundle");
+    success(platform.run(&[
+        "bundle",
+        "--spec",
+        &platform.text(&platform.spec()),
+        "--lock",
+        &platform.text(&platform.lock()),
+        "--cache",
+        &platform.text(&platform.path("cache")),
+        "-o",
+        &platform.text(&bundle),
+        "--insecure-registry",
+        &platform.upstream.host(),
+    ]));
+    let license = platform.path("enterprise.license");
+    std::fs::write(
+        &license,
+        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
+    )
+    .expect("license");
+
+    // Inside a new network namespace with only loopback: the inner half of this test starts the
+    // site registry and the API server there and applies the bundle. The upstream registry (and
+    // everything else) is out of reach from there.
+    let test_binary = std::env::current_exe().expect("test binary");
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" --exact \"$1\" --ignored --nocapture",
+        ])
+        .arg(&test_binary)
+        .arg("apply::inside_a_network_namespace_apply_the_bundle")
+        .env(NETNS_BUNDLE, &bundle)
+        .env(NETNS_LICENSE, &license)
+        .env(NETNS_UPSTREAM, platform.upstream.host())
+        .output()
+        .expect("run unshare (util-linux); the test needs root or user namespaces");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "inner test failed:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the inner test did not run:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "the inner half of air_gapped_apply_needs_nothing_but_the_api_server_and_the_site_registry, run inside a network namespace"]
+async fn inside_a_network_namespace_apply_the_bundle() {
+    let bundle = std::env::var(NETNS_BUNDLE).expect("run by the outer test");
+    let license = std::env::var(NETNS_LICENSE).expect("run by the outer test");
+    let upstream = std::env::var(NETNS_UPSTREAM).expect("run by the outer test");
+    // The upstream registry must be unreachable from here, or the test proves nothing.
+    assert!(
+        std::net::TcpStream::connect(&upstream).is_err(),
+        "the upstream registry {upstream} is reachable: not isolated"
+    );
+    let (site, cluster) = tokio::join!(Registry::start(RegistryFlavour::Plain), KubeApiServer::start());
+    let site = site.expect("site registry");
+    let cluster = cluster.expect("API server");
+    let docker = tempfile::tempdir().expect("docker config dir");
+    std::fs::write(docker.path().join("config.json"), "{}").expect("docker config");
+    let output = coder_install(
+        &[
+            "apply",
+            "--bundle",
+            &bundle,
+            "--registry",
+            &site.host(),
+            "--insecure-registry",
+            &site.host(),
+            "--license",
+            &license,
+            "--kubeconfig",
+            &cluster.kubeconfig_path().display().to_string(),
+            "--output",
+            "json",
+        ],
+        &[("DOCKER_CONFIG", docker.path())],
+    );
+    let report: Value = serde_json::from_str(&success(output)).expect("report");
+    assert_eq!(report["mode"], "air-gapped");
+    assert_eq!(report["revision"], 1);
+    let client = cluster.client().await.expect("client");
+    let objects = managed_objects(&client, "coder").await;
+    for image in container_images(&objects) {
+        assert!(image.starts_with(&format!("{}/", site.host())), "{image}");
+    }
+}

@@ -79,6 +79,9 @@ impl KubeApiServer {
                 .arg(format!("--etcd-servers={etcd_url}"))
                 .arg(format!("--secure-port={port}"))
                 .arg("--bind-address=127.0.0.1")
+                // Explicit, so the server also starts where there is no default route (a
+                // network namespace with only loopback).
+                .arg("--advertise-address=127.0.0.1")
                 .arg(format!("--cert-dir={}", dir_path.join("certs").display()))
                 .arg(format!("--tls-cert-file={}", serving.cert.display()))
                 .arg(format!("--tls-private-key-file={}", serving.key.display()))
