@@ -155,7 +155,7 @@ pub struct IngressValues {
     pub host: String,
     /// TLS Secret for the host; empty: plain HTTP.
     pub tls_secret: String,
-    /// The IngressClass name.
+    /// The IngressClass name; empty: `coder-nginx-<namespace>`.
     pub class_name: String,
 }
 
