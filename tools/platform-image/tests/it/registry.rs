@@ -125,7 +125,7 @@ async fn tls_with_basic_auth_from_stdin_and_from_the_docker_config() {
     .expect("write config.json");
     let other = format!("{}/coderenvs/coder-service:from-docker-config", registry.host());
     let args = push_args("/bin/echo", &other, &["--version", "1.0.0", "--registry-ca", &ca]);
-    let output = crate::tool::platform_image_with_env(&args, &[("DOCKER_CONFIG", docker_config.path())]);
+    let output = crate::tool::run(&args, None, &[("DOCKER_CONFIG", docker_config.path())]);
     let pushed: serde_json::Value = serde_json::from_str(&success(output)).expect("JSON");
     assert_eq!(pushed["digest"], report["digest"]);
 }

@@ -36,12 +36,8 @@ pub fn platform_image(args: &[&str], stdin: Option<&str>) -> Output {
     run(args, stdin, &[])
 }
 
-/// Runs `platform-image` with `args` and extra environment variables.
-pub fn platform_image_with_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    run(args, None, env)
-}
-
-fn run(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> Output {
+/// Runs `platform-image` with `args`, `stdin` written to its input, and extra environment.
+pub fn run(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_platform-image"));
     command.envs(env.iter().copied());
     command
