@@ -9,17 +9,17 @@ use crate::tool::{platform_image, skopeo_json, static_binary, success};
 const EPOCH: &str = "1700000000";
 
 fn build_layout(binary: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "build",
-        "--binary",
-        binary.to_str().expect("utf-8 path"),
-        "--source-date-epoch",
-        EPOCH,
+    let epoch_given = extra.contains(&"--source-date-epoch");
+    let mut args = vec!["build", "--binary", binary.to_str().expect("utf-8 path")];
+    if !epoch_given {
+        args.extend(["--source-date-epoch", EPOCH]);
+    }
+    args.extend([
         "--oci-layout",
         dir.to_str().expect("utf-8 path"),
         "--output",
         "json",
-    ];
+    ]);
     args.extend_from_slice(extra);
     serde_json::from_str(&success(platform_image(&args, None))).expect("JSON report")
 }
@@ -74,11 +74,35 @@ fn unpack(tar: &[u8]) -> tempfile::TempDir {
 }
 
 /// Runs `command` inside `root` (chroot) as 65532:65532, as the image's config says.
+///
+/// Like a container runtime, it first supplies the devices the OCI runtime spec requires in
+/// every container (`/dev/null`, `zero`, `full`, `random`, `urandom`): the image does not carry
+/// them. (getrandom falls back to `/dev/urandom` in a static glibc binary, where it cannot find
+/// the libc `getrandom` function with dlsym.)
 fn run_in_root(root: &Path, command: &[&str]) -> std::process::Output {
     assert!(
         nix_is_root(),
         "these tests chroot into the unpacked layer and need root (scripts/test.sh runs as root)"
     );
+    std::fs::create_dir_all(root.join("dev")).expect("create dev");
+    for (name, minor) in [
+        ("null", "3"),
+        ("zero", "5"),
+        ("full", "7"),
+        ("random", "8"),
+        ("urandom", "9"),
+    ] {
+        let node = root.join("dev").join(name);
+        if !node.exists() {
+            let status = Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(&node)
+                .args(["c", "1", minor])
+                .status()
+                .expect("run mknod");
+            assert!(status.success(), "mknod {}", node.display());
+        }
+    }
     Command::new("/usr/sbin/chroot")
         .arg("--userspec=65532:65532")
         .arg(root)
@@ -211,4 +235,34 @@ fn a_dynamic_binary_brings_exactly_its_libraries_and_loader() {
     );
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "from the layer\n");
+}
+
+#[tokio::test]
+async fn the_static_binary_migrates_a_database_by_host_name_from_the_bare_layer() {
+    // The manager reaches PostgreSQL by a Service name: static glibc must resolve it (from
+    // /etc/hosts here, which Kubernetes mounts into every container) with no libc in the image.
+    let binary = static_binary();
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    build_layout(&binary, &layout, &[]);
+    let root = unpack(&layer_tar(&layout));
+    std::fs::write(root.path().join("etc/hosts"), "127.0.0.1 postgres.coder.test\n").expect("write hosts");
+
+    let postgres = coder_testenv::Postgres::start().await.expect("start postgres");
+    let url = postgres
+        .create_database("platform_image")
+        .await
+        .expect("create database")
+        .replace("127.0.0.1", "postgres.coder.test");
+    assert!(url.contains("@postgres.coder.test:"), "{url}");
+    let output = run_in_root(
+        root.path(),
+        &["/usr/local/bin/coder-service", "migrate", "--pg-url", &url],
+    );
+    assert!(
+        output.status.success(),
+        "coder-service migrate in the bare layer: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
