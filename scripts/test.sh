@@ -2,7 +2,9 @@
 # Runs every test of the workspace against real servers, on a fresh Debian machine or a warm one:
 #   1. installs the missing system packages (registry, etcd, PostgreSQL 15, skopeo, Go 1.19, ...);
 #   2. builds kube-apiserver from Debian's source package once and caches it (seconds when cached);
-#   3. runs the doc tests, then every unit and integration test with cargo-nextest
+#   3. builds the static coder-service the platform-image tests pack (cached after the first time;
+#      a cold build is longer than nextest lets one test run);
+#   4. runs the doc tests, then every unit and integration test with cargo-nextest
 #      (cargo test when nextest is not installed). Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-system-deps.sh
 scripts/build-kube-apiserver.sh
+scripts/build-platform-image.sh --profile dev --print-binary >/dev/null
 
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then
