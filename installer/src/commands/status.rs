@@ -27,7 +27,7 @@ struct Status {
     healthy: bool,
 }
 
-/// Runs `status`; exits non-zero when nothing is installed.
+/// Runs `status`; exits non-zero when nothing is installed or it is not healthy.
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
@@ -46,7 +46,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         healthy,
     };
     if args.format == OutputFormat::Json {
-        return super::print_json(&status);
+        super::print_json(&status)?;
+        if !status.healthy {
+            anyhow::bail!("not healthy");
+        }
+        return Ok(());
     }
     let record = &status.record;
     println!(
@@ -83,6 +87,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             earlier.revision, earlier.version, earlier.applied_at
         );
     }
-    println!("{}", if status.healthy { "healthy" } else { "not healthy" });
+    if !status.healthy {
+        anyhow::bail!(
+            "not healthy: {} of {} workloads not ready",
+            status.workloads.iter().filter(|state| !state.ready).count(),
+            status.workloads.len()
+        );
+    }
+    println!("healthy");
     Ok(())
 }

@@ -158,8 +158,12 @@ async fn main() -> anyhow::Result<()> {
     ]))?;
 
     section("5. what is installed");
-    // The test API server runs no kubelets: workloads stay "not ready", and status says so.
-    let _ = run(&mut tool(&["status", "--kubeconfig", &kubeconfig]));
+    println!(
+        "(this API server runs no scheduler or kubelets, so no pod starts: status reports every workload as not ready)"
+    );
+    if run(&mut tool(&["status", "--kubeconfig", &kubeconfig])).is_ok() {
+        bail!("status reported healthy workloads on an API server without kubelets; something is off");
+    }
 
     section("done");
     println!(
