@@ -359,10 +359,15 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
 
     // status reports the install; workloads are not ready (no kubelets) until simulated.
     let status = platform.run_owned(&platform.target("status", "coder"));
-    let text = success(status);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let error = failure(status);
     assert!(
         text.contains("revision 1") && text.contains("NOT READY"),
         "{text}"
+    );
+    assert!(
+        error.contains("not healthy: 7 of 7 workloads not ready"),
+        "{error}"
     );
     simulate_readiness(&client, "coder").await;
     let text = success(platform.run_owned(&platform.target("status", "coder")));
