@@ -3,6 +3,7 @@
 //! authenticate, then call [`super::service`].
 
 mod auth;
+mod envproxy;
 mod keys;
 mod license;
 mod meta;
@@ -81,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/workspaces/{id}/stop", post(workspaces::stop))
         .route("/api/v0/workspaces/{id}/start", post(workspaces::start))
         .route("/api/v0/workspaces/{id}/rebuild", post(workspaces::rebuild))
+        .route("/api/private/envproxy/ping", get(envproxy::ping))
+        .route("/api/private/envproxy/workspaces/{id}", get(envproxy::workspace))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
