@@ -65,10 +65,10 @@ impl End {
             Self::UpstreamClosed(Some(close)) => Some(close.clone()),
             Self::UpstreamClosed(None) => Some(Close::new(1000, "the workspace closed the connection")),
             Self::UpstreamGone(reason) => {
-                Some(Close::new(1014, &format!("workspace connection lost: {reason}")))
+                Some(Close::new(1011, &format!("workspace connection lost: {reason}")))
             }
             Self::UpstreamTooBig => Some(Close::new(
-                1014,
+                1011,
                 "the workspace sent a message over the size limit",
             )),
             Self::Idle => Some(Close::new(1001, "idle timeout")),
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn every_end_tells_the_other_side_why() {
         let gone = End::UpstreamGone("connection reset".to_owned());
-        assert_eq!(gone.to_client().map(|c| c.code), Some(1014));
+        assert_eq!(gone.to_client().map(|c| c.code), Some(1011));
         assert!(gone.to_upstream().is_none());
         assert_eq!(End::ClientTooBig.to_client().map(|c| c.code), Some(1009));
         assert_eq!(End::Idle.to_client().map(|c| c.code), Some(1001));

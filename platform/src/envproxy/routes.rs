@@ -209,7 +209,7 @@ fn upstream_headers(state: &ProxyState, parts: &Parts, credential: &Credential) 
 }
 
 /// Admits, connects to the workspace, upgrades the client and relays. A workspace that refuses
-/// still gets the client upgraded, then closed with 1014 and the reason (browsers cannot read
+/// still gets the client upgraded, then closed with 1011 and the reason (browsers cannot read
 /// a failed handshake's status).
 async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target) -> Response {
     let (grant, credential) = match admit(&state, &parts, id).await {
@@ -250,9 +250,11 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
     };
     let limit = state.args.max_message_bytes;
     let mut upgrade = upgrade
+        .read_buffer_size(upstream::IO_BUFFER_BYTES)
+        .write_buffer_size(upstream::IO_BUFFER_BYTES)
+        .max_write_buffer_size(upstream::max_write_buffer(limit))
         .max_message_size(limit)
-        .max_frame_size(limit)
-        .max_write_buffer_size(limit.saturating_mul(2));
+        .max_frame_size(limit);
     if let Ok(Upstream {
         protocol: Some(protocol),
         ..
@@ -280,7 +282,7 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
                     Err(reason) => {
                         tracing::warn!(%workspace, port, %reason, "workspace port unreachable");
                         let (_, mut sink) = client;
-                        let close = Close::new(1014, &format!("workspace port {port} unreachable: {reason}"));
+                        let close = Close::new(1011, &format!("workspace port {port} unreachable: {reason}"));
                         let _ = futures::SinkExt::send(&mut sink, Frame::Close(Some(close))).await;
                         let _ = futures::SinkExt::close(&mut sink).await;
                         return;

@@ -14,6 +14,16 @@ use super::side::{FrameSink, FrameStream, upstream_tcp, upstream_websocket};
 /// How long connecting to a workspace may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Read and write buffer size of each WebSocket (the library's default, 128 KiB, would cost an
+/// idle connection a quarter of a megabyte per side).
+pub const IO_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The write buffer's hard limit: one whole message plus the buffer (the library requires it to
+/// exceed the buffer size, and a message must fit).
+pub fn max_write_buffer(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_add(2 * IO_BUFFER_BYTES)
+}
+
 /// Headers the WebSocket library writes itself, never copied from the client's handshake.
 const HANDSHAKE_HEADERS: [&str; 8] = [
     "host",
@@ -70,6 +80,9 @@ pub async fn connect_websocket(
         }
     }
     let config = WebSocketConfig::default()
+        .read_buffer_size(IO_BUFFER_BYTES)
+        .write_buffer_size(IO_BUFFER_BYTES)
+        .max_write_buffer_size(max_write_buffer(max_message_bytes))
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes));
     let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
@@ -86,4 +99,17 @@ pub async fn connect_websocket(
         protocol: response.headers().get("sec-websocket-protocol").cloned(),
         side: upstream_websocket(socket),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_buffer_limit_exceeds_the_buffer_even_for_tiny_messages() {
+        // The library panics at the handshake otherwise.
+        for limit in [0, 1, IO_BUFFER_BYTES, 16 << 20, usize::MAX] {
+            assert!(max_write_buffer(limit) > IO_BUFFER_BYTES);
+        }
+    }
 }

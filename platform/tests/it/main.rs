@@ -3,9 +3,11 @@
 
 mod auth;
 mod binary;
+mod envproxy;
 mod harness;
 mod license;
 mod migrations;
 mod resilience;
+mod standins;
 mod users;
 mod workspaces;
