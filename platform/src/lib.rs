@@ -13,3 +13,4 @@ pub mod envproxy;
 pub mod html;
 pub mod manager;
 pub mod manager_client;
+pub mod request_id;

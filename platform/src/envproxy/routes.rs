@@ -8,14 +8,11 @@ use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
 use serde_json::json;
-use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::{Instrument, Level};
+use tracing::Instrument;
 
 use super::ProxyState;
 use super::address::{IDE_PORT, SSH_PORT, TERMINAL_PORT};
@@ -25,9 +22,6 @@ use super::forward::{self, strip_hop_by_hop};
 use super::relay::{self, Timing};
 use super::side::{self, Close, Frame};
 use super::upstream::{self, Upstream};
-
-/// The request id header, set when the client sent none and echoed in the response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Every route, with the state and layers.
 pub fn router(state: ProxyState) -> Router {
@@ -40,23 +34,7 @@ pub fn router(state: ProxyState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|headers: HeaderMap| async move { ProxyError::NotFound("route").respond(&headers) });
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request
-                        .headers()
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id));
-    routes.layer(layers).with_state(state)
+    crate::request_id::layer(routes.with_state(state))
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
@@ -167,9 +145,7 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 }
 
 fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
+    crate::request_id::of(headers)
 }
 
 /// Authenticates and authorises: 503 while draining, 401, 403 for a cookie from another
