@@ -3,6 +3,7 @@
 
 mod auth;
 mod binary;
+mod dashboard;
 mod envproxy;
 mod harness;
 mod license;
@@ -10,4 +11,5 @@ mod migrations;
 mod resilience;
 mod standins;
 mod users;
+mod webdriver;
 mod workspaces;
