@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod dashboard;
 mod envproxy;
+mod envproxy_load;
 mod harness;
 mod license;
 mod migrations;
