@@ -130,7 +130,7 @@ impl ProxyError {
             );
             (self.status(), Html(page)).into_response()
         } else {
-            self.into_json()
+            self.json_response()
         };
         if matches!(self, Self::NotRunning { .. } | Self::Draining) {
             response
@@ -140,7 +140,7 @@ impl ProxyError {
         response
     }
 
-    fn into_json(&self) -> Response {
+    fn json_response(&self) -> Response {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "proxy request failed");
         }
@@ -157,6 +157,6 @@ impl ProxyError {
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        self.into_json()
+        self.json_response()
     }
 }

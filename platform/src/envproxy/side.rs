@@ -99,7 +99,7 @@ pub fn client(socket: WebSocket) -> (FrameStream, FrameSink) {
         }
     });
     let sink = sink
-        .sink_map_err(|error| SideError::new(error))
+        .sink_map_err(SideError::new)
         .with(|frame: Frame| async move { to_axum(frame) });
     (Box::pin(stream), Box::pin(sink))
 }

@@ -67,15 +67,13 @@ pub async fn code_server() -> SocketAddr {
 
 async fn echo(mut socket: WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
-        match message {
-            Message::Text(text) if text.as_str() == DIE => return,
-            Message::Text(_) | Message::Binary(_) => {
-                if socket.send(message).await.is_err() {
-                    return;
-                }
-            }
-            Message::Close(_) => return,
-            _ => {}
+        let die = matches!(&message, Message::Text(text) if text.as_str() == DIE);
+        if die || matches!(message, Message::Close(_)) {
+            return;
+        }
+        let data = matches!(message, Message::Text(_) | Message::Binary(_));
+        if data && socket.send(message).await.is_err() {
+            return;
         }
     }
 }
