@@ -228,6 +228,34 @@ pub async fn logout(
     see_other("/login", [session::clear_session_cookie(&state.args)])
 }
 
+/// Lists `path` for a page: the page's status and error (a failed form's, else the listing's
+/// own failure) and the items (none when the listing failed).
+async fn list_for_page<T: serde::de::DeserializeOwned>(
+    state: &DashState,
+    headers: &HeaderMap,
+    token: &str,
+    path: &str,
+    failed: Option<(StatusCode, String)>,
+) -> (StatusCode, Option<String>, Vec<T>) {
+    let listed: Result<Vec<T>, _> = state
+        .client
+        .call(
+            Method::GET,
+            path,
+            Caller::user(token, request_id::of(headers)),
+            None,
+        )
+        .await;
+    match (failed, listed) {
+        (Some((status, text)), Ok(list)) => (status, Some(text), list),
+        (None, Ok(list)) => (StatusCode::OK, None, list),
+        (_, Err(error)) => {
+            let (status, text) = explain(&error);
+            (status, Some(text), Vec::new())
+        }
+    }
+}
+
 /// Renders the workspace list (with an error and status when a form failed).
 async fn home_page(
     state: &DashState,
@@ -237,23 +265,8 @@ async fn home_page(
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let listed: Result<Vec<WorkspaceView>, _> = state
-        .client
-        .call(
-            Method::GET,
-            "/api/v0/workspaces",
-            Caller::user(token, request_id::of(headers)),
-            None,
-        )
-        .await;
-    let (status, error, list) = match (failed, listed) {
-        (Some((status, text)), Ok(list)) => (status, Some(text), list),
-        (None, Ok(list)) => (StatusCode::OK, None, list),
-        (_, Err(error)) => {
-            let (status, text) = explain(&error);
-            (status, Some(text), Vec::new())
-        }
-    };
+    let (status, error, list): (_, _, Vec<WorkspaceView>) =
+        list_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
     let frame = Frame {
         title: "Workspaces",
         user: Some(user),
@@ -427,23 +440,8 @@ async fn users_page(
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let listed: Result<Vec<UserView>, _> = state
-        .client
-        .call(
-            Method::GET,
-            "/api/v0/users",
-            Caller::user(token, request_id::of(headers)),
-            None,
-        )
-        .await;
-    let (status, error, list) = match (failed, listed) {
-        (Some((status, text)), Ok(list)) => (status, Some(text), list),
-        (None, Ok(list)) => (StatusCode::OK, None, list),
-        (_, Err(error)) => {
-            let (status, text) = explain(&error);
-            (status, Some(text), Vec::new())
-        }
-    };
+    let (status, error, list): (_, _, Vec<UserView>) =
+        list_for_page(state, headers, token, "/api/v0/users", failed).await;
     let frame = Frame {
         title: "Users",
         user: Some(user),
