@@ -627,3 +627,68 @@ async fn envproxy_token_guards_the_managers_private_routes() {
         .expect("readyz");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn envproxy_applies_backpressure_to_a_client_that_does_not_read() {
+    let proxy = ProxyEnv::start(|_| {}).await;
+    let socket = connect(&proxy.ws_url("ssh"), &[("Session-Token", &proxy.member)])
+        .await
+        .expect("upgraded");
+    let (mut tx, mut rx) = socket.split();
+    // The client writes and never reads; the TCP echo writes everything back. Without
+    // backpressure the proxy would keep reading the client and buffering the echo.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0xa5u8; 64 * 1024];
+        for _ in 0..4096 {
+            if tx.send(Message::binary(chunk.clone())).await.is_err() {
+                return tx;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        tx
+    });
+    let stalled_at = eventually("the writer to stall", WAIT, || {
+        let sent = sent.clone();
+        async move {
+            let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let after = sent.load(std::sync::atomic::Ordering::Relaxed);
+            (before > 0 && before == after).then_some(after)
+        }
+    })
+    .await;
+    println!(
+        "backpressure: a client that does not read stalls after {:.1} MiB in flight (socket buffers of four hops)",
+        stalled_at as f64 / (1024.0 * 1024.0)
+    );
+    assert!(
+        stalled_at < 96 * 1024 * 1024,
+        "{stalled_at} bytes accepted from a non-reading client"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the whole 256 MiB went through without anyone reading"
+    );
+
+    // Reading again lets everything through, byte for byte in count.
+    let mut received = 0usize;
+    while received < stalled_at {
+        match next_binary(&mut rx).await {
+            Some(len) => received += len,
+            None => panic!("the connection closed"),
+        }
+    }
+    writer.abort();
+}
+
+async fn next_binary(rx: &mut futures::stream::SplitStream<Socket>) -> Option<usize> {
+    loop {
+        match tokio::time::timeout(WAIT, rx.next()).await.ok()?? {
+            Ok(Message::Binary(bytes)) => return Some(bytes.len()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            _ => return None,
+        }
+    }
+}
