@@ -5,7 +5,7 @@
 //! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (flags),
 //! [`routes`] (the routes and admission), [`forward`] (plain HTTP), [`upstream`] (connecting to a
 //! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
-//! backpressure), [`limits`] (per-user sessions), [`address`] (where a workspace is), [`cache`],
+//! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
 //! [`error`], and [`server`] (the HTTP/1 server: header timeout, graceful drain).
 
 pub mod address;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod limits;
+pub mod metrics;
 pub mod relay;
 pub mod routes;
 pub mod server;
@@ -72,6 +73,8 @@ pub struct ProxyState {
     pub sessions: Arc<limits::Sessions>,
     /// The HTTP client to code-server.
     pub http: reqwest::Client,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// True from SIGTERM on: new requests are refused, `/readyz` fails.
     pub draining: Arc<watch::Sender<bool>>,
     /// True when the drain period is over: open sessions are closed.
@@ -117,6 +120,7 @@ impl Envproxy {
             authorizer: Arc::new(auth::Authorizer::new(client, args.auth_cache_ttl)),
             resolver: Arc::new(resolver),
             sessions: Arc::new(limits::Sessions::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
             http,
             draining: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),

@@ -33,6 +33,7 @@ pub fn router(state: ProxyState) -> Router {
         .route("/proxy/workspaces/{id}/ssh", any(ssh))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|headers: HeaderMap| async move { ProxyError::NotFound("route").respond(&headers) });
     crate::request_id::layer(routes.with_state(state))
 }
@@ -61,6 +62,16 @@ async fn readyz(State(state): State<ProxyState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<ProxyState>) -> Response {
+    let mut response = state.metrics.render(state.sessions.total()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// Where a route goes in the workspace.
@@ -98,6 +109,7 @@ async fn ide(State(state): State<ProxyState>, request: Request) -> Response {
     }
     match admit(&state, &parts, &id).await {
         Ok((_, credential)) => {
+            state.metrics.http_request();
             let address = state.resolver.address(&id, IDE_PORT);
             let headers = upstream_headers(&state, &parts, &credential);
             forward::forward(
@@ -150,7 +162,11 @@ fn request_id(headers: &HeaderMap) -> Option<&str> {
 
 /// Authenticates and authorises: 503 while draining, 401, 403 for a cookie from another
 /// origin, then the manager's verdict (404, 403, 503 not running).
-async fn admit(state: &ProxyState, parts: &Parts, id: &str) -> Result<(Grant, Credential), ProxyError> {
+async fn admit_checks(
+    state: &ProxyState,
+    parts: &Parts,
+    id: &str,
+) -> Result<(Grant, Credential), ProxyError> {
     if *state.draining.borrow() {
         return Err(ProxyError::Draining);
     }
@@ -168,6 +184,13 @@ async fn admit(state: &ProxyState, parts: &Parts, id: &str) -> Result<(Grant, Cr
         .authorize(&credential.token, id, request_id(&parts.headers))
         .await?;
     Ok((grant, credential))
+}
+
+/// [`admit_checks`], counting refusals.
+async fn admit(state: &ProxyState, parts: &Parts, id: &str) -> Result<(Grant, Credential), ProxyError> {
+    admit_checks(state, parts, id)
+        .await
+        .inspect_err(|error| state.metrics.refused(error.code()))
 }
 
 /// The client's headers as the workspace gets them.
@@ -206,16 +229,16 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
         .sessions
         .acquire(&grant.user.id, state.args.max_connections_per_user)
     else {
-        return ProxyError::TooManyConnections {
+        let refusal = ProxyError::TooManyConnections {
             limit: state.args.max_connections_per_user,
-        }
-        .respond(&parts.headers);
+        };
+        state.metrics.refused(refusal.code());
+        return refusal.respond(&parts.headers);
     };
     let connected = match &target {
         Target::Tcp { port } => upstream::connect_tcp(&state.resolver.address(id, *port)).await,
         Target::WebSocket { port, path_and_query } => {
-            let mut headers = upstream_headers(&state, &parts, &credential);
-            strip_hop_by_hop(&mut headers);
+            let headers = upstream_headers(&state, &parts, &credential);
             let address = state.resolver.address(id, *port);
             upstream::connect_websocket(&address, path_and_query, &headers, state.args.max_message_bytes)
                 .await
@@ -257,6 +280,7 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
                     Ok(upstream) => upstream,
                     Err(reason) => {
                         tracing::warn!(%workspace, port, %reason, "workspace port unreachable");
+                        state.metrics.session_ended("upstream_refused");
                         let (_, mut sink) = client;
                         let close = Close::new(1011, &format!("workspace port {port} unreachable: {reason}"));
                         let _ = futures::SinkExt::send(&mut sink, Frame::Close(Some(close))).await;
@@ -265,6 +289,7 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
                     }
                 };
                 tracing::info!(%workspace, port, %user, "websocket session started");
+                state.metrics.session_started();
                 let started = std::time::Instant::now();
                 let authorizer = state.authorizer.clone();
                 let still_allowed = || {
@@ -280,6 +305,7 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
                     }
                 };
                 let end = relay::relay(client, upstream.side, timing, shutdown, still_allowed).await;
+                state.metrics.session_ended(end.label());
                 tracing::info!(
                     %workspace,
                     port,

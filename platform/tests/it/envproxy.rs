@@ -550,6 +550,21 @@ async fn envproxy_limits_idles_out_and_drains() {
     drop(second.close(None).await);
     drop(second);
 
+    let metrics = reqwest::get(format!("{}/metrics", proxy.proxy))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("coder_envproxy_websocket_sessions_ended_total{end=\"idle\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coder_envproxy_refused_total{code=\"too_many_connections\"} 1\n"),
+        "{metrics}"
+    );
+
     // Drain: readiness fails, new requests are refused, open sessions go on until the period ends.
     let ready = reqwest::get(format!("{}/readyz", proxy.proxy))
         .await
