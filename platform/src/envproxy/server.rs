@@ -3,10 +3,12 @@
 //!
 //! Drain: when `shutdown` completes, the listener closes, `/readyz` fails, idle keep-alive
 //! connections end and in-flight requests finish; open WebSocket sessions continue until they
-//! end or `--drain-period` passes, then they are closed with 1001 and a reason.
+//! end or `--drain-period` passes, then they are closed with 1001 and a reason. The process
+//! ends when every session and connection has ended (or the period is over).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -14,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::ProxyState;
@@ -24,6 +27,31 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long closing the remaining sessions may take after the drain period.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// Counts the HTTP connections being served, so the drain can wait for their in-flight requests.
+#[derive(Clone)]
+struct Connections(Arc<watch::Sender<usize>>);
+
+/// One served connection; dropping it uncounts it.
+struct Counted(Arc<watch::Sender<usize>>);
+
+impl Connections {
+    fn enter(&self) -> Counted {
+        self.0.send_modify(|open| *open += 1);
+        Counted(Arc::clone(&self.0))
+    }
+
+    async fn all_closed(&self) {
+        let mut open = self.0.subscribe();
+        let _ = open.wait_for(|open| *open == 0).await;
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open = open.saturating_sub(1));
+    }
+}
+
 /// Serves until `shutdown` completes, then drains.
 pub async fn serve(
     state: ProxyState,
@@ -32,6 +60,7 @@ pub async fn serve(
 ) {
     let app = router(state.clone());
     let header_timeout = state.args.header_timeout;
+    let connections = Connections(Arc::new(watch::channel(0).0));
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -54,7 +83,9 @@ pub async fn serve(
                 request
             });
         let mut draining = state.draining.subscribe();
+        let counted = connections.enter();
         tokio::spawn(async move {
+            let _counted = counted;
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
@@ -78,7 +109,11 @@ pub async fn serve(
     state.draining.send_replace(true);
     let open = state.sessions.total();
     tracing::info!(open_sessions = open, drain_period = ?state.args.drain_period, "draining");
-    if tokio::time::timeout(state.args.drain_period, state.sessions.all_closed())
+    // Upgraded connections leave hyper at once; the others finish their in-flight request.
+    let drained = async {
+        tokio::join!(state.sessions.all_closed(), connections.all_closed());
+    };
+    if tokio::time::timeout(state.args.drain_period, drained)
         .await
         .is_err()
     {
