@@ -7,9 +7,10 @@
 #   busybox-static   a real static executable for fixture images
 #   skopeo           an independent OCI client to check what the tool writes
 #   postgresql-15    PostgreSQL server binaries
+#   chromium, chromium-driver   headless browser and its WebDriver server for the dashboard test
 set -euo pipefail
 packages=(docker-registry etcd-server golang-1.19-go rsync golang-github-modern-go-reflect2-dev
-  apache2-utils busybox-static skopeo postgresql-15 ca-certificates)
+  apache2-utils busybox-static skopeo postgresql-15 ca-certificates chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

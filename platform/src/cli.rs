@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::dashboard::{self, DashboardArgs};
 use crate::db::{self, DbArgs};
+use crate::envproxy::{self, EnvproxyArgs};
 use crate::manager::{self, ManagerArgs};
 
 /// Run one component of the Coder platform.
@@ -20,9 +22,9 @@ pub enum Component {
     /// The central authority: authentication, session tokens and the workspace API (port 8080).
     Manager(Box<ManagerArgs>),
     /// The WebSocket proxy to workspaces' editors and terminals (port 8080).
-    Envproxy(Pending),
+    Envproxy(Box<EnvproxyArgs>),
     /// The web dashboard (port 3000).
-    Dashboard(Pending),
+    Dashboard(Box<DashboardArgs>),
     /// Apply the database migrations, then exit. Replicas running it at once take turns.
     Migrate(MigrateArgs),
 }
@@ -33,13 +35,6 @@ pub struct MigrateArgs {
     /// The database.
     #[command(flatten)]
     pub db: DbArgs,
-}
-
-/// Arguments of a component whose implementation has not landed yet.
-#[derive(Debug, clap::Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
 }
 
 /// Runs the parsed command line.
@@ -56,12 +51,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
-        Component::Envproxy(_) => {
-            anyhow::bail!("`coder-service envproxy` is not implemented yet (tracked in issue 8)")
-        }
-        Component::Dashboard(_) => {
-            anyhow::bail!("`coder-service dashboard` is not implemented yet (tracked in issue 8)")
-        }
+        Component::Envproxy(args) => envproxy::run(*args).await,
+        Component::Dashboard(args) => dashboard::run(*args).await,
     }
 }
 

@@ -7,5 +7,10 @@
 //! - `migrate`: applies the versioned PostgreSQL migrations.
 
 pub mod cli;
+pub mod dashboard;
 pub mod db;
+pub mod envproxy;
+pub mod html;
 pub mod manager;
+pub mod manager_client;
+pub mod request_id;

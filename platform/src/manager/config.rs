@@ -32,6 +32,11 @@ pub struct ManagerArgs {
     /// differs from the newest stored license. It must verify, or the manager does not start.
     #[arg(long, env = "CODER_LICENSE_FILE")]
     pub license_file: Option<PathBuf>,
+    /// A file holding the envproxy's token (the Secret `coder-install apply` generates). The
+    /// envproxy presents it in the `Coder-Envproxy-Token` header to look workspaces up
+    /// (`/api/private/envproxy/...`); without the file those routes answer 503.
+    #[arg(long, env = "CODER_ENVPROXY_TOKEN_FILE")]
+    pub envproxy_token_file: Option<PathBuf>,
     /// Workspace images users may choose, comma separated; an entry ending in `*` allows every
     /// image starting with what precedes it. Empty: any image is allowed.
     #[arg(long = "allowed-images", env = "CODER_ALLOWED_IMAGES", value_delimiter = ',')]
@@ -64,6 +69,7 @@ impl ManagerArgs {
             admin_email: "admin@coder.local".to_owned(),
             admin_password_file: None,
             license_file: None,
+            envproxy_token_file: None,
             allowed_images: Vec::new(),
             migrate: true,
             body_limit: 64 * 1024,

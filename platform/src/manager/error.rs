@@ -70,6 +70,9 @@ pub enum ApiError {
     /// The manager runs without a Kubernetes client.
     #[error("workspace orchestration is not configured")]
     KubernetesNotConfigured,
+    /// The envproxy routes are disabled: the manager was started without its token file.
+    #[error("the envproxy token is not configured")]
+    EnvproxyNotConfigured,
     /// Anything else: a bug or an unexpected server-side failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,9 +100,10 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::DatabaseUnavailable(_) | Self::MigrationsPending | Self::KubernetesNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::DatabaseUnavailable(_)
+            | Self::MigrationsPending
+            | Self::KubernetesNotConfigured
+            | Self::EnvproxyNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             Self::Kubernetes(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,6 +124,7 @@ impl ApiError {
             Self::MigrationsPending => "migrations_pending",
             Self::Kubernetes(_) => "kubernetes_error",
             Self::KubernetesNotConfigured => "kubernetes_unavailable",
+            Self::EnvproxyNotConfigured => "envproxy_not_configured",
             Self::Internal(_) => "internal_error",
         }
     }

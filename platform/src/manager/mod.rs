@@ -52,6 +52,14 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The envproxy token file is unreadable or empty.
+    #[error("envproxy token file {path}: {reason}")]
+    EnvproxyTokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The license file (a mounted Secret) is unreadable or does not verify.
     #[error("license file {path}: {reason}")]
     LicenseFile {
@@ -89,6 +97,8 @@ pub struct AppState {
     /// An argon2id hash of a random password, verified against when a login names an unknown
     /// email, so that it costs the same time as a wrong password.
     pub dummy_hash: Arc<str>,
+    /// The envproxy's token (`--envproxy-token-file`); `None` disables the envproxy routes.
+    pub envproxy_token: Option<Arc<str>>,
 }
 
 /// A started manager: database migrated (if asked), first admin present, state watch running.
@@ -154,6 +164,10 @@ impl Manager {
                 .await
                 .map_err(|error| license_error(error.to_string()))?;
         }
+        let envproxy_token = match &config.envproxy_token_file {
+            Some(path) => Some(read_envproxy_token(path)?),
+            None => None,
+        };
         let dummy = hex::encode(model::random_bytes::<16>().map_err(StartError::Bootstrap)?);
         let dummy_hash = auth::blocking(move || auth::hash_password(&dummy))
             .await
@@ -170,6 +184,7 @@ impl Manager {
             cluster,
             metrics: Arc::new(Metrics::default()),
             dummy_hash: dummy_hash.into(),
+            envproxy_token,
         };
         Ok(Self {
             state,
@@ -213,6 +228,20 @@ impl Manager {
     }
 }
 
+/// Reads the envproxy token file (trimmed; it must not be empty).
+fn read_envproxy_token(path: &std::path::Path) -> Result<Arc<str>, StartError> {
+    let error = |reason: String| StartError::EnvproxyTokenFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let token = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(error("the file is empty".to_owned()));
+    }
+    Ok(token.into())
+}
+
 /// Runs the manager from its flags until SIGINT or SIGTERM.
 pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
     let kube = kube::Client::try_default()
@@ -229,7 +258,7 @@ pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

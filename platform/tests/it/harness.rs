@@ -24,6 +24,9 @@ pub struct Env {
     pub postgres: Postgres,
     pub kube: Option<KubeApiServer>,
     pub database_url: String,
+    /// The envproxy token the manager accepts, and the file holding it.
+    pub envproxy_token: String,
+    pub envproxy_token_file: tempfile::NamedTempFile,
     _shutdown: oneshot::Sender<()>,
     _admin_password_file: tempfile::NamedTempFile,
 }
@@ -73,7 +76,12 @@ impl Env {
         let admin_password_file = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(admin_password_file.path(), format!("{ADMIN_PASSWORD}\n")).expect("write password");
 
+        let envproxy_token = "envproxy-token-for-tests-0123456789".to_owned();
+        let envproxy_token_file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(envproxy_token_file.path(), format!("{envproxy_token}\n")).expect("write token");
+
         let mut args = ManagerArgs::for_database(&database_url);
+        args.envproxy_token_file = Some(envproxy_token_file.path().to_owned());
         args.namespace = "default".to_owned();
         args.admin_password_file = Some(admin_password_file.path().to_owned());
         args.db.pg_acquire_timeout_secs = 1;
@@ -102,6 +110,8 @@ impl Env {
             postgres,
             kube,
             database_url,
+            envproxy_token,
+            envproxy_token_file,
             _shutdown: shutdown,
             _admin_password_file: admin_password_file,
         };

@@ -3,9 +3,14 @@
 
 mod auth;
 mod binary;
+mod dashboard;
+mod envproxy;
+mod envproxy_load;
 mod harness;
 mod license;
 mod migrations;
 mod resilience;
+mod standins;
 mod users;
+mod webdriver;
 mod workspaces;

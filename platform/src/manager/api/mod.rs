@@ -3,6 +3,7 @@
 //! authenticate, then call [`super::service`].
 
 mod auth;
+mod envproxy;
 mod keys;
 mod license;
 mod meta;
@@ -11,20 +12,15 @@ mod workspaces;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
-use axum::http::HeaderName;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
-use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use super::AppState;
 use super::error::ApiError;
 
 /// The request id header, set when the client sent none and echoed in the response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: &str = crate::request_id::REQUEST_ID_HEADER;
 
 /// A JSON body: like `axum::Json`, but its rejections are [`ApiError`]s (JSON bodies).
 #[derive(Debug)]
@@ -81,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/workspaces/{id}/stop", post(workspaces::stop))
         .route("/api/v0/workspaces/{id}/start", post(workspaces::start))
         .route("/api/v0/workspaces/{id}/rebuild", post(workspaces::rebuild))
+        .route("/api/private/envproxy/ping", get(envproxy::ping))
+        .route("/api/private/envproxy/workspaces/{id}", get(envproxy::workspace))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
@@ -91,22 +89,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request
-                        .headers()
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(DefaultBodyLimit::max(state.config.body_limit));
-    api.layer(layers).with_state(state)
+    let limit = DefaultBodyLimit::max(state.config.body_limit);
+    crate::request_id::layer(api.layer(limit).with_state(state))
 }

@@ -150,6 +150,17 @@ pub async fn get(state: &AppState, actor: &Actor, id: &str) -> ApiResult<Workspa
     workspace.ok_or(ApiError::NotFound("workspace"))
 }
 
+/// Any workspace by id, whoever owns it: for the envproxy, which authorises the user itself
+/// (owner or admin) and must tell "not yours" (403) from "no such workspace" (404).
+pub async fn get_any(state: &AppState, id: &str) -> ApiResult<Workspace> {
+    let workspace: Option<Workspace> =
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    workspace.ok_or(ApiError::NotFound("workspace"))
+}
+
 /// Records an admin acting on another user's workspace.
 async fn audit_if_foreign(
     state: &AppState,

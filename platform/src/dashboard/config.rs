@@ -1,0 +1,100 @@
+//! The dashboard's configuration, from flags and environment variables.
+
+use std::net::SocketAddr;
+
+use clap::ArgAction;
+
+/// The `SameSite` attribute of the dashboard's cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SameSite {
+    /// Sent on same-site requests and top-level navigations from other sites.
+    Lax,
+    /// Sent on same-site requests only.
+    Strict,
+}
+
+impl SameSite {
+    /// The attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::Strict => "Strict",
+        }
+    }
+}
+
+/// `coder-service dashboard`'s flags; every flag can also be set through the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DashboardArgs {
+    /// The address the dashboard listens on.
+    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+    /// The manager's base URL; the dashboard calls it server-side, never from the browser.
+    #[arg(long, env = "CODER_MANAGER_URL", default_value = "http://coder-manager:8080")]
+    pub manager_url: String,
+    /// Where "Open IDE" links point: prefixed to `/proxy/workspaces/<id>/ide/`. Empty (the
+    /// default) keeps the links relative, for an ingress serving the envproxy on the same origin.
+    #[arg(long, env = "CODER_ENVPROXY_URL", default_value = "")]
+    pub envproxy_url: String,
+    /// The session cookie's name (the envproxy must be told the same name).
+    #[arg(long, env = "CODER_COOKIE_NAME", default_value = "coder_session")]
+    pub cookie_name: String,
+    /// Mark cookies `Secure` (sent over HTTPS only; browsers also accept them from
+    /// http://localhost). Turn off only for plain-HTTP test set-ups.
+    #[arg(long, env = "CODER_COOKIE_SECURE", default_value_t = true, action = ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// The cookies' `SameSite` attribute.
+    #[arg(long, env = "CODER_COOKIE_SAMESITE", value_enum, default_value_t = SameSite::Lax)]
+    pub cookie_same_site: SameSite,
+    /// How long the session cookie lives, in hours (the manager's session TTL bounds it anyway).
+    #[arg(long, env = "CODER_SESSION_TTL_HOURS", default_value_t = 24)]
+    pub session_ttl_hours: u32,
+    /// The image the "new workspace" form suggests.
+    #[arg(
+        long,
+        env = "CODER_DEFAULT_IMAGE",
+        default_value = "codercom/enterprise-base:ubuntu"
+    )]
+    pub default_image: String,
+}
+
+impl DashboardArgs {
+    /// Settings with every default, for a manager URL (what tests start from).
+    pub fn for_manager(manager_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            manager_url: manager_url.into(),
+            envproxy_url: String::new(),
+            cookie_name: "coder_session".to_owned(),
+            cookie_secure: true,
+            cookie_same_site: SameSite::Lax,
+            session_ttl_hours: 24,
+            default_image: "codercom/enterprise-base:ubuntu".to_owned(),
+        }
+    }
+
+    /// The link to a workspace's IDE.
+    pub fn ide_link(&self, workspace_id: &str) -> String {
+        format!(
+            "{}/proxy/workspaces/{}/ide/",
+            self.envproxy_url.trim_end_matches('/'),
+            crate::manager_client::path_segment(workspace_id)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ide_links_are_relative_unless_an_envproxy_url_is_set() {
+        let mut args = DashboardArgs::for_manager("http://m");
+        assert_eq!(args.ide_link("ab12"), "/proxy/workspaces/ab12/ide/");
+        args.envproxy_url = "https://proxy.example/".to_owned();
+        assert_eq!(
+            args.ide_link("ab12"),
+            "https://proxy.example/proxy/workspaces/ab12/ide/"
+        );
+    }
+}

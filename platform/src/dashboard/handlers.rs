@@ -1,0 +1,541 @@
+//! The dashboard's routes. Each reads the session cookie, calls the manager with the user's
+//! token (server-side), and renders a page; each form post checks the CSRF token first and
+//! answers with a redirect (303) on success or the page with the manager's message on failure.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Form, Json};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::DashState;
+use super::pages::{self, Frame};
+use super::session;
+use crate::manager_client::{Caller, ClientError, UserView, WorkspaceView, path_segment};
+use crate::request_id;
+
+/// A page with its status and the cookies to set.
+fn page(
+    status: StatusCode,
+    cookies: impl IntoIterator<Item = Option<HeaderValue>>,
+    html: String,
+) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    for cookie in cookies.into_iter().flatten() {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A 303 to `location`, setting `cookies`.
+fn see_other(location: &'static str, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(location));
+    for cookie in cookies.into_iter().flatten() {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A message page (errors outside a form's page).
+fn message(state: &DashState, headers: &HeaderMap, status: StatusCode, title: &str, text: &str) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let frame = Frame {
+        title,
+        user: None,
+        csrf: &csrf,
+        error: Some(text),
+    };
+    page(
+        status,
+        [cookie],
+        pages::layout(&frame, "<p><a href=\"/\">Back to the dashboard</a></p>"),
+    )
+}
+
+/// What the user is told about a failed manager call.
+fn explain(error: &ClientError) -> (StatusCode, String) {
+    match error {
+        ClientError::Api {
+            status,
+            message,
+            detail,
+            ..
+        } => {
+            let text = if detail.is_empty() {
+                message.clone()
+            } else {
+                format!("{message} ({detail})")
+            };
+            (*status, text)
+        }
+        other => {
+            tracing::warn!(error = %other, "manager call failed");
+            (
+                StatusCode::BAD_GATEWAY,
+                "The manager is unavailable; try again shortly.".to_owned(),
+            )
+        }
+    }
+}
+
+/// The signed-in user, or the response to send instead (to the login page when the session is
+/// missing or expired).
+async fn signed_in(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
+    let Some(token) = session::session_token(&state.args, headers) else {
+        return Err(see_other("/login", []));
+    };
+    match state
+        .client
+        .me(Caller::user(token, request_id::of(headers)))
+        .await
+    {
+        Ok(user) => Ok((token.to_owned(), user)),
+        Err(error) if error.is_unauthenticated() => {
+            Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
+        }
+        Err(error) => {
+            let (status, text) = explain(&error);
+            Err(message(state, headers, status, "Unavailable", &text))
+        }
+    }
+}
+
+/// A form carrying only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+fn csrf_refused(state: &DashState, headers: &HeaderMap) -> Response {
+    message(
+        state,
+        headers,
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "The form could not be verified (CSRF check). Reload the page and try again.",
+    )
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /login`.
+pub async fn login_page(State(state): State<DashState>, headers: HeaderMap) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, &headers);
+    let frame = Frame {
+        title: "Log in",
+        user: None,
+        csrf: &csrf,
+        error: None,
+    };
+    page(
+        StatusCode::OK,
+        [cookie],
+        pages::layout(&frame, &pages::login(&csrf, "")),
+    )
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /login`: the manager checks the password; its session token becomes the cookie.
+pub async fn login(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    let body = json!({ "email": form.email, "password": form.password });
+    let answer: Result<Value, _> = state
+        .client
+        .call(
+            Method::POST,
+            "/auth/basic/login",
+            Caller::anonymous(request_id::of(&headers)),
+            Some(&body),
+        )
+        .await;
+    let failure = match answer {
+        Ok(value) => match value["session_token"].as_str() {
+            Some(token) => return see_other("/", [session::session_cookie(&state.args, token)]),
+            None => (
+                StatusCode::BAD_GATEWAY,
+                "The manager answered without a session.".to_owned(),
+            ),
+        },
+        Err(error) if error.is_unauthenticated() => {
+            (StatusCode::UNAUTHORIZED, "Wrong email or password.".to_owned())
+        }
+        Err(error) => explain(&error),
+    };
+    let (status, text) = failure;
+    let frame = Frame {
+        title: "Log in",
+        user: None,
+        csrf: &form.csrf,
+        error: Some(&text),
+    };
+    page(
+        status,
+        [],
+        pages::layout(&frame, &pages::login(&form.csrf, &form.email)),
+    )
+}
+
+/// `POST /logout`: revokes the session at the manager and clears the cookie.
+pub async fn logout(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    if let Some(token) = session::session_token(&state.args, &headers) {
+        let revoked: Result<Value, _> = state
+            .client
+            .call(
+                Method::POST,
+                "/auth/logout",
+                Caller::user(token, request_id::of(&headers)),
+                None,
+            )
+            .await;
+        if let Err(error) = revoked
+            && !error.is_unauthenticated()
+        {
+            tracing::warn!(%error, "logout: the manager did not revoke the session");
+        }
+    }
+    see_other("/login", [session::clear_session_cookie(&state.args)])
+}
+
+/// Lists `path` for a page: the page's status and error (a failed form's, else the listing's
+/// own failure) and the items (none when the listing failed).
+async fn list_for_page<T: serde::de::DeserializeOwned>(
+    state: &DashState,
+    headers: &HeaderMap,
+    token: &str,
+    path: &str,
+    failed: Option<(StatusCode, String)>,
+) -> (StatusCode, Option<String>, Vec<T>) {
+    let listed: Result<Vec<T>, _> = state
+        .client
+        .call(
+            Method::GET,
+            path,
+            Caller::user(token, request_id::of(headers)),
+            None,
+        )
+        .await;
+    match (failed, listed) {
+        (Some((status, text)), Ok(list)) => (status, Some(text), list),
+        (None, Ok(list)) => (StatusCode::OK, None, list),
+        (_, Err(error)) => {
+            let (status, text) = explain(&error);
+            (status, Some(text), Vec::new())
+        }
+    }
+}
+
+/// Renders the workspace list (with an error and status when a form failed).
+async fn home_page(
+    state: &DashState,
+    headers: &HeaderMap,
+    token: &str,
+    user: &UserView,
+    failed: Option<(StatusCode, String)>,
+) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (status, error, list): (_, _, Vec<WorkspaceView>) =
+        list_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
+    let frame = Frame {
+        title: "Workspaces",
+        user: Some(user),
+        csrf: &csrf,
+        error: error.as_deref(),
+    };
+    let content = pages::workspaces(&state.args, &csrf, &list, user.is_admin());
+    page(status, [cookie], pages::layout(&frame, &content))
+}
+
+/// `GET /`: my workspaces (all of them for admins).
+pub async fn home(State(state): State<DashState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok((token, user)) => home_page(&state, &headers, &token, &user, None).await,
+        Err(response) => response,
+    }
+}
+
+/// The "new workspace" form.
+#[derive(Debug, Deserialize)]
+pub struct CreateWorkspaceForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    cpu_cores: String,
+    #[serde(default)]
+    memory_gb: String,
+    #[serde(default)]
+    disk_gb: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// An optional number field: empty is absent, anything else must parse.
+fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{field} must be a number"))
+}
+
+/// `POST /workspaces`.
+pub async fn create_workspace(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Form(form): Form<CreateWorkspaceForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    let (token, user) = match signed_in(&state, &headers).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let numbers = (|| {
+        Ok::<_, String>((
+            number::<f32>("CPU cores", &form.cpu_cores)?,
+            number::<f32>("Memory", &form.memory_gb)?,
+            number::<i32>("Disk", &form.disk_gb)?,
+        ))
+    })();
+    let (cpu_cores, memory_gb, disk_gb) = match numbers {
+        Ok(numbers) => numbers,
+        Err(text) => {
+            return home_page(
+                &state,
+                &headers,
+                &token,
+                &user,
+                Some((StatusCode::BAD_REQUEST, text)),
+            )
+            .await;
+        }
+    };
+    let mut body = json!({ "name": form.name.trim(), "image": form.image.trim() });
+    for (key, value) in [
+        ("cpu_cores", cpu_cores.map(Value::from)),
+        ("memory_gb", memory_gb.map(Value::from)),
+        ("disk_gb", disk_gb.map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    let created: Result<Value, _> = state
+        .client
+        .call(
+            Method::POST,
+            "/api/v0/workspaces",
+            Caller::user(&token, request_id::of(&headers)),
+            Some(&body),
+        )
+        .await;
+    match created {
+        Ok(_) => see_other("/", []),
+        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+    }
+}
+
+/// `POST /workspaces/{id}/{stop|start|delete}`.
+pub async fn workspace_action(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Path((id, verb)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    let (token, user) = match signed_in(&state, &headers).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let path = format!("/api/v0/workspaces/{}", path_segment(&id));
+    let (method, path) = match verb.as_str() {
+        "stop" | "start" => (Method::POST, format!("{path}/{verb}")),
+        "delete" => (Method::DELETE, path),
+        _ => {
+            return message(
+                &state,
+                &headers,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "No such action.",
+            );
+        }
+    };
+    let body = json!({});
+    let body = (method == Method::POST).then_some(&body);
+    let done: Result<Value, _> = state
+        .client
+        .call(
+            method,
+            &path,
+            Caller::user(&token, request_id::of(&headers)),
+            body,
+        )
+        .await;
+    match done {
+        Ok(_) => see_other("/", []),
+        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+    }
+}
+
+/// The signed-in admin, or the response to send instead (403 for members).
+async fn signed_in_admin(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
+    let (token, user) = signed_in(state, headers).await?;
+    if user.is_admin() {
+        Ok((token, user))
+    } else {
+        Err(message(
+            state,
+            headers,
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This page is for admins.",
+        ))
+    }
+}
+
+async fn users_page(
+    state: &DashState,
+    headers: &HeaderMap,
+    token: &str,
+    user: &UserView,
+    failed: Option<(StatusCode, String)>,
+) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (status, error, list): (_, _, Vec<UserView>) =
+        list_for_page(state, headers, token, "/api/v0/users", failed).await;
+    let frame = Frame {
+        title: "Users",
+        user: Some(user),
+        csrf: &csrf,
+        error: error.as_deref(),
+    };
+    page(
+        status,
+        [cookie],
+        pages::layout(&frame, &pages::users(&csrf, &list)),
+    )
+}
+
+/// `GET /admin/users`.
+pub async fn users(State(state): State<DashState>, headers: HeaderMap) -> Response {
+    match signed_in_admin(&state, &headers).await {
+        Ok((token, user)) => users_page(&state, &headers, &token, &user, None).await,
+        Err(response) => response,
+    }
+}
+
+/// The "new user" form.
+#[derive(Debug, Deserialize)]
+pub struct CreateUserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /admin/users`.
+pub async fn create_user(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Form(form): Form<CreateUserForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    let (token, user) = match signed_in_admin(&state, &headers).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let body =
+        json!({ "email": form.email, "name": form.name, "password": form.password, "role": form.role });
+    let created: Result<Value, _> = state
+        .client
+        .call(
+            Method::POST,
+            "/api/v0/users",
+            Caller::user(&token, request_id::of(&headers)),
+            Some(&body),
+        )
+        .await;
+    match created {
+        Ok(_) => see_other("/admin/users", []),
+        Err(error) => users_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+    }
+}
+
+/// `GET /admin/license`.
+pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Response {
+    let (token, user) = match signed_in_admin(&state, &headers).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let (csrf, cookie) = session::csrf_token(&state.args, &headers);
+    let status: Result<Value, _> = state
+        .client
+        .call(
+            Method::GET,
+            "/api/v0/license",
+            Caller::user(&token, request_id::of(&headers)),
+            None,
+        )
+        .await;
+    let (code, error, content) = match status {
+        Ok(value) => (StatusCode::OK, None, pages::license(&value)),
+        Err(error) => {
+            let (code, text) = explain(&error);
+            (code, Some(text), String::new())
+        }
+    };
+    let frame = Frame {
+        title: "License",
+        user: Some(&user),
+        csrf: &csrf,
+        error: error.as_deref(),
+    };
+    page(code, [cookie], pages::layout(&frame, &content))
+}

@@ -1,0 +1,97 @@
+//! `coder-service dashboard`: the web UI. Server-rendered HTML without scripts or external
+//! assets (it works air-gapped); it calls the manager's API server-side with the user's session
+//! token, which it keeps in an `HttpOnly`, `Secure`, `SameSite` cookie (the same cookie the
+//! envproxy accepts, so "Open IDE" links just work on a shared origin). It never reaches
+//! PostgreSQL.
+//!
+//! Layout: [`config`] (flags), [`handlers`] (routes), [`pages`] (HTML), [`session`] (cookies
+//! and CSRF), [`assets`] (the stylesheet and security headers).
+
+pub mod assets;
+pub mod config;
+pub mod handlers;
+pub mod pages;
+pub mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+pub use config::DashboardArgs;
+
+use crate::manager_client::{ClientError, ManagerClient};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct DashState {
+    /// The configuration.
+    pub args: Arc<DashboardArgs>,
+    /// The manager.
+    pub client: ManagerClient,
+}
+
+/// Why the dashboard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The manager client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The listener could not be bound or served.
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// The routes.
+pub fn router(state: DashState) -> Router {
+    let routes = Router::new()
+        .route("/", get(handlers::home))
+        .route("/login", get(handlers::login_page).post(handlers::login))
+        .route("/logout", post(handlers::logout))
+        .route("/workspaces", post(handlers::create_workspace))
+        .route("/workspaces/{id}/{verb}", post(handlers::workspace_action))
+        .route("/admin/users", get(handlers::users).post(handlers::create_user))
+        .route("/admin/license", get(handlers::license))
+        .route("/assets/style.css", get(assets::style))
+        .route("/healthz", get(handlers::healthz))
+        .layer(axum::middleware::from_fn(assets::security_headers))
+        .with_state(state);
+    crate::request_id::layer(routes)
+}
+
+/// Serves the dashboard on `listener` until `shutdown` completes.
+pub async fn serve(
+    args: DashboardArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let state = DashState {
+        client: ManagerClient::new(&args.manager_url, None)?,
+        args: Arc::new(args),
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| StartError::Serve { addr, source })
+}
+
+/// Runs the dashboard from its flags until SIGINT or SIGTERM.
+pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
+    let listen = args.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Serve { addr: listen, source })?;
+    tracing::info!(%listen, "dashboard listening");
+    serve(args, listener, crate::manager::shutdown_signal()).await?;
+    Ok(())
+}

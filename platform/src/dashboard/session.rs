@@ -1,0 +1,127 @@
+//! The dashboard's cookies: the session (the manager's session token, `HttpOnly`, `Secure`,
+//! `SameSite`) and the CSRF token (double-submit: a random cookie every form repeats in a hidden
+//! field, compared in constant time, plus an `Origin` check when the browser sends one).
+
+use axum::http::{HeaderMap, HeaderValue};
+use subtle::ConstantTimeEq;
+
+use super::config::DashboardArgs;
+use crate::envproxy::auth::{cookies, same_origin};
+
+/// The CSRF cookie's name: `__Host-` prefixed when cookies are `Secure` (so that no sibling
+/// subdomain can plant one).
+pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
+    if args.cookie_secure {
+        "__Host-coder_csrf"
+    } else {
+        "coder_csrf"
+    }
+}
+
+/// The value of the cookie `name`, if the request has it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookies(headers)
+        .find(|(cookie, value)| *cookie == name && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// The session token from the cookie.
+pub fn session_token<'a>(args: &DashboardArgs, headers: &'a HeaderMap) -> Option<&'a str> {
+    cookie(headers, &args.cookie_name)
+}
+
+/// A `Set-Cookie` value; `None` max age clears the cookie.
+fn set_cookie(
+    args: &DashboardArgs,
+    name: &str,
+    value: &str,
+    max_age_secs: Option<u64>,
+) -> Option<HeaderValue> {
+    let mut cookie = format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite={}",
+        args.cookie_same_site.as_str()
+    );
+    if args.cookie_secure {
+        cookie.push_str("; Secure");
+    }
+    cookie.push_str(&format!("; Max-Age={}", max_age_secs.unwrap_or(0)));
+    HeaderValue::from_str(&cookie).ok()
+}
+
+/// Sets the session cookie.
+pub fn session_cookie(args: &DashboardArgs, token: &str) -> Option<HeaderValue> {
+    set_cookie(
+        args,
+        &args.cookie_name,
+        token,
+        Some(u64::from(args.session_ttl_hours) * 3600),
+    )
+}
+
+/// Clears the session cookie.
+pub fn clear_session_cookie(args: &DashboardArgs) -> Option<HeaderValue> {
+    set_cookie(args, &args.cookie_name, "", None)
+}
+
+/// The request's CSRF token, or a new one with the cookie to set.
+pub fn csrf_token(args: &DashboardArgs, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(token) = cookie(headers, csrf_cookie_name(args)) {
+        return (token.to_owned(), None);
+    }
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: an empty token never validates, so forms fail closed.
+        return (String::new(), None);
+    }
+    let token = hex::encode(bytes);
+    let header = set_cookie(args, csrf_cookie_name(args), &token, Some(12 * 3600));
+    (token, header)
+}
+
+/// Whether a form post carries the CSRF cookie's value and, if the browser names one, comes
+/// from the dashboard's own origin.
+pub fn csrf_valid(args: &DashboardArgs, headers: &HeaderMap, submitted: &str) -> bool {
+    let Some(expected) = cookie(headers, csrf_cookie_name(args)) else {
+        return false;
+    };
+    let matches: bool = expected.as_bytes().ct_eq(submitted.as_bytes()).into();
+    matches && !submitted.is_empty() && same_origin(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+
+    use super::*;
+
+    #[test]
+    fn cookies_carry_the_security_attributes() {
+        let args = DashboardArgs::for_manager("http://m");
+        let cookie = session_cookie(&args, "id-secret").expect("header");
+        assert_eq!(
+            cookie,
+            "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400"
+        );
+        let cleared = clear_session_cookie(&args).expect("header");
+        assert!(cleared.to_str().expect("ascii").ends_with("Max-Age=0"));
+    }
+
+    #[test]
+    fn csrf_needs_the_cookie_the_field_and_the_origin() {
+        let args = DashboardArgs::for_manager("http://m");
+        let mut headers = HeaderMap::new();
+        let (token, set) = csrf_token(&args, &headers);
+        assert!(set.is_some() && token.len() == 32);
+        assert!(!csrf_valid(&args, &headers, &token), "no cookie");
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("__Host-coder_csrf={token}")).expect("value"),
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("coder.example"));
+        assert!(csrf_valid(&args, &headers, &token));
+        assert!(!csrf_valid(&args, &headers, "0".repeat(32).as_str()));
+        assert!(!csrf_valid(&args, &headers, ""));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!csrf_valid(&args, &headers, &token));
+    }
+}

@@ -1,0 +1,297 @@
+//! Who is calling and whether they may reach a workspace: the user's token (header, bearer or
+//! the dashboard's cookie) is checked by the manager (`GET /api/v0/users/me`), the workspace is
+//! looked up with the envproxy's token, and the rule is owner or admin. Answers are cached for
+//! `--auth-cache-ttl`, which bounds how long a revoked token or a stopped workspace stays usable
+//! (open WebSockets re-check at that interval too).
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use sha2::{Digest, Sha256};
+
+use super::cache::TtlCache;
+use super::error::ProxyError;
+use crate::manager_client::{Caller, ManagerClient, UserView, WorkspaceView};
+
+/// The header Coder's clients send their token in.
+pub const SESSION_TOKEN_HEADER: &str = "session-token";
+
+/// Where the token came from (cookies need an origin check; every form is stripped upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `Session-Token: T`.
+    Header,
+    /// `Authorization: Bearer T`.
+    Bearer,
+    /// The dashboard's session cookie.
+    Cookie,
+}
+
+/// A presented token.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The token.
+    pub token: String,
+    /// Where it was found.
+    pub source: Source,
+}
+
+/// The token a request presents: `Session-Token`, then `Authorization: Bearer`, then the cookie.
+pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+    if let Some(token) = headers.get(SESSION_TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(Credential {
+            token: token.trim().to_owned(),
+            source: Source::Header,
+        });
+    }
+    if let Some(authorization) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some((scheme, token)) = authorization.split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+    {
+        return Some(Credential {
+            token: token.trim().to_owned(),
+            source: Source::Bearer,
+        });
+    }
+    cookies(headers)
+        .find(|(name, _)| *name == cookie_name)
+        .map(|(_, value)| Credential {
+            token: value.to_owned(),
+            source: Source::Cookie,
+        })
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim()))
+}
+
+/// Removes the caller's Coder credentials before a request goes to the workspace: the workspace
+/// runs user code, and an admin's token must not reach a member's workspace.
+pub fn strip_credentials(headers: &mut HeaderMap, credential: &Credential, cookie_name: &str) {
+    headers.remove(SESSION_TOKEN_HEADER);
+    if credential.source == Source::Bearer {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let kept: Vec<String> = cookies(headers)
+        .filter(|(name, _)| *name != cookie_name)
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Whether a browser request comes from the page's own origin: `Origin`'s host and port equal
+/// `Host` (or `X-Forwarded-Host`). Requests without `Origin` (non-browser clients) pass.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let authority = origin
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    let strip_default_port = |value: &str, scheme_port: &str| {
+        value
+            .strip_suffix(scheme_port)
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_owned())
+    };
+    let default_port = if origin.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    !authority.is_empty()
+        && strip_default_port(&authority.to_ascii_lowercase(), default_port)
+            == strip_default_port(&host.to_ascii_lowercase(), default_port)
+}
+
+/// What an authorised request may use.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The caller.
+    pub user: UserView,
+    /// The workspace (running).
+    pub workspace: WorkspaceView,
+}
+
+/// Asks the manager, through a short cache.
+#[derive(Debug)]
+pub struct Authorizer {
+    client: ManagerClient,
+    users: TtlCache<UserView>,
+    workspaces: TtlCache<WorkspaceView>,
+    ttl: Duration,
+}
+
+/// Cached entries at most (tokens and workspaces each).
+const CACHE_CAPACITY: usize = 10_000;
+
+impl Authorizer {
+    /// An authorizer asking `client`, caching answers for `ttl`.
+    pub fn new(client: ManagerClient, ttl: Duration) -> Self {
+        Self {
+            client,
+            users: TtlCache::new(ttl, CACHE_CAPACITY),
+            workspaces: TtlCache::new(ttl, CACHE_CAPACITY),
+            ttl,
+        }
+    }
+
+    /// The cache lifetime, which is also how often open connections re-check.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The manager client.
+    pub fn client(&self) -> &ManagerClient {
+        &self.client
+    }
+
+    /// 401 unless the token is valid, 404 unless the workspace exists, 403 unless the caller owns
+    /// it or is an admin, 503 unless it is running.
+    pub async fn authorize(
+        &self,
+        token: &str,
+        workspace_id: &str,
+        request_id: Option<&str>,
+    ) -> Result<Grant, ProxyError> {
+        let user = self.user(token, request_id).await?;
+        let valid_id = !workspace_id.is_empty()
+            && workspace_id.len() <= 64
+            && workspace_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid_id {
+            return Err(ProxyError::NotFound("workspace"));
+        }
+        let workspace = match self.workspaces.get(workspace_id) {
+            Some(workspace) => workspace,
+            None => {
+                let workspace = self
+                    .client
+                    .workspace_for_envproxy(workspace_id, request_id)
+                    .await
+                    .map_err(ProxyError::from_workspace_lookup)?;
+                self.workspaces.insert(workspace_id.to_owned(), workspace.clone());
+                workspace
+            }
+        };
+        if workspace.owner_id != user.id && !user.is_admin() {
+            return Err(ProxyError::Forbidden);
+        }
+        if workspace.state != "ON" {
+            return Err(ProxyError::NotRunning {
+                state: workspace.state,
+            });
+        }
+        Ok(Grant { user, workspace })
+    }
+
+    async fn user(&self, token: &str, request_id: Option<&str>) -> Result<UserView, ProxyError> {
+        if token.is_empty() {
+            return Err(ProxyError::Unauthenticated);
+        }
+        // Keyed by the token's hash: the cache never holds a usable token.
+        let key = hex::encode(Sha256::digest(token.as_bytes()));
+        if let Some(user) = self.users.get(&key) {
+            return Ok(user);
+        }
+        match self.client.me(Caller::user(token, request_id)).await {
+            Ok(user) => {
+                self.users.insert(key, user.clone());
+                Ok(user)
+            }
+            Err(error) => {
+                self.users.remove(&key);
+                Err(ProxyError::from_user_lookup(error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderName;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn tokens_come_from_header_bearer_or_cookie() {
+        let h = headers(&[("session-token", " t1 "), ("authorization", "Bearer t2")]);
+        let c = credential(&h, "coder_session").expect("found");
+        assert_eq!((c.token.as_str(), c.source), ("t1", Source::Header));
+        let h = headers(&[("authorization", "bearer t2")]);
+        assert_eq!(
+            credential(&h, "coder_session").expect("found").source,
+            Source::Bearer
+        );
+        let h = headers(&[("cookie", "a=1; coder_session=t3"), ("authorization", "Basic x")]);
+        let c = credential(&h, "coder_session").expect("found");
+        assert_eq!((c.token.as_str(), c.source), ("t3", Source::Cookie));
+        assert!(credential(&headers(&[("cookie", "a=1")]), "coder_session").is_none());
+    }
+
+    #[test]
+    fn credentials_are_stripped_and_other_cookies_kept() {
+        let mut h = headers(&[
+            ("session-token", "t"),
+            ("authorization", "Bearer t"),
+            ("cookie", "a=1; coder_session=t"),
+            ("cookie", "b=2"),
+        ]);
+        let c = credential(&h, "coder_session").expect("found");
+        strip_credentials(&mut h, &c, "coder_session");
+        assert!(h.get("session-token").is_none());
+        // Only the form used is removed from Authorization (the header form here).
+        assert!(h.get("authorization").is_some());
+        assert_eq!(h.get("cookie").expect("kept"), "a=1; b=2");
+    }
+
+    #[test]
+    fn origins_must_match_the_host() {
+        assert!(same_origin(&headers(&[("host", "coder.example")])));
+        assert!(same_origin(&headers(&[
+            ("host", "coder.example"),
+            ("origin", "https://coder.example")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "coder.example:443"),
+            ("origin", "https://Coder.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "coder.example"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "coder.example"),
+            ("origin", "null")
+        ])));
+    }
+}

@@ -1,0 +1,153 @@
+//! `coder-service envproxy`: the reverse proxy from users to their workspaces' editor (code-server
+//! on 13337), shell (envagent on 26337) and SSH (envagent on 12212).
+//!
+//! It never reaches PostgreSQL: users are authenticated by the manager with their own token and
+//! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (flags),
+//! [`routes`] (the routes and admission), [`forward`] (plain HTTP), [`upstream`] (connecting to a
+//! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
+//! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
+//! [`error`], and [`server`] (the HTTP/1 server: header timeout, graceful drain).
+
+pub mod address;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod limits;
+pub mod metrics;
+pub mod relay;
+pub mod routes;
+pub mod server;
+pub mod side;
+pub mod upstream;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::EnvproxyArgs;
+
+use crate::manager_client::{ClientError, ManagerClient};
+
+/// Why the envproxy could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The envproxy token file is unreadable or empty.
+    #[error("envproxy token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--workspace-address` entry is malformed.
+    #[error(transparent)]
+    Address(#[from] address::AddressError),
+    /// The HTTP clients could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The listener could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ProxyState {
+    /// The configuration.
+    pub args: Arc<EnvproxyArgs>,
+    /// Asks the manager who may reach which workspace.
+    pub authorizer: Arc<auth::Authorizer>,
+    /// Where workspaces are.
+    pub resolver: Arc<address::Resolver>,
+    /// Open WebSocket sessions.
+    pub sessions: Arc<limits::Sessions>,
+    /// The HTTP client to code-server.
+    pub http: reqwest::Client,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
+    /// True from SIGTERM on: new requests are refused, `/readyz` fails.
+    pub draining: Arc<watch::Sender<bool>>,
+    /// True when the drain period is over: open sessions are closed.
+    pub closing: Arc<watch::Sender<bool>>,
+}
+
+/// A configured envproxy.
+pub struct Envproxy {
+    state: ProxyState,
+}
+
+impl Envproxy {
+    /// Reads the token file and builds the clients.
+    pub fn new(args: EnvproxyArgs) -> Result<Self, StartError> {
+        let token = match &args.envproxy_token_file {
+            Some(path) => {
+                let error = |reason: String| StartError::TokenFile {
+                    path: path.clone(),
+                    reason,
+                };
+                let token = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+                let token = token.trim().to_owned();
+                if token.is_empty() {
+                    return Err(error("the file is empty".to_owned()));
+                }
+                Some(token)
+            }
+            None => {
+                tracing::warn!("no --envproxy-token-file: the manager will refuse workspace look-ups");
+                None
+            }
+        };
+        let client = ManagerClient::new(&args.manager_url, token)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(ClientError::Unreachable)?;
+        let resolver =
+            address::Resolver::new(&args.namespace, &args.service_domain, &args.workspace_addresses)?;
+        let state = ProxyState {
+            authorizer: Arc::new(auth::Authorizer::new(client, args.auth_cache_ttl)),
+            resolver: Arc::new(resolver),
+            sessions: Arc::new(limits::Sessions::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            http,
+            draining: Arc::new(watch::channel(false).0),
+            closing: Arc::new(watch::channel(false).0),
+            args: Arc::new(args),
+        };
+        Ok(Self { state })
+    }
+
+    /// The shared state (open sessions, ...).
+    pub fn state(&self) -> &ProxyState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains (see [`server::serve`]).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+        server::serve(self.state, listener, shutdown).await;
+    }
+}
+
+/// Runs the envproxy from its flags until SIGTERM (then drains) or SIGINT.
+pub async fn run(args: EnvproxyArgs) -> anyhow::Result<()> {
+    let listen = args.listen;
+    let proxy = Envproxy::new(args)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: listen, source })?;
+    tracing::info!(%listen, "envproxy listening");
+    proxy.serve(listener, crate::manager::shutdown_signal()).await;
+    Ok(())
+}

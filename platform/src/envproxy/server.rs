@@ -1,0 +1,128 @@
+//! The envproxy's HTTP/1 server: hyper directly (not `axum::serve`) for a header read timeout
+//! (slow-header clients are disconnected) and a bounded header buffer, and a graceful drain.
+//!
+//! Drain: when `shutdown` completes, the listener closes, `/readyz` fails, idle keep-alive
+//! connections end and in-flight requests finish; open WebSocket sessions continue until they
+//! end or `--drain-period` passes, then they are closed with 1001 and a reason. The process
+//! ends when every session and connection has ended (or the period is over).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::ProxyState;
+use super::routes::router;
+
+/// The largest request head (request line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long closing the remaining sessions may take after the drain period.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Counts the HTTP connections being served, so the drain can wait for their in-flight requests.
+#[derive(Clone)]
+struct Connections(Arc<watch::Sender<usize>>);
+
+/// One served connection; dropping it uncounts it.
+struct Counted(Arc<watch::Sender<usize>>);
+
+impl Connections {
+    fn enter(&self) -> Counted {
+        self.0.send_modify(|open| *open += 1);
+        Counted(Arc::clone(&self.0))
+    }
+
+    async fn all_closed(&self) {
+        let mut open = self.0.subscribe();
+        let _ = open.wait_for(|open| *open == 0).await;
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open = open.saturating_sub(1));
+    }
+}
+
+/// Serves until `shutdown` completes, then drains.
+pub async fn serve(
+    state: ProxyState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = router(state.clone());
+    let header_timeout = state.args.header_timeout;
+    let connections = Connections(Arc::new(watch::channel(0).0));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                request
+            });
+        let mut draining = state.draining.subscribe();
+        let counted = connections.enter();
+        tokio::spawn(async move {
+            let _counted = counted;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = super::relay::stopped(&mut draining) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, %remote, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    state.draining.send_replace(true);
+    let open = state.sessions.total();
+    tracing::info!(open_sessions = open, drain_period = ?state.args.drain_period, "draining");
+    // Upgraded connections leave hyper at once; the others finish their in-flight request.
+    let drained = async {
+        tokio::join!(state.sessions.all_closed(), connections.all_closed());
+    };
+    if tokio::time::timeout(state.args.drain_period, drained)
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open_sessions = state.sessions.total(),
+            "drain period over: closing the remaining sessions"
+        );
+        state.closing.send_replace(true);
+        let _ = tokio::time::timeout(CLOSE_GRACE, state.sessions.all_closed()).await;
+    }
+    tracing::info!("envproxy stopped");
+}

@@ -1,0 +1,260 @@
+//! A typed client of the manager's HTTP API, for the envproxy and the dashboard.
+//!
+//! Neither of them reaches PostgreSQL (the NetworkPolicies let only the manager in): they
+//! authenticate users by calling the manager with the user's own token, and the envproxy looks
+//! workspaces up with its own token (`Coder-Envproxy-Token`). Every call forwards the caller's
+//! request id, so one id follows a request through both services' logs.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The header the envproxy's token travels in (see the manager's `/api/private/envproxy`).
+pub const ENVPROXY_TOKEN_HEADER: &str = "Coder-Envproxy-Token";
+
+/// A failed call to the manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The manager answered with an error body (or an unexpected status).
+    #[error("the manager answered {status}: {code}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The manager's stable error code (`unauthenticated`, `not_found`, ...).
+        code: String,
+        /// The manager's message.
+        message: String,
+        /// The manager's detail.
+        detail: String,
+    },
+    /// The manager could not be reached, or its answer could not be read.
+    #[error("the manager is unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    /// The manager's answer is not the expected JSON.
+    #[error("unexpected answer from the manager: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The HTTP status the manager answered, if it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the manager refused the credentials (401).
+    pub fn is_unauthenticated(&self) -> bool {
+        self.status() == Some(StatusCode::UNAUTHORIZED)
+    }
+
+    /// Whether the manager said the object does not exist (404).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+    }
+}
+
+/// A user as `GET /api/v0/users/{id|me}` shows it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UserView {
+    /// Random identifier.
+    pub id: String,
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// When the account was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: String,
+}
+
+impl UserView {
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// A workspace as `GET /api/v0/workspaces/{id}` shows it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct WorkspaceView {
+    /// Random identifier.
+    pub id: String,
+    /// The owner's user id.
+    pub owner_id: String,
+    /// DNS-1123 label.
+    pub name: String,
+    /// The container image.
+    pub image: String,
+    /// `CREATING`, `ON`, `OFF`, `STOPPING` or `STARTING`.
+    pub state: String,
+    /// CPU cores requested.
+    #[serde(default)]
+    pub cpu_cores: f32,
+    /// Memory requested, in GB.
+    #[serde(default)]
+    pub memory_gb: f32,
+    /// Home volume size, in GB.
+    #[serde(default)]
+    pub disk_gb: i32,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: String,
+}
+
+/// Who is calling the manager, and under which request id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The user's session token, if the call is made on a user's behalf.
+    pub token: Option<&'a str>,
+    /// The request id to forward in `x-request-id`.
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    /// A call on behalf of the user holding `token`.
+    pub fn user(token: &'a str, request_id: Option<&'a str>) -> Self {
+        Self {
+            token: Some(token),
+            request_id,
+        }
+    }
+
+    /// An anonymous call (login).
+    pub fn anonymous(request_id: Option<&'a str>) -> Self {
+        Self {
+            token: None,
+            request_id,
+        }
+    }
+}
+
+/// A client of one manager.
+#[derive(Debug, Clone)]
+pub struct ManagerClient {
+    http: reqwest::Client,
+    base: String,
+    envproxy_token: Option<String>,
+}
+
+impl ManagerClient {
+    /// A client of the manager at `base` (e.g. `http://coder-manager:8080`), with the envproxy's
+    /// token when the caller is the envproxy.
+    pub fn new(base: &str, envproxy_token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(ClientError::Unreachable)?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            envproxy_token,
+        })
+    }
+
+    /// The manager's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends one request and decodes a JSON answer (`Value::Null` for an empty body).
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        caller: Caller<'_>,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = caller.token {
+            request = request.header("Session-Token", token);
+        }
+        if let Some(id) = caller.request_id {
+            request = request.header("x-request-id", id);
+        }
+        if path.starts_with("/api/private/envproxy/")
+            && let Some(token) = &self.envproxy_token
+        {
+            request = request.header(ENVPROXY_TOKEN_HEADER, token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(ClientError::Unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(ClientError::Unreachable)?;
+        if !status.is_success() {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let text = |key: &str| value["error"][key].as_str().unwrap_or_default().to_owned();
+            return Err(ClientError::Api {
+                status,
+                code: text("code"),
+                message: text("message"),
+                detail: text("detail"),
+            });
+        }
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// `GET /api/v0/users/me`: who holds this token (401 if nobody).
+    pub async fn me(&self, caller: Caller<'_>) -> Result<UserView, ClientError> {
+        self.call(Method::GET, "/api/v0/users/me", caller, None).await
+    }
+
+    /// `GET /api/private/envproxy/workspaces/{id}` with the envproxy token: any workspace.
+    pub async fn workspace_for_envproxy(
+        &self,
+        id: &str,
+        request_id: Option<&str>,
+    ) -> Result<WorkspaceView, ClientError> {
+        let path = format!("/api/private/envproxy/workspaces/{}", path_segment(id));
+        self.call(Method::GET, &path, Caller::anonymous(request_id), None)
+            .await
+    }
+
+    /// `GET /api/private/envproxy/ping`: whether the manager accepts the envproxy token.
+    pub async fn envproxy_ping(&self) -> Result<(), ClientError> {
+        let _: Value = self
+            .call(Method::GET, "/api/private/envproxy/ping", Caller::default(), None)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for an id placed in a path.
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("abc-123"), "abc-123");
+        assert_eq!(path_segment("../x?y#z"), "..%2Fx%3Fy%23z");
+    }
+}
