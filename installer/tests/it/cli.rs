@@ -35,17 +35,6 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn a_subcommand_that_has_not_landed_fails_and_names_its_issue() {
-    let output = coder_install(&["apply", "--bundle", "coder.bundle"]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("`coder-install apply` is not implemented yet (tracked in issue 6)"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn bundling_with_the_unresolved_built_in_lock_says_to_run_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Command::new(env!("CARGO_BIN_EXE_coder-install"))
