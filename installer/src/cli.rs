@@ -54,7 +54,7 @@ pub enum Command {
     /// Inspect and verify license files (air-gapped installs need an enterprise license).
     License(crate::commands::license::LicenseArgs),
     /// List the endpoints a restricted site must allow, and audit a site's allowlist.
-    Allowlist(Pending),
+    Allowlist(crate::commands::allowlist::AllowlistArgs),
 }
 
 /// How results are printed.
@@ -169,33 +169,23 @@ pub struct InspectArgs {
     pub format: OutputFormat,
 }
 
-/// Arguments of a subcommand whose implementation has not landed yet: accepted as they are, so
-/// that every invocation reaches the "not implemented yet" message instead of a usage error.
-#[derive(Debug, clap::Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Which issue delivers each subcommand, for the "not implemented yet" message.
-    let (name, issue) = match cli.command {
-        Command::Lock(args) => return crate::commands::lock::run(args).await,
-        Command::Bundle(args) => return crate::commands::bundle::run(args).await,
-        Command::Verify(args) => return crate::commands::verify::run(args).await,
-        Command::Inspect(args) => return crate::commands::inspect::run(args),
-        Command::License(args) => return crate::commands::license::run(&args),
-        Command::Push(args) => return crate::commands::push::run(args).await,
-        Command::Apply(args) => return crate::commands::apply::run(*args).await,
-        Command::Template(args) => return crate::commands::template::run(&args),
-        Command::Preflight(args) => return crate::commands::preflight::run(args).await,
-        Command::Status(args) => return crate::commands::status::run(args).await,
-        Command::Rollback(args) => return crate::commands::rollback::run(args).await,
-        Command::Uninstall(args) => return crate::commands::uninstall::run(args).await,
-        Command::Allowlist(_) => ("allowlist", 7),
-    };
-    anyhow::bail!("`coder-install {name}` is not implemented yet (tracked in issue {issue})")
+    match cli.command {
+        Command::Lock(args) => crate::commands::lock::run(args).await,
+        Command::Bundle(args) => crate::commands::bundle::run(args).await,
+        Command::Verify(args) => crate::commands::verify::run(args).await,
+        Command::Inspect(args) => crate::commands::inspect::run(args),
+        Command::License(args) => crate::commands::license::run(&args),
+        Command::Push(args) => crate::commands::push::run(args).await,
+        Command::Apply(args) => crate::commands::apply::run(*args).await,
+        Command::Template(args) => crate::commands::template::run(&args),
+        Command::Preflight(args) => crate::commands::preflight::run(args).await,
+        Command::Status(args) => crate::commands::status::run(args).await,
+        Command::Rollback(args) => crate::commands::rollback::run(args).await,
+        Command::Uninstall(args) => crate::commands::uninstall::run(args).await,
+        Command::Allowlist(args) => crate::commands::allowlist::run(args).await,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! line, and each capability (bundling, licensing, applying, allowlist audits) lives in a module
 //! of its own as it lands.
 
+pub mod allowlist;
 pub mod apply;
 pub mod bundle;
 pub mod cache;

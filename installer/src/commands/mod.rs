@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns parsed arguments into calls to the library and prints
 //! the result, as text or JSON; and the exit code an error maps to.
 
+pub mod allowlist;
 pub mod apply;
 pub mod bundle;
 pub mod deploy_args;
@@ -79,6 +80,7 @@ pub(crate) fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOp
         ca_files: args.registry_ca.clone(),
         credentials: CredentialStore::from_docker_config()?,
         attempts: 4,
+        redirects: Default::default(),
     })
 }
 
@@ -108,12 +110,22 @@ pub(crate) fn quiet(format: OutputFormat) -> bool {
 }
 
 /// The process exit code for a failed command: a license error's own code (see
-/// [`coder_license::ErrorKind::exit_code`]), anywhere in the error's chain; 1 for anything else.
+/// [`coder_license::ErrorKind::exit_code`]) or a failed allowlist audit's (30), anywhere in the
+/// error's chain; 1 for anything else.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     error
         .chain()
-        .find_map(|cause| cause.downcast_ref::<LicenseError>())
-        .map_or(1, LicenseError::exit_code)
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<LicenseError>()
+                .map(LicenseError::exit_code)
+                .or_else(|| {
+                    cause
+                        .downcast_ref::<allowlist::AuditFailed>()
+                        .map(|_| allowlist::AuditFailed::EXIT_CODE)
+                })
+        })
+        .unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! `coder-install push`: mirror a bundle into a site registry, without touching a cluster.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use crate::cli::{OutputFormat, RegistryArgs};
@@ -31,16 +30,7 @@ impl SiteRegistryArgs {
     pub fn registry_options(&self) -> anyhow::Result<RegistryOptions> {
         let mut options = super::registry_options(&self.access)?;
         if let Some(username) = &self.registry_username {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
-            let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            if password.is_empty() {
-                anyhow::bail!(
-                    "--registry-password-stdin: standard input was empty; pipe the password in, e.g. `cat pw.txt | coder-install ...`"
-                );
-            }
+            let password = super::read_password_stdin()?;
             options.credentials.insert(
                 &self.registry.host,
                 Credentials {

@@ -37,6 +37,18 @@ pub struct RegistryOptions {
     pub credentials: CredentialStore,
     /// Attempts per request on connection errors and 5xx answers.
     pub attempts: u32,
+    /// Whether redirects are followed (downloads) or handed back (learning where blobs live).
+    pub redirects: Redirects,
+}
+
+/// What the client does with a redirect answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Redirects {
+    /// Follow it, as downloads need (registries send blobs to their storage or CDN).
+    #[default]
+    Follow,
+    /// Hand it back to the caller: see [`RegistryClient::blob_redirect`].
+    Report,
 }
 
 /// Where a piece of content lives: registry host and repository.
@@ -102,6 +114,9 @@ impl RegistryClient {
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(32);
+        if options.redirects == Redirects::Report {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
         for path in &options.ca_files {
             let pem = std::fs::read(path).map_err(|error| RegistryError::Config {
                 what: format!("CA file {}", path.display()),
@@ -265,6 +280,55 @@ impl RegistryClient {
             }
             _ => Ok((expect_success(response).await?, 0)),
         }
+    }
+
+    /// Where the registry sends a client that downloads this blob: the `Location` of its redirect
+    /// answer, or `None` when it serves the blob itself. Needs a client made with
+    /// [`Redirects::Report`]; nothing of the blob is downloaded.
+    pub async fn blob_redirect(
+        &self,
+        repository: &Repository,
+        digest: &str,
+    ) -> Result<Option<url::Url>, RegistryError> {
+        let response = self
+            .request(
+                Method::GET,
+                repository,
+                &format!("blobs/{digest}"),
+                HeaderMap::new(),
+                "pull",
+            )
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::BlobNotFound {
+                registry: repository.registry.clone(),
+                repository: repository.repository.clone(),
+                digest: digest.to_owned(),
+            });
+        }
+        if !response.status().is_redirection() {
+            // Served here (the body is dropped unread): no other host is involved.
+            expect_success(response).await?;
+            return Ok(None);
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| RegistryError::Status {
+                url: response.url().to_string(),
+                status: response.status().as_u16(),
+                body: "a redirect without a Location header".to_owned(),
+            })?;
+        // A relative Location stays on the registry itself.
+        let target = response
+            .url()
+            .join(location)
+            .map_err(|error| RegistryError::Config {
+                what: format!("the redirect Location {location:?}"),
+                reason: error.to_string(),
+            })?;
+        Ok(Some(target))
     }
 
     /// Sends a request to `/v2/<repository>/<path>`, answering authentication challenges and

@@ -1,5 +1,6 @@
 //! Integration tests of the `coder-install` binary, run as a user runs it, against real servers.
 
+mod allowlist;
 mod apply;
 mod bundle;
 mod cli;

@@ -25,7 +25,7 @@ mod tls;
 
 pub use kubernetes::{KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
 pub use postgres::Postgres;
-pub use registry::{Registry, RegistryFlavour};
+pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 pub use tls::TestCa;
 
 use std::path::PathBuf;

@@ -27,7 +27,16 @@ pub enum RegistryFlavour {
     DeleteEnabled,
     /// Plain HTTP, anonymous, in read-only maintenance mode: every push is refused (405).
     ReadOnly,
+    /// Plain HTTP, anonymous, and every blob download is redirected (307) to
+    /// [`BLOB_REDIRECT_BASE`], as registries backed by object storage or a CDN do (the
+    /// registry's own `redirect` storage middleware).
+    RedirectingBlobs,
 }
+
+/// Where a [`RegistryFlavour::RedirectingBlobs`] registry sends blob downloads: a host under the
+/// reserved `.test` domain, which never resolves, so following the redirect cannot leave the
+/// machine.
+pub const BLOB_REDIRECT_BASE: &str = "https://blobs.registry.test/";
 
 /// A running registry; dropping it stops the server and deletes its storage.
 pub struct Registry {
@@ -65,10 +74,17 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: {read_only}\n\
-             http:\n  addr: {addr}\n",
+             http:\n  addr: {addr}\n{middleware}",
             root = dir.path().join("storage").display(),
             delete = flavour == RegistryFlavour::DeleteEnabled,
             read_only = flavour == RegistryFlavour::ReadOnly,
+            middleware = if flavour == RegistryFlavour::RedirectingBlobs {
+                format!(
+                    "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {BLOB_REDIRECT_BASE}\n"
+                )
+            } else {
+                String::new()
+            },
         );
 
         let (mut tls, mut credentials) = (None, None);
