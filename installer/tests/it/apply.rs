@@ -55,16 +55,66 @@ impl Platform {
             dir,
         };
         std::fs::write(platform.spec(), platform.spec_text("1.0.0")).expect("spec");
-        success(platform.run(&[
+        platform.lock_spec();
+        platform
+    }
+
+    /// Locks the spec against the upstream registry.
+    fn lock_spec(&self) {
+        success(self.run(&[
             "lock",
             "--spec",
-            &platform.text(&platform.spec()),
+            &self.text(&self.spec()),
             "-o",
-            &platform.text(&platform.lock()),
+            &self.text(&self.lock()),
             "--insecure-registry",
-            &platform.upstream.host(),
+            &self.upstream.host(),
         ]));
-        platform
+    }
+
+    /// Replaces the `coder-service` stand-in upstream with the real platform image, packed by
+    /// the `platform-image` tool (built beside this test by the workspace build) from the static
+    /// dev build of coder-service that `scripts/test.sh` makes first, as the quick start does.
+    pub fn publish_real_platform_image(&self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-platform-image.sh");
+        let output = std::process::Command::new(script)
+            .args(["--profile", "dev", "--print-binary"])
+            .output()
+            .expect("run scripts/build-platform-image.sh");
+        assert!(
+            output.status.success(),
+            "building the static coder-service failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The script prints the path relative to the workspace root.
+        let binary = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .join(String::from_utf8_lossy(&output.stdout).trim())
+            .display()
+            .to_string();
+        let tool = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("platform-image")))
+            .filter(|tool| tool.exists())
+            .expect("target/debug/platform-image: run the suite as scripts/test.sh does (a workspace build)");
+        let reference = format!("{}/{}", self.upstream.host(), PLATFORM_IMAGES[0].1);
+        let output = std::process::Command::new(tool)
+            .args([
+                "build",
+                "--binary",
+                &binary,
+                "--push",
+                &reference,
+                "--insecure-registry",
+            ])
+            .arg(self.upstream.host())
+            .output()
+            .expect("run platform-image");
+        assert!(
+            output.status.success(),
+            "building the platform image failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.lock_spec();
     }
 
     pub fn spec_text(&self, version: &str) -> String {
@@ -653,6 +703,8 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
     use coder_license::Tier;
 
     let platform = Platform::start().await;
+    // The real platform image travels the whole way: upstream, bundle, site registry, Deployments.
+    platform.publish_real_platform_image();
     let site = Registry::start(RegistryFlavour::Plain)
         .await
         .expect("site registry");
@@ -765,6 +817,35 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         )),
         "{images:?}"
     );
+    // What the Deployments run is the real platform image, as the site registry holds it.
+    let manifest: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/mirror/coderenvs/coder-service/manifests/{service_digest}",
+            site.url()
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("GET manifest")
+        .json()
+        .await
+        .expect("manifest JSON");
+    let config: Value = reqwest::get(format!(
+        "{}/v2/mirror/coderenvs/coder-service/blobs/{}",
+        site.url(),
+        manifest["config"]["digest"].as_str().expect("config digest")
+    ))
+    .await
+    .expect("GET config")
+    .json()
+    .await
+    .expect("config JSON");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/coder-service"]),
+        "{config:#}"
+    );
+    assert_eq!(config["config"]["User"], "65532:65532");
     // Every image the manifests use is really in the site registry.
     for image in &images {
         let (repository, digest) = image.split_once('@').expect("pinned");
