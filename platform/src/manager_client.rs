@@ -115,6 +115,9 @@ pub struct Caller<'a> {
     pub token: Option<&'a str>,
     /// The request id to forward in `x-request-id`.
     pub request_id: Option<&'a str>,
+    /// The `X-Forwarded-For` chain to send, ending with the address the caller saw (the
+    /// dashboard forwards a login's client address for the manager's per-address limit).
+    pub forwarded_for: Option<&'a str>,
 }
 
 impl<'a> Caller<'a> {
@@ -123,6 +126,7 @@ impl<'a> Caller<'a> {
         Self {
             token: Some(token),
             request_id,
+            forwarded_for: None,
         }
     }
 
@@ -131,6 +135,15 @@ impl<'a> Caller<'a> {
         Self {
             token: None,
             request_id,
+            forwarded_for: None,
+        }
+    }
+
+    /// The same call, sending `chain` as `X-Forwarded-For`.
+    pub fn forwarding(self, chain: &'a str) -> Self {
+        Self {
+            forwarded_for: Some(chain),
+            ..self
         }
     }
 }
@@ -180,6 +193,9 @@ impl ManagerClient {
         }
         if let Some(id) = caller.request_id {
             request = request.header("x-request-id", id);
+        }
+        if let Some(chain) = caller.forwarded_for {
+            request = request.header("x-forwarded-for", chain);
         }
         if path.starts_with("/api/private/envproxy/")
             && let Some(token) = &self.envproxy_token

@@ -463,4 +463,34 @@ mod tests {
             .expect("pdb");
         assert_eq!(pdb["apiVersion"], "policy/v1beta1");
     }
+
+    #[test]
+    fn the_manager_believes_forwarded_addresses_only_from_the_trusted_proxies() {
+        let manifests = rendered(&[]);
+        let manager = manifests
+            .objects
+            .iter()
+            .find(|object| kind_of(object) == "Deployment" && object["metadata"]["name"] == "coder-manager")
+            .expect("manager");
+        let env = manager["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env");
+        let trusted = env
+            .iter()
+            .find(|variable| variable["name"] == "CODER_TRUSTED_PROXIES")
+            .expect("CODER_TRUSTED_PROXIES");
+        assert_eq!(
+            trusted["value"],
+            "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        );
+
+        let chart = embedded_chart("coder").expect("chart");
+        let defaults = chart_defaults(&chart).expect("defaults");
+        let layer = values::ValuesLayer {
+            source_name: "site.yaml".to_owned(),
+            text: "manager:\n  trustedProxies: [10.0.0.0/8, proxy.local]\n".to_owned(),
+        };
+        let error = values::resolve(&defaults, &[layer], &[]).expect_err("refused");
+        assert!(error.to_string().contains("manager.trustedProxies.1"), "{error}");
+    }
 }

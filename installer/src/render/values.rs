@@ -43,6 +43,11 @@ pub struct ManagerValues {
     pub resources: Resources,
     /// The first admin account's email address.
     pub admin_email: String,
+    /// CIDR networks (`192.0.2.7/32` for one address) whose `X-Forwarded-For` the manager
+    /// believes for its per-address login limit: the ingress controller and dashboard pods.
+    /// With the NetworkPolicies on, only they (and envproxy) reach the manager at all.
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Settings of a stateless component (envproxy, dashboard).

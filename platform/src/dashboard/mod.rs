@@ -79,7 +79,8 @@ pub async fn serve(
         client: ManagerClient::new(&args.manager_url, None)?,
         args: Arc::new(args),
     };
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| StartError::Serve { addr, source })

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::client_address::TrustedProxies;
 use crate::db::DbArgs;
 
 /// `coder-service manager`'s flags; every flag can also be set through the environment.
@@ -56,6 +57,11 @@ pub struct ManagerArgs {
     /// Login attempts regained per minute, per account and per client address.
     #[arg(long, env = "CODER_LOGIN_PER_MINUTE", default_value_t = 6)]
     pub login_per_minute: u32,
+    /// Proxies (addresses and CIDR networks, comma separated) whose `X-Forwarded-For` names the
+    /// client for the per-address login limit: the ingress controller and the dashboard. Others'
+    /// `X-Forwarded-For` is ignored. Empty: every peer is the client.
+    #[arg(long, env = "CODER_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ManagerArgs {
@@ -76,6 +82,7 @@ impl ManagerArgs {
             session_ttl_hours: 24,
             login_burst: 10,
             login_per_minute: 6,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 

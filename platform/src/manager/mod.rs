@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client_address;
 pub mod config;
 pub mod error;
 pub mod k8s;

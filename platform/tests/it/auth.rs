@@ -137,6 +137,53 @@ async fn logins_are_rate_limited_per_account_and_per_address() {
 }
 
 #[tokio::test]
+async fn behind_trusted_proxies_the_forwarded_client_address_is_limited_and_others_cannot_spoof_it() {
+    let env = Env::start_with(Options {
+        tweak: |args| {
+            args.login_burst = 2;
+            args.login_per_minute = 1;
+            args.trusted_proxies = "127.0.0.10".parse().expect("trusted proxies");
+        },
+        ..Options::default()
+    })
+    .await;
+    let login = format!("{}/auth/basic/login", env.base);
+    let mut attempt = 0;
+    // Each attempt names a new account, so that only the per-address limit is in play.
+    let mut login_from = async |peer: u8, forwarded_for: &str| {
+        attempt += 1;
+        let body =
+            json!({ "email": format!("nobody-{attempt}@example.com"), "password": "guess-guess-guess" });
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, peer]))
+            .build()
+            .expect("client")
+            .post(&login)
+            .header("x-forwarded-for", forwarded_for)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    };
+    // Through the trusted proxy, each forwarded client has its own bucket.
+    assert_eq!(login_from(10, "198.51.100.1").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(10, "203.0.113.5, 198.51.100.1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(10, "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(login_from(10, "198.51.100.2").await, StatusCode::UNAUTHORIZED);
+    // A peer the manager does not trust is its own client, whatever it forwards.
+    assert_eq!(login_from(11, "192.0.2.1").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(11, "192.0.2.2").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(11, "192.0.2.3").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn api_keys_are_created_used_listed_and_revoked() {
     let env = Env::start().await;
     let (_, member) = env.create_member("keys@example.com").await;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::Body;
@@ -17,12 +17,19 @@ use crate::manager::service::{keys, users};
 /// Email and password in, `{"session_token": "<id>-<secret>"}` out.
 pub async fn login(
     State(state): State<AppState>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Body(request): Body<users::Login>,
 ) -> ApiResult<Json<Value>> {
-    let client = client.map_or_else(
+    let client = peer.map_or_else(
         || "unknown".to_owned(),
-        |Extension(ConnectInfo(addr))| addr.ip().to_string(),
+        |Extension(ConnectInfo(addr))| {
+            state
+                .config
+                .trusted_proxies
+                .client_address(addr.ip(), &headers)
+                .to_string()
+        },
     );
     let token = users::login(&state, request, &client).await?;
     Ok(Json(json!({ "session_token": token })))
