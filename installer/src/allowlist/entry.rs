@@ -232,6 +232,8 @@ impl Allowlist {
     /// Reads an allowlist in any of its forms. A YAML or JSON document that does not parse at
     /// all is one [`Malformed`] item; in the text form each bad line is one.
     pub fn parse(text: &str) -> Self {
+        // Editors on some systems start UTF-8 files with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let first = text
             .lines()
             .map(str::trim)
@@ -240,7 +242,9 @@ impl Allowlist {
             Some(line) if line.starts_with('[') => {
                 (AllowlistForm::Json, list_items(text, AllowlistForm::Json))
             }
-            Some(line) if line == "-" || line.starts_with("- ") || line.ends_with(':') => {
+            // A YAML list, or a mapping key (`allowlist:`) holding one; an IPv6 entry such as
+            // `fd00::` also ends with a colon, but has more than one.
+            Some(line) if line == "-" || line.starts_with("- ") || is_mapping_key(line) => {
                 (AllowlistForm::Yaml, list_items(text, AllowlistForm::Yaml))
             }
             _ => (AllowlistForm::Text, text_items(text)),
@@ -300,6 +304,12 @@ impl std::hash::Hash for Rule {
 }
 
 type Item = Result<(Location, String), Malformed>;
+
+/// `key:` alone on its line.
+fn is_mapping_key(line: &str) -> bool {
+    line.strip_suffix(':')
+        .is_some_and(|key| !key.is_empty() && !key.contains(':'))
+}
 
 /// The entries of the one-a-line form, without comments and blank lines.
 fn text_items(text: &str) -> Vec<Item> {
@@ -772,6 +782,13 @@ mod tests {
             "{:?}",
             broken.malformed
         );
+    }
+
+    #[test]
+    fn an_ipv6_first_entry_a_byte_order_mark_and_crlf_lines_read_as_text() {
+        let allowlist = Allowlist::parse("\u{feff}fd00::\r\n2001:db8::/32\r\n");
+        assert_eq!(allowlist.form, AllowlistForm::Text);
+        assert_eq!(allowlist.entries.len(), 2, "{:?}", allowlist.malformed);
     }
 
     #[test]
