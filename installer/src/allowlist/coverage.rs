@@ -103,7 +103,12 @@ pub fn cover(endpoint: &RequiredEndpoint, allowlist: &Allowlist, addresses: &[Ip
     {
         Coverage::Covered
     } else if covered_by.is_empty() {
-        if detail.is_none() && addresses.is_empty() && has_network_entries(allowlist) && literal.is_none() {
+        if detail.is_none()
+            && addresses.is_empty()
+            && literal.is_none()
+            && !endpoint.is_pattern()
+            && has_network_entries(allowlist)
+        {
             detail =
                 Some("IP and CIDR entries are checked against its addresses only with --probe".to_owned());
         }

@@ -286,8 +286,11 @@ pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_sp
     ];
     if !charts_carried.is_empty() {
         notes.push(format!(
-            "Charts {} are carried inside coder-install and the bundle: they need no endpoint.",
-            charts_carried.join(", ")
+            "The chart{} {} {} carried inside coder-install and the bundle: no endpoint is needed for {}.",
+            if charts_carried.len() == 1 { "" } else { "s" },
+            charts_carried.join(", "),
+            if charts_carried.len() == 1 { "is" } else { "are" },
+            if charts_carried.len() == 1 { "it" } else { "them" },
         ));
     }
     Ok(Requirements {
@@ -449,7 +452,7 @@ mod tests {
             requirements
                 .notes
                 .iter()
-                .any(|note| note.contains("Charts coder are carried"))
+                .any(|note| note.contains("The chart coder is carried"))
         );
     }
 

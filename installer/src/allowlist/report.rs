@@ -274,9 +274,8 @@ fn judge(summary: &Summary, allowlist: &Allowlist, endpoints: &[EndpointReport])
     }
     if summary.malformed > 0 {
         reasons.push(format!(
-            "the allowlist is invalid: {} entr{} could not be read",
-            summary.malformed,
-            if summary.malformed == 1 { "y" } else { "ies" }
+            "the allowlist is invalid: {} could not be read",
+            entries(summary.malformed)
         ));
     }
     for report in endpoints {
@@ -301,15 +300,18 @@ fn judge(summary: &Summary, allowlist: &Allowlist, endpoints: &[EndpointReport])
         ));
     }
     if summary.over_broad_entries > 0 {
-        warnings.push(format!("{} over-broad entries", summary.over_broad_entries));
+        warnings.push(format!("{} over-broad", entries(summary.over_broad_entries)));
     }
     if summary.duplicate_entries > 0 {
-        warnings.push(format!("{} duplicate entries", summary.duplicate_entries));
+        warnings.push(format!(
+            "{} repeating an earlier one",
+            entries(summary.duplicate_entries)
+        ));
     }
     if summary.unused_entries > 0 {
         warnings.push(format!(
-            "{} entries cover nothing this install needs",
-            summary.unused_entries
+            "{} covering nothing this install needs",
+            entries(summary.unused_entries)
         ));
     }
     Verdict {
@@ -317,6 +319,11 @@ fn judge(summary: &Summary, allowlist: &Allowlist, endpoints: &[EndpointReport])
         reasons,
         warnings,
     }
+}
+
+/// `1 entry`, `2 entries`.
+fn entries(count: usize) -> String {
+    format!("{count} entr{}", if count == 1 { "y" } else { "ies" })
 }
 
 fn entry_reports(allowlist: &Allowlist, usages: &[Usage]) -> Vec<EntryReport> {
