@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use bundle_spec::{BundleSpec, ChartSource, DOCKER_HUB, ImageLock, ImageReference};
 use serde::{Deserialize, Serialize};
 
+use crate::registry::api_host;
 use crate::topology::{self, Component};
 
 /// The scheme of an endpoint.
@@ -301,20 +302,21 @@ pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_sp
     })
 }
 
-/// The host and port a registry's API is reached at (Docker Hub's API host differs from its name).
+/// The host and port a registry's API is reached at.
 pub fn registry_api_host(registry: &str, scheme: Scheme) -> (String, u16) {
-    if registry == DOCKER_HUB {
-        return ("registry-1.docker.io".to_owned(), 443);
-    }
-    let (host, port) = match registry.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') => match port.parse() {
-            Ok(port) => (host, port),
-            Err(_) => (registry, scheme.default_port()),
-        },
-        _ => (registry, scheme.default_port()),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host.to_ascii_lowercase(), port)
+    url::Url::parse(&format!("{}://{}/", scheme.as_str(), api_host(registry)))
+        .ok()
+        .and_then(|url| Some((url_host(&url)?, url.port_or_known_default()?)))
+        .unwrap_or_else(|| (registry.to_ascii_lowercase(), scheme.default_port()))
+}
+
+/// A URL's host as endpoints name it: a lower-case name, or an IP address without brackets.
+pub(crate) fn url_host(url: &url::Url) -> Option<String> {
+    Some(match url.host()? {
+        url::Host::Domain(domain) => domain.to_ascii_lowercase(),
+        url::Host::Ipv4(addr) => addr.to_string(),
+        url::Host::Ipv6(addr) => addr.to_string(),
+    })
 }
 
 /// The flows of the port table, plus the cluster services every install uses.

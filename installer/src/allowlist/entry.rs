@@ -44,7 +44,7 @@ impl fmt::Display for Location {
 }
 
 /// A host name pattern of an entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
     /// Exactly this host (lower-case ASCII).
     Exact(String),
@@ -86,7 +86,7 @@ impl fmt::Display for HostPattern {
 }
 
 /// What an entry allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Rule {
     /// A host name or wildcard domain, on any port or one port.
     Host {
@@ -294,12 +294,6 @@ impl Allowlist {
     /// Whether the file had nothing to read: no entries and no malformed ones.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.malformed.is_empty()
-    }
-}
-
-impl std::hash::Hash for Rule {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.to_string().hash(state);
     }
 }
 

@@ -99,20 +99,19 @@ pub async fn probe(
         .cloned()
         .collect();
     let second_round = prober.probe_all(&fresh, deadline).await;
+    // Each endpoint of `all` is in exactly one of the two rounds.
+    let probed: Vec<(&RequiredEndpoint, ProbeResult)> = endpoints
+        .iter()
+        .zip(first_round)
+        .chain(fresh.iter().zip(second_round))
+        .collect();
     let probes = all
         .iter()
-        .map(|endpoint| {
-            let known = endpoints.iter().position(|known| same_endpoint(known, endpoint));
-            match known {
-                Some(index) => first_round[index].clone(),
-                None => {
-                    let index = fresh
-                        .iter()
-                        .position(|learnt| same_endpoint(learnt, endpoint))
-                        .unwrap_or_default();
-                    second_round[index].clone()
-                }
-            }
+        .filter_map(|endpoint| {
+            probed
+                .iter()
+                .find(|(known, _)| same_endpoint(known, endpoint))
+                .map(|(_, result)| result.clone())
         })
         .collect();
     requirements.endpoints = all;

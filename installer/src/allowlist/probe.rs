@@ -12,7 +12,6 @@
 //! the blob storage the nodes will be sent to.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,9 @@ use tokio::net::TcpStream;
 
 use super::endpoints::{
     EndpointRole, Evidence, Origin, RequiredEndpoint, Scheme, locked_manifest_digest, registry_api_host,
+    url_host,
 };
-use crate::oci::IndexDocument;
+use crate::oci::{ImageManifest, IndexDocument};
 use crate::registry::{Challenge, Redirects, RegistryClient, RegistryOptions, Repository};
 
 /// How probes run.
@@ -37,9 +37,8 @@ pub struct ProbeOptions {
     pub step_timeout: Duration,
     /// The deadline of all probes together.
     pub deadline: Duration,
-    /// Extra CA certificates (PEM) to trust beside the system's.
-    pub ca_files: Vec<PathBuf>,
-    /// Registry access for learning redirects (plain-HTTP registries, credentials).
+    /// Registry access for learning redirects (plain-HTTP registries, credentials); its extra
+    /// CA certificates are trusted by every TLS probe too, beside the system's.
     pub registry: RegistryOptions,
 }
 
@@ -163,7 +162,7 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// A prober trusting the system's CA certificates and `options.ca_files`.
+    /// A prober trusting the system's CA certificates and `options.registry.ca_files`.
     pub fn new(options: ProbeOptions) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -176,7 +175,7 @@ impl Prober {
         if unreadable > 0 {
             warnings.push(format!("{unreadable} system CA certificates could not be parsed"));
         }
-        for path in &options.ca_files {
+        for path in &options.registry.ca_files {
             let pem = std::fs::read(path)
                 .map_err(|error| anyhow::anyhow!("reading CA file {}: {error}", path.display()))?;
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
@@ -352,10 +351,7 @@ impl Prober {
                 )
                 .await;
                 match found {
-                    Ok(Ok(Some(target))) => match redirect_endpoint(&target, endpoint, name) {
-                        Some(learnt) => Ok(Some(learnt)),
-                        None => Ok(None),
-                    },
+                    Ok(Ok(Some(target))) => Ok(redirect_endpoint(&target, endpoint, name)),
                     Ok(Ok(None)) => Ok(None),
                     Ok(Err(error)) => Err(format!(
                         "could not learn where {} sends blob downloads: {error:#}",
@@ -409,11 +405,7 @@ fn endpoint_of_url(url: &url::Url, registry: &RequiredEndpoint) -> Option<Requir
         "https" => Scheme::Https,
         _ => return None,
     };
-    let host = match url.host()? {
-        url::Host::Domain(domain) => domain.to_ascii_lowercase(),
-        url::Host::Ipv4(addr) => addr.to_string(),
-        url::Host::Ipv6(addr) => addr.to_string(),
-    };
+    let host = url_host(url)?;
     let port = url.port_or_known_default()?;
     if (scheme, host.as_str(), port) == (registry.scheme, registry.host.as_str(), registry.port) {
         return None;
@@ -437,14 +429,6 @@ async fn blob_redirect_of(
     reference: &ImageReference,
     locked_digest: Option<String>,
 ) -> anyhow::Result<Option<url::Url>> {
-    #[derive(Deserialize)]
-    struct ConfigOnly {
-        config: Descriptor,
-    }
-    #[derive(Deserialize)]
-    struct Descriptor {
-        digest: String,
-    }
     let repository = Repository::of(reference);
     let tag_or_digest = locked_digest.unwrap_or_else(|| reference.tag_or_digest().to_owned());
     let mut manifest = client.manifest(&repository, &tag_or_digest).await?;
@@ -456,8 +440,8 @@ async fn blob_redirect_of(
             .ok_or_else(|| anyhow::anyhow!("the index lists no manifest"))?;
         manifest = client.manifest(&repository, &first.digest).await?;
     }
-    let config: ConfigOnly = serde_json::from_slice(&manifest.bytes)?;
-    Ok(client.blob_redirect(&repository, &config.config.digest).await?)
+    let manifest: ImageManifest = serde_json::from_slice(&manifest.bytes)?;
+    Ok(client.blob_redirect(&repository, &manifest.config.digest).await?)
 }
 
 /// Runs one step under its timeout.

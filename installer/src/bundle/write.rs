@@ -61,6 +61,18 @@ pub fn write_tar(output: &Path, entries: &[Entry], on_progress: &dyn Fn(u64)) ->
     }
 }
 
+/// Writes a small file (a lock, a report) through `output.partial` renamed into place, so that
+/// a reader never sees it half-written.
+pub fn write_file(output: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let partial = partial_path(output);
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, output))
+        .map_err(|error| {
+            let _ = std::fs::remove_file(&partial);
+            anyhow::anyhow!("writing {}: {error}", output.display())
+        })
+}
+
 /// Where a bundle is written before it is complete.
 pub fn partial_path(output: &Path) -> PathBuf {
     let mut name = output

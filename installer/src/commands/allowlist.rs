@@ -2,7 +2,7 @@
 //! allowlist does.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -127,7 +127,6 @@ impl ProbeArgs {
         Ok(Some(ProbeOptions {
             step_timeout: self.probe_timeout,
             deadline: self.probe_deadline,
-            ca_files: self.registry.registry_ca.clone(),
             registry: registry_options(&self.registry)?,
         }))
     }
@@ -291,7 +290,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     let verdict = if report.verdict.passed { "PASS" } else { "FAIL" };
     match &args.out {
         Some(path) => {
-            write_atomically(path, rendered.as_bytes())?;
+            crate::bundle::write::write_file(path, rendered.as_bytes())?;
             println!("{verdict}: {summary} (report: {})", path.display());
         }
         None => {
@@ -305,34 +304,4 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     } else {
         Err(AuditFailed { summary }.into())
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file beside it, so that a reader never sees a
-/// half-written report.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temporary =
-        tempfile_in(dir).with_context(|| format!("creating the report beside {}", path.display()))?;
-    temporary
-        .1
-        .write_all(bytes)
-        .and_then(|()| temporary.1.sync_all())
-        .with_context(|| format!("writing {}", temporary.0.display()))?;
-    std::fs::rename(&temporary.0, path)
-        .with_context(|| format!("moving the report into place at {}", path.display()))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary.0);
-        })
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let path = dir.join(format!(".coder-install-report.{}.tmp", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    Ok((path, file))
 }

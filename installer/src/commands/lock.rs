@@ -15,11 +15,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     })
     .await?;
     let text = lock.to_yaml()?;
-    let temporary = crate::bundle::write::partial_path(&args.out);
-    std::fs::write(&temporary, &text)
-        .map_err(|error| anyhow::anyhow!("writing {}: {error}", temporary.display()))?;
-    std::fs::rename(&temporary, &args.out)
-        .map_err(|error| anyhow::anyhow!("writing {}: {error}", args.out.display()))?;
+    crate::bundle::write::write_file(&args.out, text.as_bytes())?;
     match args.format {
         OutputFormat::Json => super::print_json(&lock),
         OutputFormat::Text => {

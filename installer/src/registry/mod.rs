@@ -101,6 +101,16 @@ pub struct RegistryClient {
     authorizations: Mutex<HashMap<String, Authorization>>,
 }
 
+/// The host a registry's API is served from, as written in references with its port: Docker
+/// Hub's differs from its name.
+pub fn api_host(registry: &str) -> &str {
+    if registry == bundle_spec::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -147,11 +157,7 @@ impl RegistryClient {
 
     /// `scheme://host` of the registry's API (Docker Hub's API host differs from its name).
     pub fn base_url(&self, registry: &str) -> String {
-        let host = if registry == bundle_spec::DOCKER_HUB {
-            "registry-1.docker.io"
-        } else {
-            registry
-        };
+        let host = api_host(registry);
         let scheme = if self
             .options
             .insecure_registries
