@@ -1,16 +1,38 @@
-//! Which address a login comes from, for the per-address rate limit.
+//! `X-Forwarded-For`: the chain of addresses a request passed through, from both ends.
 //!
-//! Behind the ingress controller and the dashboard every connection comes from one of a few pod
-//! addresses, so the peer address alone would put every user in one bucket. The proxies the
-//! manager trusts (`--trusted-proxies`) append the address they saw to `X-Forwarded-For`; the
-//! client is the right-most address in that chain that is not a trusted proxy. A peer that is not
-//! trusted cannot choose its bucket: its `X-Forwarded-For` is ignored.
+//! A proxy (envproxy towards a workspace, the dashboard towards the manager) sends on the chain
+//! it received with the address it saw appended: [`chain`].
+//!
+//! The manager reads it for its per-address login limit. Behind the ingress controller and the
+//! dashboard every connection comes from one of a few pod addresses, so the peer address alone
+//! would put every user in one bucket. A peer among the proxies the manager trusts
+//! (`--trusted-proxies`) names the client: the right-most address of the chain that is not a
+//! trusted proxy. A peer that is not trusted cannot choose its bucket: its chain is ignored.
 
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
+
+/// The entries of every `X-Forwarded-For` header of `headers`, in order.
+fn entries(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+}
+
+/// The `X-Forwarded-For` chain to send on: the one `headers` arrived with, then `peer`, the
+/// address the request came from. `None` when there is neither.
+pub fn chain(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
+    let mut chain: Vec<String> = entries(headers).map(str::to_owned).collect();
+    chain.extend(peer.map(|peer| peer.to_string()));
+    (!chain.is_empty()).then(|| chain.join(", "))
+}
 
 /// The networks whose connections may say, in `X-Forwarded-For`, whom they forward.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,12 +69,8 @@ impl TrustedProxies {
         if !self.trusts(&peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map_while(|item| IpAddr::from_str(item.trim()).ok())
+        let chain: Vec<IpAddr> = entries(headers)
+            .map_while(|entry| IpAddr::from_str(entry).ok())
             .collect();
         chain
             .iter()
@@ -110,6 +128,20 @@ mod tests {
             TrustedProxies::default().client_address(ip("10.0.0.1"), &forwarded),
             ip("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn a_proxy_sends_on_the_chain_it_came_with_and_its_peer() {
+        let forwarded = headers(&["198.51.100.1", "10.0.0.7"]);
+        assert_eq!(
+            chain(&forwarded, Some(ip("10.0.0.9"))).as_deref(),
+            Some("198.51.100.1, 10.0.0.7, 10.0.0.9")
+        );
+        assert_eq!(
+            chain(&HeaderMap::new(), Some(ip("10.0.0.9"))).as_deref(),
+            Some("10.0.0.9")
+        );
+        assert_eq!(chain(&HeaderMap::new(), None), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod envproxy;
+pub mod forwarded;
 pub mod html;
 pub mod manager;
 pub mod manager_client;

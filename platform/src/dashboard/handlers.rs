@@ -2,7 +2,7 @@
 //! token (server-side), and renders a page; each form post checks the CSRF token first and
 //! answers with a redirect (303) on success or the page with the manager's message on failure.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
@@ -17,7 +17,7 @@ use super::DashState;
 use super::pages::{self, Frame};
 use super::session;
 use crate::manager_client::{Caller, ClientError, UserView, WorkspaceView, path_segment};
-use crate::request_id;
+use crate::{forwarded, request_id};
 
 /// A page with its status and the cookies to set.
 fn page(
@@ -157,19 +157,6 @@ pub struct LoginForm {
     csrf: String,
 }
 
-/// The `X-Forwarded-For` chain this request arrived with, plus the address it came from.
-fn forwarded_chain(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
-    let mut chain: Vec<String> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-        .collect();
-    chain.extend(peer.map(|peer| peer.to_string()));
-    (!chain.is_empty()).then(|| chain.join(", "))
-}
-
 /// `POST /login`: the manager checks the password; its session token becomes the cookie.
 pub async fn login(
     State(state): State<DashState>,
@@ -183,7 +170,7 @@ pub async fn login(
     let body = json!({ "email": form.email, "password": form.password });
     // The manager limits logins per client address: tell it who the client is (the manager
     // believes it only from proxies it trusts).
-    let chain = forwarded_chain(&headers, peer.map(|Extension(ConnectInfo(addr))| addr.ip()));
+    let chain = forwarded::chain(&headers, peer.map(|Extension(ConnectInfo(addr))| addr.ip()));
     let mut caller = Caller::anonymous(request_id::of(&headers));
     if let Some(chain) = &chain {
         caller = caller.forwarding(chain);
@@ -557,26 +544,4 @@ pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Resp
         error: error.as_deref(),
     };
     page(code, [cookie], pages::layout(&frame, &content))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_login_forwards_the_chain_it_came_with_and_its_peer() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
-        headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.7"));
-        let peer: IpAddr = "10.0.0.9".parse().expect("address");
-        assert_eq!(
-            forwarded_chain(&headers, Some(peer)).as_deref(),
-            Some("198.51.100.1, 10.0.0.7, 10.0.0.9")
-        );
-        assert_eq!(
-            forwarded_chain(&HeaderMap::new(), Some(peer)).as_deref(),
-            Some("10.0.0.9")
-        );
-        assert_eq!(forwarded_chain(&HeaderMap::new(), None), None);
-    }
 }

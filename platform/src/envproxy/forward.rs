@@ -40,14 +40,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Adds `X-Forwarded-For`, `-Host` and `-Proto` (keeping what an ingress in front already set).
 pub fn add_forwarded(headers: &mut HeaderMap, original: &HeaderMap, client_ip: Option<std::net::IpAddr>) {
-    if let Some(ip) = client_ip {
-        let value = match original.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(previous) => format!("{previous}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert("x-forwarded-for", value);
-        }
+    if client_ip.is_some()
+        && let Some(chain) = crate::forwarded::chain(original, client_ip)
+        && let Ok(value) = HeaderValue::from_str(&chain)
+    {
+        headers.insert("x-forwarded-for", value);
     }
     if !original.contains_key("x-forwarded-host")
         && let Some(host) = original.get(header::HOST)

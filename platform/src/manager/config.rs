@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::client_address::TrustedProxies;
 use crate::db::DbArgs;
+use crate::forwarded::TrustedProxies;
 
 /// `coder-service manager`'s flags; every flag can also be set through the environment.
 #[derive(Debug, Clone, clap::Args)]
