@@ -7,6 +7,7 @@
 
 pub mod allowlist;
 pub mod apply;
+pub mod blob_io;
 pub mod bundle;
 pub mod cache;
 pub mod cli;

@@ -2,11 +2,17 @@
 //! it on the other side. The file format itself is [`bundle_spec::format`].
 //!
 //! Making a bundle: [`plan`] fetches every manifest named by the lock and lists the blobs;
-//! the blobs are downloaded in parallel into the content-addressed [`BlobCache`] (verified,
-//! resumable); [`charts`] packages local charts; [`write`] lays everything out as one tar.
+//! [`charts`] packages local charts; [`layout`] places every entry of the tar before any blob
+//! is downloaded; [`fill`] then writes each blob straight into its place, in parallel, from the
+//! cache or the registry, recording progress in the resume [`journal`]. A finished bundle is
+//! kept in the [`BlobCache`] as a pack (a hard link), so that the same inputs next time give a
+//! link, not a download.
 
 pub mod charts;
+pub mod fill;
 pub mod inspect;
+pub mod journal;
+pub mod layout;
 pub mod plan;
 pub mod read;
 pub mod signing;
@@ -18,19 +24,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bundle_spec::format::{
-    BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, DeltaBase, INDEX_PATH, LOCK_PATH, MANIFEST_PATH,
-    OCI_INDEX_MEDIA_TYPE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION, SIGNATURE_PATH,
-    SPEC_PATH,
+    BLOBS_DIR, BUNDLE_DIR, BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, DeltaBase, INDEX_PATH,
+    LOCK_PATH, MANIFEST_PATH, OCI_INDEX_MEDIA_TYPE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION,
+    SIGNATURE_PATH, SPEC_PATH, blob_path,
 };
 use bundle_spec::{BundleSpec, ChartSource, ImageLock};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::cache::BlobCache;
-use crate::progress::{Progress, human_bytes};
+use crate::cache::{BlobCache, Packs};
+use crate::progress::Progress;
 use crate::registry::{RegistryClient, RegistryOptions, sha256_digest};
+use layout::{BlobPlace, Content, TarLayout};
 use plan::BundlePlan;
-use write::{Entry, EntryData};
 
 /// A spec and its lock, with their exact text (bundled as-is) and where charts are found.
 pub struct Inputs {
@@ -185,55 +191,30 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
         base: source.base.clone(),
         omitted: plan.omit_present(&source.have),
     });
-
-    let fetched = fetch_blobs(&plan, &client, &cache, options).await?;
-
     let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let documents = Documents::new(inputs, &plan, delta, signing_key.as_ref())?;
-    let mut entries = vec![
-        Entry {
-            path: OCI_LAYOUT_PATH.to_owned(),
-            data: EntryData::Bytes(OCI_LAYOUT_CONTENT.as_bytes().to_vec()),
-        },
-        Entry {
-            path: INDEX_PATH.to_owned(),
-            data: EntryData::Bytes(documents.index),
-        },
-    ];
-    entries.extend(write::directory_entries());
-    entries.push(Entry {
-        path: MANIFEST_PATH.to_owned(),
-        data: EntryData::Bytes(documents.manifest),
-    });
-    if let Some(signature) = documents.signature {
-        entries.push(Entry {
-            path: SIGNATURE_PATH.to_owned(),
-            data: EntryData::Bytes(signature),
-        });
-    }
-    entries.push(Entry {
-        path: SPEC_PATH.to_owned(),
-        data: EntryData::Bytes(inputs.spec_text.as_bytes().to_vec()),
-    });
-    entries.push(Entry {
-        path: LOCK_PATH.to_owned(),
-        data: EntryData::Bytes(inputs.lock_text.as_bytes().to_vec()),
-    });
-    for (digest, blob) in &plan.blobs {
-        entries.push(write::blob_entry(digest, cache.path(digest), blob.size));
-    }
+    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan);
+    let identity = layout.identity();
+    let packs = cache.packs();
 
-    let progress = Progress::new("writing", plan.unique_size(), options.quiet);
-    let output = options.output.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        let item = progress.item("bundle", 0);
-        let result = write::write_tar(&output, &entries, &|done| item.set(done));
-        drop(item);
-        progress.finish();
-        result
-    })
-    .await?;
-    written?;
+    let totals = match reuse_identical(&layout, &identity, &packs, &options.output).await? {
+        true => FillTotals {
+            cached: plan.blobs.len(),
+            ..FillTotals::default()
+        },
+        false => {
+            let totals = assemble(&layout, &identity, &plan, &cache, &packs, &client, options).await?;
+            if let Err(error) = packs.add(&options.output, &identity, layout.blobs())
+                && !options.quiet
+            {
+                eprintln!(
+                    "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
+                    options.output.display(),
+                    options.cache_dir.display()
+                );
+            }
+            totals
+        }
+    };
 
     Ok(BundleSummary {
         output: options.output.display().to_string(),
@@ -241,65 +222,171 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
         charts: plan.charts.len(),
         blobs: plan.blobs.len(),
         unique_bytes: plan.unique_size(),
-        downloaded_bytes: fetched.downloaded,
-        resumed_bytes: fetched.resumed,
+        downloaded_bytes: totals.downloaded,
+        resumed_bytes: totals.resumed,
         omitted_blobs,
-        cached_blobs: fetched.cached,
+        cached_blobs: totals.cached,
         signed_by: signing_key.map(|key| signing::fingerprint(&key.verifying_key())),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 #[derive(Default)]
-struct FetchTotals {
+struct FillTotals {
     downloaded: u64,
     resumed: u64,
     cached: usize,
 }
 
-/// Downloads every blob of the plan that is not cached yet, `concurrency` at a time.
-async fn fetch_blobs(
+/// When the cache holds a bundle with the same identity (byte for byte what this run would
+/// write), puts it at `output` by a hard link and returns `true`. A pack written to since the
+/// cache recorded it is checked in full first; a damaged one is not used whole, but its intact
+/// blobs still serve (each is hashed as it is copied), and this run's bundle then replaces it.
+async fn reuse_identical(
+    layout: &TarLayout,
+    identity: &str,
+    packs: &Packs,
+    output: &Path,
+) -> anyhow::Result<bool> {
+    let Some(pack) = packs.get(identity) else {
+        return Ok(false);
+    };
+    if !pack.unchanged() {
+        let (layout, path) = (layout.clone(), pack.path.clone());
+        let intact = tokio::task::spawn_blocking(move || pack_is_intact(&layout, &path)).await?;
+        if !intact {
+            return Ok(false);
+        }
+    }
+    let partial = write::partial_path(output);
+    let _ = std::fs::remove_file(journal::Journal::path_for(&partial));
+    packs
+        .link_out(&pack, &partial)
+        .and_then(|()| std::fs::rename(&partial, output))
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", output.display()))?;
+    Ok(true)
+}
+
+/// Whether the bundle at `path` has the layout's skeleton and every blob hashes to its digest.
+fn pack_is_intact(layout: &TarLayout, path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !layout.skeleton_matches(&file).unwrap_or(false) {
+        return false;
+    }
+    let entries: Vec<verify::HashJob> = layout
+        .blobs()
+        .map(|blob| verify::HashJob {
+            name: blob.digest.to_owned(),
+            digest: blob.digest.to_owned(),
+            offset: blob.offset,
+            size: blob.size,
+        })
+        .collect();
+    verify::hash_in_parallel(&file, &entries, &|_| {})
+        .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
+}
+
+/// Writes the bundle: the skeleton, then every blob into its place, `concurrency` at a time,
+/// into `<output>.partial`, renamed to `output` once complete. A killed run leaves the partial
+/// file and its journal, and the next run with the same inputs continues it. A run that fails
+/// keeps the blobs it verified in the cache and removes its partial file.
+async fn assemble(
+    layout: &TarLayout,
+    identity: &str,
     plan: &BundlePlan,
-    client: &Arc<RegistryClient>,
     cache: &BlobCache,
+    packs: &Packs,
+    client: &RegistryClient,
     options: &BundleOptions,
-) -> anyhow::Result<FetchTotals> {
-    let progress = Progress::new("fetching", plan.unique_size(), options.quiet);
-    let results: Vec<_> = futures_util::stream::iter(plan.blobs.iter())
-        .map(|(digest, blob)| {
-            let progress = &progress;
-            async move {
-                let item = progress.item(digest.trim_start_matches("sha256:"), blob.size);
-                let outcome = match &blob.source {
-                    Some(source) => {
-                        cache
-                            .fetch(client, source, digest, blob.size, &|done| item.set(done))
-                            .await?
-                    }
-                    None => {
-                        item.set(blob.size);
-                        crate::cache::FetchOutcome {
-                            cached: true,
-                            ..Default::default()
-                        }
-                    }
-                };
-                if outcome.downloaded > 0 {
-                    progress.log(&format!("fetched {digest} ({})", human_bytes(blob.size)));
-                }
-                Ok::<_, anyhow::Error>(outcome)
+) -> anyhow::Result<FillTotals> {
+    let partial = write::partial_path(&options.output);
+    let journal_path = journal::Journal::path_for(&partial);
+    let recorded = journal::Journal::read(&journal_path, identity);
+    let opened = write::open_partial(&partial, layout, recorded != journal::JournalState::default())?;
+    let (journal, resumed) = if opened.continued {
+        (journal::Journal::append_to(&journal_path), recorded)
+    } else {
+        (
+            journal::Journal::create(&journal_path, identity),
+            journal::JournalState::default(),
+        )
+    };
+    let journal = journal.map_err(|error| {
+        let _ = std::fs::remove_file(&partial);
+        anyhow::anyhow!("writing {}: {error}", journal_path.display())
+    })?;
+    let file = Arc::new(opened.file);
+
+    let progress = Progress::new("bundling", plan.unique_size(), options.quiet);
+    let all_packs = packs.all();
+    let filler = fill::Filler {
+        file: Arc::clone(&file),
+        path: &partial,
+        journal: &journal,
+        resumed: &resumed,
+        cache,
+        packs: &all_packs,
+        client,
+        progress: &progress,
+    };
+    let results: Vec<(BlobPlace<'_>, anyhow::Result<fill::Filled>)> =
+        futures_util::stream::iter(layout.blobs())
+            .map(|blob| {
+                let filler = &filler;
+                let source = plan
+                    .blobs
+                    .get(blob.digest)
+                    .and_then(|planned| planned.source.as_ref());
+                async move { (blob, filler.fill(blob, source).await) }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+    progress.finish();
+
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().err().map(|error| format!("{error:#}")))
+        .collect();
+    if let Some(first) = failures.first() {
+        // Keep what was verified, so that the next run does not download it again.
+        let verified: Vec<(String, u64, u64)> = results
+            .iter()
+            .filter(|(_, result)| result.is_ok())
+            .map(|(blob, _)| (blob.digest.to_owned(), blob.offset, blob.size))
+            .collect();
+        let cache = cache.clone();
+        let salvage = Arc::clone(&file);
+        let _ = tokio::task::spawn_blocking(move || {
+            for (digest, offset, size) in verified {
+                let _ = cache.store_range(&salvage, offset, size, &digest);
             }
         })
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await?;
-    progress.finish();
+        .await;
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&journal_path);
+        match failures.len() {
+            1 => anyhow::bail!("{first}"),
+            more => anyhow::bail!("{more} blobs failed; the first: {first}"),
+        }
+    }
+    std::fs::rename(&partial, &options.output).map_err(|error| {
+        anyhow::anyhow!(
+            "moving {} to {}: {error}",
+            partial.display(),
+            options.output.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&journal_path);
     Ok(results
         .iter()
-        .fold(FetchTotals::default(), |mut totals, outcome| {
-            totals.downloaded += outcome.downloaded;
-            totals.resumed += outcome.resumed;
-            totals.cached += usize::from(outcome.cached);
+        .filter_map(|(_, result)| result.as_ref().ok())
+        .fold(FillTotals::default(), |mut totals, filled| {
+            totals.downloaded += filled.downloaded;
+            totals.resumed += filled.resumed;
+            totals.cached += usize::from(filled.cached);
             totals
         }))
 }
@@ -367,5 +454,31 @@ impl Documents {
             manifest,
             signature,
         })
+    }
+
+    /// The bundle's tar, laid out in the order [`bundle_spec::format`] defines.
+    fn layout(self, inputs: &Inputs, plan: &BundlePlan) -> TarLayout {
+        let document = |path: &str, bytes: Vec<u8>| (path.to_owned(), Content::Document(bytes));
+        let mut entries = vec![
+            document(OCI_LAYOUT_PATH, OCI_LAYOUT_CONTENT.as_bytes().to_vec()),
+            document(INDEX_PATH, self.index),
+        ];
+        entries.extend(["blobs/", BLOBS_DIR, BUNDLE_DIR].map(|path| (path.to_owned(), Content::Directory)));
+        entries.push(document(MANIFEST_PATH, self.manifest));
+        if let Some(signature) = self.signature {
+            entries.push(document(SIGNATURE_PATH, signature));
+        }
+        entries.push(document(SPEC_PATH, inputs.spec_text.as_bytes().to_vec()));
+        entries.push(document(LOCK_PATH, inputs.lock_text.as_bytes().to_vec()));
+        entries.extend(plan.blobs.iter().map(|(digest, blob)| {
+            (
+                blob_path(digest),
+                Content::Blob {
+                    digest: digest.clone(),
+                    size: blob.size,
+                },
+            )
+        }));
+        TarLayout::new(entries)
     }
 }

@@ -128,7 +128,7 @@ async fn plan_artifact(
         })?;
     let repository = Repository::of(&reference);
     let mut blobs = BTreeSet::new();
-    let top = fetch_into_cache(client, cache, &repository, &locked.digest).await?;
+    let top = fetch_into_cache(client, cache, &repository, &locked.digest, &locked.media_type).await?;
     if top.media_type != locked.media_type {
         return Err(RegistryError::InvalidManifest {
             reference: locked.reference.clone(),
@@ -163,7 +163,8 @@ async fn plan_artifact(
                 continue;
             }
             let name = platform.to_platform();
-            let child = fetch_into_cache(client, cache, &repository, &entry.digest).await?;
+            let child =
+                fetch_into_cache(client, cache, &repository, &entry.digest, &entry.media_type).await?;
             if child.bytes.len() as u64 != entry.size {
                 return Err(RegistryError::SizeMismatch {
                     what: format!("{} {name} manifest", locked.reference),
@@ -208,14 +209,24 @@ async fn plan_artifact(
     })
 }
 
-/// Fetches a manifest by digest and stores it in the cache (manifests are small; they are
-/// fetched again on every run, which also confirms the registry still serves them unchanged).
+/// A manifest by digest: from the cache when it is there (a digest names its content forever, so
+/// a re-bundle of an unchanged lock needs no registry at all), else fetched and cached.
+/// `media_type` is what the lock or the parent index says it is; a fetched manifest's own
+/// media type is checked against it by the caller.
 async fn fetch_into_cache(
     client: &RegistryClient,
     cache: &BlobCache,
     repository: &Repository,
     digest: &str,
+    media_type: &str,
 ) -> Result<crate::registry::FetchedManifest, RegistryError> {
+    if let Some(bytes) = cache.read_verified(digest) {
+        return Ok(crate::registry::FetchedManifest {
+            bytes,
+            media_type: media_type.to_owned(),
+            digest: digest.to_owned(),
+        });
+    }
     let manifest = client.manifest(repository, digest).await?;
     cache.insert(&manifest.digest, &manifest.bytes)?;
     Ok(manifest)

@@ -2,7 +2,7 @@
 //! bundle manifest, check the signature, and say which images a bad blob breaks.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,10 +12,10 @@ use bundle_spec::format::{
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use super::read::{BundleReader, EntryLocation};
+use super::read::BundleReader;
 use super::signing;
+use crate::blob_io;
 
 /// The outcome of a verification.
 #[derive(Debug, Serialize)]
@@ -121,7 +121,7 @@ pub fn verify_bundle(
     expected.push((SPEC_PATH.to_owned(), manifest.spec_digest.clone(), None));
     expected.push((LOCK_PATH.to_owned(), manifest.lock_digest.clone(), None));
 
-    let mut to_hash: Vec<(String, String, EntryLocation)> = Vec::new();
+    let mut to_hash: Vec<HashJob> = Vec::new();
     let mut bad = BTreeSet::new();
     for (path, digest, size) in &expected {
         match reader.entries().get(path) {
@@ -137,7 +137,12 @@ pub fn verify_bundle(
                 ));
                 bad.insert(digest.clone());
             }
-            Some(location) => to_hash.push((path.clone(), digest.clone(), *location)),
+            Some(location) => to_hash.push(HashJob {
+                name: path.clone(),
+                digest: digest.clone(),
+                offset: location.offset,
+                size: location.size,
+            }),
         }
     }
     let listed: BTreeSet<&str> = expected.iter().map(|(path, _, _)| path.as_str()).collect();
@@ -148,8 +153,8 @@ pub fn verify_bundle(
     }
 
     let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let bytes_checked = to_hash.iter().map(|(_, _, location)| location.size).sum();
-    for (path, digest, actual) in hash_entries(&reader, &to_hash, on_progress)? {
+    let bytes_checked = to_hash.iter().map(|job| job.size).sum();
+    for (path, digest, actual) in hash_in_parallel(reader.file(), &to_hash, on_progress)? {
         if actual != digest {
             problems.push(format!(
                 "{path} is corrupt: its content hashes to {actual}, expected {digest}"
@@ -190,45 +195,45 @@ pub fn verify_bundle(
     })
 }
 
-/// Hashes entries on every core, each worker with one fixed buffer; returns (path, expected, actual).
-fn hash_entries(
-    reader: &BundleReader,
-    entries: &[(String, String, EntryLocation)],
+/// One byte range to hash, and the digest it should have.
+pub(crate) struct HashJob {
+    /// What it is, for reports (an entry path).
+    pub name: String,
+    /// The digest it should hash to.
+    pub digest: String,
+    /// Where it starts in the file.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Hashes the jobs' ranges of `file` on every core, each worker with one fixed buffer; returns
+/// (name, expected, actual) sorted by name. `on_progress` gets the bytes hashed so far.
+pub(crate) fn hash_in_parallel(
+    file: &File,
+    jobs: &[HashJob],
     on_progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let next = AtomicUsize::new(0);
     let hashed = AtomicU64::new(0);
-    let results = Mutex::new(Vec::with_capacity(entries.len()));
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
     let workers = std::thread::available_parallelism()
         .map_or(2, usize::from)
-        .min(entries.len().max(1));
+        .min(jobs.len().max(1));
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<()> {
-                    let mut buffer = vec![0u8; 1 << 20];
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((path, digest, location)) = entries.get(index) else {
-                            return Ok(());
-                        };
-                        let mut hasher = Sha256::new();
-                        let mut done = 0u64;
-                        while done < location.size {
-                            let want = buffer.len().min((location.size - done) as usize);
-                            reader
-                                .file()
-                                .read_exact_at(&mut buffer[..want], location.offset + done)?;
-                            hasher.update(&buffer[..want]);
-                            done += want as u64;
-                            on_progress(hashed.fetch_add(want as u64, Ordering::Relaxed) + want as u64);
-                        }
-                        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+                    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let hasher = blob_io::hash_range(file, job.offset, job.size, &mut |step| {
+                            on_progress(hashed.fetch_add(step, Ordering::Relaxed) + step);
+                        })?;
                         results
                             .lock()
                             .map_err(|_| anyhow::anyhow!("a hashing worker panicked"))?
-                            .push((path.clone(), digest.clone(), actual));
+                            .push((job.name.clone(), job.digest.clone(), blob_io::digest_of(hasher)));
                     }
+                    Ok(())
                 })
             })
             .collect();

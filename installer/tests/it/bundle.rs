@@ -119,37 +119,73 @@ async fn rebundling_is_byte_identical_and_downloads_nothing() {
     let (second, second_summary) = world.bundle("second.bundle");
     assert_eq!(second_summary["downloaded_bytes"], 0);
     assert_eq!(second_summary["cached_blobs"], second_summary["blobs"]);
+    let first_bytes = std::fs::read(&first).expect("first");
     assert!(
-        std::fs::read(&first).expect("first") == std::fs::read(&second).expect("second"),
+        first_bytes == std::fs::read(&second).expect("second"),
         "bundles differ"
+    );
+
+    // Written afresh, blob by blob in whatever order the downloads finish: the same bytes.
+    let fresh = world.path("fresh.bundle");
+    let mut args = world.bundle_args(&fresh);
+    let other_cache = world.path("other-cache").display().to_string();
+    let cache_at = args.iter().position(|arg| arg == "--cache").expect("--cache") + 1;
+    args[cache_at] = other_cache;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    success(world.run(&args));
+    assert!(
+        first_bytes == std::fs::read(&fresh).expect("fresh"),
+        "a fresh bundle differs"
     );
 }
 
 #[tokio::test]
-async fn an_interrupted_download_resumes_from_where_it_stopped() {
+async fn a_new_version_downloads_only_what_the_last_bundle_lacks() {
     let world = World::new(RegistryFlavour::Plain).await;
-    world.lock_spec();
+    world.lock_and_bundle("v1.bundle");
+    let app2 = world.publish_app_v2().await;
+    let (v2, summary) = world.lock_and_bundle("v2.bundle");
+    // The shared base layer and the whole db image come from the v1 bundle in the cache.
+    let new_bytes = app2.config.data.len() + app2.layers[1].data.len();
+    assert_eq!(summary["downloaded_bytes"], new_bytes as u64, "{summary}");
+    success(world.run(&["verify", &v2.display().to_string()]));
+}
 
-    // What an interrupted run leaves behind: the first half of a layer in the cache's partial folder.
-    let layer = &world.app.images[0].layers[1];
-    let partial = world.cache().join("partial");
-    std::fs::create_dir_all(&partial).expect("partial dir");
-    let half = layer.data.len() / 2;
-    std::fs::write(
-        partial.join(layer.digest.trim_start_matches("sha256:")),
-        &layer.data[..half],
-    )
-    .expect("seed partial");
+#[tokio::test]
+async fn a_cached_bundle_damaged_through_its_output_is_not_trusted() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (first, _) = world.lock_and_bundle("first.bundle");
+    // The cache keeps the bundle as a hard link to the output: a byte flipped in the output is
+    // flipped in the cache too.
+    let shared = world.db.layers[1].clone();
+    flip_byte(&first, &shared.digest);
 
-    let (bundle, summary) = world.bundle("resumed.bundle");
-    assert_eq!(summary["resumed_bytes"], half as u64);
-    let unique = summary["unique_bytes"].as_u64().expect("unique bytes");
-    let downloaded = summary["downloaded_bytes"].as_u64().expect("downloaded");
-    assert!(
-        downloaded < unique,
-        "downloaded {downloaded} of {unique}: the resumed half was fetched again"
+    let (second, summary) = world.bundle("second.bundle");
+    assert_eq!(
+        summary["downloaded_bytes"],
+        shared.data.len() as u64,
+        "only the damaged layer is fetched again: {summary}"
     );
-    success(world.run(&["verify", &bundle.display().to_string()]));
+    success(world.run(&["verify", &second.display().to_string()]));
+}
+
+/// Flips one byte of blob `digest` inside `bundle`.
+fn flip_byte(bundle: &std::path::Path, digest: &str) {
+    let location = *BundleReader::open(bundle)
+        .expect("open")
+        .entries()
+        .get(&bundle_spec::format::blob_path(digest))
+        .expect("blob in bundle");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(bundle)
+        .expect("open rw");
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, location.offset + 100)
+        .expect("read");
+    file.write_all_at(&[byte[0] ^ 0xff], location.offset + 100)
+        .expect("flip");
 }
 
 #[tokio::test]
@@ -157,21 +193,7 @@ async fn verify_names_a_corrupted_blob_and_the_images_using_it() {
     let world = World::new(RegistryFlavour::Plain).await;
     let (bundle, _) = world.lock_and_bundle("coder.bundle");
     let shared = world.db.layers[1].digest.clone();
-    let location = *BundleReader::open(&bundle)
-        .expect("open")
-        .entries()
-        .get(&bundle_spec::format::blob_path(&shared))
-        .expect("shared layer");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&bundle)
-        .expect("open rw");
-    let mut byte = [0u8; 1];
-    file.read_exact_at(&mut byte, location.offset + 100)
-        .expect("read");
-    file.write_all_at(&[byte[0] ^ 0xff], location.offset + 100)
-        .expect("flip");
+    flip_byte(&bundle, &shared);
 
     let output = world.run(&["verify", &bundle.display().to_string(), "--output", "json"]);
     assert!(!output.status.success());
@@ -355,9 +377,10 @@ async fn a_registry_serving_altered_content_is_caught_and_nothing_is_kept() {
         "docker/registry/v2/blobs/sha256/{}/{hex}/data",
         &hex[..2]
     ));
-    let mut bytes = std::fs::read(&data).expect("registry blob");
-    bytes[10] ^= 0xff;
-    std::fs::write(&data, bytes).expect("corrupt registry blob");
+    let original = std::fs::read(&data).expect("registry blob");
+    let mut altered = original.clone();
+    altered[10] ^= 0xff;
+    std::fs::write(&data, altered).expect("corrupt registry blob");
 
     let output = world.run(&[
         "bundle",
@@ -375,14 +398,19 @@ async fn a_registry_serving_altered_content_is_caught_and_nothing_is_kept() {
         error.contains(layer.as_str()) && error.contains("altered"),
         "{error}"
     );
-    assert!(
-        !world.path("x.bundle").exists() && !world.path("x.bundle.partial").exists(),
-        "a failed bundle left a file"
-    );
+    for left in ["x.bundle", "x.bundle.partial", "x.bundle.partial.journal"] {
+        assert!(!world.path(left).exists(), "a failed bundle left {left}");
+    }
     assert!(
         !world.cache().join("blobs/sha256").join(hex).exists(),
         "an unverified blob entered the cache"
     );
+
+    // Once the registry serves the right bytes again, only that layer is downloaded: the
+    // failed run kept what it had verified.
+    std::fs::write(&data, &original).expect("repair registry blob");
+    let (_, summary) = world.bundle("x.bundle");
+    assert_eq!(summary["downloaded_bytes"], original.len() as u64, "{summary}");
 }
 
 #[tokio::test]
@@ -468,12 +496,19 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
         .args(&args)
         .spawn()
         .expect("start bundle");
-    let partial = world
-        .cache()
-        .join("partial")
-        .join(big.layers[0].digest.trim_start_matches("sha256:"));
+    // The run records in its journal how far each download got; wait for 8 MiB of the layer.
+    let journal = world.path("big.bundle.partial.journal");
+    let progress = |journal: &std::path::Path| {
+        std::fs::read_to_string(journal)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("part {} ", big.layers[0].digest)))
+            .filter_map(|bytes| bytes.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::metadata(&partial).map_or(0, |meta| meta.len()) < (8 << 20) {
+    while progress(&journal) < (8 << 20) {
         assert!(std::time::Instant::now() < deadline, "the download never started");
         assert!(
             child.try_wait().expect("poll").is_none(),
@@ -483,18 +518,30 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
     }
     child.kill().expect("kill");
     child.wait().expect("reap");
-    let left = std::fs::metadata(&partial)
-        .expect("partial survives the kill")
-        .len();
+    let left = progress(&journal);
     assert!(!bundle.exists(), "a killed run left a bundle that looks complete");
+    assert!(
+        world.path("big.bundle.partial").exists(),
+        "the partial bundle was lost"
+    );
 
     let (bundle, summary) = world.bundle("big.bundle");
-    assert_eq!(summary["resumed_bytes"], left, "{summary}");
+    let resumed = summary["resumed_bytes"].as_u64().expect("resumed");
     let downloaded = summary["downloaded_bytes"].as_u64().expect("downloaded");
     assert!(
-        downloaded + left <= summary["unique_bytes"].as_u64().expect("unique") + 4096,
+        resumed >= left,
+        "{left} bytes were in place, {resumed} reused: {summary}"
+    );
+    let fetched_blobs = (big.config.data.len() + big.layers[0].data.len()) as u64;
+    assert!(
+        downloaded + left <= fetched_blobs,
+        "what was in place was downloaded again: {summary}"
+    );
+    assert!(
+        resumed + downloaded <= summary["unique_bytes"].as_u64().expect("unique"),
         "{summary}"
     );
+    assert!(!journal.exists(), "the journal outlived the finished bundle");
     success(world.run(&["verify", &bundle.display().to_string()]));
 }
 

@@ -1,0 +1,279 @@
+//! Where every byte of a bundle goes, decided before any blob is downloaded.
+//!
+//! Blob sizes are known from the manifests, so the whole tar is laid out first: each entry's
+//! header offset, data offset and size. The *skeleton* (every header and every metadata
+//! document) is written once; blobs are then written straight into their places, in any order
+//! and in parallel, with no second copy. The entry order and the fixed header fields are those
+//! [`bundle_spec::format`] defines, so the same inputs always give the same bytes.
+//!
+//! The layout's [`identity`](TarLayout::identity) (a hash of the skeleton) names the bundle
+//! before it exists: it keys the resume journal and the cache's packs.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use sha2::{Digest, Sha256};
+
+/// Size of a tar block.
+const BLOCK: u64 = 512;
+
+/// What one entry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A directory (no data).
+    Directory,
+    /// A metadata document, held in memory.
+    Document(Vec<u8>),
+    /// A blob of `size` bytes, written later at [`PlacedEntry::data_offset`].
+    Blob {
+        /// Its `sha256:` digest.
+        digest: String,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// One entry at its place in the file.
+#[derive(Debug, Clone)]
+pub struct PlacedEntry {
+    /// The path inside the bundle.
+    pub path: String,
+    /// What it holds.
+    pub content: Content,
+    /// Offset of its 512-byte header.
+    pub header_offset: u64,
+}
+
+impl PlacedEntry {
+    /// Offset of its data (just after the header).
+    pub fn data_offset(&self) -> u64 {
+        self.header_offset + BLOCK
+    }
+
+    /// Size of its data.
+    pub fn size(&self) -> u64 {
+        match &self.content {
+            Content::Directory => 0,
+            Content::Document(bytes) => bytes.len() as u64,
+            Content::Blob { size, .. } => *size,
+        }
+    }
+}
+
+/// A blob's place in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobPlace<'a> {
+    /// Its digest.
+    pub digest: &'a str,
+    /// Offset of its data.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The whole tar, laid out.
+#[derive(Debug, Clone)]
+pub struct TarLayout {
+    entries: Vec<PlacedEntry>,
+    total_size: u64,
+}
+
+impl TarLayout {
+    /// Lays `entries` out in the given order, ending with the two zero blocks.
+    pub fn new(entries: impl IntoIterator<Item = (String, Content)>) -> Self {
+        let mut offset = 0;
+        let entries = entries
+            .into_iter()
+            .map(|(path, content)| {
+                let entry = PlacedEntry {
+                    path,
+                    content,
+                    header_offset: offset,
+                };
+                offset += BLOCK + entry.size().div_ceil(BLOCK) * BLOCK;
+                entry
+            })
+            .collect();
+        Self {
+            entries,
+            total_size: offset + 2 * BLOCK,
+        }
+    }
+
+    /// Every entry, in file order.
+    pub fn entries(&self) -> &[PlacedEntry] {
+        &self.entries
+    }
+
+    /// The file's length.
+    pub fn total_size(&self) -> u64 {
+        self.total_size
+    }
+
+    /// Every blob's place, in file order.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobPlace<'_>> {
+        self.entries.iter().filter_map(|entry| match &entry.content {
+            Content::Blob { digest, size } => Some(BlobPlace {
+                digest,
+                offset: entry.data_offset(),
+                size: *size,
+            }),
+            _ => None,
+        })
+    }
+
+    /// The skeleton's pieces: (offset, bytes) of every header and every document.
+    fn skeleton(&self) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
+        self.entries.iter().flat_map(|entry| {
+            let header = (entry.header_offset, header(entry).to_vec());
+            let document = match &entry.content {
+                Content::Document(bytes) => Some((entry.data_offset(), bytes.clone())),
+                _ => None,
+            };
+            std::iter::once(header).chain(document)
+        })
+    }
+
+    /// Writes the skeleton into `file` (which already has [`total_size`](Self::total_size)
+    /// bytes, zero where nothing is written yet).
+    pub fn write_skeleton(&self, file: &File) -> std::io::Result<()> {
+        for (offset, bytes) in self.skeleton() {
+            file.write_all_at(&bytes, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `file` holds exactly this skeleton (blob contents are not looked at).
+    pub fn skeleton_matches(&self, file: &File) -> std::io::Result<bool> {
+        if file.metadata()?.len() != self.total_size {
+            return Ok(false);
+        }
+        let mut buffer = Vec::new();
+        for (offset, bytes) in self.skeleton() {
+            buffer.resize(bytes.len(), 0);
+            file.read_exact_at(&mut buffer, offset)?;
+            if buffer != bytes {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A hex SHA-256 over the skeleton and its offsets: equal identities mean byte-identical
+    /// bundles, since every blob is named by its digest.
+    pub fn identity(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (offset, bytes) in self.skeleton() {
+            hasher.update(offset.to_le_bytes());
+            hasher.update(&bytes);
+        }
+        hasher.update(self.total_size.to_le_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The ustar header of `entry`: mtime 0, owner 0:0, mode 0644 (0755 for directories).
+fn header(entry: &PlacedEntry) -> [u8; BLOCK as usize] {
+    let mut header = tar::Header::new_ustar();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    if entry.content == Content::Directory {
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+    } else {
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+    }
+    header.set_size(entry.size());
+    // Bundle paths are short ASCII (`blobs/sha256/<64 hex>` is the longest, 77 bytes), within
+    // ustar's 100-byte name field; a longer path is a bug in the format, not bad input.
+    if header.set_path(&entry.path).is_err() {
+        unreachable!("bundle path {:?} does not fit a ustar header", entry.path);
+    }
+    header.set_cksum();
+    let mut bytes = [0u8; BLOCK as usize];
+    bytes.copy_from_slice(header.as_bytes());
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TarLayout {
+        TarLayout::new([
+            ("oci-layout".to_owned(), Content::Document(b"{}".to_vec())),
+            ("blobs/".to_owned(), Content::Directory),
+            (
+                "blobs/sha256/aa".to_owned(),
+                Content::Blob {
+                    digest: "sha256:aa".to_owned(),
+                    size: 1000,
+                },
+            ),
+            (
+                "blobs/sha256/bb".to_owned(),
+                Content::Blob {
+                    digest: "sha256:bb".to_owned(),
+                    size: 512,
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn offsets_follow_tar_blocks() {
+        let layout = sample();
+        let offsets: Vec<u64> = layout.entries().iter().map(|e| e.header_offset).collect();
+        assert_eq!(offsets, [0, 1024, 1536, 3072]);
+        let blobs: Vec<(u64, u64)> = layout.blobs().map(|b| (b.offset, b.size)).collect();
+        assert_eq!(blobs, [(2048, 1000), (3584, 512)]);
+        assert_eq!(layout.total_size(), 4096 + 1024);
+    }
+
+    #[test]
+    fn a_laid_out_file_reads_back_as_the_same_tar() {
+        let layout = sample();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.tar");
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("create");
+        file.set_len(layout.total_size()).expect("size");
+        layout.write_skeleton(&file).expect("skeleton");
+        file.write_all_at(&[1u8; 1000], 2048).expect("blob aa");
+        file.write_all_at(&[2u8; 512], 3584).expect("blob bb");
+        assert!(layout.skeleton_matches(&file).expect("check"));
+
+        let mut archive = tar::Archive::new(File::open(&path).expect("open"));
+        let read: Vec<(String, u64)> = archive
+            .entries()
+            .expect("entries")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                (entry.path().expect("path").display().to_string(), entry.size())
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("oci-layout".to_owned(), 2),
+                ("blobs/".to_owned(), 0),
+                ("blobs/sha256/aa".to_owned(), 1000),
+                ("blobs/sha256/bb".to_owned(), 512),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_identity_changes_with_any_skeleton_byte() {
+        let a = sample();
+        let b = TarLayout::new([("oci-layout".to_owned(), Content::Document(b"{ }".to_vec()))]);
+        assert_ne!(a.identity(), b.identity());
+        assert_eq!(a.identity(), sample().identity());
+    }
+}
