@@ -3,7 +3,7 @@
 //! Against one loopback registry holding 6 images with shared layers (about 300 MiB unique):
 //! - `coder-install bundle` (cold cache) vs `skopeo copy` of each image into one OCI layout plus
 //!   `tar` (what a script would do), and vs fetching every unique blob once with parallel curl;
-//! - a re-bundle with a warm cache vs the cold run;
+//! - a re-bundle with a warm cache vs the cold run, and a version 2 with one layer changed;
 //! - `verify` throughput;
 //! - `push` of the bundle into an empty loopback registry vs `skopeo copy oci-archive:BUNDLE:<ref>
 //!   docker://...` of each image into another, and a re-push when everything is present;
@@ -76,6 +76,36 @@ async fn run() {
     let cold = bundle("cold.bundle");
     let warm = bundle("warm.bundle");
 
+    // Version 2: one image's own 30 MiB layer changed, everything else shared with version 1.
+    let changed = ImageBuilder::new()
+        .layer(LayerBuilder::new().random_file("base.bin", 40 * MIB, 100 + 5 % 3))
+        .layer(LayerBuilder::new().random_file("app.bin", 30 * MIB, 300))
+        .label("bench", "5")
+        .build()
+        .expect("build version 2 image");
+    registry
+        .push_image("bench/image5:2", &changed)
+        .await
+        .expect("push version 2 image");
+    let spec_v2 = work.path().join("coder-v2.yaml");
+    let lock_v2 = work.path().join("images-v2.lock");
+    let text_v2 = std::fs::read_to_string(&spec)
+        .expect("spec")
+        .replace("bench/image5:1", "bench/image5:2")
+        .replace("version: 1.0.0", "version: 2.0.0");
+    std::fs::write(&spec_v2, text_v2).expect("spec v2");
+    coder_install(
+        &[
+            &["lock", "--spec", path(&spec_v2), "-o", path(&lock_v2)][..],
+            &insecure[..],
+        ]
+        .concat(),
+    );
+    let v2_output = work.path().join("v2.bundle");
+    let next_version = timed(|| {
+        coder_install(&bundle_args(&spec_v2, &lock_v2, &cache, &v2_output, &insecure));
+    });
+
     // skopeo into one OCI layout, then tar it.
     let layout = work.path().join("skopeo-layout");
     let skopeo = timed(|| {
@@ -144,6 +174,11 @@ async fn run() {
         "bundle (warm cache):      {:>8.3} s   ratio warm/cold   = {:.2} (target <= 0.10)",
         warm.as_secs_f64(),
         ratio(warm, cold)
+    );
+    println!(
+        "bundle v2 (1 layer new):  {:>8.3} s   ratio v2/cold     = {:.2}",
+        next_version.as_secs_f64(),
+        ratio(next_version, cold)
     );
     println!(
         "verify:                   {:>8.3} s   {:.2} GB/s (target >= 1)",

@@ -24,9 +24,11 @@ pub enum Command {
     Lock(LockArgs),
     /// Mirror every locked image and chart into one offline bundle file (connected host).
     ///
-    /// Blobs stream into a content-addressed cache (verified, shared between bundles, resumed
-    /// after an interruption), then the bundle is written as one tar that is an OCI image
-    /// layout: `skopeo copy oci-archive:coder.bundle:<ref> ...` reads it.
+    /// The bundle is one tar that is an OCI image layout (`skopeo copy
+    /// oci-archive:coder.bundle:<ref> ...` reads it). It is laid out first, then every blob is
+    /// streamed straight into its place, verified, many at once; a killed run resumes from the
+    /// journal beside `<FILE>.partial`. The cache keeps finished bundles, so a re-bundle of an
+    /// unchanged lock is near-free and a new version copies the blobs it shares locally.
     Bundle(BundleArgs),
     /// Re-hash every blob of a bundle and check its signature; exits non-zero on any problem.
     Verify(VerifyArgs),
@@ -122,7 +124,8 @@ pub struct BundleArgs {
     /// Overwrite the bundle file if it exists.
     #[arg(long)]
     pub force: bool,
-    /// The content-addressed blob cache. Default: ~/.cache/coder-install/blob-cache.
+    /// The cache of manifests, charts and earlier bundles (which share disk with their outputs
+    /// by hard links). Default: ~/.cache/coder-install/blob-cache.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Blobs downloaded at once.

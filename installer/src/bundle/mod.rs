@@ -320,6 +320,13 @@ async fn assemble(
     let file = Arc::new(opened.file);
 
     let progress = Progress::new("bundling", plan.unique_size(), options.quiet);
+    if opened.continued {
+        progress.log(&format!(
+            "continuing the interrupted run in {} ({} blobs done before, each checked again)",
+            partial.display(),
+            resumed.done.len()
+        ));
+    }
     let all_packs = packs.all();
     let filler = fill::Filler {
         file: Arc::clone(&file),
