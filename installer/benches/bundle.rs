@@ -58,13 +58,7 @@ async fn run() {
     let lock = work.path().join("images.lock");
     let host = registry.host();
     let insecure = ["--insecure-registry", host.as_str()];
-    coder_install(
-        &[
-            &["lock", "--spec", path(&spec), "-o", path(&lock)][..],
-            &insecure[..],
-        ]
-        .concat(),
-    );
+    lock_spec(&spec, &lock, &insecure);
 
     // Ours, cold cache.
     let cache = work.path().join("cache");
@@ -94,13 +88,7 @@ async fn run() {
         .replace("bench/image5:1", "bench/image5:2")
         .replace("version: 1.0.0", "version: 2.0.0");
     std::fs::write(&spec_v2, text_v2).expect("spec v2");
-    coder_install(
-        &[
-            &["lock", "--spec", path(&spec_v2), "-o", path(&lock_v2)][..],
-            &insecure[..],
-        ]
-        .concat(),
-    );
+    lock_spec(&spec_v2, &lock_v2, &insecure);
     let v2_output = work.path().join("v2.bundle");
     let next_version = timed(|| {
         coder_install(&bundle_args(&spec_v2, &lock_v2, &cache, &v2_output, &insecure));
@@ -226,7 +214,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     )
     .expect("spec");
     let lock = work.join("large.lock");
-    coder_install(&[&["lock", "--spec", path(&spec), "-o", path(&lock)][..], insecure].concat());
+    lock_spec(&spec, &lock, insecure);
     let (cache, output) = (work.join("large-cache"), work.join("large.bundle"));
     let args = bundle_args(&spec, &lock, &cache, &output, insecure);
     let peak = peak_rss_mib(&args);
@@ -345,6 +333,11 @@ fn bundle_args<'a>(
     ];
     args.extend_from_slice(insecure);
     args
+}
+
+/// `coder-install lock` of `spec` into `lock`.
+fn lock_spec(spec: &Path, lock: &Path, insecure: &[&str]) {
+    coder_install(&[&["lock", "--spec", path(spec), "-o", path(lock)][..], insecure].concat());
 }
 
 fn coder_install(args: &[&str]) {

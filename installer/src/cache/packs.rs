@@ -109,7 +109,7 @@ impl Packs {
                 Some((used, self.get(identity)?))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
         found.into_iter().map(|(_, pack)| pack).collect()
     }
 
