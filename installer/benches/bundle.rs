@@ -36,12 +36,27 @@ async fn run() {
         registry.push_image(&repository, image).await.expect("push");
         refs.push(format!("{}/{repository}", registry.host()));
     }
-    let unique: std::collections::BTreeMap<&str, usize> = images
+    // Every unique blob with the URL of one repository that holds it (the registry serves a blob
+    // only from a repository it was pushed to); manifests from the manifests endpoint, which
+    // needs their media type in `Accept`.
+    let mut unique: std::collections::BTreeMap<&str, (usize, String)> = Default::default();
+    let manifest_types: std::collections::BTreeMap<&str, &str> = images
         .iter()
-        .flat_map(|image| image.layers.iter().chain([&image.config, &image.manifest]))
-        .map(|blob| (blob.digest.as_str(), blob.data.len()))
+        .map(|image| (image.manifest.digest.as_str(), image.manifest.media_type.as_str()))
         .collect();
-    let unique_bytes: usize = unique.values().sum();
+    for (index, image) in images.iter().enumerate() {
+        let repository = format!("http://{}/v2/bench/image{index}", registry.host());
+        unique.entry(image.manifest.digest.as_str()).or_insert_with(|| {
+            let url = format!("{repository}/manifests/{}", image.manifest.digest);
+            (image.manifest.data.len(), url)
+        });
+        for blob in image.layers.iter().chain([&image.config]) {
+            unique
+                .entry(blob.digest.as_str())
+                .or_insert_with(|| (blob.data.len(), format!("{repository}/blobs/{}", blob.digest)));
+        }
+    }
+    let unique_bytes: usize = unique.values().map(|(size, _)| size).sum();
     println!(
         "image set: {} images, {} unique blobs, {:.0} MiB unique",
         images.len(),
@@ -114,30 +129,29 @@ async fn run() {
         ]));
     });
 
-    // Every unique blob once, 8 parallel curl processes.
-    let urls: Vec<String> = unique
-        .keys()
-        .map(|digest| format!("http://{host}/v2/bench/image0/blobs/{digest}"))
-        .collect();
+    // Every unique blob once, by 8 curl processes running side by side.
     let curl_dir = work.path().join("curl");
     std::fs::create_dir_all(&curl_dir).expect("curl dir");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Vec<(&str, &String)> = unique.iter().map(|(digest, (_, url))| (*digest, url)).collect();
     let curl = timed(|| {
-        for chunk in urls.chunks(urls.len().div_ceil(8)) {
-            let mut children = Vec::new();
-            for url in chunk {
-                let out = curl_dir.join(url.rsplit(':').next().unwrap_or("blob"));
-                children.push(
-                    Command::new("curl")
-                        .args(["-sf", "-o", path(&out), url])
-                        .stdout(Stdio::null())
-                        .spawn()
-                        .expect("curl"),
-                );
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    while let Some((digest, url)) =
+                        jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let out = curl_dir.join(digest.trim_start_matches("sha256:"));
+                        let mut curl = Command::new("curl");
+                        curl.args(["-sSf", "-o", path(&out), url]);
+                        if let Some(media_type) = manifest_types.get(digest) {
+                            curl.args(["-H", &format!("Accept: {media_type}")]);
+                        }
+                        run_quiet(&mut curl);
+                    }
+                });
             }
-            for mut child in children {
-                let _ = child.wait();
-            }
-        }
+        });
     });
 
     let verify_started = Instant::now();
