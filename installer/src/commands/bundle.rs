@@ -22,7 +22,14 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
             (None, None) => None,
         },
     };
-    let summary = create(&inputs, &options).await?;
+    let summary = tokio::select! {
+        summary = create(&inputs, &options) => summary?,
+        // Stop the downloads but keep the partial bundle and its journal for the next run.
+        Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
+            "interrupted; {} and its journal are kept: run the same command again to continue",
+            crate::bundle::write::partial_path(&options.output).display()
+        ),
+    };
     match args.format {
         OutputFormat::Json => super::print_json(&summary),
         OutputFormat::Text => {

@@ -1,5 +1,8 @@
 use std::os::unix::fs::FileExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use coder_install::bundle::read::BundleReader;
 use coder_testenv::RegistryFlavour;
@@ -469,7 +472,7 @@ async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
 }
 
 #[tokio::test]
-async fn a_killed_bundle_run_resumes_without_downloading_again() {
+async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again() {
     use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 
     let world = World::new(RegistryFlavour::Plain).await;
@@ -492,11 +495,7 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
     let bundle = world.path("big.bundle");
     let mut args = world.bundle_args(&bundle);
     args.extend(world.registry_args());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(&args)
-        .spawn()
-        .expect("start bundle");
-    // The run records in its journal how far each download got; wait for 8 MiB of the layer.
+    // The run records in its journal how far each download got.
     let journal = world.path("big.bundle.partial.journal");
     let progress = |journal: &std::path::Path| {
         std::fs::read_to_string(journal)
@@ -507,23 +506,43 @@ async fn a_killed_bundle_run_resumes_without_downloading_again() {
             .max()
             .unwrap_or(0)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while progress(&journal) < (8 << 20) {
-        assert!(std::time::Instant::now() < deadline, "the download never started");
+    // Interrupted twice: with Ctrl-C once 8 MiB of the layer are in, then killed outright once
+    // 8 MiB more are.
+    let mut left = 0;
+    for signal in [Signal::SIGINT, Signal::SIGKILL] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bundle");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while progress(&journal) < left + (8 << 20) {
+            assert!(std::time::Instant::now() < deadline, "the download never went on");
+            assert!(
+                child.try_wait().expect("poll").is_none(),
+                "the run finished before it could be interrupted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal the run");
+        let output = child.wait_with_output().expect("reap");
+        assert!(!output.status.success(), "an interrupted run reported success");
+        if signal == Signal::SIGINT {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("run the same command again"), "{stderr}");
+        }
+        left = progress(&journal);
         assert!(
-            child.try_wait().expect("poll").is_none(),
-            "the run finished before it could be interrupted"
+            !bundle.exists(),
+            "an interrupted run left a bundle that looks complete"
         );
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(
+            world.path("big.bundle.partial").exists(),
+            "the partial bundle was lost"
+        );
     }
-    child.kill().expect("kill");
-    child.wait().expect("reap");
-    let left = progress(&journal);
-    assert!(!bundle.exists(), "a killed run left a bundle that looks complete");
-    assert!(
-        world.path("big.bundle.partial").exists(),
-        "the partial bundle was lost"
-    );
 
     let (bundle, summary) = world.bundle("big.bundle");
     let resumed = summary["resumed_bytes"].as_u64().expect("resumed");
