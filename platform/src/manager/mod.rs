@@ -101,11 +101,16 @@ pub struct AppState {
     pub envproxy_token: Option<Arc<str>>,
 }
 
-/// A started manager: database migrated (if asked), first admin present, state watch running.
+/// How often the manager deletes dead session tokens (also once at start).
+const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A started manager: database migrated (if asked), first admin present, state watch and
+/// session purge running.
 pub struct Manager {
     state: AppState,
     generated_admin_password: Option<String>,
     watch: Option<AbortOnDrop>,
+    purge: AbortOnDrop,
 }
 
 /// A background task that ends when its handle is dropped.
@@ -177,6 +182,7 @@ impl Manager {
         let watch = cluster
             .clone()
             .map(|cluster| AbortOnDrop(tokio::spawn(cluster.watch_states(pool.clone()))));
+        let purge = AbortOnDrop(tokio::spawn(purge_dead_sessions(pool.clone())));
         let state = AppState {
             pool,
             limiter: Arc::new(RateLimiter::new(config.login_burst, config.login_per_minute)),
@@ -190,6 +196,7 @@ impl Manager {
             state,
             generated_admin_password,
             watch,
+            purge,
         })
     }
 
@@ -208,7 +215,7 @@ impl Manager {
         api::router(self.state.clone())
     }
 
-    /// Serves on `listener` until `shutdown` completes, then stops the watch.
+    /// Serves on `listener` until `shutdown` completes, then stops the background tasks.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -223,8 +230,25 @@ impl Manager {
             .await
             .map_err(|source| StartError::Serve { addr, source });
         drop(self.watch);
+        drop(self.purge);
         self.state.pool.close().await;
         served
+    }
+}
+
+/// Deletes dead session tokens now and every [`SESSION_PURGE_INTERVAL`]: every login adds a
+/// row, and without this the table only grows.
+async fn purge_dead_sessions(pool: sqlx::PgPool) {
+    let mut ticks = tokio::time::interval(SESSION_PURGE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match service::keys::purge_dead_sessions(&pool).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired and revoked session tokens"),
+            Err(error) => {
+                tracing::warn!(%error, "deleting expired session tokens failed; trying again in an hour");
+            }
+        }
     }
 }
 

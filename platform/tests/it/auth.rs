@@ -1,10 +1,12 @@
 //! Login, token use, logout and revocation, API keys, rate limiting, the first admin.
 
+use std::time::Duration;
+
 use coder_platform::manager::{Manager, ManagerArgs};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{ADMIN_EMAIL, Env, MEMBER_PASSWORD, Options, assert_error};
+use crate::harness::{ADMIN_EMAIL, Env, MEMBER_PASSWORD, Options, assert_error, eventually};
 
 #[tokio::test]
 async fn login_token_use_logout_and_revocation() {
@@ -250,4 +252,47 @@ async fn the_first_start_generates_an_admin_password_once() {
         .await
         .expect("hash");
     assert!(hash.starts_with("$argon2id$") && !hash.contains(&password));
+}
+
+#[tokio::test]
+async fn a_starting_manager_deletes_dead_session_tokens_and_keeps_api_keys() {
+    let env = Env::start().await;
+    let (_, live) = env.create_member("sessions@example.com").await;
+    let expired = env.login("sessions@example.com", MEMBER_PASSWORD).await;
+    let logged_out = env.login("sessions@example.com", MEMBER_PASSWORD).await;
+    let (status, _) = env
+        .call(Method::POST, "/auth/logout", Some(&logged_out), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, created) = env
+        .post("/api/v0/api-keys", &live, json!({ "name": "old key" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let old_key = created["api_key"]["id"].as_str().expect("id").to_owned();
+    let id = |token: &str| token.split_once('-').expect("token format").0.to_owned();
+    let pool = sqlx::PgPool::connect(&env.database_url).await.expect("connect");
+    for dead in [id(&expired), old_key.clone()] {
+        sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = $1")
+            .bind(dead)
+            .execute(&pool)
+            .await
+            .expect("expire");
+    }
+
+    // A manager starting on this database purges at once (and every hour after).
+    let _second = Manager::start(ManagerArgs::for_database(&env.database_url), None)
+        .await
+        .expect("start another manager");
+    let remaining = eventually("the dead sessions to go", Duration::from_secs(10), || async {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("list tokens");
+        (!ids.contains(&id(&expired)) && !ids.contains(&id(&logged_out))).then_some(ids)
+    })
+    .await;
+    assert!(remaining.contains(&id(&live)), "a live session was deleted");
+    assert!(remaining.contains(&old_key), "an expired API key was deleted");
+    let (status, _) = env.get("/api/v0/users/me", &live).await;
+    assert_eq!(status, StatusCode::OK);
 }

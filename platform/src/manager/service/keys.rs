@@ -121,6 +121,18 @@ pub async fn revoke(pool: &PgPool, key_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Deletes the session tokens that can never authenticate again (expired, or revoked by a
+/// logout or a password change); returns how many. API keys stay, dead or alive, so that their
+/// owners and admins still see them listed until they delete them.
+pub async fn purge_dead_sessions(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM api_keys WHERE kind = 'session' AND (revoked OR expires_at <= now())")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// Resolves a presented token to its user: unknown, wrong, revoked and expired tokens are all
 /// the same 401.
 pub async fn authenticate(pool: &PgPool, id: &str, secret: &str) -> ApiResult<Actor> {
