@@ -336,22 +336,6 @@ pub fn markdown(report: &AuditReport) -> String {
     out
 }
 
-/// Escapes text for HTML.
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .6em;\
 text-align:left;vertical-align:top}th{background:#f2f2f2}code{font-size:12px}\
@@ -372,15 +356,15 @@ pub fn html(report: &AuditReport) -> String {
     let _ = writeln!(
         out,
         "<h1>Allowlist audit for {}</h1>\n<p id=\"verdict\" class=\"{}\" data-passed=\"{}\">{word}</p>\n<p id=\"summary\"><strong>{}</strong></p>",
-        html_escape(&report.release),
+        tera::escape_html(&report.release),
         word.to_ascii_lowercase(),
         report.verdict.passed,
-        html_escape(&report.summary.line(report.probed)),
+        tera::escape_html(&report.summary.line(report.probed)),
     );
     let _ = writeln!(
         out,
         "<p>{} at {}{}.</p>\n<table><tr><th>input</th><th>source</th><th>digest</th></tr>",
-        html_escape(&report.tool),
+        tera::escape_html(&report.tool),
         report.generated_at,
         if report.probed {
             ", probed from this host"
@@ -392,19 +376,19 @@ pub fn html(report: &AuditReport) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            html_escape(&input.role),
-            html_escape(&input.source),
-            html_escape(&input.digest)
+            tera::escape_html(&input.role),
+            tera::escape_html(&input.source),
+            tera::escape_html(&input.digest)
         );
     }
     out.push_str("</table>\n");
     if !report.verdict.reasons.is_empty() || !report.verdict.warnings.is_empty() {
         out.push_str("<ul id=\"reasons\">\n");
         for reason in &report.verdict.reasons {
-            let _ = writeln!(out, "<li class=\"fail\">{}</li>", html_escape(reason));
+            let _ = writeln!(out, "<li class=\"fail\">{}</li>", tera::escape_html(reason));
         }
         for warning in &report.verdict.warnings {
-            let _ = writeln!(out, "<li>{}</li>", html_escape(warning));
+            let _ = writeln!(out, "<li>{}</li>", tera::escape_html(warning));
         }
         out.push_str("</ul>\n");
     }
@@ -416,9 +400,9 @@ pub fn html(report: &AuditReport) -> String {
         let _ = write!(out, "<tr class=\"{class}\">");
         for (index, cell) in cells.iter().enumerate() {
             if index == 1 {
-                let _ = write!(out, "<td><code>{}</code></td>", html_escape(cell));
+                let _ = write!(out, "<td><code>{}</code></td>", tera::escape_html(cell));
             } else {
-                let _ = write!(out, "<td>{}</td>", html_escape(cell));
+                let _ = write!(out, "<td>{}</td>", tera::escape_html(cell));
             }
         }
         out.push_str("</tr>\n");
@@ -431,8 +415,8 @@ pub fn html(report: &AuditReport) -> String {
                 out,
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 malformed.location,
-                html_escape(&malformed.text),
-                html_escape(&malformed.reason)
+                tera::escape_html(&malformed.text),
+                tera::escape_html(&malformed.reason)
             );
         }
         out.push_str("</table>\n");
@@ -445,8 +429,8 @@ pub fn html(report: &AuditReport) -> String {
                 out,
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 entry.location,
-                html_escape(&entry.text),
-                html_escape(&findings.join("; "))
+                tera::escape_html(&entry.text),
+                tera::escape_html(&findings.join("; "))
             );
         }
         out.push_str("</table>\n");
@@ -463,18 +447,18 @@ pub fn html(report: &AuditReport) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td></tr>",
-            html_escape(&flow.from),
-            html_escape(&flow.to),
+            tera::escape_html(&flow.from),
+            tera::escape_html(&flow.to),
             flow.port,
             flow.protocol,
-            html_escape(&flow.purpose)
+            tera::escape_html(&flow.purpose)
         );
     }
     out.push_str("</table>\n");
     if !report.notes.is_empty() {
         out.push_str("<h2>Notes</h2>\n<ul>\n");
         for note in &report.notes {
-            let _ = writeln!(out, "<li>{}</li>", html_escape(note));
+            let _ = writeln!(out, "<li>{}</li>", tera::escape_html(note));
         }
         out.push_str("</ul>\n");
     }
