@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bundle_spec::{DEFAULT_LOCK, ImageLock};
+use bundle_spec::ImageLock;
 
 use super::deploy_args::parse_duration;
-use super::{load_spec, registry_options};
+use super::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
 use crate::allowlist::endpoints::{RequirementInputs, required};
 use crate::allowlist::probe::ProbeOptions;
 use crate::allowlist::report::InputDigest;
@@ -165,32 +165,22 @@ struct Inputs {
 
 fn load(args: &InputArgs) -> anyhow::Result<Inputs> {
     let (spec, spec_text, spec_dir) = load_spec(args.spec.as_deref())?;
-    let lock_path = args.lock.clone().or_else(|| {
-        spec_dir
-            .map(|dir| dir.join("images.lock"))
-            .filter(|path| path.exists())
-    });
-    let (lock_text, lock_source) = match (&lock_path, &args.spec) {
-        (Some(path), _) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading lock {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        (None, None) => (DEFAULT_LOCK.to_owned(), "built-in lock".to_owned()),
-        (None, Some(_)) => (String::new(), String::new()),
-    };
-    let lock = if lock_text.is_empty() {
-        ImageLock {
-            version: bundle_spec::LOCK_FORMAT_VERSION,
-            spec: bundle_spec::LockedSpec {
-                name: spec.name.clone(),
-                version: spec.version.clone(),
+    let loaded = read_lock(args.lock.as_deref(), spec_dir.as_deref(), LockNeed::Optional)?;
+    let (lock, lock_source) = match loaded {
+        Some(LoadedLock { lock, text, source }) => (lock, Some((source, sha256_digest(text.as_bytes())))),
+        None => (
+            ImageLock {
+                version: bundle_spec::LOCK_FORMAT_VERSION,
+                spec: bundle_spec::LockedSpec {
+                    name: spec.name.clone(),
+                    version: spec.version.clone(),
+                },
+                locked_at: jiff::Timestamp::UNIX_EPOCH,
+                images: Vec::new(),
+                charts: Vec::new(),
             },
-            locked_at: jiff::Timestamp::UNIX_EPOCH,
-            images: Vec::new(),
-            charts: Vec::new(),
-        }
-    } else {
-        ImageLock::from_yaml(&lock_text, &lock_source)?
+            None,
+        ),
     };
     Ok(Inputs {
         spec_source: args
@@ -200,7 +190,7 @@ fn load(args: &InputArgs) -> anyhow::Result<Inputs> {
         spec,
         spec_text,
         lock,
-        lock_source: (!lock_text.is_empty()).then(|| (lock_source, sha256_digest(lock_text.as_bytes()))),
+        lock_source,
     })
 }
 

@@ -47,12 +47,52 @@ pub(crate) fn load_spec(path: Option<&Path>) -> anyhow::Result<(BundleSpec, Stri
 /// Loads spec and lock as `bundle` and `apply` take them.
 pub(crate) fn load_inputs(args: &InputArgs) -> anyhow::Result<Inputs> {
     let (spec, spec_text, spec_dir) = load_spec(args.spec.as_deref())?;
-    let lock_path = args
-        .lock
-        .clone()
-        .or_else(|| spec_dir.as_ref().map(|dir| dir.join("images.lock")));
-    let (lock_text, lock_source) = match &lock_path {
-        Some(path) => (
+    let LoadedLock { lock, text, .. } =
+        read_lock(args.lock.as_deref(), spec_dir.as_deref(), LockNeed::Required)?
+            .ok_or_else(|| anyhow::anyhow!("no lock; run `coder-install lock` to make one"))?;
+    Ok(Inputs {
+        spec,
+        spec_text,
+        lock,
+        lock_text: text,
+        spec_dir,
+    })
+}
+
+/// Whether a command can do without a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockNeed {
+    /// A spec file needs `images.lock` beside it (or `--lock`).
+    Required,
+    /// A spec file without a lock beside it is fine.
+    Optional,
+}
+
+/// A lock as read.
+pub(crate) struct LoadedLock {
+    /// The parsed lock.
+    pub lock: ImageLock,
+    /// Its exact text.
+    pub text: String,
+    /// Where it came from (a path, or `built-in lock`).
+    pub source: String,
+}
+
+/// Reads the lock: `lock` if given, else `images.lock` in `spec_dir` (the spec file's folder),
+/// else the built-in lock when the spec is the built-in one. `None` only for an optional lock
+/// that is not there.
+pub(crate) fn read_lock(
+    lock: Option<&Path>,
+    spec_dir: Option<&Path>,
+    need: LockNeed,
+) -> anyhow::Result<Option<LoadedLock>> {
+    let path = lock.map(Path::to_path_buf).or_else(|| {
+        spec_dir
+            .map(|dir| dir.join("images.lock"))
+            .filter(|path| need == LockNeed::Required || path.exists())
+    });
+    let (text, source) = match (&path, spec_dir) {
+        (Some(path), _) => (
             std::fs::read_to_string(path).map_err(|error| {
                 anyhow::anyhow!(
                     "reading lock {}: {error}; run `coder-install lock` to make it",
@@ -61,16 +101,14 @@ pub(crate) fn load_inputs(args: &InputArgs) -> anyhow::Result<Inputs> {
             })?,
             path.display().to_string(),
         ),
-        None => (DEFAULT_LOCK.to_owned(), "built-in lock".to_owned()),
+        (None, None) => (DEFAULT_LOCK.to_owned(), "built-in lock".to_owned()),
+        (None, Some(_)) => return Ok(None),
     };
-    let lock = ImageLock::from_yaml(&lock_text, &lock_source)?;
-    Ok(Inputs {
-        spec,
-        spec_text,
-        lock,
-        lock_text,
-        spec_dir,
-    })
+    Ok(Some(LoadedLock {
+        lock: ImageLock::from_yaml(&text, &source)?,
+        text,
+        source,
+    }))
 }
 
 /// Registry options from the flags and the Docker config.
