@@ -514,34 +514,82 @@ pub async fn create_user(
     }
 }
 
-/// `GET /admin/license`.
-pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    let (token, user) = match signed_in_admin(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    let (csrf, cookie) = session::csrf_token(&state.args, &headers);
+async fn license_page(
+    state: &DashState,
+    headers: &HeaderMap,
+    token: &str,
+    user: &UserView,
+    failed: Option<(StatusCode, String)>,
+) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let status: Result<Value, _> = state
         .client
         .call(
             Method::GET,
             "/api/v0/license",
-            Caller::user(&token, request_id::of(&headers)),
+            Caller::user(token, request_id::of(headers)),
             None,
         )
         .await;
-    let (code, error, content) = match status {
-        Ok(value) => (StatusCode::OK, None, pages::license(&value)),
-        Err(error) => {
+    let (code, error, content) = match (status, failed) {
+        (Ok(value), None) => (StatusCode::OK, None, pages::license(&csrf, &value)),
+        (Ok(value), Some((code, text))) => (code, Some(text), pages::license(&csrf, &value)),
+        (Err(error), _) => {
             let (code, text) = explain(&error);
             (code, Some(text), String::new())
         }
     };
     let frame = Frame {
         title: "License",
-        user: Some(&user),
+        user: Some(user),
         csrf: &csrf,
         error: error.as_deref(),
     };
     page(code, [cookie], pages::layout(&frame, &content))
+}
+
+/// `GET /admin/license`.
+pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Response {
+    match signed_in_admin(&state, &headers).await {
+        Ok((token, user)) => license_page(&state, &headers, &token, &user, None).await,
+        Err(response) => response,
+    }
+}
+
+/// The "install a license" form.
+#[derive(Debug, Deserialize)]
+pub struct LicenseForm {
+    #[serde(default)]
+    license: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /admin/license`: installs the pasted license (the manager verifies it first).
+pub async fn install_license(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    Form(form): Form<LicenseForm>,
+) -> Response {
+    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
+        return csrf_refused(&state, &headers);
+    }
+    let (token, user) = match signed_in_admin(&state, &headers).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let body = json!({ "license": form.license.trim() });
+    let installed: Result<Value, _> = state
+        .client
+        .call(
+            Method::POST,
+            "/api/v0/license",
+            Caller::user(&token, request_id::of(&headers)),
+            Some(&body),
+        )
+        .await;
+    match installed {
+        Ok(_) => see_other("/admin/license", []),
+        Err(error) => license_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+    }
 }

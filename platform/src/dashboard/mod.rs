@@ -58,7 +58,10 @@ pub fn router(state: DashState) -> Router {
         .route("/workspaces", post(handlers::create_workspace))
         .route("/workspaces/{id}/{verb}", post(handlers::workspace_action))
         .route("/admin/users", get(handlers::users).post(handlers::create_user))
-        .route("/admin/license", get(handlers::license))
+        .route(
+            "/admin/license",
+            get(handlers::license).post(handlers::install_license),
+        )
         .route("/assets/style.css", get(assets::style))
         .route("/healthz", get(handlers::healthz))
         .layer(axum::middleware::from_fn(assets::security_headers))

@@ -163,8 +163,8 @@ pub fn users(csrf: &str, list: &[UserView]) -> String {
     )
 }
 
-/// The license status (admins).
-pub fn license(status: &Value) -> String {
+/// The license status and the form to install a new one (admins).
+pub fn license(csrf: &str, status: &Value) -> String {
     let field = |key: &str| match &status[key] {
         Value::Null => "—".to_owned(),
         Value::String(text) => escape(text),
@@ -189,5 +189,11 @@ pub fn license(status: &Value) -> String {
         )
     })
     .collect();
-    format!("<table id=\"license\">{rows}</table>")
+    format!(
+        "<table id=\"license\">{rows}</table><h2>Install a license</h2>\
+         <form method=\"post\" action=\"/admin/license\" class=\"card\">{csrf}\
+         <label>License <textarea name=\"license\" id=\"license-token\" rows=\"4\" required spellcheck=\"false\"></textarea></label>\
+         <button type=\"submit\" id=\"install-license\">Install</button></form>",
+        csrf = csrf_field(csrf),
+    )
 }

@@ -210,6 +210,49 @@ async fn dashboard_sets_secure_cookies_checks_csrf_and_guards_admin_pages() {
     let html = license.text().await.expect("html");
     assert!(html.contains("id=\"license-tier\">free<"), "{html}");
 
+    // Admins install a license from the page; a bad one is refused there, and members cannot.
+    let install = |cookie: String, token: String| {
+        let http = http.clone();
+        let (base, csrf) = (base.clone(), csrf_cookie.clone());
+        async move {
+            http.post(format!("{base}/admin/license"))
+                .header("Cookie", cookie)
+                .form(&[("license", token.as_str()), ("csrf", csrf.as_str())])
+                .send()
+                .await
+                .expect("install license")
+        }
+    };
+    let admin_form_cookie = format!("{admin_cookie}; __Host-coder_csrf={csrf_cookie}");
+    let denied = install(cookies.clone(), crate::license::license(50, 365)).await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let refused = install(admin_form_cookie.clone(), "not-a-license".to_owned()).await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let html = refused.text().await.expect("html");
+    assert!(
+        html.contains("class=\"error\"") && html.contains("id=\"license-tier\">free<"),
+        "{html}"
+    );
+    let installed = install(
+        admin_form_cookie,
+        format!("  {}\n", crate::license::license(50, 365)),
+    )
+    .await;
+    assert_eq!(installed.status(), StatusCode::SEE_OTHER);
+    let html = http
+        .get(format!("{base}/admin/license"))
+        .header("Cookie", &admin_cookie)
+        .send()
+        .await
+        .expect("r")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("id=\"license-tier\">enterprise<") && html.contains("id=\"license-seats_allowed\">50<"),
+        "{html}"
+    );
+
     // Logging out revokes the manager session and clears the cookie.
     let logout = http
         .post(format!("{base}/logout"))

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::harness::{Env, assert_error};
 
-fn license(user_limit: u32, expires_in_days: i64) -> String {
+/// A license signed with the test key: enterprise, air-gap allowed, `user_limit` seats.
+pub(crate) fn license(user_limit: u32, expires_in_days: i64) -> String {
     let now = coder_license::time::unix_seconds(std::time::SystemTime::now());
     let claims = Claims {
         version: FORMAT_VERSION,
