@@ -490,27 +490,53 @@ pub async fn create_user(
     headers: HeaderMap,
     Form(form): Form<CreateUserForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in_admin(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let body =
         json!({ "email": form.email, "name": form.name, "password": form.password, "role": form.role });
-    let created: Result<Value, _> = state
-        .client
-        .call(
-            Method::POST,
-            "/api/v0/users",
-            Caller::user(&token, request_id::of(&headers)),
-            Some(&body),
-        )
-        .await;
-    match created {
-        Ok(_) => see_other("/admin/users", []),
-        Err(error) => users_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+    let form_post = AdminFormPost {
+        csrf: &form.csrf,
+        api_path: "/api/v0/users",
+        body,
+        back: "/admin/users",
+    };
+    form_post.send(&state, &headers, users_page).await
+}
+
+/// An admin page's form, posted: checked (CSRF, admin), sent to the manager, and answered with
+/// a redirect back to the page, or the page again with the manager's explanation.
+struct AdminFormPost<'a> {
+    csrf: &'a str,
+    api_path: &'static str,
+    body: Value,
+    back: &'static str,
+}
+
+impl AdminFormPost<'_> {
+    async fn send(
+        self,
+        state: &DashState,
+        headers: &HeaderMap,
+        page: impl AsyncFn(&DashState, &HeaderMap, &str, &UserView, Option<(StatusCode, String)>) -> Response,
+    ) -> Response {
+        if !session::csrf_valid(&state.args, headers, self.csrf) {
+            return csrf_refused(state, headers);
+        }
+        let (token, user) = match signed_in_admin(state, headers).await {
+            Ok(signed_in) => signed_in,
+            Err(response) => return response,
+        };
+        let done: Result<Value, _> = state
+            .client
+            .call(
+                Method::POST,
+                self.api_path,
+                Caller::user(&token, request_id::of(headers)),
+                Some(&self.body),
+            )
+            .await;
+        match done {
+            Ok(_) => see_other(self.back, []),
+            Err(error) => page(state, headers, &token, &user, Some(explain(&error))).await,
+        }
     }
 }
 
@@ -571,25 +597,11 @@ pub async fn install_license(
     headers: HeaderMap,
     Form(form): Form<LicenseForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in_admin(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
+    let form_post = AdminFormPost {
+        csrf: &form.csrf,
+        api_path: "/api/v0/license",
+        body: json!({ "license": form.license.trim() }),
+        back: "/admin/license",
     };
-    let body = json!({ "license": form.license.trim() });
-    let installed: Result<Value, _> = state
-        .client
-        .call(
-            Method::POST,
-            "/api/v0/license",
-            Caller::user(&token, request_id::of(&headers)),
-            Some(&body),
-        )
-        .await;
-    match installed {
-        Ok(_) => see_other("/admin/license", []),
-        Err(error) => license_page(&state, &headers, &token, &user, Some(explain(&error))).await,
-    }
+    form_post.send(&state, &headers, license_page).await
 }
