@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coder_license::test_keys::{self, TEST_KEY_ID};
 use coder_license::token::sign_parts;
-use coder_license::{Claims, FORMAT_VERSION, Features, Tier, sign};
+use coder_license::{Claims, FORMAT_VERSION, Tier, sign};
 
 const DAY: i64 = 86_400;
 
@@ -20,28 +20,13 @@ fn now() -> i64 {
     i64::try_from(since_epoch.as_secs()).expect("seconds fit i64")
 }
 
-/// A license of `tier` that started yesterday and runs for a year, with 30 days of grace.
+/// A license of `tier` that runs for a year, with 50 seats.
 pub(crate) fn claims(tier: Tier, airgap: bool) -> Claims {
-    let now = now();
-    Claims {
-        version: FORMAT_VERSION,
-        license_id: "lic-it-1".to_owned(),
-        account_name: "Example Corp".to_owned(),
-        account_id: "example-corp".to_owned(),
-        tier,
-        features: Features {
-            airgap,
-            user_limit: 50,
-        },
-        iat: now - DAY,
-        nbf: now - DAY,
-        license_expires: now + 365 * DAY,
-        grace_until: now + 395 * DAY,
-    }
+    test_keys::claims(tier, airgap, 50, 365)
 }
 
 pub(crate) fn signed(claims: &Claims) -> String {
-    sign(claims, TEST_KEY_ID, &test_keys::signing_key()).expect("sign a test license")
+    test_keys::sign(claims).expect("sign a test license")
 }
 
 /// A license file in a directory removed when the value drops.
@@ -119,7 +104,7 @@ fn a_valid_enterprise_license_verifies_also_for_airgap() {
     for args in [&[][..], &["--airgap"][..]] {
         let output = license("verify", &file, args);
         assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
-        assert!(stdout(&output).contains("lic-it-1 is valid: enterprise tier for Example Corp"));
+        assert!(stdout(&output).contains("lic-test-1 is valid: enterprise tier for Example Corp"));
         assert!(stderr(&output).is_empty(), "{}", stderr(&output));
     }
 }
@@ -132,7 +117,7 @@ fn inspect_shows_tier_features_account_window_and_verdict() {
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "lic-it-1 (format version 1, verified)",
+        "lic-test-1 (format version 1, verified)",
         "Example Corp (id example-corp)",
         "tier:           enterprise",
         "user limit:     50",

@@ -1,32 +1,17 @@
 //! The license endpoint: free tier without one, admin-only uploads verified with the same keys as
 //! the installer, and the seat limit enforced when accounts are created.
 
-use coder_license::test_keys::{TEST_KEY_ID, signing_key};
-use coder_license::{Claims, FORMAT_VERSION, Features, Tier, sign};
+use coder_license::Tier;
+use coder_license::test_keys;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Env, assert_error};
 
-/// A license signed with the test key: enterprise, air-gap allowed, `user_limit` seats.
+/// An enterprise license signed with the test key, air-gap allowed, with `user_limit` seats.
 pub(crate) fn license(user_limit: u32, expires_in_days: i64) -> String {
-    let now = coder_license::time::unix_seconds(std::time::SystemTime::now());
-    let claims = Claims {
-        version: FORMAT_VERSION,
-        license_id: "lic-test-1".to_owned(),
-        account_name: "Example Corp".to_owned(),
-        account_id: "example-corp".to_owned(),
-        tier: Tier::Enterprise,
-        features: Features {
-            airgap: true,
-            user_limit,
-        },
-        iat: now - 10 * 86_400,
-        nbf: now - 10 * 86_400,
-        license_expires: now + expires_in_days * 86_400,
-        grace_until: now + (expires_in_days + 30) * 86_400,
-    };
-    sign(&claims, TEST_KEY_ID, &signing_key()).expect("sign test license")
+    let claims = test_keys::claims(Tier::Enterprise, true, user_limit, expires_in_days);
+    test_keys::sign(&claims).expect("sign test license")
 }
 
 #[tokio::test]
