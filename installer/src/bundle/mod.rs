@@ -32,7 +32,7 @@ use bundle_spec::{BundleSpec, ChartSource, ImageLock};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::cache::{BlobCache, Packs};
+use crate::cache::{BlobCache, Kept, Packs};
 use crate::progress::Progress;
 use crate::registry::{RegistryClient, RegistryOptions, sha256_digest};
 use layout::{BlobPlace, Content, TarLayout};
@@ -203,14 +203,21 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
         },
         false => {
             let totals = assemble(&layout, &identity, &plan, &cache, &packs, &client, options).await?;
-            if let Err(error) = packs.add(&options.output, &identity, layout.blobs())
-                && !options.quiet
-            {
-                eprintln!(
+            match packs.add(&options.output, &identity, layout.blobs()) {
+                Ok(Kept::Linked) => {}
+                Ok(Kept::Copied) if !options.quiet => eprintln!(
+                    "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
+                     (a cache on the same filesystem keeps a hard link instead)",
+                    options.cache_dir.display(),
+                    options.output.display()
+                ),
+                Ok(Kept::Copied) => {}
+                Err(error) if !options.quiet => eprintln!(
                     "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
                     options.output.display(),
                     options.cache_dir.display()
-                );
+                ),
+                Err(_) => {}
             }
             totals
         }

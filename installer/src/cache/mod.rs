@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::blob_io;
 use crate::registry::RegistryError;
-pub use packs::{Pack, Packs};
+pub use packs::{Kept, Pack, Packs};
 
 /// A content-addressed store of verified blobs and earlier bundles.
 #[derive(Debug, Clone)]

@@ -120,16 +120,16 @@ impl Packs {
         bundle: &Path,
         identity: &str,
         blobs: impl Iterator<Item = BlobPlace<'a>>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Kept> {
         let path = self.bundle_path(identity);
         let _ = std::fs::remove_file(&path);
-        link_or_copy(bundle, &path)?;
+        let kept = link_or_copy(bundle, &path)?;
         let blobs = blobs
             .map(|blob| (blob.digest.to_owned(), (blob.offset, blob.size)))
             .collect();
         self.write_record(identity, blobs)?;
         self.evict();
-        Ok(())
+        Ok(kept)
     }
 
     /// Puts the pack's bundle at `target` (a hard link, or a copy across filesystems) and
@@ -167,12 +167,21 @@ impl Packs {
     }
 }
 
+/// How a bundle was kept in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// A hard link: no extra disk while the other name exists.
+    Linked,
+    /// A copy (the cache is on another filesystem, or one without hard links).
+    Copied,
+}
+
 /// A hard link from `source` to `target`, or a copy where a link cannot be made (another
 /// filesystem, or one without hard links).
-fn link_or_copy(source: &Path, target: &Path) -> std::io::Result<()> {
+fn link_or_copy(source: &Path, target: &Path) -> std::io::Result<Kept> {
     match std::fs::hard_link(source, target) {
-        Ok(()) => Ok(()),
-        Err(_) => std::fs::copy(source, target).map(drop),
+        Ok(()) => Ok(Kept::Linked),
+        Err(_) => std::fs::copy(source, target).map(|_| Kept::Copied),
     }
 }
 
@@ -213,6 +222,34 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&output, b"bundle bytez").expect("modify");
         assert!(!pack.unchanged());
+    }
+
+    #[test]
+    fn a_bundle_on_another_filesystem_is_copied_into_the_cache() {
+        // /dev/shm is a tmpfs on Linux; the cache is on the filesystem of the temporary folder.
+        let other = tempfile::tempdir_in("/dev/shm").expect("a folder on /dev/shm");
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_ne!(
+            std::fs::metadata(other.path()).expect("stat").dev(),
+            std::fs::metadata(dir.path()).expect("stat").dev(),
+            "/dev/shm and the temporary folder share a filesystem"
+        );
+        std::fs::create_dir_all(dir.path().join("packs")).expect("dir");
+        let packs = Packs::new(dir.path().join("packs"));
+        let output = other.path().join("out.bundle");
+        std::fs::write(&output, b"bundle bytes").expect("output");
+        let kept = packs.add(&output, "id1", std::iter::empty()).expect("add");
+        assert_eq!(kept, Kept::Copied);
+        let pack = packs.get("id1").expect("pack");
+        assert!(pack.unchanged());
+        assert_eq!(std::fs::read(&pack.path).expect("pack"), b"bundle bytes");
+
+        let output = dir.path().join("same-filesystem.bundle");
+        std::fs::write(&output, b"other bytes").expect("output");
+        assert_eq!(
+            packs.add(&output, "id2", std::iter::empty()).expect("add"),
+            Kept::Linked
+        );
     }
 
     #[test]
