@@ -73,7 +73,7 @@ impl Filler<'_> {
             });
         }
         if self.copy_from_cache(blob, &item).await? {
-            self.journal.record_done(blob.digest)?;
+            self.record_done(blob.digest)?;
             return Ok(Filled {
                 cached: true,
                 ..Filled::default()
@@ -90,7 +90,7 @@ impl Filler<'_> {
             );
         };
         let filled = self.download(blob, repository, &item).await?;
-        self.journal.record_done(blob.digest)?;
+        self.record_done(blob.digest)?;
         if filled.downloaded > 0 {
             self.progress.log(&format!(
                 "fetched {} ({})",
@@ -99,6 +99,12 @@ impl Filler<'_> {
             ));
         }
         Ok(filled)
+    }
+
+    fn record_done(&self, digest: &str) -> anyhow::Result<()> {
+        self.journal
+            .record_done(digest)
+            .map_err(|error| anyhow::anyhow!("writing {}: {error}", self.journal.path().display()))
     }
 
     /// Whether the blob's place in the partial file already holds it (written by an earlier run).
