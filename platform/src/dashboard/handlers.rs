@@ -234,16 +234,16 @@ pub async fn logout(
     see_other("/login", [session::clear_session_cookie(&state.args)])
 }
 
-/// Lists `path` for a page: the page's status and error (a failed form's, else the listing's
-/// own failure) and the items (none when the listing failed).
-async fn list_for_page<T: serde::de::DeserializeOwned>(
+/// Fetches `path` for a page: the page's status and error (a failed form's, else the fetch's
+/// own failure) and what was fetched (`T::default()`, e.g. no items, when the fetch failed).
+async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
     state: &DashState,
     headers: &HeaderMap,
     token: &str,
     path: &str,
     failed: Option<(StatusCode, String)>,
-) -> (StatusCode, Option<String>, Vec<T>) {
-    let listed: Result<Vec<T>, _> = state
+) -> (StatusCode, Option<String>, T) {
+    let fetched: Result<T, _> = state
         .client
         .call(
             Method::GET,
@@ -252,12 +252,12 @@ async fn list_for_page<T: serde::de::DeserializeOwned>(
             None,
         )
         .await;
-    match (failed, listed) {
-        (Some((status, text)), Ok(list)) => (status, Some(text), list),
-        (None, Ok(list)) => (StatusCode::OK, None, list),
+    match (failed, fetched) {
+        (Some((status, text)), Ok(value)) => (status, Some(text), value),
+        (None, Ok(value)) => (StatusCode::OK, None, value),
         (_, Err(error)) => {
             let (status, text) = explain(&error);
-            (status, Some(text), Vec::new())
+            (status, Some(text), T::default())
         }
     }
 }
@@ -272,7 +272,7 @@ async fn home_page(
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let (status, error, list): (_, _, Vec<WorkspaceView>) =
-        list_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
+        fetch_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
     let frame = Frame {
         title: "Workspaces",
         user: Some(user),
@@ -447,7 +447,7 @@ async fn users_page(
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let (status, error, list): (_, _, Vec<UserView>) =
-        list_for_page(state, headers, token, "/api/v0/users", failed).await;
+        fetch_for_page(state, headers, token, "/api/v0/users", failed).await;
     let frame = Frame {
         title: "Users",
         user: Some(user),
@@ -548,23 +548,9 @@ async fn license_page(
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let status: Result<Value, _> = state
-        .client
-        .call(
-            Method::GET,
-            "/api/v0/license",
-            Caller::user(token, request_id::of(headers)),
-            None,
-        )
-        .await;
-    let (code, error, content) = match (status, failed) {
-        (Ok(value), None) => (StatusCode::OK, None, pages::license(&csrf, &value)),
-        (Ok(value), Some((code, text))) => (code, Some(text), pages::license(&csrf, &value)),
-        (Err(error), _) => {
-            let (code, text) = explain(&error);
-            (code, Some(text), String::new())
-        }
-    };
+    let (code, error, status): (_, _, Option<Value>) =
+        fetch_for_page(state, headers, token, "/api/v0/license", failed).await;
+    let content = status.map_or_else(String::new, |status| pages::license(&csrf, &status));
     let frame = Frame {
         title: "License",
         user: Some(user),
