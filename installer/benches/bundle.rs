@@ -86,12 +86,7 @@ async fn run() {
     let warm = bundle("warm.bundle");
 
     // Version 2: one image's own 30 MiB layer changed, everything else shared with version 1.
-    let changed = ImageBuilder::new()
-        .layer(LayerBuilder::new().random_file("base.bin", 40 * MIB, 100 + 5 % 3))
-        .layer(LayerBuilder::new().random_file("app.bin", 30 * MIB, 300))
-        .label("bench", "5")
-        .build()
-        .expect("build version 2 image");
+    let changed = bench_image(5, 300);
     registry
         .push_image("bench/image5:2", &changed)
         .await
@@ -197,16 +192,17 @@ async fn run() {
 
 /// Six images over three shared 40 MiB bases, each with its own 30 MiB layer.
 fn fixture_set() -> Vec<Image> {
-    (0..6u64)
-        .map(|index| {
-            ImageBuilder::new()
-                .layer(LayerBuilder::new().random_file("base.bin", 40 * MIB, 100 + index % 3))
-                .layer(LayerBuilder::new().random_file("app.bin", 30 * MIB, 200 + index))
-                .label("bench", &index.to_string())
-                .build()
-                .expect("build fixture")
-        })
-        .collect()
+    (0..6u64).map(|index| bench_image(index, 200 + index)).collect()
+}
+
+/// Image `index` of the set: the shared base `index % 3` and an own layer made from `app_seed`.
+fn bench_image(index: u64, app_seed: u64) -> Image {
+    ImageBuilder::new()
+        .layer(LayerBuilder::new().random_file("base.bin", 40 * MIB, 100 + index % 3))
+        .layer(LayerBuilder::new().random_file("app.bin", 30 * MIB, app_seed))
+        .label("bench", &index.to_string())
+        .build()
+        .expect("build fixture")
 }
 
 async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
