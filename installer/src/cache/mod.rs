@@ -104,7 +104,8 @@ impl BlobCache {
             std::fs::rename(&partial, self.path(digest))?;
             return Ok(true);
         }
-        std::fs::remove_file(&partial)?;
+        // A copy that failed or did not match is not kept; its own error is the one to report.
+        let _ = std::fs::remove_file(&partial);
         copied.map(|_| false)
     }
 }
