@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/install-system-deps.sh
-scripts/build-kube-apiserver.sh
+scripts/build-kubernetes.sh
 cargo build --quiet -p installer --features coder-license/test-keys
 cargo build --quiet -p quickstart
 exec target/debug/quickstart "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real servers, on a fresh Debian machine or a warm one:
 #   1. installs the missing system packages (registry, etcd, PostgreSQL 15, skopeo, Go 1.19, ...);
-#   2. builds kube-apiserver from Debian's source package once and caches it (seconds when cached);
+#   2. builds Kubernetes (the API server and the node's programs) from Debian's source package
+#      once and caches it (seconds when cached);
 #   3. builds the static coder-service the platform-image tests pack (cached after the first time;
 #      a cold build is longer than nextest lets one test run);
 #   4. runs the doc tests, then every unit and integration test with cargo-nextest
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/install-system-deps.sh
-scripts/build-kube-apiserver.sh
+scripts/build-kubernetes.sh
 scripts/build-platform-image.sh --profile dev --print-binary >/dev/null
 
 cargo test --workspace --doc --quiet

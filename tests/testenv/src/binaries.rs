@@ -5,11 +5,17 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// The kube-apiserver version that `scripts/build-kube-apiserver.sh` builds and caches.
-const KUBE_APISERVER_VERSION: &str = "1.20.2";
+/// The Kubernetes version that `scripts/build-kubernetes.sh` builds and caches.
+const KUBERNETES_VERSION: &str = "1.20.2";
+/// How to get the Kubernetes programs.
+const KUBERNETES_HINT: &str = "run scripts/build-kubernetes.sh (builds them once from Debian's kubernetes source package and caches them), or set KUBERNETES_BIN to a directory holding them";
 
 /// The first existing executable among `candidates`, or [`Error::MissingBinary`].
-fn first_executable(what: &'static str, candidates: Vec<PathBuf>, hint: &'static str) -> Result<PathBuf> {
+pub(crate) fn first_executable(
+    what: &'static str,
+    candidates: Vec<PathBuf>,
+    hint: &'static str,
+) -> Result<PathBuf> {
     candidates
         .iter()
         .find(|path| is_executable(path))
@@ -59,12 +65,36 @@ pub(crate) fn kube_apiserver() -> Result<PathBuf> {
         .into_iter()
         .collect();
     candidates.extend(in_kubebuilder_assets("kube-apiserver"));
-    candidates.push(cache_dir().join(format!("kube-apiserver-{KUBE_APISERVER_VERSION}")));
-    first_executable(
-        "kube-apiserver",
-        candidates,
-        "run scripts/build-kube-apiserver.sh (builds it once from Debian's kubernetes source package and caches it), or set KUBE_APISERVER to an existing binary",
-    )
+    candidates.extend(kubernetes_candidates("kube-apiserver"));
+    first_executable("kube-apiserver", candidates, KUBERNETES_HINT)
+}
+
+/// A program of the node (`kubelet`, `kube-proxy`, `kube-scheduler`,
+/// `kube-controller-manager`, `pause`): `$KUBERNETES_BIN/NAME` or the cached build.
+pub(crate) fn kubernetes_program(name: &'static str) -> Result<PathBuf> {
+    first_executable(name, kubernetes_candidates(name), KUBERNETES_HINT)
+}
+
+fn kubernetes_candidates(name: &str) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = env::var_os("KUBERNETES_BIN")
+        .map(|dir| PathBuf::from(dir).join(name))
+        .into_iter()
+        .collect();
+    candidates.push(
+        cache_dir()
+            .join(format!("kubernetes-{KUBERNETES_VERSION}"))
+            .join(name),
+    );
+    candidates
+}
+
+/// A program from a Debian package the node needs (containerd, runc, dnsmasq, iptables, ...),
+/// on `PATH` or in `/usr/sbin`.
+pub(crate) fn node_package_program(name: &'static str, package: &'static str) -> Result<PathBuf> {
+    let mut candidates = on_path(name);
+    candidates.push(PathBuf::from("/usr/sbin").join(name));
+    candidates.push(PathBuf::from("/sbin").join(name));
+    first_executable(name, candidates, package)
 }
 
 /// etcd: `$ETCD`, `$KUBEBUILDER_ASSETS/etcd`, or `etcd` on `PATH`.

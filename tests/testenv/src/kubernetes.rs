@@ -5,7 +5,7 @@
 //! kubelet: objects are stored and validated, pods never run. Tests that need readiness patch
 //! an object's status themselves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -29,7 +29,34 @@ pub struct KubeApiServer {
     ca_pem: String,
     kubeconfig: PathBuf,
     restricted_kubeconfig: PathBuf,
+    service_account_key: PathBuf,
+    ca_path: PathBuf,
     _dir: TempDir,
+}
+
+/// How to run the API server: [`Default`] is the node-less server on loopback that most tests use.
+#[derive(Debug, Clone)]
+pub struct ApiServerOptions {
+    /// The one address it listens on (and advertises to pods as the `kubernetes` Service's
+    /// endpoint): loopback without a node; an address of the pod network's bridge with one.
+    pub bind_address: IpAddr,
+    /// The Service IP range (its first address is the `kubernetes` Service). Test networks
+    /// only (198.18.0.0/15), never a private range.
+    pub service_cidr: String,
+    /// Whether the ServiceAccount admission plugin runs. It refuses every Pod until a
+    /// controller-manager has made the namespace's `default` ServiceAccount, so it is off
+    /// without one (as envtest does) and on with a node.
+    pub service_account_admission: bool,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        Self {
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            service_cidr: "198.19.0.0/16".to_owned(),
+            service_account_admission: false,
+        }
+    }
 }
 
 /// A user the test API server authenticates but RBAC grants nothing (beyond what every
@@ -42,6 +69,12 @@ pub const KUBECONFIG_CONTEXT: &str = "coder-install-test";
 impl KubeApiServer {
     /// Starts etcd and kube-apiserver on free loopback ports and waits until `/readyz` answers.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&ApiServerOptions::default()).await
+    }
+
+    /// Starts etcd on loopback and kube-apiserver as `options` say, and waits until `/readyz`
+    /// answers.
+    pub async fn start_with(options: &ApiServerOptions) -> Result<Self> {
         let etcd_binary = binaries::etcd()?;
         let apiserver_binary = binaries::kube_apiserver()?;
         let dir = tempfile::Builder::new()
@@ -52,7 +85,16 @@ impl KubeApiServer {
         let (etcd, etcd_url) = start_on_free_port(|port| start_etcd(&etcd_binary, dir.path(), port)).await?;
 
         let ca = TestCa::new()?;
-        let serving = ca.issue_server_cert(dir.path(), "apiserver")?;
+        // Pods reach the API server as the first Service address and by these names.
+        let mut names = vec![
+            options.bind_address.to_string(),
+            "kubernetes".to_owned(),
+            "kubernetes.default".to_owned(),
+            "kubernetes.default.svc".to_owned(),
+            "kubernetes.default.svc.cluster.local".to_owned(),
+        ];
+        names.extend(first_service_address(&options.service_cidr));
+        let serving = ca.issue_server_cert_for(dir.path(), "apiserver", &names)?;
         let ca_path = dir.path().join("ca.crt");
         ca.write_cert(&ca_path)?;
         // Service-account tokens need a signing key; any key pair will do (ECDSA P-256 here).
@@ -73,15 +115,16 @@ impl KubeApiServer {
         )?;
 
         let dir_path = dir.path().to_owned();
+        let bind_address = options.bind_address;
         let (apiserver, addr) = start_on_free_port(|port| {
             let mut command = Command::new(&apiserver_binary);
             command
                 .arg(format!("--etcd-servers={etcd_url}"))
                 .arg(format!("--secure-port={port}"))
-                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--bind-address={bind_address}"))
                 // Explicit, so the server also starts where there is no default route (a
                 // network namespace with only loopback).
-                .arg("--advertise-address=127.0.0.1")
+                .arg(format!("--advertise-address={bind_address}"))
                 .arg(format!("--cert-dir={}", dir_path.join("certs").display()))
                 .arg(format!("--tls-cert-file={}", serving.cert.display()))
                 .arg(format!("--tls-private-key-file={}", serving.key.display()))
@@ -90,20 +133,26 @@ impl KubeApiServer {
                 .arg("--service-account-issuer=https://kubernetes.default.svc")
                 .arg(format!("--service-account-key-file={}", sa_pub.display()))
                 .arg(format!("--service-account-signing-key-file={}", sa_key.display()))
-                .arg("--service-cluster-ip-range=10.96.0.0/16")
+                .arg(format!("--service-cluster-ip-range={}", options.service_cidr))
                 .arg("--allow-privileged=true")
+                // Reach kubelets by their address: looking up a node's name would ask the
+                // host's resolvers, which are outside the test world.
+                .arg("--kubelet-preferred-address-types=InternalIP");
+            if !options.service_account_admission {
                 // As envtest does: without a controller-manager no namespace ever gets its
                 // default ServiceAccount, so this plugin would refuse every Pod.
-                .arg("--disable-admission-plugins=ServiceAccount");
+                command.arg("--disable-admission-plugins=ServiceAccount");
+            }
             let log = dir_path.join("kube-apiserver.log");
-            let ready_probe = ReadyProbe::new(port, &token, &ca.cert_pem());
+            let addr = SocketAddr::new(bind_address, port);
+            let ready_probe = ReadyProbe::new(addr, &token, &ca.cert_pem());
             async move {
                 let ready_probe = ready_probe?;
                 let mut process = ServerProcess::spawn("kube-apiserver", command, &log, Signal::SIGTERM)?;
                 process
                     .wait_ready(Duration::from_secs(90), || ready_probe.probe())
                     .await?;
-                Ok((process, SocketAddr::from(([127, 0, 0, 1], port))))
+                Ok((process, addr))
             }
         })
         .await?;
@@ -125,8 +174,26 @@ impl KubeApiServer {
             ca_pem: ca.cert_pem(),
             kubeconfig,
             restricted_kubeconfig,
+            service_account_key: sa_key,
+            ca_path,
             _dir: dir,
         })
+    }
+
+    /// The private key that signs service-account tokens (PKCS#8 PEM): what the
+    /// controller-manager needs to issue pods their tokens.
+    pub fn service_account_key_path(&self) -> &Path {
+        &self.service_account_key
+    }
+
+    /// The CA certificate file (PEM) that pods trust the API server by.
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The address the API server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// A kubeconfig for [`RESTRICTED_USER`].
@@ -156,13 +223,17 @@ impl KubeApiServer {
 
     /// A `kube` client loaded from [`Self::kubeconfig_path`], exactly as the tool would load it.
     pub async fn client(&self) -> Result<kube::Client> {
-        let kubeconfig =
-            Kubeconfig::read_from(&self.kubeconfig).map_err(|error| Error::Kubeconfig(error.to_string()))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|error| Error::Kubeconfig(error.to_string()))?;
-        kube::Client::try_from(config).map_err(|error| Error::Kubeconfig(error.to_string()))
+        client_from(&self.kubeconfig).await
     }
+}
+
+/// A `kube` client loaded from the kubeconfig at `path`.
+pub(crate) async fn client_from(path: &Path) -> Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|error| Error::Kubeconfig(error.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|error| Error::Kubeconfig(error.to_string()))?;
+    kube::Client::try_from(config).map_err(|error| Error::Kubeconfig(error.to_string()))
 }
 
 async fn start_etcd(binary: &Path, dir: &Path, client_port: u16) -> Result<(ServerProcess, String)> {
@@ -192,14 +263,14 @@ struct ReadyProbe {
 }
 
 impl ReadyProbe {
-    fn new(port: u16, token: &str, ca_pem: &str) -> Result<Self> {
+    fn new(addr: SocketAddr, token: &str, ca_pem: &str) -> Result<Self> {
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
             .timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
             client,
-            url: format!("https://127.0.0.1:{port}/readyz"),
+            url: format!("https://{addr}/readyz"),
             token: token.to_owned(),
         })
     }
@@ -218,6 +289,13 @@ impl ReadyProbe {
             Err(format!("GET {} answered {}", self.url, response.status()))
         }
     }
+}
+
+/// The first host address of `cidr` (`198.19.0.0/16` gives `198.19.0.1`): the `kubernetes`
+/// Service's cluster IP. `None` for anything but an IPv4 network.
+fn first_service_address(cidr: &str) -> Option<String> {
+    let network: std::net::Ipv4Addr = cidr.split_once('/')?.0.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(network) + 1).to_string())
 }
 
 /// Writes a kubeconfig (JSON, which every YAML reader accepts) with token auth and the test CA.

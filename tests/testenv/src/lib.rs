@@ -13,17 +13,19 @@
 //!
 //! A server binary that cannot be found is an [`Error::MissingBinary`] naming how to install it:
 //! tests fail, they never skip. `scripts/install-system-deps.sh` and
-//! `scripts/build-kube-apiserver.sh` install everything.
+//! `scripts/build-kubernetes.sh` install everything.
 
 mod binaries;
 pub mod fixture;
 mod kubernetes;
+mod node;
 mod postgres;
 mod process;
 mod registry;
 mod tls;
 
-pub use kubernetes::{KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
+pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
+pub use node::{BRIDGE, Cluster, NODE_NAME, POD_CIDR, SERVICE_CIDR};
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 pub use tls::TestCa;
@@ -94,6 +96,9 @@ pub enum Error {
     /// A kubeconfig could not be written or loaded.
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    /// The node (containerd, kubelet, its network) could not be set up.
+    #[error("node: {0}")]
+    Node(String),
 }
 
 /// A result whose error is a test-environment [`Error`].

@@ -88,6 +88,14 @@ impl ServerProcess {
         Err(self.not_ready(started.elapsed(), reason))
     }
 
+    /// Sends `signal` to the process (ignored once it has exited).
+    pub(crate) fn signal(&mut self, signal: Signal) {
+        if !self.has_exited() {
+            // The child's pid fits in i32 on every platform nix supports.
+            let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+        }
+    }
+
     /// Whether the process has exited.
     pub(crate) fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

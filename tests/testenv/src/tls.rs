@@ -44,7 +44,19 @@ impl TestCa {
     /// Issues a server certificate for `127.0.0.1` and `localhost` and writes it to `dir` as
     /// `NAME.crt` and `NAME.key`.
     pub fn issue_server_cert(&self, dir: &Path, name: &str) -> Result<ServerCertFiles> {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        self.issue_server_cert_for(dir, name, &[])
+    }
+
+    /// As [`Self::issue_server_cert`], valid also for `extra_names` (IP addresses or DNS names).
+    pub fn issue_server_cert_for(
+        &self,
+        dir: &Path,
+        name: &str,
+        extra_names: &[String],
+    ) -> Result<ServerCertFiles> {
+        let mut names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        names.extend_from_slice(extra_names);
+        let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,

@@ -4,5 +4,6 @@
 
 mod fixture;
 mod kubernetes;
+mod node;
 mod postgres;
 mod registry;

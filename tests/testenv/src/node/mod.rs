@@ -1,0 +1,570 @@
+//! A real single-node Kubernetes cluster: the [`KubeApiServer`] plus a node that runs pods.
+//!
+//! What runs for real: containerd with runc and the CNI bridge plugin, the kubelet, kube-proxy
+//! (iptables), kube-scheduler and kube-controller-manager (which gives pods service-account
+//! tokens), all built from Debian's Kubernetes 1.20.2 source (`scripts/build-kubernetes.sh`)
+//! or Debian's packages. Pods pull their images from the tests' registries on loopback.
+//!
+//! What stands in, because no image or program for it exists here:
+//! - Service DNS: dnsmasq fed by a watcher in the harness ([`dns`]), instead of CoreDNS;
+//! - volumes: a provisioner in the harness making hostPath volumes ([`volumes`]);
+//! - the pod sandbox's pause image: the Kubernetes source's `pause.c`, imported into containerd.
+//!
+//! The node works on the host's network stack (it needs root): a bridge of the harness's own
+//! with test-network addresses ([`network`]). kube-proxy owns the host's NAT rules, so one
+//! cluster runs on a machine at a time: [`Cluster::start`] waits for a machine-wide lock.
+
+mod containerd;
+pub(crate) mod dns;
+mod network;
+mod volumes;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use kube::api::{Api, ListParams};
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use self::containerd::Containerd;
+use self::dns::{CLUSTER_DOMAIN, ServiceDns};
+pub use self::network::{BRIDGE, POD_CIDR, SERVICE_CIDR};
+use self::network::{NODE_ADDRESS, PodNetwork};
+use self::volumes::VolumeProvisioner;
+use crate::kubernetes::{ApiServerOptions, KubeApiServer};
+use crate::process::{ServerProcess, free_port};
+use crate::tls::write_file;
+use crate::{Error, Result, binaries, io_context};
+
+/// The node's name.
+pub const NODE_NAME: &str = "coder-node";
+/// The machine-wide lock that one cluster holds while it runs.
+const LOCK_PATH: &str = "/run/coder-testenv-node.lock";
+/// How long the node may take to become Ready.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The API server and a node running pods; dropping it stops every pod and program and removes
+/// every file, mount, interface and rule it made.
+pub struct Cluster {
+    watcher: Option<Watcher>,
+    kubelet: Option<ServerProcess>,
+    containerd: Option<Containerd>,
+    proxy: Option<ServerProcess>,
+    controllers: Vec<ServerProcess>,
+    api: Option<KubeApiServer>,
+    network: Option<PodNetwork>,
+    dir: Option<TempDir>,
+    _lock: Flock<std::fs::File>,
+}
+
+impl Cluster {
+    /// Starts the API server and the node, and waits until the node is Ready and the
+    /// controllers work. Prints a line per step to stderr (the first start takes a while).
+    pub async fn start() -> Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::Node(
+                "a node needs root (network bridge, iptables, mounts, containers): run the tests as root"
+                    .to_owned(),
+            ));
+        }
+        let programs = NodePrograms::find()?;
+        progress("waiting for the machine-wide node lock");
+        let lock = tokio::task::spawn_blocking(take_machine_lock)
+            .await
+            .map_err(|error| Error::Node(format!("taking the node lock: {error}")))??;
+        let dir = tempfile::Builder::new()
+            .prefix("testenv-node-")
+            .tempdir()
+            .map_err(io_context("creating the node's directory"))?;
+        let mut cluster = Self {
+            watcher: None,
+            kubelet: None,
+            containerd: None,
+            proxy: None,
+            controllers: Vec::new(),
+            api: None,
+            network: None,
+            dir: None,
+            _lock: lock,
+        };
+        let root = dir.path().to_owned();
+        cluster.dir = Some(dir);
+
+        progress("pod network: bridge, routes, forwarding");
+        // A killed run may have left kube-proxy's rules behind.
+        kube_proxy_cleanup(&programs.kube_proxy);
+        network::remove_kube_chains();
+        cluster.network = Some(PodNetwork::create()?);
+
+        progress("kube-apiserver and etcd");
+        let api = KubeApiServer::start_with(&ApiServerOptions {
+            bind_address: IpAddr::V4(Ipv4Addr::from(NODE_ADDRESS)),
+            service_cidr: SERVICE_CIDR.to_owned(),
+            service_account_admission: true,
+        })
+        .await?;
+        let kubeconfig = api.kubeconfig_path().to_owned();
+
+        progress("service DNS stand-in (dnsmasq)");
+        let dns = ServiceDns::start(&root).await?;
+
+        progress("containerd, and the pause image");
+        let containerd = Containerd::start(&root.join("containerd"), &programs.pause).await?;
+        let endpoint = containerd.endpoint();
+        cluster.containerd = Some(containerd);
+
+        progress("kube-controller-manager and kube-scheduler");
+        cluster
+            .controllers
+            .push(start_controller_manager(&programs, &root, &api)?);
+        cluster
+            .controllers
+            .push(start_scheduler(&programs, &root, &kubeconfig)?);
+        cluster.api = Some(api);
+
+        progress("kube-proxy (iptables) and the kubelet");
+        cluster.proxy = Some(start_kube_proxy(&programs, &root, &kubeconfig)?);
+        cluster.kubelet = Some(start_kubelet(&programs, &root, &kubeconfig, &endpoint)?);
+
+        cluster.watcher = Some(Watcher::start(
+            kubeconfig,
+            dns,
+            VolumeProvisioner::new(&root.join("volumes")),
+            &root,
+        )?);
+
+        progress("waiting for the node to be Ready");
+        cluster.wait_until_ready().await?;
+        progress("the node is Ready");
+        Ok(cluster)
+    }
+
+    /// The API server.
+    pub fn api(&self) -> &KubeApiServer {
+        self.api.as_ref().expect("set while the cluster exists")
+    }
+
+    /// Lets the node pull images from `host` (`HOST:PORT`, e.g. a test registry) over plain HTTP.
+    pub fn trust_plain_http_registry(&self, host: &str) -> Result<()> {
+        self.containerd
+            .as_ref()
+            .expect("set while the cluster exists")
+            .trust_plain_http_registry(host)
+    }
+
+    /// The directory holding every program's log (`kubelet.log`, `containerd/containerd.log`,
+    /// `dnsmasq.log`, ...), for a test that fails to show.
+    pub fn log_dir(&self) -> &Path {
+        self.dir.as_ref().expect("set while the cluster exists").path()
+    }
+
+    /// One line per pod in `namespace`: phase, and each container's state and restarts; for
+    /// failure messages.
+    pub async fn describe_pods(&self, namespace: &str) -> String {
+        let Ok(client) = self.api().client().await else {
+            return "(no client)".to_owned();
+        };
+        let pods = match Api::<Pod>::namespaced(client, namespace)
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(pods) => pods,
+            Err(error) => return format!("(listing pods: {error})"),
+        };
+        let mut lines = Vec::new();
+        for pod in pods.items {
+            let name = pod.metadata.name.unwrap_or_default();
+            let status = pod.status.unwrap_or_default();
+            let mut line = format!("{name}: {}", status.phase.unwrap_or_default());
+            let containers = status
+                .init_container_statuses
+                .into_iter()
+                .flatten()
+                .chain(status.container_statuses.into_iter().flatten());
+            for container in containers {
+                let state = container.state.unwrap_or_default();
+                let state = if let Some(waiting) = state.waiting {
+                    format!(
+                        "waiting ({}: {})",
+                        waiting.reason.unwrap_or_default(),
+                        waiting.message.unwrap_or_default()
+                    )
+                } else if let Some(terminated) = state.terminated {
+                    format!(
+                        "terminated ({}, exit {})",
+                        terminated.reason.unwrap_or_default(),
+                        terminated.exit_code
+                    )
+                } else {
+                    "running".to_owned()
+                };
+                line.push_str(&format!(
+                    "; {} {state}, ready {}, restarts {}",
+                    container.name, container.ready, container.restart_count
+                ));
+            }
+            for condition in status.conditions.into_iter().flatten() {
+                if condition.status != "True" && condition.message.is_some() {
+                    line.push_str(&format!(
+                        "; {}: {}",
+                        condition.type_,
+                        condition.message.unwrap_or_default()
+                    ));
+                }
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+
+    async fn wait_until_ready(&self) -> Result<()> {
+        let client = self.api().client().await?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
+        let started = Instant::now();
+        let mut reason = String::from("not checked yet");
+        while started.elapsed() < NODE_READY_TIMEOUT {
+            let node_ready = nodes.get_opt(NODE_NAME).await.map(|node| {
+                node.and_then(|node| node.status)
+                    .and_then(|status| status.conditions)
+                    .into_iter()
+                    .flatten()
+                    .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+            });
+            // The controller-manager works once it has made the default ServiceAccount.
+            let accounts_made = matches!(accounts.get_opt("default").await, Ok(Some(_)));
+            reason = match node_ready {
+                Ok(true) if accounts_made => return Ok(()),
+                Ok(true) => "the controller-manager has not made the default ServiceAccount".to_owned(),
+                Ok(false) => format!("node {NODE_NAME} is not Ready"),
+                Err(error) => error.to_string(),
+            };
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let log = self.log_dir().join("kubelet.log");
+        Err(Error::Node(format!(
+            "{reason} after {NODE_READY_TIMEOUT:?}; see {} and the other logs in {}",
+            log.display(),
+            self.log_dir().display()
+        )))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Order matters: nothing may restart pods while they are killed, and nothing may be
+        // mounted when the directory goes.
+        self.watcher.take();
+        self.kubelet.take();
+        self.containerd.take();
+        self.proxy.take();
+        if let Ok(program) = binaries::kubernetes_program("kube-proxy") {
+            kube_proxy_cleanup(&program);
+        }
+        network::remove_kube_chains();
+        self.controllers.clear();
+        self.api.take();
+        if let Some(dir) = &self.dir {
+            unmount_everything_under(dir.path());
+        }
+        self.network.take();
+        self.dir.take();
+    }
+}
+
+/// The programs a node runs, found before anything starts.
+struct NodePrograms {
+    kubelet: PathBuf,
+    kube_proxy: PathBuf,
+    scheduler: PathBuf,
+    controller_manager: PathBuf,
+    pause: PathBuf,
+}
+
+impl NodePrograms {
+    fn find() -> Result<Self> {
+        for (program, package) in [
+            ("containerd", "install it with `apt-get install containerd`"),
+            ("ctr", "install it with `apt-get install containerd`"),
+            ("runc", "install it with `apt-get install runc`"),
+            ("dnsmasq", "install it with `apt-get install dnsmasq-base`"),
+            ("iptables", "install it with `apt-get install iptables`"),
+            ("conntrack", "install it with `apt-get install conntrack`"),
+            ("ip", "install it with `apt-get install iproute2`"),
+        ] {
+            binaries::node_package_program(program, package)?;
+        }
+        if !Path::new("/usr/lib/cni/bridge").exists() {
+            return Err(Error::Node(
+                "the CNI plugins are missing from /usr/lib/cni: install them with `apt-get install containernetworking-plugins`".to_owned(),
+            ));
+        }
+        Ok(Self {
+            kubelet: binaries::kubernetes_program("kubelet")?,
+            kube_proxy: binaries::kubernetes_program("kube-proxy")?,
+            scheduler: binaries::kubernetes_program("kube-scheduler")?,
+            controller_manager: binaries::kubernetes_program("kube-controller-manager")?,
+            pause: binaries::kubernetes_program("pause")?,
+        })
+    }
+}
+
+fn progress(step: &str) {
+    eprintln!("testenv node: {step}");
+}
+
+fn take_machine_lock() -> Result<Flock<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_PATH)
+        .map_err(io_context(format!("opening {LOCK_PATH}")))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| Error::Node(format!("locking {LOCK_PATH}: {errno}")))
+}
+
+/// A node program started in the background; its readiness shows through the API server.
+fn spawn(name: &'static str, command: Command, dir: &Path) -> Result<ServerProcess> {
+    ServerProcess::spawn(name, command, &dir.join(format!("{name}.log")), Signal::SIGTERM)
+}
+
+fn start_controller_manager(
+    programs: &NodePrograms,
+    dir: &Path,
+    api: &KubeApiServer,
+) -> Result<ServerProcess> {
+    let mut command = Command::new(&programs.controller_manager);
+    command
+        .arg(format!("--kubeconfig={}", api.kubeconfig_path().display()))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .arg("--secure-port=0")
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            api.service_account_key_path().display()
+        ))
+        .arg(format!("--root-ca-file={}", api.ca_path().display()))
+        .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+        .arg("--cluster-name=coder-testenv");
+    spawn("kube-controller-manager", command, dir)
+}
+
+fn start_scheduler(programs: &NodePrograms, dir: &Path, kubeconfig: &Path) -> Result<ServerProcess> {
+    let mut command = Command::new(&programs.scheduler);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .arg("--secure-port=0");
+    spawn("kube-scheduler", command, dir)
+}
+
+fn start_kube_proxy(programs: &NodePrograms, dir: &Path, kubeconfig: &Path) -> Result<ServerProcess> {
+    let mut command = Command::new(&programs.kube_proxy);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--hostname-override={NODE_NAME}"))
+        .arg("--proxy-mode=iptables")
+        .arg(format!("--cluster-cidr={POD_CIDR}"))
+        .arg(format!("--nodeport-addresses={POD_CIDR}"))
+        .arg(format!("--healthz-bind-address=127.0.0.1:{}", free_port()?))
+        .arg(format!("--metrics-bind-address=127.0.0.1:{}", free_port()?))
+        // Leave the host's conntrack settings alone (these VMs may not allow changing them).
+        .arg("--conntrack-max-per-core=0")
+        .arg("--conntrack-tcp-timeout-established=0")
+        .arg("--conntrack-tcp-timeout-close-wait=0")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    spawn("kube-proxy", command, dir)
+}
+
+fn start_kubelet(
+    programs: &NodePrograms,
+    dir: &Path,
+    kubeconfig: &Path,
+    endpoint: &str,
+) -> Result<ServerProcess> {
+    let address = Ipv4Addr::from(NODE_ADDRESS);
+    let resolv_conf = dir.join("resolv.conf");
+    // Pods get the cluster's DNS only: the host's resolvers are outside the test world.
+    write_file(
+        &resolv_conf,
+        b"# coder-testenv: no resolvers beyond the cluster's DNS\n",
+    )?;
+    let config = serde_json::json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": address.to_string(),
+        "port": free_port()?,
+        "readOnlyPort": 0,
+        "healthzPort": 0,
+        // These VMs: cgroup v1 without systemd, no swap accounting, no CAP_SYS_RESOURCE.
+        "cgroupDriver": "cgroupfs",
+        "cgroupsPerQOS": false,
+        "enforceNodeAllocatable": [],
+        "failSwapOn": false,
+        "clusterDNS": [address.to_string()],
+        "clusterDomain": CLUSTER_DOMAIN,
+        "resolvConf": resolv_conf,
+        "authentication": { "anonymous": { "enabled": true }, "webhook": { "enabled": false } },
+        "authorization": { "mode": "AlwaysAllow" },
+        "evictionHard": { "memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "serializeImagePulls": false,
+        "volumePluginDir": dir.join("kubelet-plugins"),
+    });
+    let config_path = dir.join("kubelet.json");
+    let text = serde_json::to_vec_pretty(&config)
+        .map_err(|error| Error::Node(format!("kubelet config: {error}")))?;
+    write_file(&config_path, &text)?;
+    let mut command = Command::new(&programs.kubelet);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--config={}", config_path.display()))
+        .arg("--container-runtime=remote")
+        .arg(format!("--container-runtime-endpoint={endpoint}"))
+        .arg(format!("--root-dir={}", dir.join("kubelet").display()))
+        .arg(format!("--hostname-override={NODE_NAME}"))
+        .arg(format!("--node-ip={address}"))
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    spawn("kubelet", command, dir)
+}
+
+/// Removes kube-proxy's iptables chains and rules.
+fn kube_proxy_cleanup(kube_proxy: &Path) {
+    let _ = Command::new(kube_proxy)
+        .arg("--cleanup")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .output();
+}
+
+/// Detaches every mount point under `dir` (containers' root filesystems, pods' secret volumes,
+/// network namespaces), deepest first.
+fn unmount_everything_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\NNN` octal escapes.
+fn unescape_mount_path(field: &str) -> PathBuf {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(position) = rest.find('\\') {
+        out.push_str(&rest[..position]);
+        let code = rest
+            .get(position + 1..position + 4)
+            .and_then(|octal| u8::from_str_radix(octal, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[position + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[position + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    PathBuf::from(out)
+}
+
+/// The harness's cluster services (service DNS, volumes), kept in step with the API server
+/// twice a second on a thread of their own; they stop when this is dropped.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(
+        kubeconfig: PathBuf,
+        mut dns: ServiceDns,
+        volumes: VolumeProvisioner,
+        dir: &Path,
+    ) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log_path = dir.join("watcher.log");
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("testenv-node-watcher".to_owned())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let mut last_error = String::new();
+                    let mut client = None;
+                    while !stopping.load(Ordering::Relaxed) {
+                        if client.is_none() {
+                            client = crate::kubernetes::client_from(&kubeconfig).await.ok();
+                        }
+                        if let Some(client) = &client {
+                            let result = match dns.sync(client).await {
+                                Ok(()) => volumes.sync(client).await,
+                                Err(error) => Err(error),
+                            };
+                            let error = result.err().map(|error| error.to_string()).unwrap_or_default();
+                            if error != last_error && !error.is_empty() {
+                                let _ = std::fs::write(&log_path, format!("{error}\n"));
+                            }
+                            last_error = error;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                });
+            })
+            .map_err(io_context("starting the node's watcher thread"))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_with_escaped_spaces_are_read_back() {
+        assert_eq!(unescape_mount_path("/tmp/a\\040b/c"), PathBuf::from("/tmp/a b/c"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}
