@@ -100,17 +100,35 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// The owner of an entry: `(uid, gid)`, root unless set.
+type Owner = (u64, u64);
+
 /// One entry of a layer's tar.
 #[derive(Debug, Clone)]
 enum Entry {
     Directory {
         path: String,
+        mode: u32,
+        owner: Owner,
     },
     File {
         path: String,
         contents: Vec<u8>,
         mode: u32,
+        owner: Owner,
     },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+impl Entry {
+    fn path(&self) -> &str {
+        match self {
+            Entry::Directory { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => path,
+        }
+    }
 }
 
 /// Builds one layer: a tar of files and directories, gzip-compressed.
@@ -128,14 +146,69 @@ impl LayerBuilder {
     }
 
     /// Adds a regular file at `path` (relative, e.g. `etc/motd`) with the given permission bits.
-    pub fn file(mut self, path: &str, contents: &[u8], mode: u32) -> Self {
+    pub fn file(self, path: &str, contents: &[u8], mode: u32) -> Self {
+        self.file_owned_by(path, contents, mode, 0, 0)
+    }
+
+    /// Adds a regular file owned by `uid:gid`.
+    pub fn file_owned_by(mut self, path: &str, contents: &[u8], mode: u32, uid: u64, gid: u64) -> Self {
         self.add_parents(path);
         self.entries.push(Entry::File {
             path: path.to_owned(),
             contents: contents.to_vec(),
             mode,
+            owner: (uid, gid),
         });
         self
+    }
+
+    /// Adds a directory at `path` (e.g. `tmp` with mode `0o1777`), owned by root.
+    ///
+    /// A directory that is already in the layer (also one added as a parent) takes the new mode
+    /// in place, so it still comes before its children.
+    pub fn directory(self, path: &str, mode: u32) -> Self {
+        self.directory_owned_by(path, mode, 0, 0)
+    }
+
+    /// Adds a directory owned by `uid:gid`, like [`LayerBuilder::directory`].
+    pub fn directory_owned_by(mut self, path: &str, mode: u32, uid: u64, gid: u64) -> Self {
+        let path = format!("{}/", path.trim_end_matches('/'));
+        self.add_parents(&path);
+        let existing = self.entries.iter_mut().find_map(|entry| match entry {
+            Entry::Directory {
+                path: existing,
+                mode,
+                owner,
+            } if *existing == path => Some((mode, owner)),
+            _ => None,
+        });
+        match existing {
+            Some((existing_mode, existing_owner)) => {
+                *existing_mode = mode;
+                *existing_owner = (uid, gid);
+            }
+            None => self.entries.push(Entry::Directory {
+                path,
+                mode,
+                owner: (uid, gid),
+            }),
+        }
+        self
+    }
+
+    /// Adds a symbolic link at `path` pointing at `target` (absolute or relative, as written).
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.add_parents(path);
+        self.entries.push(Entry::Symlink {
+            path: path.to_owned(),
+            target: target.to_owned(),
+        });
+        self
+    }
+
+    /// Whether the layer already has an entry at `path` (a directory's path ends with `/`).
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.iter().any(|entry| entry.path() == path)
     }
 
     /// Adds `size` bytes of deterministic, incompressible data (a function of `seed`): layers of
@@ -151,6 +224,19 @@ impl LayerBuilder {
         Ok(self.file(path, &contents, 0o755))
     }
 
+    /// Adds a copy of the host file `host_path` (symbolic links followed) at `path`, keeping its
+    /// permission bits; the owner is root.
+    pub fn host_file(self, path: &str, host_path: &Path) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let context = || format!("reading {}", host_path.display());
+        let mode = std::fs::metadata(host_path)
+            .map_err(io_context(context()))?
+            .permissions()
+            .mode();
+        let contents = std::fs::read(host_path).map_err(io_context(context()))?;
+        Ok(self.file(path, &contents, mode & 0o7777))
+    }
+
     fn add_parents(&mut self, path: &str) {
         let mut parent = String::new();
         let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
@@ -160,9 +246,13 @@ impl LayerBuilder {
             let exists = self
                 .entries
                 .iter()
-                .any(|entry| matches!(entry, Entry::Directory { path } if *path == parent));
+                .any(|entry| matches!(entry, Entry::Directory { path, .. } if *path == parent));
             if !exists {
-                self.entries.push(Entry::Directory { path: parent.clone() });
+                self.entries.push(Entry::Directory {
+                    path: parent.clone(),
+                    mode: 0o755,
+                    owner: (0, 0),
+                });
             }
         }
     }
@@ -176,15 +266,32 @@ impl LayerBuilder {
             header.set_uid(0);
             header.set_gid(0);
             let (path, contents): (&str, &[u8]) = match entry {
-                Entry::Directory { path } => {
+                Entry::Directory { path, mode, owner } => {
                     header.set_entry_type(tar::EntryType::Directory);
-                    header.set_mode(0o755);
+                    header.set_mode(*mode);
+                    header.set_uid(owner.0);
+                    header.set_gid(owner.1);
                     (path, &[])
                 }
-                Entry::File { path, contents, mode } => {
+                Entry::File {
+                    path,
+                    contents,
+                    mode,
+                    owner,
+                } => {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(*mode);
+                    header.set_uid(owner.0);
+                    header.set_gid(owner.1);
                     (path, contents)
+                }
+                Entry::Symlink { path, target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    tar.append_link(&mut header, path, target)
+                        .map_err(io_context(format!("adding the link {path} to a layer")))?;
+                    continue;
                 }
             };
             header.set_size(contents.len() as u64);
@@ -226,7 +333,24 @@ pub struct ImageBuilder {
     layers: Vec<LayerBuilder>,
     entrypoint: Vec<String>,
     labels: Vec<(String, String)>,
+    /// Optional config fields (`Env`, `User`, `Cmd`, ...), only written when set.
+    runtime: Runtime,
 }
+
+/// The optional parts of an image's run-time config: each is left out of the config when unset,
+/// so images that do not use them keep their digests.
+#[derive(Debug, Clone, Default)]
+struct Runtime {
+    env: Vec<(String, String)>,
+    user: Option<String>,
+    cmd: Option<Vec<String>>,
+    working_dir: Option<String>,
+    exposed_ports: Vec<String>,
+    stop_signal: Option<String>,
+}
+
+/// The `Env` an image has unless [`ImageBuilder::env`] changes it.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Default for ImageBuilder {
     fn default() -> Self {
@@ -243,6 +367,7 @@ impl ImageBuilder {
             layers: Vec::new(),
             entrypoint: Vec::new(),
             labels: Vec::new(),
+            runtime: Runtime::default(),
         }
     }
 
@@ -284,6 +409,47 @@ impl ImageBuilder {
         self
     }
 
+    /// Sets an environment variable of the config's `Env` (replacing an earlier value, also the
+    /// default `PATH`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.runtime.env.retain(|(existing, _)| existing != key);
+        self.runtime.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the user the image runs as (`uid`, `uid:gid` or a name).
+    pub fn user(mut self, user: &str) -> Self {
+        self.runtime.user = Some(user.to_owned());
+        self
+    }
+
+    /// Sets the default arguments (`Cmd`) that follow the entrypoint.
+    pub fn cmd<const N: usize>(mut self, cmd: [&str; N]) -> Self {
+        self.runtime.cmd = Some(cmd.iter().map(|arg| (*arg).to_owned()).collect());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn working_dir(mut self, dir: &str) -> Self {
+        self.runtime.working_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Declares a TCP port the image listens on (`ExposedPorts`).
+    pub fn expose_tcp(mut self, port: u16) -> Self {
+        let port = format!("{port}/tcp");
+        if !self.runtime.exposed_ports.contains(&port) {
+            self.runtime.exposed_ports.push(port);
+        }
+        self
+    }
+
+    /// Sets the signal that stops a container of the image (e.g. `SIGINT`).
+    pub fn stop_signal(mut self, signal: &str) -> Self {
+        self.runtime.stop_signal = Some(signal.to_owned());
+        self
+    }
+
     /// Builds the layers, config and manifest.
     pub fn build(&self) -> Result<Image> {
         let mut layers = Vec::new();
@@ -298,14 +464,16 @@ impl ImageBuilder {
             .iter()
             .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
             .collect();
+        let mut runtime_config = json!({
+            "Entrypoint": self.entrypoint,
+            "Env": [format!("PATH={DEFAULT_PATH}")],
+            "Labels": labels,
+        });
+        self.runtime.write(&mut runtime_config);
         let config = json!({
             "architecture": self.platform.architecture,
             "os": self.platform.os,
-            "config": {
-                "Entrypoint": self.entrypoint,
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Labels": labels,
-            },
+            "config": runtime_config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
             "history": [{ "created_by": "coder-testenv fixture" }],
         });
@@ -323,6 +491,40 @@ impl ImageBuilder {
             layers,
             platform: self.platform.clone(),
         })
+    }
+}
+
+impl Runtime {
+    /// Writes the fields that are set into the config's `config` object.
+    fn write(&self, config: &mut Value) {
+        if !self.env.is_empty() {
+            let mut env = vec![format!("PATH={DEFAULT_PATH}")];
+            if self.env.iter().any(|(key, _)| key == "PATH") {
+                env.clear();
+            }
+            env.extend(self.env.iter().map(|(key, value)| format!("{key}={value}")));
+            config["Env"] = json!(env);
+        }
+        if let Some(user) = &self.user {
+            config["User"] = json!(user);
+        }
+        if let Some(cmd) = &self.cmd {
+            config["Cmd"] = json!(cmd);
+        }
+        if let Some(dir) = &self.working_dir {
+            config["WorkingDir"] = json!(dir);
+        }
+        if !self.exposed_ports.is_empty() {
+            let ports: serde_json::Map<String, Value> = self
+                .exposed_ports
+                .iter()
+                .map(|port| (port.clone(), json!({})))
+                .collect();
+            config["ExposedPorts"] = Value::Object(ports);
+        }
+        if let Some(signal) = &self.stop_signal {
+            config["StopSignal"] = json!(signal);
+        }
     }
 }
 
@@ -526,6 +728,94 @@ mod tests {
             .map(|entry| entry.expect("entry").path().expect("path").display().to_string())
             .collect();
         assert_eq!(paths, ["a/", "a/b/", "a/b/c.txt", "a/d.txt"]);
+    }
+
+    #[test]
+    fn an_image_without_run_time_options_has_the_config_it_always_had() {
+        let image = ImageBuilder::new()
+            .layer(LayerBuilder::new().file("a/b", b"b", 0o644))
+            .entrypoint(["/a/b"])
+            .label("k", "v")
+            .build()
+            .expect("build");
+        let config = String::from_utf8(image.config.data).expect("UTF-8");
+        let expected = concat!(
+            r#"{"architecture":"amd64","config":{"Entrypoint":["/a/b"],"#,
+            r#""Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Labels":{"k":"v"}},"#,
+            r#""history":[{"created_by":"coder-testenv fixture"}],"os":"linux","rootfs":{"diff_ids":["#,
+        );
+        assert!(config.starts_with(expected), "{config}");
+    }
+
+    #[test]
+    fn run_time_options_go_into_the_config() {
+        let image = ImageBuilder::new()
+            .env("PGDATA", "/data")
+            .user("999:999")
+            .cmd(["postgres"])
+            .working_dir("/home")
+            .expose_tcp(5432)
+            .expose_tcp(5432)
+            .stop_signal("SIGINT")
+            .build()
+            .expect("build");
+        let config: Value = serde_json::from_slice(&image.config.data).expect("JSON");
+        let config = &config["config"];
+        assert_eq!(
+            config["Env"],
+            json!([format!("PATH={DEFAULT_PATH}"), "PGDATA=/data"])
+        );
+        assert_eq!(config["User"], "999:999");
+        assert_eq!(config["Cmd"], json!(["postgres"]));
+        assert_eq!(config["WorkingDir"], "/home");
+        assert_eq!(config["ExposedPorts"], json!({ "5432/tcp": {} }));
+        assert_eq!(config["StopSignal"], "SIGINT");
+        let path_replaced = ImageBuilder::new().env("PATH", "/bin").build().expect("build");
+        let config: Value = serde_json::from_slice(&path_replaced.config.data).expect("JSON");
+        assert_eq!(config["config"]["Env"], json!(["PATH=/bin"]));
+    }
+
+    #[test]
+    fn directories_links_and_owners_are_written_as_asked() {
+        let (tar, _) = LayerBuilder::new()
+            .file("tmp/x", b"x", 0o600)
+            .directory("tmp", 0o1777)
+            .directory_owned_by("var/data", 0o700, 999, 998)
+            .file_owned_by("var/data/f", b"f", 0o640, 999, 998)
+            .symlink("bin/sh", "/bin/busybox")
+            .build()
+            .expect("layer");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, u32, u64, u64, Option<String>)> = archive
+            .entries()
+            .expect("entries")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                let header = entry.header();
+                (
+                    entry.path().expect("path").display().to_string(),
+                    header.mode().expect("mode"),
+                    header.uid().expect("uid"),
+                    header.gid().expect("gid"),
+                    entry
+                        .link_name()
+                        .expect("link")
+                        .map(|link| link.display().to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("tmp/".to_owned(), 0o1777, 0, 0, None),
+                ("tmp/x".to_owned(), 0o600, 0, 0, None),
+                ("var/".to_owned(), 0o755, 0, 0, None),
+                ("var/data/".to_owned(), 0o700, 999, 998, None),
+                ("var/data/f".to_owned(), 0o640, 999, 998, None),
+                ("bin/".to_owned(), 0o755, 0, 0, None),
+                ("bin/sh".to_owned(), 0o777, 0, 0, Some("/bin/busybox".to_owned())),
+            ]
+        );
     }
 
     #[test]
