@@ -4,7 +4,8 @@
 #   2. builds Kubernetes (the API server and the node's programs) from Debian's source package
 #      once and caches it (seconds when cached);
 #   3. builds the static coder-service the platform-image tests pack (cached after the first time;
-#      a cold build is longer than nextest lets one test run);
+#      a cold build is longer than nextest lets one test run), and the workspace stand-in program that
+#      the dependency images pack;
 #   4. runs the doc tests, then every unit and integration test with cargo-nextest
 #      (cargo test when nextest is not installed). Extra arguments go to the test runner.
 set -euo pipefail
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
 scripts/build-platform-image.sh --profile dev --print-binary >/dev/null
+cargo build --quiet -p coder-testenv --bin workspace-standin
 
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then

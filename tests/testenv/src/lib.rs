@@ -16,6 +16,7 @@
 //! `scripts/build-kubernetes.sh` install everything.
 
 mod binaries;
+pub mod dependency_images;
 pub mod fixture;
 mod kubernetes;
 mod node;

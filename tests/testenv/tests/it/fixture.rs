@@ -5,7 +5,7 @@ use coder_testenv::fixture::{ImageBuilder, Index, LayerBuilder, MediaTypes, Plat
 use coder_testenv::{Registry, RegistryFlavour};
 
 /// `skopeo inspect` output for `reference`: an independent client reading what we pushed.
-fn skopeo_inspect(registry: &Registry, reference: &str, extra: &[&str]) -> Vec<u8> {
+pub(super) fn skopeo_inspect(registry: &Registry, reference: &str, extra: &[&str]) -> Vec<u8> {
     let output = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false"])
         .args(extra)

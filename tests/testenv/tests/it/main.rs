@@ -2,6 +2,7 @@
 //! uses in production (`oci-client`, `kube`, `sqlx`), and fixture images are readable by an
 //! independent client (`skopeo`).
 
+mod dependency_images;
 mod fixture;
 mod kubernetes;
 mod node;
