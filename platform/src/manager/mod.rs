@@ -164,10 +164,17 @@ impl Manager {
                 path: path.clone(),
                 reason,
             };
-            let token = std::fs::read_to_string(path).map_err(|error| license_error(error.to_string()))?;
-            service::license::install_at_start(&pool, &token)
-                .await
-                .map_err(|error| license_error(error.to_string()))?;
+            match std::fs::read_to_string(path) {
+                Ok(token) => service::license::install_at_start(&pool, &token)
+                    .await
+                    .map_err(|error| license_error(error.to_string()))?,
+                // The chart mounts the license Secret as optional: a free-tier install has none.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => tracing::info!(
+                    path = %path.display(),
+                    "no license file: running with the stored license, or the free tier"
+                ),
+                Err(error) => return Err(license_error(error.to_string())),
+            }
         }
         let envproxy_token = match &config.envproxy_token_file {
             Some(path) => Some(read_envproxy_token(path)?),

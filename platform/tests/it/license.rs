@@ -120,3 +120,18 @@ async fn the_manager_installs_the_mounted_license_at_start_up() {
     assert_eq!(shown["tier"], "enterprise");
     assert_eq!(shown["seats_allowed"], 25);
 }
+
+#[tokio::test]
+async fn a_missing_license_file_is_the_free_tier_not_a_failed_start() {
+    // The chart mounts the license Secret as optional: a connected free-tier install has none.
+    let env = Env::start_with(crate::harness::Options {
+        tweak: |args| {
+            args.license_file = Some(std::path::PathBuf::from("/nonexistent/coder-license/license"))
+        },
+        ..Default::default()
+    })
+    .await;
+    let (status, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["tier"], "free", "{shown}");
+}
