@@ -11,6 +11,8 @@
 # --profile  release (default, what ships; about 10+ minutes cold on 2 cores) or dev (faster,
 #            unoptimised, no debug info).
 # --print-binary  only build the static binary and print its path.
+# --test-keys  trust the TEST-ONLY license key (dev profile only): what the tests and the quick
+#            start deploy, so that the manager accepts the test licenses they install.
 # Every other option goes to `platform-image build` (see `platform-image build --help`): at least
 # one of --oci-layout DIR / --push REF; --binary is set here.
 #
@@ -23,12 +25,14 @@ cd "$(dirname "$0")/.."
 
 profile=release
 print_binary=false
+features=()
 forward=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="${2:?--profile needs release or dev}"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
     --print-binary) print_binary=true; shift ;;
+    --test-keys) features=(--features coder-license/test-keys); shift ;;
     *) forward+=("$1"); shift ;;
   esac
 done
@@ -43,7 +47,7 @@ target_root="${CARGO_TARGET_DIR:-target}"
 static_dir="$target_root/static"
 # Dev builds drop debug info: it would make the layer several times larger.
 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --quiet --profile "$profile" -p platform --bin coder-service \
+  cargo build --quiet --profile "$profile" -p platform --bin coder-service "${features[@]}" \
   --target "$target" --target-dir "$static_dir" >&2
 binary="$static_dir/$target/$profile_dir/coder-service"
 

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
-scripts/build-platform-image.sh --profile dev --print-binary >/dev/null
+scripts/build-platform-image.sh --profile dev --test-keys --print-binary >/dev/null
 cargo build --quiet -p coder-testenv --bin workspace-standin
 
 cargo test --workspace --doc --quiet

@@ -60,14 +60,6 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
-    /// The license file (a mounted Secret) is unreadable or does not verify.
-    #[error("license file {path}: {reason}")]
-    LicenseFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
     /// The listener could not be bound or served.
     #[error("serving on {addr}: {source}")]
     Serve {
@@ -99,6 +91,34 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// The envproxy's token (`--envproxy-token-file`); `None` disables the envproxy routes.
     pub envproxy_token: Option<Arc<str>>,
+}
+
+/// Installs the license file the chart mounts, when it is newer than the stored one. Never
+/// stops the start: a missing file is no license (the Secret is optional: the free tier), and a
+/// file that does not verify is logged and left out, so the manager runs on the stored license
+/// (or the free tier) and says why, instead of crash-looping.
+async fn install_mounted_license(pool: &sqlx::PgPool, path: &std::path::Path) {
+    let token = match std::fs::read_to_string(path) {
+        Ok(token) => token,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(
+                path = %path.display(),
+                "no license file: running with the stored license, or the free tier"
+            );
+            return;
+        }
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read the license file; running without it");
+            return;
+        }
+    };
+    if let Err(error) = service::license::install_at_start(pool, &token).await {
+        tracing::error!(
+            path = %path.display(),
+            %error,
+            "the mounted license was not installed; running with the stored license, or the free tier"
+        );
+    }
 }
 
 /// How often the manager deletes dead session tokens (also once at start).
@@ -160,21 +180,7 @@ impl Manager {
             );
         }
         if let Some(path) = &config.license_file {
-            let license_error = |reason: String| StartError::LicenseFile {
-                path: path.clone(),
-                reason,
-            };
-            match std::fs::read_to_string(path) {
-                Ok(token) => service::license::install_at_start(&pool, &token)
-                    .await
-                    .map_err(|error| license_error(error.to_string()))?,
-                // The chart mounts the license Secret as optional: a free-tier install has none.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => tracing::info!(
-                    path = %path.display(),
-                    "no license file: running with the stored license, or the free tier"
-                ),
-                Err(error) => return Err(license_error(error.to_string())),
-            }
+            install_mounted_license(&pool, path).await;
         }
         let envproxy_token = match &config.envproxy_token_file {
             Some(path) => Some(read_envproxy_token(path)?),

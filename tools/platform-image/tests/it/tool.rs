@@ -16,7 +16,7 @@ pub fn static_binary() -> PathBuf {
     BINARY
         .get_or_init(|| {
             let output = Command::new(workspace_root().join("scripts/build-platform-image.sh"))
-                .args(["--profile", "dev", "--print-binary"])
+                .args(["--profile", "dev", "--test-keys", "--print-binary"])
                 .current_dir(workspace_root())
                 .stderr(Stdio::inherit())
                 .output()
