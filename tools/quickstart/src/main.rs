@@ -1,24 +1,40 @@
-//! The quick start: brings up a local world with no internet (a registry standing in for the
-//! public upstream, a second one as the site registry, a Kubernetes API server, PostgreSQL),
-//! builds and pushes the platform image upstream, then runs what a site runs:
-//! `lock` → `bundle` → `verify` → `apply --bundle` (with a test enterprise license) →
-//! `status`, printing each command as it runs it.
+//! The quick start: brings up a local world with no internet and runs what a site runs in it.
 //!
-//! Run it through `scripts/quickstart.sh`, which builds what it needs (a `coder-install` that
-//! trusts the test license key: a debug build with `coder-license/test-keys`).
+//! The world, all on loopback: a registry standing in for the public upstream, a second one as
+//! the site registry, and a real single-node Kubernetes cluster ([`Cluster`]: API server,
+//! containerd, kubelet, kube-proxy, scheduler, controller-manager; it needs root). The platform
+//! image is built (trusting the test license key) and pushed upstream with the third-party
+//! images; then `lock` → `bundle` → `verify` → `apply --bundle --wait` (with a test enterprise
+//! license) → `status`, printing each command as it runs it. The platform's pods really run:
+//! the quick start logs in as the first admin through the manager's Service and prints the
+//! dashboard's URL and the admin's credentials.
+//!
+//! What stands in, because there is no internet and no image for it here: the cluster's
+//! service DNS (dnsmasq fed by the harness) and volumes (a hostPath provisioner in the
+//! harness); the PostgreSQL and workspace images, built from Debian's packages
+//! (`coder_testenv::dependency_images`); the ingress controller (no image of it exists here:
+//! two small never-run stand-ins fill its places in the bundle, ingress is disabled, and the
+//! platform is reached through its Services via kube-proxy).
+//!
+//! Run it through `scripts/quickstart.sh` (as root), which builds what it needs: the
+//! Kubernetes programs, a `coder-install` that trusts the test license key (a debug build with
+//! `coder-license/test-keys`), and the `workspace-standin` program the workspace image holds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use coder_license::test_keys::{TEST_KEY_ID, signing_key};
 use coder_license::{Claims, FORMAT_VERSION, Features, Tier};
+use coder_testenv::dependency_images::{postgres_image, workspace_image};
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-use coder_testenv::{KubeApiServer, Postgres, Registry, RegistryFlavour};
-
-/// Run the whole air-gapped install locally, with nothing but loopback.
+use coder_testenv::{Cluster, Registry, RegistryFlavour};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams, LogParams};
+use serde_json::{Value, json};
+/// Run the whole air-gapped install locally, with nothing but loopback (needs root: the node).
 #[derive(Debug, Parser)]
 #[command(name = "quickstart")]
 struct Args {
@@ -31,14 +47,20 @@ struct Args {
     /// The coder-install binary (built with the test license key trusted).
     #[arg(long, default_value = "target/debug/coder-install", value_name = "PATH")]
     coder_install: PathBuf,
-    /// The platform image's build profile (`dev` is quick; `release` is what ships).
-    #[arg(long, default_value = "dev", value_name = "PROFILE")]
-    image_profile: String,
 }
 
-/// The default spec's third-party images, with the upstream paths they stand in for. No
-/// internet here, so small fixture images take their place (labelled as stand-ins).
-const STAND_INS: [(&str, &str); 4] = [
+/// The platform's namespace (the chart's default).
+const NAMESPACE: &str = "coder";
+
+/// The first admin's email (the manager creates this user at its first start).
+const ADMIN_EMAIL: &str = "admin@coder.local";
+
+/// How long `apply --wait` may take for every workload to turn Ready (image pulls, initdb,
+/// migrations).
+const APPLY_TIMEOUT: &str = "10m";
+
+/// The default spec's third-party images, with the upstream paths they take the place of.
+const THIRD_PARTY: [(&str, &str); 4] = [
     ("postgres", "library/postgres:13"),
     ("ingress-nginx-controller", "ingress-nginx/controller:v1.11.2"),
     (
@@ -55,17 +77,27 @@ async fn main() -> anyhow::Result<()> {
     if !repository.join("charts/coder/Chart.yaml").exists() {
         bail!("run the quick start from the repository's root (scripts/quickstart.sh does)");
     }
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "the quick start runs a real Kubernetes node (network bridge, iptables, mounts, containers), \
+             which needs root: run `sudo scripts/quickstart.sh`"
+        );
+    }
     let temporary = tempfile_dir(&args)?;
     let work = temporary.as_path();
 
     section("1. the local world (loopback only)");
-    let (upstream, site, cluster, postgres) = tokio::join!(
-        Registry::start(RegistryFlavour::Plain),
-        Registry::start(RegistryFlavour::Plain),
-        KubeApiServer::start(),
-        Postgres::start(),
+    println!(
+        "starting two registries and a single-node Kubernetes cluster (about 30 s; it waits if another\n\
+         cluster holds the machine-wide node lock)"
     );
-    let (upstream, site, cluster, postgres) = (upstream?, site?, cluster?, postgres?);
+    let (upstream, site, cluster) = tokio::join!(
+        Registry::start(RegistryFlavour::Plain),
+        Registry::start(RegistryFlavour::Plain),
+        Cluster::start(),
+    );
+    let (upstream, site) = (upstream?, site?);
+    let cluster = cluster.context("starting the single-node cluster")?;
     println!(
         "upstream registry (stands in for the public registries): {}",
         upstream.host()
@@ -76,26 +108,58 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "Kubernetes API server {} (kubeconfig {})",
-        cluster.url(),
-        cluster.kubeconfig_path().display()
+        cluster.api().url(),
+        cluster.api().kubeconfig_path().display()
     );
-    println!("PostgreSQL on 127.0.0.1:{}", postgres.port());
+    println!(
+        "Runs for real: kube-apiserver and etcd, containerd (runc, CNI bridge), the kubelet, kube-proxy\n\
+         (iptables), kube-scheduler, kube-controller-manager; the platform's own image.\n\
+         Stands in: service DNS (dnsmasq fed by the harness, not CoreDNS); volumes (a hostPath\n\
+         provisioner in the harness); the PostgreSQL and workspace images (built from Debian's\n\
+         packages); the ingress controller (no image of it here: ingress is disabled and the\n\
+         platform is reached through its Services). Node logs: {}",
+        cluster.log_dir().display()
+    );
 
-    section("2. the platform image, built and pushed upstream");
+    section("2. the images, built and pushed upstream");
     let platform_image = format!("{}/coderenvs/coder-service:1.0.0", upstream.host());
+    println!(
+        "building the platform image (trusting the test license key); this may take several minutes\n\
+         on a cold machine"
+    );
     run(Command::new("scripts/build-platform-image.sh")
-        .args(["--profile", &args.image_profile, "--push", &platform_image])
+        .args(["--profile", "dev", "--test-keys", "--push", &platform_image])
         .args(["--insecure-registry", &upstream.host()]))?;
-    for (index, (name, path)) in STAND_INS.iter().enumerate() {
-        let image = ImageBuilder::new()
-            .label(
-                "org.opencontainers.image.description",
-                &format!("quick-start stand-in for {path}"),
-            )
-            .layer(LayerBuilder::new().random_file(&format!("{name}.bin"), 32 * 1024, index as u64))
-            .build()?;
+    for (index, (name, path)) in THIRD_PARTY.iter().enumerate() {
+        let (image, what) = match *name {
+            "postgres" => {
+                println!("building the PostgreSQL image from Debian's packages");
+                (postgres_image()?, "PostgreSQL 15 from Debian's packages")
+            }
+            "workspace" => {
+                println!("building the workspace image (workspace-standin, busybox)");
+                (
+                    workspace_image().context(
+                        "the workspace image needs target/debug/workspace-standin: \
+                         `cargo build -p coder-testenv --bin workspace-standin` (scripts/quickstart.sh does)",
+                    )?,
+                    "the workspace stand-in (HTTP on 13337)",
+                )
+            }
+            // Never run: the ingress controller is disabled.
+            _ => (
+                ImageBuilder::new()
+                    .label(
+                        "org.opencontainers.image.description",
+                        &format!("quick-start stand-in for {path}, never run"),
+                    )
+                    .layer(LayerBuilder::new().random_file(&format!("{name}.bin"), 32 * 1024, index as u64))
+                    .build()?,
+                "a small stand-in, never run",
+            ),
+        };
         upstream.push_image(path, &image).await?;
-        println!("stand-in {path} pushed upstream");
+        println!("{path} pushed upstream: {what}");
     }
 
     section("3. on the connected host: lock, bundle, verify");
@@ -137,13 +201,23 @@ async fn main() -> anyhow::Result<()> {
     ]))?;
     run(&mut tool(&["verify", &text(&bundle)]))?;
 
-    section("4. inside the air gap: apply the bundle (enterprise license)");
+    section("4. inside the air gap: apply the bundle (enterprise license) and wait for it to run");
     let license = work.join("coder.license");
     std::fs::write(&license, enterprise_license()?)?;
     let site_registry = format!("{}/coder", site.host());
-    let kubeconfig = text(cluster.kubeconfig_path());
+    let kubeconfig = text(cluster.api().kubeconfig_path());
+    cluster
+        .trust_plain_http_registry(&site.host())
+        .context("letting the node pull from the site registry")?;
+    println!(
+        "the node pulls from the site registry {} over plain HTTP",
+        site.host()
+    );
     run(&mut tool(&["license", "inspect", &text(&license)]))?;
-    run(&mut tool(&[
+    println!(
+        "apply waits until every workload is Ready (image pulls, PostgreSQL's initdb, migrations: a few minutes)"
+    );
+    let applied = run(&mut tool(&[
         "apply",
         "--bundle",
         &text(&bundle),
@@ -155,15 +229,41 @@ async fn main() -> anyhow::Result<()> {
         &text(&license),
         "--kubeconfig",
         &kubeconfig,
-    ]))?;
+        "--set",
+        "ingress.enable=false",
+        "--wait",
+        "--timeout",
+        APPLY_TIMEOUT,
+    ]));
+    if let Err(error) = applied {
+        eprintln!(
+            "\nthe pods in namespace {NAMESPACE}:\n{}\nthe node's logs: {}",
+            cluster.describe_pods(NAMESPACE).await,
+            cluster.log_dir().display()
+        );
+        return Err(error);
+    }
 
     section("5. what is installed");
+    run(&mut tool(&["status", "--kubeconfig", &kubeconfig]))?;
+
+    section("6. the platform, through its Services");
+    let client = cluster.api().client().await?;
+    let manager = service_url(&client, "coder-manager").await?;
+    let dashboard = service_url(&client, "coder-dashboard").await?;
+    let password = admin_password(&client).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()?;
+    println!("logging in as {ADMIN_EMAIL} through {manager}");
+    login(&http, &manager, ADMIN_EMAIL, &password).await?;
+    println!("the login works (the manager returned a session token)");
     println!(
-        "(this API server runs no scheduler or kubelets, so no pod starts: status reports every workload as not ready)"
+        "\nDashboard: {dashboard}/   (reachable from this host through kube-proxy)\n\
+         Manager:   {manager}/\n\
+         Admin:     {ADMIN_EMAIL}\n\
+         Password:  {password}"
     );
-    if run(&mut tool(&["status", "--kubeconfig", &kubeconfig])).is_ok() {
-        bail!("status reported healthy workloads on an API server without kubelets; something is off");
-    }
 
     section("done");
     println!(
@@ -174,15 +274,103 @@ async fn main() -> anyhow::Result<()> {
     );
     if !args.exit {
         println!(
-            "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  {} template --bundle {} --registry {site_registry}\nPress Ctrl-C to stop it.",
+            "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  KUBECONFIG={kubeconfig} kubectl -n {NAMESPACE} get pods   (if you have kubectl)\n  {} template --bundle {} --registry {site_registry}\nPress Ctrl-C to stop it (the node and its pods are torn down).",
             coder_install.display(),
             coder_install.display(),
             bundle.display()
         );
         tokio::signal::ctrl_c().await?;
     }
-    drop((upstream, site, cluster, postgres));
+    println!("stopping the local world");
+    drop(client);
+    drop((upstream, site, cluster));
     Ok(())
+}
+
+/// `http://CLUSTER-IP:PORT` of a Service in the platform's namespace, reached from this host
+/// through kube-proxy.
+async fn service_url(client: &kube::Client, name: &str) -> anyhow::Result<String> {
+    let service = Api::<Service>::namespaced(client.clone(), NAMESPACE)
+        .get(name)
+        .await
+        .with_context(|| format!("the Service {NAMESPACE}/{name}"))?;
+    let spec = service
+        .spec
+        .with_context(|| format!("the Service {name} has no spec"))?;
+    let port = spec
+        .ports
+        .and_then(|ports| ports.first().map(|port| port.port))
+        .with_context(|| format!("the Service {name} has no port"))?;
+    let ip = spec
+        .cluster_ip
+        .with_context(|| format!("the Service {name} has no cluster IP"))?;
+    Ok(format!("http://{ip}:{port}"))
+}
+
+/// The first admin's password, from the manager's log (the manager writes it once, as a JSON
+/// line with `fields.password`, when it creates the admin).
+async fn admin_password(client: &kube::Client) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let started = Instant::now();
+    loop {
+        let managers = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/component=manager"))
+            .await
+            .context("listing the manager's pods")?;
+        for pod in managers {
+            let name = pod.metadata.name.unwrap_or_default();
+            let params = LogParams {
+                container: Some("manager".to_owned()),
+                ..LogParams::default()
+            };
+            let Ok(log) = pods.logs(&name, &params).await else {
+                continue;
+            };
+            for line in log.lines() {
+                let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if let Some(password) = entry["fields"]["password"].as_str() {
+                    return Ok(password.to_owned());
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no manager log holds the first admin's password");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Logs in as `email` through the manager; succeeds once it returns a session token (retried
+/// for a minute: kube-proxy may still be writing the Service's rules).
+async fn login(http: &reqwest::Client, manager: &str, email: &str, password: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let response = http
+                .post(format!("{manager}/auth/basic/login"))
+                .header("content-type", "application/json")
+                .body(json!({ "email": email, "password": password }).to_string())
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|error| error.to_string())?;
+            let reply: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match reply["session_token"].as_str() {
+                Some(_) if status.is_success() => Ok(()),
+                _ => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),
+            }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(reason) if started.elapsed() > Duration::from_secs(60) => {
+                bail!("logging in as {email} at {manager}/auth/basic/login: {reason}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
 }
 
 /// The work folder: the one given, or a temporary one removed at the end.
@@ -206,7 +394,7 @@ fn spec_text(upstream: &str, repository: &Path) -> String {
     text.push_str(&format!(
         "  - name: coder-service\n    ref: {upstream}/coderenvs/coder-service:1.0.0\n"
     ));
-    for (name, path) in STAND_INS {
+    for (name, path) in THIRD_PARTY {
         text.push_str(&format!("  - name: {name}\n    ref: {upstream}/{path}\n"));
     }
     text.push_str(&format!(
