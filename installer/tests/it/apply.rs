@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::world::{coder_install, failure, success};
 
 /// The images the platform chart refers to, by logical name, and their upstream paths.
-const PLATFORM_IMAGES: [(&str, &str); 5] = [
+pub const PLATFORM_IMAGES: [(&str, &str); 5] = [
     ("coder-service", "coderenvs/coder-service:1.0.0"),
     ("postgres", "library/postgres:13"),
     ("ingress-nginx-controller", "ingress-nginx/controller:v1.11.2"),
@@ -72,48 +72,10 @@ impl Platform {
         ]));
     }
 
-    /// Replaces the `coder-service` stand-in upstream with the real platform image, packed by
-    /// the `platform-image` tool (built beside this test by the workspace build) from the static
-    /// dev build of coder-service that `scripts/test.sh` makes first, as the quick start does.
+    /// Replaces the `coder-service` stand-in upstream with the real platform image and locks
+    /// the spec again.
     pub fn publish_real_platform_image(&self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-platform-image.sh");
-        let output = std::process::Command::new(script)
-            .args(["--profile", "dev", "--print-binary"])
-            .output()
-            .expect("run scripts/build-platform-image.sh");
-        assert!(
-            output.status.success(),
-            "building the static coder-service failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        // The script prints the path relative to the workspace root.
-        let binary = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .join(String::from_utf8_lossy(&output.stdout).trim())
-            .display()
-            .to_string();
-        let tool = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("platform-image")))
-            .filter(|tool| tool.exists())
-            .expect("target/debug/platform-image: run the suite as scripts/test.sh does (a workspace build)");
-        let reference = format!("{}/{}", self.upstream.host(), PLATFORM_IMAGES[0].1);
-        let output = std::process::Command::new(tool)
-            .args([
-                "build",
-                "--binary",
-                &binary,
-                "--push",
-                &reference,
-                "--insecure-registry",
-            ])
-            .arg(self.upstream.host())
-            .output()
-            .expect("run platform-image");
-        assert!(
-            output.status.success(),
-            "building the platform image failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        push_real_platform_image(&self.upstream, PLATFORM_IMAGES[0].1, &[]);
         self.lock_spec();
     }
 
@@ -191,6 +153,52 @@ impl Platform {
     pub async fn client(&self) -> kube::Client {
         self.cluster.client().await.expect("client")
     }
+}
+
+/// Pushes the real platform image to `registry` at `path`, packed by the `platform-image` tool
+/// (built beside this test by the workspace build) from the static dev build of coder-service
+/// that `scripts/test.sh` makes first, as the quick start does. `extra` goes to
+/// `platform-image build` (e.g. `--version 2.0.0` for a second release's image).
+pub fn push_real_platform_image(registry: &Registry, path: &str, extra: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-platform-image.sh");
+    let output = std::process::Command::new(script)
+        .args(["--profile", "dev", "--test-keys", "--print-binary"])
+        .output()
+        .expect("run scripts/build-platform-image.sh");
+    assert!(
+        output.status.success(),
+        "building the static coder-service failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The script prints the path relative to the workspace root.
+    let binary = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .join(String::from_utf8_lossy(&output.stdout).trim())
+        .display()
+        .to_string();
+    let tool = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("platform-image")))
+        .filter(|tool| tool.exists())
+        .expect("target/debug/platform-image: run the suite as scripts/test.sh does (a workspace build)");
+    let reference = format!("{}/{path}", registry.host());
+    let output = std::process::Command::new(tool)
+        .args([
+            "build",
+            "--binary",
+            &binary,
+            "--push",
+            &reference,
+            "--insecure-registry",
+        ])
+        .arg(registry.host())
+        .args(extra)
+        .output()
+        .expect("run platform-image");
+    assert!(
+        output.status.success(),
+        "building the platform image failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Every object with coder-install's managed-by label in `namespace`, by `Kind/name`, with its

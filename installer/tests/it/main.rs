@@ -6,4 +6,5 @@ mod bundle;
 mod cli;
 mod license;
 mod push;
+mod real_node;
 mod world;
