@@ -6,7 +6,7 @@
 # They are cached in ${XDG_CACHE_HOME:-~/.cache}/coder-install/kubernetes-1.20.2/ and this script
 # returns at once when all are there. Set KUBERNETES_BIN to a directory holding them to use
 # existing binaries instead. Needs: golang-1.19-go, rsync, golang-github-modern-go-reflect2-dev,
-# gcc (scripts/install-system-deps.sh installs them). About 15 to 20 minutes cold on 2 cores.
+# gcc (scripts/install-system-deps.sh installs them). About 7 to 15 minutes cold on 2 cores.
 #
 # Why the reflect2 swap: the vendored modern-go/reflect2 1.0.1 panics under Go >= 1.18 on the first
 # JSON decode of a map (every server-side apply); Debian's 1.0.2 is a drop-in replacement.
@@ -35,7 +35,7 @@ mirror=$(grep -hoE 'https?://[^ ]*debian/?$' /etc/apt/sources.list.d/debian.sour
 [ -n "$mirror" ] || mirror=$(grep -hE '^URIs:' /etc/apt/sources.list.d/debian.sources | awk '{print $2}' | grep -v security | head -1)
 [ -n "$mirror" ] || { echo "cannot find the Debian mirror in /etc/apt/sources.list.d/debian.sources" >&2; exit 1; }
 
-echo "building Kubernetes $version (${programs[*]}, pause) from Debian's kubernetes source package (15 to 20 min cold on 2 cores)" >&2
+echo "building Kubernetes $version (${programs[*]}, pause) from Debian's kubernetes source package (7 to 15 min cold on 2 cores)" >&2
 mkdir -p "$work/lists/partial"
 echo "deb-src $mirror bookworm main" >"$work/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$work/lists")

@@ -35,6 +35,15 @@ pub struct MigrateArgs {
     /// The database.
     #[command(flatten)]
     pub db: DbArgs,
+    /// How long to wait for the database to answer before giving up (a new install's database
+    /// initialises itself while the migration step starts).
+    #[arg(
+        long,
+        env = "CODER_PG_WAIT_SECS",
+        default_value_t = 180,
+        value_name = "SECONDS"
+    )]
+    pub wait_secs: u64,
 }
 
 /// Runs the parsed command line.
@@ -43,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Component::Manager(args) => manager::run(*args).await,
         Component::Migrate(args) => {
             let pool = args.db.pool()?;
+            db::wait_until_reachable(&pool, std::time::Duration::from_secs(args.wait_secs)).await?;
             db::migrate(&pool).await?;
             tracing::info!(
                 migrations = db::MIGRATOR.iter().count(),

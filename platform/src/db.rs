@@ -103,6 +103,28 @@ impl DbArgs {
     }
 }
 
+/// Waits until the database answers a query, trying every second for up to `timeout`, and
+/// logging why it is not reachable yet (at most every 5 seconds). A freshly installed database
+/// is not there yet when its clients start (its first start initialises the data), and the
+/// migration step should wait for it rather than crash and be restarted with back-off.
+pub async fn wait_until_reachable(pool: &PgPool, timeout: Duration) -> Result<(), DbError> {
+    let started = std::time::Instant::now();
+    let mut last_report: Option<std::time::Instant> = None;
+    loop {
+        match sqlx::query("SELECT 1").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(error) if started.elapsed() >= timeout => return Err(DbError::Query(error)),
+            Err(error) => {
+                if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    tracing::info!(%error, waited_secs = started.elapsed().as_secs(), "waiting for the database");
+                    last_report = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Applies every pending migration, waiting for any other replica that is migrating.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await?;

@@ -122,3 +122,53 @@ async fn a_migration_run_waits_for_the_replica_holding_the_lock() {
     waiting.await.expect("join").expect("the waiting run completes");
     assert!(db::migrations_current(&pool).await.expect("query"));
 }
+
+/// A database that is not there yet (a new install's PostgreSQL initialising itself) is waited
+/// for: the address refuses connections for two seconds, then leads to the real server.
+#[tokio::test]
+async fn the_migration_step_waits_for_a_database_that_comes_up_later() {
+    let postgres = Postgres::start().await.expect("start PostgreSQL");
+    let url = postgres.create_database("coder").await.expect("database");
+    let real_port = postgres.port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    let opens_at = std::time::Instant::now() + Duration::from_secs(2);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(opens_at.into()).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", real_port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    let late_url = url.replace(&format!(":{real_port}/"), &format!(":{port}/"));
+    assert_ne!(late_url, url, "the URL names the port: {url}");
+    let pool = db::DbArgs::from_url(&late_url).pool().expect("pool");
+
+    db::wait_until_reachable(&pool, Duration::from_secs(30))
+        .await
+        .expect("reachable in time");
+    assert!(
+        std::time::Instant::now() >= opens_at,
+        "it answered before it existed"
+    );
+    db::migrate(&pool).await.expect("migrate");
+    assert!(db::migrations_current(&pool).await.expect("query"));
+
+    // Never there: the wait ends with the last error, after the time given.
+    let absent = db::DbArgs::from_url(url.replace(&format!(":{real_port}/"), ":1/"))
+        .pool()
+        .expect("pool");
+    let started = std::time::Instant::now();
+    let error = db::wait_until_reachable(&absent, Duration::from_secs(2))
+        .await
+        .expect_err("nothing listens");
+    assert!(started.elapsed() >= Duration::from_secs(2), "gave up early");
+    assert!(error.to_string().contains("database"), "{error}");
+}
