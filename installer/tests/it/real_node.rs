@@ -47,7 +47,7 @@ impl RealWorld {
         cluster
             .trust_plain_http_registry(&site.host())
             .expect("let the node pull from the site registry");
-        push_real_platform_image(&upstream, PLATFORM_IMAGES[0].1, &[]);
+        push_real_platform_image(&upstream, &platform_image_path("1.0.0"), &[]);
         for (name, path) in &PLATFORM_IMAGES[1..] {
             let image = match *name {
                 "postgres" => postgres_image().expect("the PostgreSQL image"),
@@ -83,11 +83,16 @@ impl RealWorld {
         ))
     }
 
-    /// Writes the spec of release `version`, locks and bundles it, and verifies the bundle.
+    /// Writes the spec of release `version` (its platform image tagged `version`), locks and
+    /// bundles it, and verifies the bundle.
     fn bundle(&self, version: &str) -> String {
         let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
         let mut spec = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
         for (name, path) in PLATFORM_IMAGES {
+            let path = match name {
+                "coder-service" => platform_image_path(version),
+                _ => path.to_owned(),
+            };
             spec.push_str(&format!(
                 "  - name: {name}\n    ref: {}/{path}\n",
                 self.upstream.host()
@@ -205,6 +210,51 @@ impl RealWorld {
     }
 }
 
+/// Where release `version`'s platform image is upstream.
+fn platform_image_path(version: &str) -> String {
+    format!("coderenvs/coder-service:{version}")
+}
+
+/// The image of the manager's Deployment.
+async fn manager_image(client: &kube::Client, namespace: &str) -> String {
+    let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), namespace)
+        .get("coder-manager")
+        .await
+        .expect("the manager's Deployment");
+    deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .map(|spec| spec.containers[0].image.clone().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Fails unless no container of `namespace`'s pods was ever restarted: the platform came up in
+/// order (the migration step waited for the database) rather than by crash-looping.
+async fn assert_no_restarts(cluster: &Cluster, namespace: &str) {
+    let client = cluster.api().client().await.expect("client");
+    for pod in Api::<Pod>::namespaced(client, namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("pods")
+    {
+        let status = pod.status.unwrap_or_default();
+        let statuses = status
+            .init_container_statuses
+            .into_iter()
+            .flatten()
+            .chain(status.container_statuses.into_iter().flatten());
+        for container in statuses {
+            assert_eq!(
+                container.restart_count,
+                0,
+                "{} restarted:\n{}",
+                container.name,
+                cluster.describe_pods(namespace).await
+            );
+        }
+    }
+}
+
 /// A session token for `email`.
 async fn login(http: &reqwest::Client, manager: &str, email: &str, password: &str) -> String {
     let response = http
@@ -292,6 +342,8 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
             );
         }
     }
+
+    assert_no_restarts(&world.cluster, NAMESPACE).await;
 
     // The admin logs in through the manager's Service, makes a member, who makes a workspace.
     let http = reqwest::Client::builder()
@@ -420,6 +472,52 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         "a second apply rewrote objects"
     );
 
+    // An upgrade to release 2.0.0 (a new platform image) keeps the users and the workspace.
+    push_real_platform_image(
+        &world.upstream,
+        &platform_image_path("2.0.0"),
+        &["--version", "2.0.0"],
+    );
+    let first_image = manager_image(&client, NAMESPACE).await;
+    let upgraded = world.apply(&world.bundle("2.0.0"), &license).await;
+    assert_eq!(upgraded["mode"], "air-gapped", "{upgraded}");
+    let second_image = manager_image(&client, NAMESPACE).await;
+    assert_ne!(
+        first_image, second_image,
+        "the upgrade deployed the same platform image"
+    );
+    let member = login(&http, &manager, "dev@example.com", "a long member password").await;
+    let kept = http
+        .get(format!("{manager}/api/v0/workspaces/{id}"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .expect("the workspace after the upgrade");
+    assert!(
+        kept.status().is_success(),
+        "the workspace is gone after the upgrade: {}",
+        kept.status()
+    );
+    eventually(
+        "the workspace after the upgrade",
+        Duration::from_secs(120),
+        || async {
+            let response = http
+                .get(format!("{envproxy}/proxy/workspaces/{id}/ide/"))
+                .bearer_auth(&member)
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await;
+
     // Uninstall leaves nothing of the platform.
     world.run(&[
         "uninstall",
@@ -470,6 +568,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     );
     let report: Value = serde_json::from_slice(&output.stdout).expect("apply's JSON report");
     assert_eq!(report["mode"], "connected", "{report}");
+    assert_no_restarts(&world.cluster, free).await;
     let manager = world.service_url(free, "coder-manager").await;
     let admin = login(
         &http,
