@@ -102,6 +102,38 @@ mod tests {
         assert_eq!(trusted_keys().len(), PRODUCTION_KEYS.len() + 1);
     }
 
+    /// `coder-license` features as cargo resolves them for the whole root workspace, over
+    /// the dependency edges `edges` (`cargo tree -e`).
+    fn root_workspace_license_features(edges: &str) -> String {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let output = std::process::Command::new(cargo)
+            .args(["tree", "--offline", "--workspace", "--prefix", "none"])
+            .args(["--manifest-path", manifest, "-e", edges, "-i", "coder-license"])
+            .output()
+            .expect("run cargo tree");
+        assert!(
+            output.status.success(),
+            "cargo tree: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A plain `cargo build` (or `--release`) at the root must never unify `test-keys` into
+    /// the binaries a user builds: only dev-dependencies (tests) may turn it on.
+    #[test]
+    fn only_dev_dependencies_of_the_root_workspace_enable_the_test_keys_feature() {
+        let built = root_workspace_license_features("normal,build,features");
+        assert!(built.contains("coder-license v"), "{built}");
+        assert!(
+            !built.contains("\"test-keys\""),
+            "a build at the root trusts the test key:\n{built}"
+        );
+        let tested = root_workspace_license_features("normal,build,dev,features");
+        assert!(tested.contains("\"test-keys\""), "{tested}");
+    }
+
     #[test]
     fn key_text_decodes_with_trailing_white_space() {
         let text = "00ff".repeat(16) + "\n";
