@@ -6,8 +6,9 @@
 //! The manager reads it for its per-address login limit. Behind the ingress controller and the
 //! dashboard every connection comes from one of a few pod addresses, so the peer address alone
 //! would put every user in one bucket. A peer among the proxies the manager trusts
-//! (`--trusted-proxies`) names the client: the right-most address of the chain that is not a
-//! trusted proxy. A peer that is not trusted cannot choose its bucket: its chain is ignored.
+//! (`--trusted-proxies`, and the pods `--trusted-proxy-pods` selects) names the client: the
+//! right-most address of the chain that is not a trusted proxy. A peer that is not trusted
+//! cannot choose its bucket: its chain is ignored.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -58,28 +59,34 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
-    fn trusts(&self, address: &IpAddr) -> bool {
+    /// Whether `address` is in one of the networks.
+    pub fn contains(&self, address: &IpAddr) -> bool {
         self.0.iter().any(|network| network.contains(address))
     }
 
-    /// The client's address: `peer`, or, when `peer` is a trusted proxy, the right-most address
-    /// of `X-Forwarded-For` that is not (the left-most when all are; `peer` when the header is
-    /// missing or unreadable).
+    /// [`client_address`] trusting exactly these networks.
     pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.trusts(&peer) {
-            return peer;
-        }
-        let chain: Vec<IpAddr> = entries(headers)
-            .map_while(|entry| IpAddr::from_str(entry).ok())
-            .collect();
-        chain
-            .iter()
-            .rev()
-            .find(|address| !self.trusts(address))
-            .or(chain.first())
-            .copied()
-            .unwrap_or(peer)
+        client_address(peer, headers, |address| self.contains(address))
     }
+}
+
+/// The client's address: `peer`, or, when `peer` is a trusted proxy, the right-most address of
+/// `X-Forwarded-For` that is not (the left-most when all are; `peer` when the header is missing
+/// or unreadable).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(&IpAddr) -> bool) -> IpAddr {
+    if !trusted(&peer) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = entries(headers)
+        .map_while(|entry| IpAddr::from_str(entry).ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|address| !trusted(address))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 #[cfg(test)]

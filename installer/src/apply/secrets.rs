@@ -1,5 +1,6 @@
 //! What `apply` creates beside the chart: the namespace, the Secrets generated once and kept
-//! across upgrades (database password, envproxy token), the license Secret and the site
+//! across upgrades (database password, envproxy token, first admin's password), the license
+//! Secret and the site
 //! registry's pull Secret. The chart only refers to them by name, so `template` output stays
 //! free of secret values.
 
@@ -138,7 +139,10 @@ pub async fn ensure_generated(
     dry_run: bool,
 ) -> Result<GeneratedSecrets, SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut wanted = vec![(secret_names::ENVPROXY_TOKEN, "token", "envproxy")];
+    let mut wanted = vec![
+        (secret_names::ENVPROXY_TOKEN, "token", "envproxy"),
+        (secret_names::ADMIN_PASSWORD, "password", "manager"),
+    ];
     if in_cluster_database {
         wanted.push((secret_names::DATABASE, "password", "postgres"));
     }
@@ -227,7 +231,8 @@ pub fn docker_config_json(registry: &str, username: &str, password: &str) -> Vec
         .into_bytes()
 }
 
-/// Deletes the Secrets `apply` made; the database password is kept when `keep_data`.
+/// Deletes the Secrets `apply` made; the database password and the first admin's password
+/// (the admin account lives in the database) are kept when `keep_data`.
 pub async fn delete_all(
     client: &kube::Client,
     namespace: &str,
@@ -240,8 +245,9 @@ pub async fn delete_all(
         secret_names::LICENSE,
         secret_names::REGISTRY_PULL,
         secret_names::DATABASE,
+        secret_names::ADMIN_PASSWORD,
     ] {
-        if keep_data && name == secret_names::DATABASE {
+        if keep_data && [secret_names::DATABASE, secret_names::ADMIN_PASSWORD].contains(&name) {
             continue;
         }
         match api.delete(name, &DeleteParams::default()).await {

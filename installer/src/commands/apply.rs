@@ -254,5 +254,14 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
         },
         report.revision
     );
+    let admin_secret = crate::render::secret_names::ADMIN_PASSWORD;
+    if !report.dry_run && report.secrets.created.iter().any(|name| name == admin_secret) {
+        println!(
+            "The first admin's password was generated into Secret {namespace}/{admin_secret} (kept \
+             across upgrades; never logged). Read it once, sign in and change it:\n  \
+             kubectl -n {namespace} get secret {admin_secret} -o jsonpath='{{.data.password}}' | base64 -d",
+            namespace = report.namespace
+        );
+    }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub mod secret_names {
     pub const DATABASE: &str = "coder-db-password";
     /// The envproxy's token for the manager (key `token`).
     pub const ENVPROXY_TOKEN: &str = "coder-envproxy-token";
+    /// The first admin's password (key `password`), read by the manager while no admin exists.
+    pub const ADMIN_PASSWORD: &str = "coder-admin-password";
     /// The license (key `license`).
     pub const LICENSE: &str = "coder-license";
     /// The site registry's pull credentials (`kubernetes.io/dockerconfigjson`).
@@ -183,6 +185,7 @@ pub fn render(request: &RenderRequest<'_>) -> Result<Manifests, RenderError> {
         &json!({
             "database": secret_names::DATABASE,
             "envproxy_token": secret_names::ENVPROXY_TOKEN,
+            "admin_password": secret_names::ADMIN_PASSWORD,
             "license": secret_names::LICENSE,
         }),
     );
@@ -475,14 +478,27 @@ mod tests {
         let env = manager["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .expect("env");
-        let trusted = env
-            .iter()
-            .find(|variable| variable["name"] == "CODER_TRUSTED_PROXIES")
-            .expect("CODER_TRUSTED_PROXIES");
-        assert_eq!(
-            trusted["value"],
-            "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        // No network by default: only the install's own proxy pods, by their labels.
+        assert!(
+            env.iter()
+                .all(|variable| variable["name"] != "CODER_TRUSTED_PROXIES"),
+            "{env:?}"
         );
+        let pods = env
+            .iter()
+            .find(|variable| variable["name"] == "CODER_TRUSTED_PROXY_PODS")
+            .expect("CODER_TRUSTED_PROXY_PODS");
+        assert_eq!(
+            pods["value"],
+            "app.kubernetes.io/name=coder,app.kubernetes.io/component in (dashboard,ingress-nginx)"
+        );
+        let config = manifests
+            .objects
+            .iter()
+            .find(|object| kind_of(object) == "ConfigMap" && object["metadata"]["name"] == "coder-config")
+            .expect("config");
+        assert_eq!(config["data"]["CODER_MAX_WORKSPACES_PER_USER"], "10");
+        assert_eq!(config["data"]["CODER_MAX_DISK_GB_PER_USER"], "500");
 
         let chart = embedded_chart("coder").expect("chart");
         let defaults = chart_defaults(&chart).expect("defaults");

@@ -26,6 +26,8 @@ pub struct Values {
     pub ingress: IngressValues,
     /// NetworkPolicies.
     pub network_policies: NetworkPolicyValues,
+    /// The workspaces users create.
+    pub workspaces: WorkspaceValues,
     /// Secrets with registry credentials, attached to every service account.
     pub image_pull_secrets: Vec<String>,
     /// A ConfigMap (key `ca.crt`) of extra CA certificates; empty: none.
@@ -44,10 +46,38 @@ pub struct ManagerValues {
     /// The first admin account's email address.
     pub admin_email: String,
     /// CIDR networks (`192.0.2.7/32` for one address) whose `X-Forwarded-For` the manager
-    /// believes for its per-address login limit: the ingress controller and dashboard pods.
-    /// With the NetworkPolicies on, only they (and envproxy) reach the manager at all.
+    /// believes for its per-address login limit, besides the install's own ingress controller
+    /// and dashboard pods (always trusted, followed through the Kubernetes API).
     #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Settings of the workspaces users create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkspaceValues {
+    /// What one user's workspaces may hold in all (the manager refuses more).
+    pub per_user: WorkspaceQuotaValues,
+}
+
+/// What one user's workspaces may hold in all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkspaceQuotaValues {
+    /// Workspaces.
+    #[schemars(range(min = 1))]
+    pub max_workspaces: u32,
+    /// CPU cores together.
+    #[schemars(range(min = 0.1))]
+    pub max_cpu_cores: f64,
+    /// Memory together, in GB.
+    #[serde(rename = "maxMemoryGB")]
+    #[schemars(range(min = 0.25))]
+    pub max_memory_gb: f64,
+    /// Home volume space together, in GB.
+    #[serde(rename = "maxDiskGB")]
+    #[schemars(range(min = 1))]
+    pub max_disk_gb: u32,
 }
 
 /// Settings of a stateless component (envproxy, dashboard).

@@ -309,6 +309,12 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
         stdout_json(platform.run_owned(&platform.connected("apply", "coder", &["--output", "json"])));
     assert_eq!(report["revision"], 1);
     assert_eq!(report["mode"], "connected");
+    assert!(
+        report["secrets"]["created"]
+            .as_array()
+            .is_some_and(|created| created.contains(&json!("coder-admin-password"))),
+        "{report}"
+    );
     let client = platform.client().await;
     let objects = managed_objects(&client, "coder").await;
     for expected in [
@@ -325,6 +331,7 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
         "Job/coder-ingress-nginx-admission-create",
         "Secret/coder-db-password",
         "Secret/coder-envproxy-token",
+        "Secret/coder-admin-password",
         "ConfigMap/coder-install",
     ] {
         assert!(
@@ -370,8 +377,24 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
     let second = platform.run_owned(&platform.connected("apply", "coder", &[]));
     let text = success(second);
     assert!(text.contains("no changes"), "{text}");
+    assert!(
+        !text.contains("coder-admin-password"),
+        "the admin password Secret is kept, its instructions shown once: {text}"
+    );
     let after = resource_versions(&managed_objects(&client, "coder").await);
     assert_eq!(before, after, "a second apply must not write anything");
+    // The run that generates the admin password says how to read it (it is never logged).
+    let fresh = success(platform.run_owned(&platform.connected(
+        "apply",
+        "coder-fresh",
+        &["--set", "ingress.enable=false"],
+    )));
+    assert!(
+        fresh.contains(
+            "kubectl -n coder-fresh get secret coder-admin-password -o jsonpath='{.data.password}' | base64 -d"
+        ),
+        "{fresh}"
+    );
 
     // `template` with the same inputs prints exactly the objects apply applied.
     let template =

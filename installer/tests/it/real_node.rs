@@ -14,7 +14,7 @@ use coder_testenv::dependency_images::{postgres_image, workspace_image};
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 use coder_testenv::{Cluster, Registry, RegistryFlavour};
 use futures_util::{SinkExt, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -182,14 +182,23 @@ impl RealWorld {
         format!("http://{}:{port}", spec.cluster_ip.expect("a cluster IP"))
     }
 
-    /// The first admin's password, from the manager's log (where the manager writes it once).
+    /// The first admin's password, from the Secret `apply` generated; checks that no manager
+    /// log holds it.
     async fn admin_password(&self, namespace: &str) -> String {
         let client = self.cluster.api().client().await.expect("client");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get("coder-admin-password")
+            .await
+            .expect("apply creates the admin password Secret");
+        let data = secret.data.expect("data");
+        let password = String::from_utf8(data["password"].0.clone()).expect("UTF-8 password");
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let managers = pods
             .list(&ListParams::default().labels("app.kubernetes.io/component=manager"))
             .await
             .expect("manager pods");
+        assert!(!managers.items.is_empty(), "no manager pod");
         for pod in managers {
             let name = pod.metadata.name.unwrap_or_default();
             let params = LogParams {
@@ -197,16 +206,10 @@ impl RealWorld {
                 ..LogParams::default()
             };
             let log = pods.logs(&name, &params).await.expect("the manager's log");
-            for line in log.lines() {
-                let Ok(entry) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                if let Some(password) = entry["fields"]["password"].as_str() {
-                    return password.to_owned();
-                }
-            }
+            assert!(log.contains("\"level\""), "the manager logs JSON:\n{log}");
+            assert!(!log.contains(&password), "{name}'s log holds the admin password");
         }
-        panic!("no manager log holds the first admin's password");
+        password
     }
 }
 
@@ -284,6 +287,28 @@ async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Va
     let body: Value = response.json().await.expect("JSON");
     assert!(status.is_success(), "POST {url}: {status} {body}");
     body
+}
+
+/// The workspace's editor page (code-server's port) through envproxy, or why not.
+async fn workspace_page(
+    http: &reqwest::Client,
+    envproxy: &str,
+    id: &str,
+    token: &str,
+) -> Result<String, String> {
+    let response = http
+        .get(format!("{envproxy}/proxy/workspaces/{id}/ide/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|error| error.to_string())?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{status}: {text}"))
+    }
 }
 
 /// Retries `check` every second until it returns `Some` or `timeout` passes.
@@ -396,21 +421,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     let page = eventually(
         "the workspace's editor through envproxy",
         Duration::from_secs(180),
-        || async {
-            let response = http
-                .get(format!("{envproxy}/proxy/workspaces/{id}/ide/"))
-                .bearer_auth(&member)
-                .send()
-                .await
-                .map_err(|error| error.to_string())?;
-            let status = response.status();
-            let text = response.text().await.map_err(|error| error.to_string())?;
-            if status.is_success() {
-                Ok(text)
-            } else {
-                Err(format!("{status}: {text}"))
-            }
-        },
+        || workspace_page(&http, &envproxy, &id, &member),
     )
     .await;
     assert!(page.contains("workspace stand-in"), "{page}");
@@ -501,20 +512,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     eventually(
         "the workspace after the upgrade",
         Duration::from_secs(120),
-        || async {
-            let response = http
-                .get(format!("{envproxy}/proxy/workspaces/{id}/ide/"))
-                .bearer_auth(&member)
-                .send()
-                .await
-                .map_err(|error| error.to_string())?;
-            let status = response.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            }
-        },
+        || workspace_page(&http, &envproxy, &id, &member),
     )
     .await;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::db::DbArgs;
 use crate::forwarded::TrustedProxies;
+use crate::manager::error::{ApiError, ApiResult};
 
 /// `coder-service manager`'s flags; every flag can also be set through the environment.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,8 +26,9 @@ pub struct ManagerArgs {
     /// The first admin account's email address.
     #[arg(long, env = "CODER_ADMIN_EMAIL", default_value = "admin@coder.local")]
     pub admin_email: String,
-    /// A file holding the first admin's password (a mounted Secret). Without it, a password is
-    /// generated and logged once, on the start that creates the admin account.
+    /// A file holding the first admin's password (the Secret `coder-install apply` creates),
+    /// used only while no admin exists. Without it (or with the file missing) no admin is
+    /// created: a password is never generated, so it can never be logged.
     #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// A license file (the Secret `coder-install apply` creates), installed at start-up when it
@@ -63,6 +65,84 @@ pub struct ManagerArgs {
     /// `X-Forwarded-For` is ignored. Empty: every peer is the client.
     #[arg(long, env = "CODER_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+    /// A label selector of pods in `--namespace` that are trusted proxies too, followed through
+    /// the Kubernetes API as they come and go (the chart selects its dashboard and ingress
+    /// controller pods). Empty: none.
+    #[arg(long, env = "CODER_TRUSTED_PROXY_PODS", default_value = "")]
+    pub trusted_proxy_pods: String,
+    /// What one user's workspaces may hold in all.
+    #[command(flatten)]
+    pub workspace_quota: WorkspaceQuota,
+}
+
+/// What one user's workspaces may hold in all (admins' too): a member cannot take the
+/// cluster for themselves.
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
+pub struct WorkspaceQuota {
+    /// Workspaces per user.
+    #[arg(long = "max-workspaces-per-user", env = "CODER_MAX_WORKSPACES_PER_USER", default_value_t = Self::DEFAULT.workspaces)]
+    pub workspaces: i64,
+    /// CPU cores of one user's workspaces together.
+    #[arg(long = "max-cpu-cores-per-user", env = "CODER_MAX_CPU_CORES_PER_USER", default_value_t = Self::DEFAULT.cpu_cores)]
+    pub cpu_cores: f64,
+    /// Memory (GB) of one user's workspaces together.
+    #[arg(long = "max-memory-gb-per-user", env = "CODER_MAX_MEMORY_GB_PER_USER", default_value_t = Self::DEFAULT.memory_gb)]
+    pub memory_gb: f64,
+    /// Home volume space (GB) of one user's workspaces together.
+    #[arg(long = "max-disk-gb-per-user", env = "CODER_MAX_DISK_GB_PER_USER", default_value_t = Self::DEFAULT.disk_gb)]
+    pub disk_gb: i64,
+}
+
+impl Default for WorkspaceQuota {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl WorkspaceQuota {
+    /// The defaults (the chart's too).
+    pub const DEFAULT: Self = Self {
+        workspaces: 10,
+        cpu_cores: 16.0,
+        memory_gb: 64.0,
+        disk_gb: 500,
+    };
+
+    /// Checks one more workspace against the quota: `existing` workspaces, and the totals
+    /// they would come to with it.
+    pub fn check(&self, existing: i64, cpu_cores: f64, memory_gb: f64, disk_gb: i64) -> ApiResult<()> {
+        let exceeded = |what: String| {
+            Err(ApiError::Conflict {
+                code: "workspace_quota",
+                message: format!("{what}: delete or shrink a workspace, or ask an admin to raise the quota"),
+            })
+        };
+        if existing >= self.workspaces {
+            return exceeded(format!(
+                "you already have {existing} workspaces, the most allowed per user"
+            ));
+        }
+        // A little slack for the sum of f32 values.
+        if cpu_cores > self.cpu_cores + 1e-3 {
+            return exceeded(format!(
+                "your workspaces would use {cpu_cores:.1} CPU cores, over the {} allowed per user",
+                self.cpu_cores
+            ));
+        }
+        if memory_gb > self.memory_gb + 1e-3 {
+            return exceeded(format!(
+                "your workspaces would use {memory_gb:.2} GB of memory, over the {} allowed per user",
+                self.memory_gb
+            ));
+        }
+        if disk_gb > self.disk_gb {
+            return exceeded(format!(
+                "your workspaces would use {disk_gb} GB of disk, over the {} allowed per user",
+                self.disk_gb
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ManagerArgs {
@@ -84,6 +164,8 @@ impl ManagerArgs {
             login_burst: 10,
             login_per_minute: 6,
             trusted_proxies: TrustedProxies::default(),
+            trusted_proxy_pods: String::new(),
+            workspace_quota: WorkspaceQuota::default(),
         }
     }
 

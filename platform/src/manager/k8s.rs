@@ -79,10 +79,23 @@ pub fn deployment_manifest(workspace: &Workspace, replicas: i32) -> Value {
             "template": {
                 "metadata": { "labels": labels(workspace) },
                 "spec": {
+                    // A workspace runs its owner's code: no Kubernetes credentials, no added
+                    // privileges, the runtime's default seccomp filter, no host namespaces.
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
                     "containers": [{
                         "name": "workspace",
                         "image": workspace.image,
                         "ports": ports,
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "privileged": false,
+                            "capabilities": { "drop": ["ALL"] },
+                        },
                         "resources": {
                             "requests": { "cpu": format!("{}", workspace.cpu_cores), "memory": format!("{memory_mib}Mi") },
                             "limits": { "cpu": format!("{}", workspace.cpu_cores), "memory": format!("{memory_mib}Mi") },

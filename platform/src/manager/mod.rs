@@ -14,6 +14,7 @@ pub mod error;
 pub mod k8s;
 pub mod metrics;
 pub mod model;
+pub mod proxy_pods;
 pub mod ratelimit;
 pub mod service;
 
@@ -30,6 +31,7 @@ pub use config::ManagerArgs;
 use error::ApiError;
 use k8s::WorkspaceCluster;
 use metrics::Metrics;
+use proxy_pods::ProxyPods;
 use ratelimit::RateLimiter;
 
 /// Why the manager could not start.
@@ -91,6 +93,22 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// The envproxy's token (`--envproxy-token-file`); `None` disables the envproxy routes.
     pub envproxy_token: Option<Arc<str>>,
+    /// The pods trusted as proxies besides `--trusted-proxies` (`--trusted-proxy-pods`).
+    pub proxy_pods: ProxyPods,
+}
+
+impl AppState {
+    /// The client a request from `peer` stands for: `peer`, or whom it forwards when it is a
+    /// trusted proxy (one of `--trusted-proxies` or of the followed proxy pods).
+    pub fn client_address(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        crate::forwarded::client_address(peer, headers, |address| {
+            self.config.trusted_proxies.contains(address) || self.proxy_pods.contains(address)
+        })
+    }
 }
 
 /// Installs the license file the chart mounts, when it is newer than the stored one. Never
@@ -128,9 +146,9 @@ const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_se
 /// session purge running.
 pub struct Manager {
     state: AppState,
-    generated_admin_password: Option<String>,
     watch: Option<AbortOnDrop>,
     purge: AbortOnDrop,
+    follow_proxies: Option<AbortOnDrop>,
 }
 
 /// A background task that ends when its handle is dropped.
@@ -156,28 +174,35 @@ impl Manager {
             return Err(StartError::MigrationsPending);
         }
         let admin_password = match &config.admin_password_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|source| StartError::AdminPasswordFile {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
+            Some(path) => read_admin_password(path)?,
             None => None,
         };
-        let generated_admin_password =
-            service::users::bootstrap_admin(&pool, &config.admin_email, admin_password)
+        match admin_password {
+            Some(password) => {
+                let created = service::users::bootstrap_admin(&pool, &config.admin_email, &password)
+                    .await
+                    .map_err(StartError::Bootstrap)?;
+                if created {
+                    tracing::info!(
+                        email = %config.admin_email,
+                        "created the first admin account with the password from the admin password file"
+                    );
+                }
+            }
+            // Never a generated password: it would have to be shown somewhere, and logs are
+            // read by more people than admins should be.
+            None if !service::users::admin_exists(&pool)
                 .await
-                .map_err(StartError::Bootstrap)?;
-        if let Some(password) = &generated_admin_password {
-            // Logged this once: the next start finds the admin and generates nothing.
-            tracing::warn!(
-                email = %config.admin_email,
-                password = %password,
-                "created the first admin account with a generated password; change it after logging in"
-            );
+                .map_err(StartError::Bootstrap)? =>
+            {
+                tracing::warn!(
+                    email = %config.admin_email,
+                    "there is no admin account yet and no admin password file to create one from: \
+                     set CODER_ADMIN_PASSWORD_FILE to a file holding the first admin's password \
+                     (coder-install apply creates the Secret coder-admin-password for it) and restart"
+                );
+            }
+            None => {}
         }
         if let Some(path) = &config.license_file {
             install_mounted_license(&pool, path).await;
@@ -191,6 +216,15 @@ impl Manager {
             .await
             .and_then(|hash| hash)
             .map_err(StartError::Bootstrap)?;
+        let proxy_pods = ProxyPods::default();
+        let follow_proxies = match (&kube, config.trusted_proxy_pods.trim()) {
+            (Some(client), selector) if !selector.is_empty() => {
+                let pods = kube::Api::namespaced(client.clone(), &config.namespace);
+                let follow = proxy_pods.clone().follow(pods, selector.to_owned());
+                Some(AbortOnDrop(tokio::spawn(follow)))
+            }
+            _ => None,
+        };
         let cluster = kube.map(|client| WorkspaceCluster::new(client, config.namespace.clone()));
         let watch = cluster
             .clone()
@@ -204,18 +238,14 @@ impl Manager {
             metrics: Arc::new(Metrics::default()),
             dummy_hash: dummy_hash.into(),
             envproxy_token,
+            proxy_pods,
         };
         Ok(Self {
             state,
-            generated_admin_password,
             watch,
             purge,
+            follow_proxies,
         })
-    }
-
-    /// The admin password generated by this start, if it created the admin without one.
-    pub fn generated_admin_password(&self) -> Option<&str> {
-        self.generated_admin_password.as_deref()
     }
 
     /// The shared state (its pool, configuration, ...).
@@ -244,6 +274,7 @@ impl Manager {
             .map_err(|source| StartError::Serve { addr, source });
         drop(self.watch);
         drop(self.purge);
+        drop(self.follow_proxies);
         self.state.pool.close().await;
         served
     }
@@ -262,6 +293,19 @@ async fn purge_dead_sessions(pool: sqlx::PgPool) {
                 tracing::warn!(%error, "deleting expired session tokens failed; trying again in an hour");
             }
         }
+    }
+}
+
+/// Reads the first admin's password file (trimmed). A missing or empty file is no password
+/// (the chart mounts the Secret as optional, so a `template` install without it still starts).
+fn read_admin_password(path: &std::path::Path) -> Result<Option<String>, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|password| !password.is_empty())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StartError::AdminPasswordFile {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

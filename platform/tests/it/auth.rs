@@ -228,30 +228,57 @@ async fn api_keys_are_created_used_listed_and_revoked() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_expiry");
 }
 
-#[tokio::test]
-async fn the_first_start_generates_an_admin_password_once() {
-    let postgres = coder_testenv::Postgres::start().await.expect("start PostgreSQL");
-    let url = postgres.create_database("coder").await.expect("database");
-    let first = Manager::start(ManagerArgs::for_database(&url), None)
-        .await
-        .expect("first start");
-    let password = first.generated_admin_password().expect("generated").to_owned();
-    assert!(password.len() >= 16);
-    let second = Manager::start(ManagerArgs::for_database(&url), None)
-        .await
-        .expect("second start");
-    assert_eq!(second.generated_admin_password(), None, "never again");
-
-    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
-        .fetch_one(&first.state().pool)
+/// The first admin's password hash and how many admins there are.
+async fn admins(manager: &Manager) -> (i64, Option<String>) {
+    let pool = &manager.state().pool;
+    let count = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        .fetch_one(pool)
         .await
         .expect("count");
-    assert_eq!(admins, 1);
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE role = 'admin'")
-        .fetch_one(&first.state().pool)
+    let hash = sqlx::query_scalar("SELECT password_hash FROM users WHERE role = 'admin'")
+        .fetch_optional(pool)
         .await
         .expect("hash");
-    assert!(hash.starts_with("$argon2id$") && !hash.contains(&password));
+    (count, hash)
+}
+
+#[tokio::test]
+async fn the_first_admin_comes_from_the_password_file_once_and_is_never_generated() {
+    let postgres = coder_testenv::Postgres::start().await.expect("start PostgreSQL");
+    let url = postgres.create_database("coder").await.expect("database");
+    let files = tempfile::tempdir().expect("temp dir");
+    let password_file = files.path().join("password");
+    let start = |file: std::path::PathBuf| {
+        let mut args = ManagerArgs::for_database(&url);
+        args.admin_password_file = Some(file);
+        Manager::start(args, None)
+    };
+
+    // No file (the optional Secret is absent) and no flag: the manager starts, without an admin.
+    let without_file = start(password_file.clone())
+        .await
+        .expect("start without the file");
+    assert_eq!(admins(&without_file).await, (0, None));
+    let without_flag = Manager::start(ManagerArgs::for_database(&url), None)
+        .await
+        .expect("start without the flag");
+    assert_eq!(admins(&without_flag).await.0, 0);
+
+    std::fs::write(&password_file, "first-admin-password-1\n").expect("write");
+    let first = start(password_file.clone()).await.expect("first start");
+    let (count, hash) = admins(&first).await;
+    let hash = hash.expect("the admin exists");
+    assert_eq!(count, 1);
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("first-admin-password-1"));
+    assert!(coder_platform::manager::auth::verify_password(
+        "first-admin-password-1",
+        &hash
+    ));
+
+    // Later starts leave the admin alone, even when the file changes.
+    std::fs::write(&password_file, "another-password-2\n").expect("write");
+    let second = start(password_file).await.expect("second start");
+    assert_eq!(admins(&second).await, (1, Some(hash)));
 }
 
 #[tokio::test]
@@ -295,4 +322,80 @@ async fn a_starting_manager_deletes_dead_session_tokens_and_keeps_api_keys() {
     assert!(remaining.contains(&old_key), "an expired API key was deleted");
     let (status, _) = env.get("/api/v0/users/me", &live).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn changing_a_password_needs_the_current_one_and_revokes_every_other_credential() {
+    let env = Env::start().await;
+    let (member_id, member) = env.create_member("changer@example.com").await;
+    let other_session = env.login("changer@example.com", MEMBER_PASSWORD).await;
+    let (status, created) = env
+        .post("/api/v0/api-keys", &member, json!({ "name": "ci" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let api_key = created["key"].as_str().expect("key").to_owned();
+    let change = |token: String, body: serde_json::Value| {
+        let env = &env;
+        async move {
+            env.call(Method::PATCH, "/api/v0/users/me", Some(&token), Some(body))
+                .await
+        }
+    };
+
+    // A session (or API key) alone cannot change the password: the current one is needed.
+    let (status, body) = change(member.clone(), json!({ "password": "a brand new password" })).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "current_password_required",
+    );
+    let (status, body) = change(
+        api_key.clone(),
+        json!({ "password": "a brand new password", "current_password": "not the password" }),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    for token in [&member, &other_session, &api_key] {
+        assert_eq!(env.get("/api/v0/users/me", token).await.0, StatusCode::OK);
+    }
+
+    let (status, body) = change(
+        member.clone(),
+        json!({ "password": "a brand new password", "current_password": MEMBER_PASSWORD }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The caller's session goes on; every other session and every API key is revoked.
+    assert_eq!(env.get("/api/v0/users/me", &member).await.0, StatusCode::OK);
+    for token in [&other_session, &api_key] {
+        assert_eq!(
+            env.get("/api/v0/users/me", token).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let renewed = env.login("changer@example.com", "a brand new password").await;
+
+    // An admin's reset of another account needs no current password and revokes all of its
+    // credentials, the member's own session included.
+    let (status, body) = env
+        .call(
+            Method::PATCH,
+            &format!("/api/v0/users/{member_id}"),
+            Some(&env.admin_token),
+            Some(json!({ "password": "reset by the admin" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for token in [&member, &renewed] {
+        assert_eq!(
+            env.get("/api/v0/users/me", token).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    env.login("changer@example.com", "reset by the admin").await;
+    assert_eq!(
+        env.get("/api/v0/users/me", &env.admin_token).await.0,
+        StatusCode::OK
+    );
 }

@@ -9,6 +9,7 @@ mod envproxy_load;
 mod harness;
 mod license;
 mod migrations;
+mod real_node;
 mod resilience;
 mod standins;
 mod users;

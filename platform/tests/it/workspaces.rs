@@ -77,6 +77,25 @@ async fn a_workspace_lives_as_deployment_service_and_volume_through_its_lifecycl
         .collect();
     container_ports.sort_unstable();
     assert_eq!(container_ports, [12212, 13337, 26337]);
+    // The owner's code gets no Kubernetes credentials and no privileges, as stored by the
+    // API server.
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let pod_security = pod.security_context.clone().expect("pod securityContext");
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.map(|profile| profile.type_),
+        Some("RuntimeDefault".to_owned())
+    );
+    let container_security = pod.containers[0]
+        .security_context
+        .clone()
+        .expect("securityContext");
+    assert_eq!(container_security.allow_privilege_escalation, Some(false));
+    assert_eq!(container_security.privileged, Some(false));
+    assert_eq!(
+        container_security.capabilities.and_then(|caps| caps.drop),
+        Some(vec!["ALL".to_owned()])
+    );
 
     let service = services.get(&name).await.expect("service exists");
     let mut ports: Vec<i32> = service
@@ -250,4 +269,62 @@ async fn bad_workspace_input_is_refused() {
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = create(json!({ "name": "dev", "image": IMAGE })).await;
     assert_error(status, &body, StatusCode::CONFLICT, "workspace_name_taken");
+}
+
+#[tokio::test]
+async fn one_user_cannot_take_more_than_the_per_user_quota() {
+    let env = Env::start_with(Options {
+        kubernetes: true,
+        tweak: |args| {
+            args.workspace_quota.workspaces = 2;
+            args.workspace_quota.cpu_cores = 3.0;
+        },
+    })
+    .await;
+    let (_, member) = env.create_member("greedy@example.com").await;
+    let (_, other) = env.create_member("modest@example.com").await;
+    let create = |token: String, name: &'static str, cpu: u32| {
+        let env = &env;
+        async move {
+            env.post(
+                "/api/v0/workspaces",
+                &token,
+                json!({ "name": name, "image": IMAGE, "cpu_cores": cpu, "memory_gb": 1, "disk_gb": 1 }),
+            )
+            .await
+        }
+    };
+
+    let (status, body) = create(member.clone(), "first", 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 2 + 2 cores is over the 3 allowed: refused, and nothing is made for it.
+    let (status, body) = create(member.clone(), "second", 2).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "workspace_quota");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("CPU")),
+        "{body}"
+    );
+    let (status, body) = create(member.clone(), "second", 1).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Two workspaces is the most.
+    let (status, body) = create(member.clone(), "third", 1).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "workspace_quota");
+    let (_, listed) = env.get("/api/v0/workspaces", &member).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let deployments: Api<Deployment> = Api::namespaced(env.kube_client().await, "default");
+    let names: Vec<String> = deployments
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|deployment| deployment.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // The quota is per user: another member is not affected.
+    let (status, body) = create(other, "first", 3).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

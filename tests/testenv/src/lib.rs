@@ -26,7 +26,7 @@ mod registry;
 mod tls;
 
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
-pub use node::{BRIDGE, Cluster, NODE_NAME, POD_CIDR, SERVICE_CIDR};
+pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 pub use tls::TestCa;

@@ -19,6 +19,11 @@
 //! Run it through `scripts/quickstart.sh` (as root), which builds what it needs: the
 //! Kubernetes programs, a `coder-install` that trusts the test license key (a debug build with
 //! `coder-license/test-keys`), and the `workspace-standin` program the workspace image holds.
+//!
+//! The quick start itself does not link the test key (no `test-keys` feature here: through
+//! feature unification that would make every binary built at the root trust it, and make
+//! `cargo build --release` at the root fail). It reads the TEST-ONLY private key from
+//! `license/test-keys/` in the checkout at run time to sign its license.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,13 +31,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use coder_license::test_keys::{TEST_KEY_ID, signing_key};
-use coder_license::{Claims, FORMAT_VERSION, Features, Tier};
+use coder_license::{Claims, FORMAT_VERSION, Features, SigningKey, Tier};
 use coder_testenv::dependency_images::{postgres_image, workspace_image};
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 use coder_testenv::{Cluster, Registry, RegistryFlavour};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, LogParams};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::Api;
 use serde_json::{Value, json};
 /// Run the whole air-gapped install locally, with nothing but loopback (needs root: the node).
 #[derive(Debug, Parser)]
@@ -203,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
 
     section("4. inside the air gap: apply the bundle (enterprise license) and wait for it to run");
     let license = work.join("coder.license");
-    std::fs::write(&license, enterprise_license()?)?;
+    std::fs::write(&license, enterprise_license(&repository)?)?;
     let site_registry = format!("{}/coder", site.host());
     let kubeconfig = text(cluster.api().kubeconfig_path());
     cluster
@@ -307,39 +311,19 @@ async fn service_url(client: &kube::Client, name: &str) -> anyhow::Result<String
     Ok(format!("http://{ip}:{port}"))
 }
 
-/// The first admin's password, from the manager's log (the manager writes it once, as a JSON
-/// line with `fields.password`, when it creates the admin).
+/// The first admin's password, from the Secret `apply` generated for it (the manager never
+/// logs it).
 async fn admin_password(client: &kube::Client) -> anyhow::Result<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let started = Instant::now();
-    loop {
-        let managers = pods
-            .list(&ListParams::default().labels("app.kubernetes.io/component=manager"))
-            .await
-            .context("listing the manager's pods")?;
-        for pod in managers {
-            let name = pod.metadata.name.unwrap_or_default();
-            let params = LogParams {
-                container: Some("manager".to_owned()),
-                ..LogParams::default()
-            };
-            let Ok(log) = pods.logs(&name, &params).await else {
-                continue;
-            };
-            for line in log.lines() {
-                let Ok(entry) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                if let Some(password) = entry["fields"]["password"].as_str() {
-                    return Ok(password.to_owned());
-                }
-            }
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("no manager log holds the first admin's password");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = secrets
+        .get("coder-admin-password")
+        .await
+        .context("reading Secret coder/coder-admin-password (apply creates it)")?;
+    let password = secret
+        .data
+        .and_then(|data| data.get("password").map(|value| value.0.clone()))
+        .context("Secret coder/coder-admin-password has no `password` key")?;
+    Ok(String::from_utf8(password)?)
 }
 
 /// Logs in as `email` through the manager; succeeds once it returns a session token (retried
@@ -404,8 +388,24 @@ fn spec_text(upstream: &str, repository: &Path) -> String {
     text
 }
 
+/// The TEST-ONLY license key's id; `coder-install` built with `coder-license/test-keys` trusts it.
+const TEST_KEY_ID: &str = "test-only-insecure";
+
+/// The TEST-ONLY signing key, read from the checkout (`license/test-keys/KID.key`: 64 hex
+/// digits). It is publicly known: only test builds trust licenses it signs.
+fn test_signing_key(repository: &Path) -> anyhow::Result<SigningKey> {
+    let path = repository.join(format!("license/test-keys/{TEST_KEY_ID}.key"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the test license key {}", path.display()))?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .with_context(|| format!("{} does not hold 64 hex digits", path.display()))?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
 /// A year-long enterprise license with the air-gap entitlement, signed by the test key.
-fn enterprise_license() -> anyhow::Result<String> {
+fn enterprise_license(repository: &Path) -> anyhow::Result<String> {
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let day = 86_400;
     let claims = Claims {
@@ -423,7 +423,11 @@ fn enterprise_license() -> anyhow::Result<String> {
         license_expires: now + 365 * day,
         grace_until: now + 395 * day,
     };
-    Ok(coder_license::sign(&claims, TEST_KEY_ID, &signing_key())?)
+    Ok(coder_license::sign(
+        &claims,
+        TEST_KEY_ID,
+        &test_signing_key(repository)?,
+    )?)
 }
 
 fn section(title: &str) {

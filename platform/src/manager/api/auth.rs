@@ -23,13 +23,7 @@ pub async fn login(
 ) -> ApiResult<Json<Value>> {
     let client = peer.map_or_else(
         || "unknown".to_owned(),
-        |Extension(ConnectInfo(addr))| {
-            state
-                .config
-                .trusted_proxies
-                .client_address(addr.ip(), &headers)
-                .to_string()
-        },
+        |Extension(ConnectInfo(addr))| state.client_address(addr.ip(), &headers).to_string(),
     );
     let token = users::login(&state, request, &client).await?;
     Ok(Json(json!({ "session_token": token })))

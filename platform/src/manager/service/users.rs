@@ -82,19 +82,28 @@ pub struct UpdateUser {
     pub email: Option<String>,
     /// New display name.
     pub name: Option<String>,
-    /// New password.
+    /// New password. Changing one's own needs `current_password`; an admin resetting another
+    /// account's does not. Either way every API key of the account and every session but the
+    /// caller's are revoked.
     pub password: Option<String>,
+    /// The caller's current password: required to change one's own password.
+    pub current_password: Option<String>,
     /// New role (admins only, not their own).
     pub role: Option<Role>,
 }
 
-/// Creates the first admin if no admin exists. Returns the password when it was generated
-/// (the caller logs it, once: later starts find the admin and generate nothing).
-pub async fn bootstrap_admin(
-    pool: &PgPool,
-    email: &str,
-    password: Option<String>,
-) -> ApiResult<Option<String>> {
+/// Whether any admin account exists.
+pub async fn admin_exists(pool: &PgPool) -> ApiResult<bool> {
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        .fetch_one(pool)
+        .await?;
+    Ok(admins > 0)
+}
+
+/// Creates the first admin with `password` if no admin exists; returns whether it did. The
+/// password is never generated here: it comes from the admin password Secret, so it is never
+/// shown in a log.
+pub async fn bootstrap_admin(pool: &PgPool, email: &str, password: &str) -> ApiResult<bool> {
     validate_email(email)?;
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -105,16 +114,10 @@ pub async fn bootstrap_admin(
         .fetch_one(&mut *tx)
         .await?;
     if admins > 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    let (password, generated) = match password {
-        Some(password) => {
-            validate_password(&password, email)?;
-            (password, false)
-        }
-        None => (hex::encode(crate::manager::model::random_bytes::<12>()?), true),
-    };
-    let to_hash = password.clone();
+    validate_password(password, email)?;
+    let to_hash = password.to_owned();
     let hash = blocking(move || hash_password(&to_hash)).await??;
     let id = new_id()?;
     sqlx::query(
@@ -138,7 +141,7 @@ pub async fn bootstrap_admin(
     )
     .await?;
     tx.commit().await?;
-    Ok(generated.then_some(password))
+    Ok(true)
 }
 
 /// Checks a login and issues a session token. Unknown emails cost the same argon2 work as
@@ -267,6 +270,9 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: &str, request: UpdateUser)
     }
     let hash = match request.password {
         Some(password) => {
+            if is_self {
+                check_current_password(pool, &current.id, request.current_password).await?;
+            }
             validate_password(&password, request.email.as_deref().unwrap_or(&current.email))?;
             Some(blocking(move || hash_password(&password)).await??)
         }
@@ -292,14 +298,13 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: &str, request: UpdateUser)
     ))?
     .ok_or(ApiError::NotFound("user"))?;
     if hash.is_some() {
-        // A new password ends every other session of the account.
-        sqlx::query(
-            "UPDATE api_keys SET revoked = TRUE WHERE user_id = $1 AND kind = 'session' AND id <> $2",
-        )
-        .bind(&current.id)
-        .bind(&actor.key_id)
-        .execute(&mut *tx)
-        .await?;
+        // A new password ends every session of the account but the caller's, and every API key
+        // (a key made by whoever knew the old password must not outlive it).
+        sqlx::query("UPDATE api_keys SET revoked = TRUE WHERE user_id = $1 AND id <> $2 AND NOT revoked")
+            .bind(&current.id)
+            .bind(&actor.key_id)
+            .execute(&mut *tx)
+            .await?;
     }
     if actor.is_admin() {
         let changed = json!({
@@ -310,6 +315,28 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: &str, request: UpdateUser)
     }
     tx.commit().await?;
     row.try_into()
+}
+
+/// Checks the caller's own current password before it is changed: a stolen session token alone
+/// must not be enough to take the account over.
+async fn check_current_password(pool: &PgPool, user_id: &str, given: Option<String>) -> ApiResult<()> {
+    let Some(given) = given else {
+        return Err(ApiError::bad_request(
+            "current_password_required",
+            "changing your own password needs your current password",
+            "field: current_password",
+        ));
+    };
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    if blocking(move || verify_password(&given, &hash)).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("the current password is wrong"))
+    }
 }
 
 /// Deletes an account and, by cascade, its tokens and workspace rows (admins only, not

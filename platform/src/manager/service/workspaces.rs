@@ -85,6 +85,26 @@ pub async fn create(state: &AppState, actor: &Actor, request: CreateWorkspace) -
     let memory = in_range("memory_gb", request.memory_gb.unwrap_or(2.0), 0.25, 256.0)?;
     let disk = in_range("disk_gb", request.disk_gb.unwrap_or(10), 1, 1024)?;
     let cluster = cluster(state)?;
+    let mut tx = state.pool.begin().await?;
+    // One creation at a time per owner, so two requests cannot both take the last of a quota.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('workspaces-of:' || $1))")
+        .bind(&actor.user.id)
+        .execute(&mut *tx)
+        .await?;
+    let (count, used_cpu, used_memory, used_disk): (i64, f64, f64, i64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(cpu_cores), 0)::float8, COALESCE(sum(memory_gb), 0)::float8,
+                COALESCE(sum(disk_gb), 0)::int8
+         FROM workspaces WHERE owner_id = $1",
+    )
+    .bind(&actor.user.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    state.config.workspace_quota.check(
+        count,
+        used_cpu + f64::from(cpu),
+        used_memory + f64::from(memory),
+        used_disk + i64::from(disk),
+    )?;
     let workspace: Workspace = sqlx::query_as(concat!(
         "INSERT INTO workspaces (id, owner_id, name, image, state, cpu_cores, memory_gb, disk_gb)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
@@ -98,12 +118,13 @@ pub async fn create(state: &AppState, actor: &Actor, request: CreateWorkspace) -
     .bind(cpu)
     .bind(memory)
     .bind(disk)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(conflict_on_unique(
         "workspace_name_taken",
         "you already have a workspace with this name",
     ))?;
+    tx.commit().await?;
     if let Err(error) = cluster.apply(&workspace, 1).await {
         // Leave nothing half made: no record, no objects.
         let _ = cluster.delete(&workspace.id).await;

@@ -34,8 +34,8 @@ use tempfile::TempDir;
 
 use self::containerd::Containerd;
 use self::dns::{CLUSTER_DOMAIN, ServiceDns};
-pub use self::network::{BRIDGE, POD_CIDR, SERVICE_CIDR};
-use self::network::{NODE_ADDRESS, PodNetwork};
+use self::network::PodNetwork;
+pub use self::network::{BRIDGE, NODE_ADDRESS, POD_CIDR, SERVICE_CIDR};
 use self::volumes::VolumeProvisioner;
 use crate::kubernetes::{ApiServerOptions, KubeApiServer};
 use crate::process::{ServerProcess, free_port};
@@ -44,6 +44,9 @@ use crate::{Error, Result, binaries, io_context};
 
 /// The node's name.
 pub const NODE_NAME: &str = "coder-node";
+/// An image every node holds (its pod sandbox's pause program): a pod that only needs to exist
+/// and have an address can run it with `imagePullPolicy: Never`.
+pub const PAUSE_IMAGE: &str = containerd::SANDBOX_IMAGE;
 /// The machine-wide lock that one cluster holds while it runs.
 const LOCK_PATH: &str = "/run/coder-testenv-node.lock";
 /// How long the node may take to become Ready.
