@@ -4,6 +4,7 @@ mod allowlist;
 mod apply;
 mod bundle;
 mod cli;
+mod credentials;
 mod license;
 mod push;
 mod real_node;
