@@ -196,7 +196,11 @@ pub async fn deploy(
         site: release.site.clone(),
         in_cluster_database: values.postgres.host.is_empty(),
     };
-    let outcome = deploy_locked(cluster, &target, options, &manifests, started).await;
+    let work = deploy_locked(cluster, &target, options, &manifests, started);
+    let outcome = match &held {
+        Some(held) => held.run_while_held(work).await,
+        None => work.await,
+    };
     if let Some(held) = held {
         held.release().await;
     }

@@ -88,14 +88,12 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
     } else {
         Some(lease::acquire(cluster.client.clone(), &namespace).await?)
     };
-    let outcome = deploy_locked(
-        &cluster,
-        &target,
-        &options,
-        &Manifests { objects },
-        Instant::now(),
-    )
-    .await;
+    let manifests = Manifests { objects };
+    let work = deploy_locked(&cluster, &target, &options, &manifests, Instant::now());
+    let outcome = match &held {
+        Some(held) => held.run_while_held(work).await,
+        None => work.await,
+    };
     if let Some(held) = held {
         held.release().await;
     }

@@ -5,6 +5,7 @@ mod apply;
 mod bundle;
 mod cli;
 mod credentials;
+mod lease;
 mod license;
 mod push;
 mod real_node;
