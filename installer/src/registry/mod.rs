@@ -651,12 +651,31 @@ async fn expect_success(response: Response) -> Result<Response, RegistryError> {
     }
     let url = response.url().to_string();
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let body = error_body(response).await;
     Err(RegistryError::Status {
         url,
         status,
         body: body.chars().take(300).collect(),
     })
+}
+
+/// How much of an error answer's body is read: plenty for a registry's error JSON.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// The start of an error answer's body, as text: at most [`ERROR_BODY_LIMIT`] bytes are read
+/// and the rest is never downloaded (the connection is dropped), however large or endless it is.
+pub(crate) async fn error_body(mut response: Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_LIMIT - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Reads a small body, refusing more than `limit` bytes.

@@ -5,6 +5,7 @@ mod apply;
 mod bundle;
 mod cli;
 mod credentials;
+mod hardening;
 mod lease;
 mod license;
 mod push;
