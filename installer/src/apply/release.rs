@@ -39,6 +39,8 @@ pub struct Release {
     pub chart: ChartFiles,
     /// The lock.
     pub lock: ImageLock,
+    /// The lock's text, byte for byte (recorded for rollback).
+    pub lock_text: String,
     /// `sha256:` of the lock's text.
     pub lock_digest: String,
     /// Logical image name → pinned reference for containers.
@@ -88,6 +90,7 @@ impl Release {
             version: manifest.version,
             chart,
             lock_digest: manifest.lock_digest,
+            lock_text,
             lock,
             images,
             mode: "air-gapped",
@@ -117,6 +120,7 @@ impl Release {
             chart,
             lock: inputs.lock.clone(),
             lock_digest: crate::registry::sha256_digest(inputs.lock_text.as_bytes()),
+            lock_text: inputs.lock_text.clone(),
             images,
             mode: "connected",
             site: None,

@@ -262,7 +262,7 @@ fn resource_versions(objects: &BTreeMap<String, Value>) -> BTreeMap<String, Stri
         .collect()
 }
 
-fn stdout_json(output: Output) -> Value {
+pub fn stdout_json(output: Output) -> Value {
     serde_json::from_str(&success(output)).expect("JSON output")
 }
 

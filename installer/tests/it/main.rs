@@ -10,4 +10,5 @@ mod lease;
 mod license;
 mod push;
 mod real_node;
+mod rollback;
 mod world;
