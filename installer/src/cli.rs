@@ -154,9 +154,14 @@ pub struct BundleArgs {
 pub struct VerifyArgs {
     /// The bundle file.
     pub bundle: PathBuf,
-    /// Require a valid signature by this Ed25519 public key (SPKI PEM).
-    #[arg(long, value_name = "FILE")]
+    /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this and
+    /// --allow-unsigned is required.
+    #[arg(long, value_name = "FILE", required_unless_present = "allow_unsigned")]
     pub public_key: Option<PathBuf>,
+    /// Check the bundle's contents without its signature (an unsigned bundle, or no vendor key
+    /// at hand); the output says the signature was not checked.
+    #[arg(long, conflicts_with = "public_key")]
+    pub allow_unsigned: bool,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,

@@ -230,6 +230,15 @@ pub struct DeployTarget {
     pub inputs: Option<record::RevisionInputs>,
 }
 
+impl DeployTarget {
+    fn bundle_signature(&self) -> String {
+        self.inputs
+            .as_ref()
+            .map(|inputs| inputs.bundle_signature.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Writes `manifests` under the namespace's lease (taken by the caller unless dry run).
 pub async fn deploy_locked(
     cluster: &Cluster,
@@ -365,6 +374,7 @@ pub async fn deploy_locked(
         mode: release.mode.clone(),
         registry: release.site.as_ref().map(ToString::to_string).unwrap_or_default(),
         lock_digest: release.lock_digest.clone(),
+        bundle_signature: release.bundle_signature(),
         tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
         applied_at: now,
         objects: keys,

@@ -39,6 +39,10 @@ pub struct InstallRecord {
     pub registry: String,
     /// Digest of the lock it was installed from.
     pub lock_digest: String,
+    /// How the bundle's signature was checked (air-gapped): verified with which key, or not
+    /// checked (`--allow-unsigned`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bundle_signature: String,
     /// The tool that applied it.
     pub tool: String,
     /// When it was applied.
@@ -105,6 +109,9 @@ pub struct RevisionInputs {
     pub values: serde_json::Value,
     /// Logical image name → the reference containers pulled.
     pub images: BTreeMap<String, String>,
+    /// How the bundle's signature was checked (see [`InstallRecord::bundle_signature`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bundle_signature: String,
 }
 
 impl RevisionInputs {

@@ -49,20 +49,29 @@ pub struct Release {
     pub mode: &'static str,
     /// The site registry, in air-gapped mode.
     pub site: Option<SiteRegistry>,
+    /// How the bundle's signature was checked (`verified with key …`, or not checked with
+    /// `--allow-unsigned`); empty in connected mode. Recorded in the install record.
+    pub signature: String,
 }
 
 impl Release {
     /// Loads the release from its source.
     pub fn load(source: &ReleaseSource) -> anyhow::Result<Self> {
+        Self::load_pinned(source, None)
+    }
+
+    /// Loads the release; a bundle's manifest must hash to `pinned` (the digest `verify`
+    /// checked) when given, and its lock and chart are read by the digests that manifest lists.
+    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> anyhow::Result<Self> {
         match source {
-            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site),
+            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site, pinned),
             ReleaseSource::Connected(inputs) => Self::from_inputs(inputs),
         }
     }
 
-    fn from_bundle(path: &Path, site: &SiteRegistry) -> anyhow::Result<Self> {
+    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> anyhow::Result<Self> {
         let reader = BundleReader::open(path)?;
-        let manifest = reader.manifest()?;
+        let manifest = reader.manifest_pinned(pinned)?;
         if manifest.name != PRODUCT {
             anyhow::bail!(
                 "{} is a bundle of {:?} {}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
@@ -74,6 +83,15 @@ impl Release {
         let lock_bytes = reader
             .read_document(LOCK_PATH)?
             .ok_or_else(|| anyhow::anyhow!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
+        let lock_digest = crate::registry::sha256_digest(&lock_bytes);
+        if lock_digest != manifest.lock_digest {
+            anyhow::bail!(
+                "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
+                 or was changed after it was verified",
+                path.display(),
+                manifest.lock_digest
+            );
+        }
         let lock_text = String::from_utf8(lock_bytes)
             .map_err(|_| anyhow::anyhow!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
         let lock = ImageLock::from_yaml(&lock_text, &format!("{}:{LOCK_PATH}", path.display()))?;
@@ -95,6 +113,7 @@ impl Release {
             images,
             mode: "air-gapped",
             site: Some(site.clone()),
+            signature: String::new(),
         })
     }
 
@@ -124,6 +143,7 @@ impl Release {
             images,
             mode: "connected",
             site: None,
+            signature: String::new(),
         })
     }
 

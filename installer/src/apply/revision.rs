@@ -49,6 +49,7 @@ pub fn record_inputs(release: &Release, values: &Values) -> anyhow::Result<Revis
             .collect(),
         values: serde_json::to_value(values)?,
         images: release.images.clone(),
+        bundle_signature: release.signature.clone(),
     })
 }
 

@@ -11,4 +11,5 @@ mod license;
 mod push;
 mod real_node;
 mod rollback;
+mod signing;
 mod world;
