@@ -203,6 +203,7 @@ async fn an_upload_location_on_another_host_gets_no_cached_authorization() {
     .await;
     // STAND-IN registry: Basic auth, and upload sessions that live on the other host.
     let expected = basic_header();
+    let location_host = storage.clone();
     let ask = Arc::new(Mutex::new(false));
     let asking = ask.clone();
     let (registry, _) = stand_in(move |head| {
@@ -221,7 +222,7 @@ async fn an_upload_location_on_another_host_gets_no_cached_authorization() {
         };
         respond(
             "202 Accepted",
-            &format!("Location: http://{storage}/{path}/1\r\n"),
+            &format!("Location: http://{location_host}/{path}/1\r\n"),
             "",
         )
     })
