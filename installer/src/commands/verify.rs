@@ -9,7 +9,7 @@ use crate::progress::{Progress, human_bytes};
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     // clap requires one of --public-key and --allow-unsigned.
     let key = args.public_key.as_deref().map(read_public_key).transpose()?;
-    let verifying = key.clone();
+    let verifying = key;
     let size = std::fs::metadata(&args.bundle)
         .map(|meta| meta.len())
         .unwrap_or(0);

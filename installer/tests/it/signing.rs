@@ -187,8 +187,7 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
     let error = push_bundle(&verified_path, &target, &options)
         .await
-        .err()
-        .expect("a push of a swapped bundle is refused")
+        .expect_err("a push of a swapped bundle is refused")
         .to_string();
     assert!(error.contains("changed since it was verified"), "{error}");
     assert!(
