@@ -14,6 +14,24 @@ pub fn digest_of(hasher: Sha256) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
+/// Moves the finished file `partial` to `target` so that it survives a crash: its data is
+/// flushed to disk first, then it is renamed, then the directory holding `target` is flushed
+/// too (without that, a power cut after the rename can lose the new name).
+pub fn rename_durably(partial: &std::path::Path, target: &std::path::Path) -> std::io::Result<()> {
+    File::open(partial)?.sync_all()?;
+    std::fs::rename(partial, target)?;
+    sync_parent_dir(target)
+}
+
+/// Flushes the directory that holds `path` (its entries: names created, renamed or removed).
+pub fn sync_parent_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
 /// Hashes `size` bytes of `file` from `offset`; `on_progress` gets each step's byte count.
 pub fn hash_range(
     file: &File,

@@ -1,11 +1,14 @@
 //! One apply at a time per namespace: a `coordination.k8s.io/v1` Lease held for the duration of
 //! the cluster writes and renewed while they run. A lease left by a crashed run expires.
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::render::{MANAGED_BY_LABEL, MANAGER_NAME};
@@ -31,6 +34,19 @@ pub enum LeaseError {
         /// When it was last renewed.
         renewed: String,
     },
+    /// The lease was taken by someone else (or expired unrenewed) while this run held it: this
+    /// run stopped writing.
+    #[error(
+        "lost the apply lock (lease {LEASE_NAME} in namespace {namespace}) while applying: {reason}; \
+         this run stopped writing. Check `kubectl -n {namespace} get lease {LEASE_NAME}`, let the other \
+         run finish, then re-run (applies converge)"
+    )]
+    Lost {
+        /// The namespace.
+        namespace: String,
+        /// What happened (who holds it now).
+        reason: String,
+    },
     /// The API server refused.
     #[error("lease {LEASE_NAME} in namespace {namespace}: {source}")]
     Api {
@@ -39,12 +55,6 @@ pub enum LeaseError {
         /// The error.
         source: kube::Error,
     },
-}
-
-/// A held lease; renewed in the background until [`HeldLease::release`].
-pub struct HeldLease {
-    api: Api<Lease>,
-    renewal: JoinHandle<()>,
 }
 
 fn now() -> MicroTime {
@@ -75,19 +85,31 @@ fn lease_object(namespace: &str, holder: &str, resource_version: Option<String>)
     }
 }
 
-/// Takes the namespace's lease, or says who holds it.
+/// How often a held lease is renewed.
+pub const RENEW_EVERY: Duration = Duration::from_secs(30);
+
+/// Takes the namespace's lease, or says who holds it; renewed every [`RENEW_EVERY`].
 pub async fn acquire(client: kube::Client, namespace: &str) -> Result<HeldLease, LeaseError> {
+    acquire_renewing_every(client, namespace, RENEW_EVERY).await
+}
+
+/// [`acquire`], renewing every `period` (shorter than the lease's 120 s).
+pub async fn acquire_renewing_every(
+    client: kube::Client,
+    namespace: &str,
+    period: Duration,
+) -> Result<HeldLease, LeaseError> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let api_error = |source| LeaseError::Api {
         namespace: namespace.to_owned(),
         source,
     };
     let holder = holder_identity();
-    match api
+    let written = match api
         .create(&PostParams::default(), &lease_object(namespace, &holder, None))
         .await
     {
-        Ok(_) => {}
+        Ok(written) => written,
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let existing = api.get(LEASE_NAME).await.map_err(api_error)?;
             let spec = existing.spec.clone().unwrap_or_default();
@@ -113,44 +135,199 @@ pub async fn acquire(client: kube::Client, namespace: &str) -> Result<HeldLease,
                         renewed: "just now".to_owned(),
                     },
                     other => api_error(other),
-                })?;
+                })?
         }
         Err(error) => return Err(api_error(error)),
-    }
-    let renewal = tokio::spawn(renew_forever(api.clone()));
-    Ok(HeldLease { api, renewal })
+    };
+    let held = Arc::new(Mutex::new(written));
+    let (lost_sender, lost) = watch::channel(None);
+    let renewal = tokio::spawn(renew_until_lost(
+        api.clone(),
+        held.clone(),
+        holder.clone(),
+        period,
+        lost_sender,
+    ));
+    Ok(HeldLease {
+        api,
+        namespace: namespace.to_owned(),
+        holder,
+        held,
+        lost,
+        renewal,
+    })
 }
 
-async fn renew_forever(api: Api<Lease>) {
-    let period = Duration::from_secs(u64::try_from(LEASE_SECONDS / 4).unwrap_or(30));
+/// A held lease, renewed in the background until [`HeldLease::release`]. Every renewal is a
+/// replace with the resourceVersion of this run's last write (a fenced write): if anyone else
+/// wrote the lease meanwhile, the renewal fails with a conflict, renewing stops, and
+/// [`HeldLease::lost`] resolves.
+pub struct HeldLease {
+    api: Api<Lease>,
+    namespace: String,
+    holder: String,
+    /// The lease as this run last wrote it.
+    held: Arc<Mutex<Lease>>,
+    /// `Some(reason)` once the lease is lost.
+    lost: watch::Receiver<Option<String>>,
+    renewal: JoinHandle<()>,
+}
+
+fn last_written(held: &Mutex<Lease>) -> Lease {
+    match held.lock() {
+        Ok(lease) => lease.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// Renews `held` every `period` until a renewal conflicts (someone else wrote the lease) or the
+/// lease goes unrenewed for its whole duration; then says why through `lost` and stops.
+async fn renew_until_lost(
+    api: Api<Lease>,
+    held: Arc<Mutex<Lease>>,
+    holder: String,
+    period: Duration,
+    lost: watch::Sender<Option<String>>,
+) {
+    let mut renewed_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(period).await;
-        let patch = serde_json::json!({ "spec": { "renewTime": now() } });
-        if let Err(error) = api
-            .patch(
-                LEASE_NAME,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-        {
-            tracing_free_warning(&error);
+        let mut renewal = last_written(&held);
+        if let Some(spec) = renewal.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        match api.replace(LEASE_NAME, &PostParams::default(), &renewal).await {
+            Ok(written) => {
+                renewed_at = tokio::time::Instant::now();
+                match held.lock() {
+                    Ok(mut lease) => *lease = written,
+                    Err(poisoned) => *poisoned.into_inner() = written,
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+                let now_held_by = match api.get_opt(LEASE_NAME).await {
+                    Ok(Some(lease)) => lease
+                        .spec
+                        .and_then(|spec| spec.holder_identity)
+                        .filter(|identity| *identity != holder)
+                        .map_or_else(
+                            || "the lease was changed by another writer".to_owned(),
+                            |identity| format!("it is now held by {identity}"),
+                        ),
+                    Ok(None) => "the lease was deleted by another writer".to_owned(),
+                    Err(error) => format!("the lease was changed by another writer ({error})"),
+                };
+                let _ = lost.send(Some(now_held_by));
+                return;
+            }
+            Err(error) => {
+                eprintln!("warning: renewing the apply lock failed: {error}");
+                let unrenewed = renewed_at.elapsed();
+                if unrenewed >= Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(120)) {
+                    let _ = lost.send(Some(format!(
+                        "it could not be renewed for {} s and has expired ({error})",
+                        unrenewed.as_secs()
+                    )));
+                    return;
+                }
+            }
         }
     }
-}
-
-fn tracing_free_warning(error: &kube::Error) {
-    eprintln!("warning: renewing the apply lock failed: {error}");
 }
 
 impl HeldLease {
-    /// Stops renewing and deletes the lease.
+    fn lost_error(&self, reason: String) -> LeaseError {
+        LeaseError::Lost {
+            namespace: self.namespace.clone(),
+            reason,
+        }
+    }
+
+    /// Resolves when the lease is lost, with the error that says so; never while it is held.
+    pub async fn lost(&self) -> LeaseError {
+        let mut lost = self.lost.clone();
+        let reason = match lost.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The renewal task ended without a verdict (it was stopped): nothing is renewing.
+            Err(_) => "its renewal stopped".to_owned(),
+        };
+        self.lost_error(reason)
+    }
+
+    /// Runs `work` while the lease is held: if the lease is lost first, `work` is dropped (it
+    /// stops at its next await, before its next write) and the loss is the error.
+    pub async fn run_while_held<T, E>(&self, work: impl Future<Output = Result<T, E>>) -> Result<T, E>
+    where
+        E: From<LeaseError>,
+    {
+        tokio::select! {
+            biased;
+            lost = self.lost() => Err(lost.into()),
+            outcome = work => outcome,
+        }
+    }
+
+    /// Stops renewing and deletes the lease, only while this run still holds it: the delete is
+    /// fenced by the resourceVersion of this run's last write, so a lease someone else took
+    /// over is left alone.
     pub async fn release(self) {
         self.renewal.abort();
-        if let Err(error) = self.api.delete(LEASE_NAME, &DeleteParams::default()).await {
+        let mut lost = self.lost.clone();
+        if lost.borrow_and_update().is_some() {
             eprintln!(
-                "warning: releasing the apply lock {LEASE_NAME} failed ({error}); it expires by itself"
+                "warning: the apply lock {LEASE_NAME} was lost while applying; leaving it to its holder"
             );
+            return;
         }
+        let written = last_written(&self.held);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: written.metadata.resource_version.clone(),
+                uid: written.metadata.uid.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        let result = match self.api.delete(LEASE_NAME, &params).await {
+            // A renewal stopped mid-flight may have moved the resourceVersion: delete the lease
+            // as it is now only if this run is still its holder.
+            Err(kube::Error::Api(status)) if status.code == 409 => self.release_if_still_holder().await,
+            other => other.map(|_| ()),
+        };
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => eprintln!(
+                "warning: the apply lock {LEASE_NAME} changed hands before it was released; leaving it to its holder"
+            ),
+            Err(error) => eprintln!(
+                "warning: releasing the apply lock {LEASE_NAME} failed ({error}); it expires by itself"
+            ),
+        }
+    }
+
+    /// Deletes the lease as it is now, fenced by its current resourceVersion, if this run is
+    /// still its holder.
+    async fn release_if_still_holder(&self) -> Result<(), kube::Error> {
+        let Some(current) = self.api.get_opt(LEASE_NAME).await? else {
+            return Ok(());
+        };
+        let holder = current
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.holder_identity.as_deref());
+        if holder != Some(self.holder.as_str()) {
+            eprintln!(
+                "warning: the apply lock {LEASE_NAME} is now held by {}; leaving it to its holder",
+                holder.unwrap_or("nobody")
+            );
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: current.metadata.resource_version,
+                uid: current.metadata.uid,
+            }),
+            ..DeleteParams::default()
+        };
+        self.api.delete(LEASE_NAME, &params).await.map(|_| ())
     }
 }

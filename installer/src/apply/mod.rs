@@ -22,6 +22,7 @@ pub mod objects;
 pub mod preflight;
 pub mod record;
 pub mod release;
+pub mod revision;
 pub mod secrets;
 pub mod wait;
 
@@ -156,6 +157,11 @@ pub async fn deploy(
     );
     let manifests = render_for(release, options, cluster.pdb_api())?;
     let values = release.values(&options.values_files, &options.sets, None)?;
+    let pull_secret = options
+        .pull_credentials
+        .as_ref()
+        .map(|_| secret_names::REGISTRY_PULL);
+    let rendered_values = release.values(&options.values_files, &options.sets, pull_secret)?;
 
     step(options.quiet, "deploy");
     let namespace_created = secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
@@ -195,8 +201,13 @@ pub async fn deploy(
         mode: release.mode.to_owned(),
         site: release.site.clone(),
         in_cluster_database: values.postgres.host.is_empty(),
+        inputs: Some(revision::record_inputs(release, &rendered_values)?),
     };
-    let outcome = deploy_locked(cluster, &target, options, &manifests, started).await;
+    let work = deploy_locked(cluster, &target, options, &manifests, started);
+    let outcome = match &held {
+        Some(held) => held.run_while_held(work).await,
+        None => work.await,
+    };
     if let Some(held) = held {
         held.release().await;
     }
@@ -215,6 +226,17 @@ pub struct DeployTarget {
     pub site: Option<crate::push::SiteRegistry>,
     /// Whether PostgreSQL runs in the cluster (its password Secret is generated).
     pub in_cluster_database: bool,
+    /// What the manifests were rendered from, recorded for `rollback`.
+    pub inputs: Option<record::RevisionInputs>,
+}
+
+impl DeployTarget {
+    fn bundle_signature(&self) -> String {
+        self.inputs
+            .as_ref()
+            .map(|inputs| inputs.bundle_signature.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Writes `manifests` under the namespace's lease (taken by the caller unless dry run).
@@ -314,7 +336,9 @@ pub async fn deploy_locked(
         objects: keys.clone(),
     });
     store.save(&record).await?;
-    store.save_manifests(revision, &manifests.to_yaml()?).await?;
+    store
+        .save_manifests(revision, &manifests.to_yaml()?, release.inputs.as_ref())
+        .await?;
 
     for (object, outcome) in manifests.objects.iter().zip(applied.iter_mut()) {
         if outcome.change != Change::Unchanged {
@@ -350,6 +374,7 @@ pub async fn deploy_locked(
         mode: release.mode.clone(),
         registry: release.site.as_ref().map(ToString::to_string).unwrap_or_default(),
         lock_digest: release.lock_digest.clone(),
+        bundle_signature: release.bundle_signature(),
         tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
         applied_at: now,
         objects: keys,

@@ -20,6 +20,8 @@ use crate::render::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER_NAME};
 
 /// The record ConfigMap's name.
 pub const RECORD_NAME: &str = "coder-install";
+/// The key of a revision's inputs in its ConfigMap.
+const INPUTS_KEY: &str = "inputs.json.gz";
 /// Revisions whose manifests are kept for rollback.
 pub const KEPT_REVISIONS: u64 = 5;
 
@@ -37,6 +39,10 @@ pub struct InstallRecord {
     pub registry: String,
     /// Digest of the lock it was installed from.
     pub lock_digest: String,
+    /// How the bundle's signature was checked (air-gapped): verified with which key, or not
+    /// checked (`--allow-unsigned`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bundle_signature: String,
     /// The tool that applied it.
     pub tool: String,
     /// When it was applied.
@@ -75,6 +81,74 @@ pub struct RevisionSummary {
     pub lock_digest: String,
     /// When it was applied.
     pub applied_at: String,
+}
+
+/// The most a stored revision document may decompress to. Real ones are tens of KiB; a
+/// ConfigMap holds at most 1 MiB compressed, which gzip can blow up a thousandfold.
+pub const MAX_REVISION_BYTES: u64 = 8 << 20;
+
+/// What a revision was rendered from, kept beside its manifests (`inputs.json.gz`) so that
+/// `rollback` renders that release again and checks it, rather than applying whatever the stored
+/// objects say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionInputs {
+    /// The platform version.
+    pub version: String,
+    /// `connected` or `air-gapped`.
+    pub mode: String,
+    /// The site registry (air-gapped).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry: String,
+    /// The lock's text, byte for byte.
+    pub lock: String,
+    /// `sha256:` of `lock`.
+    pub lock_digest: String,
+    /// The chart's files: path → base64 of the content.
+    pub chart: BTreeMap<String, String>,
+    /// The values as rendered (chart defaults, files and `--set` resolved).
+    pub values: serde_json::Value,
+    /// Logical image name → the reference containers pulled.
+    pub images: BTreeMap<String, String>,
+    /// How the bundle's signature was checked (see [`InstallRecord::bundle_signature`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bundle_signature: String,
+}
+
+impl RevisionInputs {
+    /// The chart's files, decoded.
+    pub fn chart_files(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        self.chart
+            .iter()
+            .map(|(path, encoded)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map(|bytes| (path.clone(), bytes))
+                    .map_err(|error| format!("chart file {path} is not base64: {error}"))
+            })
+            .collect()
+    }
+}
+
+/// Gunzips `compressed`, refusing output beyond `limit` bytes without producing it.
+pub fn gunzip_bounded(compressed: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|error| error.to_string())?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "it decompresses to more than {} MiB, far beyond any real revision",
+            limit >> 20
+        ));
+    }
+    Ok(out)
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(bytes)?;
+    gzip.finish()
 }
 
 /// Reads and writes the record of one namespace.
@@ -201,16 +275,29 @@ impl RecordStore {
         Ok(())
     }
 
-    /// Stores a revision's rendered manifests (YAML), gzip-compressed.
-    pub async fn save_manifests(&self, revision: u64, yaml: &str) -> Result<(), RecordError> {
-        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let compressed = gzip
-            .write_all(yaml.as_bytes())
-            .and_then(|()| gzip.finish())
-            .map_err(|error| RecordError::Damaged {
-                namespace: self.namespace.clone(),
-                reason: error.to_string(),
-            })?;
+    /// Stores a revision's rendered manifests (YAML) and, when known, the inputs it was
+    /// rendered from, gzip-compressed.
+    pub async fn save_manifests(
+        &self,
+        revision: u64,
+        yaml: &str,
+        inputs: Option<&RevisionInputs>,
+    ) -> Result<(), RecordError> {
+        let damaged = |reason: String| RecordError::Damaged {
+            namespace: self.namespace.clone(),
+            reason,
+        };
+        let mut data = BTreeMap::from([(
+            "manifests.yaml.gz".to_owned(),
+            ByteString(gzip(yaml.as_bytes()).map_err(|error| damaged(error.to_string()))?),
+        )]);
+        if let Some(inputs) = inputs {
+            let json = serde_json::to_vec(inputs).map_err(|error| damaged(error.to_string()))?;
+            data.insert(
+                INPUTS_KEY.to_owned(),
+                ByteString(gzip(&json).map_err(|error| damaged(error.to_string()))?),
+            );
+        }
         let map = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(revision_name(revision)),
@@ -218,10 +305,7 @@ impl RecordStore {
                 labels: Some(labels(&self.namespace)),
                 ..ObjectMeta::default()
             },
-            binary_data: Some(BTreeMap::from([(
-                "manifests.yaml.gz".to_owned(),
-                ByteString(compressed),
-            )])),
+            binary_data: Some(data),
             ..ConfigMap::default()
         };
         match self.api.create(&PostParams::default(), &map).await {
@@ -234,8 +318,9 @@ impl RecordStore {
         }
     }
 
-    /// A revision's manifests (YAML), if still kept.
-    pub async fn load_manifests(&self, revision: u64) -> Result<Option<String>, RecordError> {
+    /// The inputs a revision was rendered from, if kept (revisions recorded by an older
+    /// coder-install have none). Decompression is bounded by [`MAX_REVISION_BYTES`].
+    pub async fn load_inputs(&self, revision: u64) -> Result<Option<RevisionInputs>, RecordError> {
         let Some(map) = self
             .api
             .get_opt(&revision_name(revision))
@@ -244,20 +329,17 @@ impl RecordStore {
         else {
             return Ok(None);
         };
+        let Some(compressed) = map.binary_data.as_ref().and_then(|data| data.get(INPUTS_KEY)) else {
+            return Ok(None);
+        };
         let damaged = |reason: String| RecordError::Damaged {
             namespace: self.namespace.clone(),
-            reason,
+            reason: format!("{} {INPUTS_KEY}: {reason}", revision_name(revision)),
         };
-        let compressed = map
-            .binary_data
-            .as_ref()
-            .and_then(|data| data.get("manifests.yaml.gz"))
-            .ok_or_else(|| damaged(format!("{} has no manifests.yaml.gz", revision_name(revision))))?;
-        let mut yaml = String::new();
-        flate2::read::GzDecoder::new(compressed.0.as_slice())
-            .read_to_string(&mut yaml)
-            .map_err(|error| damaged(format!("{}: {error}", revision_name(revision))))?;
-        Ok(Some(yaml))
+        let json = gunzip_bounded(&compressed.0, MAX_REVISION_BYTES).map_err(damaged)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|error| damaged(error.to_string()))
     }
 
     /// Deletes revision manifests older than the kept window.
@@ -308,4 +390,22 @@ pub fn document_digest(bytes: &[u8]) -> String {
 /// Base64 helper for Secret data.
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decompression_is_bounded() {
+        let bomb = gzip(&vec![0u8; 64 << 20]).expect("gzip");
+        assert!(bomb.len() < 1 << 20, "a 64 MiB bomb fits a ConfigMap");
+        let error = gunzip_bounded(&bomb, MAX_REVISION_BYTES).expect_err("refused");
+        assert!(error.contains("more than 8 MiB"), "{error}");
+        let small = gzip(b"kind: ConfigMap").expect("gzip");
+        assert_eq!(
+            gunzip_bounded(&small, MAX_REVISION_BYTES).expect("fits"),
+            b"kind: ConfigMap"
+        );
+    }
 }

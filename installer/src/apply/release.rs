@@ -39,6 +39,8 @@ pub struct Release {
     pub chart: ChartFiles,
     /// The lock.
     pub lock: ImageLock,
+    /// The lock's text, byte for byte (recorded for rollback).
+    pub lock_text: String,
     /// `sha256:` of the lock's text.
     pub lock_digest: String,
     /// Logical image name → pinned reference for containers.
@@ -47,20 +49,29 @@ pub struct Release {
     pub mode: &'static str,
     /// The site registry, in air-gapped mode.
     pub site: Option<SiteRegistry>,
+    /// How the bundle's signature was checked (`verified with key …`, or not checked with
+    /// `--allow-unsigned`); empty in connected mode. Recorded in the install record.
+    pub signature: String,
 }
 
 impl Release {
     /// Loads the release from its source.
     pub fn load(source: &ReleaseSource) -> anyhow::Result<Self> {
+        Self::load_pinned(source, None)
+    }
+
+    /// Loads the release; a bundle's manifest must hash to `pinned` (the digest `verify`
+    /// checked) when given, and its lock and chart are read by the digests that manifest lists.
+    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> anyhow::Result<Self> {
         match source {
-            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site),
+            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site, pinned),
             ReleaseSource::Connected(inputs) => Self::from_inputs(inputs),
         }
     }
 
-    fn from_bundle(path: &Path, site: &SiteRegistry) -> anyhow::Result<Self> {
+    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> anyhow::Result<Self> {
         let reader = BundleReader::open(path)?;
-        let manifest = reader.manifest()?;
+        let manifest = reader.manifest_pinned(pinned)?;
         if manifest.name != PRODUCT {
             anyhow::bail!(
                 "{} is a bundle of {:?} {}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
@@ -72,6 +83,15 @@ impl Release {
         let lock_bytes = reader
             .read_document(LOCK_PATH)?
             .ok_or_else(|| anyhow::anyhow!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
+        let lock_digest = crate::registry::sha256_digest(&lock_bytes);
+        if lock_digest != manifest.lock_digest {
+            anyhow::bail!(
+                "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
+                 or was changed after it was verified",
+                path.display(),
+                manifest.lock_digest
+            );
+        }
         let lock_text = String::from_utf8(lock_bytes)
             .map_err(|_| anyhow::anyhow!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
         let lock = ImageLock::from_yaml(&lock_text, &format!("{}:{LOCK_PATH}", path.display()))?;
@@ -88,10 +108,12 @@ impl Release {
             version: manifest.version,
             chart,
             lock_digest: manifest.lock_digest,
+            lock_text,
             lock,
             images,
             mode: "air-gapped",
             site: Some(site.clone()),
+            signature: String::new(),
         })
     }
 
@@ -117,9 +139,11 @@ impl Release {
             chart,
             lock: inputs.lock.clone(),
             lock_digest: crate::registry::sha256_digest(inputs.lock_text.as_bytes()),
+            lock_text: inputs.lock_text.clone(),
             images,
             mode: "connected",
             site: None,
+            signature: String::new(),
         })
     }
 

@@ -269,7 +269,7 @@ async fn reuse_identical(
     let _ = std::fs::remove_file(journal::Journal::path_for(&partial));
     packs
         .link_out(&pack, &partial)
-        .and_then(|()| std::fs::rename(&partial, output))
+        .and_then(|()| crate::blob_io::rename_durably(&partial, output))
         .map_err(|error| anyhow::anyhow!("writing {}: {error}", output.display()))?;
     Ok(true)
 }
@@ -386,7 +386,7 @@ async fn assemble(
             more => anyhow::bail!("{more} blobs failed; the first: {first}"),
         }
     }
-    std::fs::rename(&partial, &options.output).map_err(|error| {
+    crate::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
         anyhow::anyhow!(
             "moving {} to {}: {error}",
             partial.display(),

@@ -109,12 +109,30 @@ impl BundleReader {
 
     /// The bundle manifest.
     pub fn manifest(&self) -> anyhow::Result<BundleManifest> {
+        self.manifest_pinned(None)
+    }
+
+    /// The bundle manifest, whose bytes must hash to `pinned` when given: the `sha256:` of the
+    /// manifest that `verify` checked ([`super::verify::VerifyReport::manifest_digest`]). Every
+    /// other entry is read by the digests this manifest lists, so a bundle file changed or
+    /// replaced after it was verified is refused here, before anything of it is used.
+    pub fn manifest_pinned(&self, pinned: Option<&str>) -> anyhow::Result<BundleManifest> {
         let bytes = self.read_document(MANIFEST_PATH)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
                 self.path.display()
             )
         })?;
+        if let Some(pinned) = pinned {
+            let actual = crate::registry::sha256_digest(&bytes);
+            if actual != pinned {
+                anyhow::bail!(
+                    "{}: the bundle changed since it was verified ({MANIFEST_PATH} was {pinned}, is now {actual}); \
+                     something wrote to or replaced the file. Use a copy nothing else writes to, and re-run",
+                    self.path.display()
+                );
+            }
+        }
         Ok(BundleManifest::from_json(&bytes)?)
     }
 }

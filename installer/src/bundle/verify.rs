@@ -28,6 +28,9 @@ pub struct VerifyReport {
     pub version: String,
     /// What the signature check found.
     pub signature: SignatureStatus,
+    /// `sha256:` of the bundle manifest that was checked: later reads of the bundle are pinned
+    /// to it ([`super::read::BundleReader::manifest_pinned`]).
+    pub manifest_digest: String,
     /// How many blobs were hashed.
     pub blobs_checked: usize,
     /// Blobs a delta bundle leaves out on purpose (the target has them).
@@ -88,7 +91,8 @@ pub fn verify_bundle(
             bundle_path.display()
         )
     })?;
-    let manifest = reader.manifest()?;
+    let manifest = bundle_spec::format::BundleManifest::from_json(&manifest_bytes)?;
+    let manifest_digest = crate::registry::sha256_digest(&manifest_bytes);
     let mut problems = Vec::new();
 
     let signature = match (reader.read_document(SIGNATURE_PATH)?, public_key) {
@@ -187,6 +191,7 @@ pub fn verify_bundle(
         name: manifest.name,
         version: manifest.version,
         signature,
+        manifest_digest,
         blobs_checked: manifest.blobs.len(),
         omitted_blobs: omitted,
         bytes_checked,

@@ -87,7 +87,7 @@ impl BlobCache {
         }
         let partial = self.partial_path(digest);
         std::fs::write(&partial, bytes).map_err(io_error(format!("writing {}", partial.display())))?;
-        std::fs::rename(&partial, self.path(digest))
+        blob_io::rename_durably(&partial, &self.path(digest))
             .map_err(io_error("moving a verified blob into the cache"))
     }
 
@@ -101,7 +101,7 @@ impl BlobCache {
         let target = File::create(&partial)?;
         let copied = blob_io::copy_range(source, offset, &target, 0, size, &mut |_| {});
         if copied.as_deref().is_ok_and(|actual| actual == digest) {
-            std::fs::rename(&partial, self.path(digest))?;
+            blob_io::rename_durably(&partial, &self.path(digest))?;
             return Ok(true);
         }
         // A copy that failed or did not match is not kept; its own error is the one to report.

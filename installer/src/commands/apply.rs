@@ -9,7 +9,7 @@ use crate::apply::objects::Change;
 use crate::apply::preflight::Check;
 use crate::apply::release::{Release, ReleaseSource};
 use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
-use crate::bundle::signing::read_public_key;
+use crate::bundle::signing::{fingerprint, read_public_key};
 use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::OutputFormat;
 use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
@@ -25,9 +25,14 @@ pub struct ApplyArgs {
     /// with the air-gap entitlement); optional in connected mode (none: free tier).
     #[arg(long, value_name = "FILE")]
     pub license: Option<std::path::PathBuf>,
-    /// Require the bundle to be signed by this Ed25519 public key (SPKI PEM).
+    /// Require the bundle to be signed by this Ed25519 public key (SPKI PEM). With --bundle, one
+    /// of this and --allow-unsigned is required.
     #[arg(long, value_name = "FILE", requires = "bundle")]
     pub public_key: Option<std::path::PathBuf>,
+    /// Apply the bundle without checking its signature (an unsigned bundle, or no vendor key at
+    /// hand); the output and the install record say so.
+    #[arg(long, requires = "bundle", conflicts_with = "public_key")]
+    pub allow_unsigned: bool,
     /// Chart values.
     #[command(flatten)]
     pub values: ValuesArgs,
@@ -64,22 +69,39 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let source = args.release.source()?;
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
 
-    // 1. Verify the bundle.
+    // 1. Verify the bundle, and pin what was verified: every later read of the bundle (lock,
+    // chart, blobs while pushing) is checked against this manifest.
+    let mut verified: Option<(String, String)> = None;
     if let ReleaseSource::Bundle { path, .. } = &source {
+        if args.public_key.is_none() && !args.allow_unsigned {
+            anyhow::bail!(
+                "apply --bundle needs --public-key FILE (the vendor's Ed25519 key, to check the bundle's signature) \
+                 or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
+            );
+        }
         step(quiet, &format!("verify {}", path.display()));
         let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+        let signature = key.as_ref().map_or_else(
+            || "NOT checked (--allow-unsigned)".to_owned(),
+            |key| format!("verified with key {}", fingerprint(key)),
+        );
         let path = path.clone();
         let report =
             tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {})).await??;
         if !report.ok() {
+            let mut problems = report.problems.clone();
+            if let SignatureStatus::Invalid(reason) = &report.signature {
+                problems.push(format!("signature: {reason}"));
+            }
             anyhow::bail!(
                 "the bundle does not verify; nothing was pushed or applied:\n  - {}",
-                report.problems.join("\n  - ")
+                problems.join("\n  - ")
             );
         }
-        if matches!(report.signature, SignatureStatus::NotChecked) && !quiet {
-            eprintln!("    note: the bundle is signed; pass --public-key to check the signature");
+        if !quiet {
+            eprintln!("    signature: {signature}");
         }
+        verified = Some((report.manifest_digest, signature));
     }
 
     // 2. License, offline, before anything is pushed or written.
@@ -110,7 +132,10 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         }
     }
 
-    let mut release = Release::load(&source)?;
+    let mut release = Release::load_pinned(&source, verified.as_ref().map(|(digest, _)| digest.as_str()))?;
+    if let Some((_, signature)) = &verified {
+        release.signature.clone_from(signature);
+    }
     let (registry_options, pull_credentials) = args.login.resolve(release.site.as_ref())?;
     let options = ApplyOptions {
         namespace,
@@ -147,6 +172,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
             concurrency: usize::from(args.concurrency),
             registry: registry_options.clone(),
             quiet,
+            pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
         };
         let report = push_bundle(path, site, &push).await?;
         if !quiet {

@@ -144,11 +144,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
-    let seconds = match unit {
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
+    let per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("{text:?}: the unit must be s, m or h")),
     };
+    let seconds = value
+        .checked_mul(per_unit)
+        .filter(|seconds| *seconds <= MAX_DURATION_SECONDS)
+        .ok_or_else(|| format!("{text:?} is too long: at most {}h", MAX_DURATION_SECONDS / 3600))?;
     Ok(Duration::from_secs(seconds))
+}
+
+/// The longest duration [`parse_duration`] accepts: a year, far beyond any wait or probe (and
+/// far from overflowing a deadline computed from it).
+pub const MAX_DURATION_SECONDS: u64 = 366 * 24 * 3600;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_huge_ones_are_refused_without_overflow() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for huge in [
+            "18446744073709551615h",
+            "5124095576030432h",
+            "9999999999m",
+            "99999999999s",
+        ] {
+            let error = parse_duration(huge).expect_err(huge);
+            assert!(error.contains("too long"), "{error}");
+        }
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("h").is_err());
+    }
 }

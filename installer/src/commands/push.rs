@@ -63,6 +63,7 @@ pub struct PushArgs {
 /// Pushes the bundle and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     let options = PushOptions {
+        pinned_manifest: None,
         concurrency: usize::from(args.concurrency),
         registry: args.site.registry_options()?,
         quiet: super::quiet(args.format),

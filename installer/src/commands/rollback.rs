@@ -1,12 +1,13 @@
-//! `coder-install rollback`: re-apply the previous revision's recorded manifests.
+//! `coder-install rollback`: render the previous revision again from its recorded inputs, check
+//! it, and apply it.
 
 use std::time::Instant;
 
 use super::deploy_args::TargetArgs;
 use crate::apply::record::RecordStore;
-use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease, parse_manifests, step};
+use crate::apply::revision::rerender;
+use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease, step};
 use crate::cli::OutputFormat;
-use crate::render::Manifests;
 
 /// `coder-install rollback`.
 #[derive(Debug, clap::Args)]
@@ -40,36 +41,46 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
             record.revision
         )
     })?;
-    let yaml = store.load_manifests(previous.revision).await?.ok_or_else(|| {
+    // The stored objects are not trusted: the release is rendered again from its recorded
+    // inputs, and checked (lock, images, kinds, namespace, role bindings).
+    let inputs = store.load_inputs(previous.revision).await?.ok_or_else(|| {
         anyhow::anyhow!(
-            "the manifests of revision {} are no longer kept; apply that version's bundle instead",
+            "the inputs of revision {} are not kept (it was pruned, or recorded by an older coder-install), \
+             so it cannot be rendered again; apply that version's bundle (or spec and lock) instead",
             previous.revision
         )
     })?;
-    let objects = parse_manifests(&yaml)?;
     step(
         quiet,
         &format!(
-            "roll back namespace {namespace} from revision {} ({}) to the manifests of revision {} ({})",
+            "roll back namespace {namespace} from revision {} ({}) to revision {} ({}), rendered again from its recorded inputs",
             record.revision, record.version, previous.revision, previous.version
         ),
     );
+    let manifests = rerender(
+        previous.revision,
+        &inputs,
+        &previous.lock_digest,
+        &namespace,
+        cluster.pdb_api(),
+    )?;
     if !quiet {
         eprintln!(
             "    note: database migrations are forward-only; the older version runs on the newer schema \
              (migrations only add, so this works across one release)"
         );
     }
-    let in_cluster_database = objects.iter().any(|object| {
+    let in_cluster_database = manifests.objects.iter().any(|object| {
         object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
             && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")
     });
     let target = DeployTarget {
         version: previous.version.clone(),
         lock_digest: previous.lock_digest.clone(),
-        mode: record.mode.clone(),
-        site: record.registry.parse().ok(),
+        mode: inputs.mode.clone(),
+        site: inputs.registry.parse().ok(),
         in_cluster_database,
+        inputs: Some(inputs),
     };
     let options = ApplyOptions {
         namespace: namespace.clone(),
@@ -88,14 +99,11 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
     } else {
         Some(lease::acquire(cluster.client.clone(), &namespace).await?)
     };
-    let outcome = deploy_locked(
-        &cluster,
-        &target,
-        &options,
-        &Manifests { objects },
-        Instant::now(),
-    )
-    .await;
+    let work = deploy_locked(&cluster, &target, &options, &manifests, Instant::now());
+    let outcome = match &held {
+        Some(held) => held.run_while_held(work).await,
+        None => work.await,
+    };
     if let Some(held) = held {
         held.release().await;
     }

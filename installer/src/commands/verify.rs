@@ -1,13 +1,15 @@
 //! `coder-install verify`.
 
-use crate::bundle::signing::read_public_key;
+use crate::bundle::signing::{fingerprint, read_public_key};
 use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::{OutputFormat, VerifyArgs};
 use crate::progress::{Progress, human_bytes};
 
 /// Verifies a bundle, prints the report, and fails if anything is wrong.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    // clap requires one of --public-key and --allow-unsigned.
     let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+    let verifying = key;
     let size = std::fs::metadata(&args.bundle)
         .map(|meta| meta.len())
         .unwrap_or(0);
@@ -16,7 +18,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let report = tokio::task::spawn_blocking(move || {
         let progress = Progress::new("verifying", size, quiet);
         let item = progress.item("blobs", size);
-        let report = verify_bundle(&bundle, key.as_ref(), &|done| item.set(done));
+        let report = verify_bundle(&bundle, verifying.as_ref(), &|done| item.set(done));
         drop(item);
         progress.finish();
         report
@@ -34,11 +36,14 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 human_bytes(report.bytes_checked)
             );
             let signature = match &report.signature {
-                SignatureStatus::Verified => "verified".to_owned(),
+                SignatureStatus::Verified => match &key {
+                    Some(key) => format!("verified (key {})", fingerprint(key)),
+                    None => "verified".to_owned(),
+                },
                 SignatureStatus::NotChecked => {
-                    "present, not checked (pass --public-key to check it)".to_owned()
+                    "present, NOT checked (--allow-unsigned; pass --public-key to check it)".to_owned()
                 }
-                SignatureStatus::Unsigned => "none".to_owned(),
+                SignatureStatus::Unsigned => "none, NOT checked (--allow-unsigned)".to_owned(),
                 SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
             };
             println!("signature: {signature}");

@@ -56,6 +56,10 @@ pub struct PushOptions {
     pub registry: RegistryOptions,
     /// No progress output (for `--output json`, or when the caller reports on its own).
     pub quiet: bool,
+    /// The `sha256:` of the bundle manifest that was verified, if the caller verified it: the
+    /// push refuses a bundle whose manifest no longer hashes to it (every blob and manifest it
+    /// sends is then checked against the digests that manifest lists).
+    pub pinned_manifest: Option<String>,
 }
 
 impl Default for PushOptions {
@@ -64,6 +68,7 @@ impl Default for PushOptions {
             concurrency: 8,
             registry: RegistryOptions::default(),
             quiet: true,
+            pinned_manifest: None,
         }
     }
 }
@@ -242,7 +247,7 @@ pub async fn push_bundle(
 ) -> anyhow::Result<PushReport> {
     let started = Instant::now();
     let reader = BundleReader::open(bundle)?;
-    let manifest = reader.manifest()?;
+    let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
     let (artifacts, blobs) = plan(&reader, &manifest, site)?;
     let client = RegistryClient::new(options.registry.clone())?;
     let file = Arc::new(reader.file().try_clone()?);

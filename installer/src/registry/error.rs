@@ -188,6 +188,21 @@ pub enum RegistryError {
         /// The registry's error code and message (e.g. `MANIFEST_BLOB_UNKNOWN`).
         detail: String,
     },
+    /// A token realm or upload location outside the registry's own origin asked for
+    /// credentials, which are never sent there.
+    #[error(
+        "{registry}: {target} asked for credentials, but it is not the registry's own host ({reason}); \
+         coder-install sends credentials only to the registry itself (over HTTPS unless the host is an \
+         --insecure-registry). Check the registry's token realm and upload URLs, or pull anonymously"
+    )]
+    CredentialsWithheld {
+        /// The registry host.
+        registry: String,
+        /// The URL that asked.
+        target: String,
+        /// Why it does not count as the registry.
+        reason: String,
+    },
     /// Local configuration: a CA file, a Docker config.
     #[error("{what}: {reason}")]
     Config {

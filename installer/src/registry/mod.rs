@@ -26,6 +26,10 @@ pub use push::{BlobPushOutcome, BlobUpload, DeleteOutcome, FileRange, MountOutco
 /// The largest manifest or index accepted (the distribution registry's own limit is 4 MiB).
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
+/// Token services on another host that well-known registries document, trusted with those
+/// registries' credentials (over HTTPS only): `(registry, realm host)`.
+const WELL_KNOWN_TOKEN_REALMS: &[(&str, &str)] = &[(bundle_spec::DOCKER_HUB, "auth.docker.io")];
+
 /// How a registry client connects: which hosts speak plain HTTP, extra CAs, credentials.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -171,7 +175,53 @@ impl RegistryClient {
         format!("{scheme}://{host}")
     }
 
-    /// Fetches a manifest or index by tag or digest, byte for byte, checking its digest.
+    /// Whether credentials for `registry` (Basic credentials or a token it issued) may be sent
+    /// to `target`: only to the registry's own origin (scheme, host and port), or to the same
+    /// host and port over HTTPS. Plain HTTP only when the registry is an `--insecure-registry`
+    /// (its own origin is then `http://`). `Err` says why not.
+    fn credential_scope(&self, registry: &str, target: &str) -> Result<(), String> {
+        let own = url::Url::parse(&self.base_url(registry))
+            .map_err(|error| format!("the registry's URL does not parse: {error}"))?;
+        let target = url::Url::parse(target).map_err(|error| format!("the URL does not parse: {error}"))?;
+        if target.origin() == own.origin() {
+            return Ok(());
+        }
+        let same_host_and_port = target.host_str() == own.host_str() && target.port() == own.port();
+        if same_host_and_port && target.scheme() == "https" {
+            return Ok(());
+        }
+        if same_host_and_port {
+            return Err(format!(
+                "plain {}:// to a registry reached over {}://",
+                target.scheme(),
+                own.scheme()
+            ));
+        }
+        Err(format!(
+            "another origin than {}",
+            own.origin().ascii_serialization()
+        ))
+    }
+
+    /// Whether Basic credentials for `registry` may go to the token `realm`: the registry's own
+    /// host (see [`Self::credential_scope`]), or the documented token service of a well-known
+    /// registry over HTTPS.
+    fn realm_scope(&self, registry: &str, realm: &str) -> Result<(), String> {
+        let own = self.credential_scope(registry, realm);
+        if own.is_ok() {
+            return own;
+        }
+        let well_known = url::Url::parse(realm).is_ok_and(|url| {
+            url.scheme() == "https"
+                && url.port().is_none()
+                && WELL_KNOWN_TOKEN_REALMS
+                    .iter()
+                    .any(|(name, host)| *name == registry && url.host_str() == Some(host))
+        });
+        if well_known { Ok(()) } else { own }
+    }
+
+    /// Fetches a manifest or index by tag or digest, byte for byte, checking its digest.    /// Fetches a manifest or index by tag or digest, byte for byte, checking its digest.
     pub async fn manifest(
         &self,
         repository: &Repository,
@@ -388,6 +438,13 @@ impl RegistryClient {
             let response = self.send_with_retries(&call, authorization.as_ref()).await?;
             match response.status() {
                 StatusCode::UNAUTHORIZED if !answered_challenge => {
+                    if let Err(reason) = self.credential_scope(&repository.registry, &call.url) {
+                        return Err(RegistryError::CredentialsWithheld {
+                            registry: repository.registry.clone(),
+                            target: call.url.clone(),
+                            reason,
+                        });
+                    }
                     let challenge = response
                         .headers()
                         .get(WWW_AUTHENTICATE)
@@ -444,14 +501,31 @@ impl RegistryClient {
                     query.push(("service", service.clone()));
                 }
                 let mut request = self.http.get(&realm).query(&query);
-                if let Some(credentials) = &credentials {
-                    request = request.basic_auth(&credentials.username, Some(&credentials.password));
+                // A realm elsewhere gets an anonymous token request: the credentials are the
+                // registry's, and a registry must not be able to send them to another host.
+                let withheld = self.realm_scope(&repository.registry, &realm).err();
+                match (&credentials, &withheld) {
+                    (Some(credentials), None) => {
+                        request = request.basic_auth(&credentials.username, Some(&credentials.password));
+                    }
+                    (Some(_), Some(reason)) => eprintln!(
+                        "warning: {}: not sending its credentials to the token service {realm} ({reason}); asking for an anonymous token",
+                        repository.registry
+                    ),
+                    (None, _) => {}
                 }
                 let response = request.send().await.map_err(|source| RegistryError::Transport {
                     url: realm.clone(),
                     source,
                 })?;
                 match response.status() {
+                    StatusCode::UNAUTHORIZED if credentials.is_some() && withheld.is_some() => {
+                        return Err(RegistryError::CredentialsWithheld {
+                            registry: repository.registry.clone(),
+                            target: realm,
+                            reason: withheld.unwrap_or_default(),
+                        });
+                    }
                     StatusCode::UNAUTHORIZED => return Err(self.unauthorized(repository)),
                     StatusCode::FORBIDDEN => return Err(forbidden(repository, action)),
                     _ => {}
@@ -484,7 +558,13 @@ impl RegistryClient {
             if let Some(body) = call.body {
                 request = request.body(body());
             }
-            match authorization {
+            // Cached authorization goes only to the registry itself, never to an upload
+            // location (or a redirect) on another host or downgraded to plain HTTP.
+            let in_scope = authorization.is_some()
+                && self
+                    .credential_scope(&call.repository.registry, &call.url)
+                    .is_ok();
+            match authorization.filter(|_| in_scope) {
                 Some(Authorization::Basic(credentials)) => {
                     request = request.basic_auth(&credentials.username, Some(&credentials.password));
                 }
@@ -571,12 +651,31 @@ async fn expect_success(response: Response) -> Result<Response, RegistryError> {
     }
     let url = response.url().to_string();
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let body = error_body(response).await;
     Err(RegistryError::Status {
         url,
         status,
         body: body.chars().take(300).collect(),
     })
+}
+
+/// How much of an error answer's body is read: plenty for a registry's error JSON.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// The start of an error answer's body, as text: at most [`ERROR_BODY_LIMIT`] bytes are read
+/// and the rest is never downloaded (the connection is dropped), however large or endless it is.
+pub(crate) async fn error_body(mut response: Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_LIMIT - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Reads a small body, refusing more than `limit` bytes.
@@ -608,4 +707,83 @@ fn media_type_in_document(bytes: &[u8]) -> Option<String> {
         media_type: Option<String>,
     }
     serde_json::from_slice::<MediaTypeOnly>(bytes).ok()?.media_type
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(insecure: &[&str]) -> RegistryClient {
+        RegistryClient::new(RegistryOptions {
+            insecure_registries: insecure.iter().map(|host| (*host).to_owned()).collect(),
+            ..RegistryOptions::default()
+        })
+        .expect("client")
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registrys_own_origin() {
+        let secure = client(&[]);
+        let own = "registry.site:5000";
+        assert!(
+            secure
+                .credential_scope(own, "https://registry.site:5000/v2/a/blobs/uploads/1")
+                .is_ok()
+        );
+        // Another port, another host, or a downgrade to plain HTTP is another origin.
+        for elsewhere in [
+            "https://registry.site:5001/upload",
+            "https://storage.example.com/upload",
+            "http://registry.site:5000/v2/a/blobs/uploads/1",
+        ] {
+            assert!(secure.credential_scope(own, elsewhere).is_err(), "{elsewhere}");
+        }
+        // Plain HTTP only for an --insecure-registry, and then HTTPS on the same host too.
+        let insecure = client(&[own]);
+        assert!(
+            insecure
+                .credential_scope(own, "http://registry.site:5000/v2/")
+                .is_ok()
+        );
+        assert!(
+            insecure
+                .credential_scope(own, "https://registry.site:5000/token")
+                .is_ok()
+        );
+        assert!(
+            insecure
+                .credential_scope(own, "http://registry.site:5001/token")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn token_realms_elsewhere_get_no_credentials_except_documented_ones_over_https() {
+        let secure = client(&[]);
+        assert!(
+            secure
+                .realm_scope("registry.site", "https://registry.site/token")
+                .is_ok()
+        );
+        assert!(
+            secure
+                .realm_scope("registry.site", "https://auth.example.com/token")
+                .is_err()
+        );
+        assert!(
+            secure
+                .realm_scope("docker.io", "https://auth.docker.io/token")
+                .is_ok()
+        );
+        assert!(
+            secure
+                .realm_scope("docker.io", "http://auth.docker.io/token")
+                .is_err()
+        );
+        assert!(
+            secure
+                .realm_scope("registry.site", "https://auth.docker.io/token")
+                .is_err()
+        );
+    }
 }

@@ -492,7 +492,7 @@ pub(super) async fn push_failure(
 ) -> RegistryError {
     let status = response.status();
     let url = response.url().to_string();
-    let body = response.text().await.unwrap_or_default();
+    let body = super::error_body(response).await;
     classify_push_failure(status, &url, &body, repository, what, size)
 }
 

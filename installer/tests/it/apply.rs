@@ -60,7 +60,7 @@ impl Platform {
     }
 
     /// Locks the spec against the upstream registry.
-    fn lock_spec(&self) {
+    pub fn lock_spec(&self) {
         success(self.run(&[
             "lock",
             "--spec",
@@ -262,7 +262,18 @@ fn resource_versions(objects: &BTreeMap<String, Value>) -> BTreeMap<String, Stri
         .collect()
 }
 
-fn stdout_json(output: Output) -> Value {
+/// The repositories of a test registry (`/v2/_catalog`).
+pub async fn registry_catalog(registry: &Registry) -> Vec<Value> {
+    let body: Value = reqwest::get(format!("{}/v2/_catalog", registry.url()))
+        .await
+        .expect("catalog")
+        .json()
+        .await
+        .expect("catalog JSON");
+    body["repositories"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn stdout_json(output: Output) -> Value {
     serde_json::from_str(&success(output)).expect("JSON output")
 }
 
@@ -768,6 +779,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
             "apply".to_owned(),
             "--bundle".to_owned(),
             platform.text(&bundle),
+            "--allow-unsigned".to_owned(),
             "--registry".to_owned(),
             site_registry.clone(),
             "--insecure-registry".to_owned(),
@@ -778,16 +790,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         platform.run_owned(&args)
     };
-    let catalog = || async {
-        let url = format!("{}/v2/_catalog", site.url());
-        let body: Value = reqwest::get(&url)
-            .await
-            .expect("catalog")
-            .json()
-            .await
-            .expect("catalog JSON");
-        body["repositories"].as_array().cloned().unwrap_or_default()
-    };
+    let catalog = || registry_catalog(&site);
     let client = platform.client().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
 
@@ -1009,6 +1012,7 @@ async fn bundles_of_other_products_or_newer_formats_are_refused() {
         "apply",
         "--bundle",
         &platform.text(&bundle),
+        "--allow-unsigned",
         "--registry",
         "127.0.0.1:1",
         "--license",
@@ -1104,6 +1108,7 @@ async fn inside_a_network_namespace_apply_the_bundle() {
             "apply",
             "--bundle",
             &bundle,
+            "--allow-unsigned",
             "--registry",
             &site.host(),
             "--insecure-registry",

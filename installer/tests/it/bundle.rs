@@ -111,7 +111,7 @@ async fn lock_and_bundle_make_an_oci_archive_that_skopeo_reads() {
     );
     assert_eq!(inspection["charts"][0]["ref"], "charts/coder:1.2.3");
 
-    success(world.run(&["verify", &bundle.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn a_new_version_downloads_only_what_the_last_bundle_lacks() {
     // The shared base layer and the whole db image come from the v1 bundle in the cache.
     let new_bytes = app2.config.data.len() + app2.layers[1].data.len();
     assert_eq!(summary["downloaded_bytes"], new_bytes as u64, "{summary}");
-    success(world.run(&["verify", &v2.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &v2.display().to_string()]));
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn a_cached_bundle_damaged_through_its_output_is_not_trusted() {
         shared.data.len() as u64,
         "only the damaged layer is fetched again: {summary}"
     );
-    success(world.run(&["verify", &second.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &second.display().to_string()]));
 }
 
 /// Flips one byte of blob `digest` inside `bundle`.
@@ -198,7 +198,13 @@ async fn verify_names_a_corrupted_blob_and_the_images_using_it() {
     let shared = world.db.layers[1].digest.clone();
     flip_byte(&bundle, &shared);
 
-    let output = world.run(&["verify", &bundle.display().to_string(), "--output", "json"]);
+    let output = world.run(&[
+        "verify",
+        "--allow-unsigned",
+        &bundle.display().to_string(),
+        "--output",
+        "json",
+    ]);
     assert!(!output.status.success());
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("report JSON");
     let problems = report["problems"].to_string();
@@ -261,7 +267,10 @@ async fn signed_bundles_verify_only_with_the_right_key() {
     );
     let error = failure(world.run(&["verify", &bundle, "--public-key", &other_public]));
     assert!(error.contains("signature"), "{error}");
-    assert!(success(world.run(&["verify", &bundle])).contains("not checked"));
+    assert!(
+        success(world.run(&["verify", "--allow-unsigned", &bundle]))
+            .contains("NOT checked (--allow-unsigned")
+    );
 
     // A key given for an unsigned bundle is a failure, not a pass.
     let (unsigned, _) = world.bundle("unsigned.bundle");
@@ -273,7 +282,7 @@ async fn a_tls_registry_with_basic_auth_works_through_the_docker_config() {
     let world = World::new(RegistryFlavour::TlsBasicAuth).await;
     let (bundle, summary) = world.lock_and_bundle("coder.bundle");
     assert_eq!(summary["images"], 2);
-    success(world.run(&["verify", &bundle.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
 
     // The same request without the credentials is told apart as a 401 with advice.
     let empty_config = world.path("no-credentials");
@@ -361,7 +370,7 @@ async fn bad_inputs_are_refused_with_what_to_do() {
     header.set_cksum();
     builder.append(&header, &b"hi"[..]).expect("append");
     builder.finish().expect("finish");
-    let error = failure(world.run(&["verify", &evil.display().to_string()]));
+    let error = failure(world.run(&["verify", "--allow-unsigned", &evil.display().to_string()]));
     assert!(
         error.contains("not a valid bundle") && error.contains("escape"),
         "{error}"
@@ -461,7 +470,7 @@ async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
     assert!(has(app2.digest()), "manifests always travel");
     assert!(summary["omitted_blobs"].as_u64().unwrap_or(0) >= 3, "{summary}");
 
-    let report = success(world.run(&["verify", &delta, "--output", "json"]));
+    let report = success(world.run(&["verify", "--allow-unsigned", &delta, "--output", "json"]));
     let report: serde_json::Value = serde_json::from_str(&report).expect("report");
     assert_eq!(report["problems"].as_array().map(Vec::len), Some(0), "{report}");
     let inspection = success(world.run(&["inspect", &delta]));
@@ -561,7 +570,7 @@ async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again()
         "{summary}"
     );
     assert!(!journal.exists(), "the journal outlived the finished bundle");
-    success(world.run(&["verify", &bundle.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
 }
 
 #[tokio::test]
@@ -675,5 +684,5 @@ async fn an_oci_chart_reference_is_locked_and_carried_like_an_image() {
             .expect("blob present");
         assert_eq!(bytes, blob.data);
     }
-    success(world.run(&["verify", &bundle.display().to_string()]));
+    success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
 }

@@ -57,3 +57,22 @@ fn an_unknown_subcommand_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn a_duration_too_long_to_count_is_a_usage_error_not_a_crash() {
+    // 5124095576030432 hours are more seconds than a u64 holds.
+    for args in [
+        ["apply", "--wait", "--timeout", "5124095576030432h"],
+        [
+            "allowlist",
+            "generate",
+            "--probe-timeout",
+            "18446744073709551615m",
+        ],
+    ] {
+        let output = coder_install(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("too long"), "{args:?}: {stderr}");
+    }
+}

@@ -128,7 +128,7 @@ impl RealWorld {
             "--insecure-registry",
             &upstream,
         ]);
-        self.run(&["verify", &bundle]);
+        self.run(&["verify", "--allow-unsigned", &bundle]);
         bundle
     }
 
@@ -141,6 +141,7 @@ impl RealWorld {
                 "apply",
                 "--bundle",
                 bundle,
+                "--allow-unsigned",
                 "--registry",
                 &format!("{site}/coder"),
                 "--insecure-registry",

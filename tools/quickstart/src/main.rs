@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
         "--insecure-registry",
         &upstream.host(),
     ]))?;
-    run(&mut tool(&["verify", &text(&bundle)]))?;
+    run(&mut tool(&["verify", "--allow-unsigned", &text(&bundle)]))?;
 
     section("4. inside the air gap: apply the bundle (enterprise license) and wait for it to run");
     let license = work.join("coder.license");
@@ -225,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         "apply",
         "--bundle",
         &text(&bundle),
+        "--allow-unsigned",
         "--registry",
         &site_registry,
         "--insecure-registry",
@@ -271,9 +272,10 @@ async fn main() -> anyhow::Result<()> {
 
     section("done");
     println!(
-        "Real-world equivalents: `coder-install lock && coder-install bundle -o coder.bundle` on a connected\n\
-         host; carry coder.bundle in; `coder-install apply --bundle coder.bundle --registry <your registry>\n\
-         --license <your license>` with your kubeconfig. Work files: {}",
+        "Real-world equivalents: `coder-install lock && coder-install bundle -o coder.bundle --signing-key vendor.pem`\n\
+         on a connected host; carry coder.bundle in; `coder-install apply --bundle coder.bundle --public-key vendor.pub\n\
+         --registry <your registry> --license <your license>` with your kubeconfig (this demo's bundle is unsigned,\n\
+         hence --allow-unsigned above). Work files: {}",
         work.display()
     );
     if !args.exit {
