@@ -30,8 +30,10 @@ pub struct ManagerArgs {
     #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// A license file (the Secret `coder-install apply` creates), installed at start-up when it
-    /// differs from the newest stored license. It never stops the start: a missing file is no
-    /// license (the free tier, or the license stored before), one that does not verify is logged.
+    /// was issued (`iat`) after the license in force, or none is in force: a newer license an
+    /// admin uploaded is never replaced by the Secret's at a restart. It never stops the start: a
+    /// missing file is no license (the free tier, or the license stored before), one that does
+    /// not verify (expired, altered, ...) is logged and left out.
     #[arg(long, env = "CODER_LICENSE_FILE")]
     pub license_file: Option<PathBuf>,
     /// A file holding the envproxy's token (the Secret `coder-install apply` generates). The

@@ -135,3 +135,62 @@ async fn a_missing_license_file_is_the_free_tier_not_a_failed_start() {
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["tier"], "free", "{shown}");
 }
+
+/// Installs `token` as the admin (which stays allowed while read-only); returns the summary.
+async fn upload(env: &Env, token: String) -> serde_json::Value {
+    let (status, body) = env
+        .post("/api/v0/license", &env.admin_token, json!({ "license": token }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// An enterprise license (air-gap allowed) with its own id and `seats`, issued `issued_days_ago`.
+fn issued(id: &str, seats: u32, issued_days_ago: i64) -> String {
+    let mut claims = test_keys::claims(Tier::Enterprise, true, seats, 365);
+    claims.license_id = id.to_owned();
+    claims.iat = crate::harness::unix_now() - issued_days_ago * 86_400;
+    claims.nbf = claims.iat;
+    test_keys::sign(&claims).expect("sign test license")
+}
+
+/// Starts a second manager on the environment's database with `token` as its mounted license
+/// file, as a restarted (or another) manager pod does; the start must succeed.
+async fn restart_with_mounted(env: &Env, token: &str) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), token).expect("write license file");
+    let mut args = coder_platform::manager::ManagerArgs::for_database(&env.database_url);
+    args.license_file = Some(file.path().to_owned());
+    args.db.pg_acquire_timeout_secs = 1;
+    let manager = coder_platform::manager::Manager::start(args, None)
+        .await
+        .expect("the manager starts whatever the mounted license is");
+    drop(manager);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_a_newer_uploaded_license_and_an_expired_mounted_one_never_stops_the_start() {
+    let env = Env::start().await;
+    let seats = |body: &serde_json::Value| body["seats_allowed"].clone();
+    // An admin uploads a license issued a day ago, after the one in the chart's Secret.
+    upload(&env, issued("lic-uploaded", 50, 1)).await;
+
+    // The pod restarts with the Secret's license, issued ten days ago: the upload stays.
+    restart_with_mounted(&env, &issued("lic-mounted-old", 25, 10)).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-uploaded", "{shown}");
+    assert_eq!(seats(&shown), 50, "{shown}");
+
+    // An expired mounted license is logged and left out; the start goes on.
+    let mut expired = test_keys::claims(Tier::Enterprise, true, 5, -60);
+    expired.license_id = "lic-expired".to_owned();
+    restart_with_mounted(&env, &test_keys::sign(&expired).expect("sign")).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-uploaded", "{shown}");
+
+    // A mounted license issued after the upload (a renewal put into the Secret) is installed.
+    restart_with_mounted(&env, &issued("lic-renewed", 60, 0)).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-renewed", "{shown}");
+    assert_eq!(seats(&shown), 60, "{shown}");
+}

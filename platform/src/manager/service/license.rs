@@ -132,17 +132,50 @@ async fn store(
     Ok(())
 }
 
-/// Installs the license the deployment mounts, unless it is already the newest stored one.
-pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<()> {
+/// What start-up did with the mounted license.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountedLicense {
+    /// It is the newest stored license already: nothing to do.
+    AlreadyInstalled,
+    /// It was issued after the newest stored license (or that one is no longer in force), so it
+    /// was stored and is now the license in force.
+    Installed,
+    /// A license issued later (an admin's upload) is in force: the mounted one was left out,
+    /// so a restart never replaces a newer license with the Secret's older one.
+    OlderThanInstalled {
+        /// The mounted license's id and issue time (Unix seconds).
+        mounted: (String, i64),
+        /// The stored license's id and issue time (Unix seconds).
+        installed: (String, i64),
+    },
+}
+
+/// Installs the license the deployment mounts when it was issued (`iat`) after the newest
+/// stored one, or when the stored one is no longer in force. A mounted license that does not
+/// verify is refused with the reason (the caller logs it and starts anyway).
+pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<MountedLicense> {
     let token = token.trim();
     let license = verified(token)?;
     if let Some(warning) = license.grace_warning() {
         tracing::warn!("{warning}");
     }
-    if newest_token(pool).await?.as_deref() == Some(token) {
-        return Ok(());
+    if let Some(stored) = newest_token(pool).await? {
+        let stored = stored.trim();
+        if stored == token {
+            return Ok(MountedLicense::AlreadyInstalled);
+        }
+        // A stored license still in force that was issued at or after the mounted one wins.
+        if let Ok(in_force) = verify(stored.as_bytes())
+            && in_force.claims.iat >= license.claims.iat
+        {
+            return Ok(MountedLicense::OlderThanInstalled {
+                mounted: (license.claims.license_id, license.claims.iat),
+                installed: (in_force.claims.license_id, in_force.claims.iat),
+            });
+        }
     }
-    store(pool, token, &license, "system", "license.install").await
+    store(pool, token, &license, "system", "license.install").await?;
+    Ok(MountedLicense::Installed)
 }
 
 /// Refuses a new account when the license in force has no seat left.
