@@ -140,6 +140,20 @@ async fn install_mounted_license(pool: &sqlx::PgPool, path: &std::path::Path) {
     }
 }
 
+/// Says at start-up whether an air-gapped manager has a license that allows it, or that it runs
+/// read-only and why (it keeps running: an admin can sign in and upload one).
+async fn log_airgap_license(pool: &sqlx::PgPool) {
+    match service::license::airgap_restriction(pool).await {
+        Ok(None) => tracing::info!("air-gapped mode: the license in force allows it"),
+        Ok(Some(restriction)) => tracing::error!(
+            kind = restriction.kind,
+            "air-gapped mode without a license that allows it: {}",
+            restriction.message()
+        ),
+        Err(error) => tracing::warn!(%error, "cannot read the license in force; checked again at each change"),
+    }
+}
+
 /// How often the manager deletes dead session tokens (also once at start).
 const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -200,6 +214,9 @@ impl Manager {
         }
         if let Some(path) = &config.license_file {
             install_mounted_license(&pool, path).await;
+        }
+        if config.airgapped {
+            log_airgap_license(&pool).await;
         }
         let envproxy_token = match &config.envproxy_token_file {
             Some(path) => Some(read_envproxy_token(path)?),
