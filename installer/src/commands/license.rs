@@ -84,9 +84,8 @@ fn warn_if_in_grace(license: &VerifiedLicense) {
 pub(crate) fn require_airgap_license(path: Option<&Path>, undone: &str) -> anyhow::Result<Vec<u8>> {
     let Some(path) = path else {
         return Err(
-            anyhow::Error::new(LicenseError::AirgapNotAllowedForTier { tier: Tier::Free }).context(
-                format!("no --license given, so this is the free tier; {undone}"),
-            ),
+            anyhow::Error::new(LicenseError::AirgapNotAllowedForTier { tier: Tier::Free })
+                .context(format!("no --license given, so this is the free tier; {undone}")),
         );
     };
     let bytes = read_license(path)?;

@@ -35,10 +35,21 @@ impl AirGap {
             site: site.expect("site registry"),
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        std::fs::write(world.path("coder.yaml"), platform_spec_text(&world.upstream.host(), "1.0.0"))
-            .expect("spec");
+        std::fs::write(
+            world.path("coder.yaml"),
+            platform_spec_text(&world.upstream.host(), "1.0.0"),
+        )
+        .expect("spec");
         let insecure = world.upstream.host();
-        success(world.run(&["lock", "--spec", &world.text("coder.yaml"), "-o", &world.text("images.lock"), "--insecure-registry", &insecure]));
+        success(world.run(&[
+            "lock",
+            "--spec",
+            &world.text("coder.yaml"),
+            "-o",
+            &world.text("images.lock"),
+            "--insecure-registry",
+            &insecure,
+        ]));
         success(world.run(&[
             "bundle",
             "--spec",
@@ -89,7 +100,15 @@ impl AirGap {
     /// `push` of the bundle into the site registry, with `license` if given.
     fn push(&self, license: Option<&str>) -> Output {
         let (bundle, site, host) = (self.text("coder.bundle"), self.site_registry(), self.site.host());
-        let mut args = vec!["push", "--bundle", &bundle, "--registry", &site, "--insecure-registry", &host];
+        let mut args = vec![
+            "push",
+            "--bundle",
+            &bundle,
+            "--registry",
+            &site,
+            "--insecure-registry",
+            &host,
+        ];
         if let Some(license) = license {
             args.extend(["--license", license]);
         }
@@ -135,7 +154,11 @@ fn assert_refused(output: Output, code: i32, fragments: &[&str]) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.stdout.is_empty(), "nothing may be printed: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.stdout.is_empty(),
+        "nothing may be printed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let error = failure(output);
     for fragment in fragments {
         assert!(error.contains(fragment), "{fragment:?} missing from: {error}");
@@ -147,10 +170,29 @@ async fn push_and_template_of_a_bundle_refuse_what_apply_bundle_refuses_before_d
     let world = AirGap::new().await;
     // The refusals `apply --bundle` makes, with the same exit codes and messages.
     for (license, code, fragments) in [
-        (Some(world.license(Tier::Free, false)), 21, ["this is a free license", "need an enterprise license"]),
-        (Some(world.license(Tier::Trial, true)), 21, ["this is a trial license", "need an enterprise license"]),
-        (Some(world.license(Tier::Enterprise, false)), 22, ["does not include air-gapped installs", "enterprise"]),
-        (None, 21, ["no --license given, so this is the free tier", "need an enterprise license"]),
+        (
+            Some(world.license(Tier::Free, false)),
+            21,
+            ["this is a free license", "need an enterprise license"],
+        ),
+        (
+            Some(world.license(Tier::Trial, true)),
+            21,
+            ["this is a trial license", "need an enterprise license"],
+        ),
+        (
+            Some(world.license(Tier::Enterprise, false)),
+            22,
+            ["does not include air-gapped installs", "enterprise"],
+        ),
+        (
+            None,
+            21,
+            [
+                "no --license given, so this is the free tier",
+                "need an enterprise license",
+            ],
+        ),
     ] {
         let license = license.as_deref();
         let mut pushed = fragments.to_vec();
@@ -164,7 +206,10 @@ async fn push_and_template_of_a_bundle_refuse_what_apply_bundle_refuses_before_d
         }
         assert_refused(world.template(license), code, &rendered);
     }
-    assert!(catalog(&world.site).await.is_empty(), "nothing may be pushed for a refused license");
+    assert!(
+        catalog(&world.site).await.is_empty(),
+        "nothing may be pushed for a refused license"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,12 +217,21 @@ async fn with_the_air_gap_license_push_and_template_work_and_the_manager_is_told
     let world = AirGap::new().await;
     let enterprise = world.license(Tier::Enterprise, true);
     success(world.push(Some(&enterprise)));
-    assert!(!catalog(&world.site).await.is_empty(), "the bundle is in the site registry");
+    assert!(
+        !catalog(&world.site).await.is_empty(),
+        "the bundle is in the site registry"
+    );
 
     let template = success(world.template(Some(&enterprise)));
     assert_eq!(manager_airgapped_env(&template), "true");
-    let image = manager_container(&template)["image"].as_str().unwrap_or_default().to_owned();
-    assert!(image.starts_with(&format!("{}/", world.site_registry())), "{image}");
+    let image = manager_container(&template)["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        image.starts_with(&format!("{}/", world.site_registry())),
+        "{image}"
+    );
 
     // Connected, free tier: no license needed, and the manager is told it is connected.
     let connected = success(world.run(&[
@@ -189,4 +243,3 @@ async fn with_the_air_gap_license_push_and_template_work_and_the_manager_is_told
     ]));
     assert_eq!(manager_airgapped_env(&connected), "false");
 }
-

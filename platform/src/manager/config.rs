@@ -126,10 +126,7 @@ mod tests {
             .get_arguments()
             .find(|arg| arg.get_id() == "airgapped")
             .expect("the --airgapped flag");
-        assert_eq!(
-            airgapped.get_env(),
-            Some(std::ffi::OsStr::new("CODER_AIRGAPPED"))
-        );
+        assert_eq!(airgapped.get_env(), Some(std::ffi::OsStr::new("CODER_AIRGAPPED")));
         let chart = include_str!("../../../charts/coder/templates/30-manager.yaml");
         assert!(
             chart.contains("{name: CODER_AIRGAPPED, value: \"{{ airgapped }}\"}"),

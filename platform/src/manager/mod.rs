@@ -150,7 +150,9 @@ async fn log_airgap_license(pool: &sqlx::PgPool) {
             "air-gapped mode without a license that allows it: {}",
             restriction.message()
         ),
-        Err(error) => tracing::warn!(%error, "cannot read the license in force; checked again at each change"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the license in force; checked again at each change")
+        }
     }
 }
 

@@ -371,7 +371,11 @@ async fn an_air_gapped_install_without_its_license_shows_a_read_only_banner_unti
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let login = http.get(format!("{base}/login")).send().await.expect("login page");
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("login page");
     let csrf = cookie_value(&set_cookies(login.headers()), "__Host-coder_csrf").expect("csrf cookie");
     let cookie = format!("coder_session={}; __Host-coder_csrf={csrf}", env.admin_token);
     let get = |page: &'static str| {
@@ -399,7 +403,11 @@ async fn an_air_gapped_install_without_its_license_shows_a_read_only_banner_unti
     let create = http
         .post(format!("{base}/workspaces"))
         .header("Cookie", &cookie)
-        .form(&[("name", "dev"), ("image", "codercom/enterprise-base:ubuntu"), ("csrf", &csrf)])
+        .form(&[
+            ("name", "dev"),
+            ("image", "codercom/enterprise-base:ubuntu"),
+            ("csrf", &csrf),
+        ])
         .send()
         .await
         .expect("create");

@@ -231,7 +231,9 @@ async fn an_air_gapped_manager_without_a_license_allowing_it_is_read_only_until_
 
     // Every change is refused with the license problem: accounts, keys, workspaces, passwords.
     let new_user = json!({ "email": "m1@example.com", "name": "m1", "password": "a-long-enough-pass" });
-    let (status, body) = env.post("/api/v0/users", &env.admin_token, new_user.clone()).await;
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
     assert_read_only(status, &body, "no_license");
     let (status, body) = env
         .post("/api/v0/api-keys", &env.admin_token, json!({ "name": "ci" }))
@@ -261,13 +263,19 @@ async fn an_air_gapped_manager_without_a_license_allowing_it_is_read_only_until_
     // stays read-only, now naming that license's problem.
     let body = upload(&env, of_tier(Tier::Trial, true)).await;
     assert!(
-        body["read_only"].as_str().is_some_and(|reason| reason.contains("trial")),
+        body["read_only"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("trial")),
         "{body}"
     );
-    let (status, body) = env.post("/api/v0/users", &env.admin_token, new_user.clone()).await;
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
     assert_read_only(status, &body, "airgap_not_allowed_for_tier");
     upload(&env, of_tier(Tier::Enterprise, false)).await;
-    let (status, body) = env.post("/api/v0/users", &env.admin_token, new_user.clone()).await;
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
     assert_read_only(status, &body, "airgap_feature_missing");
 
     // An enterprise license with the air-gap feature lifts the restriction at once.
@@ -277,7 +285,12 @@ async fn an_air_gapped_manager_without_a_license_allowing_it_is_read_only_until_
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // Signing out always works.
     let (status, _) = env
-        .call(reqwest::Method::POST, "/auth/logout", Some(&env.admin_token), None)
+        .call(
+            reqwest::Method::POST,
+            "/auth/logout",
+            Some(&env.admin_token),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }

@@ -16,9 +16,7 @@ use crate::manager::service::license::{self, LicenseSummary, UploadLicense};
 /// `GET /api/v0/license`: tier, seats used and allowed, expiry, mode and whether the platform is
 /// read-only (any signed-in user).
 pub async fn get(State(state): State<AppState>, _actor: Actor) -> ApiResult<Json<LicenseSummary>> {
-    Ok(Json(
-        license::summary(&state.pool, state.config.airgapped).await?,
-    ))
+    Ok(Json(license::summary(&state.pool, state.config.airgapped).await?))
 }
 
 /// `POST /api/v0/license` (admins): `{"license": "<token>"}`, verified before it is stored.

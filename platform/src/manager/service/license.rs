@@ -3,6 +3,7 @@
 //! (same crate, same compiled-in keys); without a valid license the platform runs as free tier,
 //! with no seat limit.
 
+use coder_license::error::SALES_CONTACT;
 use coder_license::{LicenseError, VerifiedLicense, check_airgap, verify};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -80,9 +81,7 @@ impl From<AirgapRestriction> for ApiError {
 
 /// Whether the license in force allows air-gapped use (the same rule as `coder-install apply
 /// --bundle`: [`check_airgap`] on a license that verifies now); if not, why.
-pub async fn airgap_restriction(
-    executor: impl sqlx::PgExecutor<'_>,
-) -> ApiResult<Option<AirgapRestriction>> {
+pub async fn airgap_restriction(executor: impl sqlx::PgExecutor<'_>) -> ApiResult<Option<AirgapRestriction>> {
     let refusal = |error: LicenseError| AirgapRestriction {
         kind: error.kind().as_str(),
         reason: format!("the installed license does not allow it: {error}"),
@@ -90,9 +89,10 @@ pub async fn airgap_restriction(
     Ok(match newest(executor).await? {
         None => Some(AirgapRestriction {
             kind: "no_license",
-            reason: "no license is installed (the free tier), and air-gapped installs need an \
-                     enterprise license with the air-gap feature: contact sales@coder.com"
-                .to_owned(),
+            reason: format!(
+                "no license is installed (the free tier), and air-gapped installs need an \
+                 enterprise license with the air-gap feature: contact {SALES_CONTACT}"
+            ),
         }),
         Some(Err(error)) => Some(refusal(error)),
         Some(Ok(license)) => check_airgap(&license.claims).err().map(refusal),
