@@ -10,7 +10,7 @@
 //! - peak RSS of `bundle` and of `push` on an image with a 1 GiB layer (skip with
 //!   `BENCH_SKIP_LARGE=1`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -209,6 +209,16 @@ fn bench_image(index: u64, app_seed: u64) -> Image {
         .expect("build fixture")
 }
 
+/// An enterprise license with the air-gap feature, signed by the test key, in `dir`: `push`
+/// needs one.
+fn airgap_license(dir: &Path) -> PathBuf {
+    let file = dir.join("bench.license");
+    let claims = coder_license::test_keys::claims(coder_license::Tier::Enterprise, true, 50, 365);
+    let token = coder_license::test_keys::sign(&claims).expect("sign the bench license");
+    std::fs::write(&file, token).expect("write the bench license");
+    file
+}
+
 async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     let image = ImageBuilder::new()
         .layer(LayerBuilder::new().random_file("big.bin", 1024 * MIB, 7))
@@ -238,6 +248,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         .await
         .expect("start push target");
     let host = target.host();
+    let license = airgap_license(work);
     let push_args = [
         "push",
         "--bundle",
@@ -246,6 +257,8 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         &host,
         "--insecure-registry",
         &host,
+        "--license",
+        path(&license),
     ];
     let peak = peak_rss_mib(&push_args);
     println!("peak RSS, push of it:     {peak:>8.1} MiB");
@@ -261,8 +274,11 @@ async fn push_figures(bundle: &Path, refs: &[String]) {
         .await
         .expect("start skopeo target");
     let host = ours.host();
+    let license = airgap_license(bundle.parent().expect("the bundle's folder"));
     let args = [
         "push",
+        "--license",
+        path(&license),
         "--bundle",
         path(bundle),
         "--registry",

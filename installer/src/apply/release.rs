@@ -203,6 +203,7 @@ impl Release {
             namespace,
             images: &self.images,
             pdb_api,
+            airgapped: self.site.is_some(),
         }
     }
 }

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use coder_license::{check_airgap, verify};
-
 use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
 use crate::apply::objects::Change;
 use crate::apply::preflight::Check;
@@ -104,33 +102,20 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         verified = Some((report.manifest_digest, signature));
     }
 
-    // 2. License, offline, before anything is pushed or written.
-    let license = match &args.license {
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|error| anyhow::anyhow!("reading license {}: {error}", path.display()))?,
-        ),
-        // No license is the free tier, which air-gapped installs refuse.
-        None if air_gapped => {
-            return Err(
-                anyhow::Error::new(coder_license::LicenseError::AirgapNotAllowedForTier {
-                    tier: coder_license::Tier::Free,
-                })
-                .context("no --license given, so this is the free tier; nothing was pushed or applied"),
-            );
-        }
-        None => None,
-    };
-    if let Some(bytes) = &license {
+    // 2. License, offline, before anything is pushed or written (the same gate as `push` and
+    // `template --bundle`).
+    let license = if air_gapped {
         step(quiet, "check license");
-        let verified = verify(bytes)?;
-        if air_gapped {
-            check_airgap(&verified.claims)?;
-        }
-        if let Some(warning) = verified.grace_warning() {
-            eprintln!("{warning}");
-        }
-    }
+        Some(super::license::require_airgap_license(
+            args.license.as_deref(),
+            "nothing was pushed or applied",
+        )?)
+    } else if let Some(path) = &args.license {
+        step(quiet, "check license");
+        Some(super::license::read_connected_license(path)?)
+    } else {
+        None
+    };
 
     let mut release = Release::load_pinned(&source, verified.as_ref().map(|(digest, _)| digest.as_str()))?;
     if let Some((_, signature)) = &verified {

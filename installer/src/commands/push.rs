@@ -52,6 +52,10 @@ pub struct PushArgs {
     /// The site registry.
     #[command(flatten)]
     pub site: SiteRegistryArgs,
+    /// The license file: mirroring a bundle is an air-gapped install's first step, so it needs an
+    /// enterprise license with the air-gap feature, checked offline as `apply --bundle` does.
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<PathBuf>,
     /// Blobs pushed at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
@@ -60,8 +64,9 @@ pub struct PushArgs {
     pub format: OutputFormat,
 }
 
-/// Pushes the bundle and prints what went where.
+/// Checks the license, pushes the bundle and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+    super::license::require_airgap_license(args.license.as_deref(), "nothing was pushed")?;
     let options = PushOptions {
         pinned_manifest: None,
         concurrency: usize::from(args.concurrency),

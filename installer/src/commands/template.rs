@@ -1,7 +1,7 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
 use super::deploy_args::{ReleaseArgs, ValuesArgs};
-use crate::apply::release::Release;
+use crate::apply::release::{Release, ReleaseSource};
 use crate::render::{PdbApi, render, secret_names};
 
 /// `coder-install template`.
@@ -10,6 +10,11 @@ pub struct TemplateArgs {
     /// Which release (with --bundle and --registry, images point at the site registry).
     #[command(flatten)]
     pub release: ReleaseArgs,
+    /// The license file. Required with --bundle (air-gapped installs need an enterprise license
+    /// with the air-gap entitlement, checked offline as `apply --bundle` does); optional in
+    /// connected mode. It is checked only: the output refers to the license Secret by name.
+    #[arg(long, value_name = "FILE")]
+    pub license: Option<std::path::PathBuf>,
     /// Chart values.
     #[command(flatten)]
     pub values: ValuesArgs,
@@ -22,7 +27,7 @@ pub struct TemplateArgs {
     pub kube_version: String,
 }
 
-/// Runs `template`.
+/// Runs `template`: checks the license (the air-gap gate with --bundle), then renders.
 pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
     let pdb_api = match args
         .kube_version
@@ -36,7 +41,13 @@ pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
             args.kube_version
         ),
     };
-    let release = Release::load(&args.release.source()?)?;
+    let source = args.release.source()?;
+    if matches!(source, ReleaseSource::Bundle { .. }) {
+        super::license::require_airgap_license(args.license.as_deref(), "nothing was rendered")?;
+    } else if let Some(path) = &args.license {
+        super::license::read_connected_license(path)?;
+    }
+    let release = Release::load(&source)?;
     let values = release.values(&args.values.files, &args.values.sets, None)?;
     let manifests = render(&release.request(&values, &args.namespace, pdb_api))?;
     println!(

@@ -71,6 +71,9 @@ pub struct RenderRequest<'a> {
     pub images: &'a BTreeMap<String, String>,
     /// The PodDisruptionBudget API.
     pub pdb_api: PdbApi,
+    /// An air-gapped install (from a bundle, images in the site registry): the manager is told
+    /// (`CODER_AIRGAPPED`) and enforces the air-gap license itself.
+    pub airgapped: bool,
 }
 
 /// Why a render failed.
@@ -179,6 +182,7 @@ pub fn render(request: &RenderRequest<'_>) -> Result<Manifests, RenderError> {
     context.insert("values", request.values);
     context.insert("images", request.images);
     context.insert("pdb_api", request.pdb_api.api_version());
+    context.insert("airgapped", &request.airgapped);
     context.insert("policies", &policies::network_policies(request.values));
     context.insert(
         "secrets",
@@ -362,6 +366,7 @@ mod tests {
             namespace: "coder",
             images: &images,
             pdb_api: PdbApi::V1Beta1,
+            airgapped: false,
         })
         .expect("render")
     }

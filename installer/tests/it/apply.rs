@@ -40,14 +40,7 @@ impl Platform {
             tokio::join!(Registry::start(RegistryFlavour::Plain), KubeApiServer::start());
         let upstream = upstream.expect("upstream registry");
         let cluster = cluster.expect("API server");
-        for (index, (_, path)) in PLATFORM_IMAGES.iter().enumerate() {
-            let image = ImageBuilder::new()
-                .layer(LayerBuilder::new().random_file("base.bin", 64 * 1024, 7))
-                .layer(LayerBuilder::new().random_file("app.bin", 16 * 1024, index as u64))
-                .build()
-                .expect("fixture image");
-            upstream.push_image(path, &image).await.expect("push fixture");
-        }
+        push_stand_in_images(&upstream).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let platform = Self {
             upstream,
@@ -80,16 +73,7 @@ impl Platform {
     }
 
     pub fn spec_text(&self, version: &str) -> String {
-        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
-        let mut text = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
-        for (name, path) in PLATFORM_IMAGES {
-            text.push_str(&format!(
-                "  - name: {name}\n    ref: {}/{path}\n",
-                self.upstream.host()
-            ));
-        }
-        text.push_str(&format!("charts:\n  - name: coder\n    path: {chart}\n"));
-        text
+        platform_spec_text(&self.upstream.host(), version)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -153,6 +137,30 @@ impl Platform {
     pub async fn client(&self) -> kube::Client {
         self.cluster.client().await.expect("client")
     }
+}
+
+/// Pushes a small stand-in image for each of [`PLATFORM_IMAGES`] to `upstream`.
+pub async fn push_stand_in_images(upstream: &Registry) {
+    for (index, (_, path)) in PLATFORM_IMAGES.iter().enumerate() {
+        let image = ImageBuilder::new()
+            .layer(LayerBuilder::new().random_file("base.bin", 64 * 1024, 7))
+            .layer(LayerBuilder::new().random_file("app.bin", 16 * 1024, index as u64))
+            .build()
+            .expect("fixture image");
+        upstream.push_image(path, &image).await.expect("push fixture");
+    }
+}
+
+/// A spec of release `version` naming [`PLATFORM_IMAGES`] in the registry at `upstream_host`,
+/// with the real chart.
+pub fn platform_spec_text(upstream_host: &str, version: &str) -> String {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
+    let mut text = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
+    for (name, path) in PLATFORM_IMAGES {
+        text.push_str(&format!("  - name: {name}\n    ref: {upstream_host}/{path}\n"));
+    }
+    text.push_str(&format!("charts:\n  - name: coder\n    path: {chart}\n"));
+    text
 }
 
 /// Pushes the real platform image to `registry` at `path`, packed by the `platform-image` tool
@@ -260,17 +268,6 @@ fn resource_versions(objects: &BTreeMap<String, Value>) -> BTreeMap<String, Stri
             )
         })
         .collect()
-}
-
-/// The repositories of a test registry (`/v2/_catalog`).
-pub async fn registry_catalog(registry: &Registry) -> Vec<Value> {
-    let body: Value = reqwest::get(format!("{}/v2/_catalog", registry.url()))
-        .await
-        .expect("catalog")
-        .json()
-        .await
-        .expect("catalog JSON");
-    body["repositories"].as_array().cloned().unwrap_or_default()
 }
 
 pub fn stdout_json(output: Output) -> Value {
@@ -790,7 +787,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         platform.run_owned(&args)
     };
-    let catalog = || registry_catalog(&site);
+    let catalog = || crate::world::catalog(&site);
     let client = platform.client().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
 

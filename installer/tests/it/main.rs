@@ -1,5 +1,6 @@
 //! Integration tests of the `coder-install` binary, run as a user runs it, against real servers.
 
+mod airgap_license;
 mod allowlist;
 mod apply;
 mod bundle;

@@ -35,6 +35,11 @@ fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]
     // An empty Docker config: the only credentials are the ones given on the command line.
     let docker = tempfile::tempdir().expect("docker config dir");
     std::fs::write(docker.path().join("config.json"), "{}").expect("config.json");
+    // Pushing a bundle needs the air-gap license (see airgap_license.rs for the refusals).
+    let license = docker.path().join("coder.license");
+    let claims = crate::license::claims(coder_license::Tier::Enterprise, true);
+    std::fs::write(&license, crate::license::signed(&claims)).expect("license");
+    command.arg("--license").arg(&license);
     command
         .env("DOCKER_CONFIG", docker.path())
         .stdin(Stdio::piped())

@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use serde_json::Value;
 
-use crate::apply::{Platform, registry_catalog};
+use crate::apply::Platform;
+use crate::world::catalog as registry_catalog;
 use crate::world::{failure, success};
 
 async fn recorded_signature(platform: &Platform, namespace: &str) -> String {

@@ -39,6 +39,17 @@ pub fn failure(output: Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The repositories `registry` holds (its `/v2/_catalog`).
+pub async fn catalog(registry: &Registry) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::get(format!("{}/v2/_catalog", registry.url()))
+        .await
+        .expect("catalog")
+        .json()
+        .await
+        .expect("catalog JSON");
+    body["repositories"].as_array().cloned().unwrap_or_default()
+}
+
 /// The upstream registry, its images, and a work folder with spec and chart.
 pub struct World {
     pub registry: Registry,

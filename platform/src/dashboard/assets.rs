@@ -18,6 +18,7 @@ label{display:grid;gap:.25rem}input,select{padding:.4rem}.inline{display:inline}
 button,.button{padding:.35rem .8rem;border:1px solid #1f883d;background:#1f883d;color:#fff;border-radius:6px;cursor:pointer;text-decoration:none;font-size:.9rem;margin-right:.25rem}\
 button.delete{background:#cf222e;border-color:#cf222e}button.stop,button.start{background:#57606a;border-color:#57606a}\
 .error{background:#ffebe9;border:1px solid #cf222e;padding:.5rem;border-radius:6px}\
+.read-only{background:#fff8c5;border:1px solid #9a6700;padding:.5rem;border-radius:6px;font-weight:600}\
 .state{font-weight:600}.state-on{color:#1f883d}.state-off{color:#57606a}";
 
 /// `GET /assets/style.css`.

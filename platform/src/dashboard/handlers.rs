@@ -52,6 +52,7 @@ fn message(state: &DashState, headers: &HeaderMap, status: StatusCode, title: &s
         user: None,
         csrf: &csrf,
         error: Some(text),
+        read_only: None,
     };
     page(
         status,
@@ -138,6 +139,7 @@ pub async fn login_page(State(state): State<DashState>, headers: HeaderMap) -> R
         user: None,
         csrf: &csrf,
         error: None,
+        read_only: None,
     };
     page(
         StatusCode::OK,
@@ -198,6 +200,7 @@ pub async fn login(
         user: None,
         csrf: &form.csrf,
         error: Some(&text),
+        read_only: None,
     };
     page(
         status,
@@ -262,6 +265,22 @@ async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Why the platform is read-only (an air-gapped install without a license that allows it), for
+/// the banner of signed-in pages; `None` when it is not, or when the manager cannot say.
+async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -> Option<String> {
+    let status: Value = state
+        .client
+        .call(
+            Method::GET,
+            "/api/v0/license",
+            Caller::user(token, request_id::of(headers)),
+            None,
+        )
+        .await
+        .ok()?;
+    status["read_only"].as_str().map(str::to_owned)
+}
+
 /// Renders the workspace list (with an error and status when a form failed).
 async fn home_page(
     state: &DashState,
@@ -273,11 +292,13 @@ async fn home_page(
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let (status, error, list): (_, _, Vec<WorkspaceView>) =
         fetch_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
+    let read_only = read_only_notice(state, headers, token).await;
     let frame = Frame {
         title: "Workspaces",
         user: Some(user),
         csrf: &csrf,
         error: error.as_deref(),
+        read_only: read_only.as_deref(),
     };
     let content = pages::workspaces(&state.args, &csrf, &list, user.is_admin());
     page(status, [cookie], pages::layout(&frame, &content))
@@ -448,11 +469,13 @@ async fn users_page(
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let (status, error, list): (_, _, Vec<UserView>) =
         fetch_for_page(state, headers, token, "/api/v0/users", failed).await;
+    let read_only = read_only_notice(state, headers, token).await;
     let frame = Frame {
         title: "Users",
         user: Some(user),
         csrf: &csrf,
         error: error.as_deref(),
+        read_only: read_only.as_deref(),
     };
     page(
         status,
@@ -550,12 +573,16 @@ async fn license_page(
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
     let (code, error, status): (_, _, Option<Value>) =
         fetch_for_page(state, headers, token, "/api/v0/license", failed).await;
+    let read_only = status
+        .as_ref()
+        .and_then(|status| status["read_only"].as_str().map(str::to_owned));
     let content = status.map_or_else(String::new, |status| pages::license(&csrf, &status));
     let frame = Frame {
         title: "License",
         user: Some(user),
         csrf: &csrf,
         error: error.as_deref(),
+        read_only: read_only.as_deref(),
     };
     page(code, [cookie], pages::layout(&frame, &content))
 }

@@ -17,6 +17,9 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
     /// An error to show above the content.
     pub error: Option<&'a str>,
+    /// Why the platform is read-only (air-gapped without a license that allows it): a banner
+    /// above everything else.
+    pub read_only: Option<&'a str>,
 }
 
 /// The page around `content`.
@@ -38,6 +41,15 @@ pub fn layout(frame: &Frame<'_>, content: &str) -> String {
         }
         None => String::new(),
     };
+    let banner = frame
+        .read_only
+        .map(|reason| {
+            format!(
+                "<p class=\"read-only\" id=\"read-only\" role=\"alert\">Read-only: {}</p>",
+                escape(reason)
+            )
+        })
+        .unwrap_or_default();
     let error = frame
         .error
         .map(|error| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(error)))
@@ -46,7 +58,7 @@ pub fn layout(frame: &Frame<'_>, content: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Coder</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
-         <body><header><strong>Coder</strong>{nav}</header><main><h1>{title}</h1>{error}{content}</main></body></html>",
+         <body><header><strong>Coder</strong>{nav}</header><main>{banner}<h1>{title}</h1>{error}{content}</main></body></html>",
         title = escape(frame.title),
     )
 }
@@ -175,6 +187,7 @@ pub fn license(csrf: &str, status: &Value) -> String {
         ("License", "license_id"),
         ("Account", "account_name"),
         ("Air-gapped use", "airgap"),
+        ("This install is air-gapped", "airgapped"),
         ("Seats used", "seats_used"),
         ("Seats allowed", "seats_allowed"),
         ("Expires", "expires_at"),

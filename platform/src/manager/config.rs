@@ -32,10 +32,18 @@ pub struct ManagerArgs {
     #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// A license file (the Secret `coder-install apply` creates), installed at start-up when it
-    /// differs from the newest stored license. It never stops the start: a missing file is no
-    /// license (the free tier, or the license stored before), one that does not verify is logged.
+    /// was issued (`iat`) after the license in force, or none is in force: a newer license an
+    /// admin uploaded is never replaced by the Secret's at a restart. It never stops the start: a
+    /// missing file is no license (the free tier, or the license stored before), one that does
+    /// not verify (expired, altered, ...) is logged and left out.
     #[arg(long, env = "CODER_LICENSE_FILE")]
     pub license_file: Option<PathBuf>,
+    /// The install is air-gapped (the chart sets it for installs from a bundle, whose images come
+    /// from a site registry). Air-gapped use needs an enterprise license with the air-gap
+    /// feature: without one in force the platform is read-only (sign-in and reading work; every
+    /// other change answers 403 `airgap_license_required`) until an admin uploads one.
+    #[arg(long, env = "CODER_AIRGAPPED", default_value_t = false)]
+    pub airgapped: bool,
     /// A file holding the envproxy's token (the Secret `coder-install apply` generates). The
     /// envproxy presents it in the `Coder-Envproxy-Token` header to look workspaces up
     /// (`/api/private/envproxy/...`); without the file those routes answer 503.
@@ -156,6 +164,7 @@ impl ManagerArgs {
             admin_email: "admin@coder.local".to_owned(),
             admin_password_file: None,
             license_file: None,
+            airgapped: false,
             envproxy_token_file: None,
             allowed_images: Vec::new(),
             migrate: true,
@@ -190,6 +199,22 @@ impl ManagerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_is_read_from_the_variable_the_chart_sets() {
+        use clap::Args as _;
+        let command = ManagerArgs::augment_args(clap::Command::new("manager"));
+        let airgapped = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "airgapped")
+            .expect("the --airgapped flag");
+        assert_eq!(airgapped.get_env(), Some(std::ffi::OsStr::new("CODER_AIRGAPPED")));
+        let chart = include_str!("../../../charts/coder/templates/30-manager.yaml");
+        assert!(
+            chart.contains("{name: CODER_AIRGAPPED, value: \"{{ airgapped }}\"}"),
+            "the chart must set CODER_AIRGAPPED"
+        );
+    }
 
     #[test]
     fn allowed_images_match_exactly_or_by_prefix() {

@@ -73,6 +73,15 @@ pub enum ApiError {
     /// The envproxy routes are disabled: the manager was started without its token file.
     #[error("the envproxy token is not configured")]
     EnvproxyNotConfigured,
+    /// The install is air-gapped and no license in force allows it: the platform is read-only
+    /// until an admin uploads one.
+    #[error("{message}")]
+    AirgapLicenseRequired {
+        /// What is wrong and what to do.
+        message: String,
+        /// The license problem's stable kind (`no_license`, `expired`, `airgap_feature_missing`, ...).
+        detail: String,
+    },
     /// Anything else: a bug or an unexpected server-side failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,7 +104,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::AirgapLicenseRequired { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -117,6 +126,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
+            Self::AirgapLicenseRequired { .. } => "airgap_license_required",
             Self::NotFound(_) | Self::NoRoute => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
@@ -132,7 +142,9 @@ impl ApiError {
     /// The message and the detail that the client sees (nothing internal).
     fn public_text(&self) -> (String, String) {
         match self {
-            Self::BadRequest { message, detail, .. } => (message.clone(), detail.clone()),
+            Self::BadRequest { message, detail, .. } | Self::AirgapLicenseRequired { message, detail } => {
+                (message.clone(), detail.clone())
+            }
             Self::Conflict { message, .. } => (message.clone(), String::new()),
             Self::RateLimited { retry_after_secs } => (
                 "too many attempts".to_owned(),

@@ -111,7 +111,8 @@ impl AppState {
     }
 }
 
-/// Installs the license file the chart mounts, when it is newer than the stored one. Never
+/// Installs the license file the chart mounts, when it was issued after the license in force
+/// (see [`service::license::install_at_start`]). Never
 /// stops the start: a missing file is no license (the Secret is optional: the free tier), and a
 /// file that does not verify is logged and left out, so the manager runs on the stored license
 /// (or the free tier) and says why, instead of crash-looping.
@@ -130,12 +131,46 @@ async fn install_mounted_license(pool: &sqlx::PgPool, path: &std::path::Path) {
             return;
         }
     };
-    if let Err(error) = service::license::install_at_start(pool, &token).await {
-        tracing::error!(
-            path = %path.display(),
-            %error,
-            "the mounted license was not installed; running with the stored license, or the free tier"
-        );
+    match service::license::install_at_start(pool, &token).await {
+        Ok(service::license::MountedLicense::AlreadyInstalled) => {
+            tracing::info!(path = %path.display(), "the mounted license is the license in force");
+        }
+        Ok(service::license::MountedLicense::Installed) => {
+            tracing::info!(path = %path.display(), "installed the mounted license");
+        }
+        Ok(service::license::MountedLicense::OlderThanInstalled { mounted, installed }) => {
+            tracing::info!(
+                path = %path.display(),
+                mounted_license = %mounted.0,
+                mounted_issued = %coder_license::time::format_unix_time(mounted.1),
+                installed_license = %installed.0,
+                installed_issued = %coder_license::time::format_unix_time(installed.1),
+                "the mounted license is older than the license in force (an upload); keeping the newer one"
+            );
+        }
+        Err(error) => {
+            tracing::error!(
+                path = %path.display(),
+                %error,
+                "the mounted license was not installed; running with the stored license, or the free tier"
+            );
+        }
+    }
+}
+
+/// Says at start-up whether an air-gapped manager has a license that allows it, or that it runs
+/// read-only and why (it keeps running: an admin can sign in and upload one).
+async fn log_airgap_license(pool: &sqlx::PgPool) {
+    match service::license::airgap_restriction(pool).await {
+        Ok(None) => tracing::info!("air-gapped mode: the license in force allows it"),
+        Ok(Some(restriction)) => tracing::error!(
+            kind = restriction.kind,
+            "air-gapped mode without a license that allows it: {}",
+            restriction.message()
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the license in force; checked again at each change")
+        }
     }
 }
 
@@ -206,6 +241,9 @@ impl Manager {
         }
         if let Some(path) = &config.license_file {
             install_mounted_license(&pool, path).await;
+        }
+        if config.airgapped {
+            log_airgap_license(&pool).await;
         }
         let envproxy_token = match &config.envproxy_token_file {
             Some(path) => Some(read_envproxy_token(path)?),

@@ -357,3 +357,81 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
     assert_eq!(browser.text("h1").await, "Log in");
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn an_air_gapped_install_without_its_license_shows_a_read_only_banner_until_one_is_installed() {
+    let env = Env::start_with(crate::harness::Options {
+        tweak: |args| args.airgapped = true,
+        ..Default::default()
+    })
+    .await;
+    let port = start_dashboard(DashboardArgs::for_manager(&env.base)).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("login page");
+    let csrf = cookie_value(&set_cookies(login.headers()), "__Host-coder_csrf").expect("csrf cookie");
+    let cookie = format!("coder_session={}; __Host-coder_csrf={csrf}", env.admin_token);
+    let get = |page: &'static str| {
+        let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+        async move {
+            let response = http
+                .get(format!("{base}{page}"))
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .expect("page");
+            assert_eq!(response.status(), StatusCode::OK, "{page}");
+            response.text().await.expect("html")
+        }
+    };
+
+    for page in ["/", "/admin/users", "/admin/license"] {
+        let html = get(page).await;
+        assert!(
+            html.contains("id=\"read-only\"") && html.contains("no license is installed"),
+            "{page}: {html}"
+        );
+    }
+    // A change made from the dashboard is refused, and the page says why.
+    let create = http
+        .post(format!("{base}/workspaces"))
+        .header("Cookie", &cookie)
+        .form(&[
+            ("name", "dev"),
+            ("image", "codercom/enterprise-base:ubuntu"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(create.status(), StatusCode::FORBIDDEN);
+    let html = create.text().await.expect("html");
+    assert!(
+        html.contains("class=\"error\"") && html.contains("read-only") && html.contains("air-gapped"),
+        "{html}"
+    );
+
+    // The admin installs an enterprise license with the air-gap feature: the banner goes.
+    let installed = http
+        .post(format!("{base}/admin/license"))
+        .header("Cookie", &cookie)
+        .form(&[
+            ("license", crate::license::license(50, 365).as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .expect("install license");
+    assert_eq!(installed.status(), StatusCode::SEE_OTHER);
+    for page in ["/", "/admin/license"] {
+        let html = get(page).await;
+        assert!(!html.contains("id=\"read-only\""), "{page}: {html}");
+    }
+}

@@ -191,6 +191,14 @@ impl Env {
     }
 }
 
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since_epoch.as_secs()).expect("seconds fit i64")
+}
+
 /// Asserts the error body's shape and code.
 pub fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCode, code: &str) {
     assert_eq!(status, expected_status, "{body}");

@@ -135,3 +135,175 @@ async fn a_missing_license_file_is_the_free_tier_not_a_failed_start() {
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["tier"], "free", "{shown}");
 }
+
+/// An enterprise license (air-gap allowed) with its own id and `seats`, issued `issued_days_ago`.
+fn issued(id: &str, seats: u32, issued_days_ago: i64) -> String {
+    let mut claims = test_keys::claims(Tier::Enterprise, true, seats, 365);
+    claims.license_id = id.to_owned();
+    claims.iat = crate::harness::unix_now() - issued_days_ago * 86_400;
+    claims.nbf = claims.iat;
+    test_keys::sign(&claims).expect("sign test license")
+}
+
+/// Starts a second manager on the environment's database with `token` as its mounted license
+/// file, as a restarted (or another) manager pod does; the start must succeed.
+async fn restart_with_mounted(env: &Env, token: &str) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), token).expect("write license file");
+    let mut args = coder_platform::manager::ManagerArgs::for_database(&env.database_url);
+    args.license_file = Some(file.path().to_owned());
+    args.db.pg_acquire_timeout_secs = 1;
+    let manager = coder_platform::manager::Manager::start(args, None)
+        .await
+        .expect("the manager starts whatever the mounted license is");
+    drop(manager);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_a_newer_uploaded_license_and_an_expired_mounted_one_never_stops_the_start() {
+    let env = Env::start().await;
+    let seats = |body: &serde_json::Value| body["seats_allowed"].clone();
+    // An admin uploads a license issued a day ago, after the one in the chart's Secret.
+    upload(&env, issued("lic-uploaded", 50, 1)).await;
+
+    // The pod restarts with the Secret's license, issued ten days ago: the upload stays.
+    restart_with_mounted(&env, &issued("lic-mounted-old", 25, 10)).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-uploaded", "{shown}");
+    assert_eq!(seats(&shown), 50, "{shown}");
+
+    // An expired mounted license is logged and left out; the start goes on.
+    let mut expired = test_keys::claims(Tier::Enterprise, true, 5, -60);
+    expired.license_id = "lic-expired".to_owned();
+    restart_with_mounted(&env, &test_keys::sign(&expired).expect("sign")).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-uploaded", "{shown}");
+
+    // A mounted license issued after the upload (a renewal put into the Secret) is installed.
+    restart_with_mounted(&env, &issued("lic-renewed", 60, 0)).await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["license_id"], "lic-renewed", "{shown}");
+    assert_eq!(seats(&shown), 60, "{shown}");
+}
+
+/// A license of `tier` (air-gap feature as `airgap`), 50 seats, valid for a year.
+fn of_tier(tier: Tier, airgap: bool) -> String {
+    test_keys::sign(&test_keys::claims(tier, airgap, 50, 365)).expect("sign test license")
+}
+
+/// Installs `token` as the admin (which stays allowed while read-only); returns the summary.
+async fn upload(env: &Env, token: String) -> serde_json::Value {
+    let (status, body) = env
+        .post("/api/v0/license", &env.admin_token, json!({ "license": token }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Asserts a change was refused by the air-gap license gate, naming the problem `kind`.
+fn assert_read_only(status: StatusCode, body: &serde_json::Value, kind: &str) {
+    assert_error(status, body, StatusCode::FORBIDDEN, "airgap_license_required");
+    assert_eq!(body["error"]["detail"], kind, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("air-gapped") && message.contains("read-only") && message.contains("upload"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_air_gapped_manager_without_a_license_allowing_it_is_read_only_until_one_is_uploaded() {
+    let env = Env::start_with(crate::harness::Options {
+        tweak: |args| args.airgapped = true,
+        ..Default::default()
+    })
+    .await;
+    // Signing in works (the harness logged the admin in), and so does reading.
+    let (status, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["airgapped"], true, "{shown}");
+    let reason = shown["read_only"].as_str().unwrap_or_default();
+    assert!(reason.contains("no license is installed"), "{shown}");
+    let (status, users) = env.get("/api/v0/users", &env.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{users}");
+    let (status, body) = env.get("/api/v0/workspaces", &env.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Every change is refused with the license problem: accounts, keys, workspaces, passwords.
+    let new_user = json!({ "email": "m1@example.com", "name": "m1", "password": "a-long-enough-pass" });
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
+    assert_read_only(status, &body, "no_license");
+    let (status, body) = env
+        .post("/api/v0/api-keys", &env.admin_token, json!({ "name": "ci" }))
+        .await;
+    assert_read_only(status, &body, "no_license");
+    let (status, body) = env
+        .post(
+            "/api/v0/workspaces",
+            &env.admin_token,
+            json!({ "name": "dev", "image": "codercom/enterprise-base:ubuntu" }),
+        )
+        .await;
+    assert_read_only(status, &body, "no_license");
+    let (status, body) = env
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v0/users/me",
+            Some(&env.admin_token),
+            Some(json!({ "name": "Renamed" })),
+        )
+        .await;
+    assert_read_only(status, &body, "no_license");
+    let (_, users_after) = env.get("/api/v0/users", &env.admin_token).await;
+    assert_eq!(users_after, users, "nothing changed");
+
+    // A license that does not allow air-gapped use is accepted as a license, and the platform
+    // stays read-only, now naming that license's problem.
+    let body = upload(&env, of_tier(Tier::Trial, true)).await;
+    assert!(
+        body["read_only"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("trial")),
+        "{body}"
+    );
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
+    assert_read_only(status, &body, "airgap_not_allowed_for_tier");
+    upload(&env, of_tier(Tier::Enterprise, false)).await;
+    let (status, body) = env
+        .post("/api/v0/users", &env.admin_token, new_user.clone())
+        .await;
+    assert_read_only(status, &body, "airgap_feature_missing");
+
+    // An enterprise license with the air-gap feature lifts the restriction at once.
+    let body = upload(&env, of_tier(Tier::Enterprise, true)).await;
+    assert_eq!(body["read_only"], serde_json::Value::Null, "{body}");
+    let (status, body) = env.post("/api/v0/users", &env.admin_token, new_user).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Signing out always works.
+    let (status, _) = env
+        .call(
+            reqwest::Method::POST,
+            "/auth/logout",
+            Some(&env.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_connected_manager_without_a_license_is_the_free_tier_and_fully_usable() {
+    let env = Env::start().await;
+    let (_, shown) = env.get("/api/v0/license", &env.admin_token).await;
+    assert_eq!(shown["airgapped"], false, "{shown}");
+    assert_eq!(shown["read_only"], serde_json::Value::Null, "{shown}");
+    env.create_member("m1@example.com").await;
+    let (status, body) = env
+        .post("/api/v0/api-keys", &env.admin_token, json!({ "name": "ci" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -280,10 +280,11 @@ async fn main() -> anyhow::Result<()> {
     );
     if !args.exit {
         println!(
-            "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  KUBECONFIG={kubeconfig} kubectl -n {NAMESPACE} get pods   (if you have kubectl)\n  {} template --bundle {} --registry {site_registry}\nPress Ctrl-C to stop it (the node and its pods are torn down).",
+            "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  KUBECONFIG={kubeconfig} kubectl -n {NAMESPACE} get pods   (if you have kubectl)\n  {} template --bundle {} --registry {site_registry} --license {}\nPress Ctrl-C to stop it (the node and its pods are torn down).",
             coder_install.display(),
             coder_install.display(),
-            bundle.display()
+            bundle.display(),
+            license.display()
         );
         tokio::signal::ctrl_c().await?;
     }

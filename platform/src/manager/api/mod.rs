@@ -84,6 +84,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(meta::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            license::airgap_gate,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             super::metrics::track,
         ))
         .fallback(|| async { ApiError::NoRoute })

@@ -3,7 +3,8 @@
 //! (same crate, same compiled-in keys); without a valid license the platform runs as free tier,
 //! with no seat limit.
 
-use coder_license::{LicenseError, VerifiedLicense, verify};
+use coder_license::error::SALES_CONTACT;
+use coder_license::{LicenseError, VerifiedLicense, check_airgap, verify};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
@@ -41,6 +42,61 @@ pub struct LicenseSummary {
     pub grace_until: Option<String>,
     /// The grace-period warning, or why the newest uploaded license is not in force.
     pub warning: Option<String>,
+    /// Whether the install is air-gapped (the manager's `--airgapped`, set by the chart).
+    pub airgapped: bool,
+    /// Why the platform is read-only (air-gapped without a license that allows it), or `None`.
+    pub read_only: Option<String>,
+}
+
+/// Why an air-gapped platform is read-only: no license in force allows air-gapped use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AirgapRestriction {
+    /// The problem's stable kind: `no_license`, or the license error's kind (`expired`,
+    /// `airgap_not_allowed_for_tier`, `airgap_feature_missing`, ...).
+    pub kind: &'static str,
+    /// What is wrong with the license in force.
+    pub reason: String,
+}
+
+impl AirgapRestriction {
+    /// The whole message: what is wrong, what still works, and what to do.
+    pub fn message(&self) -> String {
+        format!(
+            "this installation is air-gapped and {}; it is read-only (sign-in and reading work, \
+             changes are refused) until an admin uploads an enterprise license with the air-gap \
+             feature (dashboard: License, or POST /api/v0/license)",
+            self.reason
+        )
+    }
+}
+
+impl From<AirgapRestriction> for ApiError {
+    fn from(restriction: AirgapRestriction) -> Self {
+        ApiError::AirgapLicenseRequired {
+            message: restriction.message(),
+            detail: restriction.kind.to_owned(),
+        }
+    }
+}
+
+/// Whether the license in force allows air-gapped use (the same rule as `coder-install apply
+/// --bundle`: [`check_airgap`] on a license that verifies now); if not, why.
+pub async fn airgap_restriction(executor: impl sqlx::PgExecutor<'_>) -> ApiResult<Option<AirgapRestriction>> {
+    let refusal = |error: LicenseError| AirgapRestriction {
+        kind: error.kind().as_str(),
+        reason: format!("the installed license does not allow it: {error}"),
+    };
+    Ok(match newest(executor).await? {
+        None => Some(AirgapRestriction {
+            kind: "no_license",
+            reason: format!(
+                "no license is installed (the free tier), and air-gapped installs need an \
+                 enterprise license with the air-gap feature: contact {SALES_CONTACT}"
+            ),
+        }),
+        Some(Err(error)) => Some(refusal(error)),
+        Some(Ok(license)) => check_airgap(&license.claims).err().map(refusal),
+    })
 }
 
 /// The newest stored license token.
@@ -68,11 +124,18 @@ fn verified(token: &str) -> ApiResult<VerifiedLicense> {
     })
 }
 
-/// The license summary, seats included.
-pub async fn summary(pool: &PgPool) -> ApiResult<LicenseSummary> {
+/// The license summary, seats included; `airgapped` is the install's mode.
+pub async fn summary(pool: &PgPool, airgapped: bool) -> ApiResult<LicenseSummary> {
     let seats_used: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(pool)
         .await?;
+    let read_only = if airgapped {
+        airgap_restriction(pool)
+            .await?
+            .map(|restriction| restriction.message())
+    } else {
+        None
+    };
     let free = |warning: Option<String>| LicenseSummary {
         tier: "free".to_owned(),
         license_id: None,
@@ -83,6 +146,8 @@ pub async fn summary(pool: &PgPool) -> ApiResult<LicenseSummary> {
         expires_at: None,
         grace_until: None,
         warning,
+        airgapped,
+        read_only: read_only.clone(),
     };
     Ok(match newest(pool).await? {
         None => free(None),
@@ -99,17 +164,24 @@ pub async fn summary(pool: &PgPool) -> ApiResult<LicenseSummary> {
             )),
             grace_until: Some(coder_license::time::format_unix_time(license.claims.grace_until)),
             warning: license.grace_warning(),
+            airgapped,
+            read_only,
         },
     })
 }
 
 /// Installs a new license (admins only), after verifying it; returns the new summary.
-pub async fn upload(pool: &PgPool, actor: &Actor, request: UploadLicense) -> ApiResult<LicenseSummary> {
+pub async fn upload(
+    pool: &PgPool,
+    airgapped: bool,
+    actor: &Actor,
+    request: UploadLicense,
+) -> ApiResult<LicenseSummary> {
     actor.require_admin()?;
     let token = request.license.trim();
     let license = verified(token)?;
     store(pool, token, &license, &actor.user.id, "license.upload").await?;
-    summary(pool).await
+    summary(pool, airgapped).await
 }
 
 /// Stores a verified license as the newest one, with its audit record, in one transaction.
@@ -132,17 +204,50 @@ async fn store(
     Ok(())
 }
 
-/// Installs the license the deployment mounts, unless it is already the newest stored one.
-pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<()> {
+/// What start-up did with the mounted license.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountedLicense {
+    /// It is the newest stored license already: nothing to do.
+    AlreadyInstalled,
+    /// It was issued after the newest stored license (or that one is no longer in force), so it
+    /// was stored and is now the license in force.
+    Installed,
+    /// A license issued later (an admin's upload) is in force: the mounted one was left out,
+    /// so a restart never replaces a newer license with the Secret's older one.
+    OlderThanInstalled {
+        /// The mounted license's id and issue time (Unix seconds).
+        mounted: (String, i64),
+        /// The stored license's id and issue time (Unix seconds).
+        installed: (String, i64),
+    },
+}
+
+/// Installs the license the deployment mounts when it was issued (`iat`) after the newest
+/// stored one, or when the stored one is no longer in force. A mounted license that does not
+/// verify is refused with the reason (the caller logs it and starts anyway).
+pub async fn install_at_start(pool: &PgPool, token: &str) -> ApiResult<MountedLicense> {
     let token = token.trim();
     let license = verified(token)?;
     if let Some(warning) = license.grace_warning() {
         tracing::warn!("{warning}");
     }
-    if newest_token(pool).await?.as_deref() == Some(token) {
-        return Ok(());
+    if let Some(stored) = newest_token(pool).await? {
+        let stored = stored.trim();
+        if stored == token {
+            return Ok(MountedLicense::AlreadyInstalled);
+        }
+        // A stored license still in force that was issued at or after the mounted one wins.
+        if let Ok(in_force) = verify(stored.as_bytes())
+            && in_force.claims.iat >= license.claims.iat
+        {
+            return Ok(MountedLicense::OlderThanInstalled {
+                mounted: (license.claims.license_id, license.claims.iat),
+                installed: (in_force.claims.license_id, in_force.claims.iat),
+            });
+        }
     }
-    store(pool, token, &license, "system", "license.install").await
+    store(pool, token, &license, "system", "license.install").await?;
+    Ok(MountedLicense::Installed)
 }
 
 /// Refuses a new account when the license in force has no seat left.
