@@ -56,9 +56,17 @@ pub struct EnvproxyArgs {
     /// one closes the connection with 1009 (message too big).
     #[arg(long, env = "CODER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
-    /// The session cookie the dashboard sets (accepted like a `Session-Token` header).
+    /// The session cookie the dashboard sets: accepted on the platform's origin for
+    /// `/proxy/workspaces/<id>/open`, the terminal and SSH (never for workspace content), and
+    /// stripped from what workspaces send and receive.
     #[arg(long, env = "CODER_COOKIE_NAME", default_value = "coder_session")]
     pub cookie_name: String,
+    /// Where browsers reach workspaces, each on its own origin: `https://ws.example.com` serves
+    /// workspace `<id>` at `https://ws-<id>.ws.example.com` (a wildcard DNS name and certificate).
+    /// Empty: browsers cannot open workspaces (tokens in headers still reach
+    /// `/proxy/workspaces/<id>/ide/`).
+    #[arg(long, env = "CODER_WORKSPACE_BASE_URL", default_value = "")]
+    pub workspace_base_url: String,
 }
 
 impl EnvproxyArgs {
@@ -79,6 +87,7 @@ impl EnvproxyArgs {
             max_connections_per_user: 64,
             max_message_bytes: 16 * 1024 * 1024,
             cookie_name: "coder_session".to_owned(),
+            workspace_base_url: String::new(),
         }
     }
 }

@@ -6,7 +6,9 @@
 //! [`routes`] (the routes and admission), [`forward`] (plain HTTP), [`upstream`] (connecting to a
 //! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
 //! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
-//! [`error`], and [`server`] (the HTTP/1 server: header timeout, graceful drain).
+//! [`error`], [`server`] (the HTTP/1 server: header timeout, graceful drain), and [`origin`],
+//! [`ticket`] and [`workspace_host`] (each workspace on its own origin, entered with a one-time
+//! ticket exchanged for a host-only cookie).
 
 pub mod address;
 pub mod auth;
@@ -16,11 +18,14 @@ pub mod error;
 pub mod forward;
 pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod side;
+pub mod ticket;
 pub mod upstream;
+pub mod workspace_host;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,6 +52,12 @@ pub enum StartError {
     /// A `--workspace-address` entry is malformed.
     #[error(transparent)]
     Address(#[from] address::AddressError),
+    /// `--workspace-base-url` is malformed.
+    #[error(transparent)]
+    Origin(#[from] origin::OriginError),
+    /// The workspace credentials' key could not be made.
+    #[error("making the workspace ticket key: {0}")]
+    Seal(#[from] ticket::SealError),
     /// The HTTP clients could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -79,7 +90,16 @@ pub struct ProxyState {
     pub draining: Arc<watch::Sender<bool>>,
     /// True when the drain period is over: open sessions are closed.
     pub closing: Arc<watch::Sender<bool>>,
+    /// Where workspaces are served to browsers; `None`: nowhere.
+    pub origins: Option<Arc<origin::WorkspaceOrigins>>,
+    /// Seals workspace tickets and cookies.
+    pub sealer: Arc<ticket::Sealer>,
+    /// Tickets already exchanged (by nonce), kept while they could still be replayed.
+    pub used_tickets: Arc<cache::TtlCache<()>>,
 }
+
+/// Exchanged tickets remembered at most (a minute's worth of logins into workspaces).
+const USED_TICKETS_CAPACITY: usize = 100_000;
 
 /// A configured envproxy.
 pub struct Envproxy {
@@ -107,6 +127,15 @@ impl Envproxy {
                 None
             }
         };
+        // Every replica reads the same token file, so each opens what another sealed.
+        let sealer = match &token {
+            Some(token) => ticket::Sealer::from_secret(token.as_bytes())?,
+            None => ticket::Sealer::random()?,
+        };
+        let origins = origin::WorkspaceOrigins::parse(&args.workspace_base_url)?;
+        if origins.is_none() {
+            tracing::warn!("no --workspace-base-url: browsers cannot open workspaces");
+        }
         let client = ManagerClient::new(&args.manager_url, token)?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -124,6 +153,9 @@ impl Envproxy {
             http,
             draining: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),
+            origins: origins.map(Arc::new),
+            sealer: Arc::new(sealer),
+            used_tickets: Arc::new(cache::TtlCache::new(ticket::TICKET_TTL, USED_TICKETS_CAPACITY)),
             args: Arc::new(args),
         };
         Ok(Self { state })
