@@ -13,4 +13,5 @@ mod resilience;
 mod standins;
 mod users;
 mod webdriver;
+mod workspace_origin;
 mod workspaces;
