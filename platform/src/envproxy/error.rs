@@ -34,6 +34,9 @@ pub enum ProxyError {
         /// The limit.
         limit: usize,
     },
+    /// The proxy holds as many sessions as its connection limit or memory budget allows (503).
+    #[error("the proxy is at capacity")]
+    AtCapacity,
     /// The proxy is draining before shutdown (503).
     #[error("the proxy is shutting down")]
     Draining,
@@ -88,7 +91,7 @@ impl ProxyError {
             Self::WorkspaceSessionRequired | Self::BadTicket => StatusCode::UNAUTHORIZED,
             Self::NoWorkspaceOrigins => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::NotRunning { .. } | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotRunning { .. } | Self::Draining | Self::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyConnections { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) | Self::Manager(_) => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -105,6 +108,7 @@ impl ProxyError {
             Self::NotRunning { .. } => "workspace_not_running",
             Self::TooManyConnections { .. } => "too_many_connections",
             Self::Draining => "shutting_down",
+            Self::AtCapacity => "proxy_at_capacity",
             Self::Upstream(_) => "workspace_unreachable",
             Self::Manager(_) => "manager_unavailable",
             Self::BadRequest(_) => "bad_request",
@@ -129,6 +133,10 @@ impl ProxyError {
                 format!("at most {limit} connections per user; close some and retry")
             }
             Self::Draining => "retry: another replica takes new connections".to_owned(),
+            Self::AtCapacity => {
+                "every connection or all the memory the proxy may use for them is taken; retry shortly"
+                    .to_owned()
+            }
             Self::Manager(_) | Self::Upstream(_) => "see the envproxy's log for the request id".to_owned(),
             Self::WorkspaceSessionRequired | Self::BadTicket | Self::WorkspaceOriginOnly => {
                 "use \"Open IDE\" on the dashboard: it opens the workspace on its own origin".to_owned()
@@ -158,7 +166,7 @@ impl ProxyError {
         } else {
             self.json_response()
         };
-        if matches!(self, Self::NotRunning { .. } | Self::Draining) {
+        if matches!(self, Self::NotRunning { .. } | Self::Draining | Self::AtCapacity) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));

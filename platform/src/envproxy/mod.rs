@@ -58,6 +58,19 @@ pub enum StartError {
     /// The workspace credentials' key could not be made.
     #[error("making the workspace ticket key: {0}")]
     Seal(#[from] ticket::SealError),
+    /// No session fits in the memory budget.
+    #[error(
+        "--memory-budget {budget} bytes cannot hold one WebSocket session ({needed} bytes with \
+         --max-message-bytes {message}): raise the budget or lower the message size"
+    )]
+    Budget {
+        /// The budget.
+        budget: usize,
+        /// What one session reserves.
+        needed: usize,
+        /// The message size limit.
+        message: usize,
+    },
     /// The HTTP clients could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -82,6 +95,8 @@ pub struct ProxyState {
     pub resolver: Arc<address::Resolver>,
     /// Open WebSocket sessions.
     pub sessions: Arc<limits::Sessions>,
+    /// What sessions are admitted under (per user, in total, the memory budget).
+    pub limits: limits::Limits,
     /// The HTTP client to code-server.
     pub http: reqwest::Client,
     /// The counters behind `/metrics`.
@@ -133,6 +148,26 @@ impl Envproxy {
             None => ticket::Sealer::random()?,
         };
         let origins = origin::WorkspaceOrigins::parse(&args.workspace_base_url)?;
+        let session_limits = limits::Limits {
+            per_user: args.max_connections_per_user,
+            total: args.max_connections,
+            budget_bytes: args.memory_budget,
+            session_bytes: limits::session_bytes(args.max_message_bytes),
+        };
+        if session_limits.session_bytes > session_limits.budget_bytes {
+            return Err(StartError::Budget {
+                budget: args.memory_budget,
+                needed: session_limits.session_bytes,
+                message: args.max_message_bytes,
+            });
+        }
+        tracing::info!(
+            memory_budget = args.memory_budget,
+            session_bytes = session_limits.session_bytes,
+            sessions_in_budget = args.memory_budget / session_limits.session_bytes,
+            max_connections = args.max_connections,
+            "WebSocket session limits"
+        );
         if origins.is_none() {
             tracing::warn!("no --workspace-base-url: browsers cannot open workspaces");
         }
@@ -149,6 +184,7 @@ impl Envproxy {
             authorizer: Arc::new(auth::Authorizer::new(client, args.auth_cache_ttl)),
             resolver: Arc::new(resolver),
             sessions: Arc::new(limits::Sessions::default()),
+            limits: session_limits,
             metrics: Arc::new(metrics::Metrics::default()),
             http,
             draining: Arc::new(watch::channel(false).0),

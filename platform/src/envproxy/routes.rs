@@ -22,6 +22,8 @@ use super::address::{IDE_PORT, SSH_PORT, TERMINAL_PORT};
 use super::auth::{self, Credential, Grant, Source};
 use super::error::ProxyError;
 use super::forward::{self, strip_hop_by_hop};
+use super::limits::Refusal;
+use super::metrics;
 use super::relay::{self, Timing};
 use super::side::{self, Close, Frame};
 use super::upstream::{self, Upstream};
@@ -37,7 +39,7 @@ pub fn router(state: ProxyState) -> Router {
         .route("/proxy/workspaces/{id}/ssh", any(ssh))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .fallback(|headers: HeaderMap| async move { ProxyError::NotFound("route").respond(&headers) });
     // Every request passes the workspace-host dispatch first, whatever its path and method.
     let routes = Router::new()
@@ -85,8 +87,13 @@ async fn readyz(State(state): State<ProxyState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(State(state): State<ProxyState>) -> Response {
-    let mut response = state.metrics.render(state.sessions.total()).into_response();
+async fn metrics_page(State(state): State<ProxyState>) -> Response {
+    let gauges = metrics::Gauges {
+        open_sessions: state.sessions.total(),
+        reserved_bytes: state.sessions.reserved_bytes(),
+        budget_bytes: state.limits.budget_bytes,
+    };
+    let mut response = state.metrics.render(&gauges).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -291,15 +298,18 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
             .respond(&parts.headers);
         }
     };
-    let Some(slot) = state
-        .sessions
-        .acquire(&grant.user.id, state.args.max_connections_per_user)
-    else {
-        let refusal = ProxyError::TooManyConnections {
-            limit: state.args.max_connections_per_user,
-        };
-        state.metrics.refused(refusal.code());
-        return refusal.respond(&parts.headers);
+    let slot = match state.sessions.acquire(&grant.user.id, &state.limits) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let refusal = match refusal {
+                Refusal::PerUser => ProxyError::TooManyConnections {
+                    limit: state.limits.per_user,
+                },
+                Refusal::Capacity => ProxyError::AtCapacity,
+            };
+            state.metrics.refused(refusal.code());
+            return refusal.respond(&parts.headers);
+        }
     };
     let connected = match &target {
         Target::Tcp { port } => upstream::connect_tcp(&state.resolver.address(id, *port)).await,
