@@ -183,7 +183,7 @@ mod tests {
     fn a_session_reserves_about_four_messages() {
         let bytes = session_bytes(1024 * 1024);
         assert!(
-            bytes >= 4 * 1024 * 1024 && bytes < 4 * 1024 * 1024 + 256 * 1024,
+            (4 * 1024 * 1024..4 * 1024 * 1024 + 256 * 1024).contains(&bytes),
             "{bytes}"
         );
     }
