@@ -106,6 +106,7 @@ pub fn rerender(
         namespace,
         images: &inputs.images,
         pdb_api,
+        airgapped: matches!(source, ImageSource::Site(_)),
     })
     .map_err(|error| one(error.to_string()))?;
 

@@ -184,6 +184,11 @@ pub fn render(request: &RenderRequest<'_>) -> Result<Manifests, RenderError> {
     context.insert("pdb_api", request.pdb_api.api_version());
     context.insert("airgapped", &request.airgapped);
     context.insert("policies", &policies::network_policies(request.values));
+    // The workspaces' wildcard domain (`*.` in the Ingress), empty when not set.
+    context.insert(
+        "workspace_domain",
+        &request.values.workspace_base_url.host().unwrap_or_default(),
+    );
     context.insert(
         "secrets",
         &json!({
@@ -378,6 +383,52 @@ mod tests {
             .filter(|object| kind_of(object) == kind)
             .map(|object| object["metadata"]["name"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn workspaces_get_their_own_wildcard_host_in_the_ingress_and_the_envproxy() {
+        let find = |manifests: &Manifests, kind: &str, name: &str| {
+            manifests
+                .objects
+                .iter()
+                .find(|o| kind_of(o) == kind && o["metadata"]["name"] == name)
+                .cloned()
+                .expect("object")
+        };
+        let base_url = |manifests: &Manifests| {
+            let envproxy = find(manifests, "Deployment", "coder-envproxy");
+            envproxy["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .find(|e| e["name"] == "CODER_WORKSPACE_BASE_URL")
+                .map(|e| e["value"].clone())
+                .expect("CODER_WORKSPACE_BASE_URL")
+        };
+        let plain = rendered(&[]);
+        assert_eq!(base_url(&plain), "");
+        let ingress = find(&plain, "Ingress", "coder");
+        assert_eq!(ingress["spec"]["rules"].as_array().expect("rules").len(), 1);
+
+        let manifests = rendered(&[
+            "workspaceBaseURL=https://ws.apps.example",
+            "ingress.host=coder.example.com",
+            "ingress.tlsSecret=coder-tls",
+            "ingress.workspaceTlsSecret=ws-wildcard-tls",
+        ]);
+        assert_eq!(base_url(&manifests), "https://ws.apps.example");
+        let ingress = find(&manifests, "Ingress", "coder");
+        let rules = ingress["spec"]["rules"].as_array().expect("rules");
+        assert_eq!(rules[0]["host"], "*.ws.apps.example");
+        let paths = rules[0]["http"]["paths"].as_array().expect("paths");
+        assert_eq!(paths.len(), 1);
+        assert_eq!(paths[0]["path"], "/");
+        assert_eq!(paths[0]["backend"]["service"]["name"], "coder-envproxy");
+        assert_eq!(rules[1]["host"], "coder.example.com");
+        let tls = ingress["spec"]["tls"].as_array().expect("tls");
+        assert_eq!(tls[0]["secretName"], "coder-tls");
+        assert_eq!(tls[1]["secretName"], "ws-wildcard-tls");
+        assert_eq!(tls[1]["hosts"][0], "*.ws.apps.example");
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct Values {
     /// The URL users reach the platform at.
     #[serde(rename = "accessURL")]
     pub access_url: String,
+    /// Where browsers reach workspaces, each on its own origin `ws-<id>.<host>`; empty: nowhere.
+    #[serde(rename = "workspaceBaseURL")]
+    pub workspace_base_url: WorkspaceBaseUrl,
     /// The manager.
     pub manager: ManagerValues,
     /// The envproxy.
@@ -135,6 +138,48 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// `workspaceBaseURL`: empty, or `http(s)://HOST[:PORT]` with a DNS name, no path. Workspace
+/// `<id>` is served at `ws-<id>.HOST`, so HOST needs a wildcard DNS record (and certificate).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct WorkspaceBaseUrl(pub String);
+
+impl WorkspaceBaseUrl {
+    /// The wildcard domain (`ws-<id>.` goes in front), when set.
+    pub fn host(&self) -> Option<String> {
+        url::Url::parse(&self.0).ok().and_then(|url| {
+            url.host_str()
+                .map(|host| host.trim_end_matches('.').to_ascii_lowercase())
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkspaceBaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?.trim().to_owned();
+        if text.is_empty() {
+            return Ok(Self(text));
+        }
+        let refuse = |reason: &str| {
+            serde::de::Error::custom(format!(
+                "{text:?}: {reason} (expected e.g. https://ws.example-apps.com, serving \
+                 https://ws-<id>.ws.example-apps.com)"
+            ))
+        };
+        let url = url::Url::parse(&text).map_err(|error| refuse(&error.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse("the scheme must be http or https"));
+        }
+        let Some(url::Host::Domain(domain)) = url.host() else {
+            return Err(refuse("the host must be a DNS name, not an address"));
+        };
+        if domain.is_empty() || url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+            return Err(refuse("a domain without path, query or user"));
+        }
+        Ok(Self(text))
+    }
+}
+
 /// PostgreSQL settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -190,6 +235,8 @@ pub struct IngressValues {
     pub host: String,
     /// TLS Secret for the host; empty: plain HTTP.
     pub tls_secret: String,
+    /// TLS Secret with a wildcard certificate for `*.<workspaceBaseURL host>`; empty: none.
+    pub workspace_tls_secret: String,
     /// The IngressClass name; empty: `coder-nginx-<namespace>`.
     pub class_name: String,
 }
@@ -498,6 +545,33 @@ mod tests {
             .expect_err("through a scalar")
             .to_string();
         assert!(error.contains("a.b is not a map"), "{error}");
+    }
+
+    #[test]
+    fn the_workspace_base_url_names_a_wildcard_domain() {
+        let values = resolve(&defaults(), &[], &[]).expect("defaults");
+        assert_eq!(values.workspace_base_url.host(), None);
+        let values = resolve(
+            &defaults(),
+            &[],
+            &sets(&["workspaceBaseURL=https://WS.apps.example:8443"]),
+        )
+        .expect("valid");
+        assert_eq!(
+            values.workspace_base_url.host().as_deref(),
+            Some("ws.apps.example")
+        );
+        for bad in [
+            "ftp://ws.apps.example",
+            "https://10.0.0.1",
+            "https://ws.apps.example/path",
+            "not a url",
+        ] {
+            let error = resolve(&defaults(), &[], &sets(&[&format!("workspaceBaseURL={bad}")]))
+                .expect_err(bad)
+                .to_string();
+            assert!(error.contains("workspaceBaseURL"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct DashboardArgs {
     /// The manager's base URL; the dashboard calls it server-side, never from the browser.
     #[arg(long, env = "CODER_MANAGER_URL", default_value = "http://coder-manager:8080")]
     pub manager_url: String,
-    /// Where "Open IDE" links point: prefixed to `/proxy/workspaces/<id>/ide/`. Empty (the
-    /// default) keeps the links relative, for an ingress serving the envproxy on the same origin.
+    /// Where "Open IDE" links point: prefixed to `/proxy/workspaces/<id>/open`, which redirects to
+    /// the workspace's own origin. Empty (the default) keeps the links relative, for an ingress
+    /// serving the envproxy's `/proxy/` on the dashboard's origin (where the session cookie is).
     #[arg(long, env = "CODER_ENVPROXY_URL", default_value = "")]
     pub envproxy_url: String,
     /// The session cookie's name (the envproxy must be told the same name).
@@ -73,10 +74,11 @@ impl DashboardArgs {
         }
     }
 
-    /// The link to a workspace's IDE.
-    pub fn ide_link(&self, workspace_id: &str) -> String {
+    /// The link that opens a workspace's IDE (on the workspace's own origin, through the
+    /// envproxy's one-time ticket).
+    pub fn open_link(&self, workspace_id: &str) -> String {
         format!(
-            "{}/proxy/workspaces/{}/ide/",
+            "{}/proxy/workspaces/{}/open",
             self.envproxy_url.trim_end_matches('/'),
             crate::manager_client::path_segment(workspace_id)
         )
@@ -88,13 +90,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ide_links_are_relative_unless_an_envproxy_url_is_set() {
+    fn open_links_are_relative_unless_an_envproxy_url_is_set() {
         let mut args = DashboardArgs::for_manager("http://m");
-        assert_eq!(args.ide_link("ab12"), "/proxy/workspaces/ab12/ide/");
+        assert_eq!(args.open_link("ab12"), "/proxy/workspaces/ab12/open");
         args.envproxy_url = "https://proxy.example/".to_owned();
         assert_eq!(
-            args.ide_link("ab12"),
-            "https://proxy.example/proxy/workspaces/ab12/ide/"
+            args.open_link("ab12"),
+            "https://proxy.example/proxy/workspaces/ab12/open"
         );
     }
 }

@@ -1,8 +1,9 @@
 //! `coder-service dashboard`: the web UI. Server-rendered HTML without scripts or external
 //! assets (it works air-gapped); it calls the manager's API server-side with the user's session
-//! token, which it keeps in an `HttpOnly`, `Secure`, `SameSite` cookie (the same cookie the
-//! envproxy accepts, so "Open IDE" links just work on a shared origin). It never reaches
-//! PostgreSQL.
+//! token, which it keeps in an `HttpOnly`, `Secure`, `SameSite` cookie. The envproxy accepts that
+//! cookie on the shared origin only to open a workspace: "Open IDE" leads to the workspace's own
+//! origin with a one-time ticket, so workspace pages never run where this cookie lives. It never
+//! reaches PostgreSQL.
 //!
 //! Layout: [`config`] (flags), [`handlers`] (routes), [`pages`] (HTML), [`session`] (cookies
 //! and CSRF), [`assets`] (the stylesheet and security headers).

@@ -97,7 +97,7 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[WorkspaceView], show
         let open = if workspace.state == "ON" {
             format!(
                 "<a class=\"button\" href=\"{}\" target=\"_blank\" rel=\"noopener\">Open IDE</a>",
-                escape(&args.ide_link(&workspace.id))
+                escape(&args.open_link(&workspace.id))
             )
         } else {
             String::new()

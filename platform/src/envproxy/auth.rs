@@ -23,8 +23,34 @@ pub enum Source {
     Header,
     /// `Authorization: Bearer T`.
     Bearer,
-    /// The dashboard's session cookie.
+    /// The dashboard's session cookie (platform origin only).
     Cookie,
+    /// A workspace host's own cookie ([`WORKSPACE_COOKIE`]), good for that workspace only.
+    WorkspaceCookie,
+}
+
+impl Source {
+    /// Whether the browser sends it by itself (so the request's origin must be checked).
+    pub fn is_ambient(self) -> bool {
+        matches!(self, Self::Cookie | Self::WorkspaceCookie)
+    }
+}
+
+/// The cookie a workspace host sets for its own workspace (host-only, `HttpOnly`).
+pub const WORKSPACE_COOKIE: &str = "coder_workspace_session";
+/// The dashboard's CSRF cookie (`__Host-` prefixed when `Secure`).
+pub const CSRF_COOKIE: &str = "coder_csrf";
+
+/// Whether a cookie name is one of the platform's: the dashboard's session (`session_cookie`)
+/// and CSRF cookies or the workspace cookie, with or without a `__Host-`/`__Secure-` prefix, in
+/// any case. Such cookies never reach a workspace, and a workspace can never set them.
+pub fn is_platform_cookie(name: &str, session_cookie: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    let base = name
+        .strip_prefix("__host-")
+        .or_else(|| name.strip_prefix("__secure-"))
+        .unwrap_or(&name);
+    base == session_cookie.to_ascii_lowercase() || base == CSRF_COOKIE || base == WORKSPACE_COOKIE
 }
 
 /// A presented token.
@@ -73,14 +99,15 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Removes the caller's Coder credentials before a request goes to the workspace: the workspace
-/// runs user code, and an admin's token must not reach a member's workspace.
+/// runs user code, and an admin's token must not reach a member's workspace. Every platform
+/// cookie ([`is_platform_cookie`]) goes, whichever credential was used.
 pub fn strip_credentials(headers: &mut HeaderMap, credential: &Credential, cookie_name: &str) {
     headers.remove(SESSION_TOKEN_HEADER);
     if credential.source == Source::Bearer {
         headers.remove(header::AUTHORIZATION);
     }
     let kept: Vec<String> = cookies(headers)
-        .filter(|(name, _)| *name != cookie_name)
+        .filter(|(name, _)| !is_platform_cookie(name, cookie_name))
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     headers.remove(header::COOKIE);
@@ -121,6 +148,25 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     !authority.is_empty()
         && strip_default_port(&authority.to_ascii_lowercase(), default_port)
             == strip_default_port(&host.to_ascii_lowercase(), default_port)
+}
+
+/// Whether a browser request comes from another origin other than as a top-level navigation
+/// (`Sec-Fetch-Site` other than `same-origin`/`none`, unless `Sec-Fetch-Mode: navigate` to a
+/// `document`): a page on one workspace's origin cannot use another workspace's cookie in a
+/// fetch, a frame or an image. Clients that send no `Sec-Fetch-*` headers pass.
+pub fn cross_origin_subresource(headers: &HeaderMap) -> bool {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let site = value("sec-fetch-site");
+    if site.is_empty() || site == "same-origin" || site == "none" {
+        return false;
+    }
+    !(value("sec-fetch-mode") == "navigate" && value("sec-fetch-dest") == "document")
 }
 
 /// What an authorised request may use.
@@ -272,6 +318,33 @@ mod tests {
         // Only the form used is removed from Authorization (the header form here).
         assert!(h.get("authorization").is_some());
         assert_eq!(h.get("cookie").expect("kept"), "a=1; b=2");
+        let mut h = headers(&[(
+            "cookie",
+            "__Host-coder_csrf=x; coder_workspace_session=y; CODER_SESSION=z; coder_sessions=kept",
+        )]);
+        strip_credentials(&mut h, &c, "coder_session");
+        assert_eq!(h.get("cookie").expect("kept"), "coder_sessions=kept");
+    }
+
+    #[test]
+    fn cross_origin_cookies_work_only_for_top_level_navigations() {
+        assert!(!cross_origin_subresource(&headers(&[])));
+        assert!(!cross_origin_subresource(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
+        assert!(!cross_origin_subresource(&headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ])));
+        for (mode, dest) in [("cors", "empty"), ("navigate", "iframe"), ("no-cors", "image")] {
+            assert!(cross_origin_subresource(&headers(&[
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", mode),
+                ("sec-fetch-dest", dest),
+            ])));
+        }
     }
 
     #[test]

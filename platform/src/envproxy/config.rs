@@ -52,13 +52,31 @@ pub struct EnvproxyArgs {
     /// WebSocket connections one user may have open at once (429 beyond).
     #[arg(long, env = "CODER_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
     pub max_connections_per_user: usize,
-    /// The largest WebSocket message (and frame) accepted from either side, in bytes; a larger
-    /// one closes the connection with 1009 (message too big).
-    #[arg(long, env = "CODER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// WebSocket connections open at once, all users together (503 `proxy_at_capacity` beyond).
+    #[arg(long, env = "CODER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// The largest WebSocket message (and frame) accepted from either side (`1Mi`, `256Ki`, or
+    /// bytes); a larger one closes the connection with 1009 (message too big).
+    #[arg(long, env = "CODER_MAX_MESSAGE_BYTES", default_value = "1Mi", value_parser = parse_bytes)]
     pub max_message_bytes: usize,
-    /// The session cookie the dashboard sets (accepted like a `Session-Token` header).
+    /// The memory WebSocket sessions may hold in all (`384Mi`, `1Gi`, or bytes). Each session
+    /// reserves its worst case when it opens (a whole message each way, read and copied into the
+    /// other side's write buffer, plus its buffers: about 4 x `--max-message-bytes`), and one that
+    /// does not fit is refused with 503 `proxy_at_capacity`. Keep it below the container's
+    /// memory limit, with room for the process itself (the chart's limit is 512Mi).
+    #[arg(long, env = "CODER_MEMORY_BUDGET", default_value = "384Mi", value_parser = parse_bytes)]
+    pub memory_budget: usize,
+    /// The session cookie the dashboard sets: accepted on the platform's origin for
+    /// `/proxy/workspaces/<id>/open`, the terminal and SSH (never for workspace content), and
+    /// stripped from what workspaces send and receive.
     #[arg(long, env = "CODER_COOKIE_NAME", default_value = "coder_session")]
     pub cookie_name: String,
+    /// Where browsers reach workspaces, each on its own origin: `https://ws.example.com` serves
+    /// workspace `<id>` at `https://ws-<id>.ws.example.com` (a wildcard DNS name and certificate).
+    /// Empty: browsers cannot open workspaces (tokens in headers still reach
+    /// `/proxy/workspaces/<id>/ide/`).
+    #[arg(long, env = "CODER_WORKSPACE_BASE_URL", default_value = "")]
+    pub workspace_base_url: String,
 }
 
 impl EnvproxyArgs {
@@ -77,8 +95,11 @@ impl EnvproxyArgs {
             header_timeout: Duration::from_secs(10),
             auth_cache_ttl: Duration::from_secs(10),
             max_connections_per_user: 64,
-            max_message_bytes: 16 * 1024 * 1024,
+            max_connections: 1024,
+            max_message_bytes: 1024 * 1024,
+            memory_budget: 384 * 1024 * 1024,
             cookie_name: "coder_session".to_owned(),
+            workspace_base_url: String::new(),
         }
     }
 }
@@ -106,6 +127,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a byte size: a number, optionally with `Ki`, `Mi` or `Gi` (or `KiB`, `MiB`, `GiB`).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1Mi, 256Ki, 1048576)"))?;
+    let factor: usize = match unit {
+        "" | "B" => 1,
+        "Ki" | "KiB" => 1024,
+        "Mi" | "MiB" => 1024 * 1024,
+        "Gi" | "GiB" => 1024 * 1024 * 1024,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +160,18 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         for bad in ["", "h", "1d", "-1s", "1.5h", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("256Ki"), Ok(256 * 1024));
+        assert_eq!(parse_bytes("1Mi"), Ok(1024 * 1024));
+        assert_eq!(parse_bytes("1MiB"), Ok(1024 * 1024));
+        assert_eq!(parse_bytes("2Gi"), Ok(2 * 1024 * 1024 * 1024));
+        for bad in ["", "Mi", "1M", "1.5Mi", "-1", "1Ti", "99999999999999999999Gi"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
         }
     }
 }

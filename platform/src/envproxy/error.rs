@@ -34,6 +34,9 @@ pub enum ProxyError {
         /// The limit.
         limit: usize,
     },
+    /// The proxy holds as many sessions as its connection limit or memory budget allows (503).
+    #[error("the proxy is at capacity")]
+    AtCapacity,
     /// The proxy is draining before shutdown (503).
     #[error("the proxy is shutting down")]
     Draining,
@@ -46,6 +49,19 @@ pub enum ProxyError {
     /// A request the proxy cannot pass on (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A workspace host reached without its workspace cookie, or with one that does not open
+    /// (401).
+    #[error("open this workspace from the dashboard")]
+    WorkspaceSessionRequired,
+    /// A workspace ticket that is forged, expired, for another workspace, or used already (401).
+    #[error("the workspace link is invalid or has expired")]
+    BadTicket,
+    /// The dashboard's cookie on a workspace's content on the platform's origin (403).
+    #[error("workspaces are served from their own origin, not the platform's")]
+    WorkspaceOriginOnly,
+    /// No `--workspace-base-url`: browsers cannot open workspaces (503).
+    #[error("this installation has no workspace domain")]
+    NoWorkspaceOrigins,
 }
 
 impl ProxyError {
@@ -71,9 +87,11 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::CrossOrigin => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::CrossOrigin | Self::WorkspaceOriginOnly => StatusCode::FORBIDDEN,
+            Self::WorkspaceSessionRequired | Self::BadTicket => StatusCode::UNAUTHORIZED,
+            Self::NoWorkspaceOrigins => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::NotRunning { .. } | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotRunning { .. } | Self::Draining | Self::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyConnections { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) | Self::Manager(_) => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -90,9 +108,14 @@ impl ProxyError {
             Self::NotRunning { .. } => "workspace_not_running",
             Self::TooManyConnections { .. } => "too_many_connections",
             Self::Draining => "shutting_down",
+            Self::AtCapacity => "proxy_at_capacity",
             Self::Upstream(_) => "workspace_unreachable",
             Self::Manager(_) => "manager_unavailable",
             Self::BadRequest(_) => "bad_request",
+            Self::WorkspaceSessionRequired => "workspace_session_required",
+            Self::BadTicket => "invalid_ticket",
+            Self::WorkspaceOriginOnly => "workspace_origin_only",
+            Self::NoWorkspaceOrigins => "workspace_domain_not_configured",
         }
     }
 
@@ -110,7 +133,18 @@ impl ProxyError {
                 format!("at most {limit} connections per user; close some and retry")
             }
             Self::Draining => "retry: another replica takes new connections".to_owned(),
+            Self::AtCapacity => {
+                "every connection or all the memory the proxy may use for them is taken; retry shortly"
+                    .to_owned()
+            }
             Self::Manager(_) | Self::Upstream(_) => "see the envproxy's log for the request id".to_owned(),
+            Self::WorkspaceSessionRequired | Self::BadTicket | Self::WorkspaceOriginOnly => {
+                "use \"Open IDE\" on the dashboard: it opens the workspace on its own origin".to_owned()
+            }
+            Self::NoWorkspaceOrigins => {
+                "an admin sets the workspace domain (chart value workspaceBaseURL, envproxy flag --workspace-base-url)"
+                    .to_owned()
+            }
             _ => String::new(),
         }
     }
@@ -132,7 +166,7 @@ impl ProxyError {
         } else {
             self.json_response()
         };
-        if matches!(self, Self::NotRunning { .. } | Self::Draining) {
+        if matches!(self, Self::NotRunning { .. } | Self::Draining | Self::AtCapacity) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));

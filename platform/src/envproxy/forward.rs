@@ -1,6 +1,7 @@
 //! Plain HTTP to code-server: method, path, query, headers and bodies passed through, streamed
 //! both ways (a slow client slows the upstream read: nothing is buffered whole), hop-by-hop
-//! headers dropped, `X-Forwarded-*` added, the caller's Coder credentials removed.
+//! headers dropped, `X-Forwarded-*` added, the caller's Coder credentials removed, and the
+//! workspace's `Set-Cookie` for the platform's own cookies dropped.
 
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -56,13 +57,35 @@ pub fn add_forwarded(headers: &mut HeaderMap, original: &HeaderMap, client_ip: O
     }
 }
 
-/// Sends the request to `url` and streams the answer back.
+/// Removes every `Set-Cookie` that would set one of the platform's cookies
+/// ([`is_platform_cookie`](super::auth::is_platform_cookie)): a workspace cannot plant or
+/// overwrite the dashboard's session or CSRF cookie, or its own workspace cookie.
+pub fn strip_platform_set_cookies(headers: &mut HeaderMap, session_cookie: &str) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|value| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let name = text.split(';').next().and_then(|pair| pair.split_once('='));
+            // A line without `name=` is a nameless cookie to some browsers: drop it too.
+            name.is_some_and(|(name, _)| !super::auth::is_platform_cookie(name, session_cookie))
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
+/// Sends the request to `url` and streams the answer back (without the platform's cookies).
 pub async fn forward(
     http: &reqwest::Client,
     url: String,
     parts: &Parts,
     headers: HeaderMap,
     body: Body,
+    session_cookie: &str,
 ) -> Result<Response, ProxyError> {
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -78,6 +101,7 @@ pub async fn forward(
     if let Some(headers) = response.headers_mut() {
         *headers = upstream.headers().clone();
         strip_hop_by_hop(headers);
+        strip_platform_set_cookies(headers, session_cookie);
     }
     response
         .body(Body::from_stream(upstream.bytes_stream()))
@@ -99,5 +123,23 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-end-to-end"], "kept");
+    }
+
+    #[test]
+    fn the_platforms_cookies_cannot_be_set_by_a_workspace() {
+        let mut headers = HeaderMap::new();
+        for line in [
+            "coder_session=evil; Domain=example.com; Path=/",
+            "__Host-coder_csrf=evil; Path=/; Secure",
+            "Coder_Workspace_Session=evil",
+            " coder_session =evil",
+            "nameless",
+            "theme=dark; Path=/",
+        ] {
+            headers.append(header::SET_COOKIE, HeaderValue::from_static(line));
+        }
+        strip_platform_set_cookies(&mut headers, "coder_session");
+        let left: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(left, ["theme=dark; Path=/"]);
     }
 }

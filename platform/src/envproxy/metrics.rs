@@ -1,10 +1,22 @@
-//! The envproxy's Prometheus metrics (text format, in memory): open WebSocket sessions, how
-//! sessions ended, refusals by code, and proxied HTTP requests.
+//! The envproxy's Prometheus metrics (text format, in memory): open WebSocket sessions, the
+//! memory they reserve against the budget, how sessions ended, refusals by code, and proxied
+//! HTTP requests.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The gauges read at render time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// WebSocket sessions open now.
+    pub open_sessions: usize,
+    /// The memory they have reserved.
+    pub reserved_bytes: usize,
+    /// `--memory-budget`.
+    pub budget_bytes: usize,
+}
 
 /// The counters.
 #[derive(Debug, Default)]
@@ -41,15 +53,30 @@ impl Metrics {
         self.http_requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The text exposition, with the number of open sessions.
-    pub fn render(&self, open_sessions: usize) -> String {
+    /// The text exposition, with the gauges.
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP coder_envproxy_websocket_sessions_open WebSocket sessions open now."
-        );
-        let _ = writeln!(out, "# TYPE coder_envproxy_websocket_sessions_open gauge");
-        let _ = writeln!(out, "coder_envproxy_websocket_sessions_open {open_sessions}");
+        for (name, help, value) in [
+            (
+                "coder_envproxy_websocket_sessions_open",
+                "WebSocket sessions open now.",
+                gauges.open_sessions,
+            ),
+            (
+                "coder_envproxy_reserved_bytes",
+                "Memory reserved by the open sessions (their worst case).",
+                gauges.reserved_bytes,
+            ),
+            (
+                "coder_envproxy_memory_budget_bytes",
+                "The memory the sessions may reserve in all.",
+                gauges.budget_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
         let _ = writeln!(
             out,
             "# HELP coder_envproxy_websocket_sessions_started_total WebSocket sessions relayed."
@@ -104,8 +131,15 @@ mod tests {
         metrics.session_ended("idle");
         metrics.refused("forbidden");
         metrics.refused("forbidden");
-        let text = metrics.render(3);
+        let gauges = Gauges {
+            open_sessions: 3,
+            reserved_bytes: 10,
+            budget_bytes: 20,
+        };
+        let text = metrics.render(&gauges);
         assert!(text.contains("coder_envproxy_websocket_sessions_open 3\n"));
+        assert!(text.contains("coder_envproxy_reserved_bytes 10\n"));
+        assert!(text.contains("coder_envproxy_memory_budget_bytes 20\n"));
         assert!(text.contains("coder_envproxy_websocket_sessions_ended_total{end=\"idle\"} 1\n"));
         assert!(text.contains("coder_envproxy_refused_total{code=\"forbidden\"} 2\n"));
     }

@@ -6,7 +6,9 @@
 //! [`routes`] (the routes and admission), [`forward`] (plain HTTP), [`upstream`] (connecting to a
 //! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
 //! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
-//! [`error`], and [`server`] (the HTTP/1 server: header timeout, graceful drain).
+//! [`error`], [`server`] (the HTTP/1 server: header timeout, graceful drain), and [`origin`],
+//! [`ticket`] and [`workspace_host`] (each workspace on its own origin, entered with a one-time
+//! ticket exchanged for a host-only cookie).
 
 pub mod address;
 pub mod auth;
@@ -16,11 +18,14 @@ pub mod error;
 pub mod forward;
 pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod side;
+pub mod ticket;
 pub mod upstream;
+pub mod workspace_host;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,6 +52,25 @@ pub enum StartError {
     /// A `--workspace-address` entry is malformed.
     #[error(transparent)]
     Address(#[from] address::AddressError),
+    /// `--workspace-base-url` is malformed.
+    #[error(transparent)]
+    Origin(#[from] origin::OriginError),
+    /// The workspace credentials' key could not be made.
+    #[error("making the workspace ticket key: {0}")]
+    Seal(#[from] ticket::SealError),
+    /// No session fits in the memory budget.
+    #[error(
+        "--memory-budget {budget} bytes cannot hold one WebSocket session ({needed} bytes with \
+         --max-message-bytes {message}): raise the budget or lower the message size"
+    )]
+    Budget {
+        /// The budget.
+        budget: usize,
+        /// What one session reserves.
+        needed: usize,
+        /// The message size limit.
+        message: usize,
+    },
     /// The HTTP clients could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -71,6 +95,8 @@ pub struct ProxyState {
     pub resolver: Arc<address::Resolver>,
     /// Open WebSocket sessions.
     pub sessions: Arc<limits::Sessions>,
+    /// What sessions are admitted under (per user, in total, the memory budget).
+    pub limits: limits::Limits,
     /// The HTTP client to code-server.
     pub http: reqwest::Client,
     /// The counters behind `/metrics`.
@@ -79,7 +105,16 @@ pub struct ProxyState {
     pub draining: Arc<watch::Sender<bool>>,
     /// True when the drain period is over: open sessions are closed.
     pub closing: Arc<watch::Sender<bool>>,
+    /// Where workspaces are served to browsers; `None`: nowhere.
+    pub origins: Option<Arc<origin::WorkspaceOrigins>>,
+    /// Seals workspace tickets and cookies.
+    pub sealer: Arc<ticket::Sealer>,
+    /// Tickets already exchanged (by nonce), kept while they could still be replayed.
+    pub used_tickets: Arc<cache::TtlCache<()>>,
 }
+
+/// Exchanged tickets remembered at most (a minute's worth of logins into workspaces).
+const USED_TICKETS_CAPACITY: usize = 100_000;
 
 /// A configured envproxy.
 pub struct Envproxy {
@@ -107,6 +142,35 @@ impl Envproxy {
                 None
             }
         };
+        // Every replica reads the same token file, so each opens what another sealed.
+        let sealer = match &token {
+            Some(token) => ticket::Sealer::from_secret(token.as_bytes())?,
+            None => ticket::Sealer::random()?,
+        };
+        let origins = origin::WorkspaceOrigins::parse(&args.workspace_base_url)?;
+        let session_limits = limits::Limits {
+            per_user: args.max_connections_per_user,
+            total: args.max_connections,
+            budget_bytes: args.memory_budget,
+            session_bytes: limits::session_bytes(args.max_message_bytes),
+        };
+        if session_limits.session_bytes > session_limits.budget_bytes {
+            return Err(StartError::Budget {
+                budget: args.memory_budget,
+                needed: session_limits.session_bytes,
+                message: args.max_message_bytes,
+            });
+        }
+        tracing::info!(
+            memory_budget = args.memory_budget,
+            session_bytes = session_limits.session_bytes,
+            sessions_in_budget = args.memory_budget / session_limits.session_bytes,
+            max_connections = args.max_connections,
+            "WebSocket session limits"
+        );
+        if origins.is_none() {
+            tracing::warn!("no --workspace-base-url: browsers cannot open workspaces");
+        }
         let client = ManagerClient::new(&args.manager_url, token)?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -120,10 +184,14 @@ impl Envproxy {
             authorizer: Arc::new(auth::Authorizer::new(client, args.auth_cache_ttl)),
             resolver: Arc::new(resolver),
             sessions: Arc::new(limits::Sessions::default()),
+            limits: session_limits,
             metrics: Arc::new(metrics::Metrics::default()),
             http,
             draining: Arc::new(watch::channel(false).0),
             closing: Arc::new(watch::channel(false).0),
+            origins: origins.map(Arc::new),
+            sealer: Arc::new(sealer),
+            used_tickets: Arc::new(cache::TtlCache::new(ticket::TICKET_TTL, USED_TICKETS_CAPACITY)),
             args: Arc::new(args),
         };
         Ok(Self { state })

@@ -1,6 +1,9 @@
-//! The envproxy's routes: `/proxy/workspaces/{id}/ide/...` (HTTP and WebSocket to code-server),
-//! `/proxy/workspaces/{id}/terminal` (WebSocket to the envagent shell), `/proxy/workspaces/{id}/ssh`
-//! (WebSocket-wrapped TCP to the envagent SSH proxy), `/healthz` and `/readyz`.
+//! The envproxy's routes on the platform's origin: `/proxy/workspaces/{id}/ide/...` (HTTP and
+//! WebSocket to code-server, for clients sending a token header: the dashboard's cookie is not
+//! accepted there), `/proxy/workspaces/{id}/open` (into the workspace's own origin, see
+//! [`super::workspace_host`]), `/proxy/workspaces/{id}/terminal` (WebSocket to the envagent
+//! shell), `/proxy/workspaces/{id}/ssh` (WebSocket-wrapped TCP to the envagent SSH proxy),
+//! `/healthz` and `/readyz`. Requests for a workspace host go to [`super::workspace_host`].
 
 use std::net::SocketAddr;
 
@@ -19,6 +22,8 @@ use super::address::{IDE_PORT, SSH_PORT, TERMINAL_PORT};
 use super::auth::{self, Credential, Grant, Source};
 use super::error::ProxyError;
 use super::forward::{self, strip_hop_by_hop};
+use super::limits::Refusal;
+use super::metrics;
 use super::relay::{self, Timing};
 use super::side::{self, Close, Frame};
 use super::upstream::{self, Upstream};
@@ -29,13 +34,30 @@ pub fn router(state: ProxyState) -> Router {
         .route("/proxy/workspaces/{id}/ide", any(ide_root))
         .route("/proxy/workspaces/{id}/ide/", any(ide))
         .route("/proxy/workspaces/{id}/ide/{*rest}", any(ide))
+        .route("/proxy/workspaces/{id}/open", get(super::workspace_host::open))
         .route("/proxy/workspaces/{id}/terminal", any(terminal))
         .route("/proxy/workspaces/{id}/ssh", any(ssh))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .fallback(|headers: HeaderMap| async move { ProxyError::NotFound("route").respond(&headers) });
-    crate::request_id::layer(routes.with_state(state))
+    // Every request passes the workspace-host dispatch first, whatever its path and method.
+    let routes = Router::new()
+        .fallback_service(routes.with_state(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            super::workspace_host::dispatch,
+        ));
+    crate::request_id::layer(routes)
+}
+
+/// Where a request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The platform's origin: a token header, or the dashboard's cookie where allowed.
+    Platform,
+    /// A workspace's own host: its workspace cookie only.
+    WorkspaceHost,
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
@@ -65,8 +87,13 @@ async fn readyz(State(state): State<ProxyState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(State(state): State<ProxyState>) -> Response {
-    let mut response = state.metrics.render(state.sessions.total()).into_response();
+async fn metrics_page(State(state): State<ProxyState>) -> Response {
+    let gauges = metrics::Gauges {
+        open_sessions: state.sessions.total(),
+        reserved_bytes: state.sessions.reserved_bytes(),
+        budget_bytes: state.limits.budget_bytes,
+    };
+    let mut response = state.metrics.render(&gauges).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -98,19 +125,52 @@ async fn ide(State(state): State<ProxyState>, request: Request) -> Response {
         Some(found) => found,
         None => return ProxyError::NotFound("route").respond(&parts.headers),
     };
+    // Workspace content is never served to the dashboard's cookie on the platform's origin: a
+    // page there would act with the dashboard's session. Browsers go to the workspace's origin.
+    let cookie = auth::credential(&parts.headers, &state.args.cookie_name)
+        .is_some_and(|credential| credential.source == Source::Cookie);
+    if cookie {
+        if state.origins.is_some() && parts.method == Method::GET && !is_websocket(&parts.headers) {
+            return Redirect::to(&format!(
+                "/proxy/workspaces/{}/open",
+                crate::manager_client::path_segment(&id)
+            ))
+            .into_response();
+        }
+        let refusal = ProxyError::WorkspaceOriginOnly;
+        state.metrics.refused(refusal.code());
+        return refusal.respond(&parts.headers);
+    }
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let path_and_query = format!("/{rest}{query}");
+    let mut response = proxy_ide(state, parts, body, &id, format!("/{rest}{query}"), Via::Platform).await;
+    // Should a browser get here anyway, the page runs in an opaque origin of its own.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("sandbox"),
+    );
+    response
+}
+
+/// Proxies an IDE request (HTTP, or a WebSocket upgrade) to code-server after admission.
+pub(super) async fn proxy_ide(
+    state: ProxyState,
+    parts: Parts,
+    body: axum::body::Body,
+    id: &str,
+    path_and_query: String,
+    via: Via,
+) -> Response {
     if is_websocket(&parts.headers) {
         let target = Target::WebSocket {
             port: IDE_PORT,
             path_and_query,
         };
-        return websocket(state, parts, &id, target).await;
+        return websocket(state, parts, id, target, via).await;
     }
-    match admit(&state, &parts, &id).await {
+    match admit(&state, &parts, id, via).await {
         Ok((_, credential)) => {
             state.metrics.http_request();
-            let address = state.resolver.address(&id, IDE_PORT);
+            let address = state.resolver.address(id, IDE_PORT);
             let headers = upstream_headers(&state, &parts, &credential);
             forward::forward(
                 &state.http,
@@ -118,6 +178,7 @@ async fn ide(State(state): State<ProxyState>, request: Request) -> Response {
                 &parts,
                 headers,
                 body,
+                &state.args.cookie_name,
             )
             .await
             .unwrap_or_else(|error| error.respond(&parts.headers))
@@ -141,43 +202,50 @@ async fn terminal(State(state): State<ProxyState>, Path(id): Path<String>, reque
         port: TERMINAL_PORT,
         path_and_query: format!("/{query}"),
     };
-    websocket(state, parts, &id, target).await
+    websocket(state, parts, &id, target, Via::Platform).await
 }
 
 async fn ssh(State(state): State<ProxyState>, Path(id): Path<String>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    websocket(state, parts, &id, Target::Tcp { port: SSH_PORT }).await
+    websocket(state, parts, &id, Target::Tcp { port: SSH_PORT }, Via::Platform).await
 }
 
-fn is_websocket(headers: &HeaderMap) -> bool {
+pub(super) fn is_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
 }
 
-fn request_id(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn request_id(headers: &HeaderMap) -> Option<&str> {
     crate::request_id::of(headers)
 }
 
-/// Authenticates and authorises: 503 while draining, 401, 403 for a cookie from another
-/// origin, then the manager's verdict (404, 403, 503 not running).
+/// Authenticates and authorises: 503 while draining, 401, 403 for an ambient cookie used from
+/// another origin, then the manager's verdict (404, 403, 503 not running).
 async fn admit_checks(
     state: &ProxyState,
     parts: &Parts,
     id: &str,
+    via: Via,
 ) -> Result<(Grant, Credential), ProxyError> {
     if *state.draining.borrow() {
         return Err(ProxyError::Draining);
     }
-    let credential =
-        auth::credential(&parts.headers, &state.args.cookie_name).ok_or(ProxyError::Unauthenticated)?;
-    let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if credential.source == Source::Cookie
-        && (unsafe_method || is_websocket(&parts.headers))
-        && !auth::same_origin(&parts.headers)
-    {
-        return Err(ProxyError::CrossOrigin);
+    let credential = match via {
+        Via::Platform => {
+            auth::credential(&parts.headers, &state.args.cookie_name).ok_or(ProxyError::Unauthenticated)?
+        }
+        Via::WorkspaceHost => super::workspace_host::credential(state, &parts.headers, id)?,
+    };
+    if credential.source.is_ambient() {
+        let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let needs_same_origin = unsafe_method || is_websocket(&parts.headers);
+        if (needs_same_origin && !auth::same_origin(&parts.headers))
+            || auth::cross_origin_subresource(&parts.headers)
+        {
+            return Err(ProxyError::CrossOrigin);
+        }
     }
     let grant = state
         .authorizer
@@ -187,8 +255,13 @@ async fn admit_checks(
 }
 
 /// [`admit_checks`], counting refusals.
-async fn admit(state: &ProxyState, parts: &Parts, id: &str) -> Result<(Grant, Credential), ProxyError> {
-    admit_checks(state, parts, id)
+pub(super) async fn admit(
+    state: &ProxyState,
+    parts: &Parts,
+    id: &str,
+    via: Via,
+) -> Result<(Grant, Credential), ProxyError> {
+    admit_checks(state, parts, id, via)
         .await
         .inspect_err(|error| state.metrics.refused(error.code()))
 }
@@ -210,8 +283,8 @@ fn upstream_headers(state: &ProxyState, parts: &Parts, credential: &Credential) 
 /// Admits, connects to the workspace, upgrades the client and relays. A workspace that refuses
 /// still gets the client upgraded, then closed with 1011 and the reason (browsers cannot read
 /// a failed handshake's status).
-async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target) -> Response {
-    let (grant, credential) = match admit(&state, &parts, id).await {
+async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target, via: Via) -> Response {
+    let (grant, credential) = match admit(&state, &parts, id, via).await {
         Ok(admitted) => admitted,
         Err(error) => return error.respond(&parts.headers),
     };
@@ -225,15 +298,18 @@ async fn websocket(state: ProxyState, mut parts: Parts, id: &str, target: Target
             .respond(&parts.headers);
         }
     };
-    let Some(slot) = state
-        .sessions
-        .acquire(&grant.user.id, state.args.max_connections_per_user)
-    else {
-        let refusal = ProxyError::TooManyConnections {
-            limit: state.args.max_connections_per_user,
-        };
-        state.metrics.refused(refusal.code());
-        return refusal.respond(&parts.headers);
+    let slot = match state.sessions.acquire(&grant.user.id, &state.limits) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let refusal = match refusal {
+                Refusal::PerUser => ProxyError::TooManyConnections {
+                    limit: state.limits.per_user,
+                },
+                Refusal::Capacity => ProxyError::AtCapacity,
+            };
+            state.metrics.refused(refusal.code());
+            return refusal.respond(&parts.headers);
+        }
     };
     let connected = match &target {
         Target::Tcp { port } => upstream::connect_tcp(&state.resolver.address(id, *port)).await,

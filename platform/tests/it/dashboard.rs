@@ -9,13 +9,13 @@ use coder_platform::envproxy::EnvproxyArgs;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
-use crate::envproxy::start_proxy;
+use crate::envproxy::start_proxy_on;
 use crate::harness::{Env, MEMBER_PASSWORD, eventually};
 use crate::standins;
 use crate::webdriver::Browser;
 
 /// Serves a dashboard for `args` on a free loopback port; returns its port.
-async fn start_dashboard(args: DashboardArgs) -> u16 {
+pub async fn start_dashboard(args: DashboardArgs) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(dashboard::serve(args, listener, std::future::pending()));
@@ -277,11 +277,14 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
     let (_, member) = env.create_member("dev@example.com").await;
     // The IDE stand-in answers for every workspace through the envproxy's `*` override.
     let ide = standins::code_server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy_port = listener.local_addr().expect("addr").port();
     let mut proxy_args = EnvproxyArgs::for_manager(&env.base);
     proxy_args.envproxy_token_file = Some(env.envproxy_token_file.path().to_owned());
     proxy_args.workspace_addresses = vec![format!("*:13337={ide}")];
-    let (proxy, _shutdown, _stopped) = start_proxy(proxy_args).await;
-    let proxy_port = proxy.rsplit(':').next().expect("port").to_owned();
+    // Workspaces on their own origins, `ws-<id>.localhost` (Chromium resolves it to loopback).
+    proxy_args.workspace_base_url = format!("http://localhost:{proxy_port}");
+    let (_proxy, _shutdown, _stopped) = start_proxy_on(listener, proxy_args).await;
 
     // `localhost` is a secure context for Chromium: Secure cookies work over plain HTTP there,
     // and cookies ignore ports, so the envproxy on another port gets the dashboard's cookie.
@@ -329,7 +332,7 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
     let link = browser.attribute(&format!("{row} a.button"), "href").await;
     assert_eq!(
         link,
-        format!("http://localhost:{proxy_port}/proxy/workspaces/{id}/ide/")
+        format!("http://localhost:{proxy_port}/proxy/workspaces/{id}/open")
     );
 
     let artifact = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -340,9 +343,13 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
         artifact.canonicalize().unwrap_or(artifact.clone()).display()
     );
 
-    // Open the IDE: the browser's cookie authenticates it at the envproxy, which reaches the
-    // stand-in code-server (and does not pass the cookie on).
+    // Open the IDE: the browser's cookie authenticates it at the envproxy, which sends it on to
+    // the workspace's own origin with a one-time ticket; there the stand-in code-server answers
+    // (and gets no platform cookie).
     browser.goto(&link).await;
+    browser
+        .wait_for_url(&format!("ws-{id}.localhost:{proxy_port}/"))
+        .await;
     let source = browser.source().await;
     assert!(source.contains("\"path\":\"/\""), "{source}");
     assert!(

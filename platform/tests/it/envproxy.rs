@@ -107,8 +107,16 @@ impl ProxyEnv {
 
 /// Serves an envproxy on a free loopback port: (base URL, shutdown trigger, stopped signal).
 pub async fn start_proxy(args: EnvproxyArgs) -> (String, oneshot::Sender<()>, oneshot::Receiver<()>) {
-    let proxy = Envproxy::new(args).expect("configure the envproxy");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    start_proxy_on(listener, args).await
+}
+
+/// [`start_proxy`] on a listener bound already (when the port goes into the arguments).
+pub async fn start_proxy_on(
+    listener: tokio::net::TcpListener,
+    args: EnvproxyArgs,
+) -> (String, oneshot::Sender<()>, oneshot::Receiver<()>) {
+    let proxy = Envproxy::new(args).expect("configure the envproxy");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (shutdown, signal) = oneshot::channel::<()>();
     let (done, stopped) = oneshot::channel::<()>();

@@ -14,4 +14,5 @@ mod resilience;
 mod standins;
 mod users;
 mod webdriver;
+mod workspace_origin;
 mod workspaces;

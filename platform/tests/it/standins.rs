@@ -26,7 +26,8 @@ async fn serve(router: Router) -> SocketAddr {
 
 /// code-server's stand-in: a WebSocket echo (subprotocol `coder-test` if offered); for plain
 /// HTTP, `/raw` echoes the body byte for byte and any other path answers a JSON description
-/// of the request (method, path, query, headers, body length).
+/// of the request (method, path, query, headers, body length); `/set-cookies` also tries to
+/// set the platform's cookies (and one of its own).
 pub async fn code_server() -> SocketAddr {
     let router = Router::new().fallback(|request: Request| async move {
         let (mut parts, body) = request.into_parts();
@@ -57,9 +58,18 @@ pub async fn code_server() -> SocketAddr {
             "body_len": bytes.len(),
         }))
         .into_response();
-        response
-            .headers_mut()
-            .insert("x-upstream", axum::http::HeaderValue::from_static("code-server"));
+        let headers = response.headers_mut();
+        headers.insert("x-upstream", axum::http::HeaderValue::from_static("code-server"));
+        if parts.uri.path() == "/set-cookies" {
+            for line in [
+                "coder_session=planted; Path=/",
+                "__Host-coder_csrf=planted; Path=/; Secure",
+                "coder_workspace_session=planted; Path=/",
+                "theme=light; Path=/",
+            ] {
+                headers.append("set-cookie", axum::http::HeaderValue::from_static(line));
+            }
+        }
         response
     });
     serve(router).await
@@ -137,4 +147,66 @@ pub async fn tcp_echo() -> SocketAddr {
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
+}
+
+/// The ingress's stand-in (what the chart's Ingress routes, on one loopback port): a workspace
+/// host (`ws-<id>.<anything>`) and `/proxy/` go to the envproxy, everything else to the
+/// dashboard. It reads each request head to choose, then splices the bytes (WebSockets too);
+/// plain requests get `Connection: close`, so that every request is routed on its own.
+pub fn ingress(listener: TcpListener, dashboard: SocketAddr, envproxy: SocketAddr) {
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut byte).await {
+                        Ok(1) if head.len() < 64 * 1024 => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = text.split("\r\n");
+                let request_line = lines.next().unwrap_or_default().to_owned();
+                let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let header = |name: &str| {
+                    text.split("\r\n").skip(1).find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| value.trim().to_ascii_lowercase())
+                    })
+                };
+                let host = header("host").unwrap_or_default();
+                let upgrade = header("upgrade").is_some();
+                let to_envproxy = host.starts_with("ws-") || path.starts_with("/proxy/");
+                let backend = if to_envproxy { envproxy } else { dashboard };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let mut forwarded = format!("{request_line}\r\n");
+                for line in lines.filter(|line| !line.is_empty()) {
+                    let name = line
+                        .split(':')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_ascii_lowercase();
+                    if !upgrade && (name == "connection" || name == "keep-alive") {
+                        continue;
+                    }
+                    forwarded.push_str(line);
+                    forwarded.push_str("\r\n");
+                }
+                if !upgrade {
+                    forwarded.push_str("Connection: close\r\n");
+                }
+                forwarded.push_str("\r\n");
+                if upstream.write_all(forwarded.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
 }

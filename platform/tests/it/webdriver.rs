@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium arguments (e.g. `--host-resolver-rules=...`).
+    pub async fn start_with(extra_args: &[&str]) -> Self {
         let port = free_port();
         let driver = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -49,13 +54,18 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+            "--no-first-run",
+        ];
+        args.extend_from_slice(extra_args);
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,900", "--no-first-run"],
-            },
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
         }}});
         let created: Value = http
             .post(format!("{base}/session"))

@@ -1,0 +1,155 @@
+//! Each workspace on its own origin, `ws-<id>.<domain>` ([`super::origin`]).
+//!
+//! 1. The dashboard's "Open IDE" goes to `GET /proxy/workspaces/<id>/open` on the platform's
+//!    origin, authenticated there by the dashboard's session cookie (or a token header). The
+//!    envproxy admits the caller as usual (owner or admin, workspace running), seals a ticket
+//!    ([`super::ticket`]: the caller's token, this workspace, one minute, single use) and
+//!    redirects to `<workspace origin>/__coder/auth?ticket=...`.
+//! 2. On the workspace host, the envproxy (not the workspace) opens the ticket, remembers it as
+//!    used, and answers with a host-only, `HttpOnly` cookie sealed for this workspace alone,
+//!    then redirects to `/`.
+//! 3. Every other request to the workspace host is proxied to code-server (port 13337, path as
+//!    is) when it carries that cookie; the token inside is checked with the manager like any
+//!    other (a logout or a revoked token ends it). The dashboard's cookie is never accepted
+//!    there, and no platform cookie reaches the workspace or may be set by it.
+
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ProxyState;
+use super::auth::{self, Credential, Source, WORKSPACE_COOKIE};
+use super::error::ProxyError;
+use super::routes::{self, Via};
+use super::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
+
+/// The path on a workspace host where a ticket is exchanged for the cookie (the envproxy
+/// answers it; it never reaches the workspace).
+pub const EXCHANGE_PATH: &str = "/__coder/auth";
+
+/// Sends requests for a workspace host to [`serve`]; everything else goes on to the platform's
+/// routes.
+pub async fn dispatch(State(state): State<ProxyState>, request: Request, next: Next) -> Response {
+    let workspace = state.origins.as_ref().and_then(|origins| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .and_then(|host| origins.workspace_of(host))
+    });
+    match workspace {
+        Some(id) => serve(state, id, request).await,
+        None => next.run(request).await,
+    }
+}
+
+/// A request on workspace `id`'s host.
+async fn serve(state: ProxyState, id: String, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.uri.path() == EXCHANGE_PATH {
+        return exchange(&state, &id, &parts).await.unwrap_or_else(|error| {
+            state.metrics.refused(error.code());
+            error.respond(&parts.headers)
+        });
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    routes::proxy_ide(state, parts, body, &id, path_and_query, Via::WorkspaceHost).await
+}
+
+/// The credential on workspace `id`'s host: its workspace cookie, opened and checked to be for
+/// this workspace. Nothing else authenticates there (not the dashboard's cookie, not a header).
+pub fn credential(state: &ProxyState, headers: &HeaderMap, id: &str) -> Result<Credential, ProxyError> {
+    let sealed = auth::cookies(headers)
+        .find(|(name, _)| *name == WORKSPACE_COOKIE)
+        .map(|(_, value)| value)
+        .ok_or(ProxyError::WorkspaceSessionRequired)?;
+    let claims = open_for(state, Kind::Cookie, sealed, id).ok_or(ProxyError::WorkspaceSessionRequired)?;
+    Ok(Credential {
+        token: claims.token,
+        source: Source::WorkspaceCookie,
+    })
+}
+
+/// The claims of a sealed `kind` for workspace `id`; `None` when forged, expired or another
+/// workspace's.
+fn open_for(state: &ProxyState, kind: Kind, sealed: &str, id: &str) -> Option<Claims> {
+    let claims = state.sealer.open(kind, sealed).ok()?;
+    claims.workspace.eq_ignore_ascii_case(id).then_some(claims)
+}
+
+/// `GET /proxy/workspaces/{id}/open` on the platform's origin: admits the caller, then
+/// redirects to the workspace's origin with a one-time ticket.
+pub async fn open(State(state): State<ProxyState>, Path(id): Path<String>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let opened = async {
+        let origins = state.origins.clone().ok_or(ProxyError::NoWorkspaceOrigins)?;
+        let (grant, credential) = routes::admit(&state, &parts, &id, Via::Platform).await?;
+        let claims = Claims::new(&grant.workspace.id, &credential.token, TICKET_TTL)
+            .map_err(|error| ProxyError::Upstream(error.to_string()))?;
+        let ticket = state
+            .sealer
+            .seal(Kind::Ticket, &claims)
+            .map_err(|error| ProxyError::Upstream(error.to_string()))?;
+        let location = format!(
+            "{}{EXCHANGE_PATH}?ticket={ticket}",
+            origins.origin(&grant.workspace.id)
+        );
+        Ok::<_, ProxyError>(redirect(&location))
+    };
+    opened.await.unwrap_or_else(|error| error.respond(&parts.headers))
+}
+
+/// `GET /__coder/auth?ticket=...` on workspace `id`'s host: the ticket for the host-only cookie.
+async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Response, ProxyError> {
+    let ticket = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+        .ok_or(ProxyError::BadTicket)?;
+    let claims = open_for(state, Kind::Ticket, ticket, id).ok_or(ProxyError::BadTicket)?;
+    if state.used_tickets.get(&claims.nonce).is_some() {
+        return Err(ProxyError::BadTicket);
+    }
+    state.used_tickets.insert(claims.nonce.clone(), ());
+    // Still allowed now (the token may have been revoked since the ticket was made).
+    state
+        .authorizer
+        .authorize(&claims.token, id, routes::request_id(&parts.headers))
+        .await?;
+    let cookie_claims = Claims::new(id, &claims.token, COOKIE_TTL)
+        .map_err(|error| ProxyError::Upstream(error.to_string()))?;
+    let sealed = state
+        .sealer
+        .seal(Kind::Cookie, &cookie_claims)
+        .map_err(|error| ProxyError::Upstream(error.to_string()))?;
+    let secure = state.origins.as_ref().is_some_and(|origins| origins.is_https());
+    // No Domain attribute: the cookie stays on this one host.
+    let cookie = format!(
+        "{WORKSPACE_COOKIE}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        COOKIE_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = redirect("/");
+    let value = HeaderValue::from_str(&cookie).map_err(|error| ProxyError::Upstream(error.to_string()))?;
+    response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(response)
+}
+
+/// A 303 to `location` that leaves no referrer and is never cached (it may carry a ticket).
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
