@@ -10,4 +10,6 @@ pub use pipeline::{
     ArtifactKind, PushError, PushOptions, PushReport, PushedArtifact, WritableCheck, check_registry_writable,
     push_bundle,
 };
+#[cfg(fuzzing)]
+pub use pipeline::plan_bundle;
 pub use target::{SiteRegistry, SiteRegistryError};
