@@ -68,5 +68,9 @@ fuzz_target!(|data: &[u8]| {
         probed: false,
     });
     let _ = serde_json::to_string(&report).expect("an audit report always serialises");
-    let _ = (render::text(&report), render::markdown(&report), render::html(&report));
+    let _ = (
+        render::text(&report),
+        render::markdown(&report),
+        render::html(&report),
+    );
 });

@@ -35,7 +35,11 @@ fn bundle_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let base = Path::new("/dev/shm");
-        let base = if base.is_dir() { base.to_owned() } else { std::env::temp_dir() };
+        let base = if base.is_dir() {
+            base.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
         let dir = base.join(format!("coder-install-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch folder");
         dir.join("fuzz.bundle")
@@ -43,7 +47,9 @@ fn bundle_path() -> &'static Path {
 }
 
 fn site() -> SiteRegistry {
-    "registry.site:5000/mirror".parse().expect("a valid site registry")
+    "registry.site:5000/mirror"
+        .parse()
+        .expect("a valid site registry")
 }
 
 /// A key that signed nothing: a signed bundle must fail to verify with it, never panic.
@@ -98,7 +104,9 @@ fn sections<'a>(text: &'a [u8], marker: &[u8]) -> Vec<(&'a [u8], &'a [u8])> {
         .iter()
         .enumerate()
         .map(|(number, &start)| {
-            let end = starts.get(number + 1).map_or(text.len(), |&next| next.saturating_sub(1).max(start));
+            let end = starts
+                .get(number + 1)
+                .map_or(text.len(), |&next| next.saturating_sub(1).max(start));
             let section = &text[start + marker.len()..end.max(start + marker.len())];
             match section.iter().position(|&byte| byte == b'\n') {
                 Some(newline) => (&section[..newline], &section[newline + 1..]),
@@ -117,7 +125,11 @@ fn append(builder: &mut tar::Builder<impl Write>, path: &str, content: &[u8]) {
         header.set_size(0);
     }
     // Paths the tar crate refuses to write (`..`) are left out: the raw form reaches those.
-    let _ = builder.append_data(&mut header, path, if path.ends_with('/') { &[][..] } else { content });
+    let _ = builder.append_data(
+        &mut header,
+        path,
+        if path.ends_with('/') { &[][..] } else { content },
+    );
 }
 
 /// A chart archive: `---- <name>` sections packed as a tar.gz.
