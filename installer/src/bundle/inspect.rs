@@ -32,13 +32,14 @@ pub fn inspect_bundle(path: &Path) -> anyhow::Result<BundleInspection> {
         .iter()
         .map(|blob| (blob.digest.as_str(), blob.size))
         .collect();
+    // The sizes are the manifest's word: a bundle that claims absurd ones must not overflow.
     let sum_of_artifact_sizes: u64 = manifest
         .images
         .iter()
         .chain(&manifest.charts)
         .flat_map(|artifact| artifact.blobs.iter())
         .filter_map(|digest| sizes.get(digest.as_str()))
-        .sum();
+        .fold(0, |sum, size| sum.saturating_add(*size));
     let shared_savings = sum_of_artifact_sizes.saturating_sub(manifest.total_size);
     Ok(BundleInspection {
         manifest,
@@ -46,4 +47,49 @@ pub fn inspect_bundle(path: &Path) -> anyhow::Result<BundleInspection> {
         sum_of_artifact_sizes,
         shared_savings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle holding only `manifest`, as its manifest.
+    fn bundle_with_manifest(dir: &Path, manifest: &serde_json::Value) -> std::path::PathBuf {
+        let bytes = serde_json::to_vec(manifest).expect("manifest JSON");
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_data(&mut header, bundle_spec::format::MANIFEST_PATH, bytes.as_slice())
+            .expect("tar entry");
+        let path = dir.join("huge.bundle");
+        std::fs::write(&path, builder.into_inner().expect("tar")).expect("write bundle");
+        path
+    }
+
+    #[test]
+    fn blob_sizes_that_add_up_past_u64_do_not_overflow() {
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let manifest = serde_json::json!({
+            "format_version": 1, "tool": "t", "created": "2026-11-30T12:00:00Z", "name": "coder",
+            "version": "1", "platforms": [], "index_digest": a, "spec_digest": a, "lock_digest": a,
+            "images": [{
+                "name": "x", "ref": "docker.io/library/x:1", "digest": a,
+                "media_type": "application/vnd.oci.image.manifest.v1+json", "platforms": [],
+                "blobs": [a, b], "size": 0,
+            }],
+            "charts": [],
+            "blobs": [{ "digest": a, "size": 1u64 << 63 }, { "digest": b, "size": 1u64 << 63 }],
+            "total_size": 0,
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inspection = inspect_bundle(&bundle_with_manifest(dir.path(), &manifest)).expect("inspect");
+        assert_eq!(inspection.sum_of_artifact_sizes, u64::MAX);
+        assert_eq!(inspection.shared_savings, u64::MAX);
+    }
 }

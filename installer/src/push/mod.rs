@@ -6,6 +6,8 @@
 mod pipeline;
 mod target;
 
+#[cfg(fuzzing)]
+pub use pipeline::plan_bundle;
 pub use pipeline::{
     ArtifactKind, PushError, PushOptions, PushReport, PushedArtifact, WritableCheck, check_registry_writable,
     push_bundle,

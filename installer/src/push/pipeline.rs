@@ -574,6 +574,18 @@ async fn push_manifests<'a>(
     })
 }
 
+/// For the fuzz targets (`installer/fuzz`, built by `cargo fuzz`, which sets `cfg(fuzzing)`):
+/// what [`push_bundle`] reads from the bundle before it touches a registry (its manifest, and
+/// every OCI index and manifest it carries). Returns how many artifacts and distinct blobs the
+/// push would handle.
+#[cfg(fuzzing)]
+pub fn plan_bundle(bundle: &Path, site: &SiteRegistry) -> anyhow::Result<(usize, usize)> {
+    let reader = BundleReader::open(bundle)?;
+    let manifest = reader.manifest()?;
+    let (artifacts, blobs) = plan(&reader, &manifest, site)?;
+    Ok((artifacts.len(), blobs.len()))
+}
+
 /// Builds the plan from the bundle alone.
 fn plan(
     reader: &BundleReader,
