@@ -553,7 +553,8 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
     assert!(!restored.contains_key("PodDisruptionBudget/coder-manager"));
     assert_eq!(restored["Deployment/coder-manager"]["spec"]["replicas"], 1);
 
-    // Uninstall keeping data leaves the database password; without, removes everything.
+    // Uninstall keeping data leaves the database password and the first admin's password (the
+    // admin lives in the database); without, removes everything.
     success(platform.run_owned(&{
         let mut args = platform.target("uninstall", "coder");
         args.push("--keep-data".to_owned());
@@ -562,7 +563,7 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
     let left = managed_objects(&client, "coder").await;
     assert_eq!(
         left.keys().collect::<Vec<_>>(),
-        ["Secret/coder-db-password"],
+        ["Secret/coder-admin-password", "Secret/coder-db-password"],
         "only the kept data remains"
     );
     let again = failure(platform.run_owned(&platform.target("uninstall", "coder")));
