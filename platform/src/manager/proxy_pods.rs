@@ -20,7 +20,7 @@ pub struct ProxyPods {
 }
 
 /// A pod's name and addresses (none until it has been given one).
-fn addresses(pod: &Pod) -> (String, Vec<IpAddr>) {
+fn pod_addresses(pod: &Pod) -> (String, Vec<IpAddr>) {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.as_ref();
     let listed = status.and_then(|status| status.pod_ips.as_ref());
@@ -75,18 +75,18 @@ impl ProxyPods {
             match event {
                 watcher::Event::Init => relisted = Some(HashMap::new()),
                 watcher::Event::InitApply(pod) => {
-                    let (name, addresses) = addresses(&pod);
+                    let (name, addresses) = pod_addresses(&pod);
                     relisted.get_or_insert_with(HashMap::new).insert(name, addresses);
                 }
                 watcher::Event::InitDone => {
                     *current = relisted.take().unwrap_or_default();
                 }
                 watcher::Event::Apply(pod) => {
-                    let (name, addresses) = addresses(&pod);
+                    let (name, addresses) = pod_addresses(&pod);
                     current.insert(name, addresses);
                 }
                 watcher::Event::Delete(pod) => {
-                    current.remove(&addresses(&pod).0);
+                    current.remove(&pod_addresses(&pod).0);
                 }
             }
         }

@@ -90,34 +90,28 @@ async fn envproxy_holds_1000_idle_websockets_and_prints_memory_latency_and_throu
     let (_, member) = env.create_member("load@example.com").await;
     let workspace = running_workspace(&env, &member, "load").await;
     let ide = standins::code_server().await;
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coder-service"))
-        .args(["envproxy", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--manager-url", &env.base])
-        .arg("--envproxy-token-file")
-        .arg(env.envproxy_token_file.path())
-        .args(["--workspace-address", &format!("{workspace}:13337={ide}")])
-        .args(["--max-connections-per-user", "5000", "--max-connections", "2000"])
-        // 1,003 sessions of 64 KiB messages reserve about 345 MiB of the budget.
-        .args(["--max-message-bytes", "64Ki", "--memory-budget", "1Gi"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start coder-service envproxy");
+    let (mut child, base) = spawn_envproxy(
+        &env,
+        &workspace,
+        ide,
+        &[
+            "--max-connections-per-user",
+            "5000",
+            "--max-connections",
+            "2000",
+            // 1,003 sessions of 64 KiB messages reserve about 345 MiB of the budget.
+            "--max-message-bytes",
+            "64Ki",
+            "--memory-budget",
+            "1Gi",
+        ],
+    )
+    .await;
     let pid = child.id().expect("pid");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Ok(ready) = reqwest::get(format!("{base}/readyz")).await
-            && ready.status() == StatusCode::OK
-        {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "envproxy not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let url = format!("ws://127.0.0.1:{port}/proxy/workspaces/{workspace}/ide/");
+    let url = format!(
+        "{}/proxy/workspaces/{workspace}/ide/",
+        base.replacen("http://", "ws://", 1)
+    );
     let auth = [("Session-Token", member.as_str())];
 
     // Warm up (allocator arenas, caches), then measure the baseline.
