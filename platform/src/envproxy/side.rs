@@ -2,11 +2,13 @@
 //! workspace's WebSocket (tungstenite) or the workspace's raw TCP stream (SSH), all seen as a
 //! stream and a sink of [`Frame`]s.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::extract::ws::{self, WebSocket};
 use bytes::{Bytes, BytesMut};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -98,9 +100,7 @@ pub fn client(socket: WebSocket) -> (FrameStream, FrameSink) {
             })
         }
     });
-    let sink = sink
-        .sink_map_err(SideError::new)
-        .with(|frame: Frame| async move { to_axum(frame) });
+    let sink = FrameSinkOver::new(sink, to_axum, SideError::new);
     (Box::pin(stream), Box::pin(sink))
 }
 
@@ -111,9 +111,9 @@ pub fn upstream_websocket(socket: WebSocketStream<TcpStream>) -> (FrameStream, F
         Ok(message) => Ok(from_tungstenite(message)),
         Err(error) => Err(SideError::from_tungstenite(&error)),
     });
-    let sink = sink
-        .sink_map_err(|error| SideError::from_tungstenite(&error))
-        .with(|frame: Frame| async move { to_tungstenite(frame) });
+    let sink = FrameSinkOver::new(sink, to_tungstenite, |error: tungstenite::Error| {
+        SideError::from_tungstenite(&error)
+    });
     (Box::pin(stream), Box::pin(sink))
 }
 
@@ -147,6 +147,68 @@ pub fn upstream_tcp(stream: TcpStream) -> (FrameStream, FrameSink) {
         Ok::<_, SideError>(write)
     });
     (Box::pin(frames), Box::pin(sink))
+}
+
+/// A sink of [`Frame`]s over a WebSocket library's sink of messages: each frame is converted as it
+/// is sent, and every error is mapped, however many there are.
+///
+/// futures' own adapters do not fit a sink that is used again after it failed, which the relay
+/// does when it closes both sides: `sink_map_err` keeps its function only until the first error
+/// and panics on the second ("polled MapErr after completion"), and `with` polls a conversion
+/// that failed again.
+struct FrameSinkOver<S, M, C, E> {
+    sink: S,
+    convert: C,
+    map_error: E,
+    message: PhantomData<fn(M)>,
+}
+
+impl<S, M, C, E> FrameSinkOver<S, M, C, E>
+where
+    S: Sink<M> + Unpin,
+    C: Fn(Frame) -> Result<M, SideError> + Unpin,
+    E: Fn(S::Error) -> SideError + Unpin,
+{
+    fn new(sink: S, convert: C, map_error: E) -> Self {
+        Self {
+            sink,
+            convert,
+            map_error,
+            message: PhantomData,
+        }
+    }
+}
+
+impl<S, M, C, E> Sink<Frame> for FrameSinkOver<S, M, C, E>
+where
+    S: Sink<M> + Unpin,
+    C: Fn(Frame) -> Result<M, SideError> + Unpin,
+    E: Fn(S::Error) -> SideError + Unpin,
+{
+    type Error = SideError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SideError>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.sink).poll_ready(cx).map_err(&this.map_error)
+    }
+
+    fn start_send(self: Pin<&mut Self>, frame: Frame) -> Result<(), SideError> {
+        let this = self.get_mut();
+        let message = (this.convert)(frame)?;
+        Pin::new(&mut this.sink)
+            .start_send(message)
+            .map_err(&this.map_error)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SideError>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.sink).poll_flush(cx).map_err(&this.map_error)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SideError>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.sink).poll_close(cx).map_err(&this.map_error)
+    }
 }
 
 fn from_axum(message: ws::Message) -> Frame {
@@ -203,7 +265,56 @@ fn to_tungstenite(frame: Frame) -> Result<tungstenite::Message, SideError> {
 
 #[cfg(test)]
 mod tests {
+    use futures::SinkExt;
+
     use super::*;
+
+    /// A connection that is gone: every operation fails.
+    struct Broken;
+
+    impl Sink<ws::Message> for Broken {
+        type Error = std::io::Error;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, _: ws::Message) -> Result<(), Self::Error> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+
+    /// The relay writes to a side, fails, then sends a close frame and closes it: each failure is
+    /// an error, never a panic (with `sink_map_err` the second one panicked).
+    #[tokio::test]
+    async fn a_sink_that_failed_keeps_reporting_errors() {
+        let mut sink = FrameSinkOver::new(Broken, to_axum, SideError::new);
+        let failed = sink.send(Frame::Binary(Bytes::from_static(b"data"))).await;
+        assert!(failed.is_err_and(|error| error.message.contains("broken pipe")));
+        let close = sink.send(Frame::Close(Some(Close::new(1001, "bye")))).await;
+        assert!(close.is_err());
+        assert!(sink.close().await.is_err());
+    }
+
+    /// A frame the library cannot carry is refused, and the sink goes on working.
+    #[tokio::test]
+    async fn a_frame_that_cannot_be_converted_is_refused_once() {
+        let (sink, _stream) = futures::channel::mpsc::unbounded::<ws::Message>();
+        let mut sink = FrameSinkOver::new(sink, to_axum, SideError::new);
+        let invalid = sink.send(Frame::Text(Bytes::from_static(&[0xff, 0xfe]))).await;
+        assert!(invalid.is_err());
+        sink.send(Frame::Binary(Bytes::from_static(b"next")))
+            .await
+            .expect("the next frame goes through");
+    }
 
     #[test]
     fn close_reasons_are_cut_on_a_character_boundary() {
