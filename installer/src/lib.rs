@@ -7,15 +7,11 @@
 
 pub mod allowlist;
 pub mod apply;
-pub mod blob_io;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod lock;
-pub mod oci;
-pub mod progress;
 pub mod push;
-pub mod registry;
 pub mod render;
-pub mod topology;
+pub mod report;

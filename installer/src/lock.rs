@@ -6,8 +6,8 @@ use bundle_spec::{
     LockedSpec,
 };
 
-use crate::oci::IndexDocument;
-use crate::registry::{RegistryClient, Repository};
+use coder_registry::oci::IndexDocument;
+use coder_registry::{RegistryClient, Repository};
 
 /// Resolves every image (and OCI chart) of `spec` against its registry.
 pub async fn resolve(

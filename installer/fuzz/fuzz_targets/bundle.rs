@@ -25,7 +25,7 @@ use coder_install::bundle::DeltaSource;
 use coder_install::bundle::inspect::inspect_bundle;
 use coder_install::bundle::read::BundleReader;
 use coder_install::bundle::verify::verify_bundle;
-use coder_install::oci::{ImageManifest, IndexDocument};
+use coder_registry::oci::{ImageManifest, IndexDocument};
 use coder_install::push::SiteRegistry;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};

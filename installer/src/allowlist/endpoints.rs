@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use bundle_spec::{BundleSpec, ChartSource, DOCKER_HUB, ImageLock, ImageReference};
 use serde::{Deserialize, Serialize};
 
-use crate::registry::api_host;
-use crate::topology::{self, Component};
+use coder_registry::api_host;
+use coder_topology::{self as topology, Component};
 
 /// The scheme of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

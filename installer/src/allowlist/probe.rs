@@ -27,8 +27,8 @@ use super::endpoints::{
     EndpointRole, Evidence, Origin, RequiredEndpoint, Scheme, locked_manifest_digest, registry_api_host,
     url_host,
 };
-use crate::oci::{ImageManifest, IndexDocument};
-use crate::registry::{Challenge, Redirects, RegistryClient, RegistryOptions, Repository};
+use coder_registry::oci::{ImageManifest, IndexDocument};
+use coder_registry::{Challenge, Redirects, RegistryClient, RegistryOptions, Repository};
 
 /// How probes run.
 #[derive(Debug, Clone)]

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use coder_report::Reporter;
+
 use crate::render::{Manifests, render, secret_names};
 use cluster::{Cluster, ClusterOptions};
 use objects::{Applied, Change, ObjectKey};
@@ -60,8 +62,6 @@ pub struct ApplyOptions {
     pub diff: bool,
     /// Wait for readiness, up to this long.
     pub wait: Option<Duration>,
-    /// Suppress progress lines.
-    pub quiet: bool,
 }
 
 /// What an apply did.
@@ -94,13 +94,6 @@ impl ApplyReport {
             .iter()
             .filter(|applied| applied.change != Change::Unchanged)
             .count()
-    }
-}
-
-/// Prints a step line unless quiet.
-pub(crate) fn step(quiet: bool, text: &str) {
-    if !quiet {
-        eprintln!("==> {text}");
     }
 }
 
@@ -148,13 +141,14 @@ pub async fn deploy(
     cluster: &Cluster,
     release: &Release,
     options: &ApplyOptions,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<ApplyReport> {
     let started = Instant::now();
     let namespace = options.namespace.as_str();
-    step(
-        options.quiet,
-        &format!("render chart {} for namespace {namespace}", release::CHART),
-    );
+    reporter.step(&format!(
+        "render chart {} for namespace {namespace}",
+        release::CHART
+    ));
     let manifests = render_for(release, options, cluster.pdb_api())?;
     let values = release.values(&options.values_files, &options.sets, None)?;
     let pull_secret = options
@@ -163,7 +157,7 @@ pub async fn deploy(
         .map(|_| secret_names::REGISTRY_PULL);
     let rendered_values = release.values(&options.values_files, &options.sets, pull_secret)?;
 
-    step(options.quiet, "deploy");
+    reporter.step("deploy");
     let namespace_created = secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
     if options.dry_run && namespace_created {
         // Nothing in a missing namespace can be dry-run applied; report what would be created.

@@ -384,7 +384,7 @@ impl RecordStore {
 
 /// `sha256:` of a document, as recorded for the lock.
 pub fn document_digest(bytes: &[u8]) -> String {
-    crate::registry::sha256_digest(bytes)
+    coder_registry::sha256_digest(bytes)
 }
 
 /// Base64 helper for Secret data.

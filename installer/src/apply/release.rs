@@ -83,7 +83,7 @@ impl Release {
         let lock_bytes = reader
             .read_document(LOCK_PATH)?
             .ok_or_else(|| anyhow::anyhow!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
-        let lock_digest = crate::registry::sha256_digest(&lock_bytes);
+        let lock_digest = coder_registry::sha256_digest(&lock_bytes);
         if lock_digest != manifest.lock_digest {
             anyhow::bail!(
                 "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
@@ -138,7 +138,7 @@ impl Release {
             version: inputs.spec.version.clone(),
             chart,
             lock: inputs.lock.clone(),
-            lock_digest: crate::registry::sha256_digest(inputs.lock_text.as_bytes()),
+            lock_digest: coder_registry::sha256_digest(inputs.lock_text.as_bytes()),
             lock_text: inputs.lock_text.clone(),
             images,
             mode: "connected",

@@ -66,7 +66,7 @@ pub fn rerender(
     let one = |problem: String| refuse(vec![problem]);
 
     // The lock: the one the record names, byte for byte.
-    let actual = crate::registry::sha256_digest(inputs.lock.as_bytes());
+    let actual = coder_registry::sha256_digest(inputs.lock.as_bytes());
     if actual != inputs.lock_digest || actual != lock_digest {
         return Err(one(format!(
             "the recorded lock hashes to {actual}, but the install record lists {lock_digest}"

@@ -12,7 +12,7 @@ use include_dir::{Dir, include_dir};
 
 use super::plan::BundlePlan;
 use crate::cache::BlobCache;
-use crate::registry::sha256_digest;
+use coder_registry::sha256_digest;
 
 /// The workspace's `charts/` folder, embedded so that the default spec needs no files.
 pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../charts");

@@ -17,10 +17,10 @@ use sha2::{Digest, Sha256};
 
 use super::journal::{Journal, JournalState};
 use super::layout::BlobPlace;
-use crate::blob_io::{self, IO_BUFFER};
 use crate::cache::{BlobCache, Pack};
-use crate::progress::{ItemProgress, Progress};
-use crate::registry::{RegistryClient, RegistryError, Repository};
+use coder_registry::blob_io::{self, IO_BUFFER};
+use coder_registry::{RegistryClient, RegistryError, Repository};
+use coder_report::{Item, Job};
 
 /// How many times a download that breaks mid-stream is continued before giving up.
 const RESUME_ATTEMPTS: u32 = 5;
@@ -55,7 +55,7 @@ pub struct Filler<'a> {
     /// The registry client.
     pub client: &'a RegistryClient,
     /// The run's progress display.
-    pub progress: &'a Progress,
+    pub progress: &'a dyn Job,
 }
 
 impl Filler<'_> {
@@ -72,7 +72,7 @@ impl Filler<'_> {
                 ..Filled::default()
             });
         }
-        if self.copy_from_cache(blob, &item).await? {
+        if self.copy_from_cache(blob, item.as_ref()).await? {
             self.record_done(blob.digest)?;
             return Ok(Filled {
                 cached: true,
@@ -89,13 +89,13 @@ impl Filler<'_> {
                     .map_or_else(String::new, |p| p.display().to_string())
             );
         };
-        let filled = self.download(blob, repository, &item).await?;
+        let filled = self.download(blob, repository, item.as_ref()).await?;
         self.record_done(blob.digest)?;
         if filled.downloaded > 0 {
-            self.progress.log(&format!(
+            self.progress.line(&format!(
                 "fetched {} ({})",
                 blob.digest,
-                crate::progress::human_bytes(blob.size)
+                coder_report::human_bytes(blob.size)
             ));
         }
         Ok(filled)
@@ -124,7 +124,7 @@ impl Filler<'_> {
     }
 
     /// Copies the blob from a loose cache file or a pack, if one has it intact.
-    async fn copy_from_cache(&self, blob: BlobPlace<'_>, item: &ItemProgress) -> anyhow::Result<bool> {
+    async fn copy_from_cache(&self, blob: BlobPlace<'_>, item: &dyn Item) -> anyhow::Result<bool> {
         let mut candidates = Vec::new();
         if self.cache.contains(blob.digest, blob.size) {
             candidates.push((self.cache.path(blob.digest), 0));
@@ -161,7 +161,7 @@ impl Filler<'_> {
         &self,
         blob: BlobPlace<'_>,
         repository: &Repository,
-        item: &ItemProgress,
+        item: &dyn Item,
     ) -> anyhow::Result<Filled> {
         let mut transfer = Transfer {
             hasher: Sha256::new(),
@@ -223,7 +223,7 @@ impl Filler<'_> {
         blob: BlobPlace<'_>,
         repository: &Repository,
         transfer: &mut Transfer,
-        item: &ItemProgress,
+        item: &dyn Item,
     ) -> Result<u64, DownloadError> {
         let (mut response, start) = self
             .client
@@ -286,7 +286,7 @@ impl Filler<'_> {
         blob: BlobPlace<'_>,
         transfer: &mut Transfer,
         mut buffer: Vec<u8>,
-        item: &ItemProgress,
+        item: &dyn Item,
     ) -> Result<Vec<u8>, DownloadError> {
         if buffer.is_empty() {
             return Ok(buffer);

@@ -33,8 +33,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cache::{BlobCache, Kept, Packs};
-use crate::progress::Progress;
-use crate::registry::{RegistryClient, RegistryOptions, sha256_digest};
+use coder_registry::{RegistryClient, RegistryOptions, sha256_digest};
+use coder_report::Reporter;
 use layout::{BlobPlace, Content, TarLayout};
 use plan::BundlePlan;
 
@@ -67,8 +67,6 @@ pub struct BundleOptions {
     pub signing_key: Option<PathBuf>,
     /// How to reach the registries.
     pub registry: RegistryOptions,
-    /// No progress output (for `--output json`).
-    pub quiet: bool,
     /// Make a delta bundle: leave out the config and layer blobs the target already has.
     pub delta: Option<DeltaSource>,
 }
@@ -144,8 +142,12 @@ pub struct BundleSummary {
     pub seconds: f64,
 }
 
-/// Makes a bundle.
-pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<BundleSummary> {
+/// Makes a bundle, reporting its progress to `reporter`.
+pub async fn create(
+    inputs: &Inputs,
+    options: &BundleOptions,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<BundleSummary> {
     let started = Instant::now();
     if options.output.exists() && !options.force {
         anyhow::bail!(
@@ -202,22 +204,32 @@ pub async fn create(inputs: &Inputs, options: &BundleOptions) -> anyhow::Result<
             ..FillTotals::default()
         },
         false => {
-            let totals = assemble(&layout, &identity, &plan, &cache, &packs, &client, options).await?;
+            let totals = assemble(
+                &layout,
+                &identity,
+                &plan,
+                &Sources {
+                    cache: &cache,
+                    packs: &packs,
+                    client: &client,
+                },
+                options,
+                reporter,
+            )
+            .await?;
             match packs.add(&options.output, &identity, layout.blobs()) {
                 Ok(Kept::Linked) => {}
-                Ok(Kept::Copied) if !options.quiet => eprintln!(
+                Ok(Kept::Copied) => reporter.line(&format!(
                     "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
                      (a cache on the same filesystem keeps a hard link instead)",
                     options.cache_dir.display(),
                     options.output.display()
-                ),
-                Ok(Kept::Copied) => {}
-                Err(error) if !options.quiet => eprintln!(
+                )),
+                Err(error) => reporter.line(&format!(
                     "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
                     options.output.display(),
                     options.cache_dir.display()
-                ),
-                Err(_) => {}
+                )),
             }
             totals
         }
@@ -269,7 +281,7 @@ async fn reuse_identical(
     let _ = std::fs::remove_file(journal::Journal::path_for(&partial));
     packs
         .link_out(&pack, &partial)
-        .and_then(|()| crate::blob_io::rename_durably(&partial, output))
+        .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
         .map_err(|error| anyhow::anyhow!("writing {}: {error}", output.display()))?;
     Ok(true)
 }
@@ -295,6 +307,13 @@ fn pack_is_intact(layout: &TarLayout, path: &Path) -> bool {
         .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
 }
 
+/// Where blobs come from: the cache, its packs (earlier bundles), the registries.
+struct Sources<'a> {
+    cache: &'a BlobCache,
+    packs: &'a Packs,
+    client: &'a RegistryClient,
+}
+
 /// Writes the bundle: the skeleton, then every blob into its place, `concurrency` at a time,
 /// into `<output>.partial`, renamed to `output` once complete. A killed run leaves the partial
 /// file and its journal, and the next run with the same inputs continues it. A run that fails
@@ -303,11 +322,11 @@ async fn assemble(
     layout: &TarLayout,
     identity: &str,
     plan: &BundlePlan,
-    cache: &BlobCache,
-    packs: &Packs,
-    client: &RegistryClient,
+    sources: &Sources<'_>,
     options: &BundleOptions,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<FillTotals> {
+    let Sources { cache, packs, client } = *sources;
     let partial = write::partial_path(&options.output);
     let journal_path = journal::Journal::path_for(&partial);
     let recorded = journal::Journal::read(&journal_path, identity);
@@ -326,9 +345,9 @@ async fn assemble(
     })?;
     let file = Arc::new(opened.file);
 
-    let progress = Progress::new("bundling", plan.unique_size(), options.quiet);
+    let progress = reporter.job("bundling", plan.unique_size());
     if opened.continued {
-        progress.log(&format!(
+        progress.line(&format!(
             "continuing the interrupted run in {} ({} blobs done before, each checked again)",
             partial.display(),
             resumed.done.len()
@@ -343,7 +362,7 @@ async fn assemble(
         cache,
         packs: &all_packs,
         client,
-        progress: &progress,
+        progress: progress.as_ref(),
     };
     let results: Vec<(BlobPlace<'_>, anyhow::Result<fill::Filled>)> =
         futures_util::stream::iter(layout.blobs())
@@ -386,7 +405,7 @@ async fn assemble(
             more => anyhow::bail!("{more} blobs failed; the first: {first}"),
         }
     }
-    crate::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
+    coder_registry::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
         anyhow::anyhow!(
             "moving {} to {}: {error}",
             partial.display(),

@@ -7,10 +7,10 @@ use bundle_spec::format::{BlobRecord, BundledArtifact, BundledPlatform, is_index
 use bundle_spec::{BundleSpec, ImageLock, LockedArtifact, Platform};
 use serde::Deserialize;
 
-use crate::oci::{ImageManifest, IndexDocument};
+use coder_registry::oci::{ImageManifest, IndexDocument};
 
 use crate::cache::BlobCache;
-use crate::registry::{RegistryClient, RegistryError, Repository};
+use coder_registry::{RegistryClient, RegistryError, Repository};
 
 /// Everything a bundle will hold, before any layer is downloaded.
 #[derive(Debug, Default)]
@@ -219,9 +219,9 @@ async fn fetch_into_cache(
     repository: &Repository,
     digest: &str,
     media_type: &str,
-) -> Result<crate::registry::FetchedManifest, RegistryError> {
+) -> Result<coder_registry::FetchedManifest, RegistryError> {
     if let Some(bytes) = cache.read_verified(digest) {
-        return Ok(crate::registry::FetchedManifest {
+        return Ok(coder_registry::FetchedManifest {
             bytes,
             media_type: media_type.to_owned(),
             digest: digest.to_owned(),

@@ -124,7 +124,7 @@ impl BundleReader {
             )
         })?;
         if let Some(pinned) = pinned {
-            let actual = crate::registry::sha256_digest(&bytes);
+            let actual = coder_registry::sha256_digest(&bytes);
             if actual != pinned {
                 anyhow::bail!(
                     "{}: the bundle changed since it was verified ({MANIFEST_PATH} was {pinned}, is now {actual}); \

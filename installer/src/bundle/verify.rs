@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::read::BundleReader;
 use super::signing;
-use crate::blob_io;
+use coder_registry::blob_io;
 
 /// The outcome of a verification.
 #[derive(Debug, Serialize)]
@@ -92,7 +92,7 @@ pub fn verify_bundle(
         )
     })?;
     let manifest = bundle_spec::format::BundleManifest::from_json(&manifest_bytes)?;
-    let manifest_digest = crate::registry::sha256_digest(&manifest_bytes);
+    let manifest_digest = coder_registry::sha256_digest(&manifest_bytes);
     let mut problems = Vec::new();
 
     let signature = match (reader.read_document(SIGNATURE_PATH)?, public_key) {

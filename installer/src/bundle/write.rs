@@ -70,7 +70,7 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 pub fn write_file(output: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let partial = partial_path(output);
     std::fs::write(&partial, bytes)
-        .and_then(|()| crate::blob_io::rename_durably(&partial, output))
+        .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
         .map_err(|error| {
             let _ = std::fs::remove_file(&partial);
             anyhow::anyhow!("writing {}: {error}", output.display())

@@ -14,8 +14,8 @@ pub mod packs;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::blob_io;
-use crate::registry::RegistryError;
+use coder_registry::RegistryError;
+use coder_registry::blob_io;
 pub use packs::{Kept, Pack, Packs};
 
 /// A content-addressed store of verified blobs and earlier bundles.
@@ -69,12 +69,12 @@ impl BlobCache {
     /// its digest; `None` if it is absent or damaged.
     pub fn read_verified(&self, digest: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.path(digest)).ok()?;
-        (crate::registry::sha256_digest(&bytes) == digest).then_some(bytes)
+        (coder_registry::sha256_digest(&bytes) == digest).then_some(bytes)
     }
 
     /// Stores a small blob that is already in memory (a manifest), after checking its digest.
     pub fn insert(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
-        let actual = crate::registry::sha256_digest(bytes);
+        let actual = coder_registry::sha256_digest(bytes);
         if actual != digest {
             return Err(RegistryError::DigestMismatch {
                 what: "manifest".to_owned(),

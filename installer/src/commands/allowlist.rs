@@ -15,7 +15,7 @@ use crate::allowlist::probe::ProbeOptions;
 use crate::allowlist::report::InputDigest;
 use crate::allowlist::{self, Allowlist, AuditRequest, render};
 use crate::cli::{InputArgs, RegistryArgs};
-use crate::registry::sha256_digest;
+use coder_registry::sha256_digest;
 
 /// `coder-install allowlist ...`.
 #[derive(Debug, clap::Args)]

@@ -6,12 +6,12 @@ use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs,
 use crate::apply::objects::Change;
 use crate::apply::preflight::Check;
 use crate::apply::release::{Release, ReleaseSource};
-use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
+use crate::apply::{ApplyOptions, ApplyReport, cluster};
 use crate::bundle::signing::{fingerprint, read_public_key};
 use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::OutputFormat;
 use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
-use crate::registry::RegistryOptions;
+use coder_registry::RegistryOptions;
 
 /// `coder-install apply`.
 #[derive(Debug, clap::Args)]
@@ -62,7 +62,7 @@ pub struct ApplyArgs {
 
 /// Runs `apply`.
 pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let source = args.release.source()?;
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
@@ -77,7 +77,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                  or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
             );
         }
-        step(quiet, &format!("verify {}", path.display()));
+        reporter.step(&format!("verify {}", path.display()));
         let key = args.public_key.as_deref().map(read_public_key).transpose()?;
         let signature = key.as_ref().map_or_else(
             || "NOT checked (--allow-unsigned)".to_owned(),
@@ -96,22 +96,20 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                 problems.join("\n  - ")
             );
         }
-        if !quiet {
-            eprintln!("    signature: {signature}");
-        }
+        reporter.line(&format!("    signature: {signature}"));
         verified = Some((report.manifest_digest, signature));
     }
 
     // 2. License, offline, before anything is pushed or written (the same gate as `push` and
     // `template --bundle`).
     let license = if air_gapped {
-        step(quiet, "check license");
+        reporter.step("check license");
         Some(super::license::require_airgap_license(
             args.license.as_deref(),
             "nothing was pushed or applied",
         )?)
     } else if let Some(path) = &args.license {
-        step(quiet, "check license");
+        reporter.step("check license");
         Some(super::license::read_connected_license(path)?)
     } else {
         None
@@ -132,13 +130,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         diff: args.diff,
         wait: args.wait.then_some(args.timeout),
-        quiet,
     };
     // Values problems are input errors: report them before touching the cluster.
     release.values(&options.values_files, &options.sets, None)?;
 
     // 3. Preflight.
-    step(quiet, "preflight");
+    reporter.step("preflight");
     let cluster = cluster::connect(&options.cluster).await?;
     let mut preflight = crate::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
@@ -152,48 +149,40 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
 
     // 4. Push.
     if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
-        step(quiet, &format!("push {} to {site}", path.display()));
+        reporter.step(&format!("push {} to {site}", path.display()));
         let push = PushOptions {
             concurrency: usize::from(args.concurrency),
             registry: registry_options.clone(),
-            quiet,
             pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
         };
-        let report = push_bundle(path, site, &push).await?;
-        if !quiet {
-            eprintln!(
-                "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
-                report.blobs_uploaded,
-                crate::progress::human_bytes(report.bytes_sent),
-                report.blobs_mounted,
-                report.blobs_present + report.blobs_skipped,
-                report.seconds
-            );
-        }
+        let report = push_bundle(path, site, &push, reporter).await?;
+        reporter.line(&format!(
+            "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
+            report.blobs_uploaded,
+            coder_report::human_bytes(report.bytes_sent),
+            report.blobs_mounted,
+            report.blobs_present + report.blobs_skipped,
+            report.seconds
+        ));
         release.use_pushed(&report)?;
     }
 
     // 5–6. Render and deploy.
-    let report = crate::apply::deploy(&cluster, &release, &options).await?;
+    let report = crate::apply::deploy(&cluster, &release, &options, reporter).await?;
 
     // 7. Wait.
     if let Some(timeout) = options.wait
         && !options.dry_run
     {
-        step(
-            quiet,
-            &format!("wait up to {}s for the workloads", timeout.as_secs()),
-        );
+        reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
         let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
         crate::apply::wait::wait_ready(&cluster, &keys, timeout, &|states| {
-            if !quiet {
-                let waiting: Vec<String> = states
-                    .iter()
-                    .filter(|state| !state.ready)
-                    .map(|state| format!("{} ({})", state.key, state.detail))
-                    .collect();
-                eprintln!("    waiting for {}", waiting.join(", "));
-            }
+            let waiting: Vec<String> = states
+                .iter()
+                .filter(|state| !state.ready)
+                .map(|state| format!("{} ({})", state.key, state.detail))
+                .collect();
+            reporter.line(&format!("    waiting for {}", waiting.join(", ")));
         })
         .await?;
     }

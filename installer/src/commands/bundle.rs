@@ -3,7 +3,7 @@
 use crate::bundle::{BundleOptions, DeltaSource, create};
 use crate::cache::BlobCache;
 use crate::cli::{BundleArgs, OutputFormat};
-use crate::progress::human_bytes;
+use coder_report::human_bytes;
 
 /// Makes the bundle and prints a summary.
 pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
@@ -15,7 +15,6 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         concurrency: usize::from(args.concurrency),
         signing_key: args.signing_key.clone(),
         registry: super::registry_options(&args.registry)?,
-        quiet: super::quiet(args.format),
         delta: match (&args.delta_from, &args.have_list) {
             (Some(old), _) => Some(DeltaSource::from_bundle(old)?),
             (None, Some(list)) => Some(DeltaSource::from_have_list(list)?),
@@ -23,7 +22,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         },
     };
     let summary = tokio::select! {
-        summary = create(&inputs, &options) => summary?,
+        summary = create(&inputs, &options, crate::report::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
             "interrupted; {} and its journal are kept: run the same command again to continue",

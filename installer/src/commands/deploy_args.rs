@@ -8,7 +8,7 @@ use crate::apply::cluster::ClusterOptions;
 use crate::apply::release::ReleaseSource;
 use crate::cli::{InputArgs, RegistryArgs};
 use crate::push::SiteRegistry;
-use crate::registry::{Credentials, RegistryOptions};
+use coder_registry::{Credentials, RegistryOptions};
 
 /// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
 #[derive(Debug, clap::Args)]

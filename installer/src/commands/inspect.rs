@@ -2,7 +2,7 @@
 
 use crate::bundle::inspect::inspect_bundle;
 use crate::cli::{InspectArgs, OutputFormat};
-use crate::progress::human_bytes;
+use coder_report::human_bytes;
 
 /// Prints what a bundle holds.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {

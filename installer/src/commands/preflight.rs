@@ -39,7 +39,6 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         dry_run: true,
         diff: false,
         wait: None,
-        quiet: true,
     };
     let cluster = cluster::connect(&options.cluster).await?;
     let mut report = crate::apply::preflight(&cluster, &release, &options).await?;

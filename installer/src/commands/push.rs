@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use crate::cli::{OutputFormat, RegistryArgs};
-use crate::progress::human_bytes;
 use crate::push::{PushOptions, SiteRegistry, push_bundle};
-use crate::registry::{Credentials, RegistryOptions};
+use coder_registry::{Credentials, RegistryOptions};
+use coder_report::human_bytes;
 
 /// The site registry and how to reach it: shared by `push` and `apply`.
 #[derive(Debug, clap::Args)]
@@ -71,9 +71,14 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         pinned_manifest: None,
         concurrency: usize::from(args.concurrency),
         registry: args.site.registry_options()?,
-        quiet: super::quiet(args.format),
     };
-    let report = push_bundle(&args.bundle, &args.site.registry, &options).await?;
+    let report = push_bundle(
+        &args.bundle,
+        &args.site.registry,
+        &options,
+        crate::report::for_format(args.format),
+    )
+    .await?;
     match args.format {
         OutputFormat::Json => super::print_json(&report),
         OutputFormat::Text => {

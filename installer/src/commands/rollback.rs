@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::deploy_args::TargetArgs;
 use crate::apply::record::RecordStore;
 use crate::apply::revision::rerender;
-use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease, step};
+use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease};
 use crate::cli::OutputFormat;
 
 /// `coder-install rollback`.
@@ -28,7 +28,7 @@ pub struct RollbackArgs {
 
 /// Runs `rollback`.
 pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
@@ -50,9 +50,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
             previous.revision
         )
     })?;
-    step(
-        quiet,
-        &format!(
+    reporter.step(&format!(
             "roll back namespace {namespace} from revision {} ({}) to revision {} ({}), rendered again from its recorded inputs",
             record.revision, record.version, previous.revision, previous.version
         ),
@@ -64,12 +62,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         &namespace,
         cluster.pdb_api(),
     )?;
-    if !quiet {
-        eprintln!(
-            "    note: database migrations are forward-only; the older version runs on the newer schema \
-             (migrations only add, so this works across one release)"
-        );
-    }
+    reporter.line(
+        "    note: database migrations are forward-only; the older version runs on the newer schema \
+         (migrations only add, so this works across one release)",
+    );
     let in_cluster_database = manifests.objects.iter().any(|object| {
         object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
             && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")
@@ -92,7 +88,6 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         diff: args.diff,
         wait: None,
-        quiet,
     };
     let held = if args.dry_run {
         None

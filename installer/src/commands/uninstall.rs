@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::deploy_args::TargetArgs;
 use crate::apply::objects::{ObjectKey, delete_managed};
 use crate::apply::record::RecordStore;
-use crate::apply::{cluster, lease, secrets, step};
+use crate::apply::{cluster, lease, secrets};
 use crate::cli::OutputFormat;
 
 /// `coder-install uninstall`.
@@ -35,7 +35,7 @@ struct UninstallReport {
 
 /// Runs `uninstall`.
 pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
@@ -54,7 +54,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
         );
         keys.sort();
         keys.dedup();
-        step(quiet, &format!("delete {} objects", keys.len()));
+        reporter.step(&format!("delete {} objects", keys.len()));
         // Workloads first, so nothing restarts while its configuration goes.
         keys.sort_by_key(|key| !crate::apply::wait::is_workload(&key.kind));
         for key in &keys {
@@ -62,7 +62,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
                 deleted.push(key.to_string());
             }
         }
-        step(quiet, "delete workspaces");
+        reporter.step("delete workspaces");
         deleted.extend(
             delete_labelled(
                 &cluster.client,
@@ -73,7 +73,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
             .await?,
         );
         if !args.keep_data {
-            step(quiet, "delete the database volume");
+            reporter.step("delete the database volume");
             deleted.extend(
                 delete_labelled(
                     &cluster.client,

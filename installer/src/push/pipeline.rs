@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 
 use super::SiteRegistry;
 use crate::bundle::read::{BundleReader, EntryLocation};
-use crate::progress::{Progress, human_bytes};
-use crate::registry::{
+use coder_registry::{
     BlobPushOutcome, DeleteOutcome, FileRange, RegistryClient, RegistryError, RegistryOptions, Repository,
     sha256_digest,
 };
+use coder_report::{Item, Job, Reporter, human_bytes};
 
 /// How to push a bundle.
 #[derive(Debug, Clone)]
@@ -54,8 +54,6 @@ pub struct PushOptions {
     pub concurrency: usize,
     /// How to reach the site registry (CA, plain HTTP, credentials).
     pub registry: RegistryOptions,
-    /// No progress output (for `--output json`, or when the caller reports on its own).
-    pub quiet: bool,
     /// The `sha256:` of the bundle manifest that was verified, if the caller verified it: the
     /// push refuses a bundle whose manifest no longer hashes to it (every blob and manifest it
     /// sends is then checked against the digests that manifest lists).
@@ -67,7 +65,6 @@ impl Default for PushOptions {
         Self {
             concurrency: 8,
             registry: RegistryOptions::default(),
-            quiet: true,
             pinned_manifest: None,
         }
     }
@@ -239,11 +236,12 @@ struct Counters {
     bytes_sent: AtomicU64,
 }
 
-/// Pushes every image and chart of `bundle` into `site`.
+/// Pushes every image and chart of `bundle` into `site`, reporting its progress to `reporter`.
 pub async fn push_bundle(
     bundle: &Path,
     site: &SiteRegistry,
     options: &PushOptions,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<PushReport> {
     let started = Instant::now();
     let reader = BundleReader::open(bundle)?;
@@ -331,13 +329,13 @@ pub async fn push_bundle(
     }
 
     let total: u64 = work.iter().map(|(_, blob, _)| blob.size).sum();
-    let progress = Progress::new("pushing", total, options.quiet);
+    let progress = reporter.job("pushing", total);
     futures_util::stream::iter(work.iter())
         .map(|(digest, blob, repositories)| {
             let (client, counters, progress, known_present, file) =
-                (&client, &counters, &progress, &known_present, &file);
+                (&client, &counters, progress.as_ref(), &known_present, &file);
             async move {
-                let item = Arc::new(progress.item(digest.trim_start_matches("sha256:"), blob.size));
+                let item: Arc<dyn Item> = Arc::from(progress.item(digest.trim_start_matches("sha256:"), blob.size));
                 let mut holder: Option<&Repository> = None;
                 for repository in repositories {
                     let what = || format!("blob {digest} to {repository}");
@@ -368,7 +366,7 @@ pub async fn push_bundle(
                                 )));
                             }
                         };
-                        if !matches!(outcome, crate::registry::MountOutcome::Mounted) {
+                        if !matches!(outcome, coder_registry::MountOutcome::Mounted) {
                             return Err(PushError::Bundle(format!(
                                 "blob {digest} is left out of the delta bundle, is not in {repository}, and the registry would not mount it from {}; push the base bundle first",
                                 from.unwrap_or_default()
@@ -403,7 +401,7 @@ pub async fn push_bundle(
                         BlobPushOutcome::Uploaded => {
                             counters.uploaded.fetch_add(1, Ordering::Relaxed);
                             counters.bytes_sent.fetch_add(blob.size, Ordering::Relaxed);
-                            progress.log(&format!("uploaded {digest} ({}) to {repository}", human_bytes(blob.size)));
+                            progress.line(&format!("uploaded {digest} ({}) to {repository}", human_bytes(blob.size)));
                         }
                     }
                     holder.get_or_insert(repository);
@@ -418,7 +416,9 @@ pub async fn push_bundle(
     progress.finish();
 
     let pushed: Vec<PushedArtifact> = futures_util::stream::iter(artifacts.iter().zip(&complete))
-        .map(|(artifact, &complete)| push_manifests(&client, artifact, complete, &counters, &progress))
+        .map(|(artifact, &complete)| {
+            push_manifests(&client, artifact, complete, &counters, progress.as_ref())
+        })
         .buffered(concurrency)
         .try_collect()
         .await?;
@@ -466,7 +466,7 @@ async fn push_manifests<'a>(
     artifact: &'a ArtifactPlan,
     complete: bool,
     counters: &Counters,
-    progress: &Progress,
+    progress: &dyn Job,
 ) -> Result<PushedArtifact, PushError> {
     let repository = &artifact.repository;
     let put = |manifest: &'a ManifestToPush, reference: String| async move {
@@ -552,7 +552,7 @@ async fn push_manifests<'a>(
                 .await
                 .map_err(|source| registry_error(format!("{repository}:{name}"), source))?;
             counters.tags_set.fetch_add(1, Ordering::Relaxed);
-            progress.log(&format!("tagged {repository}:{name} -> {}", target.digest));
+            progress.line(&format!("tagged {repository}:{name} -> {}", target.digest));
         }
         tag = Some(name.clone());
     } else if artifact.tag.is_some() {

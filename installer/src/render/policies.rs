@@ -1,4 +1,4 @@
-//! The NetworkPolicies, derived from the port table in [`crate::topology`]: one policy per
+//! The NetworkPolicies, derived from the port table in [`coder_topology`]: one policy per
 //! listening component, allowing exactly its flows (a default-deny policy covers the rest).
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::values::Values;
-use crate::topology::{Component, FLOWS};
+use coder_topology::{Component, FLOWS};
 
 /// One NetworkPolicy, as the template renders it.
 #[derive(Debug, Serialize)]

@@ -5,8 +5,8 @@
 use coder_install::apply::release::{Release, ReleaseSource};
 use coder_install::bundle::verify::verify_bundle;
 use coder_install::push::{PushOptions, push_bundle};
-use coder_install::registry::RegistryOptions;
 use coder_license::Tier;
+use coder_registry::RegistryOptions;
 use coder_testenv::{Registry, RegistryFlavour};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
@@ -186,7 +186,7 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         ..PushOptions::default()
     };
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
-    let error = push_bundle(&verified_path, &target, &options)
+    let error = push_bundle(&verified_path, &target, &options, &coder_report::Silent)
         .await
         .expect_err("a push of a swapped bundle is refused")
         .to_string();

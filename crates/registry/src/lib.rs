@@ -6,8 +6,10 @@
 //! [`RegistryClient::blob`] hands back the response for the caller to stream, hashing as it goes.
 
 mod auth;
+pub mod blob_io;
 mod error;
-mod push;
+pub mod oci;
+mod upload;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use tokio::sync::Mutex;
 
 pub use auth::{Challenge, CredentialStore, Credentials};
 pub use error::RegistryError;
-pub use push::{BlobPushOutcome, BlobUpload, DeleteOutcome, FileRange, MountOutcome, PUSH_ACTION};
+pub use upload::{BlobPushOutcome, BlobUpload, DeleteOutcome, FileRange, MountOutcome, PUSH_ACTION};
 
 /// The largest manifest or index accepted (the distribution registry's own limit is 4 MiB).
 const MAX_MANIFEST_BYTES: usize = 4 << 20;

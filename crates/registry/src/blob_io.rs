@@ -108,7 +108,7 @@ mod tests {
         let mut seen = 0;
         let digest =
             copy_range(&source, 5, &target, 100, data.len() as u64, &mut |n| seen += n).expect("copy");
-        assert_eq!(digest, crate::registry::sha256_digest(&data));
+        assert_eq!(digest, crate::sha256_digest(&data));
         assert_eq!(seen, data.len() as u64);
         let hashed = hash_range(&source, 5, data.len() as u64, &mut |_| {}).expect("hash");
         assert_eq!(digest_of(hashed), digest);
