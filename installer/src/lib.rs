@@ -7,11 +7,8 @@
 
 pub mod allowlist;
 pub mod apply;
-pub mod bundle;
-pub mod cache;
 pub mod cli;
 pub mod commands;
-pub mod lock;
 pub mod push;
 pub mod render;
 pub mod report;

@@ -1,7 +1,7 @@
 //! `apply`: turn a bundle (air-gapped) or the lock (connected) into a running platform.
 //!
 //! The pipeline, in order, each step logged:
-//! 1. **verify** the bundle ([`crate::bundle::verify`]);
+//! 1. **verify** the bundle ([`coder_bundle::verify`]);
 //! 2. **license**: air-gapped installs need a valid enterprise license with the air-gap
 //!    entitlement, checked offline before anything is pushed or written;
 //! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,

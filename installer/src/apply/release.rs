@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
 use bundle_spec::{ChartSource, ImageLock};
 
-use crate::bundle::Inputs;
-use crate::bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
-use crate::bundle::read::BundleReader;
 use crate::push::SiteRegistry;
 use crate::render::{ImageSource, RenderRequest, Values, ValuesLayer, image_map};
+use coder_bundle::Inputs;
+use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
+use coder_bundle::read::BundleReader;
 
 /// The product this tool installs; a bundle of anything else is refused.
 pub const PRODUCT: &str = "coder";

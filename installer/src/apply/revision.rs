@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::record::RevisionInputs;
 use super::release::{CHART, Release};
-use crate::bundle::charts::{ChartFiles, embedded_chart};
 use crate::render::{ImageSource, Manifests, PdbApi, RenderRequest, Values, ValuesLayer, image_map, kind_of};
+use coder_bundle::charts::{ChartFiles, embedded_chart};
 
 /// A revision's recorded inputs that do not check out.
 #[derive(Debug, thiserror::Error)]

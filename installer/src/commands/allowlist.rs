@@ -280,7 +280,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     let verdict = if report.verdict.passed { "PASS" } else { "FAIL" };
     match &args.out {
         Some(path) => {
-            crate::bundle::write::write_file(path, rendered.as_bytes())?;
+            coder_bundle::write::write_file(path, rendered.as_bytes())?;
             println!("{verdict}: {summary} (report: {})", path.display());
         }
         None => {

@@ -7,10 +7,10 @@ use crate::apply::objects::Change;
 use crate::apply::preflight::Check;
 use crate::apply::release::{Release, ReleaseSource};
 use crate::apply::{ApplyOptions, ApplyReport, cluster};
-use crate::bundle::signing::{fingerprint, read_public_key};
-use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::OutputFormat;
 use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_bundle};
 use coder_registry::RegistryOptions;
 
 /// `coder-install apply`.

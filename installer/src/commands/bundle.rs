@@ -1,8 +1,8 @@
 //! `coder-install bundle`.
 
-use crate::bundle::{BundleOptions, DeltaSource, create};
-use crate::cache::BlobCache;
 use crate::cli::{BundleArgs, OutputFormat};
+use coder_bundle::cache::BlobCache;
+use coder_bundle::{BundleOptions, DeltaSource, create};
 use coder_report::human_bytes;
 
 /// Makes the bundle and prints a summary.
@@ -26,7 +26,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
             "interrupted; {} and its journal are kept: run the same command again to continue",
-            crate::bundle::write::partial_path(&options.output).display()
+            coder_bundle::write::partial_path(&options.output).display()
         ),
     };
     match args.format {

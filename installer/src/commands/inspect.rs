@@ -1,7 +1,7 @@
 //! `coder-install inspect`.
 
-use crate::bundle::inspect::inspect_bundle;
 use crate::cli::{InspectArgs, OutputFormat};
+use coder_bundle::inspect::inspect_bundle;
 use coder_report::human_bytes;
 
 /// Prints what a bundle holds.

@@ -8,7 +8,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     let (spec, _, _) = super::load_spec(args.spec.as_deref())?;
     let client = RegistryClient::new(super::registry_options(&args.registry)?)?;
     let reporter = crate::report::for_format(args.format);
-    let lock = crate::lock::resolve(&spec, &client, &|locked| {
+    let lock = coder_bundle::lock::resolve(&spec, &client, &|locked| {
         reporter.line(&format!(
             "locked {} {} -> {}",
             locked.name, locked.reference, locked.digest
@@ -16,7 +16,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     })
     .await?;
     let text = lock.to_yaml()?;
-    crate::bundle::write::write_file(&args.out, text.as_bytes())?;
+    coder_bundle::write::write_file(&args.out, text.as_bytes())?;
     match args.format {
         OutputFormat::Json => super::print_json(&lock),
         OutputFormat::Text => {

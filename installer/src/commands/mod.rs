@@ -22,8 +22,8 @@ use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 
 use coder_license::LicenseError;
 
-use crate::bundle::Inputs;
 use crate::cli::{InputArgs, RegistryArgs};
+use coder_bundle::Inputs;
 use coder_registry::{CredentialStore, RegistryOptions};
 
 /// Loads the spec (a file or the built-in one).

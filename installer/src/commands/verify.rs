@@ -1,8 +1,8 @@
 //! `coder-install verify`.
 
-use crate::bundle::signing::{fingerprint, read_public_key};
-use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::{OutputFormat, VerifyArgs};
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_bundle};
 use coder_report::human_bytes;
 
 /// Verifies a bundle, prints the report, and fails if anything is wrong.

@@ -40,7 +40,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::SiteRegistry;
-use crate::bundle::read::{BundleReader, EntryLocation};
+use coder_bundle::read::{BundleReader, EntryLocation};
 use coder_registry::{
     BlobPushOutcome, DeleteOutcome, FileRange, RegistryClient, RegistryError, RegistryOptions, Repository,
     sha256_digest,

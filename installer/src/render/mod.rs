@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 pub use images::{ImageSource, check_images, image_map};
 pub use values::{Values, ValuesError, ValuesLayer};
 
-use crate::bundle::charts::ChartFiles;
+use coder_bundle::charts::ChartFiles;
 
 /// The label every object `coder-install` manages carries.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -339,7 +339,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::charts::embedded_chart;
+    use coder_bundle::charts::embedded_chart;
 
     fn images() -> BTreeMap<String, String> {
         [

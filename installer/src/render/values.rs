@@ -463,7 +463,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> ValuesLayer {
-        let chart = crate::bundle::charts::embedded_chart("coder").expect("chart");
+        let chart = coder_bundle::charts::embedded_chart("coder").expect("chart");
         crate::render::chart_defaults(&chart).expect("defaults")
     }
 

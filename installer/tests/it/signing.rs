@@ -2,8 +2,8 @@
 //! required and the choice is reported and recorded; what `apply` uses of the bundle after
 //! verifying it is pinned to the verified manifest. Against a real registry and API server.
 
+use coder_bundle::verify::verify_bundle;
 use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::bundle::verify::verify_bundle;
 use coder_install::push::{PushOptions, push_bundle};
 use coder_license::Tier;
 use coder_registry::RegistryOptions;

@@ -1,23 +1,4 @@
-//! `bundle`, `verify` and `inspect`: making the one file that crosses the air gap, and checking
-//! it on the other side. The file format itself is [`bundle_spec::format`].
-//!
-//! Making a bundle: [`plan`] fetches every manifest named by the lock and lists the blobs;
-//! [`charts`] packages local charts; [`layout`] places every entry of the tar before any blob
-//! is downloaded; [`fill`] then writes each blob straight into its place, in parallel, from the
-//! cache or the registry, recording progress in the resume [`journal`]. A finished bundle is
-//! kept in the [`BlobCache`] as a pack (a hard link), so that the same inputs next time give a
-//! link, not a download.
-
-pub mod charts;
-pub mod fill;
-pub mod inspect;
-pub mod journal;
-pub mod layout;
-pub mod plan;
-pub mod read;
-pub mod signing;
-pub mod verify;
-pub mod write;
+//! Making a bundle: [`create`] plans, lays out and fills the bundle file, resumably.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,10 +14,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cache::{BlobCache, Kept, Packs};
+use crate::layout::{BlobPlace, Content, TarLayout};
+use crate::plan::BundlePlan;
 use coder_registry::{RegistryClient, RegistryOptions, sha256_digest};
 use coder_report::Reporter;
-use layout::{BlobPlace, Content, TarLayout};
-use plan::BundlePlan;
 
 /// A spec and its lock, with their exact text (bundled as-is) and where charts are found.
 pub struct Inputs {
@@ -82,7 +63,7 @@ pub struct DeltaSource {
 impl DeltaSource {
     /// The blobs an earlier bundle carried (and, if it was a delta itself, those it assumed).
     pub fn from_bundle(path: &Path) -> anyhow::Result<Self> {
-        let manifest = read::BundleReader::open(path)?.manifest()?;
+        let manifest = crate::read::BundleReader::open(path)?.manifest()?;
         let mut have: std::collections::BTreeSet<String> =
             manifest.blobs.iter().map(|blob| blob.digest.clone()).collect();
         if let Some(delta) = &manifest.delta {
@@ -159,25 +140,25 @@ pub async fn create(
     let signing_key = options
         .signing_key
         .as_deref()
-        .map(signing::read_signing_key)
+        .map(crate::signing::read_signing_key)
         .transpose()?;
     let cache = BlobCache::open(&options.cache_dir)?;
     let client = Arc::new(RegistryClient::new(options.registry.clone())?);
 
     let mut plan = BundlePlan::default();
-    plan::plan_images(&inputs.spec, &inputs.lock, &client, &cache, &mut plan).await?;
+    crate::plan::plan_images(&inputs.spec, &inputs.lock, &client, &cache, &mut plan).await?;
     for chart in &inputs.spec.charts {
         if let ChartSource::Path(path) = chart.source()? {
             let files = match &inputs.spec_dir {
-                Some(dir) => charts::read_chart_dir(&dir.join(path))?,
-                None => charts::embedded_chart(
+                Some(dir) => crate::charts::read_chart_dir(&dir.join(path))?,
+                None => crate::charts::embedded_chart(
                     Path::new(path)
                         .file_name()
                         .and_then(|n| n.to_str())
                         .unwrap_or(path),
                 )?,
             };
-            let artifact = charts::package_chart(&chart.name, &files, &cache, &mut plan)?;
+            let artifact = crate::charts::package_chart(&chart.name, &files, &cache, &mut plan)?;
             plan.charts.push(artifact);
         }
     }
@@ -245,7 +226,7 @@ pub async fn create(
         resumed_bytes: totals.resumed,
         omitted_blobs,
         cached_blobs: totals.cached,
-        signed_by: signing_key.map(|key| signing::fingerprint(&key.verifying_key())),
+        signed_by: signing_key.map(|key| crate::signing::fingerprint(&key.verifying_key())),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -277,8 +258,8 @@ async fn reuse_identical(
             return Ok(false);
         }
     }
-    let partial = write::partial_path(output);
-    let _ = std::fs::remove_file(journal::Journal::path_for(&partial));
+    let partial = crate::write::partial_path(output);
+    let _ = std::fs::remove_file(crate::journal::Journal::path_for(&partial));
     packs
         .link_out(&pack, &partial)
         .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
@@ -294,16 +275,16 @@ fn pack_is_intact(layout: &TarLayout, path: &Path) -> bool {
     if !layout.skeleton_matches(&file).unwrap_or(false) {
         return false;
     }
-    let entries: Vec<verify::HashJob> = layout
+    let entries: Vec<crate::verify::HashJob> = layout
         .blobs()
-        .map(|blob| verify::HashJob {
+        .map(|blob| crate::verify::HashJob {
             name: blob.digest.to_owned(),
             digest: blob.digest.to_owned(),
             offset: blob.offset,
             size: blob.size,
         })
         .collect();
-    verify::hash_in_parallel(&file, &entries, &|_| {})
+    crate::verify::hash_in_parallel(&file, &entries, &|_| {})
         .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
 }
 
@@ -327,16 +308,20 @@ async fn assemble(
     reporter: &dyn Reporter,
 ) -> anyhow::Result<FillTotals> {
     let Sources { cache, packs, client } = *sources;
-    let partial = write::partial_path(&options.output);
-    let journal_path = journal::Journal::path_for(&partial);
-    let recorded = journal::Journal::read(&journal_path, identity);
-    let opened = write::open_partial(&partial, layout, recorded != journal::JournalState::default())?;
+    let partial = crate::write::partial_path(&options.output);
+    let journal_path = crate::journal::Journal::path_for(&partial);
+    let recorded = crate::journal::Journal::read(&journal_path, identity);
+    let opened = crate::write::open_partial(
+        &partial,
+        layout,
+        recorded != crate::journal::JournalState::default(),
+    )?;
     let (journal, resumed) = if opened.continued {
-        (journal::Journal::append_to(&journal_path), recorded)
+        (crate::journal::Journal::append_to(&journal_path), recorded)
     } else {
         (
-            journal::Journal::create(&journal_path, identity),
-            journal::JournalState::default(),
+            crate::journal::Journal::create(&journal_path, identity),
+            crate::journal::JournalState::default(),
         )
     };
     let journal = journal.map_err(|error| {
@@ -354,7 +339,7 @@ async fn assemble(
         ));
     }
     let all_packs = packs.all();
-    let filler = fill::Filler {
+    let filler = crate::fill::Filler {
         file: Arc::clone(&file),
         path: &partial,
         journal: &journal,
@@ -364,7 +349,7 @@ async fn assemble(
         client,
         progress: progress.as_ref(),
     };
-    let results: Vec<(BlobPlace<'_>, anyhow::Result<fill::Filled>)> =
+    let results: Vec<(BlobPlace<'_>, anyhow::Result<crate::fill::Filled>)> =
         futures_util::stream::iter(layout.blobs())
             .map(|blob| {
                 let filler = &filler;
@@ -481,7 +466,7 @@ impl Documents {
             delta,
         };
         let manifest = serde_json::to_vec_pretty(&manifest)?;
-        let signature = signing_key.map(|key| signing::sign(key, &manifest));
+        let signature = signing_key.map(|key| crate::signing::sign(key, &manifest));
         Ok(Self {
             index,
             manifest,

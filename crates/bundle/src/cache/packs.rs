@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::layout::BlobPlace;
+use crate::layout::BlobPlace;
 
 /// How many packs the cache keeps (the most recently used).
 pub const KEEP: usize = 2;
@@ -157,7 +157,7 @@ impl Packs {
             blobs,
         };
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        crate::bundle::write::write_file(&self.record_path(identity), &bytes).map_err(std::io::Error::other)
+        crate::write::write_file(&self.record_path(identity), &bytes).map_err(std::io::Error::other)
     }
 
     fn evict(&self) {

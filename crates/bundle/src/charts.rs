@@ -15,7 +15,7 @@ use crate::cache::BlobCache;
 use coder_registry::sha256_digest;
 
 /// The workspace's `charts/` folder, embedded so that the default spec needs no files.
-pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../charts");
+pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../charts");
 
 /// A chart's files: relative path and contents, sorted by path.
 pub type ChartFiles = Vec<(String, Vec<u8>)>;
