@@ -9,6 +9,5 @@ pub mod allowlist;
 pub mod apply;
 pub mod cli;
 pub mod commands;
-pub mod push;
 pub mod render;
 pub mod report;

@@ -281,7 +281,7 @@ impl RegistryClient {
         }
         let media_type = match header_type {
             Some(media_type) if media_type != "application/json" && !media_type.is_empty() => media_type,
-            _ => media_type_in_document(&bytes).unwrap_or_default(),
+            _ => oci::media_type_of(&bytes).unwrap_or_default(),
         };
         if DOCKER_SCHEMA1_MEDIA_TYPES.contains(&media_type.as_str()) {
             return Err(RegistryError::Schema1 {
@@ -700,15 +700,6 @@ async fn read_limited(mut response: Response, limit: usize, url: &str) -> Result
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-fn media_type_in_document(bytes: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct MediaTypeOnly {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-    }
-    serde_json::from_slice::<MediaTypeOnly>(bytes).ok()?.media_type
 }
 
 #[cfg(test)]

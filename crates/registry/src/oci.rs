@@ -3,6 +3,16 @@
 
 use serde::Deserialize;
 
+/// The `mediaType` a manifest or index names in its own JSON, if any.
+pub fn media_type_of(document: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct MediaTypeOnly {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<MediaTypeOnly>(document).ok()?.media_type
+}
+
 /// An OCI index or Docker manifest list.
 #[derive(Debug, Deserialize)]
 pub struct IndexDocument {

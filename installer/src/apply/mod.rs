@@ -6,7 +6,7 @@
 //!    entitlement, checked offline before anything is pushed or written;
 //! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,
 //!    site registry;
-//! 4. **push** the bundle into the site registry ([`crate::push`]);
+//! 4. **push** the bundle into the site registry ([`coder_mirror`]);
 //! 5. **render** the chart ([`crate::render`]);
 //! 6. **deploy**: under a Lease ([`lease`]), the namespace and kept Secrets ([`secrets`]), then
 //!    every object by server-side apply ([`objects`]), pruning what the previous revision had
@@ -217,7 +217,7 @@ pub struct DeployTarget {
     /// `connected` or `air-gapped`.
     pub mode: String,
     /// The site registry (air-gapped).
-    pub site: Option<crate::push::SiteRegistry>,
+    pub site: Option<coder_mirror::SiteRegistry>,
     /// Whether PostgreSQL runs in the cluster (its password Secret is generated).
     pub in_cluster_database: bool,
     /// What the manifests were rendered from, recorded for `rollback`.

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
 use bundle_spec::{ChartSource, ImageLock};
 
-use crate::push::SiteRegistry;
 use crate::render::{ImageSource, RenderRequest, Values, ValuesLayer, image_map};
 use coder_bundle::Inputs;
 use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
 use coder_bundle::read::BundleReader;
+use coder_mirror::SiteRegistry;
 
 /// The product this tool installs; a bundle of anything else is refused.
 pub const PRODUCT: &str = "coder";
@@ -149,7 +149,7 @@ impl Release {
 
     /// Points images at what a push actually stored: where the registry refused a partial
     /// multi-platform index, containers pull the carried platform's manifest instead.
-    pub fn use_pushed(&mut self, report: &crate::push::PushReport) -> anyhow::Result<()> {
+    pub fn use_pushed(&mut self, report: &coder_mirror::MirrorReport) -> anyhow::Result<()> {
         let Some(site) = &self.site else {
             return Ok(());
         };

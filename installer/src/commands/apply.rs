@@ -8,9 +8,9 @@ use crate::apply::preflight::Check;
 use crate::apply::release::{Release, ReleaseSource};
 use crate::apply::{ApplyOptions, ApplyReport, cluster};
 use crate::cli::OutputFormat;
-use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_mirror::{MirrorOptions, SiteRegistry, check_registry_writable, mirror_bundle};
 use coder_registry::RegistryOptions;
 
 /// `coder-install apply`.
@@ -150,12 +150,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     // 4. Push.
     if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
         reporter.step(&format!("push {} to {site}", path.display()));
-        let push = PushOptions {
+        let push = MirrorOptions {
             concurrency: usize::from(args.concurrency),
             registry: registry_options.clone(),
             pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
         };
-        let report = push_bundle(path, site, &push, reporter).await?;
+        let report = mirror_bundle(path, site, &push, reporter).await?;
         reporter.line(&format!(
             "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
             report.blobs_uploaded,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::apply::cluster::ClusterOptions;
 use crate::apply::release::ReleaseSource;
 use crate::cli::{InputArgs, RegistryArgs};
-use crate::push::SiteRegistry;
+use coder_mirror::SiteRegistry;
 use coder_registry::{Credentials, RegistryOptions};
 
 /// Which release: a bundle pushed to a site registry, or the spec and lock (connected).

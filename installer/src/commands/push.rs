@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::{OutputFormat, RegistryArgs};
-use crate::push::{PushOptions, SiteRegistry, push_bundle};
+use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
 use coder_registry::{Credentials, RegistryOptions};
 use coder_report::human_bytes;
 
@@ -67,12 +67,12 @@ pub struct PushArgs {
 /// Checks the license, pushes the bundle and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     super::license::require_airgap_license(args.license.as_deref(), "nothing was pushed")?;
-    let options = PushOptions {
+    let options = MirrorOptions {
         pinned_manifest: None,
         concurrency: usize::from(args.concurrency),
         registry: args.site.registry_options()?,
     };
-    let report = push_bundle(
+    let report = mirror_bundle(
         &args.bundle,
         &args.site.registry,
         &options,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bundle_spec::ImageLock;
 use serde_json::Value;
 
-use crate::push::SiteRegistry;
+use coder_mirror::SiteRegistry;
 
 /// Where the cluster pulls the platform's images from.
 #[derive(Debug, Clone)]

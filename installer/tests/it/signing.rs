@@ -4,8 +4,8 @@
 
 use coder_bundle::verify::verify_bundle;
 use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::push::{PushOptions, push_bundle};
 use coder_license::Tier;
+use coder_mirror::{MirrorOptions, mirror_bundle};
 use coder_registry::RegistryOptions;
 use coder_testenv::{Registry, RegistryFlavour};
 use ed25519_dalek::SigningKey;
@@ -177,16 +177,16 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
     let fresh = Registry::start(RegistryFlavour::Plain)
         .await
         .expect("fresh registry");
-    let options = PushOptions {
+    let options = MirrorOptions {
         registry: RegistryOptions {
             insecure_registries: vec![fresh.host()],
             ..RegistryOptions::default()
         },
         pinned_manifest: Some(report.manifest_digest.clone()),
-        ..PushOptions::default()
+        ..MirrorOptions::default()
     };
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
-    let error = push_bundle(&verified_path, &target, &options, &coder_report::Silent)
+    let error = mirror_bundle(&verified_path, &target, &options, &coder_report::Silent)
         .await
         .expect_err("a push of a swapped bundle is refused")
         .to_string();

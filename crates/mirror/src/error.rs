@@ -1,0 +1,54 @@
+//! Why mirroring failed.
+
+use coder_registry::RegistryError;
+
+/// Why a push failed: registry errors keep their own type so callers can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The bundle could not be read or is not consistent.
+    #[error("{0}")]
+    Bundle(String),
+    /// A delta bundle whose base is not in the site registry.
+    #[error(
+        "{bundle} is a delta bundle made against {base}, but the site registry {registry} lacks {} blob(s) it left out: {}; push the full bundle of {base} first (or make a full bundle without --delta-from/--have-list)",
+        missing.len(), missing.iter().map(|(digest, used_by)| format!("{digest} (used by {used_by})")).collect::<Vec<_>>().join(", ")
+    )]
+    DeltaBaseMissing {
+        /// The bundle file.
+        bundle: String,
+        /// The base the delta was made against.
+        base: String,
+        /// The site registry.
+        registry: String,
+        /// Missing digests and the artifacts that use them.
+        missing: Vec<(String, String)>,
+    },
+    /// A registry call failed.
+    #[error("pushing {what}: {source}")]
+    Registry {
+        /// What was being pushed.
+        what: String,
+        /// The registry's answer (boxed: it is large).
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+impl MirrorError {
+    /// The registry's error, when a registry call failed: to tell 401 from read-only from out of
+    /// space.
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            Self::Registry { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A failed registry call, with what was being pushed.
+pub(crate) fn registry_error(what: String, source: RegistryError) -> MirrorError {
+    MirrorError::Registry {
+        what,
+        source: Box::new(source),
+    }
+}
