@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use bundle_spec::{BundleSpec, ImageLock};
 use coder_bundle::Inputs;
-use coder_install::apply::cluster::{ClusterOptions, connect};
-use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::apply::{ApplyOptions, deploy, render_for};
+use coder_deploy::apply::{ApplyOptions, deploy, render_for};
+use coder_deploy::cluster::{ClusterOptions, connect};
+use coder_deploy::release::{Release, ReleaseSource};
 use coder_report::Silent;
 use coder_testenv::KubeApiServer;
 

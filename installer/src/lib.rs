@@ -6,8 +6,6 @@
 //! of its own as it lands.
 
 pub mod allowlist;
-pub mod apply;
 pub mod cli;
 pub mod commands;
-pub mod render;
 pub mod report;

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use bundle_spec::ImageLock;
 use bundle_spec::format::BundleManifest;
-use coder_install::apply::release::{Release, ReleaseSource};
+use coder_deploy::release::{Release, ReleaseSource};
 use coder_bundle::DeltaSource;
 use coder_bundle::inspect::inspect_bundle;
 use coder_bundle::read::BundleReader;

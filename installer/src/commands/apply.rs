@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use crate::apply::objects::Change;
-use crate::apply::preflight::Check;
-use crate::apply::release::{Release, ReleaseSource};
-use crate::apply::{ApplyOptions, ApplyReport, cluster};
 use crate::cli::OutputFormat;
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_deploy::apply::{ApplyOptions, ApplyReport};
+use coder_deploy::cluster;
+use coder_deploy::objects::Change;
+use coder_deploy::preflight::Check;
+use coder_deploy::release::{Release, ReleaseSource};
 use coder_mirror::{MirrorOptions, SiteRegistry, check_registry_writable, mirror_bundle};
 use coder_registry::RegistryOptions;
 
@@ -137,7 +138,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     // 3. Preflight.
     reporter.step("preflight");
     let cluster = cluster::connect(&options.cluster).await?;
-    let mut preflight = crate::apply::preflight(&cluster, &release, &options).await?;
+    let mut preflight = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         preflight
             .checks
@@ -168,7 +169,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     }
 
     // 5–6. Render and deploy.
-    let report = crate::apply::deploy(&cluster, &release, &options, reporter).await?;
+    let report = coder_deploy::apply::deploy(&cluster, &release, &options, reporter).await?;
 
     // 7. Wait.
     if let Some(timeout) = options.wait
@@ -176,7 +177,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     {
         reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
         let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
-        crate::apply::wait::wait_ready(&cluster, &keys, timeout, &|states| {
+        coder_deploy::wait::wait_ready(&cluster, &keys, timeout, &|states| {
             let waiting: Vec<String> = states
                 .iter()
                 .filter(|state| !state.ready)
@@ -242,7 +243,7 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
     };
     println!(
         "{} {} ({}) in namespace {}: {} objects, {summary}{}; revision {}",
-        crate::apply::release::PRODUCT,
+        coder_deploy::release::PRODUCT,
         report.version,
         report.mode,
         report.namespace,
@@ -254,7 +255,7 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
         },
         report.revision
     );
-    let admin_secret = crate::render::secret_names::ADMIN_PASSWORD;
+    let admin_secret = coder_deploy::render::secret_names::ADMIN_PASSWORD;
     if !report.dry_run && report.secrets.created.iter().any(|name| name == admin_secret) {
         println!(
             "The first admin's password was generated into Secret {namespace}/{admin_secret} (kept \

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::apply::cluster::ClusterOptions;
-use crate::apply::release::ReleaseSource;
 use crate::cli::{InputArgs, RegistryArgs};
+use coder_deploy::cluster::ClusterOptions;
+use coder_deploy::release::ReleaseSource;
 use coder_mirror::SiteRegistry;
 use coder_registry::{Credentials, RegistryOptions};
 

@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::record::RecordStore;
-use crate::apply::revision::rerender;
-use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease};
 use crate::cli::OutputFormat;
+use coder_deploy::apply::{ApplyOptions, DeployTarget, deploy_locked};
+use coder_deploy::record::RecordStore;
+use coder_deploy::revision::rerender;
+use coder_deploy::{cluster, lease};
 
 /// `coder-install rollback`.
 #[derive(Debug, clap::Args)]

@@ -3,10 +3,10 @@
 use serde::Serialize;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::cluster;
-use crate::apply::record::{InstallRecord, RecordStore};
-use crate::apply::wait::{Readiness, check};
 use crate::cli::OutputFormat;
+use coder_deploy::cluster;
+use coder_deploy::record::{InstallRecord, RecordStore};
+use coder_deploy::wait::{Readiness, check};
 
 /// `coder-install status`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let record = &status.record;
     println!(
         "{} {} ({}) in namespace {}: revision {}, applied {} by {}",
-        crate::apply::release::PRODUCT,
+        coder_deploy::release::PRODUCT,
         record.version,
         record.mode,
         status.namespace,

@@ -6,10 +6,10 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde::Serialize;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::objects::{ObjectKey, delete_managed};
-use crate::apply::record::RecordStore;
-use crate::apply::{cluster, lease, secrets};
 use crate::cli::OutputFormat;
+use coder_deploy::objects::{ObjectKey, delete_managed};
+use coder_deploy::record::RecordStore;
+use coder_deploy::{cluster, lease, secrets};
 
 /// `coder-install uninstall`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
         keys.dedup();
         reporter.step(&format!("delete {} objects", keys.len()));
         // Workloads first, so nothing restarts while its configuration goes.
-        keys.sort_by_key(|key| !crate::apply::wait::is_workload(&key.kind));
+        keys.sort_by_key(|key| !coder_deploy::wait::is_workload(&key.kind));
         for key in &keys {
             if delete_managed(&cluster, key, false).await? {
                 deleted.push(key.to_string());

@@ -3,7 +3,7 @@
 //! verifying it is pinned to the verified manifest. Against a real registry and API server.
 
 use coder_bundle::verify::verify_bundle;
-use coder_install::apply::release::{Release, ReleaseSource};
+use coder_deploy::release::{Release, ReleaseSource};
 use coder_license::Tier;
 use coder_mirror::{MirrorOptions, mirror_bundle};
 use coder_registry::RegistryOptions;

@@ -190,7 +190,7 @@ pub async fn apply_owned_secret(
     kind: &str,
     data: BTreeMap<String, Vec<u8>>,
     dry_run: bool,
-) -> Result<super::objects::Change, SecretError> {
+) -> Result<crate::objects::Change, SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let error = |source| SecretError::Api {
         what: format!("Secret {namespace}/{name}"),
@@ -205,7 +205,7 @@ pub async fn apply_owned_secret(
             && live.type_.as_deref() == Some(kind)
     });
     if same {
-        return Ok(super::objects::Change::Unchanged);
+        return Ok(crate::objects::Change::Unchanged);
     }
     if !dry_run {
         api.patch(
@@ -217,15 +217,15 @@ pub async fn apply_owned_secret(
         .map_err(error)?;
     }
     Ok(if live.is_some() {
-        super::objects::Change::Updated
+        crate::objects::Change::Updated
     } else {
-        super::objects::Change::Created
+        crate::objects::Change::Created
     })
 }
 
 /// A `kubernetes.io/dockerconfigjson` payload for one registry.
 pub fn docker_config_json(registry: &str, username: &str, password: &str) -> Vec<u8> {
-    let auth = super::record::base64(format!("{username}:{password}").as_bytes());
+    let auth = crate::record::base64(format!("{username}:{password}").as_bytes());
     json!({ "auths": { registry: { "username": username, "password": password, "auth": auth } } })
         .to_string()
         .into_bytes()

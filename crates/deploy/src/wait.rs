@@ -8,8 +8,8 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cluster::Cluster;
-use super::objects::{ObjectKey, api_for};
+use crate::cluster::Cluster;
+use crate::objects::{ObjectKey, api_for};
 
 /// The readiness of one workload.
 #[derive(Debug, Clone, Serialize)]

@@ -586,7 +586,10 @@ mod tests {
 
     #[test]
     fn the_committed_schema_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder/values.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../charts/coder/values.schema.json"
+        );
         let schema = json_schema();
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(path, &schema).expect("write schema");

@@ -1,30 +1,5 @@
-//! `apply`: turn a bundle (air-gapped) or the lock (connected) into a running platform.
-//!
-//! The pipeline, in order, each step logged:
-//! 1. **verify** the bundle ([`coder_bundle::verify`]);
-//! 2. **license**: air-gapped installs need a valid enterprise license with the air-gap
-//!    entitlement, checked offline before anything is pushed or written;
-//! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,
-//!    site registry;
-//! 4. **push** the bundle into the site registry ([`coder_mirror`]);
-//! 5. **render** the chart ([`crate::render`]);
-//! 6. **deploy**: under a Lease ([`lease`]), the namespace and kept Secrets ([`secrets`]), then
-//!    every object by server-side apply ([`objects`]), pruning what the previous revision had
-//!    and this one does not, recorded in the namespace ([`record`]);
-//! 7. **wait** for readiness ([`wait`]).
-//!
-//! `--dry-run` runs every check and render and the server's dry run of every object, and writes
-//! nothing.
-
-pub mod cluster;
-pub mod lease;
-pub mod objects;
-pub mod preflight;
-pub mod record;
-pub mod release;
-pub mod revision;
-pub mod secrets;
-pub mod wait;
+//! The apply pipeline's library half: options and report, rendering for a cluster, preflight,
+//! and the deploy under a Lease (steps 5 to 7; see the crate's documentation).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -35,12 +10,12 @@ use serde_json::Value;
 
 use coder_report::Reporter;
 
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::objects::{Applied, Change, ObjectKey};
+use crate::preflight::PreflightReport;
+use crate::record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
+use crate::release::Release;
 use crate::render::{Manifests, render, secret_names};
-use cluster::{Cluster, ClusterOptions};
-use objects::{Applied, Change, ObjectKey};
-use preflight::PreflightReport;
-use record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
-use release::Release;
 
 /// How to apply.
 pub struct ApplyOptions {
@@ -82,7 +57,7 @@ pub struct ApplyReport {
     /// Objects of earlier revisions deleted because this one no longer renders them.
     pub pruned: Vec<ObjectKey>,
     /// The kept Secrets.
-    pub secrets: secrets::GeneratedSecrets,
+    pub secrets: crate::secrets::GeneratedSecrets,
     /// Seconds spent rendering and applying (without push and wait).
     pub deploy_seconds: f64,
 }
@@ -126,7 +101,7 @@ pub async fn preflight(
 ) -> anyhow::Result<PreflightReport> {
     let manifests = render_for(release, options, cluster.pdb_api())?;
     let storage_class = configured_storage_class(release, options)?;
-    Ok(preflight::check_cluster(
+    Ok(crate::preflight::check_cluster(
         cluster,
         &options.namespace,
         &manifests.objects,
@@ -147,7 +122,7 @@ pub async fn deploy(
     let namespace = options.namespace.as_str();
     reporter.step(&format!(
         "render chart {} for namespace {namespace}",
-        release::CHART
+        crate::release::CHART
     ));
     let manifests = render_for(release, options, cluster.pdb_api())?;
     let values = release.values(&options.values_files, &options.sets, None)?;
@@ -158,7 +133,8 @@ pub async fn deploy(
     let rendered_values = release.values(&options.values_files, &options.sets, pull_secret)?;
 
     reporter.step("deploy");
-    let namespace_created = secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
+    let namespace_created =
+        crate::secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
     if options.dry_run && namespace_created {
         // Nothing in a missing namespace can be dry-run applied; report what would be created.
         let objects = manifests
@@ -169,7 +145,7 @@ pub async fn deploy(
                 change: Change::Created,
                 diff: options
                     .diff
-                    .then(|| objects::diff(&ObjectKey::of(object), None, object)),
+                    .then(|| crate::objects::diff(&ObjectKey::of(object), None, object)),
             })
             .collect();
         return Ok(ApplyReport {
@@ -180,14 +156,14 @@ pub async fn deploy(
             dry_run: true,
             objects,
             pruned: Vec::new(),
-            secrets: secrets::GeneratedSecrets::default(),
+            secrets: crate::secrets::GeneratedSecrets::default(),
             deploy_seconds: started.elapsed().as_secs_f64(),
         });
     }
     let held = if options.dry_run {
         None
     } else {
-        Some(lease::acquire(cluster.client.clone(), namespace).await?)
+        Some(crate::lease::acquire(cluster.client.clone(), namespace).await?)
     };
     let target = DeployTarget {
         version: release.version.clone(),
@@ -195,7 +171,7 @@ pub async fn deploy(
         mode: release.mode.to_owned(),
         site: release.site.clone(),
         in_cluster_database: values.postgres.host.is_empty(),
-        inputs: Some(revision::record_inputs(release, &rendered_values)?),
+        inputs: Some(crate::revision::record_inputs(release, &rendered_values)?),
     };
     let work = deploy_locked(cluster, &target, options, &manifests, started);
     let outcome = match &held {
@@ -221,7 +197,7 @@ pub struct DeployTarget {
     /// Whether PostgreSQL runs in the cluster (its password Secret is generated).
     pub in_cluster_database: bool,
     /// What the manifests were rendered from, recorded for `rollback`.
-    pub inputs: Option<record::RevisionInputs>,
+    pub inputs: Option<crate::record::RevisionInputs>,
 }
 
 impl DeployTarget {
@@ -247,7 +223,7 @@ pub async fn deploy_locked(
     let revision = record.revision + 1;
     let keys: Vec<ObjectKey> = manifests.objects.iter().map(ObjectKey::of).collect();
 
-    let secrets = secrets::ensure_generated(
+    let secrets = crate::secrets::ensure_generated(
         &cluster.client,
         namespace,
         release.in_cluster_database,
@@ -255,7 +231,7 @@ pub async fn deploy_locked(
     )
     .await?;
     if let Some(license) = &options.license {
-        secrets::apply_owned_secret(
+        crate::secrets::apply_owned_secret(
             &cluster.client,
             namespace,
             secret_names::LICENSE,
@@ -266,14 +242,14 @@ pub async fn deploy_locked(
         .await?;
     }
     if let (Some((username, password)), Some(site)) = (&options.pull_credentials, &release.site) {
-        secrets::apply_owned_secret(
+        crate::secrets::apply_owned_secret(
             &cluster.client,
             namespace,
             secret_names::REGISTRY_PULL,
             "kubernetes.io/dockerconfigjson",
             BTreeMap::from([(
                 ".dockerconfigjson".to_owned(),
-                secrets::docker_config_json(&site.host, username, password),
+                crate::secrets::docker_config_json(&site.host, username, password),
             )]),
             options.dry_run,
         )
@@ -284,7 +260,7 @@ pub async fn deploy_locked(
     let mut applied = Vec::new();
     let mut changes = 0;
     for object in &manifests.objects {
-        let outcome = objects::apply_object(cluster, object, true, options.diff).await?;
+        let outcome = crate::objects::apply_object(cluster, object, true, options.diff).await?;
         if outcome.change != Change::Unchanged {
             changes += 1;
         }
@@ -304,7 +280,7 @@ pub async fn deploy_locked(
     let mut pruned = Vec::new();
     if options.dry_run || nothing_to_do {
         for key in &stale {
-            if objects::delete_managed(cluster, key, true).await? {
+            if crate::objects::delete_managed(cluster, key, true).await? {
                 pruned.push(key.clone());
             }
         }
@@ -337,13 +313,13 @@ pub async fn deploy_locked(
     for (object, outcome) in manifests.objects.iter().zip(applied.iter_mut()) {
         if outcome.change != Change::Unchanged {
             let diff = outcome.diff.take();
-            *outcome = objects::apply_object(cluster, object, false, false).await?;
+            *outcome = crate::objects::apply_object(cluster, object, false, false).await?;
             outcome.diff = diff;
         }
     }
     // Prune in reverse apply order (dependents first).
     for key in stale.iter().rev() {
-        if objects::delete_managed(cluster, key, false).await? {
+        if crate::objects::delete_managed(cluster, key, false).await? {
             pruned.push(key.clone());
         }
     }
@@ -360,7 +336,7 @@ pub async fn deploy_locked(
         );
         record
             .history
-            .truncate(usize::try_from(record::KEPT_REVISIONS).unwrap_or(5));
+            .truncate(usize::try_from(crate::record::KEPT_REVISIONS).unwrap_or(5));
     }
     let record = InstallRecord {
         revision,

@@ -12,9 +12,9 @@ use kube::api::{Api, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cluster::{Cluster, OLDEST_SUPPORTED};
-use super::objects::ObjectKey;
-use super::record::{InstallRecord, RecordStore};
+use crate::cluster::{Cluster, OLDEST_SUPPORTED};
+use crate::objects::ObjectKey;
+use crate::record::{InstallRecord, RecordStore};
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

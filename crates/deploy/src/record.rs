@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
-use super::objects::ObjectKey;
+use crate::objects::ObjectKey;
 use crate::render::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER_NAME};
 
 /// The record ConfigMap's name.

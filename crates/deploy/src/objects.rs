@@ -7,7 +7,7 @@ use kube::discovery::ApiResource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cluster::Cluster;
+use crate::cluster::Cluster;
 use crate::render::MANAGER_NAME;
 
 /// An object's identity.
@@ -112,7 +112,7 @@ fn refused(key: &ObjectKey, verb: &'static str, error: kube::Error) -> ApplyErro
     };
     let message = match &error {
         kube::Error::Api(status) => status.message.clone(),
-        other => super::cluster::chain(other),
+        other => crate::cluster::chain(other),
     };
     ApplyError::Refused {
         key: Box::new(key.clone()),

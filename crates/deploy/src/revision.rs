@@ -10,8 +10,8 @@ use base64::Engine;
 use bundle_spec::ImageLock;
 use serde_json::Value;
 
-use super::record::RevisionInputs;
-use super::release::{CHART, Release};
+use crate::record::RevisionInputs;
+use crate::release::{CHART, Release};
 use crate::render::{ImageSource, Manifests, PdbApi, RenderRequest, Values, ValuesLayer, image_map, kind_of};
 use coder_bundle::charts::{ChartFiles, embedded_chart};
 
