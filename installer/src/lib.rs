@@ -5,7 +5,6 @@
 //! line, and each capability (bundling, licensing, applying, allowlist audits) lives in a module
 //! of its own as it lands.
 
-pub mod allowlist;
 pub mod cli;
 pub mod commands;
 pub mod report;

@@ -10,11 +10,11 @@ use bundle_spec::ImageLock;
 
 use super::deploy_args::parse_duration;
 use super::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
-use crate::allowlist::endpoints::{RequirementInputs, required};
-use crate::allowlist::probe::ProbeOptions;
-use crate::allowlist::report::InputDigest;
-use crate::allowlist::{self, Allowlist, AuditRequest, render};
 use crate::cli::{InputArgs, RegistryArgs};
+use coder_allowlist::endpoints::{RequirementInputs, required};
+use coder_allowlist::probe::ProbeOptions;
+use coder_allowlist::report::InputDigest;
+use coder_allowlist::{self as allowlist, Allowlist, AuditRequest, render};
 use coder_registry::sha256_digest;
 
 /// `coder-install allowlist ...`.

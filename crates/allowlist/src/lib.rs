@@ -1,4 +1,4 @@
-//! Allowlist mode: for sites that are restricted rather than cut off.
+//! coder-allowlist: allowlist mode, for sites that are restricted rather than cut off.
 //!
 //! - [`endpoints`]: what the install needs to reach, from the spec (and the port table for the
 //!   in-cluster flows): `allowlist generate`.
@@ -17,12 +17,11 @@ pub mod probe;
 pub mod render;
 pub mod report;
 
-use std::time::Duration;
-
 use bundle_spec::{BundleSpec, ImageLock};
 
 pub use endpoints::{RequiredEndpoint, Requirements};
 pub use entry::Allowlist;
+pub use probe::format_duration;
 pub use report::AuditReport;
 
 use endpoints::{EndpointRole, EndpointSet};
@@ -163,16 +162,4 @@ pub async fn audit(request: AuditRequest<'_>) -> anyhow::Result<AuditReport> {
         notes: requirements.notes,
         probed,
     }))
-}
-
-/// `1.5s`, `30s`, `2m`: a duration the way the flags take it.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis.is_multiple_of(60_000) && millis > 0 {
-        format!("{}m", millis / 60_000)
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
 }

@@ -218,7 +218,7 @@ impl Prober {
                     FailureKind::Timeout,
                     format!(
                         "the global probe deadline ({}) passed first",
-                        super::format_duration(self.options.deadline)
+                        format_duration(self.options.deadline)
                     ),
                 ),
             }
@@ -360,7 +360,7 @@ impl Prober {
                     Err(_) => Err(format!(
                         "could not learn where {} sends blob downloads: no answer within {}",
                         reference.registry,
-                        super::format_duration(self.options.step_timeout * 4)
+                        format_duration(self.options.step_timeout * 4)
                     )),
                 }
             }
@@ -455,7 +455,7 @@ async fn step<T>(
         .map_err(|_| ProbeFailure {
             step,
             kind: FailureKind::Timeout,
-            message: format!("no answer within {}", super::format_duration(timeout)),
+            message: format!("no answer within {}", format_duration(timeout)),
         })
 }
 
@@ -601,4 +601,16 @@ fn summarise_certificate(leaf: &CertificateDer<'_>) -> Option<CertificateSummary
         issuer: certificate.issuer().to_string(),
         not_after: jiff::Timestamp::from_second(certificate.validity().not_after.timestamp()).ok()?,
     })
+}
+
+/// `1.5s`, `30s`, `2m`: a duration the way the flags take it.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(60_000) && millis > 0 {
+        format!("{}m", millis / 60_000)
+    } else if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
 }
