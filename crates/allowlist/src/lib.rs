@@ -10,9 +10,24 @@
 //!
 //! [`audit`] ties them together.
 
+/// An error of this crate with a message for the operator, from `format!` arguments.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        $crate::AllowlistError::Message(format!($($arg)*))
+    };
+}
+
+/// Returns early with a [`fail!`] error.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(fail!($($arg)*))
+    };
+}
+
 pub mod coverage;
 pub mod endpoints;
 pub mod entry;
+mod error;
 pub mod probe;
 pub mod render;
 pub mod report;
@@ -21,6 +36,7 @@ use bundle_spec::{BundleSpec, ImageLock};
 
 pub use endpoints::{RequiredEndpoint, Requirements};
 pub use entry::Allowlist;
+pub use error::{AllowlistError, Result};
 pub use probe::format_duration;
 pub use report::AuditReport;
 
@@ -43,7 +59,7 @@ pub async fn learn(
     spec: &BundleSpec,
     lock: &ImageLock,
     options: ProbeOptions,
-) -> anyhow::Result<Requirements> {
+) -> crate::Result<Requirements> {
     let prober = Prober::new(options)?;
     let (learnt, notes) = prober.learn_redirects(&requirements.endpoints, spec, lock).await;
     let mut set = EndpointSet::from(std::mem::take(&mut requirements.endpoints));
@@ -63,7 +79,7 @@ pub async fn probe(
     spec: &BundleSpec,
     lock: &ImageLock,
     options: ProbeOptions,
-) -> anyhow::Result<ProbedRequirements> {
+) -> crate::Result<ProbedRequirements> {
     let deadline = tokio::time::Instant::now() + options.deadline;
     let prober = Prober::new(options)?;
     let endpoints = std::mem::take(&mut requirements.endpoints);
@@ -141,7 +157,7 @@ pub struct AuditRequest<'a> {
 
 /// Audits an allowlist: coverage of every required endpoint, entry findings, and with probing,
 /// reachability.
-pub async fn audit(request: AuditRequest<'_>) -> anyhow::Result<AuditReport> {
+pub async fn audit(request: AuditRequest<'_>) -> crate::Result<AuditReport> {
     let probed = request.probe.is_some();
     let (requirements, probes): (Requirements, Vec<Option<ProbeResult>>) = match request.probe {
         Some(options) => {

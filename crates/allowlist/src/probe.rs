@@ -163,7 +163,7 @@ pub struct Prober {
 
 impl Prober {
     /// A prober trusting the system's CA certificates and `options.registry.ca_files`.
-    pub fn new(options: ProbeOptions) -> anyhow::Result<Self> {
+    pub fn new(options: ProbeOptions) -> crate::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         let mut warnings: Vec<String> = native
@@ -176,20 +176,18 @@ impl Prober {
             warnings.push(format!("{unreadable} system CA certificates could not be parsed"));
         }
         for path in &options.registry.ca_files {
-            let pem = std::fs::read(path)
-                .map_err(|error| anyhow::anyhow!("reading CA file {}: {error}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|error| fail!("reading CA file {}: {error}", path.display()))?;
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|error| {
-                    anyhow::anyhow!("CA file {}: not PEM certificates: {error}", path.display())
-                })?;
+                .map_err(|error| fail!("CA file {}: not PEM certificates: {error}", path.display()))?;
             if certificates.is_empty() {
-                anyhow::bail!("CA file {}: holds no PEM certificate", path.display());
+                bail!("CA file {}: holds no PEM certificate", path.display());
             }
             for certificate in certificates {
                 roots
                     .add(certificate)
-                    .map_err(|error| anyhow::anyhow!("CA file {}: {error}", path.display()))?;
+                    .map_err(|error| fail!("CA file {}: {error}", path.display()))?;
             }
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -354,8 +352,9 @@ impl Prober {
                     Ok(Ok(Some(target))) => Ok(redirect_endpoint(&target, endpoint, name)),
                     Ok(Ok(None)) => Ok(None),
                     Ok(Err(error)) => Err(format!(
-                        "could not learn where {} sends blob downloads: {error:#}",
-                        reference.registry
+                        "could not learn where {} sends blob downloads: {}",
+                        reference.registry,
+                        coder_report::error_chain(&error)
                     )),
                     Err(_) => Err(format!(
                         "could not learn where {} sends blob downloads: no answer within {}",
@@ -428,7 +427,7 @@ async fn blob_redirect_of(
     client: &RegistryClient,
     reference: &ImageReference,
     locked_digest: Option<String>,
-) -> anyhow::Result<Option<url::Url>> {
+) -> crate::Result<Option<url::Url>> {
     let repository = Repository::of(reference);
     let tag_or_digest = locked_digest.unwrap_or_else(|| reference.tag_or_digest().to_owned());
     let mut manifest = client.manifest(&repository, &tag_or_digest).await?;
@@ -437,7 +436,7 @@ async fn blob_redirect_of(
         let first = index
             .manifests
             .first()
-            .ok_or_else(|| anyhow::anyhow!("the index lists no manifest"))?;
+            .ok_or_else(|| fail!("the index lists no manifest"))?;
         manifest = client.manifest(&repository, &first.digest).await?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&manifest.bytes)?;

@@ -21,10 +21,10 @@ pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../
 pub type ChartFiles = Vec<(String, Vec<u8>)>;
 
 /// Reads every file under `dir` (sorted, relative paths with `/`). Links are refused.
-pub fn read_chart_dir(dir: &Path) -> anyhow::Result<ChartFiles> {
-    fn walk(root: &Path, dir: &Path, files: &mut ChartFiles) -> anyhow::Result<()> {
+pub fn read_chart_dir(dir: &Path) -> crate::Result<ChartFiles> {
+    fn walk(root: &Path, dir: &Path, files: &mut ChartFiles) -> crate::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|error| anyhow::anyhow!("reading chart folder {}: {error}", dir.display()))?
+            .map_err(|error| fail!("reading chart folder {}: {error}", dir.display()))?
             .collect::<Result<_, _>>()?;
         entries.sort_by_key(|entry| entry.file_name());
         for entry in entries {
@@ -36,7 +36,7 @@ pub fn read_chart_dir(dir: &Path) -> anyhow::Result<ChartFiles> {
                 let relative = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
                 files.push((relative, std::fs::read(&path)?));
             } else {
-                anyhow::bail!(
+                bail!(
                     "chart file {} is a link or special file; charts may hold regular files only",
                     path.display()
                 );
@@ -51,7 +51,7 @@ pub fn read_chart_dir(dir: &Path) -> anyhow::Result<ChartFiles> {
 }
 
 /// The files of an embedded chart folder (e.g. `coder`).
-pub fn embedded_chart(name: &str) -> anyhow::Result<ChartFiles> {
+pub fn embedded_chart(name: &str) -> crate::Result<ChartFiles> {
     fn walk(dir: &Dir<'_>, prefix: &Path, files: &mut ChartFiles) {
         for file in dir.files() {
             let relative = file.path().strip_prefix(prefix).unwrap_or(file.path());
@@ -63,7 +63,7 @@ pub fn embedded_chart(name: &str) -> anyhow::Result<ChartFiles> {
     }
     let dir = EMBEDDED_CHARTS
         .get_dir(name)
-        .ok_or_else(|| anyhow::anyhow!("no chart {name:?} is built into this coder-install"))?;
+        .ok_or_else(|| fail!("no chart {name:?} is built into this coder-install"))?;
     let mut files = Vec::new();
     walk(dir, dir.path(), &mut files);
     files.sort();
@@ -77,20 +77,20 @@ pub fn package_chart(
     files: &ChartFiles,
     cache: &BlobCache,
     plan: &mut BundlePlan,
-) -> anyhow::Result<BundledArtifact> {
+) -> crate::Result<BundledArtifact> {
     let chart_yaml = files
         .iter()
         .find(|(path, _)| path == "Chart.yaml")
-        .ok_or_else(|| anyhow::anyhow!("chart {name} has no Chart.yaml"))?;
-    let metadata: serde_json::Value = serde_saphyr_value(&chart_yaml.1)
-        .map_err(|error| anyhow::anyhow!("chart {name}: Chart.yaml: {error}"))?;
+        .ok_or_else(|| fail!("chart {name} has no Chart.yaml"))?;
+    let metadata: serde_json::Value =
+        serde_saphyr_value(&chart_yaml.1).map_err(|error| fail!("chart {name}: Chart.yaml: {error}"))?;
     let version = metadata
         .get("version")
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_owned();
     if version.is_empty() {
-        anyhow::bail!("chart {name}: Chart.yaml has no version");
+        bail!("chart {name}: Chart.yaml has no version");
     }
 
     let mut tar = tar::Builder::new(Vec::new());
@@ -139,7 +139,7 @@ pub fn package_chart(
 }
 
 /// Chart.yaml as JSON (Helm's config blob is the chart metadata in JSON).
-fn serde_saphyr_value(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
+fn serde_saphyr_value(bytes: &[u8]) -> crate::Result<serde_json::Value> {
     let text = std::str::from_utf8(bytes)?;
     Ok(serde_saphyr::from_str(text)?)
 }
@@ -150,22 +150,22 @@ fn serde_saphyr_value(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
 pub fn read_bundled_chart(
     reader: &super::read::BundleReader,
     artifact: &BundledArtifact,
-) -> anyhow::Result<ChartFiles> {
+) -> crate::Result<ChartFiles> {
     const MAX_CHART_BYTES: u64 = 16 << 20;
-    let blob = |digest: &str| -> anyhow::Result<Vec<u8>> {
+    let blob = |digest: &str| -> crate::Result<Vec<u8>> {
         let hex = digest
             .strip_prefix("sha256:")
-            .ok_or_else(|| anyhow::anyhow!("chart {}: digest {digest} is not sha256", artifact.name))?;
+            .ok_or_else(|| fail!("chart {}: digest {digest} is not sha256", artifact.name))?;
         let bytes = reader
             .read_document(&format!("blobs/sha256/{hex}"))?
             .ok_or_else(|| {
-                anyhow::anyhow!(
+                fail!(
                     "chart {}: blob {digest} is missing from the bundle",
                     artifact.name
                 )
             })?;
         if sha256_digest(&bytes) != digest {
-            anyhow::bail!("chart {}: blob {digest} does not match its digest", artifact.name);
+            bail!("chart {}: blob {digest} does not match its digest", artifact.name);
         }
         Ok(bytes)
     };
@@ -176,7 +176,7 @@ pub fn read_bundled_chart(
         .and_then(|layer| layer.get("digest"))
         .and_then(|digest| digest.as_str())
         .ok_or_else(|| {
-            anyhow::anyhow!(
+            fail!(
                 "chart {}: its manifest has no Helm chart content layer",
                 artifact.name
             )
@@ -195,12 +195,10 @@ pub fn read_bundled_chart(
             .split_once('/')
             .map(|(_, rest)| rest.to_owned())
             .filter(|rest| !rest.is_empty() && !rest.split('/').any(|part| part == ".."))
-            .ok_or_else(|| {
-                anyhow::anyhow!("chart {}: unexpected path {path:?} in its archive", artifact.name)
-            })?;
+            .ok_or_else(|| fail!("chart {}: unexpected path {path:?} in its archive", artifact.name))?;
         total += entry.size();
         if total > MAX_CHART_BYTES {
-            anyhow::bail!("chart {} unpacks to more than 16 MiB; refusing it", artifact.name);
+            bail!("chart {} unpacks to more than 16 MiB; refusing it", artifact.name);
         }
         let mut contents = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut contents)?;

@@ -62,7 +62,7 @@ pub struct DeltaSource {
 
 impl DeltaSource {
     /// The blobs an earlier bundle carried (and, if it was a delta itself, those it assumed).
-    pub fn from_bundle(path: &Path) -> anyhow::Result<Self> {
+    pub fn from_bundle(path: &Path) -> crate::Result<Self> {
         let manifest = crate::read::BundleReader::open(path)?.manifest()?;
         let mut have: std::collections::BTreeSet<String> =
             manifest.blobs.iter().map(|blob| blob.digest.clone()).collect();
@@ -76,9 +76,9 @@ impl DeltaSource {
     }
 
     /// A have-list: one `sha256:` digest a line, `#` comments allowed.
-    pub fn from_have_list(path: &Path) -> anyhow::Result<Self> {
+    pub fn from_have_list(path: &Path) -> crate::Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|error| anyhow::anyhow!("reading have-list {}: {error}", path.display()))?;
+            .map_err(|error| fail!("reading have-list {}: {error}", path.display()))?;
         let mut have = std::collections::BTreeSet::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
@@ -86,7 +86,7 @@ impl DeltaSource {
                 continue;
             }
             bundle_spec::validate_digest(line)
-                .map_err(|reason| anyhow::anyhow!("{}:{}: {reason}", path.display(), number + 1))?;
+                .map_err(|reason| fail!("{}:{}: {reason}", path.display(), number + 1))?;
             have.insert(line.to_owned());
         }
         Ok(Self {
@@ -128,10 +128,10 @@ pub async fn create(
     inputs: &Inputs,
     options: &BundleOptions,
     reporter: &dyn Reporter,
-) -> anyhow::Result<BundleSummary> {
+) -> crate::Result<BundleSummary> {
     let started = Instant::now();
     if options.output.exists() && !options.force {
-        anyhow::bail!(
+        bail!(
             "{} already exists; pass --force to overwrite it",
             options.output.display()
         );
@@ -247,7 +247,7 @@ async fn reuse_identical(
     identity: &str,
     packs: &Packs,
     output: &Path,
-) -> anyhow::Result<bool> {
+) -> crate::Result<bool> {
     let Some(pack) = packs.get(identity) else {
         return Ok(false);
     };
@@ -263,7 +263,7 @@ async fn reuse_identical(
     packs
         .link_out(&pack, &partial)
         .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
-        .map_err(|error| anyhow::anyhow!("writing {}: {error}", output.display()))?;
+        .map_err(|error| fail!("writing {}: {error}", output.display()))?;
     Ok(true)
 }
 
@@ -306,7 +306,7 @@ async fn assemble(
     sources: &Sources<'_>,
     options: &BundleOptions,
     reporter: &dyn Reporter,
-) -> anyhow::Result<FillTotals> {
+) -> crate::Result<FillTotals> {
     let Sources { cache, packs, client } = *sources;
     let partial = crate::write::partial_path(&options.output);
     let journal_path = crate::journal::Journal::path_for(&partial);
@@ -326,7 +326,7 @@ async fn assemble(
     };
     let journal = journal.map_err(|error| {
         let _ = std::fs::remove_file(&partial);
-        anyhow::anyhow!("writing {}: {error}", journal_path.display())
+        fail!("writing {}: {error}", journal_path.display())
     })?;
     let file = Arc::new(opened.file);
 
@@ -349,7 +349,7 @@ async fn assemble(
         client,
         progress: progress.as_ref(),
     };
-    let results: Vec<(BlobPlace<'_>, anyhow::Result<crate::fill::Filled>)> =
+    let results: Vec<(BlobPlace<'_>, crate::Result<crate::fill::Filled>)> =
         futures_util::stream::iter(layout.blobs())
             .map(|blob| {
                 let filler = &filler;
@@ -366,7 +366,12 @@ async fn assemble(
 
     let failures: Vec<String> = results
         .iter()
-        .filter_map(|(_, result)| result.as_ref().err().map(|error| format!("{error:#}")))
+        .filter_map(|(_, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|error| coder_report::error_chain(error))
+        })
         .collect();
     if let Some(first) = failures.first() {
         // Keep what was verified, so that the next run does not download it again.
@@ -386,12 +391,12 @@ async fn assemble(
         let _ = std::fs::remove_file(&partial);
         let _ = std::fs::remove_file(&journal_path);
         match failures.len() {
-            1 => anyhow::bail!("{first}"),
-            more => anyhow::bail!("{more} blobs failed; the first: {first}"),
+            1 => bail!("{first}"),
+            more => bail!("{more} blobs failed; the first: {first}"),
         }
     }
     coder_registry::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
-        anyhow::anyhow!(
+        fail!(
             "moving {} to {}: {error}",
             partial.display(),
             options.output.display()
@@ -422,7 +427,7 @@ impl Documents {
         plan: &BundlePlan,
         delta: Option<DeltaBase>,
         signing_key: Option<&ed25519_dalek::SigningKey>,
-    ) -> anyhow::Result<Self> {
+    ) -> crate::Result<Self> {
         let descriptors: Vec<serde_json::Value> = plan
             .images
             .iter()

@@ -61,7 +61,7 @@ pub struct Filler<'a> {
 impl Filler<'_> {
     /// Writes `blob` into its place, from wherever it is cheapest to get; `source` is the
     /// repository to download it from.
-    pub async fn fill(&self, blob: BlobPlace<'_>, source: Option<&Repository>) -> anyhow::Result<Filled> {
+    pub async fn fill(&self, blob: BlobPlace<'_>, source: Option<&Repository>) -> crate::Result<Filled> {
         let item = self
             .progress
             .item(blob.digest.trim_start_matches("sha256:"), blob.size);
@@ -80,7 +80,7 @@ impl Filler<'_> {
             });
         }
         let Some(repository) = source else {
-            anyhow::bail!(
+            bail!(
                 "blob {} is neither in the cache nor in a registry; delete the cache folder {} and re-run",
                 blob.digest,
                 self.cache
@@ -101,20 +101,20 @@ impl Filler<'_> {
         Ok(filled)
     }
 
-    fn record_done(&self, digest: &str) -> anyhow::Result<()> {
+    fn record_done(&self, digest: &str) -> crate::Result<()> {
         self.journal
             .record_done(digest)
-            .map_err(|error| anyhow::anyhow!("writing {}: {error}", self.journal.path().display()))
+            .map_err(|error| fail!("writing {}: {error}", self.journal.path().display()))
     }
 
     /// Whether the blob's place in the partial file already holds it (written by an earlier run).
-    async fn intact_in_place(&self, blob: BlobPlace<'_>) -> anyhow::Result<bool> {
+    async fn intact_in_place(&self, blob: BlobPlace<'_>) -> crate::Result<bool> {
         let hasher = self.hash_in_place(blob, blob.size).await?;
         Ok(blob_io::digest_of(hasher) == blob.digest)
     }
 
     /// Hashes the first `length` bytes of the blob's place in the partial file.
-    async fn hash_in_place(&self, blob: BlobPlace<'_>, length: u64) -> anyhow::Result<Sha256> {
+    async fn hash_in_place(&self, blob: BlobPlace<'_>, length: u64) -> crate::Result<Sha256> {
         let file = Arc::clone(&self.file);
         let offset = blob.offset;
         Ok(
@@ -124,7 +124,7 @@ impl Filler<'_> {
     }
 
     /// Copies the blob from a loose cache file or a pack, if one has it intact.
-    async fn copy_from_cache(&self, blob: BlobPlace<'_>, item: &dyn Item) -> anyhow::Result<bool> {
+    async fn copy_from_cache(&self, blob: BlobPlace<'_>, item: &dyn Item) -> crate::Result<bool> {
         let mut candidates = Vec::new();
         if self.cache.contains(blob.digest, blob.size) {
             candidates.push((self.cache.path(blob.digest), 0));
@@ -162,7 +162,7 @@ impl Filler<'_> {
         blob: BlobPlace<'_>,
         repository: &Repository,
         item: &dyn Item,
-    ) -> anyhow::Result<Filled> {
+    ) -> crate::Result<Filled> {
         let mut transfer = Transfer {
             hasher: Sha256::new(),
             have: 0,

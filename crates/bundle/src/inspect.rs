@@ -23,7 +23,7 @@ pub struct BundleInspection {
 }
 
 /// Reads a bundle's manifest and computes its sizes.
-pub fn inspect_bundle(path: &Path) -> anyhow::Result<BundleInspection> {
+pub fn inspect_bundle(path: &Path) -> crate::Result<BundleInspection> {
     let reader = BundleReader::open(path)?;
     let manifest = reader.manifest()?;
     let signed = reader.entries().contains_key(SIGNATURE_PATH);

@@ -9,9 +9,24 @@
 //! kept in the [`cache::BlobCache`] as a pack (a hard link), so that the same inputs next time give a
 //! link, not a download.
 
+/// An error of this crate with a message for the operator, from `format!` arguments.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        $crate::BundleError::Message(format!($($arg)*))
+    };
+}
+
+/// Returns early with a [`fail!`] error.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(fail!($($arg)*))
+    };
+}
+
 pub mod cache;
 pub mod charts;
 pub mod create;
+mod error;
 pub mod fill;
 pub mod inspect;
 pub mod journal;
@@ -24,3 +39,4 @@ pub mod verify;
 pub mod write;
 
 pub use create::{BundleOptions, BundleSummary, DeltaSource, Inputs, create};
+pub use error::{BundleError, Result};

@@ -14,13 +14,13 @@ pub async fn resolve(
     spec: &BundleSpec,
     client: &RegistryClient,
     on_resolved: &dyn Fn(&LockedArtifact),
-) -> anyhow::Result<ImageLock> {
+) -> crate::Result<ImageLock> {
     let mut images = Vec::new();
     for image in &spec.images {
         let reference = ImageReference::parse(&image.reference)?;
         let locked = resolve_one(&image.name, &reference, spec, client)
             .await
-            .map_err(|error| anyhow::anyhow!("image {} ({}): {error}", image.name, image.reference))?;
+            .map_err(|error| fail!("image {} ({}): {error}", image.name, image.reference))?;
         on_resolved(&locked);
         images.push(locked);
     }
@@ -53,7 +53,7 @@ async fn resolve_one(
     reference: &ImageReference,
     spec: &BundleSpec,
     client: &RegistryClient,
-) -> anyhow::Result<LockedArtifact> {
+) -> crate::Result<LockedArtifact> {
     let manifest = client
         .manifest(&Repository::of(reference), reference.tag_or_digest())
         .await?;
@@ -71,7 +71,7 @@ async fn resolve_one(
             });
         }
         if let Some(wanted) = missing {
-            anyhow::bail!(
+            bail!(
                 "the index has no {wanted} image (it has: {})",
                 platforms
                     .iter()

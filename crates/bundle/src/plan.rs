@@ -91,23 +91,23 @@ pub async fn plan_images(
     client: &RegistryClient,
     cache: &BlobCache,
     plan: &mut BundlePlan,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     for image in &spec.images {
         let locked = lock.image(&image.name).ok_or_else(|| {
-            anyhow::anyhow!(
+            fail!(
                 "image {} is not in the lock; run `coder-install lock`",
                 image.name
             )
         })?;
         let artifact = plan_artifact(locked, &spec.platforms, client, cache, plan)
             .await
-            .map_err(|error| anyhow::anyhow!("image {} ({}): {error}", image.name, image.reference))?;
+            .map_err(|error| fail!("image {} ({}): {error}", image.name, image.reference))?;
         plan.images.push(artifact);
     }
     for locked in &lock.charts {
         let artifact = plan_artifact(locked, &[], client, cache, plan)
             .await
-            .map_err(|error| anyhow::anyhow!("chart {} ({}): {error}", locked.name, locked.reference))?;
+            .map_err(|error| fail!("chart {} ({}): {error}", locked.name, locked.reference))?;
         plan.charts.push(artifact);
     }
     Ok(())

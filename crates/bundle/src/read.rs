@@ -29,13 +29,11 @@ pub struct BundleReader {
 
 impl BundleReader {
     /// Opens `path` and indexes its entries, refusing unsafe or unexpected tar entries.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = File::open(path)
-            .map_err(|error| anyhow::anyhow!("opening bundle {}: {error}", path.display()))?;
+    pub fn open(path: &Path) -> crate::Result<Self> {
+        let file = File::open(path).map_err(|error| fail!("opening bundle {}: {error}", path.display()))?;
         let mut archive = tar::Archive::new(file.try_clone()?);
         let mut entries = BTreeMap::new();
-        let not_a_bundle =
-            |reason: String| anyhow::anyhow!("{} is not a valid bundle: {reason}", path.display());
+        let not_a_bundle = |reason: String| fail!("{} is not a valid bundle: {reason}", path.display());
         for entry in archive
             .entries_with_seek()
             .map_err(|error| not_a_bundle(error.to_string()))?
@@ -91,12 +89,12 @@ impl BundleReader {
     }
 
     /// Reads a metadata document entry whole, if present.
-    pub fn read_document(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn read_document(&self, path: &str) -> crate::Result<Option<Vec<u8>>> {
         let Some(location) = self.entries.get(path) else {
             return Ok(None);
         };
         if location.size > MAX_DOCUMENT_BYTES {
-            anyhow::bail!(
+            bail!(
                 "{}: {path} is {} bytes, larger than any bundle document can be",
                 self.path.display(),
                 location.size
@@ -108,7 +106,7 @@ impl BundleReader {
     }
 
     /// The bundle manifest.
-    pub fn manifest(&self) -> anyhow::Result<BundleManifest> {
+    pub fn manifest(&self) -> crate::Result<BundleManifest> {
         self.manifest_pinned(None)
     }
 
@@ -116,9 +114,9 @@ impl BundleReader {
     /// manifest that `verify` checked ([`super::verify::VerifyReport::manifest_digest`]). Every
     /// other entry is read by the digests this manifest lists, so a bundle file changed or
     /// replaced after it was verified is refused here, before anything of it is used.
-    pub fn manifest_pinned(&self, pinned: Option<&str>) -> anyhow::Result<BundleManifest> {
+    pub fn manifest_pinned(&self, pinned: Option<&str>) -> crate::Result<BundleManifest> {
         let bytes = self.read_document(MANIFEST_PATH)?.ok_or_else(|| {
-            anyhow::anyhow!(
+            fail!(
                 "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
                 self.path.display()
             )
@@ -126,7 +124,7 @@ impl BundleReader {
         if let Some(pinned) = pinned {
             let actual = coder_registry::sha256_digest(&bytes);
             if actual != pinned {
-                anyhow::bail!(
+                bail!(
                     "{}: the bundle changed since it was verified ({MANIFEST_PATH} was {pinned}, is now {actual}); \
                      something wrote to or replaced the file. Use a copy nothing else writes to, and re-run",
                     self.path.display()

@@ -7,20 +7,20 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 /// Reads a PKCS#8 PEM private key.
-pub fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+pub fn read_signing_key(path: &Path) -> crate::Result<SigningKey> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("reading signing key {}: {error}", path.display()))?;
+        .map_err(|error| fail!("reading signing key {}: {error}", path.display()))?;
     SigningKey::from_pkcs8_pem(&text).map_err(|error| {
-        anyhow::anyhow!("{} is not an Ed25519 private key in PKCS#8 PEM ({error}); make one with `openssl genpkey -algorithm ed25519 -out key.pem`", path.display())
+        fail!("{} is not an Ed25519 private key in PKCS#8 PEM ({error}); make one with `openssl genpkey -algorithm ed25519 -out key.pem`", path.display())
     })
 }
 
 /// Reads an SPKI PEM public key.
-pub fn read_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
+pub fn read_public_key(path: &Path) -> crate::Result<VerifyingKey> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("reading public key {}: {error}", path.display()))?;
+        .map_err(|error| fail!("reading public key {}: {error}", path.display()))?;
     VerifyingKey::from_public_key_pem(&text).map_err(|error| {
-        anyhow::anyhow!("{} is not an Ed25519 public key in PEM ({error}); derive it with `openssl pkey -in key.pem -pubout -out key.pub`", path.display())
+        fail!("{} is not an Ed25519 public key in PEM ({error}); derive it with `openssl pkey -in key.pem -pubout -out key.pub`", path.display())
     })
 }
 

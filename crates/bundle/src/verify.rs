@@ -83,10 +83,10 @@ pub fn verify_bundle(
     bundle_path: &Path,
     public_key: Option<&VerifyingKey>,
     on_progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<VerifyReport> {
+) -> crate::Result<VerifyReport> {
     let reader = BundleReader::open(bundle_path)?;
     let manifest_bytes = reader.read_document(MANIFEST_PATH)?.ok_or_else(|| {
-        anyhow::anyhow!(
+        fail!(
             "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
             bundle_path.display()
         )
@@ -218,24 +218,24 @@ pub(crate) fn hash_in_parallel(
     file: &File,
     jobs: &[HashJob],
     on_progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<Vec<(String, String, String)>> {
+) -> crate::Result<Vec<(String, String, String)>> {
     let next = AtomicUsize::new(0);
     let hashed = AtomicU64::new(0);
     let results = Mutex::new(Vec::with_capacity(jobs.len()));
     let workers = std::thread::available_parallelism()
         .map_or(2, usize::from)
         .min(jobs.len().max(1));
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    std::thread::scope(|scope| -> crate::Result<()> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
+                scope.spawn(|| -> crate::Result<()> {
                     while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let hasher = blob_io::hash_range(file, job.offset, job.size, &mut |step| {
                             on_progress(hashed.fetch_add(step, Ordering::Relaxed) + step);
                         })?;
                         results
                             .lock()
-                            .map_err(|_| anyhow::anyhow!("a hashing worker panicked"))?
+                            .map_err(|_| fail!("a hashing worker panicked"))?
                             .push((job.name.clone(), job.digest.clone(), blob_io::digest_of(hasher)));
                     }
                     Ok(())
@@ -243,15 +243,13 @@ pub(crate) fn hash_in_parallel(
             })
             .collect();
         for handle in handles {
-            handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("a hashing worker panicked"))??;
+            handle.join().map_err(|_| fail!("a hashing worker panicked"))??;
         }
         Ok(())
     })?;
     let mut results = results
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a hashing worker panicked"))?;
+        .map_err(|_| fail!("a hashing worker panicked"))?;
     results.sort();
     Ok(results)
 }

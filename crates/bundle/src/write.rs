@@ -18,8 +18,8 @@ pub struct PartialBundle {
 /// `try_continue` and it has the layout's size; otherwise starts a new one, with the space for the
 /// whole bundle reserved up front (so that a disk too small fails now, not after an hour of
 /// downloading). Either way the skeleton is (re)written. On failure nothing is left behind.
-pub fn open_partial(partial: &Path, layout: &TarLayout, try_continue: bool) -> anyhow::Result<PartialBundle> {
-    let context = |error: std::io::Error| anyhow::anyhow!("writing {}: {error}", partial.display());
+pub fn open_partial(partial: &Path, layout: &TarLayout, try_continue: bool) -> crate::Result<PartialBundle> {
+    let context = |error: std::io::Error| fail!("writing {}: {error}", partial.display());
     if try_continue
         && let Ok(file) = OpenOptions::new().read(true).write(true).open(partial)
         && file
@@ -67,13 +67,13 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 
 /// Writes a small file (a lock, a report) through `output.partial` renamed into place, so that
 /// a reader never sees it half-written.
-pub fn write_file(output: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_file(output: &Path, bytes: &[u8]) -> crate::Result<()> {
     let partial = partial_path(output);
     std::fs::write(&partial, bytes)
         .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
         .map_err(|error| {
             let _ = std::fs::remove_file(&partial);
-            anyhow::anyhow!("writing {}: {error}", output.display())
+            fail!("writing {}: {error}", output.display())
         })
 }
 

@@ -77,7 +77,7 @@ pub fn render_for(
     release: &Release,
     options: &ApplyOptions,
     pdb_api: crate::render::PdbApi,
-) -> anyhow::Result<Manifests> {
+) -> crate::Result<Manifests> {
     let pull_secret = options
         .pull_credentials
         .as_ref()
@@ -87,7 +87,7 @@ pub fn render_for(
 }
 
 /// The StorageClass preflight should check, from the values.
-pub fn configured_storage_class(release: &Release, options: &ApplyOptions) -> anyhow::Result<Option<String>> {
+pub fn configured_storage_class(release: &Release, options: &ApplyOptions) -> crate::Result<Option<String>> {
     let values = release.values(&options.values_files, &options.sets, None)?;
     let class = &values.postgres.storage.storage_class;
     Ok((values.postgres.host.is_empty() && !class.is_empty()).then(|| class.clone()))
@@ -98,7 +98,7 @@ pub async fn preflight(
     cluster: &Cluster,
     release: &Release,
     options: &ApplyOptions,
-) -> anyhow::Result<PreflightReport> {
+) -> crate::Result<PreflightReport> {
     let manifests = render_for(release, options, cluster.pdb_api())?;
     let storage_class = configured_storage_class(release, options)?;
     Ok(crate::preflight::check_cluster(
@@ -117,7 +117,7 @@ pub async fn deploy(
     release: &Release,
     options: &ApplyOptions,
     reporter: &dyn Reporter,
-) -> anyhow::Result<ApplyReport> {
+) -> crate::Result<ApplyReport> {
     let started = Instant::now();
     let namespace = options.namespace.as_str();
     reporter.step(&format!(
@@ -216,7 +216,7 @@ pub async fn deploy_locked(
     options: &ApplyOptions,
     manifests: &Manifests,
     started: Instant,
-) -> anyhow::Result<ApplyReport> {
+) -> crate::Result<ApplyReport> {
     let namespace = options.namespace.as_str();
     let store = RecordStore::new(cluster.client.clone(), namespace);
     let mut record = store.load().await?.unwrap_or_default();
@@ -367,7 +367,7 @@ pub async fn deploy_locked(
 }
 
 /// Parses a multi-document YAML stream of objects (as stored per revision).
-pub fn parse_manifests(yaml: &str) -> anyhow::Result<Vec<Value>> {
+pub fn parse_manifests(yaml: &str) -> crate::Result<Vec<Value>> {
     let mut objects = Vec::new();
     for document in yaml.split("\n---") {
         let document = document.strip_prefix("---").unwrap_or(document);

@@ -18,7 +18,23 @@
 //! `--dry-run` runs every check and render and the server's dry run of every object, and writes
 //! nothing.
 
+/// An error of this crate with a message for the operator, from `format!` arguments.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        $crate::DeployError::Message(format!($($arg)*))
+    };
+}
+
+/// Returns early with a [`fail!`] error.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(fail!($($arg)*))
+    };
+}
+
 pub mod apply;
+mod error;
+pub use error::{DeployError, Result};
 pub mod cluster;
 pub mod lease;
 pub mod objects;

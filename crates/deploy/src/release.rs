@@ -56,24 +56,24 @@ pub struct Release {
 
 impl Release {
     /// Loads the release from its source.
-    pub fn load(source: &ReleaseSource) -> anyhow::Result<Self> {
+    pub fn load(source: &ReleaseSource) -> crate::Result<Self> {
         Self::load_pinned(source, None)
     }
 
     /// Loads the release; a bundle's manifest must hash to `pinned` (the digest `verify`
     /// checked) when given, and its lock and chart are read by the digests that manifest lists.
-    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> anyhow::Result<Self> {
+    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> crate::Result<Self> {
         match source {
             ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site, pinned),
             ReleaseSource::Connected(inputs) => Self::from_inputs(inputs),
         }
     }
 
-    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> anyhow::Result<Self> {
+    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> crate::Result<Self> {
         let reader = BundleReader::open(path)?;
         let manifest = reader.manifest_pinned(pinned)?;
         if manifest.name != PRODUCT {
-            anyhow::bail!(
+            bail!(
                 "{} is a bundle of {:?} {}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
                 path.display(),
                 manifest.name,
@@ -82,10 +82,10 @@ impl Release {
         }
         let lock_bytes = reader
             .read_document(LOCK_PATH)?
-            .ok_or_else(|| anyhow::anyhow!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
+            .ok_or_else(|| fail!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
         let lock_digest = coder_registry::sha256_digest(&lock_bytes);
         if lock_digest != manifest.lock_digest {
-            anyhow::bail!(
+            bail!(
                 "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
                  or was changed after it was verified",
                 path.display(),
@@ -93,15 +93,13 @@ impl Release {
             );
         }
         let lock_text = String::from_utf8(lock_bytes)
-            .map_err(|_| anyhow::anyhow!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
+            .map_err(|_| fail!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
         let lock = ImageLock::from_yaml(&lock_text, &format!("{}:{LOCK_PATH}", path.display()))?;
         let artifact = manifest
             .charts
             .iter()
             .find(|chart| chart.name == CHART)
-            .ok_or_else(|| {
-                anyhow::anyhow!("{} carries no chart {CHART:?} ({MANIFEST_PATH})", path.display())
-            })?;
+            .ok_or_else(|| fail!("{} carries no chart {CHART:?} ({MANIFEST_PATH})", path.display()))?;
         let chart = read_bundled_chart(&reader, artifact)?;
         let images = image_map(&lock, &ImageSource::Site(site.clone()))?;
         Ok(Self {
@@ -117,18 +115,18 @@ impl Release {
         })
     }
 
-    fn from_inputs(inputs: &Inputs) -> anyhow::Result<Self> {
+    fn from_inputs(inputs: &Inputs) -> crate::Result<Self> {
         inputs.lock.check_matches(&inputs.spec)?;
         let chart_spec = inputs
             .spec
             .charts
             .iter()
             .find(|chart| chart.name == CHART)
-            .ok_or_else(|| anyhow::anyhow!("the spec lists no chart {CHART:?}"))?;
+            .ok_or_else(|| fail!("the spec lists no chart {CHART:?}"))?;
         let chart = match (chart_spec.source()?, &inputs.spec_dir) {
             (ChartSource::Path(path), Some(dir)) => read_chart_dir(&dir.join(path))?,
             (ChartSource::Path(_), None) => embedded_chart(CHART)?,
-            (ChartSource::Oci(reference), _) => anyhow::bail!(
+            (ChartSource::Oci(reference), _) => bail!(
                 "chart {CHART} comes from {reference}; connected apply renders local charts only: \
                  make a bundle (which pulls it) and apply that, or point the spec at the chart folder"
             ),
@@ -149,7 +147,7 @@ impl Release {
 
     /// Points images at what a push actually stored: where the registry refused a partial
     /// multi-platform index, containers pull the carried platform's manifest instead.
-    pub fn use_pushed(&mut self, report: &coder_mirror::MirrorReport) -> anyhow::Result<()> {
+    pub fn use_pushed(&mut self, report: &coder_mirror::MirrorReport) -> crate::Result<()> {
         let Some(site) = &self.site else {
             return Ok(());
         };
@@ -170,12 +168,12 @@ impl Release {
         files: &[PathBuf],
         sets: &[String],
         extra_pull_secret: Option<&str>,
-    ) -> anyhow::Result<Values> {
+    ) -> crate::Result<Values> {
         let defaults = crate::render::chart_defaults(&self.chart)?;
         let mut layers = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(file)
-                .map_err(|error| anyhow::anyhow!("reading values file {}: {error}", file.display()))?;
+                .map_err(|error| fail!("reading values file {}: {error}", file.display()))?;
             layers.push(ValuesLayer {
                 source_name: file.display().to_string(),
                 text,

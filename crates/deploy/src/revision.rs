@@ -30,7 +30,7 @@ pub struct RevisionRefused {
 }
 
 /// The inputs to record for `release` rendered with `values`.
-pub fn record_inputs(release: &Release, values: &Values) -> anyhow::Result<RevisionInputs> {
+pub fn record_inputs(release: &Release, values: &Values) -> crate::Result<RevisionInputs> {
     Ok(RevisionInputs {
         version: release.version.clone(),
         mode: release.mode.to_owned(),

@@ -113,7 +113,7 @@ pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
 }
 
 /// The readiness of each workload in `keys`, read from the cluster now.
-pub async fn check(cluster: &Cluster, keys: &[ObjectKey]) -> anyhow::Result<Vec<Readiness>> {
+pub async fn check(cluster: &Cluster, keys: &[ObjectKey]) -> crate::Result<Vec<Readiness>> {
     let mut states = Vec::new();
     for key in keys.iter().filter(|key| is_workload(&key.kind)) {
         let (api, _) = api_for(cluster, key)?;
@@ -137,7 +137,7 @@ pub async fn wait_ready(
     keys: &[ObjectKey],
     timeout: Duration,
     on_progress: &dyn Fn(&[Readiness]),
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let started = Instant::now();
     loop {
         let states = check(cluster, keys).await?;
@@ -152,7 +152,7 @@ pub async fn wait_ready(
                     message.push_str(&format!("\n      event: {event}"));
                 }
             }
-            anyhow::bail!(message);
+            bail!("{message}");
         }
         on_progress(&states);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -32,6 +32,21 @@ pub enum MirrorError {
         #[source]
         source: Box<RegistryError>,
     },
+    /// The bundle could not be opened or read.
+    #[error(transparent)]
+    Read(#[from] coder_bundle::BundleError),
+    /// The site registry's client could not be set up.
+    #[error(transparent)]
+    Client(Box<RegistryError>),
+    /// The bundle file could not be shared with the upload tasks.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<RegistryError> for MirrorError {
+    fn from(error: RegistryError) -> Self {
+        Self::Client(Box::new(error))
+    }
 }
 
 impl MirrorError {

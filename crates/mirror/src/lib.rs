@@ -83,7 +83,7 @@ pub async fn mirror_bundle(
     site: &SiteRegistry,
     options: &MirrorOptions,
     reporter: &dyn Reporter,
-) -> anyhow::Result<MirrorReport> {
+) -> Result<MirrorReport, MirrorError> {
     let started = Instant::now();
     let reader = BundleReader::open(bundle)?;
     let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
@@ -110,8 +110,7 @@ pub async fn mirror_bundle(
                 base: delta.base.clone(),
                 registry: site.to_string(),
                 missing,
-            }
-            .into());
+            });
         }
         known_present = present;
     }
@@ -159,7 +158,7 @@ pub async fn mirror_bundle(
 /// every OCI index and manifest it carries). Returns how many artifacts and distinct blobs the
 /// push would handle.
 #[cfg(fuzzing)]
-pub fn plan_bundle(bundle: &Path, site: &SiteRegistry) -> anyhow::Result<(usize, usize)> {
+pub fn plan_bundle(bundle: &Path, site: &SiteRegistry) -> Result<(usize, usize), MirrorError> {
     let reader = BundleReader::open(bundle)?;
     let manifest = reader.manifest()?;
     let (artifacts, blobs) = plan::plan(&reader, &manifest, site)?;

@@ -171,7 +171,7 @@ fn read_manifest(
 ) -> Result<Option<ManifestToPush>, MirrorError> {
     let bytes = reader
         .read_document(&blob_path(digest))
-        .map_err(|error| MirrorError::Bundle(format!("{error:#}")))?;
+        .map_err(|error| MirrorError::Bundle(coder_report::error_chain(&error)))?;
     let Some(bytes) = bytes else {
         return Ok(None);
     };

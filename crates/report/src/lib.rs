@@ -76,9 +76,40 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// An error and every source under it, `: `-separated, the way the binary prints errors
+/// (`error: outer: inner: innermost`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{error_chain, human_bytes};
+
+    #[test]
+    fn an_error_chain_reads_outer_to_inner() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("reading the bundle")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(error_chain(&error), "reading the bundle: disk on fire");
+    }
 
     #[test]
     fn bytes_read_the_way_the_progress_bars_print_them() {

@@ -18,9 +18,9 @@ pub enum ImageSource {
 }
 
 /// Logical image name → the pinned reference containers use, for every image in the lock.
-pub fn image_map(lock: &ImageLock, source: &ImageSource) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn image_map(lock: &ImageLock, source: &ImageSource) -> crate::Result<BTreeMap<String, String>> {
     if lock.images.is_empty() {
-        anyhow::bail!(
+        bail!(
             "the lock lists no images (the built-in lock is unresolved until a release pins it); \
              run `coder-install lock` and pass --lock, or apply a bundle"
         );
