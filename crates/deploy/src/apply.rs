@@ -160,11 +160,6 @@ pub async fn deploy(
             deploy_seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let held = if options.dry_run {
-        None
-    } else {
-        Some(crate::lease::acquire(cluster.client.clone(), namespace).await?)
-    };
     let target = DeployTarget {
         version: release.version.clone(),
         lock_digest: release.lock_digest.clone(),
@@ -173,15 +168,13 @@ pub async fn deploy(
         in_cluster_database: values.postgres.host.is_empty(),
         inputs: Some(crate::revision::record_inputs(release, &rendered_values)?),
     };
-    let work = deploy_locked(cluster, &target, options, &manifests, started);
-    let outcome = match &held {
-        Some(held) => held.run_while_held(work).await,
-        None => work.await,
-    };
-    if let Some(held) = held {
-        held.release().await;
-    }
-    outcome
+    crate::lease::with_lease(
+        cluster.client.clone(),
+        namespace,
+        options.dry_run,
+        deploy_locked(cluster, &target, options, &manifests, started),
+    )
+    .await
 }
 
 /// What a deploy records: the release's identity beside its manifests.

@@ -88,6 +88,28 @@ fn lease_object(namespace: &str, holder: &str, resource_version: Option<String>)
 /// How often a held lease is renewed.
 pub const RENEW_EVERY: Duration = Duration::from_secs(30);
 
+/// Runs `work` under the namespace's lease: takes it (or fails with who holds it), runs `work`
+/// while it is held (see [`HeldLease::run_while_held`]) and releases it, whatever `work`
+/// returned. A dry run writes nothing, so it takes no lease and just runs `work`. Apply,
+/// rollback and uninstall all change the namespace through this.
+pub async fn with_lease<T, E>(
+    client: kube::Client,
+    namespace: &str,
+    dry_run: bool,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    E: From<LeaseError>,
+{
+    if dry_run {
+        return work.await;
+    }
+    let held = acquire(client, namespace).await?;
+    let outcome = held.run_while_held(work).await;
+    held.release().await;
+    outcome
+}
+
 /// Takes the namespace's lease, or says who holds it; renewed every [`RENEW_EVERY`].
 pub async fn acquire(client: kube::Client, namespace: &str) -> Result<HeldLease, LeaseError> {
     acquire_renewing_every(client, namespace, RENEW_EVERY).await

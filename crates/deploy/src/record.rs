@@ -168,6 +168,12 @@ pub enum RecordError {
         /// The error.
         source: kube::Error,
     },
+    /// The namespace has no install record: nothing is installed there.
+    #[error("nothing is installed in namespace {namespace} (no coder-install record)")]
+    NothingInstalled {
+        /// The namespace.
+        namespace: String,
+    },
     /// It does not parse.
     #[error(
         "install record ConfigMap {namespace}/{RECORD_NAME} is damaged ({reason}); \
@@ -210,6 +216,13 @@ impl RecordStore {
             namespace: self.namespace.clone(),
             source,
         }
+    }
+
+    /// The record of what is installed, or [`RecordError::NothingInstalled`].
+    pub async fn load_installed(&self) -> Result<InstallRecord, RecordError> {
+        self.load().await?.ok_or_else(|| RecordError::NothingInstalled {
+            namespace: self.namespace.clone(),
+        })
     }
 
     /// The record, if the namespace has one.

@@ -33,9 +33,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
-    let record = store.load().await?.ok_or_else(|| {
-        anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-    })?;
+    let record = store.load_installed().await?;
     let previous = record.history.first().ok_or_else(|| {
         anyhow::anyhow!(
             "namespace {namespace} has only revision {}; there is nothing earlier to roll back to",
@@ -90,18 +88,12 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         diff: args.diff,
         wait: None,
     };
-    let held = if args.dry_run {
-        None
-    } else {
-        Some(lease::acquire(cluster.client.clone(), &namespace).await?)
-    };
-    let work = deploy_locked(&cluster, &target, &options, &manifests, Instant::now());
-    let outcome = match &held {
-        Some(held) => held.run_while_held(work).await,
-        None => work.await,
-    };
-    if let Some(held) = held {
-        held.release().await;
-    }
-    super::apply::print_report(&outcome?, args.format)
+    let report = lease::with_lease(
+        cluster.client.clone(),
+        &namespace,
+        args.dry_run,
+        deploy_locked(&cluster, &target, &options, &manifests, Instant::now()),
+    )
+    .await?;
+    super::apply::print_report(&report, args.format)
 }

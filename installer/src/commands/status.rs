@@ -32,11 +32,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let record = RecordStore::new(cluster.client.clone(), &namespace)
-        .load()
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-        })?;
+        .load_installed()
+        .await?;
     let workloads = check(&cluster, &record.objects).await?;
     let healthy = workloads.iter().all(|state| state.ready) && record.pending.is_none();
     let status = Status {

@@ -39,11 +39,8 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
-    let record = store.load().await?.ok_or_else(|| {
-        anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-    })?;
-    let held = lease::acquire(cluster.client.clone(), &namespace).await?;
-    let outcome = async {
+    let record = store.load_installed().await?;
+    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, async {
         let mut deleted = Vec::new();
         let mut keys: Vec<ObjectKey> = record.objects.clone();
         keys.extend(
@@ -89,12 +86,11 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
         }
         store.delete_all(&record).await?;
         anyhow::Ok(deleted)
-    }
-    .await;
-    held.release().await;
+    })
+    .await?;
     let report = UninstallReport {
         namespace,
-        deleted: outcome?,
+        deleted,
         kept_data: args.keep_data,
     };
     if args.format == OutputFormat::Json {
