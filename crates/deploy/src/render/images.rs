@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use coder_mirror::SiteRegistry;
 
+use super::kinds::kind_of;
+
 /// Where the cluster pulls the platform's images from.
 #[derive(Debug, Clone)]
 pub enum ImageSource {
@@ -40,7 +42,7 @@ pub fn image_map(lock: &ImageLock, source: &ImageSource) -> crate::Result<BTreeM
 /// The pod spec of a workload object, wherever its kind keeps it.
 fn pod_spec(object: &Value) -> Option<&Value> {
     let spec = object.get("spec")?;
-    match super::kind_of(object) {
+    match kind_of(object) {
         "Pod" => Some(spec),
         "CronJob" => spec.pointer("/jobTemplate/spec/template/spec"),
         _ => spec.pointer("/template/spec"),
@@ -62,7 +64,7 @@ pub fn check_images(objects: &[Value], images: &BTreeMap<String, String>) -> Res
                 if !allowed.contains(image) {
                     offenders.push(format!(
                         "{} {}: {list} {}: {image}",
-                        super::kind_of(object),
+                        kind_of(object),
                         object
                             .pointer("/metadata/name")
                             .and_then(Value::as_str)

@@ -5,6 +5,7 @@
 //! `template` prints what this produces; `apply` applies exactly the same objects.
 
 mod images;
+mod kinds;
 mod policies;
 pub mod values;
 
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 pub use images::{ImageSource, check_images, image_map};
+pub use kinds::kind_of;
+use kinds::kind_rank;
 pub use values::{Values, ValuesError, ValuesLayer};
 
 use coder_bundle::charts::ChartFiles;
@@ -261,48 +264,6 @@ fn finish_object(mut object: Value, namespace: &str, template: &str) -> Result<V
     labels.insert(INSTANCE_LABEL.to_owned(), json!(namespace));
     labels.insert("app.kubernetes.io/part-of".to_owned(), json!("coder"));
     Ok(object)
-}
-
-/// An object's kind.
-pub fn kind_of(object: &Value) -> &str {
-    object.get("kind").and_then(Value::as_str).unwrap_or_default()
-}
-
-/// Apply order by kind (dependencies first), as Helm orders installs.
-fn kind_rank(kind: &str) -> usize {
-    const ORDER: &[&str] = &[
-        "Namespace",
-        "NetworkPolicy",
-        "ResourceQuota",
-        "LimitRange",
-        "PodDisruptionBudget",
-        "ServiceAccount",
-        "Secret",
-        "ConfigMap",
-        "StorageClass",
-        "PersistentVolumeClaim",
-        "CustomResourceDefinition",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "DaemonSet",
-        "Pod",
-        "ReplicaSet",
-        "Deployment",
-        "HorizontalPodAutoscaler",
-        "StatefulSet",
-        "Job",
-        "CronJob",
-        "IngressClass",
-        "Ingress",
-        "ValidatingWebhookConfiguration",
-    ];
-    ORDER
-        .iter()
-        .position(|known| *known == kind)
-        .unwrap_or(ORDER.len())
 }
 
 impl Manifests {
