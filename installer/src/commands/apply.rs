@@ -54,8 +54,8 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "wait")]
     pub timeout: Duration,
     /// Blobs pushed at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: crate::cli::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -152,7 +152,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
         reporter.step(&format!("push {} to {site}", path.display()));
         let push = MirrorOptions {
-            concurrency: usize::from(args.concurrency),
+            concurrency: args.concurrency.get(),
             registry: registry_options.clone(),
             pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
         };

@@ -12,7 +12,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         output: args.out.clone(),
         force: args.force,
         cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
-        concurrency: usize::from(args.concurrency),
+        concurrency: args.concurrency.get(),
         signing_key: args.signing_key.clone(),
         registry: super::registry_options(&args.registry)?,
         delta: match (&args.delta_from, &args.have_list) {

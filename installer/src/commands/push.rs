@@ -57,8 +57,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE")]
     pub license: Option<PathBuf>,
     /// Blobs pushed at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: crate::cli::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -69,7 +69,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     super::license::require_airgap_license(args.license.as_deref(), "nothing was pushed")?;
     let options = MirrorOptions {
         pinned_manifest: None,
-        concurrency: usize::from(args.concurrency),
+        concurrency: args.concurrency.get(),
         registry: args.site.registry_options()?,
     };
     let report = mirror_bundle(
