@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use bundle_spec::{BundleSpec, DEFAULT_SPEC};
-use coder_install::allowlist::endpoints::{RequirementInputs, required};
-use coder_install::allowlist::report::{AuditInputs, AuditReport};
-use coder_install::allowlist::{Allowlist, render};
+use coder_allowlist::endpoints::{RequirementInputs, required};
+use coder_allowlist::report::{AuditInputs, AuditReport};
+use coder_allowlist::{Allowlist, render};
 
 const LINES: usize = 100_000;
 const ROUNDS: usize = 5;

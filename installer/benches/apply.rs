@@ -11,10 +11,11 @@
 use std::time::{Duration, Instant};
 
 use bundle_spec::{BundleSpec, ImageLock};
-use coder_install::apply::cluster::{ClusterOptions, connect};
-use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::apply::{ApplyOptions, deploy, render_for};
-use coder_install::bundle::Inputs;
+use coder_bundle::Inputs;
+use coder_deploy::apply::{ApplyOptions, deploy, render_for};
+use coder_deploy::cluster::{ClusterOptions, connect};
+use coder_deploy::release::{Release, ReleaseSource};
+use coder_report::Silent;
 use coder_testenv::KubeApiServer;
 
 const ROUNDS: usize = 5;
@@ -74,7 +75,6 @@ fn options(cluster: &KubeApiServer, namespace: &str) -> ApplyOptions {
         dry_run: false,
         diff: false,
         wait: None,
-        quiet: true,
     }
 }
 
@@ -118,13 +118,13 @@ async fn run() {
     for round in 0..ROUNDS {
         let namespace = format!("bench-{round}");
         let started = Instant::now();
-        let report = deploy(&cluster, &release, &options(&server, &namespace))
+        let report = deploy(&cluster, &release, &options(&server, &namespace), &Silent)
             .await
             .expect("apply");
         fresh.push(started.elapsed());
         assert_eq!(report.revision, 1);
         let started = Instant::now();
-        let report = deploy(&cluster, &release, &options(&server, &namespace))
+        let report = deploy(&cluster, &release, &options(&server, &namespace), &Silent)
             .await
             .expect("re-apply");
         again.push(started.elapsed());

@@ -90,6 +90,22 @@ pub struct RegistryArgs {
     pub registry_ca: Vec<PathBuf>,
 }
 
+/// How many blobs move at once: the same flag, default and limits for `bundle` (downloads),
+/// `push` and `apply` (uploads).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ConcurrencyArgs {
+    /// Blobs downloaded or pushed at once (1 to 256).
+    #[arg(long = "concurrency", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub value: u16,
+}
+
+impl ConcurrencyArgs {
+    /// As a count of tasks.
+    pub fn get(self) -> usize {
+        usize::from(self.value)
+    }
+}
+
 /// `coder-install lock`.
 #[derive(Debug, clap::Args)]
 pub struct LockArgs {
@@ -129,8 +145,8 @@ pub struct BundleArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Blobs downloaded at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
     /// Make a delta bundle: leave out the layers an earlier bundle (already applied at the target) carried.
     #[arg(long, value_name = "OLD_BUNDLE", conflicts_with = "have_list")]
     pub delta_from: Option<PathBuf>,

@@ -1,21 +1,11 @@
 //! coder-install: installs the Coder platform on Kubernetes, from the public registries or from
 //! an offline bundle inside an air gap.
 //!
-//! The `coder-install` binary is a thin shell over this library: [`cli`] describes the command
-//! line, and each capability (bundling, licensing, applying, allowlist audits) lives in a module
-//! of its own as it lands.
+//! This crate is the command line only: [`cli`] describes it, [`commands`] runs each subcommand
+//! on the library crates (`coder_registry`, `coder_bundle`, `coder_mirror`, `coder_deploy`,
+//! `coder_allowlist`), and [`report`] shows their progress and messages on a terminal (or
+//! nothing, for `--output json`).
 
-pub mod allowlist;
-pub mod apply;
-pub mod blob_io;
-pub mod bundle;
-pub mod cache;
 pub mod cli;
 pub mod commands;
-pub mod lock;
-pub mod oci;
-pub mod progress;
-pub mod push;
-pub mod registry;
-pub mod render;
-pub mod topology;
+pub mod report;

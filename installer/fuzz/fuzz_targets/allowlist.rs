@@ -7,10 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use bundle_spec::{BundleSpec, DEFAULT_SPEC};
-use coder_install::allowlist::coverage;
-use coder_install::allowlist::endpoints::{RequirementInputs, Requirements, required};
-use coder_install::allowlist::report::{AuditInputs, AuditReport};
-use coder_install::allowlist::{Allowlist, render};
+use coder_allowlist::coverage;
+use coder_allowlist::endpoints::{RequirementInputs, Requirements, required};
+use coder_allowlist::report::{AuditInputs, AuditReport};
+use coder_allowlist::{Allowlist, render};
 use libfuzzer_sys::fuzz_target;
 
 fn requirements() -> &'static Requirements {

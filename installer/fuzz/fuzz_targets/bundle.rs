@@ -20,13 +20,13 @@ use std::sync::OnceLock;
 
 use bundle_spec::ImageLock;
 use bundle_spec::format::BundleManifest;
-use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::bundle::DeltaSource;
-use coder_install::bundle::inspect::inspect_bundle;
-use coder_install::bundle::read::BundleReader;
-use coder_install::bundle::verify::verify_bundle;
-use coder_install::oci::{ImageManifest, IndexDocument};
-use coder_install::push::SiteRegistry;
+use coder_deploy::release::{Release, ReleaseSource};
+use coder_bundle::DeltaSource;
+use coder_bundle::inspect::inspect_bundle;
+use coder_bundle::read::BundleReader;
+use coder_bundle::verify::verify_bundle;
+use coder_registry::oci::{ImageManifest, IndexDocument};
+use coder_mirror::SiteRegistry;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
@@ -214,5 +214,5 @@ fuzz_target!(|data: &[u8]| {
         site: site(),
     })
     .map_err(|error| error.to_string());
-    let _ = coder_install::push::plan_bundle(path, &site()).map_err(|error| error.to_string());
+    let _ = coder_mirror::plan_bundle(path, &site()).map_err(|error| error.to_string());
 });

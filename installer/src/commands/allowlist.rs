@@ -10,12 +10,12 @@ use bundle_spec::ImageLock;
 
 use super::deploy_args::parse_duration;
 use super::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
-use crate::allowlist::endpoints::{RequirementInputs, required};
-use crate::allowlist::probe::ProbeOptions;
-use crate::allowlist::report::InputDigest;
-use crate::allowlist::{self, Allowlist, AuditRequest, render};
 use crate::cli::{InputArgs, RegistryArgs};
-use crate::registry::sha256_digest;
+use coder_allowlist::endpoints::{RequirementInputs, required};
+use coder_allowlist::probe::ProbeOptions;
+use coder_allowlist::report::InputDigest;
+use coder_allowlist::{self as allowlist, Allowlist, AuditRequest, render};
+use coder_registry::sha256_digest;
 
 /// `coder-install allowlist ...`.
 #[derive(Debug, clap::Args)]
@@ -280,7 +280,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     let verdict = if report.verdict.passed { "PASS" } else { "FAIL" };
     match &args.out {
         Some(path) => {
-            crate::bundle::write::write_file(path, rendered.as_bytes())?;
+            coder_bundle::write::write_file(path, rendered.as_bytes())?;
             println!("{verdict}: {summary} (report: {})", path.display());
         }
         None => {

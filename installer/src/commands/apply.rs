@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use crate::apply::objects::Change;
-use crate::apply::preflight::Check;
-use crate::apply::release::{Release, ReleaseSource};
-use crate::apply::{ApplyOptions, ApplyReport, cluster, step};
-use crate::bundle::signing::{fingerprint, read_public_key};
-use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::OutputFormat;
-use crate::push::{PushOptions, SiteRegistry, check_registry_writable, push_bundle};
-use crate::registry::RegistryOptions;
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_deploy::apply::{ApplyOptions, ApplyReport};
+use coder_deploy::cluster;
+use coder_deploy::objects::Change;
+use coder_deploy::preflight::Check;
+use coder_deploy::release::{Release, ReleaseSource};
+use coder_mirror::{MirrorOptions, SiteRegistry, check_registry_writable, mirror_bundle};
+use coder_registry::RegistryOptions;
 
 /// `coder-install apply`.
 #[derive(Debug, clap::Args)]
@@ -53,8 +54,8 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "wait")]
     pub timeout: Duration,
     /// Blobs pushed at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: crate::cli::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -62,7 +63,7 @@ pub struct ApplyArgs {
 
 /// Runs `apply`.
 pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let source = args.release.source()?;
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
@@ -77,7 +78,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                  or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
             );
         }
-        step(quiet, &format!("verify {}", path.display()));
+        reporter.step(&format!("verify {}", path.display()));
         let key = args.public_key.as_deref().map(read_public_key).transpose()?;
         let signature = key.as_ref().map_or_else(
             || "NOT checked (--allow-unsigned)".to_owned(),
@@ -96,22 +97,20 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                 problems.join("\n  - ")
             );
         }
-        if !quiet {
-            eprintln!("    signature: {signature}");
-        }
+        reporter.line(&format!("    signature: {signature}"));
         verified = Some((report.manifest_digest, signature));
     }
 
     // 2. License, offline, before anything is pushed or written (the same gate as `push` and
     // `template --bundle`).
     let license = if air_gapped {
-        step(quiet, "check license");
+        reporter.step("check license");
         Some(super::license::require_airgap_license(
             args.license.as_deref(),
             "nothing was pushed or applied",
         )?)
     } else if let Some(path) = &args.license {
-        step(quiet, "check license");
+        reporter.step("check license");
         Some(super::license::read_connected_license(path)?)
     } else {
         None
@@ -132,15 +131,14 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         diff: args.diff,
         wait: args.wait.then_some(args.timeout),
-        quiet,
     };
     // Values problems are input errors: report them before touching the cluster.
     release.values(&options.values_files, &options.sets, None)?;
 
     // 3. Preflight.
-    step(quiet, "preflight");
+    reporter.step("preflight");
     let cluster = cluster::connect(&options.cluster).await?;
-    let mut preflight = crate::apply::preflight(&cluster, &release, &options).await?;
+    let mut preflight = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         preflight
             .checks
@@ -152,48 +150,40 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
 
     // 4. Push.
     if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
-        step(quiet, &format!("push {} to {site}", path.display()));
-        let push = PushOptions {
-            concurrency: usize::from(args.concurrency),
+        reporter.step(&format!("push {} to {site}", path.display()));
+        let push = MirrorOptions {
+            concurrency: args.concurrency.get(),
             registry: registry_options.clone(),
-            quiet,
             pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
         };
-        let report = push_bundle(path, site, &push).await?;
-        if !quiet {
-            eprintln!(
-                "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
-                report.blobs_uploaded,
-                crate::progress::human_bytes(report.bytes_sent),
-                report.blobs_mounted,
-                report.blobs_present + report.blobs_skipped,
-                report.seconds
-            );
-        }
+        let report = mirror_bundle(path, site, &push, reporter).await?;
+        reporter.line(&format!(
+            "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
+            report.blobs_uploaded,
+            coder_report::human_bytes(report.bytes_sent),
+            report.blobs_mounted,
+            report.blobs_present + report.blobs_skipped,
+            report.seconds
+        ));
         release.use_pushed(&report)?;
     }
 
     // 5–6. Render and deploy.
-    let report = crate::apply::deploy(&cluster, &release, &options).await?;
+    let report = coder_deploy::apply::deploy(&cluster, &release, &options, reporter).await?;
 
     // 7. Wait.
     if let Some(timeout) = options.wait
         && !options.dry_run
     {
-        step(
-            quiet,
-            &format!("wait up to {}s for the workloads", timeout.as_secs()),
-        );
+        reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
         let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
-        crate::apply::wait::wait_ready(&cluster, &keys, timeout, &|states| {
-            if !quiet {
-                let waiting: Vec<String> = states
-                    .iter()
-                    .filter(|state| !state.ready)
-                    .map(|state| format!("{} ({})", state.key, state.detail))
-                    .collect();
-                eprintln!("    waiting for {}", waiting.join(", "));
-            }
+        coder_deploy::wait::wait_ready(&cluster, &keys, timeout, &|states| {
+            let waiting: Vec<String> = states
+                .iter()
+                .filter(|state| !state.ready)
+                .map(|state| format!("{} ({})", state.key, state.detail))
+                .collect();
+            reporter.line(&format!("    waiting for {}", waiting.join(", ")));
         })
         .await?;
     }
@@ -253,7 +243,7 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
     };
     println!(
         "{} {} ({}) in namespace {}: {} objects, {summary}{}; revision {}",
-        crate::apply::release::PRODUCT,
+        coder_deploy::release::PRODUCT,
         report.version,
         report.mode,
         report.namespace,
@@ -265,7 +255,7 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
         },
         report.revision
     );
-    let admin_secret = crate::render::secret_names::ADMIN_PASSWORD;
+    let admin_secret = coder_deploy::render::secret_names::ADMIN_PASSWORD;
     if !report.dry_run && report.secrets.created.iter().any(|name| name == admin_secret) {
         println!(
             "The first admin's password was generated into Secret {namespace}/{admin_secret} (kept \

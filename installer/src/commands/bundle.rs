@@ -1,9 +1,9 @@
 //! `coder-install bundle`.
 
-use crate::bundle::{BundleOptions, DeltaSource, create};
-use crate::cache::BlobCache;
 use crate::cli::{BundleArgs, OutputFormat};
-use crate::progress::human_bytes;
+use coder_bundle::cache::BlobCache;
+use coder_bundle::{BundleOptions, DeltaSource, create};
+use coder_report::human_bytes;
 
 /// Makes the bundle and prints a summary.
 pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
@@ -12,10 +12,9 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         output: args.out.clone(),
         force: args.force,
         cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
-        concurrency: usize::from(args.concurrency),
+        concurrency: args.concurrency.get(),
         signing_key: args.signing_key.clone(),
         registry: super::registry_options(&args.registry)?,
-        quiet: super::quiet(args.format),
         delta: match (&args.delta_from, &args.have_list) {
             (Some(old), _) => Some(DeltaSource::from_bundle(old)?),
             (None, Some(list)) => Some(DeltaSource::from_have_list(list)?),
@@ -23,11 +22,11 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         },
     };
     let summary = tokio::select! {
-        summary = create(&inputs, &options) => summary?,
+        summary = create(&inputs, &options, crate::report::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
             "interrupted; {} and its journal are kept: run the same command again to continue",
-            crate::bundle::write::partial_path(&options.output).display()
+            coder_bundle::write::partial_path(&options.output).display()
         ),
     };
     match args.format {

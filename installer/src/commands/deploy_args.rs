@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::apply::cluster::ClusterOptions;
-use crate::apply::release::ReleaseSource;
 use crate::cli::{InputArgs, RegistryArgs};
-use crate::push::SiteRegistry;
-use crate::registry::{Credentials, RegistryOptions};
+use coder_deploy::cluster::ClusterOptions;
+use coder_deploy::release::ReleaseSource;
+use coder_mirror::SiteRegistry;
+use coder_registry::{Credentials, RegistryOptions};
 
 /// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
 #[derive(Debug, clap::Args)]

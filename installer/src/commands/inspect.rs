@@ -1,8 +1,8 @@
 //! `coder-install inspect`.
 
-use crate::bundle::inspect::inspect_bundle;
 use crate::cli::{InspectArgs, OutputFormat};
-use crate::progress::human_bytes;
+use coder_bundle::inspect::inspect_bundle;
+use coder_report::human_bytes;
 
 /// Prints what a bundle holds.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {

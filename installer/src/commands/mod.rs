@@ -22,9 +22,9 @@ use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 
 use coder_license::LicenseError;
 
-use crate::bundle::Inputs;
-use crate::cli::{InputArgs, OutputFormat, RegistryArgs};
-use crate::registry::{CredentialStore, RegistryOptions};
+use crate::cli::{InputArgs, RegistryArgs};
+use coder_bundle::Inputs;
+use coder_registry::{CredentialStore, RegistryOptions};
 
 /// Loads the spec (a file or the built-in one).
 pub(crate) fn load_spec(path: Option<&Path>) -> anyhow::Result<(BundleSpec, String, Option<PathBuf>)> {
@@ -140,11 +140,6 @@ pub(crate) fn read_password_stdin() -> anyhow::Result<String> {
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// Whether progress and text output should be suppressed.
-pub(crate) fn quiet(format: OutputFormat) -> bool {
-    format == OutputFormat::Json
 }
 
 /// The process exit code for a failed command: a license error's own code (see

@@ -1,10 +1,11 @@
 //! `coder-install preflight`: apply's checks alone, changing nothing.
 
 use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
-use crate::apply::preflight::Outcome;
-use crate::apply::release::Release;
-use crate::apply::{ApplyOptions, cluster};
 use crate::cli::OutputFormat;
+use coder_deploy::apply::ApplyOptions;
+use coder_deploy::cluster;
+use coder_deploy::preflight::Outcome;
+use coder_deploy::release::Release;
 
 /// `coder-install preflight`.
 #[derive(Debug, clap::Args)]
@@ -39,10 +40,9 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         dry_run: true,
         diff: false,
         wait: None,
-        quiet: true,
     };
     let cluster = cluster::connect(&options.cluster).await?;
-    let mut report = crate::apply::preflight(&cluster, &release, &options).await?;
+    let mut report = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         let (registry_options, _) = args.login.resolve(Some(site))?;
         report

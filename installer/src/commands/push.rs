@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use crate::cli::{OutputFormat, RegistryArgs};
-use crate::progress::human_bytes;
-use crate::push::{PushOptions, SiteRegistry, push_bundle};
-use crate::registry::{Credentials, RegistryOptions};
+use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
+use coder_registry::{Credentials, RegistryOptions};
+use coder_report::human_bytes;
 
 /// The site registry and how to reach it: shared by `push` and `apply`.
 #[derive(Debug, clap::Args)]
@@ -57,8 +57,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE")]
     pub license: Option<PathBuf>,
     /// Blobs pushed at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: crate::cli::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -67,13 +67,18 @@ pub struct PushArgs {
 /// Checks the license, pushes the bundle and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     super::license::require_airgap_license(args.license.as_deref(), "nothing was pushed")?;
-    let options = PushOptions {
+    let options = MirrorOptions {
         pinned_manifest: None,
-        concurrency: usize::from(args.concurrency),
+        concurrency: args.concurrency.get(),
         registry: args.site.registry_options()?,
-        quiet: super::quiet(args.format),
     };
-    let report = push_bundle(&args.bundle, &args.site.registry, &options).await?;
+    let report = mirror_bundle(
+        &args.bundle,
+        &args.site.registry,
+        &options,
+        crate::report::for_format(args.format),
+    )
+    .await?;
     match args.format {
         OutputFormat::Json => super::print_json(&report),
         OutputFormat::Text => {

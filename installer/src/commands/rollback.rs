@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::record::RecordStore;
-use crate::apply::revision::rerender;
-use crate::apply::{ApplyOptions, DeployTarget, cluster, deploy_locked, lease, step};
 use crate::cli::OutputFormat;
+use coder_deploy::apply::{ApplyOptions, DeployTarget, deploy_locked};
+use coder_deploy::record::RecordStore;
+use coder_deploy::revision::rerender;
+use coder_deploy::{cluster, lease};
 
 /// `coder-install rollback`.
 #[derive(Debug, clap::Args)]
@@ -28,13 +29,11 @@ pub struct RollbackArgs {
 
 /// Runs `rollback`.
 pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
-    let record = store.load().await?.ok_or_else(|| {
-        anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-    })?;
+    let record = store.load_installed().await?;
     let previous = record.history.first().ok_or_else(|| {
         anyhow::anyhow!(
             "namespace {namespace} has only revision {}; there is nothing earlier to roll back to",
@@ -50,9 +49,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
             previous.revision
         )
     })?;
-    step(
-        quiet,
-        &format!(
+    reporter.step(&format!(
             "roll back namespace {namespace} from revision {} ({}) to revision {} ({}), rendered again from its recorded inputs",
             record.revision, record.version, previous.revision, previous.version
         ),
@@ -64,12 +61,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         &namespace,
         cluster.pdb_api(),
     )?;
-    if !quiet {
-        eprintln!(
-            "    note: database migrations are forward-only; the older version runs on the newer schema \
-             (migrations only add, so this works across one release)"
-        );
-    }
+    reporter.line(
+        "    note: database migrations are forward-only; the older version runs on the newer schema \
+         (migrations only add, so this works across one release)",
+    );
     let in_cluster_database = manifests.objects.iter().any(|object| {
         object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
             && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")
@@ -92,20 +87,13 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         diff: args.diff,
         wait: None,
-        quiet,
     };
-    let held = if args.dry_run {
-        None
-    } else {
-        Some(lease::acquire(cluster.client.clone(), &namespace).await?)
-    };
-    let work = deploy_locked(&cluster, &target, &options, &manifests, Instant::now());
-    let outcome = match &held {
-        Some(held) => held.run_while_held(work).await,
-        None => work.await,
-    };
-    if let Some(held) = held {
-        held.release().await;
-    }
-    super::apply::print_report(&outcome?, args.format)
+    let report = lease::with_lease(
+        cluster.client.clone(),
+        &namespace,
+        args.dry_run,
+        deploy_locked(&cluster, &target, &options, &manifests, Instant::now()),
+    )
+    .await?;
+    super::apply::print_report(&report, args.format)
 }

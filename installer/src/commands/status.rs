@@ -3,10 +3,10 @@
 use serde::Serialize;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::cluster;
-use crate::apply::record::{InstallRecord, RecordStore};
-use crate::apply::wait::{Readiness, check};
 use crate::cli::OutputFormat;
+use coder_deploy::cluster;
+use coder_deploy::record::{InstallRecord, RecordStore};
+use coder_deploy::wait::{Readiness, check};
 
 /// `coder-install status`.
 #[derive(Debug, clap::Args)]
@@ -32,11 +32,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let record = RecordStore::new(cluster.client.clone(), &namespace)
-        .load()
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-        })?;
+        .load_installed()
+        .await?;
     let workloads = check(&cluster, &record.objects).await?;
     let healthy = workloads.iter().all(|state| state.ready) && record.pending.is_none();
     let status = Status {
@@ -55,7 +52,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let record = &status.record;
     println!(
         "{} {} ({}) in namespace {}: revision {}, applied {} by {}",
-        crate::apply::release::PRODUCT,
+        coder_deploy::release::PRODUCT,
         record.version,
         record.mode,
         status.namespace,

@@ -1,8 +1,8 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
 use super::deploy_args::{ReleaseArgs, ValuesArgs};
-use crate::apply::release::{Release, ReleaseSource};
-use crate::render::{PdbApi, render, secret_names};
+use coder_deploy::release::{Release, ReleaseSource};
+use coder_deploy::render::{PdbApi, render, secret_names};
 
 /// `coder-install template`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
          # apply also creates the namespace and these Secrets, which this output only refers to:\n\
          #   {} (key `password`, unless postgres.host is set), {} (key `token`),\n\
          #   {} (key `license`, optional).",
-        crate::apply::release::PRODUCT,
+        coder_deploy::release::PRODUCT,
         release.version,
         release.mode,
         env!("CARGO_PKG_VERSION"),

@@ -6,10 +6,10 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde::Serialize;
 
 use super::deploy_args::TargetArgs;
-use crate::apply::objects::{ObjectKey, delete_managed};
-use crate::apply::record::RecordStore;
-use crate::apply::{cluster, lease, secrets, step};
 use crate::cli::OutputFormat;
+use coder_deploy::objects::{ObjectKey, delete_managed};
+use coder_deploy::record::RecordStore;
+use coder_deploy::{cluster, lease, secrets};
 
 /// `coder-install uninstall`.
 #[derive(Debug, clap::Args)]
@@ -35,15 +35,12 @@ struct UninstallReport {
 
 /// Runs `uninstall`.
 pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
-    let record = store.load().await?.ok_or_else(|| {
-        anyhow::anyhow!("nothing is installed in namespace {namespace} (no coder-install record)")
-    })?;
-    let held = lease::acquire(cluster.client.clone(), &namespace).await?;
-    let outcome = async {
+    let record = store.load_installed().await?;
+    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, async {
         let mut deleted = Vec::new();
         let mut keys: Vec<ObjectKey> = record.objects.clone();
         keys.extend(
@@ -54,15 +51,15 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
         );
         keys.sort();
         keys.dedup();
-        step(quiet, &format!("delete {} objects", keys.len()));
+        reporter.step(&format!("delete {} objects", keys.len()));
         // Workloads first, so nothing restarts while its configuration goes.
-        keys.sort_by_key(|key| !crate::apply::wait::is_workload(&key.kind));
+        keys.sort_by_key(|key| !coder_deploy::wait::is_workload(&key.kind));
         for key in &keys {
             if delete_managed(&cluster, key, false).await? {
                 deleted.push(key.to_string());
             }
         }
-        step(quiet, "delete workspaces");
+        reporter.step("delete workspaces");
         deleted.extend(
             delete_labelled(
                 &cluster.client,
@@ -73,7 +70,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
             .await?,
         );
         if !args.keep_data {
-            step(quiet, "delete the database volume");
+            reporter.step("delete the database volume");
             deleted.extend(
                 delete_labelled(
                     &cluster.client,
@@ -89,12 +86,11 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
         }
         store.delete_all(&record).await?;
         anyhow::Ok(deleted)
-    }
-    .await;
-    held.release().await;
+    })
+    .await?;
     let report = UninstallReport {
         namespace,
-        deleted: outcome?,
+        deleted,
         kept_data: args.keep_data,
     };
     if args.format == OutputFormat::Json {

@@ -1,9 +1,9 @@
 //! `coder-install verify`.
 
-use crate::bundle::signing::{fingerprint, read_public_key};
-use crate::bundle::verify::{SignatureStatus, verify_bundle};
 use crate::cli::{OutputFormat, VerifyArgs};
-use crate::progress::{Progress, human_bytes};
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_report::human_bytes;
 
 /// Verifies a bundle, prints the report, and fails if anything is wrong.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
@@ -13,10 +13,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let size = std::fs::metadata(&args.bundle)
         .map(|meta| meta.len())
         .unwrap_or(0);
-    let quiet = super::quiet(args.format);
+    let reporter = crate::report::for_format(args.format);
     let bundle = args.bundle.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let progress = Progress::new("verifying", size, quiet);
+        let progress = reporter.job("verifying", size);
         let item = progress.item("blobs", size);
         let report = verify_bundle(&bundle, verifying.as_ref(), &|done| item.set(done));
         drop(item);

@@ -128,7 +128,7 @@ impl AirGap {
 
 /// The manager container in `template` output.
 fn manager_container(template: &str) -> Value {
-    let objects = coder_install::apply::parse_manifests(template).expect("template output parses");
+    let objects = coder_deploy::apply::parse_manifests(template).expect("template output parses");
     let manager = objects
         .iter()
         .find(|object| object["kind"] == "Deployment" && object["metadata"]["name"] == "coder-manager")

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use coder_install::allowlist::coverage::Coverage;
-use coder_install::allowlist::endpoints::{EndpointRole, Evidence, Origin, Scheme};
-use coder_install::allowlist::entry::Location;
-use coder_install::allowlist::probe::{FailureKind, ProbeStep};
-use coder_install::allowlist::report::{AuditReport, EntryFinding};
-use coder_install::allowlist::{RequiredEndpoint, Requirements};
+use coder_allowlist::coverage::Coverage;
+use coder_allowlist::endpoints::{EndpointRole, Evidence, Origin, Scheme};
+use coder_allowlist::entry::Location;
+use coder_allowlist::probe::{FailureKind, ProbeStep};
+use coder_allowlist::report::{AuditReport, EntryFinding};
+use coder_allowlist::{RequiredEndpoint, Requirements};
 use coder_testenv::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 
 use crate::world::{World, coder_install, failure, success};
@@ -64,7 +64,7 @@ fn report_of(output: &Output) -> AuditReport {
     })
 }
 
-fn endpoint<'a>(report: &'a AuditReport, url: &str) -> &'a coder_install::allowlist::report::EndpointReport {
+fn endpoint<'a>(report: &'a AuditReport, url: &str) -> &'a coder_allowlist::report::EndpointReport {
     report
         .endpoints
         .iter()

@@ -407,7 +407,7 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
     // `template` with the same inputs prints exactly the objects apply applied.
     let template =
         success(platform.run_owned(&platform.connected("template", "coder", &["--kube-version", "1.20"])));
-    let rendered = coder_install::apply::parse_manifests(&template).expect("template output parses");
+    let rendered = coder_deploy::apply::parse_manifests(&template).expect("template output parses");
     let applied: Vec<String> = record["objects"]
         .as_array()
         .expect("objects")

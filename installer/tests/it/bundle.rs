@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use coder_install::bundle::read::BundleReader;
+use coder_bundle::read::BundleReader;
 use coder_testenv::RegistryFlavour;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use coder_install::registry::{
+use coder_registry::{
     CredentialStore, Credentials, RegistryClient, RegistryError, RegistryOptions, Repository,
 };
 use coder_testenv::{Registry, RegistryFlavour};

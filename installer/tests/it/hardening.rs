@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coder_install::registry::{RegistryClient, RegistryError, RegistryOptions, Repository};
+use coder_registry::{RegistryClient, RegistryError, RegistryOptions, Repository};
 use coder_testenv::RegistryFlavour;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coder_install::apply::lease::{self, LEASE_NAME, LeaseError};
+use coder_deploy::lease::{self, LEASE_NAME, LeaseError};
 use coder_testenv::KubeApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;

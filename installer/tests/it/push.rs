@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use coder_install::push::{SiteRegistry, check_registry_writable};
-use coder_install::registry::{CredentialStore, Credentials, RegistryError, RegistryOptions};
+use coder_mirror::{SiteRegistry, check_registry_writable};
+use coder_registry::{CredentialStore, Credentials, RegistryError, RegistryOptions};
 use coder_testenv::{Registry, RegistryFlavour};
 use serde_json::Value;
 

@@ -2,11 +2,11 @@
 //! required and the choice is reported and recorded; what `apply` uses of the bundle after
 //! verifying it is pinned to the verified manifest. Against a real registry and API server.
 
-use coder_install::apply::release::{Release, ReleaseSource};
-use coder_install::bundle::verify::verify_bundle;
-use coder_install::push::{PushOptions, push_bundle};
-use coder_install::registry::RegistryOptions;
+use coder_bundle::verify::verify_bundle;
+use coder_deploy::release::{Release, ReleaseSource};
 use coder_license::Tier;
+use coder_mirror::{MirrorOptions, mirror_bundle};
+use coder_registry::RegistryOptions;
 use coder_testenv::{Registry, RegistryFlavour};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
@@ -177,16 +177,16 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
     let fresh = Registry::start(RegistryFlavour::Plain)
         .await
         .expect("fresh registry");
-    let options = PushOptions {
+    let options = MirrorOptions {
         registry: RegistryOptions {
             insecure_registries: vec![fresh.host()],
             ..RegistryOptions::default()
         },
         pinned_manifest: Some(report.manifest_digest.clone()),
-        ..PushOptions::default()
+        ..MirrorOptions::default()
     };
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
-    let error = push_bundle(&verified_path, &target, &options)
+    let error = mirror_bundle(&verified_path, &target, &options, &coder_report::Silent)
         .await
         .expect_err("a push of a swapped bundle is refused")
         .to_string();

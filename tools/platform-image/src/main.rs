@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use coder_install::cli::{OutputFormat, RegistryArgs};
-use coder_install::registry::Credentials;
+use coder_registry::Credentials;
 use platform_image::elf::Linkage;
 use platform_image::image::{self, ImageInputs};
 use platform_image::push::PushTarget;

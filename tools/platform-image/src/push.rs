@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use bundle_spec::ImageReference;
-use coder_install::registry::{CredentialStore, Credentials};
+use coder_registry::{CredentialStore, Credentials};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};

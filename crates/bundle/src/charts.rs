@@ -1,0 +1,209 @@
+//! Local chart folders packaged as OCI artifacts with Helm's media types, deterministically.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use bundle_spec::format::{
+    BundledArtifact, HELM_CHART_LAYER_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
+};
+use flate2::{Compression, GzBuilder};
+use include_dir::{Dir, include_dir};
+
+use super::plan::BundlePlan;
+use crate::cache::BlobCache;
+use coder_registry::sha256_digest;
+
+/// The workspace's `charts/` folder, embedded so that the default spec needs no files.
+pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../charts");
+
+/// A chart's files: relative path and contents, sorted by path.
+pub type ChartFiles = Vec<(String, Vec<u8>)>;
+
+/// Reads every file under `dir` (sorted, relative paths with `/`). Links are refused.
+pub fn read_chart_dir(dir: &Path) -> crate::Result<ChartFiles> {
+    fn walk(root: &Path, dir: &Path, files: &mut ChartFiles) -> crate::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|error| fail!("reading chart folder {}: {error}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(root, &path, files)?;
+            } else if kind.is_file() {
+                let relative = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+                files.push((relative, std::fs::read(&path)?));
+            } else {
+                bail!(
+                    "chart file {} is a link or special file; charts may hold regular files only",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+/// The files of an embedded chart folder (e.g. `coder`).
+pub fn embedded_chart(name: &str) -> crate::Result<ChartFiles> {
+    fn walk(dir: &Dir<'_>, prefix: &Path, files: &mut ChartFiles) {
+        for file in dir.files() {
+            let relative = file.path().strip_prefix(prefix).unwrap_or(file.path());
+            files.push((relative.to_string_lossy().into_owned(), file.contents().to_vec()));
+        }
+        for sub in dir.dirs() {
+            walk(sub, prefix, files);
+        }
+    }
+    let dir = EMBEDDED_CHARTS
+        .get_dir(name)
+        .ok_or_else(|| fail!("no chart {name:?} is built into this coder-install"))?;
+    let mut files = Vec::new();
+    walk(dir, dir.path(), &mut files);
+    files.sort();
+    Ok(files)
+}
+
+/// Packages a chart as `helm package` lays it out (`<name>/…` in a gzip tar), wraps it in an OCI
+/// manifest with Helm's media types, stores the three blobs in the cache and adds them to `plan`.
+pub fn package_chart(
+    name: &str,
+    files: &ChartFiles,
+    cache: &BlobCache,
+    plan: &mut BundlePlan,
+) -> crate::Result<BundledArtifact> {
+    let chart_yaml = files
+        .iter()
+        .find(|(path, _)| path == "Chart.yaml")
+        .ok_or_else(|| fail!("chart {name} has no Chart.yaml"))?;
+    let metadata: serde_json::Value =
+        serde_saphyr_value(&chart_yaml.1).map_err(|error| fail!("chart {name}: Chart.yaml: {error}"))?;
+    let version = metadata
+        .get("version")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if version.is_empty() {
+        bail!("chart {name}: Chart.yaml has no version");
+    }
+
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(contents.len() as u64);
+        tar.append_data(&mut header, format!("{name}/{path}"), contents.as_slice())?;
+    }
+    let mut gzip = GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
+    gzip.write_all(&tar.into_inner()?)?;
+    let content = gzip.finish()?;
+
+    let config = serde_json::to_vec(&metadata)?;
+    let (content_digest, config_digest) = (sha256_digest(&content), sha256_digest(&config));
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": { "mediaType": HELM_CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": HELM_CHART_LAYER_MEDIA_TYPE, "digest": content_digest, "size": content.len() }],
+    }))?;
+    let manifest_digest = sha256_digest(&manifest);
+
+    let mut blobs = BTreeSet::new();
+    for (digest, bytes) in [
+        (&manifest_digest, &manifest),
+        (&config_digest, &config),
+        (&content_digest, &content),
+    ] {
+        cache.insert(digest, bytes)?;
+        plan.add_blob(digest, bytes.len() as u64, None)?;
+        blobs.insert(digest.clone());
+    }
+    Ok(BundledArtifact {
+        name: name.to_owned(),
+        reference: format!("charts/{name}:{version}"),
+        digest: manifest_digest,
+        media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned(),
+        platforms: Vec::new(),
+        size: (manifest.len() + config.len() + content.len()) as u64,
+        blobs: blobs.into_iter().collect(),
+    })
+}
+
+/// Chart.yaml as JSON (Helm's config blob is the chart metadata in JSON).
+fn serde_saphyr_value(bytes: &[u8]) -> crate::Result<serde_json::Value> {
+    let text = std::str::from_utf8(bytes)?;
+    Ok(serde_saphyr::from_str(text)?)
+}
+
+/// The files of a chart a bundle carries (the inverse of [`package_chart`]): its OCI manifest
+/// is read from the bundle, then its content layer unpacked in memory (charts are small; the
+/// layer is limited to 16 MiB), with the top-level `<name>/` folder stripped.
+pub fn read_bundled_chart(
+    reader: &super::read::BundleReader,
+    artifact: &BundledArtifact,
+) -> crate::Result<ChartFiles> {
+    const MAX_CHART_BYTES: u64 = 16 << 20;
+    let blob = |digest: &str| -> crate::Result<Vec<u8>> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| fail!("chart {}: digest {digest} is not sha256", artifact.name))?;
+        let bytes = reader
+            .read_document(&format!("blobs/sha256/{hex}"))?
+            .ok_or_else(|| {
+                fail!(
+                    "chart {}: blob {digest} is missing from the bundle",
+                    artifact.name
+                )
+            })?;
+        if sha256_digest(&bytes) != digest {
+            bail!("chart {}: blob {digest} does not match its digest", artifact.name);
+        }
+        Ok(bytes)
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&artifact.digest)?)?;
+    let layer = manifest
+        .pointer("/layers/0")
+        .filter(|layer| layer.get("mediaType").and_then(|m| m.as_str()) == Some(HELM_CHART_LAYER_MEDIA_TYPE))
+        .and_then(|layer| layer.get("digest"))
+        .and_then(|digest| digest.as_str())
+        .ok_or_else(|| {
+            fail!(
+                "chart {}: its manifest has no Helm chart content layer",
+                artifact.name
+            )
+        })?;
+    let content = blob(layer)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(content.as_slice()));
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let relative = path
+            .split_once('/')
+            .map(|(_, rest)| rest.to_owned())
+            .filter(|rest| !rest.is_empty() && !rest.split('/').any(|part| part == ".."))
+            .ok_or_else(|| fail!("chart {}: unexpected path {path:?} in its archive", artifact.name))?;
+        total += entry.size();
+        if total > MAX_CHART_BYTES {
+            bail!("chart {} unpacks to more than 16 MiB; refusing it", artifact.name);
+        }
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut contents)?;
+        files.push((relative, contents));
+    }
+    files.sort();
+    Ok(files)
+}

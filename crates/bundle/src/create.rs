@@ -1,0 +1,507 @@
+//! Making a bundle: [`create`] plans, lays out and fills the bundle file, resumably.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bundle_spec::format::{
+    BLOBS_DIR, BUNDLE_DIR, BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, DeltaBase, INDEX_PATH,
+    LOCK_PATH, MANIFEST_PATH, OCI_INDEX_MEDIA_TYPE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION,
+    SIGNATURE_PATH, SPEC_PATH, blob_path,
+};
+use bundle_spec::{BundleSpec, ChartSource, ImageLock};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::cache::{BlobCache, Kept, Packs};
+use crate::layout::{BlobPlace, Content, TarLayout};
+use crate::plan::BundlePlan;
+use coder_registry::{RegistryClient, RegistryOptions, sha256_digest};
+use coder_report::Reporter;
+
+/// A spec and its lock, with their exact text (bundled as-is) and where charts are found.
+pub struct Inputs {
+    /// The parsed spec.
+    pub spec: BundleSpec,
+    /// The spec's text.
+    pub spec_text: String,
+    /// The parsed lock.
+    pub lock: ImageLock,
+    /// The lock's text.
+    pub lock_text: String,
+    /// The folder that chart paths are relative to; `None` for the built-in spec, whose charts
+    /// are built in too.
+    pub spec_dir: Option<PathBuf>,
+}
+
+/// How to make a bundle.
+pub struct BundleOptions {
+    /// The bundle file to write.
+    pub output: PathBuf,
+    /// Replace `output` if it exists.
+    pub force: bool,
+    /// The blob cache folder.
+    pub cache_dir: PathBuf,
+    /// Blobs downloaded at once.
+    pub concurrency: usize,
+    /// Sign the bundle manifest with this Ed25519 key (PKCS#8 PEM).
+    pub signing_key: Option<PathBuf>,
+    /// How to reach the registries.
+    pub registry: RegistryOptions,
+    /// Make a delta bundle: leave out the config and layer blobs the target already has.
+    pub delta: Option<DeltaSource>,
+}
+
+/// What the target of a delta bundle already has.
+pub struct DeltaSource {
+    /// A description for the bundle manifest (e.g. `coder 1.0.0 (old.bundle)`).
+    pub base: String,
+    /// The digests the target has.
+    pub have: std::collections::BTreeSet<String>,
+}
+
+impl DeltaSource {
+    /// The blobs an earlier bundle carried (and, if it was a delta itself, those it assumed).
+    pub fn from_bundle(path: &Path) -> crate::Result<Self> {
+        let manifest = crate::read::BundleReader::open(path)?.manifest()?;
+        let mut have: std::collections::BTreeSet<String> =
+            manifest.blobs.iter().map(|blob| blob.digest.clone()).collect();
+        if let Some(delta) = &manifest.delta {
+            have.extend(delta.omitted.iter().map(|blob| blob.digest.clone()));
+        }
+        Ok(Self {
+            base: format!("{} {} ({})", manifest.name, manifest.version, path.display()),
+            have,
+        })
+    }
+
+    /// A have-list: one `sha256:` digest a line, `#` comments allowed.
+    pub fn from_have_list(path: &Path) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| fail!("reading have-list {}: {error}", path.display()))?;
+        let mut have = std::collections::BTreeSet::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            bundle_spec::validate_digest(line)
+                .map_err(|reason| fail!("{}:{}: {reason}", path.display(), number + 1))?;
+            have.insert(line.to_owned());
+        }
+        Ok(Self {
+            base: format!("have-list {}", path.display()),
+            have,
+        })
+    }
+}
+
+/// What a bundle run did.
+#[derive(Debug, Serialize)]
+pub struct BundleSummary {
+    /// The file written.
+    pub output: String,
+    /// Images carried.
+    pub images: usize,
+    /// Charts carried.
+    pub charts: usize,
+    /// Distinct blobs.
+    pub blobs: usize,
+    /// Size of the distinct blobs.
+    pub unique_bytes: u64,
+    /// Bytes downloaded by this run (0 when everything was cached).
+    pub downloaded_bytes: u64,
+    /// Blobs left out of a delta bundle because the target has them.
+    pub omitted_blobs: usize,
+    /// Bytes of earlier interrupted downloads that were resumed instead of fetched again.
+    pub resumed_bytes: u64,
+    /// Blobs that were already in the cache.
+    pub cached_blobs: usize,
+    /// The signing key's fingerprint, if signed.
+    pub signed_by: Option<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Makes a bundle, reporting its progress to `reporter`.
+pub async fn create(
+    inputs: &Inputs,
+    options: &BundleOptions,
+    reporter: &dyn Reporter,
+) -> crate::Result<BundleSummary> {
+    let started = Instant::now();
+    if options.output.exists() && !options.force {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            options.output.display()
+        );
+    }
+    inputs.lock.check_matches(&inputs.spec)?;
+    let signing_key = options
+        .signing_key
+        .as_deref()
+        .map(crate::signing::read_signing_key)
+        .transpose()?;
+    let cache = BlobCache::open(&options.cache_dir)?;
+    let client = Arc::new(RegistryClient::new(options.registry.clone())?);
+
+    let mut plan = BundlePlan::default();
+    crate::plan::plan_images(&inputs.spec, &inputs.lock, &client, &cache, &mut plan).await?;
+    for chart in &inputs.spec.charts {
+        if let ChartSource::Path(path) = chart.source()? {
+            let files = match &inputs.spec_dir {
+                Some(dir) => crate::charts::read_chart_dir(&dir.join(path))?,
+                None => crate::charts::embedded_chart(
+                    Path::new(path)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(path),
+                )?,
+            };
+            let artifact = crate::charts::package_chart(&chart.name, &files, &cache, &mut plan)?;
+            plan.charts.push(artifact);
+        }
+    }
+    // OCI charts were planned with the images; keep the spec's order for all of them.
+    plan.charts.sort_by_key(|artifact| {
+        inputs
+            .spec
+            .charts
+            .iter()
+            .position(|chart| chart.name == artifact.name)
+    });
+    let delta = options.delta.as_ref().map(|source| DeltaBase {
+        base: source.base.clone(),
+        omitted: plan.omit_present(&source.have),
+    });
+    let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
+    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan);
+    let identity = layout.identity();
+    let packs = cache.packs();
+
+    let totals = match reuse_identical(&layout, &identity, &packs, &options.output).await? {
+        true => FillTotals {
+            cached: plan.blobs.len(),
+            ..FillTotals::default()
+        },
+        false => {
+            let totals = assemble(
+                &layout,
+                &identity,
+                &plan,
+                &Sources {
+                    cache: &cache,
+                    packs: &packs,
+                    client: &client,
+                },
+                options,
+                reporter,
+            )
+            .await?;
+            match packs.add(&options.output, &identity, layout.blobs()) {
+                Ok(Kept::Linked) => {}
+                Ok(Kept::Copied) => reporter.line(&format!(
+                    "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
+                     (a cache on the same filesystem keeps a hard link instead)",
+                    options.cache_dir.display(),
+                    options.output.display()
+                )),
+                Err(error) => reporter.line(&format!(
+                    "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
+                    options.output.display(),
+                    options.cache_dir.display()
+                )),
+            }
+            totals
+        }
+    };
+
+    Ok(BundleSummary {
+        output: options.output.display().to_string(),
+        images: plan.images.len(),
+        charts: plan.charts.len(),
+        blobs: plan.blobs.len(),
+        unique_bytes: plan.unique_size(),
+        downloaded_bytes: totals.downloaded,
+        resumed_bytes: totals.resumed,
+        omitted_blobs,
+        cached_blobs: totals.cached,
+        signed_by: signing_key.map(|key| crate::signing::fingerprint(&key.verifying_key())),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[derive(Default)]
+struct FillTotals {
+    downloaded: u64,
+    resumed: u64,
+    cached: usize,
+}
+
+/// When the cache holds a bundle with the same identity (byte for byte what this run would
+/// write), puts it at `output` by a hard link and returns `true`. A pack written to since the
+/// cache recorded it is checked in full first; a damaged one is not used whole, but its intact
+/// blobs still serve (each is hashed as it is copied), and this run's bundle then replaces it.
+async fn reuse_identical(
+    layout: &TarLayout,
+    identity: &str,
+    packs: &Packs,
+    output: &Path,
+) -> crate::Result<bool> {
+    let Some(pack) = packs.get(identity) else {
+        return Ok(false);
+    };
+    if !pack.unchanged() {
+        let (layout, path) = (layout.clone(), pack.path.clone());
+        let intact = tokio::task::spawn_blocking(move || pack_is_intact(&layout, &path)).await?;
+        if !intact {
+            return Ok(false);
+        }
+    }
+    let partial = crate::write::partial_path(output);
+    let _ = std::fs::remove_file(crate::journal::Journal::path_for(&partial));
+    packs
+        .link_out(&pack, &partial)
+        .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
+        .map_err(|error| fail!("writing {}: {error}", output.display()))?;
+    Ok(true)
+}
+
+/// Whether the bundle at `path` has the layout's skeleton and every blob hashes to its digest.
+fn pack_is_intact(layout: &TarLayout, path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !layout.skeleton_matches(&file).unwrap_or(false) {
+        return false;
+    }
+    let entries: Vec<crate::verify::HashJob> = layout
+        .blobs()
+        .map(|blob| crate::verify::HashJob {
+            name: blob.digest.to_owned(),
+            digest: blob.digest.to_owned(),
+            offset: blob.offset,
+            size: blob.size,
+        })
+        .collect();
+    crate::verify::hash_in_parallel(&file, &entries, &|_| {})
+        .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
+}
+
+/// Where blobs come from: the cache, its packs (earlier bundles), the registries.
+struct Sources<'a> {
+    cache: &'a BlobCache,
+    packs: &'a Packs,
+    client: &'a RegistryClient,
+}
+
+/// Writes the bundle: the skeleton, then every blob into its place, `concurrency` at a time,
+/// into `<output>.partial`, renamed to `output` once complete. A killed run leaves the partial
+/// file and its journal, and the next run with the same inputs continues it. A run that fails
+/// keeps the blobs it verified in the cache and removes its partial file.
+async fn assemble(
+    layout: &TarLayout,
+    identity: &str,
+    plan: &BundlePlan,
+    sources: &Sources<'_>,
+    options: &BundleOptions,
+    reporter: &dyn Reporter,
+) -> crate::Result<FillTotals> {
+    let Sources { cache, packs, client } = *sources;
+    let partial = crate::write::partial_path(&options.output);
+    let journal_path = crate::journal::Journal::path_for(&partial);
+    let recorded = crate::journal::Journal::read(&journal_path, identity);
+    let opened = crate::write::open_partial(
+        &partial,
+        layout,
+        recorded != crate::journal::JournalState::default(),
+    )?;
+    let (journal, resumed) = if opened.continued {
+        (crate::journal::Journal::append_to(&journal_path), recorded)
+    } else {
+        (
+            crate::journal::Journal::create(&journal_path, identity),
+            crate::journal::JournalState::default(),
+        )
+    };
+    let journal = journal.map_err(|error| {
+        let _ = std::fs::remove_file(&partial);
+        fail!("writing {}: {error}", journal_path.display())
+    })?;
+    let file = Arc::new(opened.file);
+
+    let progress = reporter.job("bundling", plan.unique_size());
+    if opened.continued {
+        progress.line(&format!(
+            "continuing the interrupted run in {} ({} blobs done before, each checked again)",
+            partial.display(),
+            resumed.done.len()
+        ));
+    }
+    let all_packs = packs.all();
+    let filler = crate::fill::Filler {
+        file: Arc::clone(&file),
+        path: &partial,
+        journal: &journal,
+        resumed: &resumed,
+        cache,
+        packs: &all_packs,
+        client,
+        progress: progress.as_ref(),
+    };
+    let results: Vec<(BlobPlace<'_>, crate::Result<crate::fill::Filled>)> =
+        futures_util::stream::iter(layout.blobs())
+            .map(|blob| {
+                let filler = &filler;
+                let source = plan
+                    .blobs
+                    .get(blob.digest)
+                    .and_then(|planned| planned.source.as_ref());
+                async move { (blob, filler.fill(blob, source).await) }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+    progress.finish();
+
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(_, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|error| coder_report::error_chain(error))
+        })
+        .collect();
+    if let Some(first) = failures.first() {
+        // Keep what was verified, so that the next run does not download it again.
+        let verified: Vec<(String, u64, u64)> = results
+            .iter()
+            .filter(|(_, result)| result.is_ok())
+            .map(|(blob, _)| (blob.digest.to_owned(), blob.offset, blob.size))
+            .collect();
+        let cache = cache.clone();
+        let salvage = Arc::clone(&file);
+        let _ = tokio::task::spawn_blocking(move || {
+            for (digest, offset, size) in verified {
+                let _ = cache.store_range(&salvage, offset, size, &digest);
+            }
+        })
+        .await;
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&journal_path);
+        match failures.len() {
+            1 => bail!("{first}"),
+            more => bail!("{more} blobs failed; the first: {first}"),
+        }
+    }
+    coder_registry::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
+        fail!(
+            "moving {} to {}: {error}",
+            partial.display(),
+            options.output.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&journal_path);
+    Ok(results
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().ok())
+        .fold(FillTotals::default(), |mut totals, filled| {
+            totals.downloaded += filled.downloaded;
+            totals.resumed += filled.resumed;
+            totals.cached += usize::from(filled.cached);
+            totals
+        }))
+}
+
+/// The bundle's metadata documents, derived from the inputs and the plan.
+struct Documents {
+    index: Vec<u8>,
+    manifest: Vec<u8>,
+    signature: Option<Vec<u8>>,
+}
+
+impl Documents {
+    fn new(
+        inputs: &Inputs,
+        plan: &BundlePlan,
+        delta: Option<DeltaBase>,
+        signing_key: Option<&ed25519_dalek::SigningKey>,
+    ) -> crate::Result<Self> {
+        let descriptors: Vec<serde_json::Value> = plan
+            .images
+            .iter()
+            .chain(&plan.charts)
+            .map(|artifact| {
+                let size = plan.blobs.get(&artifact.digest).map_or(0, |blob| blob.size);
+                serde_json::json!({
+                    "mediaType": artifact.media_type,
+                    "digest": artifact.digest,
+                    "size": size,
+                    "annotations": { REF_NAME_ANNOTATION: artifact.reference },
+                })
+            })
+            .collect();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX_MEDIA_TYPE,
+            "manifests": descriptors,
+        }))?;
+        let manifest = BundleManifest {
+            format_version: BUNDLE_FORMAT_VERSION,
+            tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
+            created: inputs.lock.locked_at,
+            name: inputs.spec.name.clone(),
+            version: inputs.spec.version.clone(),
+            platforms: inputs.spec.platforms.iter().map(ToString::to_string).collect(),
+            index_digest: sha256_digest(&index),
+            spec_digest: sha256_digest(inputs.spec_text.as_bytes()),
+            lock_digest: sha256_digest(inputs.lock_text.as_bytes()),
+            images: plan.images.clone(),
+            charts: plan.charts.clone(),
+            blobs: plan
+                .blobs
+                .iter()
+                .map(|(digest, blob)| BlobRecord {
+                    digest: digest.clone(),
+                    size: blob.size,
+                })
+                .collect(),
+            total_size: plan.unique_size(),
+            delta,
+        };
+        let manifest = serde_json::to_vec_pretty(&manifest)?;
+        let signature = signing_key.map(|key| crate::signing::sign(key, &manifest));
+        Ok(Self {
+            index,
+            manifest,
+            signature,
+        })
+    }
+
+    /// The bundle's tar, laid out in the order [`bundle_spec::format`] defines.
+    fn layout(self, inputs: &Inputs, plan: &BundlePlan) -> TarLayout {
+        let document = |path: &str, bytes: Vec<u8>| (path.to_owned(), Content::Document(bytes));
+        let mut entries = vec![
+            document(OCI_LAYOUT_PATH, OCI_LAYOUT_CONTENT.as_bytes().to_vec()),
+            document(INDEX_PATH, self.index),
+        ];
+        entries.extend(["blobs/", BLOBS_DIR, BUNDLE_DIR].map(|path| (path.to_owned(), Content::Directory)));
+        entries.push(document(MANIFEST_PATH, self.manifest));
+        if let Some(signature) = self.signature {
+            entries.push(document(SIGNATURE_PATH, signature));
+        }
+        entries.push(document(SPEC_PATH, inputs.spec_text.as_bytes().to_vec()));
+        entries.push(document(LOCK_PATH, inputs.lock_text.as_bytes().to_vec()));
+        entries.extend(plan.blobs.iter().map(|(digest, blob)| {
+            (
+                blob_path(digest),
+                Content::Blob {
+                    digest: digest.clone(),
+                    size: blob.size,
+                },
+            )
+        }));
+        TarLayout::new(entries)
+    }
+}

@@ -1,0 +1,240 @@
+//! From a lock to the list of blobs a bundle needs: every manifest fetched (by digest, checked,
+//! stored in the cache), every config and layer descriptor collected, each blob once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bundle_spec::format::{BlobRecord, BundledArtifact, BundledPlatform, is_index};
+use bundle_spec::{BundleSpec, ImageLock, LockedArtifact, Platform};
+use serde::Deserialize;
+
+use coder_registry::oci::{ImageManifest, IndexDocument};
+
+use crate::cache::BlobCache;
+use coder_registry::{RegistryClient, RegistryError, Repository};
+
+/// Everything a bundle will hold, before any layer is downloaded.
+#[derive(Debug, Default)]
+pub struct BundlePlan {
+    /// The images, in spec order.
+    pub images: Vec<BundledArtifact>,
+    /// The charts, in spec order.
+    pub charts: Vec<BundledArtifact>,
+    /// Every blob, once, with where to fetch it from (`None`: already in the cache, e.g. a
+    /// manifest or a locally packaged chart).
+    pub blobs: BTreeMap<String, PlannedBlob>,
+}
+
+/// One blob of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedBlob {
+    /// Size in bytes, from the descriptor that names it.
+    pub size: u64,
+    /// The repository to download it from, if it is not in the cache yet.
+    pub source: Option<Repository>,
+}
+
+impl BundlePlan {
+    /// Records a blob once; two descriptors that disagree on its size are an error.
+    pub fn add_blob(
+        &mut self,
+        digest: &str,
+        size: u64,
+        source: Option<&Repository>,
+    ) -> Result<(), RegistryError> {
+        bundle_spec::validate_digest(digest).map_err(|reason| RegistryError::InvalidManifest {
+            reference: digest.to_owned(),
+            reason,
+        })?;
+        let entry = self.blobs.entry(digest.to_owned()).or_insert(PlannedBlob {
+            size,
+            source: source.cloned(),
+        });
+        if entry.size != size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("blob {digest} (two descriptors disagree)"),
+                expected: entry.size,
+                actual: size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the config and layer blobs (those fetched from a registry) that `have` lists, for
+    /// a delta bundle; manifests and charts always stay. Returns what was removed.
+    pub fn omit_present(&mut self, have: &BTreeSet<String>) -> Vec<BlobRecord> {
+        let omitted: Vec<BlobRecord> = self
+            .blobs
+            .iter()
+            .filter(|(digest, blob)| blob.source.is_some() && have.contains(*digest))
+            .map(|(digest, blob)| BlobRecord {
+                digest: digest.clone(),
+                size: blob.size,
+            })
+            .collect();
+        for record in &omitted {
+            self.blobs.remove(&record.digest);
+        }
+        omitted
+    }
+
+    /// Sum of the sizes of every blob, each counted once.
+    pub fn unique_size(&self) -> u64 {
+        self.blobs.values().map(|blob| blob.size).sum()
+    }
+}
+
+/// Fetches the manifests of every locked image (checking the lock's digests), keeping the
+/// children of `spec.platforms` for indexes, and collects their blobs into `plan`.
+pub async fn plan_images(
+    spec: &BundleSpec,
+    lock: &ImageLock,
+    client: &RegistryClient,
+    cache: &BlobCache,
+    plan: &mut BundlePlan,
+) -> crate::Result<()> {
+    for image in &spec.images {
+        let locked = lock.image(&image.name).ok_or_else(|| {
+            fail!(
+                "image {} is not in the lock; run `coder-install lock`",
+                image.name
+            )
+        })?;
+        let artifact = plan_artifact(locked, &spec.platforms, client, cache, plan)
+            .await
+            .map_err(|error| fail!("image {} ({}): {error}", image.name, image.reference))?;
+        plan.images.push(artifact);
+    }
+    for locked in &lock.charts {
+        let artifact = plan_artifact(locked, &[], client, cache, plan)
+            .await
+            .map_err(|error| fail!("chart {} ({}): {error}", locked.name, locked.reference))?;
+        plan.charts.push(artifact);
+    }
+    Ok(())
+}
+
+async fn plan_artifact(
+    locked: &LockedArtifact,
+    platforms: &[Platform],
+    client: &RegistryClient,
+    cache: &BlobCache,
+    plan: &mut BundlePlan,
+) -> Result<BundledArtifact, RegistryError> {
+    let reference = locked
+        .image_reference()
+        .map_err(|error| RegistryError::InvalidManifest {
+            reference: locked.reference.clone(),
+            reason: error.to_string(),
+        })?;
+    let repository = Repository::of(&reference);
+    let mut blobs = BTreeSet::new();
+    let top = fetch_into_cache(client, cache, &repository, &locked.digest, &locked.media_type).await?;
+    if top.media_type != locked.media_type {
+        return Err(RegistryError::InvalidManifest {
+            reference: locked.reference.clone(),
+            reason: format!(
+                "the lock says {} but the registry serves {}; re-run `coder-install lock`",
+                locked.media_type, top.media_type
+            ),
+        });
+    }
+    plan.add_blob(&top.digest, top.bytes.len() as u64, None)?;
+    blobs.insert(top.digest.clone());
+
+    let mut carried = Vec::new();
+    let image_manifests = if is_index(&top.media_type) {
+        let index: IndexDocument = parse(&top.bytes, &locked.reference)?;
+        if let Some(platform) = index.first_missing(platforms) {
+            return Err(RegistryError::InvalidManifest {
+                reference: locked.reference.clone(),
+                reason: format!(
+                    "the index has no {platform} image; remove the platform from the spec or choose another image"
+                ),
+            });
+        }
+        let mut children = Vec::new();
+        for entry in index.manifests {
+            let Some(platform) = entry.platform else { continue };
+            let wanted = platforms.is_empty()
+                || platforms
+                    .iter()
+                    .any(|p| p.matches(&platform.os, &platform.architecture, platform.variant.as_deref()));
+            if !wanted || is_index(&entry.media_type) {
+                continue;
+            }
+            let name = platform.to_platform();
+            let child =
+                fetch_into_cache(client, cache, &repository, &entry.digest, &entry.media_type).await?;
+            if child.bytes.len() as u64 != entry.size {
+                return Err(RegistryError::SizeMismatch {
+                    what: format!("{} {name} manifest", locked.reference),
+                    expected: entry.size,
+                    actual: child.bytes.len() as u64,
+                });
+            }
+            plan.add_blob(&child.digest, entry.size, None)?;
+            blobs.insert(child.digest.clone());
+            carried.push(BundledPlatform {
+                platform: name.to_string(),
+                digest: child.digest.clone(),
+            });
+            children.push(child.bytes);
+        }
+        children
+    } else {
+        vec![top.bytes]
+    };
+
+    for manifest in image_manifests {
+        let manifest: ImageManifest = parse(&manifest, &locked.reference)?;
+        for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            plan.add_blob(&descriptor.digest, descriptor.size, Some(&repository))?;
+            blobs.insert(descriptor.digest.clone());
+        }
+    }
+    let size = blobs
+        .iter()
+        .filter_map(|digest| plan.blobs.get(digest))
+        .map(|blob| blob.size)
+        .sum();
+    Ok(BundledArtifact {
+        name: locked.name.clone(),
+        // Without an `oci://` scheme, so that it is a valid `ref.name` annotation.
+        reference: reference.original.clone(),
+        digest: locked.digest.clone(),
+        media_type: locked.media_type.clone(),
+        platforms: carried,
+        blobs: blobs.into_iter().collect(),
+        size,
+    })
+}
+
+/// A manifest by digest: from the cache when it is there (a digest names its content forever, so
+/// a re-bundle of an unchanged lock needs no registry at all), else fetched and cached.
+/// `media_type` is what the lock or the parent index says it is; a fetched manifest's own
+/// media type is checked against it by the caller.
+async fn fetch_into_cache(
+    client: &RegistryClient,
+    cache: &BlobCache,
+    repository: &Repository,
+    digest: &str,
+    media_type: &str,
+) -> Result<coder_registry::FetchedManifest, RegistryError> {
+    if let Some(bytes) = cache.read_verified(digest) {
+        return Ok(coder_registry::FetchedManifest {
+            bytes,
+            media_type: media_type.to_owned(),
+            digest: digest.to_owned(),
+        });
+    }
+    let manifest = client.manifest(repository, digest).await?;
+    cache.insert(&manifest.digest, &manifest.bytes)?;
+    Ok(manifest)
+}
+
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], reference: &str) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|error| RegistryError::InvalidManifest {
+        reference: reference.to_owned(),
+        reason: error.to_string(),
+    })
+}

@@ -1,0 +1,136 @@
+//! Reads a bundle file: a safe index of its tar entries (no `..`, no absolute paths, no links),
+//! then random access to any entry without extracting anything.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bundle_spec::format::{BundleManifest, MANIFEST_PATH};
+
+/// The largest metadata document (manifest, index, spec, lock) read into memory.
+const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
+
+/// Where an entry's data lies in the bundle file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryLocation {
+    /// Byte offset of the data.
+    pub offset: u64,
+    /// Size of the data.
+    pub size: u64,
+}
+
+/// An opened bundle.
+pub struct BundleReader {
+    path: PathBuf,
+    file: File,
+    entries: BTreeMap<String, EntryLocation>,
+}
+
+impl BundleReader {
+    /// Opens `path` and indexes its entries, refusing unsafe or unexpected tar entries.
+    pub fn open(path: &Path) -> crate::Result<Self> {
+        let file = File::open(path).map_err(|error| fail!("opening bundle {}: {error}", path.display()))?;
+        let mut archive = tar::Archive::new(file.try_clone()?);
+        let mut entries = BTreeMap::new();
+        let not_a_bundle = |reason: String| fail!("{} is not a valid bundle: {reason}", path.display());
+        for entry in archive
+            .entries_with_seek()
+            .map_err(|error| not_a_bundle(error.to_string()))?
+        {
+            let entry = entry.map_err(|error| not_a_bundle(format!("unreadable tar entry: {error}")))?;
+            let name = String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|_| not_a_bundle("an entry's path is not UTF-8".to_owned()))?;
+            if name.starts_with('/') || name.split('/').any(|part| part == ".." || part == ".") {
+                return Err(not_a_bundle(format!(
+                    "entry {name:?} has an absolute or relative-escaping path"
+                )));
+            }
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::Regular => {}
+                other => {
+                    return Err(not_a_bundle(format!(
+                        "entry {name:?} is a {other:?}; bundles hold regular files only"
+                    )));
+                }
+            }
+            let location = EntryLocation {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            };
+            if entries.insert(name.clone(), location).is_some() {
+                return Err(not_a_bundle(format!("entry {name:?} appears twice")));
+            }
+        }
+        if entries.is_empty() {
+            return Err(not_a_bundle("it holds no files".to_owned()));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            entries,
+        })
+    }
+
+    /// The bundle's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every file entry, by path.
+    pub fn entries(&self) -> &BTreeMap<String, EntryLocation> {
+        &self.entries
+    }
+
+    /// The bundle file, for positioned reads.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Reads a metadata document entry whole, if present.
+    pub fn read_document(&self, path: &str) -> crate::Result<Option<Vec<u8>>> {
+        let Some(location) = self.entries.get(path) else {
+            return Ok(None);
+        };
+        if location.size > MAX_DOCUMENT_BYTES {
+            bail!(
+                "{}: {path} is {} bytes, larger than any bundle document can be",
+                self.path.display(),
+                location.size
+            );
+        }
+        let mut bytes = vec![0u8; location.size as usize];
+        self.file.read_exact_at(&mut bytes, location.offset)?;
+        Ok(Some(bytes))
+    }
+
+    /// The bundle manifest.
+    pub fn manifest(&self) -> crate::Result<BundleManifest> {
+        self.manifest_pinned(None)
+    }
+
+    /// The bundle manifest, whose bytes must hash to `pinned` when given: the `sha256:` of the
+    /// manifest that `verify` checked ([`super::verify::VerifyReport::manifest_digest`]). Every
+    /// other entry is read by the digests this manifest lists, so a bundle file changed or
+    /// replaced after it was verified is refused here, before anything of it is used.
+    pub fn manifest_pinned(&self, pinned: Option<&str>) -> crate::Result<BundleManifest> {
+        let bytes = self.read_document(MANIFEST_PATH)?.ok_or_else(|| {
+            fail!(
+                "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
+                self.path.display()
+            )
+        })?;
+        if let Some(pinned) = pinned {
+            let actual = coder_registry::sha256_digest(&bytes);
+            if actual != pinned {
+                bail!(
+                    "{}: the bundle changed since it was verified ({MANIFEST_PATH} was {pinned}, is now {actual}); \
+                     something wrote to or replaced the file. Use a copy nothing else writes to, and re-run",
+                    self.path.display()
+                );
+            }
+        }
+        Ok(BundleManifest::from_json(&bytes)?)
+    }
+}

@@ -1,0 +1,255 @@
+//! `verify`: re-hash every entry of a bundle (streaming, in parallel), check it against the
+//! bundle manifest, check the signature, and say which images a bad blob breaks.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bundle_spec::format::{
+    BLOBS_DIR, INDEX_PATH, LOCK_PATH, MANIFEST_PATH, SIGNATURE_PATH, SPEC_PATH, blob_path,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Serialize;
+
+use super::read::BundleReader;
+use super::signing;
+use coder_registry::blob_io;
+
+/// The outcome of a verification.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    /// The bundle file.
+    pub bundle: String,
+    /// Product and version from the bundle manifest.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// What the signature check found.
+    pub signature: SignatureStatus,
+    /// `sha256:` of the bundle manifest that was checked: later reads of the bundle are pinned
+    /// to it ([`super::read::BundleReader::manifest_pinned`]).
+    pub manifest_digest: String,
+    /// How many blobs were hashed.
+    pub blobs_checked: usize,
+    /// Blobs a delta bundle leaves out on purpose (the target has them).
+    pub omitted_blobs: usize,
+    /// How many bytes were hashed.
+    pub bytes_checked: u64,
+    /// Every problem found; empty when the bundle is intact.
+    pub problems: Vec<String>,
+    /// Per image and chart: intact or not, and the bad blobs it uses.
+    pub artifacts: Vec<ArtifactVerdict>,
+}
+
+/// The signature's state.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum SignatureStatus {
+    /// Signed, and the signature checks out with the given key.
+    Verified,
+    /// Signed, but no public key was given to check it.
+    NotChecked,
+    /// Not signed.
+    Unsigned,
+    /// The signature is missing where a key was given, or does not match.
+    Invalid(String),
+}
+
+/// One image's or chart's verdict.
+#[derive(Debug, Serialize)]
+pub struct ArtifactVerdict {
+    /// Logical name.
+    pub name: String,
+    /// Original reference.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Whether every blob it uses is present and intact.
+    pub intact: bool,
+    /// The digests of its blobs that are missing or corrupt.
+    pub bad_blobs: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether the bundle passed every check.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && !matches!(self.signature, SignatureStatus::Invalid(_))
+    }
+}
+
+/// Verifies `bundle_path`; with `public_key`, a valid signature is required.
+pub fn verify_bundle(
+    bundle_path: &Path,
+    public_key: Option<&VerifyingKey>,
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> crate::Result<VerifyReport> {
+    let reader = BundleReader::open(bundle_path)?;
+    let manifest_bytes = reader.read_document(MANIFEST_PATH)?.ok_or_else(|| {
+        fail!(
+            "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
+            bundle_path.display()
+        )
+    })?;
+    let manifest = bundle_spec::format::BundleManifest::from_json(&manifest_bytes)?;
+    let manifest_digest = coder_registry::sha256_digest(&manifest_bytes);
+    let mut problems = Vec::new();
+
+    let signature = match (reader.read_document(SIGNATURE_PATH)?, public_key) {
+        (None, None) => SignatureStatus::Unsigned,
+        (None, Some(_)) => {
+            SignatureStatus::Invalid("the bundle is not signed, but a public key was given".to_owned())
+        }
+        (Some(_), None) => SignatureStatus::NotChecked,
+        (Some(bytes), Some(key)) => match Signature::from_slice(&bytes) {
+            Ok(signature) => match key.verify_strict(&manifest_bytes, &signature) {
+                Ok(()) => SignatureStatus::Verified,
+                Err(_) => SignatureStatus::Invalid(format!(
+                    "the signature does not match {MANIFEST_PATH} with key {}",
+                    signing::fingerprint(key)
+                )),
+            },
+            Err(_) => {
+                SignatureStatus::Invalid(format!("{SIGNATURE_PATH} is not a 64-byte Ed25519 signature"))
+            }
+        },
+    };
+
+    // Every entry the bundle should have, with the digest it should hash to.
+    let mut expected: Vec<(String, String, Option<u64>)> = manifest
+        .blobs
+        .iter()
+        .map(|blob| (blob_path(&blob.digest), blob.digest.clone(), Some(blob.size)))
+        .collect();
+    expected.push((INDEX_PATH.to_owned(), manifest.index_digest.clone(), None));
+    expected.push((SPEC_PATH.to_owned(), manifest.spec_digest.clone(), None));
+    expected.push((LOCK_PATH.to_owned(), manifest.lock_digest.clone(), None));
+
+    let mut to_hash: Vec<HashJob> = Vec::new();
+    let mut bad = BTreeSet::new();
+    for (path, digest, size) in &expected {
+        match reader.entries().get(path) {
+            None => {
+                problems.push(format!("{path} is missing"));
+                bad.insert(digest.clone());
+            }
+            Some(location) if size.is_some_and(|size| size != location.size) => {
+                problems.push(format!(
+                    "{path} has {} bytes, the manifest says {}",
+                    location.size,
+                    size.unwrap_or_default()
+                ));
+                bad.insert(digest.clone());
+            }
+            Some(location) => to_hash.push(HashJob {
+                name: path.clone(),
+                digest: digest.clone(),
+                offset: location.offset,
+                size: location.size,
+            }),
+        }
+    }
+    let listed: BTreeSet<&str> = expected.iter().map(|(path, _, _)| path.as_str()).collect();
+    for path in reader.entries().keys() {
+        if path.starts_with(BLOBS_DIR) && !listed.contains(path.as_str()) {
+            problems.push(format!("{path} is not listed in the bundle manifest"));
+        }
+    }
+
+    let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
+    let bytes_checked = to_hash.iter().map(|job| job.size).sum();
+    for (path, digest, actual) in hash_in_parallel(reader.file(), &to_hash, on_progress)? {
+        if actual != digest {
+            problems.push(format!(
+                "{path} is corrupt: its content hashes to {actual}, expected {digest}"
+            ));
+            bad.insert(digest);
+        }
+    }
+
+    let artifacts = manifest
+        .images
+        .iter()
+        .chain(&manifest.charts)
+        .map(|artifact| {
+            let bad_blobs: Vec<String> = artifact
+                .blobs
+                .iter()
+                .filter(|digest| bad.contains(*digest))
+                .cloned()
+                .collect();
+            ArtifactVerdict {
+                name: artifact.name.clone(),
+                reference: artifact.reference.clone(),
+                intact: bad_blobs.is_empty(),
+                bad_blobs,
+            }
+        })
+        .collect();
+    Ok(VerifyReport {
+        bundle: bundle_path.display().to_string(),
+        name: manifest.name,
+        version: manifest.version,
+        signature,
+        manifest_digest,
+        blobs_checked: manifest.blobs.len(),
+        omitted_blobs: omitted,
+        bytes_checked,
+        problems,
+        artifacts,
+    })
+}
+
+/// One byte range to hash, and the digest it should have.
+pub(crate) struct HashJob {
+    /// What it is, for reports (an entry path).
+    pub name: String,
+    /// The digest it should hash to.
+    pub digest: String,
+    /// Where it starts in the file.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Hashes the jobs' ranges of `file` on every core, each worker with one fixed buffer; returns
+/// (name, expected, actual) sorted by name. `on_progress` gets the bytes hashed so far.
+pub(crate) fn hash_in_parallel(
+    file: &File,
+    jobs: &[HashJob],
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> crate::Result<Vec<(String, String, String)>> {
+    let next = AtomicUsize::new(0);
+    let hashed = AtomicU64::new(0);
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(jobs.len().max(1));
+    std::thread::scope(|scope| -> crate::Result<()> {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> crate::Result<()> {
+                    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let hasher = blob_io::hash_range(file, job.offset, job.size, &mut |step| {
+                            on_progress(hashed.fetch_add(step, Ordering::Relaxed) + step);
+                        })?;
+                        results
+                            .lock()
+                            .map_err(|_| fail!("a hashing worker panicked"))?
+                            .push((job.name.clone(), job.digest.clone(), blob_io::digest_of(hasher)));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| fail!("a hashing worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| fail!("a hashing worker panicked"))?;
+    results.sort();
+    Ok(results)
+}

@@ -1,0 +1,376 @@
+//! The apply pipeline's library half: options and report, rendering for a cluster, preflight,
+//! and the deploy under a Lease (steps 5 to 7; see the crate's documentation).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use coder_report::Reporter;
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::objects::{Applied, Change, ObjectKey};
+use crate::preflight::PreflightReport;
+use crate::record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
+use crate::release::Release;
+use crate::render::{Manifests, render, secret_names};
+
+/// How to apply.
+pub struct ApplyOptions {
+    /// The target namespace.
+    pub namespace: String,
+    /// The cluster.
+    pub cluster: ClusterOptions,
+    /// `--values` files, in order.
+    pub values_files: Vec<PathBuf>,
+    /// `--set` arguments, in order.
+    pub sets: Vec<String>,
+    /// The license file's contents (required air-gapped).
+    pub license: Option<Vec<u8>>,
+    /// Registry credentials for the cluster's image pulls (a pull Secret is made from them).
+    pub pull_credentials: Option<(String, String)>,
+    /// Change nothing.
+    pub dry_run: bool,
+    /// Show a diff of every object that changes.
+    pub diff: bool,
+    /// Wait for readiness, up to this long.
+    pub wait: Option<Duration>,
+}
+
+/// What an apply did.
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    /// The namespace.
+    pub namespace: String,
+    /// `connected` or `air-gapped`.
+    pub mode: String,
+    /// The version applied.
+    pub version: String,
+    /// The revision recorded (unchanged by a dry run).
+    pub revision: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Per object, what changed.
+    pub objects: Vec<Applied>,
+    /// Objects of earlier revisions deleted because this one no longer renders them.
+    pub pruned: Vec<ObjectKey>,
+    /// The kept Secrets.
+    pub secrets: crate::secrets::GeneratedSecrets,
+    /// Seconds spent rendering and applying (without push and wait).
+    pub deploy_seconds: f64,
+}
+
+impl ApplyReport {
+    /// Objects that changed (or would).
+    pub fn changed(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|applied| applied.change != Change::Unchanged)
+            .count()
+    }
+}
+
+/// Renders `release` for the cluster (its PDB API) and resolves values.
+pub fn render_for(
+    release: &Release,
+    options: &ApplyOptions,
+    pdb_api: crate::render::PdbApi,
+) -> crate::Result<Manifests> {
+    let pull_secret = options
+        .pull_credentials
+        .as_ref()
+        .map(|_| secret_names::REGISTRY_PULL);
+    let values = release.values(&options.values_files, &options.sets, pull_secret)?;
+    Ok(render(&release.request(&values, &options.namespace, pdb_api))?)
+}
+
+/// The StorageClass preflight should check, from the values.
+pub fn configured_storage_class(release: &Release, options: &ApplyOptions) -> crate::Result<Option<String>> {
+    let values = release.values(&options.values_files, &options.sets, None)?;
+    let class = &values.postgres.storage.storage_class;
+    Ok((values.postgres.host.is_empty() && !class.is_empty()).then(|| class.clone()))
+}
+
+/// Runs preflight for `release`.
+pub async fn preflight(
+    cluster: &Cluster,
+    release: &Release,
+    options: &ApplyOptions,
+) -> crate::Result<PreflightReport> {
+    let manifests = render_for(release, options, cluster.pdb_api())?;
+    let storage_class = configured_storage_class(release, options)?;
+    Ok(crate::preflight::check_cluster(
+        cluster,
+        &options.namespace,
+        &manifests.objects,
+        storage_class.as_deref(),
+    )
+    .await)
+}
+
+/// Deploys rendered manifests: steps 5–7 of the pipeline. The caller has verified, checked the
+/// license and pushed.
+pub async fn deploy(
+    cluster: &Cluster,
+    release: &Release,
+    options: &ApplyOptions,
+    reporter: &dyn Reporter,
+) -> crate::Result<ApplyReport> {
+    let started = Instant::now();
+    let namespace = options.namespace.as_str();
+    reporter.step(&format!(
+        "render chart {} for namespace {namespace}",
+        crate::release::CHART
+    ));
+    let manifests = render_for(release, options, cluster.pdb_api())?;
+    let values = release.values(&options.values_files, &options.sets, None)?;
+    let pull_secret = options
+        .pull_credentials
+        .as_ref()
+        .map(|_| secret_names::REGISTRY_PULL);
+    let rendered_values = release.values(&options.values_files, &options.sets, pull_secret)?;
+
+    reporter.step("deploy");
+    let namespace_created =
+        crate::secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
+    if options.dry_run && namespace_created {
+        // Nothing in a missing namespace can be dry-run applied; report what would be created.
+        let objects = manifests
+            .objects
+            .iter()
+            .map(|object| Applied {
+                key: ObjectKey::of(object),
+                change: Change::Created,
+                diff: options
+                    .diff
+                    .then(|| crate::objects::diff(&ObjectKey::of(object), None, object)),
+            })
+            .collect();
+        return Ok(ApplyReport {
+            namespace: namespace.to_owned(),
+            mode: release.mode.to_owned(),
+            version: release.version.clone(),
+            revision: 0,
+            dry_run: true,
+            objects,
+            pruned: Vec::new(),
+            secrets: crate::secrets::GeneratedSecrets::default(),
+            deploy_seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let target = DeployTarget {
+        version: release.version.clone(),
+        lock_digest: release.lock_digest.clone(),
+        mode: release.mode.to_owned(),
+        site: release.site.clone(),
+        in_cluster_database: values.postgres.host.is_empty(),
+        inputs: Some(crate::revision::record_inputs(release, &rendered_values)?),
+    };
+    crate::lease::with_lease(
+        cluster.client.clone(),
+        namespace,
+        options.dry_run,
+        deploy_locked(cluster, &target, options, &manifests, started),
+    )
+    .await
+}
+
+/// What a deploy records: the release's identity beside its manifests.
+pub struct DeployTarget {
+    /// The version.
+    pub version: String,
+    /// The lock's digest.
+    pub lock_digest: String,
+    /// `connected` or `air-gapped`.
+    pub mode: String,
+    /// The site registry (air-gapped).
+    pub site: Option<coder_mirror::SiteRegistry>,
+    /// Whether PostgreSQL runs in the cluster (its password Secret is generated).
+    pub in_cluster_database: bool,
+    /// What the manifests were rendered from, recorded for `rollback`.
+    pub inputs: Option<crate::record::RevisionInputs>,
+}
+
+impl DeployTarget {
+    fn bundle_signature(&self) -> String {
+        self.inputs
+            .as_ref()
+            .map(|inputs| inputs.bundle_signature.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Writes `manifests` under the namespace's lease (taken by the caller unless dry run).
+pub async fn deploy_locked(
+    cluster: &Cluster,
+    release: &DeployTarget,
+    options: &ApplyOptions,
+    manifests: &Manifests,
+    started: Instant,
+) -> crate::Result<ApplyReport> {
+    let namespace = options.namespace.as_str();
+    let store = RecordStore::new(cluster.client.clone(), namespace);
+    let mut record = store.load().await?.unwrap_or_default();
+    let revision = record.revision + 1;
+    let keys: Vec<ObjectKey> = manifests.objects.iter().map(ObjectKey::of).collect();
+
+    let secrets = crate::secrets::ensure_generated(
+        &cluster.client,
+        namespace,
+        release.in_cluster_database,
+        options.dry_run,
+    )
+    .await?;
+    if let Some(license) = &options.license {
+        crate::secrets::apply_owned_secret(
+            &cluster.client,
+            namespace,
+            secret_names::LICENSE,
+            "Opaque",
+            BTreeMap::from([("license".to_owned(), license.clone())]),
+            options.dry_run,
+        )
+        .await?;
+    }
+    if let (Some((username, password)), Some(site)) = (&options.pull_credentials, &release.site) {
+        crate::secrets::apply_owned_secret(
+            &cluster.client,
+            namespace,
+            secret_names::REGISTRY_PULL,
+            "kubernetes.io/dockerconfigjson",
+            BTreeMap::from([(
+                ".dockerconfigjson".to_owned(),
+                crate::secrets::docker_config_json(&site.host, username, password),
+            )]),
+            options.dry_run,
+        )
+        .await?;
+    }
+
+    // Apply every object (dry run first, so unchanged objects are never written).
+    let mut applied = Vec::new();
+    let mut changes = 0;
+    for object in &manifests.objects {
+        let outcome = crate::objects::apply_object(cluster, object, true, options.diff).await?;
+        if outcome.change != Change::Unchanged {
+            changes += 1;
+        }
+        applied.push(outcome);
+    }
+    let previous: BTreeSet<ObjectKey> = record
+        .objects
+        .iter()
+        .chain(record.pending.iter().flat_map(|pending| pending.objects.iter()))
+        .cloned()
+        .collect();
+    let current: BTreeSet<ObjectKey> = keys.iter().cloned().collect();
+    let stale: Vec<ObjectKey> = previous.difference(&current).cloned().collect();
+    let same_release = record.version == release.version && record.lock_digest == release.lock_digest;
+    let nothing_to_do = changes == 0 && stale.is_empty() && record.pending.is_none() && same_release;
+
+    let mut pruned = Vec::new();
+    if options.dry_run || nothing_to_do {
+        for key in &stale {
+            if crate::objects::delete_managed(cluster, key, true).await? {
+                pruned.push(key.clone());
+            }
+        }
+        return Ok(ApplyReport {
+            namespace: namespace.to_owned(),
+            mode: release.mode.clone(),
+            version: release.version.clone(),
+            revision: record.revision,
+            dry_run: options.dry_run,
+            objects: applied,
+            pruned,
+            secrets,
+            deploy_seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    // Record what is about to be written before writing it.
+    let now = jiff::Timestamp::now().to_string();
+    record.pending = Some(PendingApply {
+        revision,
+        version: release.version.clone(),
+        started_at: now.clone(),
+        objects: keys.clone(),
+    });
+    store.save(&record).await?;
+    store
+        .save_manifests(revision, &manifests.to_yaml()?, release.inputs.as_ref())
+        .await?;
+
+    for (object, outcome) in manifests.objects.iter().zip(applied.iter_mut()) {
+        if outcome.change != Change::Unchanged {
+            let diff = outcome.diff.take();
+            *outcome = crate::objects::apply_object(cluster, object, false, false).await?;
+            outcome.diff = diff;
+        }
+    }
+    // Prune in reverse apply order (dependents first).
+    for key in stale.iter().rev() {
+        if crate::objects::delete_managed(cluster, key, false).await? {
+            pruned.push(key.clone());
+        }
+    }
+
+    if record.revision > 0 {
+        record.history.insert(
+            0,
+            RevisionSummary {
+                revision: record.revision,
+                version: record.version.clone(),
+                lock_digest: record.lock_digest.clone(),
+                applied_at: record.applied_at.clone(),
+            },
+        );
+        record
+            .history
+            .truncate(usize::try_from(crate::record::KEPT_REVISIONS).unwrap_or(5));
+    }
+    let record = InstallRecord {
+        revision,
+        version: release.version.clone(),
+        mode: release.mode.clone(),
+        registry: release.site.as_ref().map(ToString::to_string).unwrap_or_default(),
+        lock_digest: release.lock_digest.clone(),
+        bundle_signature: release.bundle_signature(),
+        tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
+        applied_at: now,
+        objects: keys,
+        pending: None,
+        history: record.history,
+    };
+    store.save(&record).await?;
+    store.prune_revisions(revision).await?;
+    Ok(ApplyReport {
+        namespace: namespace.to_owned(),
+        mode: release.mode.clone(),
+        version: release.version.clone(),
+        revision,
+        dry_run: false,
+        objects: applied,
+        pruned,
+        secrets,
+        deploy_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Parses a multi-document YAML stream of objects (as stored per revision).
+pub fn parse_manifests(yaml: &str) -> crate::Result<Vec<Value>> {
+    let mut objects = Vec::new();
+    for document in yaml.split("\n---") {
+        let document = document.strip_prefix("---").unwrap_or(document);
+        if document.trim().is_empty() {
+            continue;
+        }
+        let object: Value = serde_saphyr::from_str(document)?;
+        if !object.is_null() {
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}

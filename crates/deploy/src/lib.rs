@@ -1,0 +1,47 @@
+//! coder-deploy: turn a bundle (air-gapped) or the lock (connected) into a running platform:
+//! rendering the chart ([`render`]), and applying, recording, rolling back and waiting on a
+//! cluster ([`apply`] and the modules beside it).
+//!
+//! The pipeline, in order, each step logged:
+//! 1. **verify** the bundle ([`coder_bundle::verify`]);
+//! 2. **license**: air-gapped installs need a valid enterprise license with the air-gap
+//!    entitlement, checked offline before anything is pushed or written;
+//! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,
+//!    site registry;
+//! 4. **push** the bundle into the site registry ([`coder_mirror`]);
+//! 5. **render** the chart ([`render`]);
+//! 6. **deploy**: under a Lease ([`lease`]), the namespace and kept Secrets ([`secrets`]), then
+//!    every object by server-side apply ([`objects`]), pruning what the previous revision had
+//!    and this one does not, recorded in the namespace ([`record`]);
+//! 7. **wait** for readiness ([`wait`]).
+//!
+//! `--dry-run` runs every check and render and the server's dry run of every object, and writes
+//! nothing.
+
+/// An error of this crate with a message for the operator, from `format!` arguments.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        $crate::DeployError::Message(format!($($arg)*))
+    };
+}
+
+/// Returns early with a [`fail!`] error.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(fail!($($arg)*))
+    };
+}
+
+pub mod apply;
+mod error;
+pub use error::{DeployError, Result};
+pub mod cluster;
+pub mod lease;
+pub mod objects;
+pub mod preflight;
+pub mod record;
+pub mod release;
+pub mod render;
+pub mod revision;
+pub mod secrets;
+pub mod wait;

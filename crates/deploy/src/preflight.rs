@@ -1,0 +1,315 @@
+//! Preflight: whether an apply can succeed, checked before anything changes. Each failed check
+//! says what to fix. `coder-install preflight` runs these alone.
+
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, PostParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cluster::{Cluster, OLDEST_SUPPORTED};
+use crate::objects::ObjectKey;
+use crate::record::{InstallRecord, RecordStore};
+
+/// A check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Fine.
+    Pass,
+    /// Worth knowing; does not stop an apply.
+    Warn,
+    /// Stops an apply.
+    Fail,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// What was found.
+    pub detail: String,
+    /// What to do about a warning or failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    /// A passing check.
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            outcome: Outcome::Pass,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    /// A failing check with its fix.
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            outcome: Outcome::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    /// A warning with advice.
+    pub fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            outcome: Outcome::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// All checks of a preflight run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PreflightReport {
+    /// In the order they ran.
+    pub checks: Vec<Check>,
+    /// What the namespace already holds, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_install: Option<InstallRecord>,
+}
+
+impl PreflightReport {
+    /// Whether nothing failed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|check| check.outcome != Outcome::Fail)
+    }
+
+    /// The failures as one error message.
+    pub fn failure_message(&self) -> String {
+        let mut message = String::from("preflight failed:");
+        for check in self.checks.iter().filter(|check| check.outcome == Outcome::Fail) {
+            message.push_str(&format!("\n  - {}: {}", check.name, check.detail));
+            if let Some(fix) = &check.fix {
+                message.push_str(&format!("\n    fix: {fix}"));
+            }
+        }
+        message
+    }
+}
+
+/// One permission to check: a verb on a resource, in a namespace or cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Permission {
+    group: String,
+    resource: String,
+    namespace: String,
+    verb: &'static str,
+}
+
+/// The verbs an apply uses on every kind it manages.
+const VERBS: [&str; 4] = ["get", "create", "patch", "delete"];
+
+/// Runs the cluster checks for applying `objects` into `namespace`.
+pub async fn check_cluster(
+    cluster: &Cluster,
+    namespace: &str,
+    objects: &[Value],
+    storage_class: Option<&str>,
+) -> PreflightReport {
+    let mut report = PreflightReport::default();
+    report.checks.push(Check::pass(
+        "API server",
+        format!(
+            "Kubernetes {} (supported: {OLDEST_SUPPORTED} and newer)",
+            cluster.version
+        ),
+    ));
+
+    // Permissions: every kind the install writes, plus what apply itself keeps.
+    let mut permissions = BTreeSet::new();
+    let mut unserved = Vec::new();
+    let mut kinds: Vec<ObjectKey> = objects.iter().map(ObjectKey::of).collect();
+    for (api_version, kind) in [
+        ("v1", "Secret"),
+        ("v1", "ConfigMap"),
+        ("coordination.k8s.io/v1", "Lease"),
+    ] {
+        kinds.push(ObjectKey {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: String::new(),
+        });
+    }
+    for key in &kinds {
+        match cluster.resolve(&key.api_version, &key.kind) {
+            Some((resource, namespaced)) => {
+                for verb in VERBS {
+                    permissions.insert(Permission {
+                        group: resource.group.clone(),
+                        resource: resource.plural.clone(),
+                        namespace: if namespaced {
+                            namespace.to_owned()
+                        } else {
+                            String::new()
+                        },
+                        verb,
+                    });
+                }
+            }
+            None => unserved.push(format!("{} {}", key.api_version, key.kind)),
+        }
+    }
+    unserved.sort();
+    unserved.dedup();
+    if unserved.is_empty() {
+        report.checks.push(Check::pass(
+            "API kinds",
+            "the server serves every kind the charts use",
+        ));
+    } else {
+        report.checks.push(Check::fail(
+            "API kinds",
+            format!("the server does not serve: {}", unserved.join(", ")),
+            "use a Kubernetes release that serves these APIs (1.20 or newer) or enable them",
+        ));
+    }
+    permissions.insert(Permission {
+        group: String::new(),
+        resource: "namespaces".to_owned(),
+        namespace: String::new(),
+        verb: "get",
+    });
+    let denied = denied_permissions(cluster, permissions.into_iter().collect()).await;
+    match denied {
+        Ok(denied) if denied.is_empty() => report.checks.push(Check::pass(
+            "permissions",
+            "the credentials may get, create, patch and delete everything the install manages",
+        )),
+        Ok(denied) => report.checks.push(Check::fail(
+            "permissions",
+            format!("denied: {}", denied.join(", ")),
+            "grant these verbs to the kubeconfig's user (e.g. a RoleBinding to `admin` in the namespace \
+             plus the cluster-scoped kinds listed), or run as a cluster administrator",
+        )),
+        Err(error) => report.checks.push(Check::fail(
+            "permissions",
+            format!("could not ask the API server: {error}"),
+            "check that the credentials are valid (SelfSubjectAccessReview must be allowed)",
+        )),
+    }
+
+    match RecordStore::new(cluster.client.clone(), namespace).load().await {
+        Ok(Some(record)) => {
+            report.checks.push(Check::pass(
+                "existing install",
+                format!(
+                    "namespace {namespace} has revision {} (version {}, applied {})",
+                    record.revision, record.version, record.applied_at
+                ),
+            ));
+            if let Some(pending) = &record.pending {
+                report.checks.push(Check::warn(
+                    "unfinished apply",
+                    format!(
+                        "an apply of version {} started {} did not finish",
+                        pending.version, pending.started_at
+                    ),
+                    "re-running apply converges and prunes what that run left",
+                ));
+            }
+            report.existing_install = Some(record);
+        }
+        Ok(None) => report.checks.push(Check::pass(
+            "existing install",
+            format!("none in namespace {namespace}"),
+        )),
+        Err(error) => report.checks.push(Check::fail(
+            "existing install",
+            error.to_string(),
+            "fix or delete the damaged record ConfigMap",
+        )),
+    }
+
+    if let Some(storage_class) = storage_class {
+        let api: Api<StorageClass> = Api::all(cluster.client.clone());
+        match api.get_opt(storage_class).await {
+            Ok(Some(_)) => report
+                .checks
+                .push(Check::pass("storage class", format!("{storage_class} exists"))),
+            Ok(None) => report.checks.push(Check::fail(
+                "storage class",
+                format!("StorageClass {storage_class} does not exist"),
+                "create it, or set postgres.storage.storageClass to one that exists (kubectl get storageclass)",
+            )),
+            Err(error) => report.checks.push(Check::warn(
+                "storage class",
+                format!("could not read StorageClass {storage_class}: {error}"),
+                "make sure it exists",
+            )),
+        }
+    }
+    report
+}
+
+/// The permissions the credentials lack, as `verb group/resource [in namespace]` lines.
+async fn denied_permissions(
+    cluster: &Cluster,
+    permissions: Vec<Permission>,
+) -> Result<Vec<String>, kube::Error> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    let answers: Vec<Result<(Permission, bool), kube::Error>> = futures_util::stream::iter(permissions)
+        .map(|permission| {
+            let api = api.clone();
+            async move {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(ResourceAttributes {
+                            group: Some(permission.group.clone()),
+                            resource: Some(permission.resource.clone()),
+                            namespace: (!permission.namespace.is_empty())
+                                .then(|| permission.namespace.clone()),
+                            verb: Some(permission.verb.to_owned()),
+                            ..ResourceAttributes::default()
+                        }),
+                        ..SelfSubjectAccessReviewSpec::default()
+                    },
+                    ..SelfSubjectAccessReview::default()
+                };
+                let answer = api.create(&PostParams::default(), &review).await?;
+                let allowed = answer.status.is_some_and(|status| status.allowed);
+                Ok((permission, allowed))
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut denied = Vec::new();
+    for answer in answers {
+        let (permission, allowed) = answer?;
+        if !allowed {
+            let group = if permission.group.is_empty() {
+                "core".to_owned()
+            } else {
+                permission.group
+            };
+            let place = if permission.namespace.is_empty() {
+                "cluster-wide".to_owned()
+            } else {
+                format!("in namespace {}", permission.namespace)
+            };
+            denied.push(format!(
+                "{} {group}/{} {place}",
+                permission.verb, permission.resource
+            ));
+        }
+    }
+    denied.sort();
+    Ok(denied)
+}

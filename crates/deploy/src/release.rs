@@ -1,0 +1,207 @@
+//! What gets installed, whichever way it arrives: the chart, the lock and the image references,
+//! from a bundle (air-gapped) or from the spec and lock (connected).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
+use bundle_spec::{ChartSource, ImageLock};
+
+use crate::render::{ImageSource, RenderRequest, Values, ValuesLayer, image_map};
+use coder_bundle::Inputs;
+use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
+use coder_bundle::read::BundleReader;
+use coder_mirror::SiteRegistry;
+
+/// The product this tool installs; a bundle of anything else is refused.
+pub const PRODUCT: &str = "coder";
+/// The chart that holds the platform.
+pub const CHART: &str = "coder";
+
+/// Where the release comes from.
+pub enum ReleaseSource {
+    /// An offline bundle, whose images are (or will be) in the site registry.
+    Bundle {
+        /// The bundle file.
+        path: PathBuf,
+        /// Where its images are pushed.
+        site: SiteRegistry,
+    },
+    /// Connected: the spec and lock; images pulled from their original registries.
+    Connected(Box<Inputs>),
+}
+
+/// A release ready to render.
+pub struct Release {
+    /// The product version (the spec's).
+    pub version: String,
+    /// The chart's files.
+    pub chart: ChartFiles,
+    /// The lock.
+    pub lock: ImageLock,
+    /// The lock's text, byte for byte (recorded for rollback).
+    pub lock_text: String,
+    /// `sha256:` of the lock's text.
+    pub lock_digest: String,
+    /// Logical image name → pinned reference for containers.
+    pub images: BTreeMap<String, String>,
+    /// `air-gapped` or `connected`.
+    pub mode: &'static str,
+    /// The site registry, in air-gapped mode.
+    pub site: Option<SiteRegistry>,
+    /// How the bundle's signature was checked (`verified with key …`, or not checked with
+    /// `--allow-unsigned`); empty in connected mode. Recorded in the install record.
+    pub signature: String,
+}
+
+impl Release {
+    /// Loads the release from its source.
+    pub fn load(source: &ReleaseSource) -> crate::Result<Self> {
+        Self::load_pinned(source, None)
+    }
+
+    /// Loads the release; a bundle's manifest must hash to `pinned` (the digest `verify`
+    /// checked) when given, and its lock and chart are read by the digests that manifest lists.
+    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> crate::Result<Self> {
+        match source {
+            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site, pinned),
+            ReleaseSource::Connected(inputs) => Self::from_inputs(inputs),
+        }
+    }
+
+    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> crate::Result<Self> {
+        let reader = BundleReader::open(path)?;
+        let manifest = reader.manifest_pinned(pinned)?;
+        if manifest.name != PRODUCT {
+            bail!(
+                "{} is a bundle of {:?} {}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
+                path.display(),
+                manifest.name,
+                manifest.version
+            );
+        }
+        let lock_bytes = reader
+            .read_document(LOCK_PATH)?
+            .ok_or_else(|| fail!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
+        let lock_digest = coder_registry::sha256_digest(&lock_bytes);
+        if lock_digest != manifest.lock_digest {
+            bail!(
+                "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
+                 or was changed after it was verified",
+                path.display(),
+                manifest.lock_digest
+            );
+        }
+        let lock_text = String::from_utf8(lock_bytes)
+            .map_err(|_| fail!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
+        let lock = ImageLock::from_yaml(&lock_text, &format!("{}:{LOCK_PATH}", path.display()))?;
+        let artifact = manifest
+            .charts
+            .iter()
+            .find(|chart| chart.name == CHART)
+            .ok_or_else(|| fail!("{} carries no chart {CHART:?} ({MANIFEST_PATH})", path.display()))?;
+        let chart = read_bundled_chart(&reader, artifact)?;
+        let images = image_map(&lock, &ImageSource::Site(site.clone()))?;
+        Ok(Self {
+            version: manifest.version,
+            chart,
+            lock_digest: manifest.lock_digest,
+            lock_text,
+            lock,
+            images,
+            mode: "air-gapped",
+            site: Some(site.clone()),
+            signature: String::new(),
+        })
+    }
+
+    fn from_inputs(inputs: &Inputs) -> crate::Result<Self> {
+        inputs.lock.check_matches(&inputs.spec)?;
+        let chart_spec = inputs
+            .spec
+            .charts
+            .iter()
+            .find(|chart| chart.name == CHART)
+            .ok_or_else(|| fail!("the spec lists no chart {CHART:?}"))?;
+        let chart = match (chart_spec.source()?, &inputs.spec_dir) {
+            (ChartSource::Path(path), Some(dir)) => read_chart_dir(&dir.join(path))?,
+            (ChartSource::Path(_), None) => embedded_chart(CHART)?,
+            (ChartSource::Oci(reference), _) => bail!(
+                "chart {CHART} comes from {reference}; connected apply renders local charts only: \
+                 make a bundle (which pulls it) and apply that, or point the spec at the chart folder"
+            ),
+        };
+        let images = image_map(&inputs.lock, &ImageSource::Upstream)?;
+        Ok(Self {
+            version: inputs.spec.version.clone(),
+            chart,
+            lock: inputs.lock.clone(),
+            lock_digest: coder_registry::sha256_digest(inputs.lock_text.as_bytes()),
+            lock_text: inputs.lock_text.clone(),
+            images,
+            mode: "connected",
+            site: None,
+            signature: String::new(),
+        })
+    }
+
+    /// Points images at what a push actually stored: where the registry refused a partial
+    /// multi-platform index, containers pull the carried platform's manifest instead.
+    pub fn use_pushed(&mut self, report: &coder_mirror::MirrorReport) -> crate::Result<()> {
+        let Some(site) = &self.site else {
+            return Ok(());
+        };
+        for artifact in &report.artifacts {
+            if artifact.pull_digest != artifact.digest
+                && let Some(image) = self.images.get_mut(&artifact.name)
+            {
+                let reference = bundle_spec::ImageReference::parse(&artifact.reference)?;
+                *image = site.pinned(&reference, &artifact.pull_digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the values for this release's chart.
+    pub fn values(
+        &self,
+        files: &[PathBuf],
+        sets: &[String],
+        extra_pull_secret: Option<&str>,
+    ) -> crate::Result<Values> {
+        let defaults = crate::render::chart_defaults(&self.chart)?;
+        let mut layers = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|error| fail!("reading values file {}: {error}", file.display()))?;
+            layers.push(ValuesLayer {
+                source_name: file.display().to_string(),
+                text,
+            });
+        }
+        let mut values = crate::render::values::resolve(&defaults, &layers, sets)?;
+        if let Some(secret) = extra_pull_secret
+            && !values.image_pull_secrets.iter().any(|name| name == secret)
+        {
+            values.image_pull_secrets.push(secret.to_owned());
+        }
+        Ok(values)
+    }
+
+    /// The render request for `values` in `namespace`.
+    pub fn request<'a>(
+        &'a self,
+        values: &'a Values,
+        namespace: &'a str,
+        pdb_api: crate::render::PdbApi,
+    ) -> RenderRequest<'a> {
+        RenderRequest {
+            chart: &self.chart,
+            values,
+            namespace,
+            images: &self.images,
+            pdb_api,
+            airgapped: self.site.is_some(),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `--wait`: until every Deployment and StatefulSet is available and every Job complete, or the
+//! timeout passes; then it names what is not ready and why (its conditions and recent events).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cluster::Cluster;
+use crate::objects::{ObjectKey, api_for};
+
+/// The readiness of one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// Which object.
+    pub key: ObjectKey,
+    /// Ready?
+    pub ready: bool,
+    /// Why not, in a line (`1/2 replicas available`, a condition's message).
+    pub detail: String,
+}
+
+/// Whether `kind` is something `wait` and `status` watch.
+pub fn is_workload(kind: &str) -> bool {
+    matches!(kind, "Deployment" | "StatefulSet" | "Job" | "DaemonSet")
+}
+
+/// The readiness of a live workload object.
+pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
+    let number = |pointer: &str| live.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
+    let generation = number("/metadata/generation");
+    let observed = number("/status/observedGeneration");
+    let failing_condition = || {
+        live.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|condition| {
+                let status = condition.get("status").and_then(Value::as_str);
+                let kind = condition.get("type").and_then(Value::as_str).unwrap_or_default();
+                (status == Some("False") && kind != "ReplicaFailure")
+                    || (kind == "Failed" && status == Some("True"))
+            })
+            .map(|condition| {
+                format!(
+                    "; {}: {}",
+                    condition
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("condition"),
+                    condition
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default()
+    };
+    let (ready, detail) = match key.kind.as_str() {
+        "Deployment" | "StatefulSet" => {
+            let wanted = live
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let field = if key.kind == "Deployment" {
+                "/status/availableReplicas"
+            } else {
+                "/status/readyReplicas"
+            };
+            let available = number(field);
+            let updated = number("/status/updatedReplicas");
+            let ready = observed >= generation && available >= wanted && updated >= wanted;
+            (
+                ready,
+                format!(
+                    "{available}/{wanted} replicas available, {updated} updated{}",
+                    failing_condition()
+                ),
+            )
+        }
+        "DaemonSet" => {
+            let wanted = number("/status/desiredNumberScheduled");
+            let available = number("/status/numberAvailable");
+            (
+                observed >= generation && available >= wanted,
+                format!("{available}/{wanted} pods available"),
+            )
+        }
+        "Job" => {
+            let succeeded = number("/status/succeeded");
+            let wanted = live
+                .pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            (
+                succeeded >= wanted,
+                format!(
+                    "{succeeded}/{wanted} completions, {} failed{}",
+                    number("/status/failed"),
+                    failing_condition()
+                ),
+            )
+        }
+        _ => (true, String::new()),
+    };
+    Readiness {
+        key: key.clone(),
+        ready,
+        detail,
+    }
+}
+
+/// The readiness of each workload in `keys`, read from the cluster now.
+pub async fn check(cluster: &Cluster, keys: &[ObjectKey]) -> crate::Result<Vec<Readiness>> {
+    let mut states = Vec::new();
+    for key in keys.iter().filter(|key| is_workload(&key.kind)) {
+        let (api, _) = api_for(cluster, key)?;
+        let state = match api.get_opt(&key.name).await? {
+            Some(live) => readiness(key, &serde_json::to_value(live)?),
+            None => Readiness {
+                key: key.clone(),
+                ready: false,
+                detail: "missing".to_owned(),
+            },
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
+/// Polls until everything is ready; on timeout, an error naming each unready object with its
+/// latest events.
+pub async fn wait_ready(
+    cluster: &Cluster,
+    keys: &[ObjectKey],
+    timeout: Duration,
+    on_progress: &dyn Fn(&[Readiness]),
+) -> crate::Result<()> {
+    let started = Instant::now();
+    loop {
+        let states = check(cluster, keys).await?;
+        if states.iter().all(|state| state.ready) {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            let mut message = format!("not ready after {}s:", timeout.as_secs());
+            for state in states.iter().filter(|state| !state.ready) {
+                message.push_str(&format!("\n  - {}: {}", state.key, state.detail));
+                for event in recent_events(cluster, &state.key).await {
+                    message.push_str(&format!("\n      event: {event}"));
+                }
+            }
+            bail!("{message}");
+        }
+        on_progress(&states);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The last few events about an object, as lines.
+async fn recent_events(cluster: &Cluster, key: &ObjectKey) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(cluster.client.clone(), &key.namespace);
+    let params = ListParams::default().fields(&format!("involvedObject.name={}", key.name));
+    let Ok(list) = api.list(&params).await else {
+        return Vec::new();
+    };
+    let mut events: Vec<Event> = list.items;
+    events.sort_by_key(|event| event.last_timestamp.as_ref().map(|time| time.0));
+    events
+        .iter()
+        .rev()
+        .take(5)
+        .map(|event| {
+            format!(
+                "{} {}: {}",
+                event.type_.as_deref().unwrap_or(""),
+                event.reason.as_deref().unwrap_or(""),
+                event.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! The blob half of a mirror run: which blobs still need sending where, the check that a delta
+//! bundle's base is in the site registry, and the uploads and mounts themselves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use coder_registry::{BlobPushOutcome, FileRange, MountOutcome, RegistryClient, Repository};
+use coder_report::{Item, Job, human_bytes};
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::error::{MirrorError, registry_error};
+use crate::plan::{ArtifactPlan, BlobPlan};
+use crate::report::Counters;
+
+/// One blob still to handle: its digest, its plan, and the repositories that need it checked.
+pub(crate) type BlobWork<'a> = (&'a String, &'a BlobPlan, Vec<&'a Repository>);
+
+/// Whether a blob is known to be in a repository already (from the delta check).
+pub(crate) type KnownPresent<'a> = HashMap<(&'a str, &'a Repository), bool>;
+
+/// Per blob, the repositories that still need it checked: those of the artifacts not complete
+/// yet (the blobs of complete artifacts are counted as skipped).
+pub(crate) fn work<'a>(
+    artifacts: &'a [ArtifactPlan],
+    blobs: &'a BTreeMap<String, BlobPlan>,
+    complete: &[bool],
+    counters: &Counters,
+) -> Vec<BlobWork<'a>> {
+    let mut work: Vec<(&String, &BlobPlan, Vec<&Repository>)> = Vec::new();
+    for (digest, blob) in blobs {
+        let mut repositories: Vec<&Repository> = Vec::new();
+        for &index in &blob.used_by {
+            if complete[index] {
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+            } else if !repositories.contains(&&artifacts[index].repository) {
+                repositories.push(&artifacts[index].repository);
+            }
+        }
+        if !repositories.is_empty() {
+            work.push((digest, blob, repositories));
+        }
+    }
+    work
+}
+
+/// A delta bundle's omitted blobs must be somewhere in the site registry already: which of
+/// them each repository has, and the omitted blobs no repository has (with the artifacts that
+/// use them).
+pub(crate) async fn check_omitted<'a>(
+    client: &RegistryClient,
+    work: &[BlobWork<'a>],
+    artifacts: &[ArtifactPlan],
+    concurrency: usize,
+) -> Result<(KnownPresent<'a>, Vec<(String, String)>), MirrorError> {
+    let checks: Vec<_> = futures_util::stream::iter(
+        work.iter()
+            .filter(|(_, blob, _)| blob.location.is_none())
+            .flat_map(|(digest, _, repositories)| {
+                repositories.iter().map(move |repository| (*digest, *repository))
+            }),
+    )
+    .map(|(digest, repository)| {
+        let client = &client;
+        async move {
+            client
+                .blob_exists(repository, digest)
+                .await
+                .map(|present| ((digest.as_str(), repository), present))
+                .map_err(|source| registry_error(format!("{repository}@{digest}"), source))
+        }
+    })
+    .buffer_unordered(concurrency)
+    .try_collect()
+    .await?;
+    let known_present: KnownPresent<'a> = checks.into_iter().collect();
+    let missing: Vec<(String, String)> = work
+        .iter()
+        .filter(|(_, blob, _)| blob.location.is_none())
+        .filter(|(digest, _, repositories)| {
+            !repositories
+                .iter()
+                .any(|repository| known_present.get(&(digest.as_str(), *repository)) == Some(&true))
+        })
+        .map(|(digest, blob, _)| {
+            let used_by = blob
+                .used_by
+                .iter()
+                .map(|&index| artifacts[index].reference.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            ((*digest).clone(), used_by)
+        })
+        .collect();
+    Ok((known_present, missing))
+}
+
+/// Sends the blobs, `concurrency` digests at a time: per digest, the first repository that
+/// lacks it gets it uploaded from the bundle `file`, every other one gets it by cross-repository
+/// mount (an upload if the registry declines).
+pub(crate) async fn send(
+    client: &RegistryClient,
+    work: &[BlobWork<'_>],
+    known_present: &KnownPresent<'_>,
+    file: &Arc<File>,
+    counters: &Counters,
+    progress: &dyn Job,
+    concurrency: usize,
+) -> Result<(), MirrorError> {
+    futures_util::stream::iter(work.iter())
+        .map(|(digest, blob, repositories)| {
+            let (client, counters, progress, known_present, file) =
+                (client, counters, progress, known_present, file);
+            async move {
+                let item: Arc<dyn Item> = Arc::from(progress.item(digest.trim_start_matches("sha256:"), blob.size));
+                let mut holder: Option<&Repository> = None;
+                for repository in repositories {
+                    let what = || format!("blob {digest} to {repository}");
+                    let present = match known_present.get(&(digest.as_str(), *repository)) {
+                        Some(present) => *present,
+                        None => client
+                            .blob_exists(repository, digest)
+                            .await
+                            .map_err(|source| registry_error(what(), source))?,
+                    };
+                    if present {
+                        counters.present.fetch_add(1, Ordering::Relaxed);
+                        holder.get_or_insert(repository);
+                        continue;
+                    }
+                    let Some(location) = blob.location else {
+                        // Only reachable for an omitted blob present in another repository:
+                        // it can only be mounted from there.
+                        let from = holder.map(|holder| holder.repository.as_str());
+                        let outcome = match from {
+                            Some(from) => client
+                                .mount_blob(repository, digest, from)
+                                .await
+                                .map_err(|source| registry_error(what(), source))?,
+                            None => {
+                                return Err(MirrorError::Bundle(format!(
+                                    "blob {digest} is left out of the delta bundle and not in {repository}"
+                                )));
+                            }
+                        };
+                        if !matches!(outcome, MountOutcome::Mounted) {
+                            return Err(MirrorError::Bundle(format!(
+                                "blob {digest} is left out of the delta bundle, is not in {repository}, and the registry would not mount it from {}; push the base bundle first",
+                                from.unwrap_or_default()
+                            )));
+                        }
+                        counters.mounted.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let source = FileRange {
+                        file: file.clone(),
+                        offset: location.offset,
+                        size: location.size,
+                    };
+                    let on_progress: Arc<dyn Fn(u64) + Send + Sync> = {
+                        let item = item.clone();
+                        Arc::new(move |done| item.set(done))
+                    };
+                    let outcome = client
+                        .push_blob(
+                            repository,
+                            digest,
+                            &source,
+                            holder.map(|holder| holder.repository.as_str()),
+                            on_progress,
+                        )
+                        .await
+                        .map_err(|source| registry_error(what(), source))?;
+                    match outcome {
+                        BlobPushOutcome::Mounted => {
+                            counters.mounted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        BlobPushOutcome::Uploaded => {
+                            counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                            counters.bytes_sent.fetch_add(blob.size, Ordering::Relaxed);
+                            progress.line(&format!("uploaded {digest} ({}) to {repository}", human_bytes(blob.size)));
+                        }
+                    }
+                    holder.get_or_insert(repository);
+                }
+                item.set(blob.size);
+                Ok::<_, MirrorError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}

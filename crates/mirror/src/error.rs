@@ -1,0 +1,69 @@
+//! Why mirroring failed.
+
+use coder_registry::RegistryError;
+
+/// Why a push failed: registry errors keep their own type so callers can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The bundle could not be read or is not consistent.
+    #[error("{0}")]
+    Bundle(String),
+    /// A delta bundle whose base is not in the site registry.
+    #[error(
+        "{bundle} is a delta bundle made against {base}, but the site registry {registry} lacks {} blob(s) it left out: {}; push the full bundle of {base} first (or make a full bundle without --delta-from/--have-list)",
+        missing.len(), missing.iter().map(|(digest, used_by)| format!("{digest} (used by {used_by})")).collect::<Vec<_>>().join(", ")
+    )]
+    DeltaBaseMissing {
+        /// The bundle file.
+        bundle: String,
+        /// The base the delta was made against.
+        base: String,
+        /// The site registry.
+        registry: String,
+        /// Missing digests and the artifacts that use them.
+        missing: Vec<(String, String)>,
+    },
+    /// A registry call failed.
+    #[error("pushing {what}: {source}")]
+    Registry {
+        /// What was being pushed.
+        what: String,
+        /// The registry's answer (boxed: it is large).
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The bundle could not be opened or read.
+    #[error(transparent)]
+    Read(#[from] coder_bundle::BundleError),
+    /// The site registry's client could not be set up.
+    #[error(transparent)]
+    Client(Box<RegistryError>),
+    /// The bundle file could not be shared with the upload tasks.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<RegistryError> for MirrorError {
+    fn from(error: RegistryError) -> Self {
+        Self::Client(Box::new(error))
+    }
+}
+
+impl MirrorError {
+    /// The registry's error, when a registry call failed: to tell 401 from read-only from out of
+    /// space.
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            Self::Registry { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A failed registry call, with what was being pushed.
+pub(crate) fn registry_error(what: String, source: RegistryError) -> MirrorError {
+    MirrorError::Registry {
+        what,
+        source: Box::new(source),
+    }
+}

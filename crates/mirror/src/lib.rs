@@ -1,0 +1,166 @@
+//! coder-mirror: [`mirror_bundle`] copies every image and chart of a bundle into the site
+//! registry, streamed from the bundle file; and [`check_registry_writable`], the preflight probe.
+//! (The registry client's own upload calls are `coder_registry`'s `upload` half; this crate is
+//! what uses them for a whole bundle.)
+//!
+//! How a mirror run goes (`coder-install push`, and step 4 of `apply`), one module a phase:
+//! 1. **Plan** (`plan`, from the bundle alone): per artifact its target repository, the manifests to put
+//!    (carried children of an index first, then the top-level manifest or index) and the config
+//!    and layer blobs they use; per blob, where it lies in the bundle file and which
+//!    repositories need it.
+//! 2. **Skip what is there**: an artifact whose manifests are all present in its repository is
+//!    complete (a registry only accepts a manifest whose blobs it holds), so its blobs are not
+//!    even checked. A re-push of an unchanged bundle is one `HEAD` per manifest and tag.
+//! 3. **Delta bundles**: blobs the bundle leaves out must already be in the site registry; they
+//!    are checked before anything is sent, and a missing one stops the push with the base bundle
+//!    to push first.
+//! 4. **Blobs** (`blobs`), `concurrency` digests at a time: per digest, the first repository that lacks it
+//!    gets it uploaded (one monolithic `PUT` streamed from the bundle through a fixed buffer and
+//!    hashed on the way: bytes that do not match their digest are never committed); every other
+//!    repository gets it by cross-repository mount (an upload if the registry declines).
+//! 5. **Manifests** (`manifests`) byte for byte (the registry's `Docker-Content-Digest` must match), children
+//!    before their index, then the original tag.
+//!
+//! Resuming: nothing is staged locally; a re-run after an interruption finds what arrived with
+//! `HEAD` requests and sends only the rest (a blob cut off mid-upload is sent again whole).
+//!
+//! A **partial index** (the bundle carries only the spec's platforms) is pushed whole when the
+//! registry accepts an index whose other children it lacks; the distribution registry refuses
+//! that (`MANIFEST_BLOB_UNKNOWN`), and then the carried platform manifests are pushed, the tag
+//! points at the carried manifest when there is exactly one, and the report's `pull_digest` says
+//! which digest to deploy by.
+
+mod blobs;
+mod error;
+mod manifests;
+mod plan;
+mod probe;
+mod report;
+mod target;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use coder_bundle::read::BundleReader;
+use coder_registry::{RegistryClient, RegistryOptions};
+use coder_report::Reporter;
+use futures_util::{StreamExt, TryStreamExt};
+
+use blobs::KnownPresent;
+pub use error::MirrorError;
+pub use probe::{WritableCheck, check_registry_writable};
+use report::Counters;
+pub use report::{ArtifactKind, MirrorReport, MirroredArtifact};
+pub use target::{SiteRegistry, SiteRegistryError};
+
+/// How to mirror a bundle.
+#[derive(Debug, Clone)]
+pub struct MirrorOptions {
+    /// Blobs (digests) pushed at once.
+    pub concurrency: usize,
+    /// How to reach the site registry (CA, plain HTTP, credentials).
+    pub registry: RegistryOptions,
+    /// The `sha256:` of the bundle manifest that was verified, if the caller verified it: the
+    /// push refuses a bundle whose manifest no longer hashes to it (every blob and manifest it
+    /// sends is then checked against the digests that manifest lists).
+    pub pinned_manifest: Option<String>,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            registry: RegistryOptions::default(),
+            pinned_manifest: None,
+        }
+    }
+}
+
+/// Pushes every image and chart of `bundle` into `site`, reporting its progress to `reporter`.
+pub async fn mirror_bundle(
+    bundle: &Path,
+    site: &SiteRegistry,
+    options: &MirrorOptions,
+    reporter: &dyn Reporter,
+) -> Result<MirrorReport, MirrorError> {
+    let started = Instant::now();
+    let reader = BundleReader::open(bundle)?;
+    let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
+    let (artifacts, plan_blobs) = plan::plan(&reader, &manifest, site)?;
+    let client = RegistryClient::new(options.registry.clone())?;
+    let file = Arc::new(reader.file().try_clone()?);
+    let counters = Counters::default();
+    let concurrency = options.concurrency.max(1);
+
+    // Which artifacts are already complete (all their manifests present).
+    let complete: Vec<bool> = futures_util::stream::iter(artifacts.iter())
+        .map(|artifact| manifests::manifests_present(&client, artifact))
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+
+    let work = blobs::work(&artifacts, &plan_blobs, &complete, &counters);
+    let mut known_present = KnownPresent::new();
+    if let Some(delta) = &manifest.delta {
+        let (present, missing) = blobs::check_omitted(&client, &work, &artifacts, concurrency).await?;
+        if !missing.is_empty() {
+            return Err(MirrorError::DeltaBaseMissing {
+                bundle: bundle.display().to_string(),
+                base: delta.base.clone(),
+                registry: site.to_string(),
+                missing,
+            });
+        }
+        known_present = present;
+    }
+
+    let total: u64 = work.iter().map(|(_, blob, _)| blob.size).sum();
+    let progress = reporter.job("pushing", total);
+    blobs::send(
+        &client,
+        &work,
+        &known_present,
+        &file,
+        &counters,
+        progress.as_ref(),
+        concurrency,
+    )
+    .await?;
+    progress.finish();
+
+    let pushed: Vec<MirroredArtifact> = futures_util::stream::iter(artifacts.iter().zip(&complete))
+        .map(|(artifact, &complete)| {
+            manifests::push_manifests(&client, artifact, complete, &counters, progress.as_ref())
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+
+    Ok(MirrorReport {
+        bundle: bundle.display().to_string(),
+        registry: site.to_string(),
+        artifacts: pushed,
+        blobs_uploaded: counters.uploaded.into_inner(),
+        blobs_mounted: counters.mounted.into_inner(),
+        blobs_present: counters.present.into_inner(),
+        blobs_skipped: counters.skipped.into_inner(),
+        manifests_pushed: counters.manifests_pushed.into_inner(),
+        manifests_present: counters.manifests_present.into_inner(),
+        tags_set: counters.tags_set.into_inner(),
+        bytes_sent: counters.bytes_sent.into_inner(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// For the fuzz targets (`installer/fuzz`, built by `cargo fuzz`, which sets `cfg(fuzzing)`):
+/// what [`mirror_bundle`] reads from the bundle before it touches a registry (its manifest, and
+/// every OCI index and manifest it carries). Returns how many artifacts and distinct blobs the
+/// push would handle.
+#[cfg(fuzzing)]
+pub fn plan_bundle(bundle: &Path, site: &SiteRegistry) -> Result<(usize, usize), MirrorError> {
+    let reader = BundleReader::open(bundle)?;
+    let manifest = reader.manifest()?;
+    let (artifacts, blobs) = plan::plan(&reader, &manifest, site)?;
+    Ok((artifacts.len(), blobs.len()))
+}

@@ -1,0 +1,202 @@
+//! The plan of a mirror run, from the bundle alone: per artifact its target repository, the
+//! manifests to put (carried children of an index first) and the config and layer blobs they
+//! use; per blob, where it lies in the bundle file and which artifacts need it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bundle_spec::ImageReference;
+use bundle_spec::format::{BundleManifest, BundledArtifact, blob_path, is_index};
+use coder_bundle::read::{BundleReader, EntryLocation};
+use coder_registry::oci::{self, ImageManifest, IndexDocument};
+use coder_registry::{Repository, sha256_digest};
+use serde::Deserialize;
+
+use crate::error::MirrorError;
+use crate::report::ArtifactKind;
+use crate::target::SiteRegistry;
+
+/// One manifest or index to put.
+pub(crate) struct ManifestToPush {
+    pub(crate) digest: String,
+    pub(crate) media_type: String,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// One artifact of the plan.
+pub(crate) struct ArtifactPlan {
+    pub(crate) name: String,
+    pub(crate) kind: ArtifactKind,
+    pub(crate) reference: String,
+    pub(crate) repository: Repository,
+    pub(crate) tag: Option<String>,
+    pub(crate) top: ManifestToPush,
+    /// The carried platform manifests of an index (empty for a single manifest).
+    pub(crate) children: Vec<ManifestToPush>,
+    /// Whether the index lists children the bundle does not carry.
+    pub(crate) partial_index: bool,
+    /// Config and layer digests.
+    pub(crate) blobs: BTreeSet<String>,
+}
+
+/// One blob of the plan.
+pub(crate) struct BlobPlan {
+    /// Where it lies in the bundle; `None` when a delta bundle left it out.
+    pub(crate) location: Option<EntryLocation>,
+    pub(crate) size: u64,
+    /// Indexes into the artifact list, of the artifacts that use it.
+    pub(crate) used_by: BTreeSet<usize>,
+}
+
+/// Builds the plan from the bundle alone: the artifacts, and per blob where it lies and who uses it.
+pub(crate) fn plan(
+    reader: &BundleReader,
+    manifest: &BundleManifest,
+    site: &SiteRegistry,
+) -> Result<(Vec<ArtifactPlan>, BTreeMap<String, BlobPlan>), MirrorError> {
+    let omitted: BTreeMap<&str, u64> = manifest
+        .delta
+        .iter()
+        .flat_map(|delta| delta.omitted.iter())
+        .map(|blob| (blob.digest.as_str(), blob.size))
+        .collect();
+    let mut artifacts = Vec::new();
+    let mut blobs: BTreeMap<String, BlobPlan> = BTreeMap::new();
+    let kinds = manifest
+        .images
+        .iter()
+        .map(|artifact| (artifact, ArtifactKind::Image))
+        .chain(
+            manifest
+                .charts
+                .iter()
+                .map(|artifact| (artifact, ArtifactKind::Chart)),
+        );
+    for (index, (artifact, kind)) in kinds.enumerate() {
+        let planned = plan_artifact(reader, artifact, kind, site)?;
+        for digest in &planned.blobs {
+            let location = reader.entries().get(&blob_path(digest)).copied();
+            let size = match (location, omitted.get(digest.as_str())) {
+                (Some(location), _) => location.size,
+                (None, Some(size)) => *size,
+                (None, None) => {
+                    return Err(MirrorError::Bundle(format!(
+                        "{}: blob {digest} of {} is missing from the bundle; run `coder-install verify` and use an intact bundle",
+                        reader.path().display(),
+                        artifact.reference
+                    )));
+                }
+            };
+            blobs
+                .entry(digest.clone())
+                .or_insert(BlobPlan {
+                    location,
+                    size,
+                    used_by: BTreeSet::new(),
+                })
+                .used_by
+                .insert(index);
+        }
+        artifacts.push(planned);
+    }
+    Ok((artifacts, blobs))
+}
+
+/// The manifests and blobs of one artifact.
+fn plan_artifact(
+    reader: &BundleReader,
+    artifact: &BundledArtifact,
+    kind: ArtifactKind,
+    site: &SiteRegistry,
+) -> Result<ArtifactPlan, MirrorError> {
+    let original = ImageReference::parse(&artifact.reference)
+        .map_err(|error| MirrorError::Bundle(format!("{}: {error}", artifact.reference)))?;
+    let repository = Repository {
+        registry: site.host.clone(),
+        repository: site.repository_path_for(&original),
+    };
+    let top = read_manifest(reader, &artifact.digest, &artifact.media_type)?
+        .ok_or_else(|| missing_manifest(reader, &artifact.digest, &artifact.reference))?;
+    let mut children = Vec::new();
+    let mut partial_index = false;
+    let mut blobs = BTreeSet::new();
+    if is_index(&top.media_type) {
+        let index: IndexDocument = parse(&top, &artifact.reference)?;
+        for child in index.manifests {
+            match read_manifest(reader, &child.digest, &child.media_type)? {
+                Some(child) => {
+                    blobs.extend(image_blobs(&child, &artifact.reference)?);
+                    children.push(child);
+                }
+                None => partial_index = true,
+            }
+        }
+    } else {
+        blobs.extend(image_blobs(&top, &artifact.reference)?);
+    }
+    Ok(ArtifactPlan {
+        name: artifact.name.clone(),
+        kind,
+        reference: artifact.reference.clone(),
+        repository,
+        tag: original.tag.clone(),
+        top,
+        children,
+        partial_index,
+        blobs,
+    })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(manifest: &ManifestToPush, reference: &str) -> Result<T, MirrorError> {
+    serde_json::from_slice(&manifest.bytes).map_err(|error| {
+        MirrorError::Bundle(format!(
+            "{reference}: manifest {} in the bundle does not parse: {error}",
+            manifest.digest
+        ))
+    })
+}
+
+/// The config and layer digests of an image manifest.
+fn image_blobs(manifest: &ManifestToPush, reference: &str) -> Result<Vec<String>, MirrorError> {
+    let image: ImageManifest = parse(manifest, reference)?;
+    Ok(std::iter::once(image.config.digest)
+        .chain(image.layers.into_iter().map(|layer| layer.digest))
+        .collect())
+}
+
+/// A manifest's bytes from the bundle (checked against its digest), or `None` if not carried.
+fn read_manifest(
+    reader: &BundleReader,
+    digest: &str,
+    descriptor_media_type: &str,
+) -> Result<Option<ManifestToPush>, MirrorError> {
+    let bytes = reader
+        .read_document(&blob_path(digest))
+        .map_err(|error| MirrorError::Bundle(coder_report::error_chain(&error)))?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let actual = sha256_digest(&bytes);
+    if actual != digest {
+        return Err(MirrorError::Bundle(format!(
+            "{}: manifest {digest} hashes to {actual}: the bundle is damaged; run `coder-install verify`",
+            reader.path().display()
+        )));
+    }
+    let media_type = if descriptor_media_type.is_empty() {
+        oci::media_type_of(&bytes).unwrap_or_else(|| bundle_spec::format::OCI_MANIFEST_MEDIA_TYPE.to_owned())
+    } else {
+        descriptor_media_type.to_owned()
+    };
+    Ok(Some(ManifestToPush {
+        digest: digest.to_owned(),
+        media_type,
+        bytes,
+    }))
+}
+
+fn missing_manifest(reader: &BundleReader, digest: &str, reference: &str) -> MirrorError {
+    MirrorError::Bundle(format!(
+        "{}: the manifest {digest} of {reference} is missing; run `coder-install verify` and use an intact bundle",
+        reader.path().display()
+    ))
+}

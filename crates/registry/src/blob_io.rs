@@ -1,0 +1,119 @@
+//! Hashing and copying byte ranges of files through one fixed buffer: how a blob is checked in
+//! place, or copied from one file into another and checked on the way.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use sha2::{Digest, Sha256};
+
+/// Buffer size for reading and writing blob data: fixed, whatever the blob size.
+pub const IO_BUFFER: usize = 1 << 20;
+
+/// The `sha256:` digest of a finished hash.
+pub fn digest_of(hasher: Sha256) -> String {
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Moves the finished file `partial` to `target` so that it survives a crash: its data is
+/// flushed to disk first, then it is renamed, then the directory holding `target` is flushed
+/// too (without that, a power cut after the rename can lose the new name).
+pub fn rename_durably(partial: &std::path::Path, target: &std::path::Path) -> std::io::Result<()> {
+    File::open(partial)?.sync_all()?;
+    std::fs::rename(partial, target)?;
+    sync_parent_dir(target)
+}
+
+/// Flushes the directory that holds `path` (its entries: names created, renamed or removed).
+pub fn sync_parent_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+/// Hashes `size` bytes of `file` from `offset`; `on_progress` gets each step's byte count.
+pub fn hash_range(
+    file: &File,
+    offset: u64,
+    size: u64,
+    on_progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Sha256> {
+    stream_range(file, offset, size, None, on_progress)
+}
+
+/// Copies `size` bytes from `source` at `source_offset` to `target` at `target_offset`, hashing
+/// them; returns the digest of what was copied (the caller decides whether it is the right one).
+pub fn copy_range(
+    source: &File,
+    source_offset: u64,
+    target: &File,
+    target_offset: u64,
+    size: u64,
+    on_progress: &mut dyn FnMut(u64),
+) -> std::io::Result<String> {
+    stream_range(
+        source,
+        source_offset,
+        size,
+        Some((target, target_offset)),
+        on_progress,
+    )
+    .map(digest_of)
+}
+
+/// Reads a range through one buffer, hashing it and writing it to `target` if given.
+fn stream_range(
+    source: &File,
+    offset: u64,
+    size: u64,
+    target: Option<(&File, u64)>,
+    on_progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Sha256> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; IO_BUFFER.min(size as usize)];
+    let mut done = 0u64;
+    while done < size {
+        let want = buffer.len().min((size - done) as usize);
+        source.read_exact_at(&mut buffer[..want], offset + done)?;
+        hasher.update(&buffer[..want]);
+        if let Some((target, target_offset)) = target {
+            target.write_all_at(&buffer[..want], target_offset + done)?;
+        }
+        done += want as u64;
+        on_progress(want as u64);
+    }
+    Ok(hasher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_range_hashes_like_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..3 * IO_BUFFER + 17).map(|i| (i % 251) as u8).collect();
+        let source_path = dir.path().join("source");
+        std::fs::write(&source_path, [&[9u8; 5][..], &data].concat()).expect("source");
+        let source = File::open(&source_path).expect("open");
+        let target = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.path().join("target"))
+            .expect("target");
+
+        let mut seen = 0;
+        let digest =
+            copy_range(&source, 5, &target, 100, data.len() as u64, &mut |n| seen += n).expect("copy");
+        assert_eq!(digest, crate::sha256_digest(&data));
+        assert_eq!(seen, data.len() as u64);
+        let hashed = hash_range(&source, 5, data.len() as u64, &mut |_| {}).expect("hash");
+        assert_eq!(digest_of(hashed), digest);
+        let mut copied = vec![0u8; data.len()];
+        target.read_exact_at(&mut copied, 100).expect("read back");
+        assert_eq!(copied, data);
+    }
+}
