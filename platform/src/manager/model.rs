@@ -107,18 +107,6 @@ pub struct Workspace {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A new random identifier: 12 random bytes as 24 lowercase hex digits.
-pub fn new_id() -> ApiResult<String> {
-    Ok(hex::encode(random_bytes::<12>()?))
-}
-
-/// `N` bytes from the operating system's random source.
-pub fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|error| ApiError::Internal(format!("random source: {error}")))?;
-    Ok(bytes)
-}
-
 /// Checks that `name` is a DNS-1123 label (lowercase alphanumerics and `-`, 1 to 63 long,
 /// starting and ending alphanumeric), as workspace names must be.
 pub fn validate_dns_label(field: &'static str, name: &str) -> ApiResult<()> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::manager::auth::Actor;
+use crate::manager::actor::Actor;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::service::audit;
 
