@@ -6,6 +6,7 @@
 //! - `dashboard`: the web UI (port 3000);
 //! - `migrate`: applies the versioned PostgreSQL migrations.
 
+pub mod api_types;
 pub mod cli;
 pub mod dashboard;
 pub mod db;

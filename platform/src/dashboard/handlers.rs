@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use super::DashState;
 use super::pages::{self, Frame};
 use super::session;
-use crate::manager_client::{Caller, ClientError, UserView, WorkspaceView, path_segment};
+use crate::api_types::{User, Workspace};
+use crate::manager_client::{Caller, ClientError, path_segment};
 use crate::{forwarded, request_id};
 
 /// A page with its status and the cookies to set.
@@ -89,7 +90,7 @@ fn explain(error: &ClientError) -> (StatusCode, String) {
 
 /// The signed-in user, or the response to send instead (to the login page when the session is
 /// missing or expired).
-async fn signed_in(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
+async fn signed_in(state: &DashState, headers: &HeaderMap) -> Result<(String, User), Response> {
     let Some(token) = session::session_token(&state.args, headers) else {
         return Err(see_other("/login", []));
     };
@@ -286,11 +287,11 @@ async fn home_page(
     state: &DashState,
     headers: &HeaderMap,
     token: &str,
-    user: &UserView,
+    user: &User,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<WorkspaceView>) =
+    let (status, error, list): (_, _, Vec<Workspace>) =
         fetch_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
     let read_only = read_only_notice(state, headers, token).await;
     let frame = Frame {
@@ -444,7 +445,7 @@ pub async fn workspace_action(
 }
 
 /// The signed-in admin, or the response to send instead (403 for members).
-async fn signed_in_admin(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
+async fn signed_in_admin(state: &DashState, headers: &HeaderMap) -> Result<(String, User), Response> {
     let (token, user) = signed_in(state, headers).await?;
     if user.is_admin() {
         Ok((token, user))
@@ -463,11 +464,11 @@ async fn users_page(
     state: &DashState,
     headers: &HeaderMap,
     token: &str,
-    user: &UserView,
+    user: &User,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<UserView>) =
+    let (status, error, list): (_, _, Vec<User>) =
         fetch_for_page(state, headers, token, "/api/v0/users", failed).await;
     let read_only = read_only_notice(state, headers, token).await;
     let frame = Frame {
@@ -538,7 +539,7 @@ impl AdminFormPost<'_> {
         self,
         state: &DashState,
         headers: &HeaderMap,
-        page: impl AsyncFn(&DashState, &HeaderMap, &str, &UserView, Option<(StatusCode, String)>) -> Response,
+        page: impl AsyncFn(&DashState, &HeaderMap, &str, &User, Option<(StatusCode, String)>) -> Response,
     ) -> Response {
         if !session::csrf_valid(&state.args, headers, self.csrf) {
             return csrf_refused(state, headers);
@@ -567,7 +568,7 @@ async fn license_page(
     state: &DashState,
     headers: &HeaderMap,
     token: &str,
-    user: &UserView,
+    user: &User,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);

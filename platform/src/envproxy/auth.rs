@@ -11,10 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::cache::TtlCache;
 use super::error::ProxyError;
-use crate::manager_client::{Caller, ManagerClient, UserView, WorkspaceView};
-
-/// The header Coder's clients send their token in.
-pub const SESSION_TOKEN_HEADER: &str = "session-token";
+use crate::api_types::SESSION_TOKEN_HEADER;
+use crate::api_types::{User, Workspace};
+use crate::manager_client::{Caller, ManagerClient};
 
 /// Where the token came from (cookies need an origin check; every form is stripped upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,17 +172,17 @@ pub fn cross_origin_subresource(headers: &HeaderMap) -> bool {
 #[derive(Debug, Clone)]
 pub struct Grant {
     /// The caller.
-    pub user: UserView,
+    pub user: User,
     /// The workspace (running).
-    pub workspace: WorkspaceView,
+    pub workspace: Workspace,
 }
 
 /// Asks the manager, through a short cache.
 #[derive(Debug)]
 pub struct Authorizer {
     client: ManagerClient,
-    users: TtlCache<UserView>,
-    workspaces: TtlCache<WorkspaceView>,
+    users: TtlCache<User>,
+    workspaces: TtlCache<Workspace>,
     ttl: Duration,
 }
 
@@ -249,7 +248,7 @@ impl Authorizer {
         Ok(Grant { user, workspace })
     }
 
-    async fn user(&self, token: &str, request_id: Option<&str>) -> Result<UserView, ProxyError> {
+    async fn user(&self, token: &str, request_id: Option<&str>) -> Result<User, ProxyError> {
         if token.is_empty() {
             return Err(ProxyError::Unauthenticated);
         }

@@ -2,7 +2,7 @@
 //! makes with it. Authenticating (the extractor) is `api::extract`'s.
 
 use super::error::{ApiError, ApiResult};
-use super::model::{Role, User};
+use crate::api_types::User;
 
 /// The authenticated caller of an API request.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Actor {
 impl Actor {
     /// Whether the caller is an admin.
     pub fn is_admin(&self) -> bool {
-        self.user.role == Role::Admin
+        self.user.is_admin()
     }
 
     /// Refuses non-admins with a 403 that names no object.

@@ -6,14 +6,12 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::api_types::SESSION_TOKEN_HEADER;
 use crate::manager::actor::Actor;
 use crate::manager::credentials::parse_token;
 use crate::manager::error::ApiError;
 use crate::manager::service::sessions;
 use crate::manager::state::AppState;
-
-/// The header Coder v1's clients send their token in.
-pub const SESSION_TOKEN_HEADER: &str = "Session-Token";
 
 /// A JSON body: like `axum::Json`, but its rejections are [`ApiError`]s (JSON bodies).
 #[derive(Debug)]

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::extract::{Body, Id};
+use crate::api_types::ApiKey;
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::ApiKey;
 use crate::manager::service::keys;
 use crate::manager::state::AppState;
 

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::extract::{Body, Id};
+use crate::api_types::User;
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::User;
 use crate::manager::service::{users, workspaces};
 use crate::manager::state::AppState;
 

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::extract::{Body, Id};
+use crate::api_types::Workspace;
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::Workspace;
 use crate::manager::service::workspaces;
 use crate::manager::state::AppState;
 

@@ -7,9 +7,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::api_types::ApiKey;
 use crate::manager::actor::Actor;
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::model::{ApiKey, validate_display_name};
+use crate::manager::model::validate_display_name;
 
 use super::sessions::issue;
 

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::api_types::User;
 use crate::manager::actor::Actor;
 use crate::manager::credentials::{NewToken, blocking, secret_matches, verify_password};
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::model::User;
 use crate::manager::state::AppState;
 
 use super::users::UserRow;

@@ -6,10 +6,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::api_types::{Role, User};
 use crate::manager::actor::Actor;
 use crate::manager::credentials::{blocking, hash_password, new_id, verify_password};
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::model::{Role, User, validate_display_name, validate_email, validate_password};
+use crate::manager::model::{validate_display_name, validate_email, validate_password};
 
 use super::{audit, conflict_on_unique};
 
@@ -40,7 +41,8 @@ impl TryFrom<UserRow> for User {
 
     fn try_from(row: UserRow) -> ApiResult<Self> {
         Ok(Self {
-            role: Role::from_column(&row.role)?,
+            role: Role::from_column(&row.role)
+                .ok_or_else(|| ApiError::Internal(format!("unknown role {:?} in the database", row.role)))?,
             id: row.id,
             email: row.email,
             name: row.name,

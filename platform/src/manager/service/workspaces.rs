@@ -6,11 +6,12 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::api_types::{Workspace, states};
 use crate::manager::actor::Actor;
 use crate::manager::credentials::new_id;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::k8s::{WorkspaceCluster, observed_state};
-use crate::manager::model::{Workspace, states, validate_dns_label};
+use crate::manager::model::validate_dns_label;
 use crate::manager::state::AppState;
 
 use super::{audit, conflict_on_unique};
