@@ -8,6 +8,7 @@
 
 pub mod api_types;
 pub mod cli;
+pub mod cookies;
 pub mod dashboard;
 pub mod db;
 pub mod envproxy;

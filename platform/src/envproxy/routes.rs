@@ -27,6 +27,7 @@ use super::metrics;
 use super::relay::{self, Timing};
 use super::side::{self, Close, Frame};
 use super::upstream::{self, Upstream};
+use crate::cookies;
 
 /// Every route, with the state and layers.
 pub fn router(state: ProxyState) -> Router {
@@ -241,8 +242,8 @@ async fn admit_checks(
     if credential.source.is_ambient() {
         let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let needs_same_origin = unsafe_method || is_websocket(&parts.headers);
-        if (needs_same_origin && !auth::same_origin(&parts.headers))
-            || auth::cross_origin_subresource(&parts.headers)
+        if (needs_same_origin && !cookies::same_origin(&parts.headers))
+            || cookies::cross_origin_subresource(&parts.headers)
         {
             return Err(ProxyError::CrossOrigin);
         }

@@ -20,10 +20,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ProxyState;
-use super::auth::{self, Credential, Source, WORKSPACE_COOKIE};
+use super::auth::{Credential, Source};
 use super::error::ProxyError;
 use super::routes::{self, Via};
 use super::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
+use crate::cookies::{WORKSPACE_COOKIE, cookies};
 
 /// The path on a workspace host where a ticket is exchanged for the cookie (the envproxy
 /// answers it; it never reaches the workspace).
@@ -64,7 +65,7 @@ async fn serve(state: ProxyState, id: String, request: Request) -> Response {
 /// The credential on workspace `id`'s host: its workspace cookie, opened and checked to be for
 /// this workspace. Nothing else authenticates there (not the dashboard's cookie, not a header).
 pub fn credential(state: &ProxyState, headers: &HeaderMap, id: &str) -> Result<Credential, ProxyError> {
-    let sealed = auth::cookies(headers)
+    let sealed = cookies(headers)
         .find(|(name, _)| *name == WORKSPACE_COOKIE)
         .map(|(_, value)| value)
         .ok_or(ProxyError::WorkspaceSessionRequired)?;
