@@ -1,114 +1,26 @@
-//! The dashboard's routes. Each reads the session cookie, calls the manager with the user's
-//! token (server-side), and renders a page; each form post checks the CSRF token first and
-//! answers with a redirect (303) on success or the page with the manager's message on failure.
+//! The dashboard's routes. Each reads the session cookie ([`SignedIn`], [`SignedInAdmin`]),
+//! calls the manager with the user's token (server-side), and renders a page; each form post
+//! checks the CSRF token first ([`FormPost`]) and answers with a redirect (303) on success or the
+//! page with the manager's message on failure.
 
 use std::net::SocketAddr;
 
-use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::{Form, Json};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Json};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::DashState;
 use super::pages::{self, Frame};
+use super::reply::{explain, message, page, see_other};
 use super::session;
+use super::signed_in::{CsrfField, FormPost, SignedIn, SignedInAdmin};
+use super::state::DashState;
 use crate::api_types::{User, Workspace};
-use crate::manager_client::{Caller, ClientError, path_segment};
+use crate::manager_client::{Caller, path_segment};
 use crate::{forwarded, request_id};
-
-/// A page with its status and the cookies to set.
-fn page(
-    status: StatusCode,
-    cookies: impl IntoIterator<Item = Option<HeaderValue>>,
-    html: String,
-) -> Response {
-    let mut response = (status, Html(html)).into_response();
-    for cookie in cookies.into_iter().flatten() {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// A 303 to `location`, setting `cookies`.
-fn see_other(location: &'static str, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(location));
-    for cookie in cookies.into_iter().flatten() {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// A message page (errors outside a form's page).
-fn message(state: &DashState, headers: &HeaderMap, status: StatusCode, title: &str, text: &str) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let frame = Frame {
-        title,
-        user: None,
-        csrf: &csrf,
-        error: Some(text),
-        read_only: None,
-    };
-    page(
-        status,
-        [cookie],
-        pages::layout(&frame, "<p><a href=\"/\">Back to the dashboard</a></p>"),
-    )
-}
-
-/// What the user is told about a failed manager call.
-fn explain(error: &ClientError) -> (StatusCode, String) {
-    match error {
-        ClientError::Api {
-            status,
-            message,
-            detail,
-            ..
-        } => {
-            let text = if detail.is_empty() {
-                message.clone()
-            } else {
-                format!("{message} ({detail})")
-            };
-            (*status, text)
-        }
-        other => {
-            tracing::warn!(error = %other, "manager call failed");
-            (
-                StatusCode::BAD_GATEWAY,
-                "The manager is unavailable; try again shortly.".to_owned(),
-            )
-        }
-    }
-}
-
-/// The signed-in user, or the response to send instead (to the login page when the session is
-/// missing or expired).
-async fn signed_in(state: &DashState, headers: &HeaderMap) -> Result<(String, User), Response> {
-    let Some(token) = session::session_token(&state.args, headers) else {
-        return Err(see_other("/login", []));
-    };
-    match state
-        .client
-        .me(Caller::user(token, request_id::of(headers)))
-        .await
-    {
-        Ok(user) => Ok((token.to_owned(), user)),
-        Err(error) if error.is_unauthenticated() => {
-            Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
-        }
-        Err(error) => {
-            let (status, text) = explain(&error);
-            Err(message(state, headers, status, "Unavailable", &text))
-        }
-    }
-}
 
 /// A form carrying only the CSRF token.
 #[derive(Debug, Deserialize)]
@@ -117,15 +29,24 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-fn csrf_refused(state: &DashState, headers: &HeaderMap) -> Response {
-    message(
-        state,
-        headers,
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        "The form could not be verified (CSRF check). Reload the page and try again.",
-    )
+/// The forms' CSRF fields, for [`FormPost`].
+macro_rules! csrf_field {
+    ($($form:ty),*) => {
+        $(impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
 }
+
+csrf_field!(
+    CsrfForm,
+    LoginForm,
+    CreateWorkspaceForm,
+    CreateUserForm,
+    LicenseForm
+);
 
 /// `GET /healthz`.
 pub async fn healthz() -> Json<Value> {
@@ -165,11 +86,8 @@ pub async fn login(
     State(state): State<DashState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    FormPost { form, .. }: FormPost<LoginForm, ()>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
     let body = json!({ "email": form.email, "password": form.password });
     // The manager limits logins per client address: tell it who the client is (the manager
     // believes it only from proxies it trusts).
@@ -214,11 +132,8 @@ pub async fn login(
 pub async fn logout(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    _: FormPost<CsrfForm, ()>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
     if let Some(token) = session::session_token(&state.args, &headers) {
         let revoked: Result<Value, _> = state
             .client
@@ -286,8 +201,7 @@ async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -
 async fn home_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &User,
+    SignedIn { token, user }: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
@@ -306,11 +220,8 @@ async fn home_page(
 }
 
 /// `GET /`: my workspaces (all of them for admins).
-pub async fn home(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok((token, user)) => home_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn home(State(state): State<DashState>, headers: HeaderMap, who: SignedIn) -> Response {
+    home_page(&state, &headers, &who, None).await
 }
 
 /// The "new workspace" form.
@@ -345,15 +256,8 @@ fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, St
 pub async fn create_workspace(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CreateWorkspaceForm>,
+    FormPost { who, form }: FormPost<CreateWorkspaceForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let numbers = (|| {
         Ok::<_, String>((
             number::<f32>("CPU cores", &form.cpu_cores)?,
@@ -364,14 +268,7 @@ pub async fn create_workspace(
     let (cpu_cores, memory_gb, disk_gb) = match numbers {
         Ok(numbers) => numbers,
         Err(text) => {
-            return home_page(
-                &state,
-                &headers,
-                &token,
-                &user,
-                Some((StatusCode::BAD_REQUEST, text)),
-            )
-            .await;
+            return home_page(&state, &headers, &who, Some((StatusCode::BAD_REQUEST, text))).await;
         }
     };
     let mut body = json!({ "name": form.name.trim(), "image": form.image.trim() });
@@ -389,13 +286,13 @@ pub async fn create_workspace(
         .call(
             Method::POST,
             "/api/v0/workspaces",
-            Caller::user(&token, request_id::of(&headers)),
+            Caller::user(&who.token, request_id::of(&headers)),
             Some(&body),
         )
         .await;
     match created {
         Ok(_) => see_other("/", []),
-        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+        Err(error) => home_page(&state, &headers, &who, Some(explain(&error))).await,
     }
 }
 
@@ -404,15 +301,8 @@ pub async fn workspace_action(
     State(state): State<DashState>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    FormPost { who, .. }: FormPost<CsrfForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let path = format!("/api/v0/workspaces/{}", path_segment(&id));
     let (method, path) = match verb.as_str() {
         "stop" | "start" => (Method::POST, format!("{path}/{verb}")),
@@ -434,37 +324,20 @@ pub async fn workspace_action(
         .call(
             method,
             &path,
-            Caller::user(&token, request_id::of(&headers)),
+            Caller::user(&who.token, request_id::of(&headers)),
             body,
         )
         .await;
     match done {
         Ok(_) => see_other("/", []),
-        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
-    }
-}
-
-/// The signed-in admin, or the response to send instead (403 for members).
-async fn signed_in_admin(state: &DashState, headers: &HeaderMap) -> Result<(String, User), Response> {
-    let (token, user) = signed_in(state, headers).await?;
-    if user.is_admin() {
-        Ok((token, user))
-    } else {
-        Err(message(
-            state,
-            headers,
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This page is for admins.",
-        ))
+        Err(error) => home_page(&state, &headers, &who, Some(explain(&error))).await,
     }
 }
 
 async fn users_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &User,
+    SignedIn { token, user }: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
@@ -486,11 +359,12 @@ async fn users_page(
 }
 
 /// `GET /admin/users`.
-pub async fn users(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in_admin(&state, &headers).await {
-        Ok((token, user)) => users_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn users(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    SignedInAdmin(who): SignedInAdmin,
+) -> Response {
+    users_page(&state, &headers, &who, None).await
 }
 
 /// The "new user" form.
@@ -512,54 +386,50 @@ pub struct CreateUserForm {
 pub async fn create_user(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CreateUserForm>,
+    FormPost {
+        who: SignedInAdmin(who),
+        form,
+    }: FormPost<CreateUserForm, SignedInAdmin>,
 ) -> Response {
     let body =
         json!({ "email": form.email, "name": form.name, "password": form.password, "role": form.role });
-    let form_post = AdminFormPost {
-        csrf: &form.csrf,
+    let post = AdminPost {
         api_path: "/api/v0/users",
         body,
         back: "/admin/users",
     };
-    form_post.send(&state, &headers, users_page).await
+    post.send(&state, &headers, &who, users_page).await
 }
 
-/// An admin page's form, posted: checked (CSRF, admin), sent to the manager, and answered with
-/// a redirect back to the page, or the page again with the manager's explanation.
-struct AdminFormPost<'a> {
-    csrf: &'a str,
+/// What an admin page's form (already checked by [`FormPost`]: CSRF, admin) sends to the
+/// manager; answered with a redirect back to the page, or the page again with the manager's
+/// explanation.
+struct AdminPost {
     api_path: &'static str,
     body: Value,
     back: &'static str,
 }
 
-impl AdminFormPost<'_> {
+impl AdminPost {
     async fn send(
         self,
         state: &DashState,
         headers: &HeaderMap,
-        page: impl AsyncFn(&DashState, &HeaderMap, &str, &User, Option<(StatusCode, String)>) -> Response,
+        who: &SignedIn,
+        page: impl AsyncFn(&DashState, &HeaderMap, &SignedIn, Option<(StatusCode, String)>) -> Response,
     ) -> Response {
-        if !session::csrf_valid(&state.args, headers, self.csrf) {
-            return csrf_refused(state, headers);
-        }
-        let (token, user) = match signed_in_admin(state, headers).await {
-            Ok(signed_in) => signed_in,
-            Err(response) => return response,
-        };
         let done: Result<Value, _> = state
             .client
             .call(
                 Method::POST,
                 self.api_path,
-                Caller::user(&token, request_id::of(headers)),
+                Caller::user(&who.token, request_id::of(headers)),
                 Some(&self.body),
             )
             .await;
         match done {
             Ok(_) => see_other(self.back, []),
-            Err(error) => page(state, headers, &token, &user, Some(explain(&error))).await,
+            Err(error) => page(state, headers, who, Some(explain(&error))).await,
         }
     }
 }
@@ -567,8 +437,7 @@ impl AdminFormPost<'_> {
 async fn license_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &User,
+    SignedIn { token, user }: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
@@ -589,11 +458,12 @@ async fn license_page(
 }
 
 /// `GET /admin/license`.
-pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in_admin(&state, &headers).await {
-        Ok((token, user)) => license_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn license(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    SignedInAdmin(who): SignedInAdmin,
+) -> Response {
+    license_page(&state, &headers, &who, None).await
 }
 
 /// The "install a license" form.
@@ -609,13 +479,15 @@ pub struct LicenseForm {
 pub async fn install_license(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<LicenseForm>,
+    FormPost {
+        who: SignedInAdmin(who),
+        form,
+    }: FormPost<LicenseForm, SignedInAdmin>,
 ) -> Response {
-    let form_post = AdminFormPost {
-        csrf: &form.csrf,
+    let post = AdminPost {
         api_path: "/api/v0/license",
         body: json!({ "license": form.license.trim() }),
         back: "/admin/license",
     };
-    form_post.send(&state, &headers, license_page).await
+    post.send(&state, &headers, &who, license_page).await
 }
