@@ -17,3 +17,4 @@ pub mod html;
 pub mod manager;
 pub mod manager_client;
 pub mod request_id;
+pub mod shutdown;

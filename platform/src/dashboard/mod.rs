@@ -94,6 +94,6 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "dashboard listening");
-    serve(args, listener, crate::manager::shutdown_signal()).await?;
+    serve(args, listener, crate::shutdown::signal()).await?;
     Ok(())
 }

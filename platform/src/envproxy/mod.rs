@@ -191,6 +191,6 @@ pub async fn run(args: EnvproxyArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Listen { addr: listen, source })?;
     tracing::info!(%listen, "envproxy listening");
-    proxy.serve(listener, crate::manager::shutdown_signal()).await;
+    proxy.serve(listener, crate::shutdown::signal()).await;
     Ok(())
 }

@@ -322,26 +322,6 @@ pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "manager listening");
-    manager.serve(listener, shutdown_signal()).await?;
+    manager.serve(listener, crate::shutdown::signal()).await?;
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
