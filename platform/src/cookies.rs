@@ -92,21 +92,26 @@ pub fn cross_origin_subresource(headers: &HeaderMap) -> bool {
     !(value("sec-fetch-mode") == "navigate" && value("sec-fetch-dest") == "document")
 }
 
+/// A header map of `pairs` (repeated names append), for tests of header handling.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    use axum::http::{HeaderName, HeaderValue};
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
-    use axum::http::{HeaderName, HeaderValue};
-
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                HeaderValue::from_str(value).expect("value"),
-            );
-        }
-        map
+        test_headers(pairs)
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::reply::{explain, message, page, see_other};
 use super::session;
 use super::signed_in::{CsrfField, FormPost, SignedIn, SignedInAdmin};
 use super::state::DashState;
-use crate::api_types::{User, Workspace};
+use crate::api_types::Workspace;
 use crate::manager_client::{Caller, path_segment};
 use crate::{forwarded, request_id};
 
@@ -197,26 +197,50 @@ async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -
     status["read_only"].as_str().map(str::to_owned)
 }
 
-/// Renders the workspace list (with an error and status when a form failed).
-async fn home_page(
+/// A signed-in page listing what the manager answers at `path`, rendered by `render` (given the
+/// CSRF token and the items), with an error and status when a form failed.
+async fn list_page<T: serde::de::DeserializeOwned>(
     state: &DashState,
     headers: &HeaderMap,
-    SignedIn { token, user }: &SignedIn,
+    who: &SignedIn,
     failed: Option<(StatusCode, String)>,
+    title: &str,
+    path: &str,
+    render: impl FnOnce(&str, &[T]) -> String,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<Workspace>) =
-        fetch_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
-    let read_only = read_only_notice(state, headers, token).await;
+    let (status, error, list): (_, _, Vec<T>) =
+        fetch_for_page(state, headers, &who.token, path, failed).await;
+    let read_only = read_only_notice(state, headers, &who.token).await;
     let frame = Frame {
-        title: "Workspaces",
-        user: Some(user),
+        title,
+        user: Some(&who.user),
         csrf: &csrf,
         error: error.as_deref(),
         read_only: read_only.as_deref(),
     };
-    let content = pages::workspaces(&state.args, &csrf, &list, user.is_admin());
-    page(status, [cookie], pages::layout(&frame, &content))
+    page(status, [cookie], pages::layout(&frame, &render(&csrf, &list)))
+}
+
+/// Renders the workspace list (with an error and status when a form failed).
+async fn home_page(
+    state: &DashState,
+    headers: &HeaderMap,
+    who: &SignedIn,
+    failed: Option<(StatusCode, String)>,
+) -> Response {
+    let render =
+        |csrf: &str, list: &[Workspace]| pages::workspaces(&state.args, csrf, list, who.user.is_admin());
+    list_page(
+        state,
+        headers,
+        who,
+        failed,
+        "Workspaces",
+        "/api/v0/workspaces",
+        render,
+    )
+    .await
 }
 
 /// `GET /`: my workspaces (all of them for admins).
@@ -334,28 +358,23 @@ pub async fn workspace_action(
     }
 }
 
+/// Renders the user list (with an error and status when a form failed).
 async fn users_page(
     state: &DashState,
     headers: &HeaderMap,
-    SignedIn { token, user }: &SignedIn,
+    who: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<User>) =
-        fetch_for_page(state, headers, token, "/api/v0/users", failed).await;
-    let read_only = read_only_notice(state, headers, token).await;
-    let frame = Frame {
-        title: "Users",
-        user: Some(user),
-        csrf: &csrf,
-        error: error.as_deref(),
-        read_only: read_only.as_deref(),
-    };
-    page(
-        status,
-        [cookie],
-        pages::layout(&frame, &pages::users(&csrf, &list)),
+    list_page(
+        state,
+        headers,
+        who,
+        failed,
+        "Users",
+        "/api/v0/users",
+        pages::users,
     )
+    .await
 }
 
 /// `GET /admin/users`.
