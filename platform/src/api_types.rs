@@ -1,4 +1,4 @@
-//! The manager's API objects, one set of types for both sides of the wire: the manager
+//! The manager's API objects (users, workspaces, API keys, the license summary), one set of types for both sides of the wire: the manager
 //! serializes them, its client ([`crate::manager_client`], used by the envproxy and the
 //! dashboard) deserializes them. Also the headers both sides name.
 
@@ -116,4 +116,31 @@ impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+}
+
+/// What `GET /api/v0/license` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseSummary {
+    /// `free` when no valid license is installed.
+    pub tier: String,
+    /// The license id, if one is installed.
+    pub license_id: Option<String>,
+    /// The customer, if a license is installed.
+    pub account_name: Option<String>,
+    /// Whether the license allows air-gapped installs.
+    pub airgap: bool,
+    /// Accounts that exist.
+    pub seats_used: i64,
+    /// Accounts the license allows (`None`: no limit, free tier without a license).
+    pub seats_allowed: Option<u32>,
+    /// End of term (RFC 3339), if a license is installed.
+    pub expires_at: Option<String>,
+    /// End of grace (RFC 3339): when the license stops working.
+    pub grace_until: Option<String>,
+    /// The grace-period warning, or why the newest uploaded license is not in force.
+    pub warning: Option<String>,
+    /// Whether the install is air-gapped (the manager's `--airgapped`, set by the chart).
+    pub airgapped: bool,
+    /// Why the platform is read-only (air-gapped without a license that allows it), or `None`.
+    pub read_only: Option<String>,
 }

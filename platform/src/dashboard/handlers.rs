@@ -18,7 +18,7 @@ use super::reply::{explain, message, page, see_other};
 use super::session;
 use super::signed_in::{CsrfField, FormPost, SignedIn, SignedInAdmin};
 use super::state::DashState;
-use crate::api_types::Workspace;
+use crate::api_types::{LicenseSummary, Workspace};
 use crate::manager_client::{Caller, path_segment};
 use crate::{forwarded, request_id};
 
@@ -184,7 +184,7 @@ async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
 /// Why the platform is read-only (an air-gapped install without a license that allows it), for
 /// the banner of signed-in pages; `None` when it is not, or when the manager cannot say.
 async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -> Option<String> {
-    let status: Value = state
+    let status: LicenseSummary = state
         .client
         .call(
             Method::GET,
@@ -194,7 +194,7 @@ async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -
         )
         .await
         .ok()?;
-    status["read_only"].as_str().map(str::to_owned)
+    status.read_only
 }
 
 /// A signed-in page listing what the manager answers at `path`, rendered by `render` (given the
@@ -460,11 +460,9 @@ async fn license_page(
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (code, error, status): (_, _, Option<Value>) =
+    let (code, error, status): (_, _, Option<LicenseSummary>) =
         fetch_for_page(state, headers, token, "/api/v0/license", failed).await;
-    let read_only = status
-        .as_ref()
-        .and_then(|status| status["read_only"].as_str().map(str::to_owned));
+    let read_only = status.as_ref().and_then(|status| status.read_only.clone());
     let content = status.map_or_else(String::new, |status| pages::license(&csrf, &status));
     let frame = Frame {
         title: "License",

@@ -5,7 +5,7 @@ use chrono::SecondsFormat;
 use serde_json::Value;
 
 use super::config::DashboardArgs;
-use crate::api_types::{User, Workspace};
+use crate::api_types::{LicenseSummary, User, Workspace};
 use crate::html::escape;
 
 /// What every page shows around its content.
@@ -177,8 +177,10 @@ pub fn users(csrf: &str, list: &[User]) -> String {
     )
 }
 
-/// The license status and the form to install a new one (admins).
-pub fn license(csrf: &str, status: &Value) -> String {
+/// The license status and the form to install a new one (admins). Each field is shown as the
+/// manager's JSON has it (`—` for none).
+pub fn license(csrf: &str, summary: &LicenseSummary) -> String {
+    let status = serde_json::to_value(summary).unwrap_or_default();
     let field = |key: &str| match &status[key] {
         Value::Null => "—".to_owned(),
         Value::String(text) => escape(text),
