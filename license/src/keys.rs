@@ -1,13 +1,18 @@
 //! The public keys this build trusts, compiled in and selected by the token's `kid`.
 //!
-//! There is deliberately no way to add a key at run time (no flag, environment variable or
-//! file): a release build trusts exactly [`PRODUCTION_KEYS`]. Rotating the signing key means
-//! adding a new `(kid, key)` entry here and shipping a new coder-install; licenses signed with an
-//! older key keep working while its entry stays.
+//! The table is generated at build time by `license/build.rs` from the folder `license/keys/`:
+//! each `KID.pub` file (one line of 64 hex digits, the Ed25519 public key, as
+//! `license-issuer keygen` writes it) is trusted under the kid `KID`, its file name. A vendor
+//! building coder-install trusts its own key by adding its `.pub` file there, without touching
+//! code; rotation is described in `license/keys/README.md`.
 //!
-//! Builds with the `test-keys` cargo feature also trust [`crate::test_keys::TEST_KEY`], whose
-//! private half is committed in the repository. The feature is refused at compile time in
-//! builds without debug assertions (`--release`), see `lib.rs`.
+//! There is deliberately no way to add a key at run time (no flag, environment variable or
+//! file): a release build trusts exactly [`PRODUCTION_KEYS`].
+//!
+//! Builds with the `test-keys` cargo feature also trust `TEST_KEY` (the public half of
+//! `license/test-keys/test-only-insecure.pub`, whose private half is committed in the
+//! repository). The feature is refused at compile time in builds without debug assertions
+//! (`--release`), see `lib.rs`.
 
 /// A trusted Ed25519 public key and the id (`kid`) licenses name it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +23,9 @@ pub struct TrustedKey {
     pub public_key: [u8; 32],
 }
 
-/// The vendor's license signing keys. Their private halves are kept by the vendor, offline,
-/// and never committed. `keys/KID.pub` holds each public key as 64 hex digits.
-pub const PRODUCTION_KEYS: &[TrustedKey] = &[TrustedKey {
-    kid: "coder-license-2026-11",
-    public_key: hex_key(include_str!("../keys/coder-license-2026-11.pub")),
-}];
+// `PRODUCTION_KEYS` (the vendor's keys; their private halves are kept by the vendor, offline,
+// and never committed) and `TEST_KEY` (tests and `test-keys` builds only).
+include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));
 
 /// Every key this build trusts: [`PRODUCTION_KEYS`], plus the test key in builds with the
 /// `test-keys` feature.
@@ -31,39 +33,8 @@ pub fn trusted_keys() -> Vec<TrustedKey> {
     #[allow(unused_mut)]
     let mut keys = PRODUCTION_KEYS.to_vec();
     #[cfg(feature = "test-keys")]
-    keys.push(crate::test_keys::TEST_KEY);
+    keys.push(TEST_KEY);
     keys
-}
-
-/// Decodes a key file's text (64 hex digits, then only white space) at compile time: a
-/// malformed committed key file fails the build instead of a run.
-pub(crate) const fn hex_key(text: &str) -> [u8; 32] {
-    let bytes = text.as_bytes();
-    assert!(bytes.len() >= 64, "a key file holds 64 hex digits");
-    let mut key = [0u8; 32];
-    let mut index = 0;
-    while index < 32 {
-        key[index] = (hex_digit(bytes[2 * index]) << 4) | hex_digit(bytes[2 * index + 1]);
-        index += 1;
-    }
-    let mut rest = 64;
-    while rest < bytes.len() {
-        assert!(
-            bytes[rest].is_ascii_whitespace(),
-            "a key file holds only 64 hex digits"
-        );
-        rest += 1;
-    }
-    key
-}
-
-const fn hex_digit(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => panic!("a key file holds only hex digits"),
-    }
 }
 
 #[cfg(test)]
@@ -71,7 +42,7 @@ mod tests {
     use ed25519_dalek::VerifyingKey;
 
     use super::*;
-    use crate::test_keys::{TEST_KEY, TEST_KEY_ID};
+    use crate::test_keys::TEST_KEY_ID;
 
     #[test]
     fn production_keys_are_valid_distinct_and_never_the_test_key() {
@@ -132,11 +103,5 @@ mod tests {
         );
         let tested = root_workspace_license_features("normal,build,dev,features");
         assert!(tested.contains("\"test-keys\""), "{tested}");
-    }
-
-    #[test]
-    fn key_text_decodes_with_trailing_white_space() {
-        let text = "00ff".repeat(16) + "\n";
-        assert_eq!(hex_key(&text)[..2], [0x00, 0xff]);
     }
 }

@@ -21,9 +21,10 @@
 //!
 //! [`verify_at`] (or [`verify`], at the current time) checks the signature with
 //! `ed25519_dalek::VerifyingKey::verify_strict` against the trusted key the header's `kid`
-//! names. The trusted keys are compiled in ([`keys::PRODUCTION_KEYS`], one `keys/KID.pub` file
-//! each, so keys rotate by `kid`); **no flag, environment variable or file can add one**. The
-//! vendor's private keys are never committed.
+//! names. The trusted keys are compiled in at build time ([`keys::PRODUCTION_KEYS`], generated
+//! by `build.rs` from every `keys/KID.pub` file, the kid being the file name, so keys rotate by
+//! `kid` and a vendor adds its own key by adding a file); **no flag, environment variable or
+//! file can add one at run time**. The vendor's private keys are never committed.
 //!
 //! Time rules (see [`verify`](mod@verify)): not yet valid is refused; past `license_expires`
 //! but before `grace_until` is accepted with a loud warning naming when it stops working

@@ -5,17 +5,13 @@
 use ed25519_dalek::SigningKey;
 
 use crate::error::LicenseError;
-use crate::keys::{TrustedKey, hex_key};
+/// The test key's public half, as test builds trust it (compiled from
+/// `test-keys/test-only-insecure.pub` by `build.rs`, like the production keys).
+pub use crate::keys::TEST_KEY;
 use crate::{Claims, FORMAT_VERSION, Features, Tier};
 
 /// The test key's id. A license naming it is only ever trusted by test builds.
-pub const TEST_KEY_ID: &str = "test-only-insecure";
-
-/// The test key's public half, as test builds trust it.
-pub const TEST_KEY: TrustedKey = TrustedKey {
-    kid: TEST_KEY_ID,
-    public_key: hex_key(include_str!("../test-keys/test-only-insecure.pub")),
-};
+pub const TEST_KEY_ID: &str = TEST_KEY.kid;
 
 /// The test key's private half (publicly known: never use it for a real license).
 const TEST_PRIVATE_KEY: [u8; 32] = hex_key(include_str!("../test-keys/test-only-insecure.key"));
@@ -48,6 +44,37 @@ pub fn claims(tier: Tier, airgap: bool, user_limit: u32, expires_in_days: i64) -
     }
 }
 
+/// Decodes a key file's text (64 hex digits, then only white space) at compile time: a
+/// malformed committed key file fails the build instead of a run.
+const fn hex_key(text: &str) -> [u8; 32] {
+    let bytes = text.as_bytes();
+    assert!(bytes.len() >= 64, "a key file holds 64 hex digits");
+    let mut key = [0u8; 32];
+    let mut index = 0;
+    while index < 32 {
+        key[index] = (hex_digit(bytes[2 * index]) << 4) | hex_digit(bytes[2 * index + 1]);
+        index += 1;
+    }
+    let mut rest = 64;
+    while rest < bytes.len() {
+        assert!(
+            bytes[rest].is_ascii_whitespace(),
+            "a key file holds only 64 hex digits"
+        );
+        rest += 1;
+    }
+    key
+}
+
+const fn hex_digit(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        _ => panic!("a key file holds only hex digits"),
+    }
+}
+
 /// `claims` signed with the test key.
 pub fn sign(claims: &Claims) -> Result<String, LicenseError> {
     crate::sign(claims, TEST_KEY_ID, &signing_key())
@@ -60,6 +87,17 @@ mod tests {
     #[test]
     fn the_committed_private_key_matches_the_committed_public_key() {
         assert_eq!(signing_key().verifying_key().to_bytes(), TEST_KEY.public_key);
+    }
+
+    #[test]
+    fn key_text_decodes_with_trailing_white_space() {
+        let text = "00ff".repeat(16) + "\n";
+        assert_eq!(hex_key(&text)[..2], [0x00, 0xff]);
+    }
+
+    #[test]
+    fn the_test_key_id_is_its_file_name() {
+        assert_eq!(TEST_KEY_ID, "test-only-insecure");
     }
 
     #[test]

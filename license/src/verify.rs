@@ -187,6 +187,30 @@ mod tests {
         assert_eq!(refusal(&forged, IN_TERM), ErrorKind::BadSignature);
     }
 
+    /// The production key `coder-license-2026-11` was retired when its private half was lost
+    /// (README, "Key rotation"): licenses naming it are refused by this build. The kid is looked
+    /// up before the signature is read, so any signature will do here (the test key's: the lost
+    /// private key cannot sign); and its public key is trusted under no other kid either.
+    #[test]
+    fn licenses_signed_by_the_retired_kid_coder_license_2026_11_are_refused() {
+        const RETIRED_KID: &str = "coder-license-2026-11";
+        const RETIRED_PUBLIC_KEY: &str = "ef09b8fa7e76262654662a6116fd80ad06ef6c6a2ee5eab018a683afb746c03e";
+        let license = sign(&enterprise_claims(), RETIRED_KID, &test_keys::signing_key()).expect("sign");
+        let error = verify_with_keys(license.as_bytes(), IN_TERM, &trusted_keys()).expect_err("refused");
+        assert_eq!(
+            error,
+            LicenseError::UnknownKid {
+                kid: RETIRED_KID.to_owned()
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::UnknownKid);
+        for key in trusted_keys() {
+            assert_ne!(key.kid, RETIRED_KID);
+            let hex: String = key.public_key.iter().map(|byte| format!("{byte:02x}")).collect();
+            assert_ne!(hex, RETIRED_PUBLIC_KEY, "{}", key.kid);
+        }
+    }
+
     #[test]
     fn an_unknown_kid_is_refused_even_when_the_signature_is_genuine() {
         let license = sign(&enterprise_claims(), "someone-else", &test_keys::signing_key()).expect("sign");

@@ -6,7 +6,9 @@
 //! - `dashboard`: the web UI (port 3000);
 //! - `migrate`: applies the versioned PostgreSQL migrations.
 
+pub mod api_types;
 pub mod cli;
+pub mod cookies;
 pub mod dashboard;
 pub mod db;
 pub mod envproxy;
@@ -15,3 +17,4 @@ pub mod html;
 pub mod manager;
 pub mod manager_client;
 pub mod request_id;
+pub mod shutdown;

@@ -3,17 +3,16 @@
 //! Neither of them reaches PostgreSQL (the NetworkPolicies let only the manager in): they
 //! authenticate users by calling the manager with the user's own token, and the envproxy looks
 //! workspaces up with its own token (`Coder-Envproxy-Token`). Every call forwards the caller's
-//! request id, so one id follows a request through both services' logs.
+//! request id, so one id follows a request through both services' logs. The objects it reads
+//! are the manager's own types ([`crate::api_types`]).
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// The header the envproxy's token travels in (see the manager's `/api/private/envproxy`).
-pub const ENVPROXY_TOKEN_HEADER: &str = "Coder-Envproxy-Token";
+use crate::api_types::{ENVPROXY_TOKEN_HEADER, SESSION_TOKEN_HEADER, User, Workspace};
 
 /// A failed call to the manager.
 #[derive(Debug, thiserror::Error)]
@@ -56,56 +55,6 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(StatusCode::NOT_FOUND)
     }
-}
-
-/// A user as `GET /api/v0/users/{id|me}` shows it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct UserView {
-    /// Random identifier.
-    pub id: String,
-    /// Email address.
-    pub email: String,
-    /// Display name.
-    pub name: String,
-    /// `admin` or `member`.
-    pub role: String,
-    /// When the account was created (RFC 3339).
-    #[serde(default)]
-    pub created_at: String,
-}
-
-impl UserView {
-    /// Whether the user is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.role == "admin"
-    }
-}
-
-/// A workspace as `GET /api/v0/workspaces/{id}` shows it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct WorkspaceView {
-    /// Random identifier.
-    pub id: String,
-    /// The owner's user id.
-    pub owner_id: String,
-    /// DNS-1123 label.
-    pub name: String,
-    /// The container image.
-    pub image: String,
-    /// `CREATING`, `ON`, `OFF`, `STOPPING` or `STARTING`.
-    pub state: String,
-    /// CPU cores requested.
-    #[serde(default)]
-    pub cpu_cores: f32,
-    /// Memory requested, in GB.
-    #[serde(default)]
-    pub memory_gb: f32,
-    /// Home volume size, in GB.
-    #[serde(default)]
-    pub disk_gb: i32,
-    /// When it was created (RFC 3339).
-    #[serde(default)]
-    pub created_at: String,
 }
 
 /// Who is calling the manager, and under which request id.
@@ -189,7 +138,7 @@ impl ManagerClient {
     ) -> Result<T, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = caller.token {
-            request = request.header("Session-Token", token);
+            request = request.header(SESSION_TOKEN_HEADER, token);
         }
         if let Some(id) = caller.request_id {
             request = request.header("x-request-id", id);
@@ -227,7 +176,7 @@ impl ManagerClient {
     }
 
     /// `GET /api/v0/users/me`: who holds this token (401 if nobody).
-    pub async fn me(&self, caller: Caller<'_>) -> Result<UserView, ClientError> {
+    pub async fn me(&self, caller: Caller<'_>) -> Result<User, ClientError> {
         self.call(Method::GET, "/api/v0/users/me", caller, None).await
     }
 
@@ -236,7 +185,7 @@ impl ManagerClient {
         &self,
         id: &str,
         request_id: Option<&str>,
-    ) -> Result<WorkspaceView, ClientError> {
+    ) -> Result<Workspace, ClientError> {
         let path = format!("/api/private/envproxy/workspaces/{}", path_segment(id));
         self.call(Method::GET, &path, Caller::anonymous(request_id), None)
             .await

@@ -1,113 +1,26 @@
-//! The dashboard's routes. Each reads the session cookie, calls the manager with the user's
-//! token (server-side), and renders a page; each form post checks the CSRF token first and
-//! answers with a redirect (303) on success or the page with the manager's message on failure.
+//! The dashboard's routes. Each reads the session cookie ([`SignedIn`], [`SignedInAdmin`]),
+//! calls the manager with the user's token (server-side), and renders a page; each form post
+//! checks the CSRF token first ([`FormPost`]) and answers with a redirect (303) on success or the
+//! page with the manager's message on failure.
 
 use std::net::SocketAddr;
 
-use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::{Form, Json};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Json};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::DashState;
 use super::pages::{self, Frame};
+use super::reply::{explain, message, page, see_other};
 use super::session;
-use crate::manager_client::{Caller, ClientError, UserView, WorkspaceView, path_segment};
+use super::signed_in::{CsrfField, FormPost, SignedIn, SignedInAdmin};
+use super::state::DashState;
+use crate::api_types::{LicenseSummary, Workspace};
+use crate::manager_client::{Caller, path_segment};
 use crate::{forwarded, request_id};
-
-/// A page with its status and the cookies to set.
-fn page(
-    status: StatusCode,
-    cookies: impl IntoIterator<Item = Option<HeaderValue>>,
-    html: String,
-) -> Response {
-    let mut response = (status, Html(html)).into_response();
-    for cookie in cookies.into_iter().flatten() {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// A 303 to `location`, setting `cookies`.
-fn see_other(location: &'static str, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(location));
-    for cookie in cookies.into_iter().flatten() {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// A message page (errors outside a form's page).
-fn message(state: &DashState, headers: &HeaderMap, status: StatusCode, title: &str, text: &str) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let frame = Frame {
-        title,
-        user: None,
-        csrf: &csrf,
-        error: Some(text),
-        read_only: None,
-    };
-    page(
-        status,
-        [cookie],
-        pages::layout(&frame, "<p><a href=\"/\">Back to the dashboard</a></p>"),
-    )
-}
-
-/// What the user is told about a failed manager call.
-fn explain(error: &ClientError) -> (StatusCode, String) {
-    match error {
-        ClientError::Api {
-            status,
-            message,
-            detail,
-            ..
-        } => {
-            let text = if detail.is_empty() {
-                message.clone()
-            } else {
-                format!("{message} ({detail})")
-            };
-            (*status, text)
-        }
-        other => {
-            tracing::warn!(error = %other, "manager call failed");
-            (
-                StatusCode::BAD_GATEWAY,
-                "The manager is unavailable; try again shortly.".to_owned(),
-            )
-        }
-    }
-}
-
-/// The signed-in user, or the response to send instead (to the login page when the session is
-/// missing or expired).
-async fn signed_in(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
-    let Some(token) = session::session_token(&state.args, headers) else {
-        return Err(see_other("/login", []));
-    };
-    match state
-        .client
-        .me(Caller::user(token, request_id::of(headers)))
-        .await
-    {
-        Ok(user) => Ok((token.to_owned(), user)),
-        Err(error) if error.is_unauthenticated() => {
-            Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
-        }
-        Err(error) => {
-            let (status, text) = explain(&error);
-            Err(message(state, headers, status, "Unavailable", &text))
-        }
-    }
-}
 
 /// A form carrying only the CSRF token.
 #[derive(Debug, Deserialize)]
@@ -116,15 +29,24 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-fn csrf_refused(state: &DashState, headers: &HeaderMap) -> Response {
-    message(
-        state,
-        headers,
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        "The form could not be verified (CSRF check). Reload the page and try again.",
-    )
+/// The forms' CSRF fields, for [`FormPost`].
+macro_rules! csrf_field {
+    ($($form:ty),*) => {
+        $(impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
 }
+
+csrf_field!(
+    CsrfForm,
+    LoginForm,
+    CreateWorkspaceForm,
+    CreateUserForm,
+    LicenseForm
+);
 
 /// `GET /healthz`.
 pub async fn healthz() -> Json<Value> {
@@ -164,11 +86,8 @@ pub async fn login(
     State(state): State<DashState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    FormPost { form, .. }: FormPost<LoginForm, ()>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
     let body = json!({ "email": form.email, "password": form.password });
     // The manager limits logins per client address: tell it who the client is (the manager
     // believes it only from proxies it trusts).
@@ -213,11 +132,8 @@ pub async fn login(
 pub async fn logout(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    _: FormPost<CsrfForm, ()>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
     if let Some(token) = session::session_token(&state.args, &headers) {
         let revoked: Result<Value, _> = state
             .client
@@ -268,7 +184,7 @@ async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
 /// Why the platform is read-only (an air-gapped install without a license that allows it), for
 /// the banner of signed-in pages; `None` when it is not, or when the manager cannot say.
 async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -> Option<String> {
-    let status: Value = state
+    let status: LicenseSummary = state
         .client
         .call(
             Method::GET,
@@ -278,38 +194,58 @@ async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -
         )
         .await
         .ok()?;
-    status["read_only"].as_str().map(str::to_owned)
+    status.read_only
+}
+
+/// A signed-in page listing what the manager answers at `path`, rendered by `render` (given the
+/// CSRF token and the items), with an error and status when a form failed.
+async fn list_page<T: serde::de::DeserializeOwned>(
+    state: &DashState,
+    headers: &HeaderMap,
+    who: &SignedIn,
+    failed: Option<(StatusCode, String)>,
+    title: &str,
+    path: &str,
+    render: impl FnOnce(&str, &[T]) -> String,
+) -> Response {
+    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (status, error, list): (_, _, Vec<T>) =
+        fetch_for_page(state, headers, &who.token, path, failed).await;
+    let read_only = read_only_notice(state, headers, &who.token).await;
+    let frame = Frame {
+        title,
+        user: Some(&who.user),
+        csrf: &csrf,
+        error: error.as_deref(),
+        read_only: read_only.as_deref(),
+    };
+    page(status, [cookie], pages::layout(&frame, &render(&csrf, &list)))
 }
 
 /// Renders the workspace list (with an error and status when a form failed).
 async fn home_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &UserView,
+    who: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<WorkspaceView>) =
-        fetch_for_page(state, headers, token, "/api/v0/workspaces", failed).await;
-    let read_only = read_only_notice(state, headers, token).await;
-    let frame = Frame {
-        title: "Workspaces",
-        user: Some(user),
-        csrf: &csrf,
-        error: error.as_deref(),
-        read_only: read_only.as_deref(),
-    };
-    let content = pages::workspaces(&state.args, &csrf, &list, user.is_admin());
-    page(status, [cookie], pages::layout(&frame, &content))
+    let render =
+        |csrf: &str, list: &[Workspace]| pages::workspaces(&state.args, csrf, list, who.user.is_admin());
+    list_page(
+        state,
+        headers,
+        who,
+        failed,
+        "Workspaces",
+        "/api/v0/workspaces",
+        render,
+    )
+    .await
 }
 
 /// `GET /`: my workspaces (all of them for admins).
-pub async fn home(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok((token, user)) => home_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn home(State(state): State<DashState>, headers: HeaderMap, who: SignedIn) -> Response {
+    home_page(&state, &headers, &who, None).await
 }
 
 /// The "new workspace" form.
@@ -344,15 +280,8 @@ fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, St
 pub async fn create_workspace(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CreateWorkspaceForm>,
+    FormPost { who, form }: FormPost<CreateWorkspaceForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let numbers = (|| {
         Ok::<_, String>((
             number::<f32>("CPU cores", &form.cpu_cores)?,
@@ -363,14 +292,7 @@ pub async fn create_workspace(
     let (cpu_cores, memory_gb, disk_gb) = match numbers {
         Ok(numbers) => numbers,
         Err(text) => {
-            return home_page(
-                &state,
-                &headers,
-                &token,
-                &user,
-                Some((StatusCode::BAD_REQUEST, text)),
-            )
-            .await;
+            return home_page(&state, &headers, &who, Some((StatusCode::BAD_REQUEST, text))).await;
         }
     };
     let mut body = json!({ "name": form.name.trim(), "image": form.image.trim() });
@@ -388,13 +310,13 @@ pub async fn create_workspace(
         .call(
             Method::POST,
             "/api/v0/workspaces",
-            Caller::user(&token, request_id::of(&headers)),
+            Caller::user(&who.token, request_id::of(&headers)),
             Some(&body),
         )
         .await;
     match created {
         Ok(_) => see_other("/", []),
-        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+        Err(error) => home_page(&state, &headers, &who, Some(explain(&error))).await,
     }
 }
 
@@ -403,15 +325,8 @@ pub async fn workspace_action(
     State(state): State<DashState>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    FormPost { who, .. }: FormPost<CsrfForm>,
 ) -> Response {
-    if !session::csrf_valid(&state.args, &headers, &form.csrf) {
-        return csrf_refused(&state, &headers);
-    }
-    let (token, user) = match signed_in(&state, &headers).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
     let path = format!("/api/v0/workspaces/{}", path_segment(&id));
     let (method, path) = match verb.as_str() {
         "stop" | "start" => (Method::POST, format!("{path}/{verb}")),
@@ -433,63 +348,42 @@ pub async fn workspace_action(
         .call(
             method,
             &path,
-            Caller::user(&token, request_id::of(&headers)),
+            Caller::user(&who.token, request_id::of(&headers)),
             body,
         )
         .await;
     match done {
         Ok(_) => see_other("/", []),
-        Err(error) => home_page(&state, &headers, &token, &user, Some(explain(&error))).await,
+        Err(error) => home_page(&state, &headers, &who, Some(explain(&error))).await,
     }
 }
 
-/// The signed-in admin, or the response to send instead (403 for members).
-async fn signed_in_admin(state: &DashState, headers: &HeaderMap) -> Result<(String, UserView), Response> {
-    let (token, user) = signed_in(state, headers).await?;
-    if user.is_admin() {
-        Ok((token, user))
-    } else {
-        Err(message(
-            state,
-            headers,
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This page is for admins.",
-        ))
-    }
-}
-
+/// Renders the user list (with an error and status when a form failed).
 async fn users_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &UserView,
+    who: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (status, error, list): (_, _, Vec<UserView>) =
-        fetch_for_page(state, headers, token, "/api/v0/users", failed).await;
-    let read_only = read_only_notice(state, headers, token).await;
-    let frame = Frame {
-        title: "Users",
-        user: Some(user),
-        csrf: &csrf,
-        error: error.as_deref(),
-        read_only: read_only.as_deref(),
-    };
-    page(
-        status,
-        [cookie],
-        pages::layout(&frame, &pages::users(&csrf, &list)),
+    list_page(
+        state,
+        headers,
+        who,
+        failed,
+        "Users",
+        "/api/v0/users",
+        pages::users,
     )
+    .await
 }
 
 /// `GET /admin/users`.
-pub async fn users(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in_admin(&state, &headers).await {
-        Ok((token, user)) => users_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn users(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    SignedInAdmin(who): SignedInAdmin,
+) -> Response {
+    users_page(&state, &headers, &who, None).await
 }
 
 /// The "new user" form.
@@ -511,54 +405,50 @@ pub struct CreateUserForm {
 pub async fn create_user(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<CreateUserForm>,
+    FormPost {
+        who: SignedInAdmin(who),
+        form,
+    }: FormPost<CreateUserForm, SignedInAdmin>,
 ) -> Response {
     let body =
         json!({ "email": form.email, "name": form.name, "password": form.password, "role": form.role });
-    let form_post = AdminFormPost {
-        csrf: &form.csrf,
+    let post = AdminPost {
         api_path: "/api/v0/users",
         body,
         back: "/admin/users",
     };
-    form_post.send(&state, &headers, users_page).await
+    post.send(&state, &headers, &who, users_page).await
 }
 
-/// An admin page's form, posted: checked (CSRF, admin), sent to the manager, and answered with
-/// a redirect back to the page, or the page again with the manager's explanation.
-struct AdminFormPost<'a> {
-    csrf: &'a str,
+/// What an admin page's form (already checked by [`FormPost`]: CSRF, admin) sends to the
+/// manager; answered with a redirect back to the page, or the page again with the manager's
+/// explanation.
+struct AdminPost {
     api_path: &'static str,
     body: Value,
     back: &'static str,
 }
 
-impl AdminFormPost<'_> {
+impl AdminPost {
     async fn send(
         self,
         state: &DashState,
         headers: &HeaderMap,
-        page: impl AsyncFn(&DashState, &HeaderMap, &str, &UserView, Option<(StatusCode, String)>) -> Response,
+        who: &SignedIn,
+        page: impl AsyncFn(&DashState, &HeaderMap, &SignedIn, Option<(StatusCode, String)>) -> Response,
     ) -> Response {
-        if !session::csrf_valid(&state.args, headers, self.csrf) {
-            return csrf_refused(state, headers);
-        }
-        let (token, user) = match signed_in_admin(state, headers).await {
-            Ok(signed_in) => signed_in,
-            Err(response) => return response,
-        };
         let done: Result<Value, _> = state
             .client
             .call(
                 Method::POST,
                 self.api_path,
-                Caller::user(&token, request_id::of(headers)),
+                Caller::user(&who.token, request_id::of(headers)),
                 Some(&self.body),
             )
             .await;
         match done {
             Ok(_) => see_other(self.back, []),
-            Err(error) => page(state, headers, &token, &user, Some(explain(&error))).await,
+            Err(error) => page(state, headers, who, Some(explain(&error))).await,
         }
     }
 }
@@ -566,16 +456,13 @@ impl AdminFormPost<'_> {
 async fn license_page(
     state: &DashState,
     headers: &HeaderMap,
-    token: &str,
-    user: &UserView,
+    SignedIn { token, user }: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.args, headers);
-    let (code, error, status): (_, _, Option<Value>) =
+    let (code, error, status): (_, _, Option<LicenseSummary>) =
         fetch_for_page(state, headers, token, "/api/v0/license", failed).await;
-    let read_only = status
-        .as_ref()
-        .and_then(|status| status["read_only"].as_str().map(str::to_owned));
+    let read_only = status.as_ref().and_then(|status| status.read_only.clone());
     let content = status.map_or_else(String::new, |status| pages::license(&csrf, &status));
     let frame = Frame {
         title: "License",
@@ -588,11 +475,12 @@ async fn license_page(
 }
 
 /// `GET /admin/license`.
-pub async fn license(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    match signed_in_admin(&state, &headers).await {
-        Ok((token, user)) => license_page(&state, &headers, &token, &user, None).await,
-        Err(response) => response,
-    }
+pub async fn license(
+    State(state): State<DashState>,
+    headers: HeaderMap,
+    SignedInAdmin(who): SignedInAdmin,
+) -> Response {
+    license_page(&state, &headers, &who, None).await
 }
 
 /// The "install a license" form.
@@ -608,13 +496,15 @@ pub struct LicenseForm {
 pub async fn install_license(
     State(state): State<DashState>,
     headers: HeaderMap,
-    Form(form): Form<LicenseForm>,
+    FormPost {
+        who: SignedInAdmin(who),
+        form,
+    }: FormPost<LicenseForm, SignedInAdmin>,
 ) -> Response {
-    let form_post = AdminFormPost {
-        csrf: &form.csrf,
+    let post = AdminPost {
         api_path: "/api/v0/license",
         body: json!({ "license": form.license.trim() }),
         back: "/admin/license",
     };
-    form_post.send(&state, &headers, license_page).await
+    post.send(&state, &headers, &who, license_page).await
 }

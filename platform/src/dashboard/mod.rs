@@ -5,14 +5,19 @@
 //! origin with a one-time ticket, so workspace pages never run where this cookie lives. It never
 //! reaches PostgreSQL.
 //!
-//! Layout: [`config`] (flags), [`handlers`] (routes), [`pages`] (HTML), [`session`] (cookies
-//! and CSRF), [`assets`] (the stylesheet and security headers).
+//! Layout: [`config`] (flags), [`state`] (what handlers share), [`handlers`] (routes),
+//! [`signed_in`] (the extractors: who is signed in, CSRF-checked form posts), [`reply`] (pages,
+//! redirects and messages as responses), [`pages`] (HTML), [`session`] (the session and CSRF
+//! cookies), [`assets`] (the stylesheet and security headers).
 
 pub mod assets;
 pub mod config;
 pub mod handlers;
 pub mod pages;
+pub mod reply;
 pub mod session;
+pub mod signed_in;
+pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,17 +27,9 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use config::DashboardArgs;
+pub use state::DashState;
 
 use crate::manager_client::{ClientError, ManagerClient};
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct DashState {
-    /// The configuration.
-    pub args: Arc<DashboardArgs>,
-    /// The manager.
-    pub client: ManagerClient,
-}
 
 /// Why the dashboard could not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +94,6 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "dashboard listening");
-    serve(args, listener, crate::manager::shutdown_signal()).await?;
+    serve(args, listener, crate::shutdown::signal()).await?;
     Ok(())
 }

@@ -1,18 +1,19 @@
 //! The dashboard's HTML, rendered on the server: no script, no external asset (it must work
 //! air-gapped); one stylesheet served by the dashboard itself. Every value is escaped.
 
+use chrono::SecondsFormat;
 use serde_json::Value;
 
 use super::config::DashboardArgs;
+use crate::api_types::{LicenseSummary, User, Workspace};
 use crate::html::escape;
-use crate::manager_client::{UserView, WorkspaceView};
 
 /// What every page shows around its content.
 pub struct Frame<'a> {
     /// The page title.
     pub title: &'a str,
     /// The logged-in user, if any.
-    pub user: Option<&'a UserView>,
+    pub user: Option<&'a User>,
     /// The CSRF token the page's forms carry.
     pub csrf: &'a str,
     /// An error to show above the content.
@@ -83,7 +84,7 @@ pub fn login(csrf: &str, email: &str) -> String {
 }
 
 /// The workspace list with its actions, and the "new workspace" form.
-pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[WorkspaceView], show_owner: bool) -> String {
+pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_owner: bool) -> String {
     let mut rows = String::new();
     for workspace in list {
         let id = escape(&workspace.id);
@@ -149,7 +150,7 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[WorkspaceView], show
 }
 
 /// The user list and the "new user" form (admins).
-pub fn users(csrf: &str, list: &[UserView]) -> String {
+pub fn users(csrf: &str, list: &[User]) -> String {
     let rows: String = list
         .iter()
         .map(|user| {
@@ -157,8 +158,9 @@ pub fn users(csrf: &str, list: &[UserView]) -> String {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&user.email),
                 escape(&user.name),
-                escape(&user.role),
-                escape(&user.created_at),
+                user.role.as_str(),
+                // As the manager's JSON writes it.
+                escape(&user.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
             )
         })
         .collect();
@@ -175,8 +177,10 @@ pub fn users(csrf: &str, list: &[UserView]) -> String {
     )
 }
 
-/// The license status and the form to install a new one (admins).
-pub fn license(csrf: &str, status: &Value) -> String {
+/// The license status and the form to install a new one (admins). Each field is shown as the
+/// manager's JSON has it (`—` for none).
+pub fn license(csrf: &str, summary: &LicenseSummary) -> String {
+    let status = serde_json::to_value(summary).unwrap_or_default();
     let field = |key: &str| match &status[key] {
         Value::Null => "—".to_owned(),
         Value::String(text) => escape(text),

@@ -1,28 +1,22 @@
 //! The dashboard's cookies: the session (the manager's session token, `HttpOnly`, `Secure`,
 //! `SameSite`) and the CSRF token (double-submit: a random cookie every form repeats in a hidden
-//! field, compared in constant time, plus an `Origin` check when the browser sends one).
+//! field, compared in constant time, plus an `Origin` check when the browser sends one). Reading
+//! cookies and the origin check are shared with the envproxy ([`crate::cookies`]).
 
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use super::config::DashboardArgs;
-use crate::envproxy::auth::{cookies, same_origin};
+use crate::cookies::{CSRF_COOKIE, HOST_CSRF_COOKIE, cookie, same_origin};
 
 /// The CSRF cookie's name: `__Host-` prefixed when cookies are `Secure` (so that no sibling
 /// subdomain can plant one).
 pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
     if args.cookie_secure {
-        "__Host-coder_csrf"
+        HOST_CSRF_COOKIE
     } else {
-        "coder_csrf"
+        CSRF_COOKIE
     }
-}
-
-/// The value of the cookie `name`, if the request has it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    cookies(headers)
-        .find(|(cookie, value)| *cookie == name && !value.is_empty())
-        .map(|(_, value)| value)
 }
 
 /// The session token from the cookie.

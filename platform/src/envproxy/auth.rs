@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 
 use super::cache::TtlCache;
 use super::error::ProxyError;
-use crate::manager_client::{Caller, ManagerClient, UserView, WorkspaceView};
-
-/// The header Coder's clients send their token in.
-pub const SESSION_TOKEN_HEADER: &str = "session-token";
+use crate::api_types::SESSION_TOKEN_HEADER;
+use crate::api_types::{User, Workspace};
+use crate::cookies::{cookies, is_platform_cookie};
+use crate::manager_client::{Caller, ManagerClient};
 
 /// Where the token came from (cookies need an origin check; every form is stripped upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,8 @@ pub enum Source {
     Bearer,
     /// The dashboard's session cookie (platform origin only).
     Cookie,
-    /// A workspace host's own cookie ([`WORKSPACE_COOKIE`]), good for that workspace only.
+    /// A workspace host's own cookie ([`WORKSPACE_COOKIE`](crate::cookies::WORKSPACE_COOKIE)), good for
+    /// that workspace only.
     WorkspaceCookie,
 }
 
@@ -34,23 +35,6 @@ impl Source {
     pub fn is_ambient(self) -> bool {
         matches!(self, Self::Cookie | Self::WorkspaceCookie)
     }
-}
-
-/// The cookie a workspace host sets for its own workspace (host-only, `HttpOnly`).
-pub const WORKSPACE_COOKIE: &str = "coder_workspace_session";
-/// The dashboard's CSRF cookie (`__Host-` prefixed when `Secure`).
-pub const CSRF_COOKIE: &str = "coder_csrf";
-
-/// Whether a cookie name is one of the platform's: the dashboard's session (`session_cookie`)
-/// and CSRF cookies or the workspace cookie, with or without a `__Host-`/`__Secure-` prefix, in
-/// any case. Such cookies never reach a workspace, and a workspace can never set them.
-pub fn is_platform_cookie(name: &str, session_cookie: &str) -> bool {
-    let name = name.trim().to_ascii_lowercase();
-    let base = name
-        .strip_prefix("__host-")
-        .or_else(|| name.strip_prefix("__secure-"))
-        .unwrap_or(&name);
-    base == session_cookie.to_ascii_lowercase() || base == CSRF_COOKIE || base == WORKSPACE_COOKIE
 }
 
 /// A presented token.
@@ -87,17 +71,6 @@ pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> 
         })
 }
 
-/// Every `name=value` pair of the request's `Cookie` headers.
-pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .map(|(name, value)| (name.trim(), value.trim()))
-}
-
 /// Removes the caller's Coder credentials before a request goes to the workspace: the workspace
 /// runs user code, and an admin's token must not reach a member's workspace. Every platform
 /// cookie ([`is_platform_cookie`]) goes, whichever credential was used.
@@ -118,72 +91,21 @@ pub fn strip_credentials(headers: &mut HeaderMap, credential: &Credential, cooki
     }
 }
 
-/// Whether a browser request comes from the page's own origin: `Origin`'s host and port equal
-/// `Host` (or `X-Forwarded-Host`). Requests without `Origin` (non-browser clients) pass.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let authority = origin
-        .split_once("://")
-        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .unwrap_or_default();
-    let strip_default_port = |value: &str, scheme_port: &str| {
-        value
-            .strip_suffix(scheme_port)
-            .map(str::to_owned)
-            .unwrap_or_else(|| value.to_owned())
-    };
-    let default_port = if origin.starts_with("https://") {
-        ":443"
-    } else {
-        ":80"
-    };
-    !authority.is_empty()
-        && strip_default_port(&authority.to_ascii_lowercase(), default_port)
-            == strip_default_port(&host.to_ascii_lowercase(), default_port)
-}
-
-/// Whether a browser request comes from another origin other than as a top-level navigation
-/// (`Sec-Fetch-Site` other than `same-origin`/`none`, unless `Sec-Fetch-Mode: navigate` to a
-/// `document`): a page on one workspace's origin cannot use another workspace's cookie in a
-/// fetch, a frame or an image. Clients that send no `Sec-Fetch-*` headers pass.
-pub fn cross_origin_subresource(headers: &HeaderMap) -> bool {
-    let value = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    };
-    let site = value("sec-fetch-site");
-    if site.is_empty() || site == "same-origin" || site == "none" {
-        return false;
-    }
-    !(value("sec-fetch-mode") == "navigate" && value("sec-fetch-dest") == "document")
-}
-
 /// What an authorised request may use.
 #[derive(Debug, Clone)]
 pub struct Grant {
     /// The caller.
-    pub user: UserView,
+    pub user: User,
     /// The workspace (running).
-    pub workspace: WorkspaceView,
+    pub workspace: Workspace,
 }
 
 /// Asks the manager, through a short cache.
 #[derive(Debug)]
 pub struct Authorizer {
     client: ManagerClient,
-    users: TtlCache<UserView>,
-    workspaces: TtlCache<WorkspaceView>,
+    users: TtlCache<User>,
+    workspaces: TtlCache<Workspace>,
     ttl: Duration,
 }
 
@@ -249,7 +171,7 @@ impl Authorizer {
         Ok(Grant { user, workspace })
     }
 
-    async fn user(&self, token: &str, request_id: Option<&str>) -> Result<UserView, ProxyError> {
+    async fn user(&self, token: &str, request_id: Option<&str>) -> Result<User, ProxyError> {
         if token.is_empty() {
             return Err(ProxyError::Unauthenticated);
         }
@@ -273,19 +195,10 @@ impl Authorizer {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderName;
-
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                HeaderValue::from_str(value).expect("value"),
-            );
-        }
-        map
+        crate::cookies::test_headers(pairs)
     }
 
     #[test]
@@ -324,47 +237,5 @@ mod tests {
         )]);
         strip_credentials(&mut h, &c, "coder_session");
         assert_eq!(h.get("cookie").expect("kept"), "coder_sessions=kept");
-    }
-
-    #[test]
-    fn cross_origin_cookies_work_only_for_top_level_navigations() {
-        assert!(!cross_origin_subresource(&headers(&[])));
-        assert!(!cross_origin_subresource(&headers(&[(
-            "sec-fetch-site",
-            "same-origin"
-        )])));
-        assert!(!cross_origin_subresource(&headers(&[
-            ("sec-fetch-site", "cross-site"),
-            ("sec-fetch-mode", "navigate"),
-            ("sec-fetch-dest", "document"),
-        ])));
-        for (mode, dest) in [("cors", "empty"), ("navigate", "iframe"), ("no-cors", "image")] {
-            assert!(cross_origin_subresource(&headers(&[
-                ("sec-fetch-site", "same-site"),
-                ("sec-fetch-mode", mode),
-                ("sec-fetch-dest", dest),
-            ])));
-        }
-    }
-
-    #[test]
-    fn origins_must_match_the_host() {
-        assert!(same_origin(&headers(&[("host", "coder.example")])));
-        assert!(same_origin(&headers(&[
-            ("host", "coder.example"),
-            ("origin", "https://coder.example")
-        ])));
-        assert!(same_origin(&headers(&[
-            ("host", "coder.example:443"),
-            ("origin", "https://Coder.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "coder.example"),
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "coder.example"),
-            ("origin", "null")
-        ])));
     }
 }

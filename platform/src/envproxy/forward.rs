@@ -58,7 +58,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, original: &HeaderMap, client_ip: O
 }
 
 /// Removes every `Set-Cookie` that would set one of the platform's cookies
-/// ([`is_platform_cookie`](super::auth::is_platform_cookie)): a workspace cannot plant or
+/// ([`is_platform_cookie`](crate::cookies::is_platform_cookie)): a workspace cannot plant or
 /// overwrite the dashboard's session or CSRF cookie, or its own workspace cookie.
 pub fn strip_platform_set_cookies(headers: &mut HeaderMap, session_cookie: &str) {
     let kept: Vec<HeaderValue> = headers
@@ -68,7 +68,7 @@ pub fn strip_platform_set_cookies(headers: &mut HeaderMap, session_cookie: &str)
             let text = String::from_utf8_lossy(value.as_bytes());
             let name = text.split(';').next().and_then(|pair| pair.split_once('='));
             // A line without `name=` is a nameless cookie to some browsers: drop it too.
-            name.is_some_and(|(name, _)| !super::auth::is_platform_cookie(name, session_cookie))
+            name.is_some_and(|(name, _)| !crate::cookies::is_platform_cookie(name, session_cookie))
         })
         .cloned()
         .collect();

@@ -3,7 +3,8 @@
 //!
 //! It never reaches PostgreSQL: users are authenticated by the manager with their own token and
 //! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (flags),
-//! [`routes`] (the routes and admission), [`forward`] (plain HTTP), [`upstream`] (connecting to a
+//! [`state`] (what handlers share), [`routes`] (the platform origin's routes), [`proxy`]
+//! (admission and proxying, for both origins), [`forward`] (plain HTTP), [`upstream`] (connecting to a
 //! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
 //! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
 //! [`error`], [`server`] (the HTTP/1 server: header timeout, graceful drain), and [`origin`],
@@ -19,10 +20,12 @@ pub mod forward;
 pub mod limits;
 pub mod metrics;
 pub mod origin;
+pub mod proxy;
 pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod side;
+pub mod state;
 pub mod ticket;
 pub mod upstream;
 pub mod workspace_host;
@@ -35,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::EnvproxyArgs;
+pub use state::ProxyState;
 
 use crate::manager_client::{ClientError, ManagerClient};
 
@@ -82,35 +86,6 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct ProxyState {
-    /// The configuration.
-    pub args: Arc<EnvproxyArgs>,
-    /// Asks the manager who may reach which workspace.
-    pub authorizer: Arc<auth::Authorizer>,
-    /// Where workspaces are.
-    pub resolver: Arc<address::Resolver>,
-    /// Open WebSocket sessions.
-    pub sessions: Arc<limits::Sessions>,
-    /// What sessions are admitted under (per user, in total, the memory budget).
-    pub limits: limits::Limits,
-    /// The HTTP client to code-server.
-    pub http: reqwest::Client,
-    /// The counters behind `/metrics`.
-    pub metrics: Arc<metrics::Metrics>,
-    /// True from SIGTERM on: new requests are refused, `/readyz` fails.
-    pub draining: Arc<watch::Sender<bool>>,
-    /// True when the drain period is over: open sessions are closed.
-    pub closing: Arc<watch::Sender<bool>>,
-    /// Where workspaces are served to browsers; `None`: nowhere.
-    pub origins: Option<Arc<origin::WorkspaceOrigins>>,
-    /// Seals workspace tickets and cookies.
-    pub sealer: Arc<ticket::Sealer>,
-    /// Tickets already exchanged (by nonce), kept while they could still be replayed.
-    pub used_tickets: Arc<cache::TtlCache<()>>,
 }
 
 /// Exchanged tickets remembered at most (a minute's worth of logins into workspaces).
@@ -216,6 +191,6 @@ pub async fn run(args: EnvproxyArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Listen { addr: listen, source })?;
     tracing::info!(%listen, "envproxy listening");
-    proxy.serve(listener, crate::manager::shutdown_signal()).await;
+    proxy.serve(listener, crate::shutdown::signal()).await;
     Ok(())
 }

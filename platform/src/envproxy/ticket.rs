@@ -158,6 +158,13 @@ impl Sealer {
         }
         Ok(claims)
     }
+
+    /// The claims of a sealed `kind` for workspace `id`; `None` when forged, expired or another
+    /// workspace's.
+    pub fn open_for(&self, kind: Kind, text: &str, id: &str) -> Option<Claims> {
+        let claims = self.open(kind, text).ok()?;
+        claims.workspace.eq_ignore_ascii_case(id).then_some(claims)
+    }
 }
 
 #[cfg(test)]

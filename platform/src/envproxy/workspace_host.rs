@@ -15,15 +15,15 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::ProxyState;
-use super::auth::{self, Credential, Source, WORKSPACE_COOKIE};
 use super::error::ProxyError;
-use super::routes::{self, Via};
+use super::proxy::{self, Via};
+use super::state::ProxyState;
 use super::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
+use crate::cookies::WORKSPACE_COOKIE;
 
 /// The path on a workspace host where a ticket is exchanged for the cookie (the envproxy
 /// answers it; it never reaches the workspace).
@@ -58,28 +58,7 @@ async fn serve(state: ProxyState, id: String, request: Request) -> Response {
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    routes::proxy_ide(state, parts, body, &id, path_and_query, Via::WorkspaceHost).await
-}
-
-/// The credential on workspace `id`'s host: its workspace cookie, opened and checked to be for
-/// this workspace. Nothing else authenticates there (not the dashboard's cookie, not a header).
-pub fn credential(state: &ProxyState, headers: &HeaderMap, id: &str) -> Result<Credential, ProxyError> {
-    let sealed = auth::cookies(headers)
-        .find(|(name, _)| *name == WORKSPACE_COOKIE)
-        .map(|(_, value)| value)
-        .ok_or(ProxyError::WorkspaceSessionRequired)?;
-    let claims = open_for(state, Kind::Cookie, sealed, id).ok_or(ProxyError::WorkspaceSessionRequired)?;
-    Ok(Credential {
-        token: claims.token,
-        source: Source::WorkspaceCookie,
-    })
-}
-
-/// The claims of a sealed `kind` for workspace `id`; `None` when forged, expired or another
-/// workspace's.
-fn open_for(state: &ProxyState, kind: Kind, sealed: &str, id: &str) -> Option<Claims> {
-    let claims = state.sealer.open(kind, sealed).ok()?;
-    claims.workspace.eq_ignore_ascii_case(id).then_some(claims)
+    proxy::proxy_ide(state, parts, body, &id, path_and_query, Via::WorkspaceHost).await
 }
 
 /// `GET /proxy/workspaces/{id}/open` on the platform's origin: admits the caller, then
@@ -88,7 +67,7 @@ pub async fn open(State(state): State<ProxyState>, Path(id): Path<String>, reque
     let (parts, _) = request.into_parts();
     let opened = async {
         let origins = state.origins.clone().ok_or(ProxyError::NoWorkspaceOrigins)?;
-        let (grant, credential) = routes::admit(&state, &parts, &id, Via::Platform).await?;
+        let (grant, credential) = proxy::admit(&state, &parts, &id, Via::Platform).await?;
         let claims = Claims::new(&grant.workspace.id, &credential.token, TICKET_TTL)
             .map_err(|error| ProxyError::Upstream(error.to_string()))?;
         let ticket = state
@@ -113,7 +92,10 @@ async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Respons
         .split('&')
         .find_map(|pair| pair.strip_prefix("ticket="))
         .ok_or(ProxyError::BadTicket)?;
-    let claims = open_for(state, Kind::Ticket, ticket, id).ok_or(ProxyError::BadTicket)?;
+    let claims = state
+        .sealer
+        .open_for(Kind::Ticket, ticket, id)
+        .ok_or(ProxyError::BadTicket)?;
     if state.used_tickets.get(&claims.nonce).is_some() {
         return Err(ProxyError::BadTicket);
     }
@@ -121,7 +103,7 @@ async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Respons
     // Still allowed now (the token may have been revoked since the ticket was made).
     state
         .authorizer
-        .authorize(&claims.token, id, routes::request_id(&parts.headers))
+        .authorize(&claims.token, id, proxy::request_id(&parts.headers))
         .await?;
     let cookie_claims = Claims::new(id, &claims.token, COOKIE_TTL)
         .map_err(|error| ProxyError::Upstream(error.to_string()))?;

@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::model::{Workspace, states};
+use crate::api_types::{Workspace, states};
 
 /// The field manager of every object the manager applies.
 pub const FIELD_MANAGER: &str = "coder-manager";

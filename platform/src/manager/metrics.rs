@@ -3,15 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-
-use super::AppState;
 
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -90,8 +88,9 @@ impl Metrics {
     }
 }
 
-/// Middleware (a route layer, so the route template is known) that observes every request.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware (a route layer, so the route template is known) that observes every request in
+/// `metrics` (its state).
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route = request
@@ -99,7 +98,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
-    state.metrics.observe(
+    metrics.observe(
         &method,
         &route,
         response.status().as_u16(),

@@ -2,14 +2,16 @@
 //! session tokens and API keys, and serves the workspace API, running each workspace as a
 //! Deployment, a Service and a home volume in the cluster.
 //!
-//! Layout: [`config`] (flags), [`api`] (routes and thin handlers), [`service`] (what the API
-//! does, with authorization), [`auth`] (passwords and tokens), [`k8s`] (workspace objects and
-//! the state watch), [`model`] (objects and field rules), [`error`] (the JSON error body),
-//! [`ratelimit`] and [`metrics`].
+//! Layout: [`config`] (flags), [`state`] (what handlers share), [`api`] (routes, extractors and
+//! thin handlers), [`service`] (what the API does, with authorization; sessions in
+//! [`service::sessions`]), [`actor`] (who is calling), [`credentials`] (password and token
+//! primitives), [`k8s`] (workspace objects and the state watch), [`model`] (objects and field
+//! rules), [`error`] (the JSON error body), [`ratelimit`], [`metrics`] and [`proxy_pods`].
 
+pub mod actor;
 pub mod api;
-pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod k8s;
 pub mod metrics;
@@ -17,13 +19,13 @@ pub mod model;
 pub mod proxy_pods;
 pub mod ratelimit;
 pub mod service;
+pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -33,6 +35,7 @@ use k8s::WorkspaceCluster;
 use metrics::Metrics;
 use proxy_pods::ProxyPods;
 use ratelimit::RateLimiter;
+pub use state::AppState;
 
 /// Why the manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,42 +76,6 @@ pub enum StartError {
     /// No Kubernetes client could be configured.
     #[error("configuring the Kubernetes client: {0}")]
     Kubernetes(#[source] kube::Error),
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database pool.
-    pub pool: PgPool,
-    /// The configuration.
-    pub config: Arc<ManagerArgs>,
-    /// Where workspaces run; `None` makes workspace changes answer 503.
-    pub cluster: Option<WorkspaceCluster>,
-    /// The login rate limiter.
-    pub limiter: Arc<RateLimiter>,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-    /// An argon2id hash of a random password, verified against when a login names an unknown
-    /// email, so that it costs the same time as a wrong password.
-    pub dummy_hash: Arc<str>,
-    /// The envproxy's token (`--envproxy-token-file`); `None` disables the envproxy routes.
-    pub envproxy_token: Option<Arc<str>>,
-    /// The pods trusted as proxies besides `--trusted-proxies` (`--trusted-proxy-pods`).
-    pub proxy_pods: ProxyPods,
-}
-
-impl AppState {
-    /// The client a request from `peer` stands for: `peer`, or whom it forwards when it is a
-    /// trusted proxy (one of `--trusted-proxies` or of the followed proxy pods).
-    pub fn client_address(
-        &self,
-        peer: std::net::IpAddr,
-        headers: &axum::http::HeaderMap,
-    ) -> std::net::IpAddr {
-        crate::forwarded::client_address(peer, headers, |address| {
-            self.config.trusted_proxies.contains(address) || self.proxy_pods.contains(address)
-        })
-    }
 }
 
 /// Installs the license file the chart mounts, when it was issued after the license in force
@@ -173,9 +140,6 @@ async fn log_airgap_license(pool: &sqlx::PgPool) {
         }
     }
 }
-
-/// How often the manager deletes dead session tokens (also once at start).
-const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A started manager: database migrated (if asked), first admin present, state watch and
 /// session purge running.
@@ -249,8 +213,8 @@ impl Manager {
             Some(path) => Some(read_envproxy_token(path)?),
             None => None,
         };
-        let dummy = hex::encode(model::random_bytes::<16>().map_err(StartError::Bootstrap)?);
-        let dummy_hash = auth::blocking(move || auth::hash_password(&dummy))
+        let dummy = hex::encode(credentials::random_bytes::<16>().map_err(StartError::Bootstrap)?);
+        let dummy_hash = credentials::blocking(move || credentials::hash_password(&dummy))
             .await
             .and_then(|hash| hash)
             .map_err(StartError::Bootstrap)?;
@@ -267,7 +231,9 @@ impl Manager {
         let watch = cluster
             .clone()
             .map(|cluster| AbortOnDrop(tokio::spawn(cluster.watch_states(pool.clone()))));
-        let purge = AbortOnDrop(tokio::spawn(purge_dead_sessions(pool.clone())));
+        let purge = AbortOnDrop(tokio::spawn(service::sessions::purge_dead_sessions_forever(
+            pool.clone(),
+        )));
         let state = AppState {
             pool,
             limiter: Arc::new(RateLimiter::new(config.login_burst, config.login_per_minute)),
@@ -318,22 +284,6 @@ impl Manager {
     }
 }
 
-/// Deletes dead session tokens now and every [`SESSION_PURGE_INTERVAL`]: every login adds a
-/// row, and without this the table only grows.
-async fn purge_dead_sessions(pool: sqlx::PgPool) {
-    let mut ticks = tokio::time::interval(SESSION_PURGE_INTERVAL);
-    loop {
-        ticks.tick().await;
-        match service::keys::purge_dead_sessions(&pool).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted expired and revoked session tokens"),
-            Err(error) => {
-                tracing::warn!(%error, "deleting expired session tokens failed; trying again in an hour");
-            }
-        }
-    }
-}
-
 /// Reads the first admin's password file (trimmed). A missing or empty file is no password
 /// (the chart mounts the Secret as optional, so a `template` install without it still starts).
 fn read_admin_password(path: &std::path::Path) -> Result<Option<String>, StartError> {
@@ -372,26 +322,6 @@ pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "manager listening");
-    manager.serve(listener, shutdown_signal()).await?;
+    manager.serve(listener, crate::shutdown::signal()).await?;
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }

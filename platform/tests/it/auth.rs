@@ -270,7 +270,7 @@ async fn the_first_admin_comes_from_the_password_file_once_and_is_never_generate
     let hash = hash.expect("the admin exists");
     assert_eq!(count, 1);
     assert!(hash.starts_with("$argon2id$") && !hash.contains("first-admin-password-1"));
-    assert!(coder_platform::manager::auth::verify_password(
+    assert!(coder_platform::manager::credentials::verify_password(
         "first-admin-password-1",
         &hash
     ));

@@ -1,23 +1,34 @@
 //! Key files: one line of 64 hex digits, `NAME.key` the Ed25519 private key (seed, mode 0600)
-//! and `NAME.pub` the public key. The `.pub` file is what `license/keys/` compiles in.
+//! and `NAME.pub` the public key. The `.pub` file is what `license/keys/` compiles in (under the
+//! kid `NAME`); the `.key` file is written only outside git work trees.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ed25519_dalek::SigningKey;
 
-/// Generates a key pair into `out` as `NAME.key` (mode 0600) and `NAME.pub`; refuses to
-/// overwrite either.
-pub fn keygen(out: &Path, name: &str) -> anyhow::Result<()> {
+/// Generates a key pair: `NAME.key` (mode 0600) into `out`, `NAME.pub` into `public_out`.
+/// Refuses to overwrite either, and to write the private key inside a git work tree.
+pub fn keygen(out: &Path, public_out: &Path, name: &str) -> anyhow::Result<()> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         bail!("--name `{name}` must be a plain file name stem (no slashes, not starting with '.')");
     }
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for dir in [out, public_out] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(work_tree) = git_work_tree(out)? {
+        bail!(
+            "{} is inside the git work tree {}: write the private key outside any repository \
+             (e.g. an offline medium) and only the public key into the repository (--public-out)",
+            out.display(),
+            work_tree.display()
+        );
+    }
     let private_path = out.join(format!("{name}.key"));
-    let public_path = out.join(format!("{name}.pub"));
+    let public_path = public_out.join(format!("{name}.pub"));
     for path in [&private_path, &public_path] {
         if path.exists() {
             bail!("{} already exists; refusing to overwrite a key", path.display());
@@ -34,6 +45,15 @@ pub fn keygen(out: &Path, name: &str) -> anyhow::Result<()> {
     );
     println!("public key:  {}", public_path.display());
     Ok(())
+}
+
+/// The git work tree `dir` lies in (a directory of it or of an ancestor holds `.git`), if any.
+fn git_work_tree(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    Ok(dir
+        .ancestors()
+        .find(|ancestor| ancestor.join(".git").exists())
+        .map(Path::to_path_buf))
 }
 
 /// Writes `hex` and a newline to a file that must not exist yet, created with `mode`.
@@ -66,7 +86,7 @@ mod tests {
     #[test]
     fn keygen_writes_a_matching_pair_with_a_private_key_only_its_owner_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        keygen(dir.path(), "k1").expect("keygen");
+        keygen(dir.path(), dir.path(), "k1").expect("keygen");
         let private_path = dir.path().join("k1.key");
         let mode = fs::metadata(&private_path)
             .expect("metadata")
@@ -81,11 +101,25 @@ mod tests {
     #[test]
     fn keygen_refuses_to_overwrite_and_leaves_the_old_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        keygen(dir.path(), "k1").expect("keygen");
+        keygen(dir.path(), dir.path(), "k1").expect("keygen");
         let before = fs::read(dir.path().join("k1.key")).expect("read");
-        let error = keygen(dir.path(), "k1").expect_err("refused");
+        let error = keygen(dir.path(), dir.path(), "k1").expect_err("refused");
         assert!(error.to_string().contains("refusing to overwrite"), "{error}");
         assert_eq!(fs::read(dir.path().join("k1.key")).expect("read"), before);
+    }
+
+    #[test]
+    fn the_public_key_can_go_elsewhere_and_the_private_key_never_into_a_git_work_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (private_dir, repo) = (dir.path().join("offline"), dir.path().join("repo"));
+        let public_dir = repo.join("license/keys");
+        fs::create_dir_all(repo.join(".git")).expect("mkdir");
+        keygen(&private_dir, &public_dir, "k2").expect("keygen");
+        assert!(private_dir.join("k2.key").exists() && !private_dir.join("k2.pub").exists());
+        assert!(public_dir.join("k2.pub").exists() && !public_dir.join("k2.key").exists());
+        let error = keygen(&repo.join("secrets"), &public_dir, "k3").expect_err("refused");
+        assert!(error.to_string().contains("git work tree"), "{error}");
+        assert!(!repo.join("secrets/k3.key").exists() && !public_dir.join("k3.pub").exists());
     }
 
     #[test]

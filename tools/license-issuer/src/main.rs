@@ -23,9 +23,14 @@ struct Cli {
 enum Command {
     /// Generate an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub, as hex.
     Keygen {
-        /// Directory to write the key pair into (created if missing).
+        /// Directory to write the private key into (created if missing). It must not be inside
+        /// a git work tree: the private key never belongs in a repository.
         #[arg(long)]
         out: PathBuf,
+        /// Directory to write the public key into [default: --out]; e.g. `license/keys` of a
+        /// coder-install checkout, which compiles every KID.pub there in.
+        #[arg(long)]
+        public_out: Option<PathBuf>,
         /// File name stem; use the key id (kid) the key will sign under.
         #[arg(long, default_value = "license-signing")]
         name: String,
@@ -74,7 +79,11 @@ pub struct IssueArgs {
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
-        Command::Keygen { out, name } => key_files::keygen(&out, &name),
+        Command::Keygen {
+            out,
+            public_out,
+            name,
+        } => key_files::keygen(&out, public_out.as_deref().unwrap_or(&out), &name),
         Command::Issue(args) => issue::issue(&args),
     };
     match result {

@@ -8,29 +8,29 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::Body;
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use super::extract::Body;
+use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::service::{keys, users};
+use crate::manager::service::sessions;
+use crate::manager::state::AppState;
 
 /// Email and password in, `{"session_token": "<id>-<secret>"}` out.
 pub async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    Body(request): Body<users::Login>,
+    Body(request): Body<sessions::Login>,
 ) -> ApiResult<Json<Value>> {
     let client = peer.map_or_else(
         || "unknown".to_owned(),
         |Extension(ConnectInfo(addr))| state.client_address(addr.ip(), &headers).to_string(),
     );
-    let token = users::login(&state, request, &client).await?;
+    let token = sessions::login(&state, request, &client).await?;
     Ok(Json(json!({ "session_token": token })))
 }
 
 /// Revokes the token the request authenticated with.
 pub async fn logout(State(state): State<AppState>, actor: Actor) -> ApiResult<StatusCode> {
-    keys::revoke(&state.pool, &actor.key_id).await?;
+    sessions::revoke(&state.pool, &actor.key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

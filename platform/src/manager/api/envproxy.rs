@@ -12,14 +12,12 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::Id;
-use crate::manager::AppState;
+use super::extract::Id;
+use crate::api_types::{ENVPROXY_TOKEN_HEADER, Workspace};
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::model::Workspace;
-use crate::manager::service::workspaces;
 
-/// The header the envproxy sends its token in.
-pub const ENVPROXY_TOKEN_HEADER: &str = "Coder-Envproxy-Token";
+use crate::manager::service::workspaces;
+use crate::manager::state::AppState;
 
 /// A request made by the envproxy.
 #[derive(Debug)]

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Body, Id};
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use super::extract::{Body, Id};
+use crate::api_types::ApiKey;
+use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::ApiKey;
 use crate::manager::service::keys;
+use crate::manager::state::AppState;
 
 /// `POST /api/v0/api-keys`: the answer holds the key (`key`), shown this once.
 pub async fn create(

@@ -7,11 +7,12 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Body;
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use super::extract::Body;
+use crate::api_types::LicenseSummary;
+use crate::manager::actor::Actor;
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::service::license::{self, LicenseSummary, UploadLicense};
+use crate::manager::service::license::{self, UploadLicense};
+use crate::manager::state::AppState;
 
 /// `GET /api/v0/license`: tier, seats used and allowed, expiry, mode and whether the platform is
 /// read-only (any signed-in user).

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::db;
-use crate::manager::AppState;
 use crate::manager::error::ApiError;
+use crate::manager::state::AppState;
 
 /// The header carrying the manager's version.
 pub const VERSION_HEADER: &str = "Coder-Version";

@@ -1,9 +1,12 @@
-//! The HTTP API: routes, the JSON body and path extractors, and the layers every request goes
-//! through (request id, tracing span, body limit, metrics). Handlers are thin: they extract and
-//! authenticate, then call [`super::service`].
+//! The HTTP API: routes and the layers every request goes through (request id, tracing span,
+//! body limit, metrics); the extractors (JSON body, path id, the authenticated [`Actor`]) are in
+//! [`extract`]. Handlers are thin: they extract and authenticate, then call [`super::service`].
+//!
+//! [`Actor`]: super::actor::Actor
 
 mod auth;
 mod envproxy;
+pub mod extract;
 mod keys;
 mod license;
 mod meta;
@@ -11,46 +14,14 @@ mod users;
 mod workspaces;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
-use axum::http::request::Parts;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 
 /// The request id header, set when the client sent none and echoed in the response.
 pub const REQUEST_ID_HEADER: &str = crate::request_id::REQUEST_ID_HEADER;
-
-/// A JSON body: like `axum::Json`, but its rejections are [`ApiError`]s (JSON bodies).
-#[derive(Debug)]
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Self(value))
-    }
-}
-
-/// The `{id}` path segment, with a JSON rejection.
-#[derive(Debug)]
-pub struct Id(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::bad_request("invalid_path", "the path is not valid", rejection.body_text())
-            })?;
-        Ok(Self(id))
-    }
-}
 
 /// Every route, with the state and layers.
 pub fn router(state: AppState) -> Router {
@@ -87,7 +58,7 @@ pub fn router(state: AppState) -> Router {
             license::airgap_gate,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             super::metrics::track,
         ))
         .fallback(|| async { ApiError::NoRoute })

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{Body, Id};
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use super::extract::{Body, Id};
+use crate::api_types::User;
+use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::User;
 use crate::manager::service::{users, workspaces};
+use crate::manager::state::AppState;
 
 /// `GET /api/v0/users` (admins).
 pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<User>>> {

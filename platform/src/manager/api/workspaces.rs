@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{Body, Id};
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use super::extract::{Body, Id};
+use crate::api_types::Workspace;
+use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
-use crate::manager::model::Workspace;
 use crate::manager::service::workspaces;
+use crate::manager::state::AppState;
 
 /// `POST /api/v0/workspaces`.
 pub async fn create(

@@ -5,11 +5,12 @@
 
 use coder_license::error::SALES_CONTACT;
 use coder_license::{LicenseError, VerifiedLicense, check_airgap, verify};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::manager::auth::Actor;
+use crate::api_types::LicenseSummary;
+use crate::manager::actor::Actor;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::service::audit;
 
@@ -19,33 +20,6 @@ use crate::manager::service::audit;
 pub struct UploadLicense {
     /// The license token, as `license-issuer issue` writes it.
     pub license: String,
-}
-
-/// What `GET /api/v0/license` shows.
-#[derive(Debug, Serialize)]
-pub struct LicenseSummary {
-    /// `free` when no valid license is installed.
-    pub tier: String,
-    /// The license id, if one is installed.
-    pub license_id: Option<String>,
-    /// The customer, if a license is installed.
-    pub account_name: Option<String>,
-    /// Whether the license allows air-gapped installs.
-    pub airgap: bool,
-    /// Accounts that exist.
-    pub seats_used: i64,
-    /// Accounts the license allows (`None`: no limit, free tier without a license).
-    pub seats_allowed: Option<u32>,
-    /// End of term (RFC 3339), if a license is installed.
-    pub expires_at: Option<String>,
-    /// End of grace (RFC 3339): when the license stops working.
-    pub grace_until: Option<String>,
-    /// The grace-period warning, or why the newest uploaded license is not in force.
-    pub warning: Option<String>,
-    /// Whether the install is air-gapped (the manager's `--airgapped`, set by the chart).
-    pub airgapped: bool,
-    /// Why the platform is read-only (air-gapped without a license that allows it), or `None`.
-    pub read_only: Option<String>,
 }
 
 /// Why an air-gapped platform is read-only: no license in force allows air-gapped use.

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod keys;
 pub mod license;
+pub mod sessions;
 pub mod users;
 pub mod workspaces;
 

@@ -1,16 +1,18 @@
-//! User accounts: the first admin, login, and the admin-only account management.
+//! User accounts: the first admin and the account management (signing in is
+//! [`super::sessions`]).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::manager::AppState;
-use crate::manager::auth::{Actor, blocking, hash_password, verify_password};
+use crate::api_types::{Role, User};
+use crate::manager::actor::Actor;
+use crate::manager::credentials::{blocking, hash_password, new_id, verify_password};
 use crate::manager::error::{ApiError, ApiResult};
-use crate::manager::model::{Role, User, new_id, validate_display_name, validate_email, validate_password};
+use crate::manager::model::{validate_display_name, validate_email, validate_password};
 
-use super::{audit, conflict_on_unique, keys};
+use super::{audit, conflict_on_unique};
 
 /// Key of the transaction-scoped advisory lock that serialises first-admin creation across
 /// replicas (an arbitrary constant: "coder" in ASCII).
@@ -39,7 +41,8 @@ impl TryFrom<UserRow> for User {
 
     fn try_from(row: UserRow) -> ApiResult<Self> {
         Ok(Self {
-            role: Role::from_column(&row.role)?,
+            role: Role::from_column(&row.role)
+                .ok_or_else(|| ApiError::Internal(format!("unknown role {:?} in the database", row.role)))?,
             id: row.id,
             email: row.email,
             name: row.name,
@@ -47,16 +50,6 @@ impl TryFrom<UserRow> for User {
             updated_at: row.updated_at,
         })
     }
-}
-
-/// `POST /auth/basic/login`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    /// The account's email address (any case).
-    pub email: String,
-    /// Its password.
-    pub password: String,
 }
 
 /// `POST /api/v0/users`.
@@ -142,33 +135,6 @@ pub async fn bootstrap_admin(pool: &PgPool, email: &str, password: &str) -> ApiR
     .await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// Checks a login and issues a session token. Unknown emails cost the same argon2 work as
-/// wrong passwords, and both get the same 401.
-pub async fn login(state: &AppState, request: Login, client: &str) -> ApiResult<String> {
-    let account_key = format!("account:{}", request.email.to_lowercase());
-    let client_key = format!("client:{client}");
-    state
-        .limiter
-        .check(&[&account_key, &client_key])
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(&request.email)
-            .fetch_optional(&state.pool)
-            .await?;
-    let hash = row
-        .as_ref()
-        .map_or_else(|| state.dummy_hash.to_string(), |(_, hash)| hash.clone());
-    let password = request.password;
-    let verified = blocking(move || verify_password(&password, &hash)).await?;
-    match row {
-        Some((user_id, _)) if verified => {
-            keys::create_session(&state.pool, &user_id, state.config.session_ttl()).await
-        }
-        _ => Err(ApiError::Unauthenticated("invalid email or password")),
-    }
 }
 
 /// Every account (admins only).

@@ -6,11 +6,13 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::manager::AppState;
-use crate::manager::auth::Actor;
+use crate::api_types::{Workspace, states};
+use crate::manager::actor::Actor;
+use crate::manager::credentials::new_id;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::k8s::{WorkspaceCluster, observed_state};
-use crate::manager::model::{Workspace, new_id, states, validate_dns_label};
+use crate::manager::model::validate_dns_label;
+use crate::manager::state::AppState;
 
 use super::{audit, conflict_on_unique};
 

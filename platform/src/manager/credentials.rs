@@ -1,5 +1,7 @@
-//! Credentials: argon2id password hashes, `<id>-<secret>` tokens, and the [`Actor`] extractor
-//! that authenticates every API call.
+//! Credential primitives, without HTTP or the database: argon2id password hashes,
+//! `<id>-<secret>` tokens, and random bytes and ids. Who is calling is [`super::actor`]; the
+//! extractor that authenticates API calls is in `api::extract`, the token table in
+//! `service::sessions`.
 //!
 //! A token is `<10 hex id>-<32 hex secret>`. The database keeps the id and the SHA-256 of the
 //! secret only; a presented token is looked up by id and its secret's hash compared in
@@ -7,19 +9,10 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::model::{Role, User, random_bytes};
-use super::service;
-
-/// The header Coder v1's clients send their token in.
-pub const SESSION_TOKEN_HEADER: &str = "Session-Token";
 
 /// A freshly made token: the id to store and look up, the secret's hash to store, and the
 /// full token to hand to the client once.
@@ -82,56 +75,23 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
+/// A new random identifier: 12 random bytes as 24 lowercase hex digits.
+pub fn new_id() -> ApiResult<String> {
+    Ok(hex::encode(random_bytes::<12>()?))
+}
+
+/// `N` bytes from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|error| ApiError::Internal(format!("random source: {error}")))?;
+    Ok(bytes)
+}
+
 /// Runs the CPU-heavy argon2 work off the async workers.
 pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| ApiError::Internal(format!("password hashing task: {error}")))
-}
-
-/// The authenticated caller of an API request.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    /// Who is calling.
-    pub user: User,
-    /// The id of the token they authenticated with (what logout revokes).
-    pub key_id: String,
-}
-
-impl Actor {
-    /// Whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.user.role == Role::Admin
-    }
-
-    /// Refuses non-admins with a 403 that names no object.
-    pub fn require_admin(&self) -> ApiResult<()> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("this endpoint requires the admin role"))
-        }
-    }
-}
-
-/// The token a request presents: `Session-Token: T` or `Authorization: Bearer T`.
-fn presented_token(parts: &Parts) -> Option<&str> {
-    if let Some(value) = parts.headers.get(SESSION_TOKEN_HEADER) {
-        return value.to_str().ok().map(str::trim);
-    }
-    let authorization = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = authorization.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-impl FromRequestParts<AppState> for Actor {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = presented_token(parts).ok_or(ApiError::Unauthenticated("authentication required"))?;
-        let (id, secret) = parse_token(token).ok_or(ApiError::Unauthenticated("invalid token"))?;
-        service::keys::authenticate(&state.pool, id, secret).await
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,15 @@
+//! [`DashState`]: what every handler and extractor shares.
+
+use std::sync::Arc;
+
+use super::config::DashboardArgs;
+use crate::manager_client::ManagerClient;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct DashState {
+    /// The configuration.
+    pub args: Arc<DashboardArgs>,
+    /// The manager.
+    pub client: ManagerClient,
+}
