@@ -33,13 +33,14 @@ pub fn inspect_bundle(path: &Path) -> crate::Result<BundleInspection> {
         .map(|blob| (blob.digest.as_str(), blob.size))
         .collect();
     // The sizes are the manifest's word: a bundle that claims absurd ones must not overflow.
-    let sum_of_artifact_sizes: u64 = manifest
-        .images
-        .iter()
-        .chain(&manifest.charts)
-        .flat_map(|artifact| artifact.blobs.iter())
-        .filter_map(|digest| sizes.get(digest.as_str()))
-        .fold(0, |sum, size| sum.saturating_add(*size));
+    let sum_of_artifact_sizes = coder_registry::oci::total_size(
+        manifest
+            .images
+            .iter()
+            .chain(&manifest.charts)
+            .flat_map(|artifact| artifact.blobs.iter())
+            .filter_map(|digest| sizes.get(digest.as_str()).copied()),
+    );
     let shared_savings = sum_of_artifact_sizes.saturating_sub(manifest.total_size);
     Ok(BundleInspection {
         manifest,

@@ -79,7 +79,7 @@ impl BundlePlan {
 
     /// Sum of the sizes of every blob, each counted once.
     pub fn unique_size(&self) -> u64 {
-        self.blobs.values().map(|blob| blob.size).sum()
+        coder_registry::oci::total_size(self.blobs.values().map(|blob| blob.size))
     }
 }
 
@@ -192,11 +192,12 @@ async fn plan_artifact(
             blobs.insert(descriptor.digest.clone());
         }
     }
-    let size = blobs
-        .iter()
-        .filter_map(|digest| plan.blobs.get(digest))
-        .map(|blob| blob.size)
-        .sum();
+    let size = coder_registry::oci::total_size(
+        blobs
+            .iter()
+            .filter_map(|digest| plan.blobs.get(digest))
+            .map(|blob| blob.size),
+    );
     Ok(BundledArtifact {
         name: locked.name.clone(),
         // Without an `oci://` scheme, so that it is a valid `ref.name` annotation.

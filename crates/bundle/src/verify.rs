@@ -157,7 +157,7 @@ pub fn verify_bundle(
     }
 
     let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let bytes_checked = to_hash.iter().map(|job| job.size).sum();
+    let bytes_checked = coder_registry::oci::total_size(to_hash.iter().map(|job| job.size));
     for (path, digest, actual) in hash_in_parallel(reader.file(), &to_hash, on_progress)? {
         if actual != digest {
             problems.push(format!(

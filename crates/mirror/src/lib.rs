@@ -115,7 +115,8 @@ pub async fn mirror_bundle(
         known_present = present;
     }
 
-    let total: u64 = work.iter().map(|(_, blob, _)| blob.size).sum();
+    // The sizes are the bundle manifest's word: absurd ones must not overflow.
+    let total = coder_registry::oci::total_size(work.iter().map(|(_, blob, _)| blob.size));
     let progress = reporter.job("pushing", total);
     blobs::send(
         &client,

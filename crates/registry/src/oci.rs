@@ -3,6 +3,12 @@
 
 use serde::Deserialize;
 
+/// The sum of blob sizes as documents claim them, saturating at `u64::MAX`: a manifest can claim
+/// any size, and a sum that overflowed would panic (debug) or wrap to a wrong total (release).
+pub fn total_size(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
+}
+
 /// The `mediaType` a manifest or index names in its own JSON, if any.
 pub fn media_type_of(document: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
@@ -98,6 +104,13 @@ pub struct Descriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claimed_sizes_add_up_without_overflow() {
+        assert_eq!(total_size([1, 2, 3]), 6);
+        assert_eq!(total_size([1 << 63, 1 << 63, 5]), u64::MAX);
+        assert_eq!(total_size([]), 0);
+    }
 
     #[test]
     fn first_missing_names_a_platform_the_index_lacks() {
