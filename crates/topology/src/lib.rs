@@ -69,6 +69,70 @@ pub const ENVAGENT_SHELL_PORT: u16 = 26337;
 /// The workspace agent's SSH proxy.
 pub const ENVAGENT_SSH_PORT: u16 = 12212;
 
+/// The ingress controller's HTTP port (container and Service).
+pub const INGRESS_HTTP_PORT: u16 = 80;
+/// The ingress controller's HTTPS port (container and Service).
+pub const INGRESS_HTTPS_PORT: u16 = 443;
+/// The ingress controller's admission webhook, as its container listens.
+pub const INGRESS_WEBHOOK_PORT: u16 = 8443;
+/// The admission webhook's Service port, the one the API server calls.
+pub const INGRESS_WEBHOOK_SERVICE_PORT: u16 = 443;
+/// The ingress controller's health and metrics endpoint (probes only).
+pub const INGRESS_HEALTH_PORT: u16 = 10254;
+
+/// Every port of the platform by role: what the chart's templates see as `ports` (they write
+/// no port number themselves), and what the manager gives workspace pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ports {
+    /// [`MANAGER_PORT`].
+    pub manager: u16,
+    /// [`ENVPROXY_PORT`].
+    pub envproxy: u16,
+    /// [`DASHBOARD_PORT`].
+    pub dashboard: u16,
+    /// [`POSTGRES_PORT`].
+    pub postgres: u16,
+    /// [`CODE_SERVER_PORT`].
+    pub code_server: u16,
+    /// [`ENVAGENT_SHELL_PORT`].
+    pub envagent_shell: u16,
+    /// [`ENVAGENT_SSH_PORT`].
+    pub envagent_ssh: u16,
+    /// [`INGRESS_HTTP_PORT`].
+    pub ingress_http: u16,
+    /// [`INGRESS_HTTPS_PORT`].
+    pub ingress_https: u16,
+    /// [`INGRESS_WEBHOOK_PORT`].
+    pub ingress_webhook: u16,
+    /// [`INGRESS_WEBHOOK_SERVICE_PORT`].
+    pub ingress_webhook_service: u16,
+    /// [`INGRESS_HEALTH_PORT`].
+    pub ingress_health: u16,
+}
+
+/// The platform's ports.
+pub const PORTS: Ports = Ports {
+    manager: MANAGER_PORT,
+    envproxy: ENVPROXY_PORT,
+    dashboard: DASHBOARD_PORT,
+    postgres: POSTGRES_PORT,
+    code_server: CODE_SERVER_PORT,
+    envagent_shell: ENVAGENT_SHELL_PORT,
+    envagent_ssh: ENVAGENT_SSH_PORT,
+    ingress_http: INGRESS_HTTP_PORT,
+    ingress_https: INGRESS_HTTPS_PORT,
+    ingress_webhook: INGRESS_WEBHOOK_PORT,
+    ingress_webhook_service: INGRESS_WEBHOOK_SERVICE_PORT,
+    ingress_health: INGRESS_HEALTH_PORT,
+};
+
+/// The ports a workspace pod listens on, by the name its Service and container give them.
+pub const WORKSPACE_PORTS: [(&str, u16); 3] = [
+    ("code-server", CODE_SERVER_PORT),
+    ("envagent", ENVAGENT_SHELL_PORT),
+    ("envagent-ssh", ENVAGENT_SSH_PORT),
+];
+
 /// Every connection the platform needs inside the cluster; everything else is denied.
 pub const FLOWS: &[Flow] = &[
     Flow {

@@ -27,7 +27,7 @@ impl SameSite {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DashboardArgs {
     /// The address the dashboard listens on.
-    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:3000")]
+    #[arg(long, env = "CODER_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], coder_topology::DASHBOARD_PORT)))]
     pub listen: SocketAddr,
     /// The manager's base URL; the dashboard calls it server-side, never from the browser.
     #[arg(long, env = "CODER_MANAGER_URL", default_value = "http://coder-manager:8080")]

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use crate::manager::k8s::object_name;
 
 /// code-server, the IDE.
-pub const IDE_PORT: u16 = 13337;
+pub use coder_topology::CODE_SERVER_PORT as IDE_PORT;
 /// The envagent's shell sessions.
-pub const TERMINAL_PORT: u16 = 26337;
+pub use coder_topology::ENVAGENT_SHELL_PORT as TERMINAL_PORT;
 /// The envagent's SSH proxy.
-pub const SSH_PORT: u16 = 12212;
+pub use coder_topology::ENVAGENT_SSH_PORT as SSH_PORT;
 
 /// A malformed `--workspace-address` entry.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnvproxyArgs {
     /// The address the proxy listens on.
-    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "CODER_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], coder_topology::ENVPROXY_PORT)))]
     pub listen: SocketAddr,
     /// The manager's base URL: users and workspaces are looked up there (never in PostgreSQL).
     #[arg(long, env = "CODER_MANAGER_URL", default_value = "http://coder-manager:8080")]

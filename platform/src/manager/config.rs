@@ -15,7 +15,7 @@ pub struct ManagerArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// The address the HTTP API listens on.
-    #[arg(long, env = "CODER_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "CODER_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], coder_topology::MANAGER_PORT)))]
     pub listen: SocketAddr,
     /// The Kubernetes namespace workspaces are created in.
     #[arg(long, env = "CODER_NAMESPACE", default_value = "coder")]

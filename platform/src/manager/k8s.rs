@@ -29,12 +29,8 @@ pub const OWNER_LABEL: &str = "com.coder.workspace.owner";
 pub const WORKSPACE_LABEL: &str = "com.coder.workspace.id";
 /// How often a state is tried before the watch moves on (one second apart).
 const RECORD_ATTEMPTS: u32 = 30;
-/// The workspace ports: (name, port).
-pub const PORTS: [(&str, i32); 3] = [
-    ("code-server", 13337),
-    ("envagent", 26337),
-    ("envagent-ssh", 12212),
-];
+/// The workspace ports: (name, port), as the topology gives them.
+pub use coder_topology::WORKSPACE_PORTS as PORTS;
 
 /// The Kubernetes side of workspaces, in one namespace.
 #[derive(Clone)]

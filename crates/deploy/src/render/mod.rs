@@ -187,6 +187,8 @@ pub fn render(request: &RenderRequest<'_>) -> Result<Manifests, RenderError> {
     context.insert("pdb_api", request.pdb_api.api_version());
     context.insert("airgapped", &request.airgapped);
     context.insert("policies", &policies::network_policies(request.values));
+    // Every port the templates write comes from the topology (a test checks they write none).
+    context.insert("ports", &coder_topology::PORTS);
     // The workspaces' wildcard domain (`*.` in the Ingress), empty when not set.
     context.insert(
         "workspace_domain",
@@ -344,6 +346,58 @@ mod tests {
             .filter(|object| kind_of(object) == kind)
             .map(|object| object["metadata"]["name"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// The ports are facts of the topology: a template that wrote one itself could drift from the
+    /// NetworkPolicies, the allowlist report and the manager's workspace objects.
+    #[test]
+    fn no_template_writes_a_port_number_itself() {
+        let ports = serde_json::to_value(coder_topology::PORTS).expect("ports");
+        let ports: Vec<u64> = ports
+            .as_object()
+            .expect("a table")
+            .values()
+            .filter_map(Value::as_u64)
+            .collect();
+        let chart = embedded_chart("coder").expect("chart");
+        let templates: Vec<_> = chart
+            .iter()
+            .filter(|(path, _)| path.starts_with("templates/") && !path.ends_with(".md"))
+            .collect();
+        assert!(templates.len() > 5, "the chart's templates are found");
+        for (path, bytes) in templates {
+            let text = String::from_utf8_lossy(bytes);
+            for (line, content) in text.lines().enumerate() {
+                let literal = content
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|number| number.parse::<u64>().ok())
+                    .find(|number| ports.contains(number));
+                assert!(
+                    literal.is_none(),
+                    "{path}:{}: writes the port {} itself; use {{{{ ports.<name> }}}}: {content}",
+                    line + 1,
+                    literal.unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// What the templates render for ports is what the topology says.
+    #[test]
+    fn services_and_containers_listen_on_the_topology_ports() {
+        let manifests = rendered(&[]);
+        let service_port = |name: &str| {
+            manifests
+                .objects
+                .iter()
+                .find(|o| kind_of(o) == "Service" && o["metadata"]["name"] == name)
+                .map(|service| service["spec"]["ports"][0]["port"].clone())
+                .expect("service")
+        };
+        assert_eq!(service_port("coder-manager"), coder_topology::MANAGER_PORT);
+        assert_eq!(service_port("coder-envproxy"), coder_topology::ENVPROXY_PORT);
+        assert_eq!(service_port("coder-dashboard"), coder_topology::DASHBOARD_PORT);
+        assert_eq!(service_port("coder-postgres"), coder_topology::POSTGRES_PORT);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::values::Values;
-use coder_topology::{Component, FLOWS};
+use coder_topology::{Component, FLOWS, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, INGRESS_WEBHOOK_PORT};
 
 /// One NetworkPolicy, as the template renders it.
 #[derive(Debug, Serialize)]
@@ -95,10 +95,12 @@ pub fn network_policies(values: &Values) -> Vec<Policy> {
                 .to_owned(),
             pod_selector: selector(Component::LoadBalancer),
             rules: vec![Rule {
-                purpose: "clients through the load balancer (80, 443); the API server calls the admission webhook (8443)"
-                    .to_owned(),
+                purpose: format!(
+                    "clients through the load balancer ({INGRESS_HTTP_PORT}, {INGRESS_HTTPS_PORT}); \
+                     the API server calls the admission webhook ({INGRESS_WEBHOOK_PORT})"
+                ),
                 from_pods: None,
-                ports: vec![80, 443, 8443],
+                ports: vec![INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, INGRESS_WEBHOOK_PORT],
             }],
         });
     }
