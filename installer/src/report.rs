@@ -14,7 +14,25 @@ use crate::cli::OutputFormat;
 pub fn for_format(format: OutputFormat) -> &'static dyn Reporter {
     match format {
         OutputFormat::Text => &Terminal,
-        OutputFormat::Json => &Silent,
+        OutputFormat::Json => &WarningsOnly,
+    }
+}
+
+/// A JSON run's reporter: no progress, only warnings, on stderr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WarningsOnly;
+
+impl Reporter for WarningsOnly {
+    fn step(&self, _text: &str) {}
+
+    fn line(&self, _text: &str) {}
+
+    fn warning(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job> {
+        Silent.job(label, total_bytes)
     }
 }
 
@@ -28,6 +46,10 @@ impl Reporter for Terminal {
     }
 
     fn line(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn warning(&self, text: &str) {
         eprintln!("{text}");
     }
 

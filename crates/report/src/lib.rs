@@ -2,15 +2,19 @@
 //!
 //! Library code never prints: it calls a [`Reporter`] for step lines, notes and byte-counted
 //! jobs (downloads, uploads, hashing). The `coder-install` binary implements it for a terminal
-//! (bars on a TTY, plain lines otherwise) and for a JSON run (nothing, so that stdout holds only
-//! the JSON document); [`Silent`] is the implementation for callers that report on their own.
+//! (bars on a TTY, plain lines otherwise) and for a JSON run (warnings only, on stderr, so that
+//! stdout holds only the JSON document); [`Silent`] is the implementation for callers that
+//! report on their own.
 
 /// Receives a run's progress and messages.
 pub trait Reporter: Send + Sync {
     /// A step of a pipeline (`verify`, `push`, `deploy`): shown as a heading line.
     fn step(&self, text: &str);
-    /// A line of information, a note or a warning.
+    /// A line of information or a note.
     fn line(&self, text: &str);
+    /// A warning: something went wrong that the run survives (shown in a JSON run too, on
+    /// stderr).
+    fn warning(&self, text: &str);
     /// Starts a byte-counted job of `total_bytes` named `label` (`bundling`, `pushing`).
     fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job>;
 }
@@ -39,6 +43,8 @@ impl Reporter for Silent {
     fn step(&self, _text: &str) {}
 
     fn line(&self, _text: &str) {}
+
+    fn warning(&self, _text: &str) {}
 
     fn job(&self, _label: &str, _total_bytes: u64) -> Box<dyn Job> {
         Box::new(Silent)

@@ -92,6 +92,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         cluster.client.clone(),
         &namespace,
         args.dry_run,
+        reporter,
         deploy_locked(&cluster, &target, &options, &manifests, Instant::now()),
     )
     .await?;

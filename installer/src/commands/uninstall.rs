@@ -40,7 +40,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
     let record = store.load_installed().await?;
-    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, async {
+    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, reporter, async {
         let mut deleted = Vec::new();
         let mut keys: Vec<ObjectKey> = record.objects.clone();
         keys.extend(
