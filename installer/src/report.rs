@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coder_report::{Item, Job, Reporter, Silent};
+use coder_report::{Item, Job, Reporter, WarningsOnly};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::OutputFormat;
@@ -15,24 +15,6 @@ pub fn for_format(format: OutputFormat) -> &'static dyn Reporter {
     match format {
         OutputFormat::Text => &Terminal,
         OutputFormat::Json => &WarningsOnly,
-    }
-}
-
-/// A JSON run's reporter: no progress, only warnings, on stderr.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WarningsOnly;
-
-impl Reporter for WarningsOnly {
-    fn step(&self, _text: &str) {}
-
-    fn line(&self, _text: &str) {}
-
-    fn warning(&self, text: &str) {
-        eprintln!("{text}");
-    }
-
-    fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job> {
-        Silent.job(label, total_bytes)
     }
 }
 

@@ -65,6 +65,49 @@ impl Item for Silent {
     fn set(&self, _done: u64) {}
 }
 
+/// Shows warnings on stderr and nothing else: a JSON run's reporter, and the default of
+/// libraries whose caller names no reporter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WarningsOnly;
+
+impl Reporter for WarningsOnly {
+    fn step(&self, _text: &str) {}
+
+    fn line(&self, _text: &str) {}
+
+    fn warning(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job> {
+        Silent.job(label, total_bytes)
+    }
+}
+
+/// A reporter kept in a long-lived value (a client's options): [`WarningsOnly`] unless set.
+#[derive(Clone, Copy)]
+pub struct SharedReporter(pub &'static dyn Reporter);
+
+impl Default for SharedReporter {
+    fn default() -> Self {
+        Self(&WarningsOnly)
+    }
+}
+
+impl std::fmt::Debug for SharedReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedReporter")
+    }
+}
+
+impl std::ops::Deref for SharedReporter {
+    type Target = dyn Reporter;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
 /// Bytes as a human reads them, in binary units: `15 B`, `1.46 KiB`, `1.43 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const PREFIXES: [&str; 8] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"];

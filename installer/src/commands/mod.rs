@@ -119,6 +119,7 @@ pub(crate) fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOp
         credentials: CredentialStore::from_docker_config()?,
         attempts: 4,
         redirects: Default::default(),
+        reporter: Default::default(),
     })
 }
 
