@@ -8,7 +8,7 @@ use std::time::Duration;
 use coder_report::{Item, Job, Reporter, WarningsOnly};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 
 /// The reporter for a run with output `format`.
 pub fn for_format(format: OutputFormat) -> &'static dyn Reporter {

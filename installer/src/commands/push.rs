@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{OutputFormat, RegistryArgs};
+use crate::args::{OutputFormat, RegistryArgs};
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
 use coder_registry::{Credentials, RegistryOptions};
 use coder_report::human_bytes;
@@ -28,9 +28,9 @@ impl SiteRegistryArgs {
     /// Registry options: the flags, the Docker config, and the credentials given on the command
     /// line (the password read from stdin), which take precedence for the site registry.
     pub fn registry_options(&self) -> anyhow::Result<RegistryOptions> {
-        let mut options = super::registry_options(&self.access)?;
+        let mut options = crate::args::registry_options(&self.access)?;
         if let Some(username) = &self.registry_username {
-            let password = super::read_password_stdin()?;
+            let password = crate::args::read_password_stdin()?;
             options.credentials.insert(
                 &self.registry.host,
                 Credentials {
@@ -58,7 +58,7 @@ pub struct PushArgs {
     pub license: Option<PathBuf>,
     /// Blobs pushed at once.
     #[command(flatten)]
-    pub concurrency: crate::cli::ConcurrencyArgs,
+    pub concurrency: crate::args::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::Serialize;
 
-use super::deploy_args::TargetArgs;
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::TargetArgs;
 use coder_deploy::objects::{ObjectKey, delete_managed};
 use coder_deploy::record::RecordStore;
 use coder_deploy::{cluster, lease, secrets};
