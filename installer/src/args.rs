@@ -99,14 +99,16 @@ impl TargetArgs {
     }
 }
 
-/// Site registry credentials.
+/// Site registry login: one group for every command that talks to the site registry (`push`,
+/// `apply`, `preflight`).
 #[derive(Debug, clap::Args)]
 pub struct RegistryLoginArgs {
-    /// Username for the site registry (also used for the cluster's image pull Secret). Default:
-    /// the Docker config's credentials for the registry, if any (then no pull Secret is made).
+    /// Username for the site registry (`apply` also makes the cluster's image pull Secret from
+    /// it). Default: the Docker config's credentials for the registry, if any (then no pull
+    /// Secret is made).
     #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
     pub registry_username: Option<String>,
-    /// Read the site registry's password from stdin.
+    /// Read the site registry's password (or token) from stdin.
     #[arg(long, requires = "registry_username")]
     pub registry_password_stdin: bool,
     /// Registry access.
