@@ -5,16 +5,16 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coder_report::{Item, Job, Reporter, Silent};
+use coder_report::{Item, Job, Reporter, WarningsOnly};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 
 /// The reporter for a run with output `format`.
 pub fn for_format(format: OutputFormat) -> &'static dyn Reporter {
     match format {
         OutputFormat::Text => &Terminal,
-        OutputFormat::Json => &Silent,
+        OutputFormat::Json => &WarningsOnly,
     }
 }
 
@@ -28,6 +28,10 @@ impl Reporter for Terminal {
     }
 
     fn line(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn warning(&self, text: &str) {
         eprintln!("{text}");
     }
 

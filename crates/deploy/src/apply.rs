@@ -116,7 +116,7 @@ pub async fn deploy(
     cluster: &Cluster,
     release: &Release,
     options: &ApplyOptions,
-    reporter: &dyn Reporter,
+    reporter: &'static dyn Reporter,
 ) -> crate::Result<ApplyReport> {
     let started = Instant::now();
     let namespace = options.namespace.as_str();
@@ -172,6 +172,7 @@ pub async fn deploy(
         cluster.client.clone(),
         namespace,
         options.dry_run,
+        reporter,
         deploy_locked(cluster, &target, options, &manifests, started),
     )
     .await

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coder_report::Reporter;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
@@ -96,6 +97,7 @@ pub async fn with_lease<T, E>(
     client: kube::Client,
     namespace: &str,
     dry_run: bool,
+    reporter: &'static dyn Reporter,
     work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E>
 where
@@ -104,15 +106,20 @@ where
     if dry_run {
         return work.await;
     }
-    let held = acquire(client, namespace).await?;
+    let held = acquire(client, namespace, reporter).await?;
     let outcome = held.run_while_held(work).await;
     held.release().await;
     outcome
 }
 
 /// Takes the namespace's lease, or says who holds it; renewed every [`RENEW_EVERY`].
-pub async fn acquire(client: kube::Client, namespace: &str) -> Result<HeldLease, LeaseError> {
-    acquire_renewing_every(client, namespace, RENEW_EVERY).await
+/// Warnings (a failed renewal or release) go to `reporter`.
+pub async fn acquire(
+    client: kube::Client,
+    namespace: &str,
+    reporter: &'static dyn Reporter,
+) -> Result<HeldLease, LeaseError> {
+    acquire_renewing_every(client, namespace, RENEW_EVERY, reporter).await
 }
 
 /// [`acquire`], renewing every `period` (shorter than the lease's 120 s).
@@ -120,6 +127,7 @@ pub async fn acquire_renewing_every(
     client: kube::Client,
     namespace: &str,
     period: Duration,
+    reporter: &'static dyn Reporter,
 ) -> Result<HeldLease, LeaseError> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let api_error = |source| LeaseError::Api {
@@ -169,6 +177,7 @@ pub async fn acquire_renewing_every(
         holder.clone(),
         period,
         lost_sender,
+        reporter,
     ));
     Ok(HeldLease {
         api,
@@ -177,6 +186,7 @@ pub async fn acquire_renewing_every(
         held,
         lost,
         renewal,
+        reporter,
     })
 }
 
@@ -193,6 +203,7 @@ pub struct HeldLease {
     /// `Some(reason)` once the lease is lost.
     lost: watch::Receiver<Option<String>>,
     renewal: JoinHandle<()>,
+    reporter: &'static dyn Reporter,
 }
 
 fn last_written(held: &Mutex<Lease>) -> Lease {
@@ -210,6 +221,7 @@ async fn renew_until_lost(
     holder: String,
     period: Duration,
     lost: watch::Sender<Option<String>>,
+    reporter: &'static dyn Reporter,
 ) {
     let mut renewed_at = tokio::time::Instant::now();
     loop {
@@ -243,7 +255,7 @@ async fn renew_until_lost(
                 return;
             }
             Err(error) => {
-                eprintln!("warning: renewing the apply lock failed: {error}");
+                reporter.warning(&format!("warning: renewing the apply lock failed: {error}"));
                 let unrenewed = renewed_at.elapsed();
                 if unrenewed >= Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(120)) {
                     let _ = lost.send(Some(format!(
@@ -296,9 +308,9 @@ impl HeldLease {
         self.renewal.abort();
         let mut lost = self.lost.clone();
         if lost.borrow_and_update().is_some() {
-            eprintln!(
+            self.reporter.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} was lost while applying; leaving it to its holder"
-            );
+            ));
             return;
         }
         let written = last_written(&self.held);
@@ -317,12 +329,12 @@ impl HeldLease {
         };
         match result {
             Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => eprintln!(
-                "warning: the apply lock {LEASE_NAME} changed hands before it was released; leaving it to its holder"
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => self.reporter.warning(
+                &format!("warning: the apply lock {LEASE_NAME} changed hands before it was released; leaving it to its holder"),
             ),
-            Err(error) => eprintln!(
+            Err(error) => self.reporter.warning(&format!(
                 "warning: releasing the apply lock {LEASE_NAME} failed ({error}); it expires by itself"
-            ),
+            )),
         }
     }
 
@@ -337,10 +349,10 @@ impl HeldLease {
             .as_ref()
             .and_then(|spec| spec.holder_identity.as_deref());
         if holder != Some(self.holder.as_str()) {
-            eprintln!(
+            self.reporter.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} is now held by {}; leaving it to its holder",
                 holder.unwrap_or("nobody")
-            );
+            ));
             return Ok(());
         }
         let params = DeleteParams {

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bundle_spec::format::{ACCEPTED_MANIFEST_MEDIA_TYPES, DOCKER_SCHEMA1_MEDIA_TYPES};
+use coder_report::SharedReporter;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
@@ -45,6 +46,8 @@ pub struct RegistryOptions {
     pub attempts: u32,
     /// Whether redirects are followed (downloads) or handed back (learning where blobs live).
     pub redirects: Redirects,
+    /// Where warnings go (retries, credentials withheld from another host): stderr unless set.
+    pub reporter: SharedReporter,
 }
 
 /// What the client does with a redirect answer.
@@ -159,6 +162,13 @@ impl RegistryClient {
             },
             authorizations: Mutex::default(),
         })
+    }
+
+    /// Tells the user that a request is being retried, and why.
+    pub(crate) fn report_retry(&self, url: &str, attempt: u32, reason: &str, delay: Duration) {
+        self.options.reporter.warning(&format!(
+            "retrying {url} in {delay:?} (attempt {attempt} failed: {reason})"
+        ));
     }
 
     /// `scheme://host` of the registry's API (Docker Hub's API host differs from its name).
@@ -510,10 +520,10 @@ impl RegistryClient {
                     (Some(credentials), None) => {
                         request = request.basic_auth(&credentials.username, Some(&credentials.password));
                     }
-                    (Some(_), Some(reason)) => eprintln!(
+                    (Some(_), Some(reason)) => self.options.reporter.warning(&format!(
                         "warning: {}: not sending its credentials to the token service {realm} ({reason}); asking for an anonymous token",
                         repository.registry
-                    ),
+                    )),
                     (None, _) => {}
                 }
                 let response = request.send().await.map_err(|source| RegistryError::Transport {
@@ -594,7 +604,7 @@ impl RegistryClient {
                 }
             };
             let delay = Duration::from_millis(250 * 4u64.pow(attempt - 1));
-            report_retry(&call.url, attempt, &retryable, delay);
+            self.report_retry(&call.url, attempt, &retryable, delay);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -624,11 +634,6 @@ struct Call<'a> {
 /// The token scope `repository:<path>:<actions>`.
 fn bearer_scope(repository: &str, action: &str) -> String {
     format!("repository:{repository}:{action}")
-}
-
-/// Tells the user that a request is being retried, and why.
-fn report_retry(url: &str, attempt: u32, reason: &str, delay: Duration) {
-    eprintln!("retrying {url} in {delay:?} (attempt {attempt} failed: {reason})");
 }
 
 fn forbidden(repository: &Repository, action: &'static str) -> RegistryError {

@@ -255,7 +255,7 @@ impl RegistryClient {
                     if attempt < self.options.attempts =>
                 {
                     let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
-                    super::report_retry(&format!("upload of {digest}"), attempt, &error.to_string(), delay);
+                    self.report_retry(&format!("upload of {digest}"), attempt, &error.to_string(), delay);
                     on_progress(0);
                     tokio::time::sleep(delay).await;
                     attempt += 1;

@@ -2,15 +2,19 @@
 //!
 //! Library code never prints: it calls a [`Reporter`] for step lines, notes and byte-counted
 //! jobs (downloads, uploads, hashing). The `coder-install` binary implements it for a terminal
-//! (bars on a TTY, plain lines otherwise) and for a JSON run (nothing, so that stdout holds only
-//! the JSON document); [`Silent`] is the implementation for callers that report on their own.
+//! (bars on a TTY, plain lines otherwise) and for a JSON run (warnings only, on stderr, so that
+//! stdout holds only the JSON document); [`Silent`] is the implementation for callers that
+//! report on their own.
 
 /// Receives a run's progress and messages.
 pub trait Reporter: Send + Sync {
     /// A step of a pipeline (`verify`, `push`, `deploy`): shown as a heading line.
     fn step(&self, text: &str);
-    /// A line of information, a note or a warning.
+    /// A line of information or a note.
     fn line(&self, text: &str);
+    /// A warning: something went wrong that the run survives (shown in a JSON run too, on
+    /// stderr).
+    fn warning(&self, text: &str);
     /// Starts a byte-counted job of `total_bytes` named `label` (`bundling`, `pushing`).
     fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job>;
 }
@@ -40,6 +44,8 @@ impl Reporter for Silent {
 
     fn line(&self, _text: &str) {}
 
+    fn warning(&self, _text: &str) {}
+
     fn job(&self, _label: &str, _total_bytes: u64) -> Box<dyn Job> {
         Box::new(Silent)
     }
@@ -57,6 +63,49 @@ impl Job for Silent {
 
 impl Item for Silent {
     fn set(&self, _done: u64) {}
+}
+
+/// Shows warnings on stderr and nothing else: a JSON run's reporter, and the default of
+/// libraries whose caller names no reporter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WarningsOnly;
+
+impl Reporter for WarningsOnly {
+    fn step(&self, _text: &str) {}
+
+    fn line(&self, _text: &str) {}
+
+    fn warning(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn job(&self, label: &str, total_bytes: u64) -> Box<dyn Job> {
+        Silent.job(label, total_bytes)
+    }
+}
+
+/// A reporter kept in a long-lived value (a client's options): [`WarningsOnly`] unless set.
+#[derive(Clone, Copy)]
+pub struct SharedReporter(pub &'static dyn Reporter);
+
+impl Default for SharedReporter {
+    fn default() -> Self {
+        Self(&WarningsOnly)
+    }
+}
+
+impl std::fmt::Debug for SharedReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedReporter")
+    }
+}
+
+impl std::ops::Deref for SharedReporter {
+    type Target = dyn Reporter;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
 }
 
 /// Bytes as a human reads them, in binary units: `15 B`, `1.46 KiB`, `1.43 MiB`.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bundle_spec::ImageLock;
 
-use super::deploy_args::parse_duration;
-use super::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
-use crate::cli::{InputArgs, RegistryArgs};
+use crate::args::parse_duration;
+use crate::args::{InputArgs, RegistryArgs};
+use crate::args::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
 use coder_allowlist::endpoints::{RequirementInputs, required};
 use coder_allowlist::probe::ProbeOptions;
 use coder_allowlist::report::InputDigest;

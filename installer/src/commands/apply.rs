@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, verify_bundle};
 use coder_deploy::apply::{ApplyOptions, ApplyReport};
@@ -55,7 +55,7 @@ pub struct ApplyArgs {
     pub timeout: Duration,
     /// Blobs pushed at once.
     #[command(flatten)]
-    pub concurrency: crate::cli::ConcurrencyArgs,
+    pub concurrency: crate::args::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,

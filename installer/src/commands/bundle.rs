@@ -1,20 +1,64 @@
 //! `coder-install bundle`.
 
-use crate::cli::{BundleArgs, OutputFormat};
+use std::path::PathBuf;
+
+use crate::args::{ConcurrencyArgs, InputArgs, OutputFormat, RegistryArgs};
 use coder_bundle::cache::BlobCache;
 use coder_bundle::{BundleOptions, DeltaSource, create};
 use coder_report::human_bytes;
 
+/// `coder-install bundle`.
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Spec and lock.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// The bundle file to write.
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "FILE",
+        default_value = "coder.bundle"
+    )]
+    pub out: PathBuf,
+    /// Overwrite the bundle file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The cache of manifests, charts and earlier bundles (which share disk with their outputs
+    /// by hard links). Default: ~/.cache/coder-install/blob-cache.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Blobs downloaded at once.
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
+    /// Make a delta bundle: leave out the layers an earlier bundle (already applied at the target) carried.
+    #[arg(long, value_name = "OLD_BUNDLE", conflicts_with = "have_list")]
+    pub delta_from: Option<PathBuf>,
+    /// Make a delta bundle: leave out the layers in this list (one sha256 digest a line), e.g.
+    /// what the target registry already holds.
+    #[arg(long, value_name = "FILE")]
+    pub have_list: Option<PathBuf>,
+    /// Sign the bundle with this Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
 /// Makes the bundle and prints a summary.
 pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
-    let inputs = super::load_inputs(&args.inputs)?;
+    let inputs = crate::args::load_inputs(&args.inputs)?;
     let options = BundleOptions {
         output: args.out.clone(),
         force: args.force,
         cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
         concurrency: args.concurrency.get(),
         signing_key: args.signing_key.clone(),
-        registry: super::registry_options(&args.registry)?,
+        registry: crate::args::registry_options(&args.registry)?,
         delta: match (&args.delta_from, &args.have_list) {
             (Some(old), _) => Some(DeltaSource::from_bundle(old)?),
             (None, Some(list)) => Some(DeltaSource::from_have_list(list)?),

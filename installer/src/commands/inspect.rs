@@ -1,8 +1,20 @@
 //! `coder-install inspect`.
 
-use crate::cli::{InspectArgs, OutputFormat};
+use std::path::PathBuf;
+
+use crate::args::OutputFormat;
 use coder_bundle::inspect::inspect_bundle;
 use coder_report::human_bytes;
+
+/// `coder-install inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
 
 /// Prints what a bundle holds.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {

@@ -1,12 +1,31 @@
 //! `coder-install lock`.
 
-use crate::cli::{LockArgs, OutputFormat};
+use std::path::PathBuf;
+
+use crate::args::{OutputFormat, RegistryArgs};
 use coder_registry::RegistryClient;
+
+/// `coder-install lock`.
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The bundle spec (YAML). Default: the built-in spec.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Where to write the lock.
+    #[arg(short = 'o', long = "out", value_name = "FILE", default_value = "images.lock")]
+    pub out: PathBuf,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
 
 /// Resolves the spec's tags and writes the lock (atomically: a temporary file renamed into place).
 pub async fn run(args: LockArgs) -> anyhow::Result<()> {
-    let (spec, _, _) = super::load_spec(args.spec.as_deref())?;
-    let client = RegistryClient::new(super::registry_options(&args.registry)?)?;
+    let (spec, _, _) = crate::args::load_spec(args.spec.as_deref())?;
+    let client = RegistryClient::new(crate::args::registry_options(&args.registry)?)?;
     let reporter = crate::report::for_format(args.format);
     let lock = coder_bundle::lock::resolve(&spec, &client, &|locked| {
         reporter.line(&format!(

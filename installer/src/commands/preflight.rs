@@ -1,7 +1,7 @@
 //! `coder-install preflight`: apply's checks alone, changing nothing.
 
-use super::deploy_args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
 use coder_deploy::apply::ApplyOptions;
 use coder_deploy::cluster;
 use coder_deploy::preflight::Outcome;

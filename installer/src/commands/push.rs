@@ -2,44 +2,27 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{OutputFormat, RegistryArgs};
+use crate::args::{OutputFormat, RegistryLoginArgs};
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
-use coder_registry::{Credentials, RegistryOptions};
+use coder_registry::RegistryOptions;
 use coder_report::human_bytes;
 
-/// The site registry and how to reach it: shared by `push` and `apply`.
+/// The site registry and how to reach it.
 #[derive(Debug, clap::Args)]
 pub struct SiteRegistryArgs {
     /// The site registry and optional path prefix: images go to PREFIX/<original repository path>.
     #[arg(long = "registry", value_name = "HOST[:PORT][/PREFIX]")]
     pub registry: SiteRegistry,
-    /// User name for the site registry (default: the Docker config's credentials, if any).
-    #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
-    pub registry_username: Option<String>,
-    /// Read the site registry's password (or token) from standard input.
-    #[arg(long, requires = "registry_username")]
-    pub registry_password_stdin: bool,
-    /// Plain HTTP and extra CAs.
+    /// Its credentials, plain HTTP and extra CAs.
     #[command(flatten)]
-    pub access: RegistryArgs,
+    pub login: RegistryLoginArgs,
 }
 
 impl SiteRegistryArgs {
     /// Registry options: the flags, the Docker config, and the credentials given on the command
     /// line (the password read from stdin), which take precedence for the site registry.
     pub fn registry_options(&self) -> anyhow::Result<RegistryOptions> {
-        let mut options = super::registry_options(&self.access)?;
-        if let Some(username) = &self.registry_username {
-            let password = super::read_password_stdin()?;
-            options.credentials.insert(
-                &self.registry.host,
-                Credentials {
-                    username: username.clone(),
-                    password,
-                },
-            );
-        }
-        Ok(options)
+        Ok(self.login.resolve(Some(&self.registry))?.0)
     }
 }
 
@@ -58,7 +41,7 @@ pub struct PushArgs {
     pub license: Option<PathBuf>,
     /// Blobs pushed at once.
     #[command(flatten)]
-    pub concurrency: crate::cli::ConcurrencyArgs,
+    pub concurrency: crate::args::ConcurrencyArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use super::deploy_args::TargetArgs;
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::TargetArgs;
 use coder_deploy::apply::{ApplyOptions, DeployTarget, deploy_locked};
 use coder_deploy::record::RecordStore;
 use coder_deploy::revision::rerender;
@@ -92,6 +92,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         cluster.client.clone(),
         &namespace,
         args.dry_run,
+        reporter,
         deploy_locked(&cluster, &target, &options, &manifests, Instant::now()),
     )
     .await?;

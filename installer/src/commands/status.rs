@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::deploy_args::TargetArgs;
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::TargetArgs;
 use coder_deploy::cluster;
 use coder_deploy::record::{InstallRecord, RecordStore};
 use coder_deploy::wait::{Readiness, check};

@@ -1,6 +1,6 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
-use super::deploy_args::{ReleaseArgs, ValuesArgs};
+use crate::args::{ReleaseArgs, ValuesArgs};
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_deploy::render::{PdbApi, render, secret_names};
 

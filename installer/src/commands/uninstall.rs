@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::Serialize;
 
-use super::deploy_args::TargetArgs;
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
+use crate::args::TargetArgs;
 use coder_deploy::objects::{ObjectKey, delete_managed};
 use coder_deploy::record::RecordStore;
 use coder_deploy::{cluster, lease, secrets};
@@ -40,7 +40,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
     let cluster = cluster::connect(&args.target.cluster()).await?;
     let store = RecordStore::new(cluster.client.clone(), &namespace);
     let record = store.load_installed().await?;
-    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, async {
+    let deleted = lease::with_lease(cluster.client.clone(), &namespace, false, reporter, async {
         let mut deleted = Vec::new();
         let mut keys: Vec<ObjectKey> = record.objects.clone();
         keys.extend(

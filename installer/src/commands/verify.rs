@@ -1,9 +1,30 @@
 //! `coder-install verify`.
 
-use crate::cli::{OutputFormat, VerifyArgs};
+use std::path::PathBuf;
+
+use crate::args::OutputFormat;
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, verify_bundle};
 use coder_report::human_bytes;
+
+/// `coder-install verify`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned"])))]
+pub struct VerifyArgs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this and
+    /// --allow-unsigned is required.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Check the bundle's contents without its signature (an unsigned bundle, or no vendor key
+    /// at hand); the output says the signature was not checked.
+    #[arg(long, conflicts_with = "public_key")]
+    pub allow_unsigned: bool,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
 
 /// Verifies a bundle, prints the report, and fails if anything is wrong.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {

@@ -39,9 +39,14 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
     namespace(&client, "fenced").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "fenced");
 
-    let held = lease::acquire_renewing_every(client.clone(), "fenced", Duration::from_millis(500))
-        .await
-        .expect("acquire");
+    let held = lease::acquire_renewing_every(
+        client.clone(),
+        "fenced",
+        Duration::from_millis(500),
+        &coder_report::Silent,
+    )
+    .await
+    .expect("acquire");
     let first = leases.get(LEASE_NAME).await.expect("lease");
     let ours = holder(&first);
 
@@ -102,10 +107,15 @@ async fn a_held_lease_is_released_and_a_second_run_is_refused_meanwhile() {
     namespace(&client, "released").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "released");
 
-    let held = lease::acquire_renewing_every(client.clone(), "released", Duration::from_millis(300))
-        .await
-        .expect("acquire");
-    let refused = lease::acquire(client.clone(), "released")
+    let held = lease::acquire_renewing_every(
+        client.clone(),
+        "released",
+        Duration::from_millis(300),
+        &coder_report::Silent,
+    )
+    .await
+    .expect("acquire");
+    let refused = lease::acquire(client.clone(), "released", &coder_report::Silent)
         .await
         .err()
         .expect("a second run is refused");

@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use coder_install::cli::{OutputFormat, RegistryArgs};
+use coder_install::args::{OutputFormat, RegistryArgs};
 use coder_registry::Credentials;
 use platform_image::elf::Linkage;
 use platform_image::image::{self, ImageInputs};

@@ -1,0 +1,349 @@
+//! The flag groups that several subcommands share (output format, spec and lock, registry
+//! access, concurrency, which release, values, cluster and namespace, site registry login), each
+//! with how it turns into the libraries' inputs. A subcommand's own flags live beside its `run`
+//! in `commands`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
+use clap::ValueEnum;
+
+use coder_bundle::Inputs;
+use coder_deploy::cluster::ClusterOptions;
+use coder_deploy::release::ReleaseSource;
+use coder_mirror::SiteRegistry;
+use coder_registry::{CredentialStore, Credentials, RegistryOptions};
+
+/// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The offline bundle (air-gapped mode). Without it: connected mode, images pulled from
+    /// their original registries by the lock's digests.
+    #[arg(long, value_name = "FILE", requires = "registry")]
+    pub bundle: Option<PathBuf>,
+    /// The site registry the bundle's images go to, `HOST[:PORT][/PREFIX]`.
+    #[arg(long, value_name = "HOST[/PREFIX]", requires = "bundle")]
+    pub registry: Option<SiteRegistry>,
+    /// Connected mode's spec and lock.
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+impl ReleaseArgs {
+    /// The release source these flags name.
+    pub fn source(&self) -> anyhow::Result<ReleaseSource> {
+        match (&self.bundle, &self.registry) {
+            (Some(path), Some(site)) => Ok(ReleaseSource::Bundle {
+                path: path.clone(),
+                site: site.clone(),
+            }),
+            (Some(_), None) => {
+                anyhow::bail!("--bundle needs --registry: the site registry its images are pushed to")
+            }
+            (None, _) => Ok(ReleaseSource::Connected(Box::new(load_inputs(&self.inputs)?))),
+        }
+    }
+}
+
+/// Chart values.
+#[derive(Debug, clap::Args)]
+pub struct ValuesArgs {
+    /// A YAML values file; repeatable, later files win. Keys: charts/coder/values.yaml.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Set one value, e.g. `--set manager.replicas=2`; repeatable, wins over files.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// Which cluster and namespace.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// The namespace the platform lives in.
+    #[arg(short = 'n', long, default_value = "coder", value_name = "NAME")]
+    pub namespace: String,
+    /// The kubeconfig. Default: $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context. Default: its current context.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl TargetArgs {
+    /// The cluster options.
+    pub fn cluster(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    /// Checks the namespace name (DNS-1123 label).
+    pub fn checked_namespace(&self) -> anyhow::Result<String> {
+        let name = &self.namespace;
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            anyhow::bail!(
+                "--namespace {name:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63)"
+            );
+        }
+        Ok(name.clone())
+    }
+}
+
+/// Site registry login: one group for every command that talks to the site registry (`push`,
+/// `apply`, `preflight`).
+#[derive(Debug, clap::Args)]
+pub struct RegistryLoginArgs {
+    /// Username for the site registry (`apply` also makes the cluster's image pull Secret from
+    /// it). Default: the Docker config's credentials for the registry, if any (then no pull
+    /// Secret is made).
+    #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
+    pub registry_username: Option<String>,
+    /// Read the site registry's password (or token) from stdin.
+    #[arg(long, requires = "registry_username")]
+    pub registry_password_stdin: bool,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl RegistryLoginArgs {
+    /// Registry options (flags, Docker config, and the credentials given here for `site`), and
+    /// those credentials for the pull Secret. The password is read from stdin once.
+    pub fn resolve(
+        &self,
+        site: Option<&SiteRegistry>,
+    ) -> anyhow::Result<(RegistryOptions, Option<(String, String)>)> {
+        let mut options = registry_options(&self.registry)?;
+        let Some(username) = &self.registry_username else {
+            return Ok((options, None));
+        };
+        let password = read_password_stdin()?;
+        if let Some(site) = site {
+            options.credentials.insert(
+                &site.host,
+                Credentials {
+                    username: username.clone(),
+                    password: password.clone(),
+                },
+            );
+        }
+        Ok((options, Some((username.clone(), password))))
+    }
+}
+
+/// Parses `90s`, `10m`, `1h` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |index| text.split_at(index));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
+    let per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    let seconds = value
+        .checked_mul(per_unit)
+        .filter(|seconds| *seconds <= MAX_DURATION_SECONDS)
+        .ok_or_else(|| format!("{text:?} is too long: at most {}h", MAX_DURATION_SECONDS / 3600))?;
+    Ok(Duration::from_secs(seconds))
+}
+
+/// The longest duration [`parse_duration`] accepts: a year, far beyond any wait or probe (and
+/// far from overflowing a deadline computed from it).
+pub const MAX_DURATION_SECONDS: u64 = 366 * 24 * 3600;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout, for scripts; progress is not shown.
+    Json,
+}
+
+/// Where the spec and lock come from.
+#[derive(Debug, clap::Args)]
+pub struct InputArgs {
+    /// The bundle spec (YAML). Default: the spec built into this coder-install.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// The image lock. Default: `images.lock` beside `--spec`, or the built-in lock.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+}
+
+/// How to reach registries.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// Reach this registry (`host[:port]`) over plain HTTP. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for registries, beside the system's. Repeatable.
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+}
+
+/// How many blobs move at once: the same flag, default and limits for `bundle` (downloads),
+/// `push` and `apply` (uploads).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ConcurrencyArgs {
+    /// Blobs downloaded or pushed at once (1 to 256).
+    #[arg(long = "concurrency", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub value: u16,
+}
+
+impl ConcurrencyArgs {
+    /// As a count of tasks.
+    pub fn get(self) -> usize {
+        usize::from(self.value)
+    }
+}
+
+/// Loads the spec (a file or the built-in one).
+pub fn load_spec(path: Option<&Path>) -> anyhow::Result<(BundleSpec, String, Option<PathBuf>)> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| anyhow::anyhow!("reading spec {}: {error}", path.display()))?;
+            let spec = BundleSpec::from_yaml(&text, &path.display().to_string())?;
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok((spec, text, Some(dir)))
+        }
+        None => Ok((
+            BundleSpec::from_yaml(DEFAULT_SPEC, "built-in spec")?,
+            DEFAULT_SPEC.to_owned(),
+            None,
+        )),
+    }
+}
+
+/// Loads spec and lock as `bundle` and `apply` take them.
+pub fn load_inputs(args: &InputArgs) -> anyhow::Result<Inputs> {
+    let (spec, spec_text, spec_dir) = load_spec(args.spec.as_deref())?;
+    let LoadedLock { lock, text, .. } =
+        read_lock(args.lock.as_deref(), spec_dir.as_deref(), LockNeed::Required)?
+            .ok_or_else(|| anyhow::anyhow!("no lock; run `coder-install lock` to make one"))?;
+    Ok(Inputs {
+        spec,
+        spec_text,
+        lock,
+        lock_text: text,
+        spec_dir,
+    })
+}
+
+/// Whether a command can do without a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockNeed {
+    /// A spec file needs `images.lock` beside it (or `--lock`).
+    Required,
+    /// A spec file without a lock beside it is fine.
+    Optional,
+}
+
+/// A lock as read.
+pub struct LoadedLock {
+    /// The parsed lock.
+    pub lock: ImageLock,
+    /// Its exact text.
+    pub text: String,
+    /// Where it came from (a path, or `built-in lock`).
+    pub source: String,
+}
+
+/// Reads the lock: `lock` if given, else `images.lock` in `spec_dir` (the spec file's folder),
+/// else the built-in lock when the spec is the built-in one. `None` only for an optional lock
+/// that is not there.
+pub fn read_lock(
+    lock: Option<&Path>,
+    spec_dir: Option<&Path>,
+    need: LockNeed,
+) -> anyhow::Result<Option<LoadedLock>> {
+    let path = lock.map(Path::to_path_buf).or_else(|| {
+        spec_dir
+            .map(|dir| dir.join("images.lock"))
+            .filter(|path| need == LockNeed::Required || path.exists())
+    });
+    let (text, source) = match (&path, spec_dir) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "reading lock {}: {error}; run `coder-install lock` to make it",
+                    path.display()
+                )
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => (DEFAULT_LOCK.to_owned(), "built-in lock".to_owned()),
+        (None, Some(_)) => return Ok(None),
+    };
+    Ok(Some(LoadedLock {
+        lock: ImageLock::from_yaml(&text, &source)?,
+        text,
+        source,
+    }))
+}
+
+/// Registry options from the flags and the Docker config.
+pub fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
+    Ok(RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        ca_files: args.registry_ca.clone(),
+        credentials: CredentialStore::from_docker_config()?,
+        attempts: 4,
+        redirects: Default::default(),
+        reporter: Default::default(),
+    })
+}
+
+/// Reads a password from stdin (for `--registry-password-stdin`), without its line ending.
+pub fn read_password_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+        .map_err(|error| anyhow::anyhow!("reading the registry password from stdin: {error}"))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!(
+            "--registry-password-stdin: standard input was empty; pipe the password in, e.g. `cat pw.txt | coder-install ...`"
+        );
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_huge_ones_are_refused_without_overflow() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for huge in [
+            "18446744073709551615h",
+            "5124095576030432h",
+            "9999999999m",
+            "99999999999s",
+        ] {
+            let error = parse_duration(huge).expect_err(huge);
+            assert!(error.contains("too long"), "{error}");
+        }
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}
