@@ -54,20 +54,7 @@ fn main() {
         parse.push(started.elapsed());
 
         let started = Instant::now();
-        let report = AuditReport::build(AuditInputs {
-            release: requirements.release.clone(),
-            inputs: Vec::new(),
-            allowlist: &allowlist,
-            endpoints: requirements
-                .endpoints
-                .iter()
-                .cloned()
-                .map(|endpoint| (endpoint, None))
-                .collect(),
-            in_cluster: requirements.in_cluster.clone(),
-            notes: Vec::new(),
-            probed: false,
-        });
+        let report = AuditReport::build(AuditInputs::unprobed(&requirements, &allowlist));
         judge.push(started.elapsed());
 
         let started = Instant::now();

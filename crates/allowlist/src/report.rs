@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::coverage::{self, Coverage, EndpointCoverage, Usage};
-use super::endpoints::{InClusterFlow, RequiredEndpoint};
+use super::endpoints::{InClusterFlow, RequiredEndpoint, Requirements};
 use super::entry::{Allowlist, AllowlistForm, EntryKind, Location, Malformed};
 use super::probe::ProbeResult;
 
@@ -173,6 +173,27 @@ pub struct AuditInputs<'a> {
     pub notes: Vec<String>,
     /// Whether probes ran.
     pub probed: bool,
+}
+
+impl<'a> AuditInputs<'a> {
+    /// An audit without probes and without input digests: every endpoint of `requirements`
+    /// judged against `allowlist` alone (what benchmarks and the fuzz target build).
+    pub fn unprobed(requirements: &Requirements, allowlist: &'a Allowlist) -> Self {
+        Self {
+            release: requirements.release.clone(),
+            inputs: Vec::new(),
+            allowlist,
+            endpoints: requirements
+                .endpoints
+                .iter()
+                .cloned()
+                .map(|endpoint| (endpoint, None))
+                .collect(),
+            in_cluster: requirements.in_cluster.clone(),
+            notes: requirements.notes.clone(),
+            probed: false,
+        }
+    }
 }
 
 impl AuditReport {

@@ -53,20 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let indexes: Vec<usize> = (0..allowlist.entries.len()).collect();
     let _ = coverage::describe(&allowlist, &indexes);
 
-    let report = AuditReport::build(AuditInputs {
-        release: requirements.release.clone(),
-        inputs: Vec::new(),
-        allowlist: &allowlist,
-        endpoints: requirements
-            .endpoints
-            .iter()
-            .cloned()
-            .map(|endpoint| (endpoint, None))
-            .collect(),
-        in_cluster: requirements.in_cluster.clone(),
-        notes: Vec::new(),
-        probed: false,
-    });
+    let report = AuditReport::build(AuditInputs::unprobed(&requirements, &allowlist));
     let _ = serde_json::to_string(&report).expect("an audit report always serialises");
     let _ = (
         render::text(&report),

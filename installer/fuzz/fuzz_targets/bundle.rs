@@ -33,17 +33,7 @@ use sha2::{Digest, Sha256};
 /// Where this process writes the bundle under test (tmpfs when there is one).
 fn bundle_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_owned()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("coder-install-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch folder");
-        dir.join("fuzz.bundle")
-    })
+    PATH.get_or_init(|| coder_install_fuzz::scratch_file("fuzz.bundle"))
 }
 
 fn site() -> SiteRegistry {

@@ -10,17 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn journal_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_owned()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("coder-install-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch folder");
-        dir.join("fuzz.bundle.partial.journal")
-    })
+    PATH.get_or_init(|| coder_install_fuzz::scratch_file("fuzz.bundle.partial.journal"))
 }
 
 fuzz_target!(|data: &[u8]| {

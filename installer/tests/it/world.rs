@@ -17,27 +17,12 @@ pub fn coder_install(args: &[&str], env: &[(&str, &Path)]) -> Output {
     command.output().expect("run coder-install")
 }
 
-/// Asserts success and returns stdout.
+/// Asserts that `coder-install` succeeded and returns its stdout.
 pub fn success(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "coder-install failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    coder_testenv::cli::success("coder-install", output)
 }
 
-/// Asserts failure and returns stderr.
-pub fn failure(output: Output) -> String {
-    assert!(
-        !output.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+pub use coder_testenv::cli::failure;
 
 /// The repositories `registry` holds (its `/v2/_catalog`).
 pub async fn catalog(registry: &Registry) -> Vec<serde_json::Value> {

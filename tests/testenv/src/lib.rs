@@ -8,6 +8,7 @@
 //! - [`KubeApiServer`]: etcd plus a real kube-apiserver, envtest style, with a kubeconfig that the
 //!   `kube` crate loads. There is no scheduler or kubelet: pods never run.
 //! - [`Postgres`]: PostgreSQL 15, run as an unprivileged user.
+//! - [`cli`]: a program's exit checked, its output returned.
 //! - [`fixture`]: small but real OCI images (gzip tar layers, configs, manifests, multi-arch
 //!   indexes) pushed to a test registry.
 //!
@@ -16,6 +17,7 @@
 //! `scripts/build-kubernetes.sh` install everything.
 
 mod binaries;
+pub mod cli;
 pub mod dependency_images;
 pub mod fixture;
 mod kubernetes;

@@ -57,26 +57,14 @@ pub fn run(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> Output 
     child.wait_with_output().expect("wait for platform-image")
 }
 
-/// Asserts success and returns stdout.
+/// Asserts that `platform-image` succeeded and returns its stdout.
 pub fn success(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "platform-image failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    coder_testenv::cli::success("platform-image", output)
 }
 
-/// Asserts failure and returns stderr.
+/// Asserts failure and returns stderr (also shown in the test's output).
 pub fn failure(output: Output) -> String {
-    assert!(
-        !output.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stderr = coder_testenv::cli::failure(output);
     eprintln!("platform-image failed as expected:\n{stderr}");
     stderr
 }
