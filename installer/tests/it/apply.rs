@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::LazyLock;
 
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 use coder_testenv::{KubeApiServer, Registry, RegistryFlavour};
@@ -14,17 +15,22 @@ use serde_json::{Value, json};
 
 use crate::world::{coder_install, failure, success};
 
-/// The images the platform chart refers to, by logical name, and their upstream paths.
-pub const PLATFORM_IMAGES: [(&str, &str); 5] = [
-    ("coder-service", "coderenvs/coder-service:1.0.0"),
-    ("postgres", "library/postgres:13"),
-    ("ingress-nginx-controller", "ingress-nginx/controller:v1.11.2"),
-    (
-        "ingress-nginx-certgen",
-        "ingress-nginx/kube-webhook-certgen:v1.4.3",
-    ),
-    ("workspace", "codercom/enterprise-base:ubuntu"),
-];
+/// The images the platform chart refers to, by logical name, and their upstream paths: the
+/// built-in spec's, without their registry host (tests put them in a registry of their own).
+pub static PLATFORM_IMAGES: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+    let spec =
+        bundle_spec::BundleSpec::from_yaml(bundle_spec::DEFAULT_SPEC, "built-in").expect("the built-in spec");
+    spec.images
+        .into_iter()
+        .map(|image| {
+            let (_host, path) = image
+                .reference
+                .split_once('/')
+                .expect("the built-in spec names each image's registry");
+            (image.name, path.to_owned())
+        })
+        .collect()
+});
 
 /// An upstream registry holding stand-ins for the platform's images, a spec naming them with
 /// the real chart, its lock, and an API server.
@@ -68,7 +74,7 @@ impl Platform {
     /// Replaces the `coder-service` stand-in upstream with the real platform image and locks
     /// the spec again.
     pub fn publish_real_platform_image(&self) {
-        push_real_platform_image(&self.upstream, PLATFORM_IMAGES[0].1, &[]);
+        push_real_platform_image(&self.upstream, &PLATFORM_IMAGES[0].1, &[]);
         self.lock_spec();
     }
 
@@ -156,7 +162,7 @@ pub async fn push_stand_in_images(upstream: &Registry) {
 pub fn platform_spec_text(upstream_host: &str, version: &str) -> String {
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
     let mut text = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
-    for (name, path) in PLATFORM_IMAGES {
+    for (name, path) in PLATFORM_IMAGES.iter() {
         text.push_str(&format!("  - name: {name}\n    ref: {upstream_host}/{path}\n"));
     }
     text.push_str(&format!("charts:\n  - name: coder\n    path: {chart}\n"));

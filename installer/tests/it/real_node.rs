@@ -49,7 +49,7 @@ impl RealWorld {
             .expect("let the node pull from the site registry");
         push_real_platform_image(&upstream, &platform_image_path("1.0.0"), &[]);
         for (name, path) in &PLATFORM_IMAGES[1..] {
-            let image = match *name {
+            let image = match name.as_str() {
                 "postgres" => postgres_image().expect("the PostgreSQL image"),
                 "workspace" => workspace_image().expect("the workspace image"),
                 // Never run: the ingress controller is disabled (no image of it exists here).
@@ -88,8 +88,8 @@ impl RealWorld {
     fn bundle(&self, version: &str) -> String {
         let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/coder");
         let mut spec = format!("name: coder\nversion: {version}\nplatforms: [linux/amd64]\nimages:\n");
-        for (name, path) in PLATFORM_IMAGES {
-            let path = match name {
+        for (name, path) in PLATFORM_IMAGES.iter() {
+            let path = match name.as_str() {
                 "coder-service" => platform_image_path(version),
                 _ => path.to_owned(),
             };
