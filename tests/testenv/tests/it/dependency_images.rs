@@ -500,12 +500,17 @@ async fn check_standin(running: &mut Running, addresses: &Addresses) {
     assert_eq!(&echoed, b"SSH-2.0-test\r\n");
 
     running.assert_running();
-    let log = running.log();
-    assert!(
+    // The stand-in logs a session's end after it has sent the close frame: wait for the line.
+    let logged = |log: &str| {
         log.lines()
-            .any(|line| line.contains("terminal") && line.contains("shell exit")),
-        "{log}"
-    );
+            .any(|line| line.contains("terminal") && line.contains("shell exit"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logged(&running.log()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = running.log();
+    assert!(logged(&log), "{log}");
 }
 
 #[tokio::test]
