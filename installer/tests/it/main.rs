@@ -13,4 +13,5 @@ mod push;
 mod real_node;
 mod rollback;
 mod signing;
+mod snapshots;
 mod world;
