@@ -358,17 +358,18 @@ impl RecordStore {
     /// Deletes revision manifests older than the kept window.
     pub async fn prune_revisions(&self, current: u64) -> Result<(), RecordError> {
         for revision in 1..current.saturating_sub(KEPT_REVISIONS - 1) {
-            match self
-                .api
-                .delete(&revision_name(revision), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(self.api_error(error)),
-            }
+            self.delete_if_present(&revision_name(revision)).await?;
         }
         Ok(())
+    }
+
+    /// Deletes the ConfigMap `name`; one that is already gone is not an error.
+    async fn delete_if_present(&self, name: &str) -> Result<(), RecordError> {
+        match self.api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(self.api_error(error)),
+        }
     }
 
     /// Deletes the record and every kept revision.
@@ -377,21 +378,9 @@ impl RecordStore {
             .rev()
             .chain(record.pending.iter().map(|p| p.revision))
         {
-            match self
-                .api
-                .delete(&revision_name(revision), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(self.api_error(error)),
-            }
+            self.delete_if_present(&revision_name(revision)).await?;
         }
-        match self.api.delete(RECORD_NAME, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(self.api_error(error)),
-        }
+        self.delete_if_present(RECORD_NAME).await
     }
 }
 
