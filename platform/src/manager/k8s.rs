@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use coder_topology::WORKSPACE_PORTS;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
@@ -29,8 +30,6 @@ pub const OWNER_LABEL: &str = "com.coder.workspace.owner";
 pub const WORKSPACE_LABEL: &str = "com.coder.workspace.id";
 /// How often a state is tried before the watch moves on (one second apart).
 const RECORD_ATTEMPTS: u32 = 30;
-/// The workspace ports: (name, port), as the topology gives them.
-pub use coder_topology::WORKSPACE_PORTS as PORTS;
 
 /// The Kubernetes side of workspaces, in one namespace.
 #[derive(Clone)]
@@ -60,7 +59,7 @@ fn labels(workspace: &Workspace) -> Value {
 /// The Deployment of a workspace at `replicas`.
 pub fn deployment_manifest(workspace: &Workspace, replicas: i32) -> Value {
     let memory_mib = (f64::from(workspace.memory_gb) * 1024.0).round() as i64;
-    let ports: Vec<Value> = PORTS
+    let ports: Vec<Value> = WORKSPACE_PORTS
         .iter()
         .map(|(name, port)| json!({ "name": name, "containerPort": port, "protocol": "TCP" }))
         .collect();
@@ -106,7 +105,7 @@ pub fn deployment_manifest(workspace: &Workspace, replicas: i32) -> Value {
 }
 
 fn service_manifest(workspace: &Workspace) -> Value {
-    let ports: Vec<Value> = PORTS
+    let ports: Vec<Value> = WORKSPACE_PORTS
         .iter()
         .map(|(name, port)| json!({ "name": name, "port": port, "targetPort": port, "protocol": "TCP" }))
         .collect();
