@@ -6,9 +6,20 @@ pub type Result<T, E = AllowlistError> = std::result::Result<T, E>;
 /// Why an allowlist run could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
-    /// An input (a CA file, a registry's answer) is not usable; the message says which.
-    #[error("{0}")]
-    Message(String),
+    /// A `--registry-ca` file is not usable.
+    #[error("CA file {}: {reason}; pass PEM certificates to --registry-ca", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A registry answered an image's index with no manifest in it.
+    #[error("{reference}: the registry's index lists no manifest")]
+    EmptyIndex {
+        /// The image.
+        reference: String,
+    },
     /// A registry call failed while learning where it sends clients.
     #[error(transparent)]
     Registry(Box<coder_registry::RegistryError>),

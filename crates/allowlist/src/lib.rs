@@ -10,20 +10,6 @@
 //!
 //! [`audit`] ties them together.
 
-/// An error of this crate with a message for the operator, from `format!` arguments.
-macro_rules! fail {
-    ($($arg:tt)*) => {
-        $crate::AllowlistError::Message(format!($($arg)*))
-    };
-}
-
-/// Returns early with a [`fail!`] error.
-macro_rules! bail {
-    ($($arg:tt)*) => {
-        return Err(fail!($($arg)*))
-    };
-}
-
 pub mod coverage;
 pub mod endpoints;
 pub mod entry;

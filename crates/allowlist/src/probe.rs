@@ -27,6 +27,7 @@ use super::endpoints::{
     EndpointRole, Evidence, Origin, RequiredEndpoint, Scheme, locked_manifest_digest, registry_api_host,
     url_host,
 };
+use crate::AllowlistError;
 use coder_registry::oci::{ImageManifest, IndexDocument};
 use coder_registry::{Challenge, Redirects, RegistryClient, RegistryOptions, Repository};
 
@@ -176,18 +177,21 @@ impl Prober {
             warnings.push(format!("{unreadable} system CA certificates could not be parsed"));
         }
         for path in &options.registry.ca_files {
-            let pem =
-                std::fs::read(path).map_err(|error| fail!("reading CA file {}: {error}", path.display()))?;
+            let bad_ca = |reason: String| AllowlistError::CaFile {
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|error| bad_ca(format!("cannot be read: {error}")))?;
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|error| fail!("CA file {}: not PEM certificates: {error}", path.display()))?;
+                .map_err(|error| bad_ca(format!("not PEM certificates: {error}")))?;
             if certificates.is_empty() {
-                bail!("CA file {}: holds no PEM certificate", path.display());
+                return Err(bad_ca("holds no PEM certificate".to_owned()));
             }
             for certificate in certificates {
                 roots
                     .add(certificate)
-                    .map_err(|error| fail!("CA file {}: {error}", path.display()))?;
+                    .map_err(|error| bad_ca(error.to_string()))?;
             }
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -436,7 +440,9 @@ async fn blob_redirect_of(
         let first = index
             .manifests
             .first()
-            .ok_or_else(|| fail!("the index lists no manifest"))?;
+            .ok_or_else(|| AllowlistError::EmptyIndex {
+                reference: reference.to_string(),
+            })?;
         manifest = client.manifest(&repository, &first.digest).await?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&manifest.bytes)?;
