@@ -5,13 +5,6 @@ use std::collections::HashMap;
 
 use crate::manager::k8s::object_name;
 
-/// code-server, the IDE.
-pub use coder_topology::CODE_SERVER_PORT as IDE_PORT;
-/// The envagent's shell sessions.
-pub use coder_topology::ENVAGENT_SHELL_PORT as TERMINAL_PORT;
-/// The envagent's SSH proxy.
-pub use coder_topology::ENVAGENT_SSH_PORT as SSH_PORT;
-
 /// A malformed `--workspace-address` entry.
 #[derive(Debug, thiserror::Error)]
 #[error("--workspace-address {entry:?}: {reason} (expected ID=HOST or ID:PORT=HOST:PORT)")]

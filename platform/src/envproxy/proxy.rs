@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::address::IDE_PORT;
 use super::auth::{self, Credential, Grant, Source};
 use super::error::ProxyError;
 use super::forward::{self, strip_hop_by_hop};
@@ -22,6 +21,7 @@ use super::state::ProxyState;
 use super::ticket::Kind;
 use super::upstream::{self, Upstream};
 use crate::cookies::{self, WORKSPACE_COOKIE};
+use coder_topology::CODE_SERVER_PORT;
 
 /// Where a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub(super) async fn proxy_ide(
 ) -> Response {
     if is_websocket(&parts.headers) {
         let target = Target::WebSocket {
-            port: IDE_PORT,
+            port: CODE_SERVER_PORT,
             path_and_query,
         };
         return websocket(state, parts, id, target, via).await;
@@ -67,7 +67,7 @@ pub(super) async fn proxy_ide(
     match admit(&state, &parts, id, via).await {
         Ok((_, credential)) => {
             state.metrics.http_request();
-            let address = state.resolver.address(id, IDE_PORT);
+            let address = state.resolver.address(id, CODE_SERVER_PORT);
             let headers = upstream_headers(&state, &parts, &credential);
             forward::forward(
                 &state.http,

@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 
-use super::address::{SSH_PORT, TERMINAL_PORT};
 use super::auth::{self, Source};
 use super::error::ProxyError;
 use super::metrics;
 use super::proxy::{Target, Via, is_websocket, proxy_ide, websocket};
 use super::state::ProxyState;
 use super::workspace_host;
+use coder_topology::{ENVAGENT_SHELL_PORT, ENVAGENT_SSH_PORT};
 
 /// Every route, with the state and layers.
 pub fn router(state: ProxyState) -> Router {
@@ -139,7 +139,7 @@ async fn terminal(State(state): State<ProxyState>, Path(id): Path<String>, reque
     let (parts, _) = request.into_parts();
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let target = Target::WebSocket {
-        port: TERMINAL_PORT,
+        port: ENVAGENT_SHELL_PORT,
         path_and_query: format!("/{query}"),
     };
     websocket(state, parts, &id, target, Via::Platform).await
@@ -147,7 +147,16 @@ async fn terminal(State(state): State<ProxyState>, Path(id): Path<String>, reque
 
 async fn ssh(State(state): State<ProxyState>, Path(id): Path<String>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    websocket(state, parts, &id, Target::Tcp { port: SSH_PORT }, Via::Platform).await
+    websocket(
+        state,
+        parts,
+        &id,
+        Target::Tcp {
+            port: ENVAGENT_SSH_PORT,
+        },
+        Via::Platform,
+    )
+    .await
 }
 
 #[cfg(test)]
