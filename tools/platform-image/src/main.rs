@@ -8,7 +8,6 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use coder_install::args::{OutputFormat, RegistryArgs};
 use coder_registry::Credentials;
 use platform_image::elf::Linkage;
 use platform_image::image::{self, ImageInputs};
@@ -66,9 +65,13 @@ struct BuildArgs {
     /// Push the image to REF (registry/repository:tag), e.g. 127.0.0.1:5000/coderenvs/coder-service:1.0.0.
     #[arg(long, value_name = "REF")]
     push: Option<String>,
-    /// Registry access (credentials come from the Docker config unless given below).
-    #[command(flatten)]
-    registry: RegistryArgs,
+    /// Reach the push registry (`host[:port]`) over plain HTTP. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for the push registry, beside the system's. Repeatable.
+    /// Credentials come from the Docker config unless --username is given.
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
     /// User name for the push registry (with --password-stdin).
     #[arg(long, requires = "password_stdin", value_name = "USER")]
     username: Option<String>,
@@ -78,6 +81,15 @@ struct BuildArgs {
     /// Output format: the digest alone (text) or a JSON report.
     #[arg(long = "output", value_enum, default_value = "text")]
     format: OutputFormat,
+}
+
+/// What `build` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// The image's digest alone, with the build's summary on stderr.
+    Text,
+    /// One JSON report, and nothing on stderr.
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -225,8 +237,8 @@ fn push_target(args: &BuildArgs, reference: &str) -> anyhow::Result<PushTarget> 
     Ok(PushTarget {
         credentials: PushTarget::credentials_for(&reference, explicit)?,
         reference,
-        insecure_registries: args.registry.insecure_registries.clone(),
-        ca_files: args.registry.registry_ca.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        ca_files: args.registry_ca.clone(),
     })
 }
 
