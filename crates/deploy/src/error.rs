@@ -1,7 +1,9 @@
 //! Why rendering, applying or waiting failed: this crate's own message errors, and the typed
 //! errors of its steps, each kept whole (and shown as is).
 
+use crate::cluster::ClusterError;
 use crate::lease::LeaseError;
+use crate::license_gate::LicenseGateError;
 use crate::objects::ApplyError;
 use crate::record::RecordError;
 use crate::render::RenderError;
@@ -14,9 +16,64 @@ pub type Result<T, E = DeployError> = std::result::Result<T, E>;
 /// Why rendering, applying or waiting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// The release, its values or the cluster's state are not usable; the message says why.
+    /// The release could not be loaded from its bundle, or its spec and lock.
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+    /// The workloads were not ready in time; each is listed with its state and recent events.
+    #[error("not ready after {seconds}s:\n  - {}", waiting.join("\n  - "))]
+    NotReady {
+        /// How long was waited.
+        seconds: u64,
+        /// Each workload not ready, with its state and recent events.
+        waiting: Vec<String>,
+    },
+    /// The bundle's verification task ended without an answer (it panicked or was cancelled).
+    #[error("the bundle's verification stopped")]
+    VerificationStopped(#[source] tokio::task::JoinError),
+    /// A bundle was given without saying whose signature it must carry.
+    #[error(
+        "apply --bundle needs --public-key FILE (the vendor's Ed25519 key, to check the bundle's signature) \
+         or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
+    )]
+    SignaturePolicyMissing,
+    /// The bundle does not verify (a blob, the manifest or the signature).
+    #[error("the bundle does not verify; nothing was pushed or applied:\n  - {}", problems.join("\n  - "))]
+    BundleRefused {
+        /// Each problem found.
+        problems: Vec<String>,
+    },
+    /// The license gate refused (its source is the license's refusal, with its exit code).
+    #[error(transparent)]
+    License(#[from] LicenseGateError),
+    /// The cluster could not be reached or used.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A preflight check failed; the message lists each failure and its fix.
     #[error("{0}")]
-    Message(String),
+    PreflightFailed(String),
+    /// The images could not be pushed into the site registry.
+    #[error(transparent)]
+    Mirror(#[from] coder_mirror::MirrorError),
+    /// Rollback: the installed revision is the only one.
+    #[error("namespace {namespace} has only revision {revision}; there is nothing earlier to roll back to")]
+    NothingToRollBackTo {
+        /// The namespace.
+        namespace: String,
+        /// Its only revision.
+        revision: u64,
+    },
+    /// Rollback: the previous revision's inputs are not kept, so it cannot be rendered again.
+    #[error(
+        "the inputs of revision {revision} are not kept (it was pruned, or recorded by an older coder-install), \
+         so it cannot be rendered again; apply that version's bundle (or spec and lock) instead"
+    )]
+    InputsNotKept {
+        /// The revision.
+        revision: u64,
+    },
+    /// Rollback: the recorded revision does not render again, or fails its checks.
+    #[error(transparent)]
+    RevisionRefused(#[from] crate::revision::RevisionRefused),
     /// The bundle (its lock, chart or manifest) could not be read.
     #[error(transparent)]
     Bundle(#[from] coder_bundle::BundleError),

@@ -2,10 +2,11 @@
 //! rendering the chart ([`render`]), and applying, recording, rolling back and waiting on a
 //! cluster ([`apply`] and the modules beside it).
 //!
-//! The pipeline, in order, each step logged:
+//! [`apply::run`] is the pipeline, one function whose parts read in this order:
+//!
 //! 1. **verify** the bundle ([`coder_bundle::verify`]);
-//! 2. **license**: air-gapped installs need a valid enterprise license with the air-gap
-//!    entitlement, checked offline before anything is pushed or written;
+//! 2. **license** ([`license_gate`]): air-gapped installs need a valid enterprise license with
+//!    the air-gap entitlement, checked offline before anything is pushed or written;
 //! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,
 //!    site registry;
 //! 4. **push** the bundle into the site registry ([`coder_mirror`]);
@@ -18,30 +19,19 @@
 //! `--dry-run` runs every check and render and the server's dry run of every object, and writes
 //! nothing.
 
-/// An error of this crate with a message for the operator, from `format!` arguments.
-macro_rules! fail {
-    ($($arg:tt)*) => {
-        $crate::DeployError::Message(format!($($arg)*))
-    };
-}
-
-/// Returns early with a [`fail!`] error.
-macro_rules! bail {
-    ($($arg:tt)*) => {
-        return Err(fail!($($arg)*))
-    };
-}
-
 pub mod apply;
 mod error;
 pub use error::{DeployError, Result};
 pub mod cluster;
 pub mod lease;
+pub mod license_gate;
 pub mod objects;
 pub mod preflight;
 pub mod record;
 pub mod release;
 pub mod render;
 pub mod revision;
+pub mod rollback;
 pub mod secrets;
+pub mod uninstall;
 pub mod wait;

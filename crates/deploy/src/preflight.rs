@@ -12,9 +12,14 @@ use kube::api::{Api, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
+use coder_mirror::{SiteRegistry, check_registry_writable};
+use coder_registry::RegistryOptions;
+
+use crate::apply::{ApplyOptions, configured_storage_class, render_for};
 use crate::cluster::{Cluster, OLDEST_SUPPORTED};
 use crate::objects::ObjectKey;
 use crate::record::{InstallRecord, RecordStore};
+use crate::release::Release;
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,6 +119,37 @@ struct Permission {
 
 /// The verbs an apply uses on every kind it manages.
 const VERBS: [&str; 4] = ["get", "create", "patch", "delete"];
+
+/// Runs the cluster checks for applying `release` with `options`: renders it for the cluster,
+/// then [`check_cluster`].
+pub async fn check_release(
+    cluster: &Cluster,
+    release: &Release,
+    options: &ApplyOptions,
+) -> crate::Result<PreflightReport> {
+    let manifests = render_for(release, options, cluster.pdb_api())?;
+    let storage_class = configured_storage_class(release, options)?;
+    Ok(check_cluster(
+        cluster,
+        &options.namespace,
+        &manifests.objects,
+        storage_class.as_deref(),
+    )
+    .await)
+}
+
+/// The site registry's check: reachable, credentials accepted, pushes allowed.
+pub async fn check_site_registry(site: &SiteRegistry, options: &RegistryOptions) -> Check {
+    match check_registry_writable(site, options).await {
+        Ok(check) => Check::pass("site registry", check.summary),
+        Err(error) => Check::fail(
+            "site registry",
+            format!("{site}: {error}"),
+            "check --registry, the credentials (--registry-username with --registry-password-stdin, or the \
+             Docker config), and --registry-ca or --insecure-registry for its TLS",
+        ),
+    }
+}
 
 /// Runs the cluster checks for applying `objects` into `namespace`.
 pub async fn check_cluster(

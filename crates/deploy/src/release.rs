@@ -14,6 +14,84 @@ use coder_bundle::read::BundleReader;
 use coder_mirror::SiteRegistry;
 
 /// The product this tool installs; a bundle of anything else is refused.
+/// Why a release could not be loaded from its bundle or its spec and lock.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The bundle is of another product.
+    #[error(
+        "{} is a bundle of {product:?} {version}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
+        bundle.display()
+    )]
+    OtherProduct {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The product it holds.
+        product: String,
+        /// Its version.
+        version: String,
+    },
+    /// The bundle has no lock.
+    #[error("{} has no {LOCK_PATH}; it is damaged", bundle.display())]
+    NoLock {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// The bundle's lock is not the one its manifest lists.
+    #[error(
+        "{}: {LOCK_PATH} hashes to {found}, but the bundle manifest lists {listed}; the bundle is damaged \
+         or was changed after it was verified",
+        bundle.display()
+    )]
+    LockChanged {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The lock's digest.
+        found: String,
+        /// The digest the manifest lists.
+        listed: String,
+    },
+    /// The bundle's lock is not UTF-8 text.
+    #[error("{}: {LOCK_PATH} is not UTF-8", bundle.display())]
+    LockNotText {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// The bundle carries no chart of the product.
+    #[error("{} carries no chart {CHART:?} ({MANIFEST_PATH})", bundle.display())]
+    NoBundledChart {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// The spec lists no chart of the product.
+    #[error("the spec lists no chart {CHART:?}")]
+    NoChartInSpec,
+    /// A connected install of a spec whose chart is an OCI reference.
+    #[error(
+        "chart {CHART} comes from {reference}; connected apply renders local charts only: \
+         make a bundle (which pulls it) and apply that, or point the spec at the chart folder"
+    )]
+    OciChartConnected {
+        /// The chart's reference.
+        reference: String,
+    },
+    /// The lock pins no image (the built-in lock before a release resolves it).
+    #[error(
+        "the lock lists no images (the built-in lock is unresolved until a release pins it); \
+         run `coder-install lock` and pass --lock, or apply a bundle"
+    )]
+    LockUnresolved,
+    /// A `--values` file could not be read.
+    #[error("reading values file {}", file.display())]
+    ValuesFileUnreadable {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The product whose bundles this tool applies.
 pub const PRODUCT: &str = "coder";
 /// The chart that holds the platform.
 pub const CHART: &str = "coder";
@@ -73,33 +151,38 @@ impl Release {
         let reader = BundleReader::open(path)?;
         let manifest = reader.manifest_pinned(pinned)?;
         if manifest.name != PRODUCT {
-            bail!(
-                "{} is a bundle of {:?} {}, not of {PRODUCT}: coder-install applies {PRODUCT} bundles only",
-                path.display(),
-                manifest.name,
-                manifest.version
-            );
+            return Err(ReleaseError::OtherProduct {
+                bundle: path.to_owned(),
+                product: manifest.name,
+                version: manifest.version,
+            }
+            .into());
         }
         let lock_bytes = reader
             .read_document(LOCK_PATH)?
-            .ok_or_else(|| fail!("{} has no {LOCK_PATH}; it is damaged", path.display()))?;
+            .ok_or_else(|| ReleaseError::NoLock {
+                bundle: path.to_owned(),
+            })?;
         let lock_digest = coder_registry::sha256_digest(&lock_bytes);
         if lock_digest != manifest.lock_digest {
-            bail!(
-                "{}: {LOCK_PATH} hashes to {lock_digest}, but the bundle manifest lists {}; the bundle is damaged \
-                 or was changed after it was verified",
-                path.display(),
-                manifest.lock_digest
-            );
+            return Err(ReleaseError::LockChanged {
+                bundle: path.to_owned(),
+                found: lock_digest,
+                listed: manifest.lock_digest,
+            }
+            .into());
         }
-        let lock_text = String::from_utf8(lock_bytes)
-            .map_err(|_| fail!("{}: {LOCK_PATH} is not UTF-8", path.display()))?;
+        let lock_text = String::from_utf8(lock_bytes).map_err(|_| ReleaseError::LockNotText {
+            bundle: path.to_owned(),
+        })?;
         let lock = ImageLock::from_yaml(&lock_text, &format!("{}:{LOCK_PATH}", path.display()))?;
         let artifact = manifest
             .charts
             .iter()
             .find(|chart| chart.name == CHART)
-            .ok_or_else(|| fail!("{} carries no chart {CHART:?} ({MANIFEST_PATH})", path.display()))?;
+            .ok_or_else(|| ReleaseError::NoBundledChart {
+                bundle: path.to_owned(),
+            })?;
         let chart = read_bundled_chart(&reader, artifact)?;
         let images = image_map(&lock, &ImageSource::Site(site.clone()))?;
         Ok(Self {
@@ -122,14 +205,16 @@ impl Release {
             .charts
             .iter()
             .find(|chart| chart.name == CHART)
-            .ok_or_else(|| fail!("the spec lists no chart {CHART:?}"))?;
+            .ok_or(ReleaseError::NoChartInSpec)?;
         let chart = match (chart_spec.source()?, &inputs.spec_dir) {
             (ChartSource::Path(path), Some(dir)) => read_chart_dir(&dir.join(path))?,
             (ChartSource::Path(_), None) => embedded_chart(CHART)?,
-            (ChartSource::Oci(reference), _) => bail!(
-                "chart {CHART} comes from {reference}; connected apply renders local charts only: \
-                 make a bundle (which pulls it) and apply that, or point the spec at the chart folder"
-            ),
+            (ChartSource::Oci(reference), _) => {
+                return Err(ReleaseError::OciChartConnected {
+                    reference: reference.to_string(),
+                }
+                .into());
+            }
         };
         let images = image_map(&inputs.lock, &ImageSource::Upstream)?;
         Ok(Self {
@@ -172,8 +257,11 @@ impl Release {
         let defaults = crate::render::chart_defaults(&self.chart)?;
         let mut layers = Vec::new();
         for file in files {
-            let text = std::fs::read_to_string(file)
-                .map_err(|error| fail!("reading values file {}: {error}", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).map_err(|source| ReleaseError::ValuesFileUnreadable {
+                    file: file.clone(),
+                    source,
+                })?;
             layers.push(ValuesLayer {
                 source_name: file.display().to_string(),
                 text,

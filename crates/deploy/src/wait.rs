@@ -145,14 +145,18 @@ pub async fn wait_ready(
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            let mut message = format!("not ready after {}s:", timeout.as_secs());
+            let mut waiting = Vec::new();
             for state in states.iter().filter(|state| !state.ready) {
-                message.push_str(&format!("\n  - {}: {}", state.key, state.detail));
+                let mut detail = format!("{}: {}", state.key, state.detail);
                 for event in recent_events(cluster, &state.key).await {
-                    message.push_str(&format!("\n      event: {event}"));
+                    detail.push_str(&format!("\n      event: {event}"));
                 }
+                waiting.push(detail);
             }
-            bail!("{message}");
+            return Err(crate::DeployError::NotReady {
+                seconds: timeout.as_secs(),
+                waiting,
+            });
         }
         on_progress(&states);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -1,18 +1,12 @@
-//! `coder-install apply`: the whole pipeline (see [`crate::apply`]) from the command line.
+//! `coder-install apply`: the whole pipeline ([`coder_deploy::apply::run`]) from the command line.
 
 use std::time::Duration;
 
 use crate::args::OutputFormat;
 use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_bundle};
-use coder_deploy::apply::{ApplyOptions, ApplyReport};
-use coder_deploy::cluster;
+use coder_deploy::apply::{ApplyOptions, ApplyReport, ApplyRequest, SignaturePolicy};
 use coder_deploy::objects::Change;
-use coder_deploy::preflight::Check;
-use coder_deploy::release::{Release, ReleaseSource};
-use coder_mirror::{MirrorOptions, SiteRegistry, check_registry_writable, mirror_bundle};
-use coder_registry::RegistryOptions;
+use coder_deploy::release::ReleaseSource;
 
 /// `coder-install apply`.
 #[derive(Debug, clap::Args)]
@@ -61,146 +55,41 @@ pub struct ApplyArgs {
     pub format: OutputFormat,
 }
 
-/// Runs `apply`.
+/// Runs `apply`: gathers the inputs (reading the registry password from stdin when asked), then
+/// the pipeline ([`coder_deploy::apply::run`]), and prints its report.
 pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let reporter = crate::report::for_format(args.format);
-    let namespace = args.target.checked_namespace()?;
     let source = args.release.source()?;
-    let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
-
-    // 1. Verify the bundle, and pin what was verified: every later read of the bundle (lock,
-    // chart, blobs while pushing) is checked against this manifest.
-    let mut verified: Option<(String, String)> = None;
-    if let ReleaseSource::Bundle { path, .. } = &source {
-        if args.public_key.is_none() && !args.allow_unsigned {
-            anyhow::bail!(
-                "apply --bundle needs --public-key FILE (the vendor's Ed25519 key, to check the bundle's signature) \
-                 or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
-            );
-        }
-        reporter.step(&format!("verify {}", path.display()));
-        let key = args.public_key.as_deref().map(read_public_key).transpose()?;
-        let signature = key.as_ref().map_or_else(
-            || "NOT checked (--allow-unsigned)".to_owned(),
-            |key| format!("verified with key {}", fingerprint(key)),
-        );
-        let path = path.clone();
-        let report =
-            tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {})).await??;
-        if !report.ok() {
-            let mut problems = report.problems.clone();
-            if let SignatureStatus::Invalid(reason) = &report.signature {
-                problems.push(format!("signature: {reason}"));
-            }
-            anyhow::bail!(
-                "the bundle does not verify; nothing was pushed or applied:\n  - {}",
-                problems.join("\n  - ")
-            );
-        }
-        reporter.line(&format!("    signature: {signature}"));
-        verified = Some((report.manifest_digest, signature));
-    }
-
-    // 2. License, offline, before anything is pushed or written (the same gate as `push` and
-    // `template --bundle`).
-    let license = if air_gapped {
-        reporter.step("check license");
-        Some(super::license::require_airgap_license(
-            args.license.as_deref(),
-            "nothing was pushed or applied",
-        )?)
-    } else if let Some(path) = &args.license {
-        reporter.step("check license");
-        Some(super::license::read_connected_license(path)?)
-    } else {
-        None
+    let signature = match (&args.public_key, args.allow_unsigned) {
+        (Some(key), _) => SignaturePolicy::Key(key.clone()),
+        (None, true) => SignaturePolicy::AllowUnsigned,
+        (None, false) => SignaturePolicy::Unspecified,
     };
-
-    let mut release = Release::load_pinned(&source, verified.as_ref().map(|(digest, _)| digest.as_str()))?;
-    if let Some((_, signature)) = &verified {
-        release.signature.clone_from(signature);
-    }
-    let (registry_options, pull_credentials) = args.login.resolve(release.site.as_ref())?;
-    let options = ApplyOptions {
-        namespace,
-        cluster: args.target.cluster(),
-        values_files: args.values.files.clone(),
-        sets: args.values.sets.clone(),
-        license,
-        pull_credentials,
-        dry_run: args.dry_run,
-        diff: args.diff,
-        wait: args.wait.then_some(args.timeout),
+    let site = match &source {
+        ReleaseSource::Bundle { site, .. } => Some(site),
+        ReleaseSource::Connected(_) => None,
     };
-    // Values problems are input errors: report them before touching the cluster.
-    release.values(&options.values_files, &options.sets, None)?;
-
-    // 3. Preflight.
-    reporter.step("preflight");
-    let cluster = cluster::connect(&options.cluster).await?;
-    let mut preflight = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
-    if let Some(site) = &release.site {
-        preflight
-            .checks
-            .push(registry_check(site, &registry_options).await);
-    }
-    if !preflight.passed() {
-        anyhow::bail!(preflight.failure_message());
-    }
-
-    // 4. Push.
-    if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
-        reporter.step(&format!("push {} to {site}", path.display()));
-        let push = MirrorOptions {
-            concurrency: args.concurrency.get(),
-            registry: registry_options.clone(),
-            pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
-        };
-        let report = mirror_bundle(path, site, &push, reporter).await?;
-        reporter.line(&format!(
-            "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
-            report.blobs_uploaded,
-            coder_report::human_bytes(report.bytes_sent),
-            report.blobs_mounted,
-            report.blobs_present + report.blobs_skipped,
-            report.seconds
-        ));
-        release.use_pushed(&report)?;
-    }
-
-    // 5–6. Render and deploy.
-    let report = coder_deploy::apply::deploy(&cluster, &release, &options, reporter).await?;
-
-    // 7. Wait.
-    if let Some(timeout) = options.wait
-        && !options.dry_run
-    {
-        reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
-        let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
-        coder_deploy::wait::wait_ready(&cluster, &keys, timeout, &|states| {
-            let waiting: Vec<String> = states
-                .iter()
-                .filter(|state| !state.ready)
-                .map(|state| format!("{} ({})", state.key, state.detail))
-                .collect();
-            reporter.line(&format!("    waiting for {}", waiting.join(", ")));
-        })
-        .await?;
-    }
+    let (registry, pull_credentials) = args.login.resolve(site)?;
+    let request = ApplyRequest {
+        signature,
+        license: args.license.clone(),
+        registry,
+        concurrency: args.concurrency.get(),
+        options: ApplyOptions {
+            namespace: args.target.checked_namespace()?,
+            cluster: args.target.cluster(),
+            values_files: args.values.files.clone(),
+            sets: args.values.sets.clone(),
+            license: None,
+            pull_credentials,
+            dry_run: args.dry_run,
+            diff: args.diff,
+            wait: args.wait.then_some(args.timeout),
+        },
+        source,
+    };
+    let report = coder_deploy::apply::run(request, reporter).await?;
     print_report(&report, args.format)
-}
-
-/// Preflight's site registry check: reachable, credentials accepted, pushes allowed.
-pub(crate) async fn registry_check(site: &SiteRegistry, options: &RegistryOptions) -> Check {
-    match check_registry_writable(site, options).await {
-        Ok(check) => Check::pass("site registry", check.summary),
-        Err(error) => Check::fail(
-            "site registry",
-            format!("{site}: {error}"),
-            "check --registry, the credentials (--registry-username with --registry-password-stdin, or the \
-             Docker config), and --registry-ca or --insecure-registry for its TLS",
-        ),
-    }
 }
 
 /// Prints an apply (or rollback) report.

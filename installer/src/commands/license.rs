@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use coder_license::time::format_unix_time;
-use coder_license::{
-    Claims, DecodedToken, LicenseError, Standing, Tier, VerifiedLicense, check_airgap, verify,
-};
+use coder_license::{Claims, DecodedToken, LicenseError, Standing, VerifiedLicense, check_airgap, verify};
 use serde_json::json;
+
+use crate::args::OutputFormat;
 
 /// `coder-install license ...`.
 #[derive(Debug, clap::Args)]
@@ -33,7 +33,7 @@ pub enum LicenseCommand {
         /// The license file.
         file: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
     },
     /// Check a license's signature, format version and validity window; with --airgap, also
@@ -46,15 +46,6 @@ pub enum LicenseCommand {
         #[arg(long)]
         airgap: bool,
     },
-}
-
-/// How `inspect` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// For people.
-    Text,
-    /// One JSON object, for scripts.
-    Json,
 }
 
 /// Runs a `license` subcommand.
@@ -73,34 +64,6 @@ fn warn_if_in_grace(license: &VerifiedLicense) {
     if let Some(warning) = license.grace_warning() {
         eprintln!("{warning}");
     }
-}
-
-/// The air-gap license gate of every command that installs air-gapped (`apply --bundle`, `push`
-/// and `template --bundle`), offline and before anything else: the `--license` file must verify
-/// and allow air-gapped installs (enterprise with the air-gap feature), as `license verify
-/// --airgap` checks. No file is the free tier, refused like a free license (exit 21). `undone`
-/// says what was not done, e.g. "nothing was pushed or applied". Prints the grace warning;
-/// returns the license's bytes.
-pub(crate) fn require_airgap_license(path: Option<&Path>, undone: &str) -> anyhow::Result<Vec<u8>> {
-    let Some(path) = path else {
-        return Err(
-            anyhow::Error::new(LicenseError::AirgapNotAllowedForTier { tier: Tier::Free })
-                .context(format!("no --license given, so this is the free tier; {undone}")),
-        );
-    };
-    let bytes = read_license(path)?;
-    let license = verify(&bytes)?;
-    check_airgap(&license.claims)?;
-    warn_if_in_grace(&license);
-    Ok(bytes)
-}
-
-/// Reads and verifies a license for a connected install (any valid license; none is the free
-/// tier, which needs no file). Prints the grace warning; returns the license's bytes.
-pub(crate) fn read_connected_license(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = read_license(path)?;
-    warn_if_in_grace(&verify(&bytes)?);
-    Ok(bytes)
 }
 
 fn verify_file(file: &Path, airgap: bool) -> anyhow::Result<()> {

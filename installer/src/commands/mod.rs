@@ -52,4 +52,29 @@ mod tests {
         assert_eq!(exit_code(&license_error), 22);
         assert_eq!(exit_code(&anyhow::anyhow!("no such file")), 1);
     }
+
+    #[test]
+    fn a_license_refused_inside_the_apply_pipeline_keeps_its_code() {
+        use coder_deploy::DeployError;
+        use coder_deploy::license_gate::LicenseGateError;
+        let missing = DeployError::from(LicenseGateError::Missing {
+            undone: "nothing was pushed or applied",
+            refusal: LicenseError::AirgapNotAllowedForTier {
+                tier: coder_license::Tier::Free,
+            },
+        });
+        let error = anyhow::Error::new(missing);
+        assert_eq!(exit_code(&error), 21);
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with("no --license given, so this is the free tier; nothing was pushed or applied: "),
+            "{text}"
+        );
+        let refused = DeployError::from(LicenseGateError::Refused {
+            path: "site.license".into(),
+            undone: "nothing was pushed or applied",
+            refusal: LicenseError::AirgapFeatureMissing,
+        });
+        assert_eq!(exit_code(&anyhow::Error::new(refused)), 22);
+    }
 }

@@ -42,12 +42,12 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         wait: None,
     };
     let cluster = cluster::connect(&options.cluster).await?;
-    let mut report = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
+    let mut report = coder_deploy::preflight::check_release(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         let (registry_options, _) = args.login.resolve(Some(site))?;
         report
             .checks
-            .push(super::apply::registry_check(site, &registry_options).await);
+            .push(coder_deploy::preflight::check_site_registry(site, &registry_options).await);
     }
     match args.format {
         OutputFormat::Json => super::print_json(&report)?,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::args::{OutputFormat, RegistryLoginArgs};
+use coder_deploy::license_gate::require_airgap_license;
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
 use coder_report::human_bytes;
@@ -49,19 +50,14 @@ pub struct PushArgs {
 
 /// Checks the license, pushes the bundle and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
-    super::license::require_airgap_license(args.license.as_deref(), "nothing was pushed")?;
+    let reporter = crate::report::for_format(args.format);
+    require_airgap_license(args.license.as_deref(), "nothing was pushed", reporter)?;
     let options = MirrorOptions {
         pinned_manifest: None,
         concurrency: args.concurrency.get(),
         registry: args.site.registry_options()?,
     };
-    let report = mirror_bundle(
-        &args.bundle,
-        &args.site.registry,
-        &options,
-        crate::report::for_format(args.format),
-    )
-    .await?;
+    let report = mirror_bundle(&args.bundle, &args.site.registry, &options, reporter).await?;
     match args.format {
         OutputFormat::Json => super::print_json(&report),
         OutputFormat::Text => {

@@ -1,6 +1,7 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
 use crate::args::{ReleaseArgs, ValuesArgs};
+use coder_deploy::license_gate::check_license;
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_deploy::render::{PdbApi, render, secret_names};
 
@@ -42,11 +43,12 @@ pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         ),
     };
     let source = args.release.source()?;
-    if matches!(source, ReleaseSource::Bundle { .. }) {
-        super::license::require_airgap_license(args.license.as_deref(), "nothing was rendered")?;
-    } else if let Some(path) = &args.license {
-        super::license::read_connected_license(path)?;
-    }
+    check_license(
+        matches!(source, ReleaseSource::Bundle { .. }),
+        args.license.as_deref(),
+        "nothing was rendered",
+        &coder_report::WarningsOnly,
+    )?;
     let release = Release::load(&source)?;
     let values = release.values(&args.values.files, &args.values.sets, None)?;
     let manifests = render(&release.request(&values, &args.namespace, pdb_api))?;

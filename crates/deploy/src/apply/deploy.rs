@@ -1,76 +1,18 @@
-//! The apply pipeline's library half: options and report, rendering for a cluster, preflight,
-//! and the deploy under a Lease (steps 5 to 7; see the crate's documentation).
+//! Steps 5 and 6 of the pipeline: render the chart for the cluster, and write it under the
+//! namespace's Lease (kept Secrets, server-side apply of every object, prune, install record).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
-use serde_json::Value;
+use std::time::Instant;
 
 use coder_report::Reporter;
 
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::cluster::Cluster;
 use crate::objects::{Applied, Change, ObjectKey};
-use crate::preflight::PreflightReport;
 use crate::record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
 use crate::release::Release;
+
+use super::{ApplyOptions, ApplyReport};
 use crate::render::{Manifests, render, secret_names};
-
-/// How to apply.
-pub struct ApplyOptions {
-    /// The target namespace.
-    pub namespace: String,
-    /// The cluster.
-    pub cluster: ClusterOptions,
-    /// `--values` files, in order.
-    pub values_files: Vec<PathBuf>,
-    /// `--set` arguments, in order.
-    pub sets: Vec<String>,
-    /// The license file's contents (required air-gapped).
-    pub license: Option<Vec<u8>>,
-    /// Registry credentials for the cluster's image pulls (a pull Secret is made from them).
-    pub pull_credentials: Option<(String, String)>,
-    /// Change nothing.
-    pub dry_run: bool,
-    /// Show a diff of every object that changes.
-    pub diff: bool,
-    /// Wait for readiness, up to this long.
-    pub wait: Option<Duration>,
-}
-
-/// What an apply did.
-#[derive(Debug, Serialize)]
-pub struct ApplyReport {
-    /// The namespace.
-    pub namespace: String,
-    /// `connected` or `air-gapped`.
-    pub mode: String,
-    /// The version applied.
-    pub version: String,
-    /// The revision recorded (unchanged by a dry run).
-    pub revision: u64,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-    /// Per object, what changed.
-    pub objects: Vec<Applied>,
-    /// Objects of earlier revisions deleted because this one no longer renders them.
-    pub pruned: Vec<ObjectKey>,
-    /// The kept Secrets.
-    pub secrets: crate::secrets::GeneratedSecrets,
-    /// Seconds spent rendering and applying (without push and wait).
-    pub deploy_seconds: f64,
-}
-
-impl ApplyReport {
-    /// Objects that changed (or would).
-    pub fn changed(&self) -> usize {
-        self.objects
-            .iter()
-            .filter(|applied| applied.change != Change::Unchanged)
-            .count()
-    }
-}
 
 /// Renders `release` for the cluster (its PDB API) and resolves values.
 pub fn render_for(
@@ -91,23 +33,6 @@ pub fn configured_storage_class(release: &Release, options: &ApplyOptions) -> cr
     let values = release.values(&options.values_files, &options.sets, None)?;
     let class = &values.postgres.storage.storage_class;
     Ok((values.postgres.host.is_empty() && !class.is_empty()).then(|| class.clone()))
-}
-
-/// Runs preflight for `release`.
-pub async fn preflight(
-    cluster: &Cluster,
-    release: &Release,
-    options: &ApplyOptions,
-) -> crate::Result<PreflightReport> {
-    let manifests = render_for(release, options, cluster.pdb_api())?;
-    let storage_class = configured_storage_class(release, options)?;
-    Ok(crate::preflight::check_cluster(
-        cluster,
-        &options.namespace,
-        &manifests.objects,
-        storage_class.as_deref(),
-    )
-    .await)
 }
 
 /// Deploys rendered manifests: steps 5–7 of the pipeline. The caller has verified, checked the
@@ -358,20 +283,4 @@ pub async fn deploy_locked(
         secrets,
         deploy_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Parses a multi-document YAML stream of objects (as stored per revision).
-pub fn parse_manifests(yaml: &str) -> crate::Result<Vec<Value>> {
-    let mut objects = Vec::new();
-    for document in yaml.split("\n---") {
-        let document = document.strip_prefix("---").unwrap_or(document);
-        if document.trim().is_empty() {
-            continue;
-        }
-        let object: Value = serde_saphyr::from_str(document)?;
-        if !object.is_null() {
-            objects.push(object);
-        }
-    }
-    Ok(objects)
 }

@@ -22,10 +22,7 @@ pub enum ImageSource {
 /// Logical image name → the pinned reference containers use, for every image in the lock.
 pub fn image_map(lock: &ImageLock, source: &ImageSource) -> crate::Result<BTreeMap<String, String>> {
     if lock.images.is_empty() {
-        bail!(
-            "the lock lists no images (the built-in lock is unresolved until a release pins it); \
-             run `coder-install lock` and pass --lock, or apply a bundle"
-        );
+        return Err(crate::release::ReleaseError::LockUnresolved.into());
     }
     let mut images = BTreeMap::new();
     for image in &lock.images {

@@ -285,6 +285,23 @@ impl Manifests {
         }
         Ok(out)
     }
+
+    /// Parses a multi-document YAML stream of objects, as [`Manifests::to_yaml`] writes it (and
+    /// `template` prints it, and each revision is stored).
+    pub fn from_yaml(yaml: &str) -> Result<Self, serde_saphyr::Error> {
+        let mut objects = Vec::new();
+        for document in yaml.split("\n---") {
+            let document = document.strip_prefix("---").unwrap_or(document);
+            if document.trim().is_empty() {
+                continue;
+            }
+            let object: Value = serde_saphyr::from_str(document)?;
+            if !object.is_null() {
+                objects.push(object);
+            }
+        }
+        Ok(Self { objects })
+    }
 }
 
 /// An error with its causes, as tera nests them.

@@ -1,0 +1,268 @@
+//! The apply pipeline: [`run`] reads in the order it works — verify, license, preflight, push,
+//! render and deploy, wait — each step a function of its own below or in the file beside it
+//! (`deploy.rs` renders and writes under the namespace's Lease).
+
+mod deploy;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
+use coder_registry::RegistryOptions;
+use coder_report::{Reporter, human_bytes};
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::license_gate::check_license;
+use crate::objects::{Applied, Change, ObjectKey};
+use crate::release::{Release, ReleaseSource};
+
+pub use deploy::{DeployTarget, configured_storage_class, deploy, deploy_locked, render_for};
+
+/// How to apply: the cluster side (also used by `preflight` and `rollback`).
+pub struct ApplyOptions {
+    /// The target namespace.
+    pub namespace: String,
+    /// The cluster.
+    pub cluster: ClusterOptions,
+    /// `--values` files, in order.
+    pub values_files: Vec<PathBuf>,
+    /// `--set` arguments, in order.
+    pub sets: Vec<String>,
+    /// The license file's contents, written to the manager's Secret ([`run`] sets it from the
+    /// license step).
+    pub license: Option<Vec<u8>>,
+    /// Registry credentials for the cluster's image pulls (a pull Secret is made from them).
+    pub pull_credentials: Option<(String, String)>,
+    /// Change nothing.
+    pub dry_run: bool,
+    /// Show a diff of every object that changes.
+    pub diff: bool,
+    /// Wait for readiness, up to this long.
+    pub wait: Option<Duration>,
+}
+
+/// Whose signature a bundle must carry.
+#[derive(Debug, Clone)]
+pub enum SignaturePolicy {
+    /// Signed by the Ed25519 public key in this file (SPKI PEM).
+    Key(PathBuf),
+    /// Applied without checking who made it (said in the output and the install record).
+    AllowUnsigned,
+    /// Neither was asked for: a bundle is refused (connected installs have no bundle).
+    Unspecified,
+}
+
+/// Everything [`run`] needs: the release, the checks it must pass, and how to reach the site
+/// registry and the cluster.
+pub struct ApplyRequest {
+    /// The bundle (air-gapped) or the spec and lock (connected).
+    pub source: ReleaseSource,
+    /// Whose signature the bundle must carry.
+    pub signature: SignaturePolicy,
+    /// The license file (required for a bundle).
+    pub license: Option<PathBuf>,
+    /// The site registry's access (TLS, credentials), for preflight and push.
+    pub registry: RegistryOptions,
+    /// Blobs pushed at once.
+    pub concurrency: usize,
+    /// The cluster side.
+    pub options: ApplyOptions,
+}
+
+/// What an apply did.
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    /// The namespace.
+    pub namespace: String,
+    /// `connected` or `air-gapped`.
+    pub mode: String,
+    /// The version applied.
+    pub version: String,
+    /// The revision recorded (unchanged by a dry run).
+    pub revision: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Per object, what changed.
+    pub objects: Vec<Applied>,
+    /// Objects of earlier revisions deleted because this one no longer renders them.
+    pub pruned: Vec<ObjectKey>,
+    /// The kept Secrets.
+    pub secrets: crate::secrets::GeneratedSecrets,
+    /// Seconds spent rendering and applying (without push and wait).
+    pub deploy_seconds: f64,
+}
+
+impl ApplyReport {
+    /// Objects that changed (or would).
+    pub fn changed(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|applied| applied.change != Change::Unchanged)
+            .count()
+    }
+}
+
+/// What the refusals before the push leave undone.
+const NOTHING_DONE: &str = "nothing was pushed or applied";
+
+/// Applies a release: the whole pipeline, each step reported, nothing pushed or written before
+/// the bundle, the license, the values and the cluster's preflight have passed.
+pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crate::Result<ApplyReport> {
+    let ApplyRequest {
+        source,
+        signature,
+        license,
+        registry,
+        concurrency,
+        mut options,
+    } = request;
+    let verified = verify(&source, &signature, reporter).await?;
+    let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
+    if air_gapped || license.is_some() {
+        reporter.step("check license");
+    }
+    options.license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
+    let mut release = load(&source, verified.as_ref())?;
+    let cluster = preflight(&release, &options, &registry, reporter).await?;
+    if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
+        let mirror = MirrorOptions {
+            concurrency,
+            registry,
+            pinned_manifest: verified.map(|bundle| bundle.manifest_digest),
+        };
+        push(path, site, &mirror, &mut release, reporter).await?;
+    }
+    let report = deploy(&cluster, &release, &options, reporter).await?;
+    wait(&cluster, &report, &options, reporter).await?;
+    Ok(report)
+}
+
+/// A bundle that verified: what later reads of it are pinned to, and how its signature was
+/// checked.
+struct VerifiedBundle {
+    /// `sha256:` of the bundle manifest that verified.
+    manifest_digest: String,
+    /// How the signature was checked, for the output and the install record.
+    signature: String,
+}
+
+/// Step 1: verify the bundle (every blob's digest, and the signature as `policy` asks). Nothing
+/// to verify for a connected install.
+async fn verify(
+    source: &ReleaseSource,
+    policy: &SignaturePolicy,
+    reporter: &dyn Reporter,
+) -> crate::Result<Option<VerifiedBundle>> {
+    let ReleaseSource::Bundle { path, .. } = source else {
+        return Ok(None);
+    };
+    let key_file = match policy {
+        SignaturePolicy::Key(file) => Some(file),
+        SignaturePolicy::AllowUnsigned => None,
+        SignaturePolicy::Unspecified => return Err(crate::DeployError::SignaturePolicyMissing),
+    };
+    reporter.step(&format!("verify {}", path.display()));
+    let key = key_file.map(|file| read_public_key(file)).transpose()?;
+    let signature = key.as_ref().map_or_else(
+        || "NOT checked (--allow-unsigned)".to_owned(),
+        |key| format!("verified with key {}", fingerprint(key)),
+    );
+    let path = path.clone();
+    let report = tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {}))
+        .await
+        .map_err(crate::DeployError::VerificationStopped)??;
+    if !report.ok() {
+        let mut problems = report.problems.clone();
+        if let SignatureStatus::Invalid(reason) = &report.signature {
+            problems.push(format!("signature: {reason}"));
+        }
+        return Err(crate::DeployError::BundleRefused { problems });
+    }
+    reporter.line(&format!("    signature: {signature}"));
+    Ok(Some(VerifiedBundle {
+        manifest_digest: report.manifest_digest,
+        signature,
+    }))
+}
+
+/// Loads the release, pinned to the verified bundle manifest (every read of the lock and chart is
+/// checked against it).
+fn load(source: &ReleaseSource, verified: Option<&VerifiedBundle>) -> crate::Result<Release> {
+    let mut release = Release::load_pinned(source, verified.map(|bundle| bundle.manifest_digest.as_str()))?;
+    if let Some(bundle) = verified {
+        release.signature.clone_from(&bundle.signature);
+    }
+    Ok(release)
+}
+
+/// Step 3: preflight. Values problems are input errors, reported before the cluster is touched;
+/// then the cluster's checks and the site registry's. Returns the connected cluster.
+async fn preflight(
+    release: &Release,
+    options: &ApplyOptions,
+    registry: &RegistryOptions,
+    reporter: &dyn Reporter,
+) -> crate::Result<Cluster> {
+    release.values(&options.values_files, &options.sets, None)?;
+    reporter.step("preflight");
+    let cluster = crate::cluster::connect(&options.cluster).await?;
+    let mut report = crate::preflight::check_release(&cluster, release, options).await?;
+    if let Some(site) = &release.site {
+        report
+            .checks
+            .push(crate::preflight::check_site_registry(site, registry).await);
+    }
+    if !report.passed() {
+        return Err(crate::DeployError::PreflightFailed(report.failure_message()));
+    }
+    Ok(cluster)
+}
+
+/// Step 4: push the bundle's images into the site registry, and point the release at what was
+/// pushed.
+async fn push(
+    bundle: &std::path::Path,
+    site: &SiteRegistry,
+    options: &MirrorOptions,
+    release: &mut Release,
+    reporter: &dyn Reporter,
+) -> crate::Result<()> {
+    reporter.step(&format!("push {} to {site}", bundle.display()));
+    let report = mirror_bundle(bundle, site, options, reporter).await?;
+    reporter.line(&format!(
+        "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
+        report.blobs_uploaded,
+        human_bytes(report.bytes_sent),
+        report.blobs_mounted,
+        report.blobs_present + report.blobs_skipped,
+        report.seconds
+    ));
+    release.use_pushed(&report)
+}
+
+/// Step 7: with `--wait` (and not a dry run), wait until every applied workload is ready.
+async fn wait(
+    cluster: &Cluster,
+    report: &ApplyReport,
+    options: &ApplyOptions,
+    reporter: &dyn Reporter,
+) -> crate::Result<()> {
+    let Some(timeout) = options.wait.filter(|_| !options.dry_run) else {
+        return Ok(());
+    };
+    reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
+    let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
+    crate::wait::wait_ready(cluster, &keys, timeout, &|states| {
+        let waiting: Vec<String> = states
+            .iter()
+            .filter(|state| !state.ready)
+            .map(|state| format!("{} ({})", state.key, state.detail))
+            .collect();
+        reporter.line(&format!("    waiting for {}", waiting.join(", ")));
+    })
+    .await
+}
