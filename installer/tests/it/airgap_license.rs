@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use coder_license::Tier;
+use coder_testenv::cli::{bundle_args, lock_args};
 use coder_testenv::{Registry, RegistryFlavour};
 use serde_json::Value;
 
@@ -41,28 +42,18 @@ impl AirGap {
         )
         .expect("spec");
         let insecure = world.upstream.host();
-        success(world.run(&[
-            "lock",
-            "--spec",
-            &world.text("coder.yaml"),
-            "-o",
-            &world.text("images.lock"),
-            "--insecure-registry",
+        success(world.run(lock_args(
+            &world.path("coder.yaml"),
+            &world.path("images.lock"),
             &insecure,
-        ]));
-        success(world.run(&[
-            "bundle",
-            "--spec",
-            &world.text("coder.yaml"),
-            "--lock",
-            &world.text("images.lock"),
-            "--cache",
-            &world.text("cache"),
-            "-o",
-            &world.text("coder.bundle"),
-            "--insecure-registry",
+        )));
+        success(world.run(bundle_args(
+            &world.path("coder.yaml"),
+            &world.path("images.lock"),
+            &world.path("cache"),
+            &world.path("coder.bundle"),
             &insecure,
-        ]));
+        )));
         world
     }
 
@@ -75,7 +66,7 @@ impl AirGap {
     }
 
     /// Runs coder-install with an empty Docker config and `extra` appended.
-    fn run(&self, args: &[&str]) -> Output {
+    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Output {
         let docker = self.path("docker");
         std::fs::create_dir_all(&docker).expect("docker dir");
         std::fs::write(docker.join("config.json"), "{}").expect("docker config");
@@ -128,7 +119,9 @@ impl AirGap {
 
 /// The manager container in `template` output.
 fn manager_container(template: &str) -> Value {
-    let objects = coder_deploy::apply::parse_manifests(template).expect("template output parses");
+    let objects = coder_deploy::render::Manifests::from_yaml(template)
+        .expect("template output parses")
+        .objects;
     let manager = objects
         .iter()
         .find(|object| object["kind"] == "Deployment" && object["metadata"]["name"] == "coder-manager")
@@ -234,7 +227,7 @@ async fn with_the_air_gap_license_push_and_template_work_and_the_manager_is_told
     );
 
     // Connected, free tier: no license needed, and the manager is told it is connected.
-    let connected = success(world.run(&[
+    let connected = success(world.run([
         "template",
         "--spec",
         &world.text("coder.yaml"),

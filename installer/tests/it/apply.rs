@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::LazyLock;
 
+use coder_testenv::cli::{bundle_args, lock_args};
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 use coder_testenv::{KubeApiServer, Registry, RegistryFlavour};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -60,15 +61,18 @@ impl Platform {
 
     /// Locks the spec against the upstream registry.
     pub fn lock_spec(&self) {
-        success(self.run(&[
-            "lock",
-            "--spec",
-            &self.text(&self.spec()),
-            "-o",
-            &self.text(&self.lock()),
-            "--insecure-registry",
+        success(self.run(lock_args(&self.spec(), &self.lock(), &self.upstream.host())));
+    }
+
+    /// Bundles the spec and lock into `bundle` (through the cache in the world's folder).
+    pub fn bundle_to(&self, bundle: &Path) {
+        success(self.run(bundle_args(
+            &self.spec(),
+            &self.lock(),
+            &self.path("cache"),
+            bundle,
             &self.upstream.host(),
-        ]));
+        )));
     }
 
     /// Replaces the `coder-service` stand-in upstream with the real platform image and locks
@@ -99,7 +103,7 @@ impl Platform {
     }
 
     /// Runs coder-install with an empty Docker config.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Output {
         let docker = self.path("docker");
         std::fs::create_dir_all(&docker).expect("docker dir");
         std::fs::write(docker.join("config.json"), "{}").expect("docker config");
@@ -123,11 +127,6 @@ impl Platform {
         }
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         args
-    }
-
-    pub fn run_owned(&self, args: &[String]) -> Output {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(&args)
     }
 
     pub fn target(&self, command: &str, namespace: &str) -> Vec<String> {
@@ -319,8 +318,7 @@ pub async fn simulate_readiness(client: &kube::Client, namespace: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn connected_apply_installs_everything_once_and_template_shows_exactly_that() {
     let platform = Platform::start().await;
-    let report =
-        stdout_json(platform.run_owned(&platform.connected("apply", "coder", &["--output", "json"])));
+    let report = stdout_json(platform.run(platform.connected("apply", "coder", &["--output", "json"])));
     assert_eq!(report["revision"], 1);
     assert_eq!(report["mode"], "connected");
     assert!(
@@ -388,7 +386,7 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
 
     // A second apply with the same inputs changes nothing: no resourceVersion moves.
     let before = resource_versions(&objects);
-    let second = platform.run_owned(&platform.connected("apply", "coder", &[]));
+    let second = platform.run(platform.connected("apply", "coder", &[]));
     let text = success(second);
     assert!(text.contains("no changes"), "{text}");
     assert!(
@@ -398,11 +396,8 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
     let after = resource_versions(&managed_objects(&client, "coder").await);
     assert_eq!(before, after, "a second apply must not write anything");
     // The run that generates the admin password says how to read it (it is never logged).
-    let fresh = success(platform.run_owned(&platform.connected(
-        "apply",
-        "coder-fresh",
-        &["--set", "ingress.enable=false"],
-    )));
+    let fresh =
+        success(platform.run(platform.connected("apply", "coder-fresh", &["--set", "ingress.enable=false"])));
     assert!(
         fresh.contains(
             "kubectl -n coder-fresh get secret coder-admin-password -o jsonpath='{.data.password}' | base64 -d"
@@ -412,8 +407,10 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
 
     // `template` with the same inputs prints exactly the objects apply applied.
     let template =
-        success(platform.run_owned(&platform.connected("template", "coder", &["--kube-version", "1.20"])));
-    let rendered = coder_deploy::apply::parse_manifests(&template).expect("template output parses");
+        success(platform.run(platform.connected("template", "coder", &["--kube-version", "1.20"])));
+    let rendered = coder_deploy::render::Manifests::from_yaml(&template)
+        .expect("template output parses")
+        .objects;
     let applied: Vec<String> = record["objects"]
         .as_array()
         .expect("objects")
@@ -453,7 +450,7 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
     }
 
     // status reports the install; workloads are not ready (no kubelets) until simulated.
-    let status = platform.run_owned(&platform.target("status", "coder"));
+    let status = platform.run(platform.target("status", "coder"));
     let text = String::from_utf8_lossy(&status.stdout).into_owned();
     let error = failure(status);
     assert!(
@@ -465,7 +462,7 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
         "{error}"
     );
     simulate_readiness(&client, "coder").await;
-    let text = success(platform.run_owned(&platform.target("status", "coder")));
+    let text = success(platform.run(platform.target("status", "coder")));
     assert!(text.contains("healthy") && !text.contains("NOT READY"), "{text}");
 }
 
@@ -493,7 +490,7 @@ fn assert_subset(expected: &Value, actual: &Value, at: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it() {
     let platform = Platform::start().await;
-    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    success(platform.run(platform.connected("apply", "coder", &[])));
     let client = platform.client().await;
     let before = managed_objects(&client, "coder").await;
     let password = before["Secret/coder-db-password"]["data"]["password"].clone();
@@ -501,16 +498,8 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
 
     // "Version 2": the site switches to its own ingress and scales the manager.
     std::fs::write(platform.spec(), platform.spec_text("1.1.0")).expect("spec");
-    success(platform.run(&[
-        "lock",
-        "--spec",
-        &platform.text(&platform.spec()),
-        "-o",
-        &platform.text(&platform.lock()),
-        "--insecure-registry",
-        &platform.upstream.host(),
-    ]));
-    let upgrade = stdout_json(platform.run_owned(&platform.connected(
+    platform.lock_spec();
+    let upgrade = stdout_json(platform.run(platform.connected(
         "apply",
         "coder",
         &[
@@ -547,7 +536,7 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
     assert_eq!(after["Deployment/coder-manager"]["spec"]["replicas"], 2);
 
     // Rollback re-applies revision 1's manifests as revision 3.
-    let rollback = stdout_json(platform.run_owned(&{
+    let rollback = stdout_json(platform.run(&{
         let mut args = platform.target("rollback", "coder");
         args.extend(["--output".to_owned(), "json".to_owned()]);
         args
@@ -561,7 +550,7 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
 
     // Uninstall keeping data leaves the database password and the first admin's password (the
     // admin lives in the database); without, removes everything.
-    success(platform.run_owned(&{
+    success(platform.run(&{
         let mut args = platform.target("uninstall", "coder");
         args.push("--keep-data".to_owned());
         args
@@ -572,7 +561,7 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
         ["Secret/coder-admin-password", "Secret/coder-db-password"],
         "only the kept data remains"
     );
-    let again = failure(platform.run_owned(&platform.target("uninstall", "coder")));
+    let again = failure(platform.run(platform.target("uninstall", "coder")));
     assert!(again.contains("nothing is installed"), "{again}");
 }
 
@@ -580,20 +569,17 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
 async fn dry_run_and_diff_change_nothing() {
     let platform = Platform::start().await;
     // Into a namespace that does not exist: nothing is created, not even the namespace.
-    let report = stdout_json(platform.run_owned(&platform.connected(
-        "apply",
-        "fresh",
-        &["--dry-run", "--output", "json"],
-    )));
+    let report =
+        stdout_json(platform.run(platform.connected("apply", "fresh", &["--dry-run", "--output", "json"])));
     assert_eq!(report["dry_run"], true);
     assert!(report["objects"].as_array().expect("objects").len() > 20);
     let client = platform.client().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     assert!(namespaces.get_opt("fresh").await.expect("get").is_none());
 
-    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    success(platform.run(platform.connected("apply", "coder", &[])));
     let before = resource_versions(&managed_objects(&client, "coder").await);
-    let diff = success(platform.run_owned(&platform.connected(
+    let diff = success(platform.run(platform.connected(
         "apply",
         "coder",
         &["--dry-run", "--diff", "--set", "envproxy.replicas=3"],
@@ -618,7 +604,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
     let platform = Platform::start().await;
     let client = platform.client().await;
 
-    let error = failure(platform.run_owned(&platform.connected(
+    let error = failure(platform.run(platform.connected(
         "apply",
         "coder",
         &["--set", "manager.replica=2", "--set", "postgres.port=many"],
@@ -630,17 +616,14 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
 
     let values = platform.path("values.yaml");
     std::fs::write(&values, "ingress: [1, 2\n").expect("values");
-    let error = failure(platform.run_owned(&platform.connected(
-        "apply",
-        "coder",
-        &["--values", &platform.text(&values)],
-    )));
+    let error =
+        failure(platform.run(platform.connected("apply", "coder", &["--values", &platform.text(&values)])));
     assert!(error.contains("values.yaml") && error.contains("YAML"), "{error}");
 
     let mut args = platform.connected("apply", "coder", &[]);
     let position = args.iter().position(|arg| arg == "--kubeconfig").expect("flag");
     args[position + 1] = platform.text(&platform.path("missing-kubeconfig"));
-    let error = failure(platform.run_owned(&args));
+    let error = failure(platform.run(&args));
     assert!(
         error.contains("kubeconfig") && error.contains("missing-kubeconfig"),
         "{error}"
@@ -661,7 +644,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
     )
     .expect("write");
     args[position + 1] = platform.text(&elsewhere);
-    let error = failure(platform.run_owned(&args));
+    let error = failure(platform.run(&args));
     assert!(
         error.contains("unreachable") && error.contains(&closed_port.to_string()),
         "{error}"
@@ -669,7 +652,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
 
     // Credentials that may do nothing: preflight names what is denied.
     args[position + 1] = platform.text(platform.cluster.restricted_kubeconfig_path());
-    let error = failure(platform.run_owned(&args));
+    let error = failure(platform.run(&args));
     assert!(
         error.contains("preflight failed") && error.contains("create apps/deployments in namespace coder"),
         "{error}"
@@ -679,7 +662,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
     assert!(managed_objects(&client, "coder").await.is_empty());
 
     // A second apply while one holds the namespace's lease is refused, naming the holder.
-    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
+    success(platform.run(platform.connected("apply", "coder", &[])));
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "coder");
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -696,7 +679,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
         .await
         .expect("hold the lease");
     let error =
-        failure(platform.run_owned(&platform.connected("apply", "coder", &["--set", "envproxy.replicas=2"])));
+        failure(platform.run(platform.connected("apply", "coder", &["--set", "envproxy.replicas=2"])));
     assert!(
         error.contains("other-host") && error.contains("wait for it"),
         "{error}"
@@ -708,8 +691,7 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_names_what_is_not_ready_and_returns_once_it_is() {
     let platform = Platform::start().await;
-    let error =
-        failure(platform.run_owned(&platform.connected("apply", "coder", &["--wait", "--timeout", "3s"])));
+    let error = failure(platform.run(platform.connected("apply", "coder", &["--wait", "--timeout", "3s"])));
     assert!(
         error.contains("not ready after 3s") && error.contains("Deployment coder/coder-manager"),
         "{error}"
@@ -725,7 +707,7 @@ async fn wait_names_what_is_not_ready_and_returns_once_it_is() {
         })
     };
     let started = std::time::Instant::now();
-    success(platform.run_owned(&platform.connected("apply", "coder", &["--wait", "--timeout", "2m"])));
+    success(platform.run(platform.connected("apply", "coder", &["--wait", "--timeout", "2m"])));
     simulated.await.expect("simulation");
     assert!(started.elapsed() < std::time::Duration::from_secs(110));
 }
@@ -755,19 +737,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         .await
         .expect("site registry");
     let bundle = platform.path("coder.bundle");
-    success(platform.run(&[
-        "bundle",
-        "--spec",
-        &platform.text(&platform.spec()),
-        "--lock",
-        &platform.text(&platform.lock()),
-        "--cache",
-        &platform.text(&platform.path("cache")),
-        "-o",
-        &platform.text(&bundle),
-        "--insecure-registry",
-        &platform.upstream.host(),
-    ]));
+    platform.bundle_to(&bundle);
     let site_registry = format!("{}/mirror", site.host());
     let license = |tier: Tier, airgap: bool| {
         let path = platform.path(&format!("{tier:?}-{airgap}.license"));
@@ -792,7 +762,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
             platform.text(platform.cluster.kubeconfig_path()),
         ];
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        platform.run_owned(&args)
+        platform.run(&args)
     };
     let catalog = || crate::world::catalog(&site);
     let client = platform.client().await;
@@ -983,36 +953,16 @@ async fn bundles_of_other_products_or_newer_formats_are_refused() {
         .spec_text("1.0.0")
         .replace("name: coder\nversion", "name: other\nversion");
     std::fs::write(platform.spec(), other).expect("spec");
-    success(platform.run(&[
-        "lock",
-        "--spec",
-        &platform.text(&platform.spec()),
-        "-o",
-        &platform.text(&platform.lock()),
-        "--insecure-registry",
-        &platform.upstream.host(),
-    ]));
+    platform.lock_spec();
     let bundle = platform.path("other.bundle");
-    success(platform.run(&[
-        "bundle",
-        "--spec",
-        &platform.text(&platform.spec()),
-        "--lock",
-        &platform.text(&platform.lock()),
-        "--cache",
-        &platform.text(&platform.path("cache")),
-        "-o",
-        &platform.text(&bundle),
-        "--insecure-registry",
-        &platform.upstream.host(),
-    ]));
+    platform.bundle_to(&bundle);
     let license = platform.path("enterprise.license");
     std::fs::write(
         &license,
         crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
     )
     .expect("license");
-    let error = failure(platform.run(&[
+    let error = failure(platform.run([
         "apply",
         "--bundle",
         &platform.text(&bundle),
@@ -1040,19 +990,7 @@ async fn air_gapped_apply_needs_nothing_but_the_api_server_and_the_site_registry
     // Outside: the upstream registry and a bundle of it.
     let platform = Platform::start().await;
     let bundle = platform.path("coder.bundle");
-    success(platform.run(&[
-        "bundle",
-        "--spec",
-        &platform.text(&platform.spec()),
-        "--lock",
-        &platform.text(&platform.lock()),
-        "--cache",
-        &platform.text(&platform.path("cache")),
-        "-o",
-        &platform.text(&bundle),
-        "--insecure-registry",
-        &platform.upstream.host(),
-    ]));
+    platform.bundle_to(&bundle);
     let license = platform.path("enterprise.license");
     std::fs::write(
         &license,
@@ -1108,7 +1046,7 @@ async fn inside_a_network_namespace_apply_the_bundle() {
     let docker = tempfile::tempdir().expect("docker config dir");
     std::fs::write(docker.path().join("config.json"), "{}").expect("docker config");
     let output = coder_install(
-        &[
+        [
             "apply",
             "--bundle",
             &bundle,

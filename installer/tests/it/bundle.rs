@@ -289,7 +289,7 @@ async fn a_tls_registry_with_basic_auth_works_through_the_docker_config() {
     std::fs::create_dir_all(&empty_config).expect("dir");
     let ca = world.registry.ca_file().expect("ca").display().to_string();
     let output = crate::world::coder_install(
-        &[
+        [
             "lock",
             "--spec",
             &world.spec().display().to_string(),

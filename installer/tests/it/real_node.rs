@@ -8,8 +8,10 @@
 //! (no image of it exists here) and the platform is reached through its Services (kube-proxy),
 //! and the cluster's DNS and volumes are the harness's stand-ins.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use coder_testenv::cli::{bundle_args, lock_args};
 use coder_testenv::dependency_images::{postgres_image, workspace_image};
 use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
 use coder_testenv::{Cluster, Registry, RegistryFlavour};
@@ -76,7 +78,7 @@ impl RealWorld {
         self.dir.path().join(name).display().to_string()
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> String {
         success(coder_install(
             args,
             &[("DOCKER_CONFIG", &self.dir.path().join("docker"))],
@@ -106,29 +108,15 @@ impl RealWorld {
         );
         std::fs::write(&spec_path, spec).expect("spec");
         let upstream = self.upstream.host();
-        self.run(&[
-            "lock",
-            "--spec",
-            &spec_path,
-            "-o",
-            &lock,
-            "--insecure-registry",
+        self.run(lock_args(Path::new(&spec_path), Path::new(&lock), &upstream));
+        self.run(bundle_args(
+            Path::new(&spec_path),
+            Path::new(&lock),
+            Path::new(&self.path("cache")),
+            Path::new(&bundle),
             &upstream,
-        ]);
-        self.run(&[
-            "bundle",
-            "--spec",
-            &spec_path,
-            "--lock",
-            &lock,
-            "-o",
-            &bundle,
-            "--cache",
-            &self.path("cache"),
-            "--insecure-registry",
-            &upstream,
-        ]);
-        self.run(&["verify", "--allow-unsigned", &bundle]);
+        ));
+        self.run(["verify", "--allow-unsigned", &bundle]);
         bundle
     }
 
@@ -137,7 +125,7 @@ impl RealWorld {
         let site = self.site.host();
         let kubeconfig = self.cluster.api().kubeconfig_path().display().to_string();
         let output = coder_install(
-            &[
+            [
                 "apply",
                 "--bundle",
                 bundle,
@@ -518,7 +506,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     .await;
 
     // Uninstall leaves nothing of the platform.
-    world.run(&[
+    world.run([
         "uninstall",
         "--namespace",
         NAMESPACE,
@@ -539,7 +527,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     let free = "coder-free";
     let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
     let output = coder_install(
-        &[
+        [
             "apply",
             "--spec",
             &world.path("coder-1.0.0.yaml"),

@@ -62,8 +62,8 @@ subjects:
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() {
     let platform = Platform::start().await;
-    success(platform.run_owned(&platform.connected("apply", "coder", &[])));
-    success(platform.run_owned(&platform.connected("apply", "coder", &["--set", "manager.replicas=2"])));
+    success(platform.run(platform.connected("apply", "coder", &[])));
+    success(platform.run(platform.connected("apply", "coder", &["--set", "manager.replicas=2"])));
     let client = platform.client().await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "coder");
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
@@ -71,7 +71,7 @@ async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() 
     // Revision 1's stored objects are replaced by a cluster-admin binding: rollback renders
     // revision 1 from its inputs instead, so the planted object never reaches the cluster.
     tamper(&configmaps, 1, "manifests.yaml.gz", gzip(PLANTED.as_bytes())).await;
-    let rollback = stdout_json(platform.run_owned(&{
+    let rollback = stdout_json(platform.run(&{
         let mut args = platform.target("rollback", "coder");
         args.extend(["--output".to_owned(), "json".to_owned()]);
         args
@@ -91,8 +91,7 @@ async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() 
     // Now the previous revision is 2. Tampered inputs are refused, naming what is wrong, and
     // nothing changes.
     let original = inputs(&configmaps, 2).await;
-    let rollback_fails =
-        |platform: &Platform| failure(platform.run_owned(&platform.target("rollback", "coder")));
+    let rollback_fails = |platform: &Platform| failure(platform.run(platform.target("rollback", "coder")));
 
     let mut evil_image = original.clone();
     evil_image["images"]["coder-service"] = Value::from(format!("evil.test/miner@sha256:{}", "e".repeat(64)));
@@ -171,7 +170,7 @@ async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() 
         gzip(original.to_string().as_bytes()),
     )
     .await;
-    let again = stdout_json(platform.run_owned(&{
+    let again = stdout_json(platform.run(&{
         let mut args = platform.target("rollback", "coder");
         args.extend(["--output".to_owned(), "json".to_owned()]);
         args

@@ -71,7 +71,7 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         if signed {
             args.extend(["--signing-key".to_owned(), platform.text(&private)]);
         }
-        success(platform.run_owned(&args));
+        success(platform.run(&args));
         platform.text(&output)
     };
     let signed = bundle("signed.bundle", true);
@@ -102,11 +102,11 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         .map(str::to_owned)
         .into();
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        platform.run_owned(&args)
+        platform.run(&args)
     };
 
     // Neither a key nor --allow-unsigned: refused before anything is pushed or written.
-    let verify = failure(platform.run(&["verify", &signed]));
+    let verify = failure(platform.run(["verify", &signed]));
     assert!(
         verify.contains("--public-key") && verify.contains("--allow-unsigned"),
         "{verify}"
@@ -137,7 +137,7 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         recorded_signature(&platform, "unsigned").await,
         "NOT checked (--allow-unsigned)"
     );
-    let verify = success(platform.run(&["verify", "--allow-unsigned", &unsigned]));
+    let verify = success(platform.run(["verify", "--allow-unsigned", &unsigned]));
     assert!(verify.contains("NOT checked (--allow-unsigned)"), "{verify}");
 
     // Signed, with the vendor's key: verified, and recorded with the key's fingerprint.

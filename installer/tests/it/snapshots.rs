@@ -1,17 +1,15 @@
-//! Snapshot tests (insta) of what users read: every `--help`, and the allowlist audit report in
-//! each format. A change to one shows as a diff of the committed `snapshots/*.snap` file; review
+//! Snapshot tests (insta) of what users read: every `--help`, `template`'s manifests, and the
+//! allowlist audit report in each format. A change to one shows as a diff of the committed `snapshots/*.snap` file; review
 //! it and accept it with `cargo insta review` (or `INSTA_UPDATE=always` and a look at the diff).
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::world::success;
+use crate::world::{coder_install_command, success};
 
 /// Runs `coder-install` in `dir` at a fixed help width, so that wrapping does not follow the
 /// terminal the tests run in.
 fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(args)
+    coder_install_command(args)
         .current_dir(dir)
         .env("COLUMNS", "100")
         .env_remove("NO_COLOR")
@@ -91,6 +89,77 @@ fn the_allowlist_report_in_every_format() {
             assert_eq!(output.status.code(), Some(30), "{output:?}");
             let report = String::from_utf8_lossy(&output.stdout).into_owned();
             insta::assert_snapshot!(format!("allowlist_report_{format}"), report);
+        }
+    });
+}
+
+/// A lock of the built-in spec whose digests are made up but fixed (each image's digest is the
+/// sha256 of its name), so that `template` renders the same text on every run.
+fn fixed_lock() -> String {
+    use sha2::Digest as _;
+    let spec =
+        bundle_spec::BundleSpec::from_yaml(bundle_spec::DEFAULT_SPEC, "built-in").expect("the built-in spec");
+    let lock = bundle_spec::ImageLock {
+        version: bundle_spec::LOCK_FORMAT_VERSION,
+        spec: bundle_spec::LockedSpec {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        },
+        locked_at: "2026-01-01T00:00:00Z".parse().expect("a time"),
+        images: spec
+            .images
+            .iter()
+            .map(|image| bundle_spec::LockedArtifact {
+                name: image.name.clone(),
+                reference: image.reference.clone(),
+                digest: format!(
+                    "sha256:{}",
+                    hex::encode(sha2::Sha256::digest(image.name.as_bytes()))
+                ),
+                media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                size: 1024,
+                platforms: Vec::new(),
+            })
+            .collect(),
+        charts: Vec::new(),
+    };
+    lock.to_yaml().expect("the lock as YAML")
+}
+
+#[test]
+fn template_output_of_the_built_in_spec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("images.lock"), fixed_lock()).expect("write the lock");
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"coder-install \d+\.\d+\.\d+", "coder-install [version]");
+    settings.bind(|| {
+        // The defaults for a current cluster; and two replicas of everything on Kubernetes 1.20,
+        // whose PodDisruptionBudgets are policy/v1beta1.
+        let high_availability = [
+            "--set",
+            "manager.replicas=2",
+            "--set",
+            "envproxy.replicas=2",
+            "--set",
+            "dashboard.replicas=2",
+        ];
+        for (name, kube_version, values) in [
+            ("template_kube_1_33", "1.33", &[][..]),
+            ("template_kube_1_20_two_replicas", "1.20", &high_availability[..]),
+        ] {
+            let mut args = vec![
+                "template",
+                "--lock",
+                "images.lock",
+                "--namespace",
+                "coder",
+                "--kube-version",
+                kube_version,
+            ];
+            args.extend(values);
+            let output = success(run_in(dir.path(), &args));
+            assert!(output.contains("kind: Deployment"), "{output}");
+            insta::assert_snapshot!(name, output);
         }
     });
 }

@@ -1,16 +1,23 @@
 //! A small upstream world for bundle tests: a real registry with fixture images, a spec and a
 //! chart on disk, and a way to run the real `coder-install` binary against them.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use coder_testenv::fixture::{ImageBuilder, Index, LayerBuilder, MediaTypes, Platform};
 use coder_testenv::{Registry, RegistryFlavour};
 
-/// Runs `coder-install` with `args`.
-pub fn coder_install(args: &[&str], env: &[(&str, &Path)]) -> Output {
+/// The `coder-install` binary under test, with `args`.
+pub fn coder_install_command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_coder-install"));
     command.args(args);
+    command
+}
+
+/// Runs `coder-install` with `args`, and `env` set.
+pub fn coder_install<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &Path)]) -> Output {
+    let mut command = coder_install_command(args);
     for (key, value) in env {
         command.env(key, value);
     }
