@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bundle_spec::format::{
     BundledArtifact, HELM_CHART_LAYER_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
@@ -17,6 +17,99 @@ use coder_registry::sha256_digest;
 /// The workspace's `charts/` folder, embedded so that the default spec needs no files.
 pub static EMBEDDED_CHARTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../charts");
 
+/// The most a bundled chart may unpack to.
+const MAX_CHART_BYTES: u64 = 16 << 20;
+
+/// Why a chart could not be read, packaged or unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// A chart folder could not be listed.
+    #[error("reading chart folder {}", dir.display())]
+    FolderUnreadable {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A chart folder holds a link or a special file.
+    #[error("chart file {} is a link or special file; charts may hold regular files only", path.display())]
+    NotARegularFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The spec names a built-in chart that this build does not carry.
+    #[error("no chart {name:?} is built into this coder-install")]
+    NotBuiltIn {
+        /// The chart's name.
+        name: String,
+    },
+    /// The chart has no `Chart.yaml`.
+    #[error("chart {chart} has no Chart.yaml")]
+    NoChartYaml {
+        /// The chart.
+        chart: String,
+    },
+    /// The chart's `Chart.yaml` does not parse.
+    #[error("chart {chart}: Chart.yaml: {reason}")]
+    BadChartYaml {
+        /// The chart.
+        chart: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The chart's `Chart.yaml` has no version.
+    #[error("chart {chart}: Chart.yaml has no version")]
+    NoVersion {
+        /// The chart.
+        chart: String,
+    },
+    /// A bundled chart names a blob by a digest that is not sha256.
+    #[error("chart {chart}: digest {digest} is not sha256")]
+    DigestNotSha256 {
+        /// The chart.
+        chart: String,
+        /// The digest.
+        digest: String,
+    },
+    /// A bundled chart's blob is not in the bundle.
+    #[error("chart {chart}: blob {digest} is missing from the bundle")]
+    BlobMissing {
+        /// The chart.
+        chart: String,
+        /// The blob's digest.
+        digest: String,
+    },
+    /// A bundled chart's blob does not hash to its digest.
+    #[error("chart {chart}: blob {digest} does not match its digest")]
+    BlobCorrupt {
+        /// The chart.
+        chart: String,
+        /// The blob's digest.
+        digest: String,
+    },
+    /// A bundled chart's manifest has no Helm chart content layer.
+    #[error("chart {chart}: its manifest has no Helm chart content layer")]
+    NoContentLayer {
+        /// The chart.
+        chart: String,
+    },
+    /// A bundled chart's archive holds a path outside the chart's folder.
+    #[error("chart {chart}: unexpected path {path:?} in its archive")]
+    UnexpectedPath {
+        /// The chart.
+        chart: String,
+        /// The path.
+        path: String,
+    },
+    /// A bundled chart unpacks to more than [`MAX_CHART_BYTES`].
+    #[error("chart {chart} unpacks to more than {} MiB; refusing it", MAX_CHART_BYTES >> 20)]
+    TooLarge {
+        /// The chart.
+        chart: String,
+    },
+}
+
 /// A chart's files: relative path and contents, sorted by path.
 pub type ChartFiles = Vec<(String, Vec<u8>)>;
 
@@ -24,7 +117,10 @@ pub type ChartFiles = Vec<(String, Vec<u8>)>;
 pub fn read_chart_dir(dir: &Path) -> crate::Result<ChartFiles> {
     fn walk(root: &Path, dir: &Path, files: &mut ChartFiles) -> crate::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|error| fail!("reading chart folder {}: {error}", dir.display()))?
+            .map_err(|source| ChartError::FolderUnreadable {
+                dir: dir.to_owned(),
+                source,
+            })?
             .collect::<Result<_, _>>()?;
         entries.sort_by_key(|entry| entry.file_name());
         for entry in entries {
@@ -36,10 +132,7 @@ pub fn read_chart_dir(dir: &Path) -> crate::Result<ChartFiles> {
                 let relative = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
                 files.push((relative, std::fs::read(&path)?));
             } else {
-                bail!(
-                    "chart file {} is a link or special file; charts may hold regular files only",
-                    path.display()
-                );
+                return Err(ChartError::NotARegularFile { path }.into());
             }
         }
         Ok(())
@@ -63,7 +156,9 @@ pub fn embedded_chart(name: &str) -> crate::Result<ChartFiles> {
     }
     let dir = EMBEDDED_CHARTS
         .get_dir(name)
-        .ok_or_else(|| fail!("no chart {name:?} is built into this coder-install"))?;
+        .ok_or_else(|| ChartError::NotBuiltIn {
+            name: name.to_owned(),
+        })?;
     let mut files = Vec::new();
     walk(dir, dir.path(), &mut files);
     files.sort();
@@ -81,16 +176,24 @@ pub fn package_chart(
     let chart_yaml = files
         .iter()
         .find(|(path, _)| path == "Chart.yaml")
-        .ok_or_else(|| fail!("chart {name} has no Chart.yaml"))?;
+        .ok_or_else(|| ChartError::NoChartYaml {
+            chart: name.to_owned(),
+        })?;
     let metadata: serde_json::Value =
-        serde_saphyr_value(&chart_yaml.1).map_err(|error| fail!("chart {name}: Chart.yaml: {error}"))?;
+        serde_saphyr_value(&chart_yaml.1).map_err(|error| ChartError::BadChartYaml {
+            chart: name.to_owned(),
+            reason: error.to_string(),
+        })?;
     let version = metadata
         .get("version")
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_owned();
     if version.is_empty() {
-        bail!("chart {name}: Chart.yaml has no version");
+        return Err(ChartError::NoVersion {
+            chart: name.to_owned(),
+        }
+        .into());
     }
 
     let mut tar = tar::Builder::new(Vec::new());
@@ -151,21 +254,26 @@ pub fn read_bundled_chart(
     reader: &super::read::BundleReader,
     artifact: &BundledArtifact,
 ) -> crate::Result<ChartFiles> {
-    const MAX_CHART_BYTES: u64 = 16 << 20;
+    let chart = || artifact.name.clone();
     let blob = |digest: &str| -> crate::Result<Vec<u8>> {
         let hex = digest
             .strip_prefix("sha256:")
-            .ok_or_else(|| fail!("chart {}: digest {digest} is not sha256", artifact.name))?;
+            .ok_or_else(|| ChartError::DigestNotSha256 {
+                chart: chart(),
+                digest: digest.to_owned(),
+            })?;
         let bytes = reader
             .read_document(&format!("blobs/sha256/{hex}"))?
-            .ok_or_else(|| {
-                fail!(
-                    "chart {}: blob {digest} is missing from the bundle",
-                    artifact.name
-                )
+            .ok_or_else(|| ChartError::BlobMissing {
+                chart: chart(),
+                digest: digest.to_owned(),
             })?;
         if sha256_digest(&bytes) != digest {
-            bail!("chart {}: blob {digest} does not match its digest", artifact.name);
+            return Err(ChartError::BlobCorrupt {
+                chart: chart(),
+                digest: digest.to_owned(),
+            }
+            .into());
         }
         Ok(bytes)
     };
@@ -175,12 +283,7 @@ pub fn read_bundled_chart(
         .filter(|layer| layer.get("mediaType").and_then(|m| m.as_str()) == Some(HELM_CHART_LAYER_MEDIA_TYPE))
         .and_then(|layer| layer.get("digest"))
         .and_then(|digest| digest.as_str())
-        .ok_or_else(|| {
-            fail!(
-                "chart {}: its manifest has no Helm chart content layer",
-                artifact.name
-            )
-        })?;
+        .ok_or_else(|| ChartError::NoContentLayer { chart: chart() })?;
     let content = blob(layer)?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(content.as_slice()));
     let mut files = Vec::new();
@@ -195,10 +298,13 @@ pub fn read_bundled_chart(
             .split_once('/')
             .map(|(_, rest)| rest.to_owned())
             .filter(|rest| !rest.is_empty() && !rest.split('/').any(|part| part == ".."))
-            .ok_or_else(|| fail!("chart {}: unexpected path {path:?} in its archive", artifact.name))?;
+            .ok_or_else(|| ChartError::UnexpectedPath {
+                chart: chart(),
+                path: path.clone(),
+            })?;
         total += entry.size();
         if total > MAX_CHART_BYTES {
-            bail!("chart {} unpacks to more than 16 MiB; refusing it", artifact.name);
+            return Err(ChartError::TooLarge { chart: chart() }.into());
         }
         let mut contents = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut contents)?;

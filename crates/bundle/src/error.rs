@@ -12,6 +12,12 @@ pub enum BundleError {
     /// says what and what to do.
     #[error("{0}")]
     Message(String),
+    /// A chart could not be read, packaged or unpacked.
+    #[error(transparent)]
+    Chart(#[from] crate::charts::ChartError),
+    /// A signing or public key file could not be used.
+    #[error(transparent)]
+    Key(#[from] crate::signing::KeyError),
     /// A registry call failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),

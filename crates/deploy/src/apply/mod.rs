@@ -166,7 +166,10 @@ async fn verify(
         SignaturePolicy::Unspecified => return Err(crate::DeployError::SignaturePolicyMissing),
     };
     reporter.step(&format!("verify {}", path.display()));
-    let key = key_file.map(|file| read_public_key(file)).transpose()?;
+    let key = key_file
+        .map(|file| read_public_key(file))
+        .transpose()
+        .map_err(coder_bundle::BundleError::from)?;
     let signature = key.as_ref().map_or_else(
         || "NOT checked (--allow-unsigned)".to_owned(),
         |key| format!("verified with key {}", fingerprint(key)),
