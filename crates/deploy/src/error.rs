@@ -19,6 +19,12 @@ pub enum DeployError {
     /// The release could not be loaded from its bundle, or its spec and lock.
     #[error(transparent)]
     Release(#[from] crate::release::ReleaseError),
+    /// The lock pins no image (the built-in lock before a release resolves it).
+    #[error(
+        "the lock lists no images (the built-in lock is unresolved until a release pins it); \
+         run `coder-install lock` and pass --lock, or apply a bundle"
+    )]
+    LockUnresolved,
     /// The workloads were not ready in time; each is listed with its state and recent events.
     #[error("not ready after {seconds}s:\n  - {}", waiting.join("\n  - "))]
     NotReady {

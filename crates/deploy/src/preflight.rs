@@ -15,11 +15,9 @@ use serde_json::Value;
 use coder_mirror::{SiteRegistry, check_registry_writable};
 use coder_registry::RegistryOptions;
 
-use crate::apply::{ApplyOptions, configured_storage_class, render_for};
 use crate::cluster::{Cluster, OLDEST_SUPPORTED};
 use crate::objects::ObjectKey;
 use crate::record::{InstallRecord, RecordStore};
-use crate::release::Release;
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,24 +117,6 @@ struct Permission {
 
 /// The verbs an apply uses on every kind it manages.
 const VERBS: [&str; 4] = ["get", "create", "patch", "delete"];
-
-/// Runs the cluster checks for applying `release` with `options`: renders it for the cluster,
-/// then [`check_cluster`].
-pub async fn check_release(
-    cluster: &Cluster,
-    release: &Release,
-    options: &ApplyOptions,
-) -> crate::Result<PreflightReport> {
-    let manifests = render_for(release, options, cluster.pdb_api())?;
-    let storage_class = configured_storage_class(release, options)?;
-    Ok(check_cluster(
-        cluster,
-        &options.namespace,
-        &manifests.objects,
-        storage_class.as_deref(),
-    )
-    .await)
-}
 
 /// The site registry's check: reachable, credentials accepted, pushes allowed.
 pub async fn check_site_registry(site: &SiteRegistry, options: &RegistryOptions) -> Check {

@@ -74,12 +74,6 @@ pub enum ReleaseError {
         /// The chart's reference.
         reference: String,
     },
-    /// The lock pins no image (the built-in lock before a release resolves it).
-    #[error(
-        "the lock lists no images (the built-in lock is unresolved until a release pins it); \
-         run `coder-install lock` and pass --lock, or apply a bundle"
-    )]
-    LockUnresolved,
     /// A `--values` file could not be read.
     #[error("reading values file {}", file.display())]
     ValuesFileUnreadable {

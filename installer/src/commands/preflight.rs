@@ -42,7 +42,7 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         wait: None,
     };
     let cluster = cluster::connect(&options.cluster).await?;
-    let mut report = coder_deploy::preflight::check_release(&cluster, &release, &options).await?;
+    let mut report = coder_deploy::apply::check_release(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         let (registry_options, _) = args.login.resolve(Some(site))?;
         report

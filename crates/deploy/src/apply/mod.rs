@@ -18,6 +18,7 @@ use coder_report::{Reporter, human_bytes};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::license_gate::check_license;
 use crate::objects::{Applied, Change, ObjectKey};
+use crate::preflight::PreflightReport;
 use crate::release::{Release, ReleaseSource};
 
 pub use deploy::{DeployTarget, configured_storage_class, deploy, deploy_locked, render_for};
@@ -104,6 +105,24 @@ impl ApplyReport {
             .filter(|applied| applied.change != Change::Unchanged)
             .count()
     }
+}
+
+/// Runs the cluster checks for applying `release` with `options`: renders it for the cluster,
+/// then [`crate::preflight::check_cluster`].
+pub async fn check_release(
+    cluster: &Cluster,
+    release: &Release,
+    options: &ApplyOptions,
+) -> crate::Result<PreflightReport> {
+    let manifests = render_for(release, options, cluster.pdb_api())?;
+    let storage_class = configured_storage_class(release, options)?;
+    Ok(crate::preflight::check_cluster(
+        cluster,
+        &options.namespace,
+        &manifests.objects,
+        storage_class.as_deref(),
+    )
+    .await)
 }
 
 /// What the refusals before the push leave undone.
@@ -213,7 +232,7 @@ async fn preflight(
     release.values(&options.values_files, &options.sets, None)?;
     reporter.step("preflight");
     let cluster = crate::cluster::connect(&options.cluster).await?;
-    let mut report = crate::preflight::check_release(&cluster, release, options).await?;
+    let mut report = check_release(&cluster, release, options).await?;
     if let Some(site) = &release.site {
         report
             .checks

@@ -22,7 +22,7 @@ pub enum ImageSource {
 /// Logical image name → the pinned reference containers use, for every image in the lock.
 pub fn image_map(lock: &ImageLock, source: &ImageSource) -> crate::Result<BTreeMap<String, String>> {
     if lock.images.is_empty() {
-        return Err(crate::release::ReleaseError::LockUnresolved.into());
+        return Err(crate::DeployError::LockUnresolved);
     }
     let mut images = BTreeMap::new();
     for image in &lock.images {
