@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bundle_spec::format::{BlobRecord, BundledArtifact, BundledPlatform, is_index};
+use bundle_spec::referrer::Referrer;
 use bundle_spec::{BundleSpec, ImageLock, LockedArtifact, Platform};
 use serde::Deserialize;
 
@@ -198,6 +199,10 @@ async fn plan_artifact(
             .filter_map(|digest| plan.blobs.get(digest))
             .map(|blob| blob.size),
     );
+    let mut referrers = Vec::new();
+    for referrer in &locked.referrers {
+        referrers.push(plan_referrer(referrer, &repository, client, cache, plan).await?);
+    }
     Ok(BundledArtifact {
         name: locked.name.clone(),
         // Without an `oci://` scheme, so that it is a valid `ref.name` annotation.
@@ -207,6 +212,51 @@ async fn plan_artifact(
         platforms: carried,
         blobs: blobs.into_iter().collect(),
         size,
+        referrers,
+    })
+}
+
+/// A signature, attestation or SBOM: its manifest (by the lock's digest, checked like an
+/// image's) and the config and layer blobs it uses, fetched from the image's repository.
+async fn plan_referrer(
+    referrer: &Referrer,
+    repository: &Repository,
+    client: &RegistryClient,
+    cache: &BlobCache,
+    plan: &mut BundlePlan,
+) -> Result<Referrer, RegistryError> {
+    let what = format!(
+        "{repository}@{} ({:?} of {})",
+        referrer.digest, referrer.kind, referrer.subject
+    );
+    let manifest =
+        fetch_into_cache(client, cache, repository, &referrer.digest, &referrer.media_type).await?;
+    if manifest.media_type != referrer.media_type || is_index(&manifest.media_type) {
+        return Err(RegistryError::InvalidManifest {
+            reference: what,
+            reason: format!(
+                "the lock says {} but the registry serves {}; re-run `coder-install lock`",
+                referrer.media_type, manifest.media_type
+            ),
+        });
+    }
+    if manifest.bytes.len() as u64 != referrer.size {
+        return Err(RegistryError::SizeMismatch {
+            what,
+            expected: referrer.size,
+            actual: manifest.bytes.len() as u64,
+        });
+    }
+    plan.add_blob(&manifest.digest, referrer.size, None)?;
+    let mut blobs = BTreeSet::from([manifest.digest.clone()]);
+    let image: ImageManifest = parse(&manifest.bytes, &what)?;
+    for descriptor in std::iter::once(&image.config).chain(&image.layers) {
+        plan.add_blob(&descriptor.digest, descriptor.size, Some(repository))?;
+        blobs.insert(descriptor.digest.clone());
+    }
+    Ok(Referrer {
+        blobs: blobs.into_iter().collect(),
+        ..referrer.clone()
     })
 }
 
