@@ -203,3 +203,151 @@ fn check_image_manifest(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A registry with the referrers API, just enough of one: `routes` maps a request path to
+    /// `(content type, body)`; anything else is 404.
+    async fn serve(routes: BTreeMap<String, (String, Vec<u8>)>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let host = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
+                let (status, content_type, body) = match routes.get(&path) {
+                    Some((content_type, body)) => ("200 OK", content_type.clone(), body.clone()),
+                    None => (
+                        "404 Not Found",
+                        "application/json".to_owned(),
+                        br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+                    ),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            }
+        });
+        host
+    }
+
+    fn manifest(config_media_type: &str, artifact_type: Option<&str>) -> Vec<u8> {
+        let mut manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": bundle_spec::format::OCI_MANIFEST_MEDIA_TYPE,
+            "config": { "mediaType": config_media_type, "digest": format!("sha256:{}", "c".repeat(64)), "size": 2 },
+            "layers": [],
+        });
+        if let Some(artifact_type) = artifact_type {
+            manifest["artifactType"] = serde_json::json!(artifact_type);
+        }
+        serde_json::to_vec(&manifest).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn referrers_come_from_cosign_tags_and_the_referrers_api_each_once() {
+        let subject = format!("sha256:{}", "a".repeat(64));
+        let oci = bundle_spec::format::OCI_MANIFEST_MEDIA_TYPE.to_owned();
+        let signature = manifest("application/vnd.oci.image.config.v1+json", None);
+        let sbom = manifest("application/vnd.oci.empty.v1+json", Some("application/spdx+json"));
+        let (signature_digest, sbom_digest) = (
+            coder_registry::sha256_digest(&signature),
+            coder_registry::sha256_digest(&sbom),
+        );
+        let listed = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": bundle_spec::format::OCI_INDEX_MEDIA_TYPE,
+            "manifests": [
+                { "mediaType": oci, "digest": signature_digest, "size": signature.len(),
+                  "artifactType": bundle_spec::referrer::COSIGN_SIGNATURE_ARTIFACT_TYPE },
+                { "mediaType": oci, "digest": sbom_digest, "size": sbom.len() },
+            ],
+        });
+        let tag = tag_for(&subject, ReferrerKind::Signature).expect("tag");
+        let routes = BTreeMap::from([
+            (
+                format!("/v2/team/app/manifests/{tag}"),
+                (oci.clone(), signature.clone()),
+            ),
+            (
+                format!("/v2/team/app/manifests/{signature_digest}"),
+                (oci.clone(), signature),
+            ),
+            (
+                format!("/v2/team/app/manifests/{sbom_digest}"),
+                (oci.clone(), sbom),
+            ),
+            (
+                format!("/v2/team/app/referrers/{subject}"),
+                (
+                    bundle_spec::format::OCI_INDEX_MEDIA_TYPE.to_owned(),
+                    serde_json::to_vec(&listed).expect("JSON"),
+                ),
+            ),
+        ]);
+        let host = serve(routes).await;
+        let client = RegistryClient::new(coder_registry::RegistryOptions {
+            insecure_registries: vec![host.clone()],
+            attempts: 1,
+            ..Default::default()
+        })
+        .expect("client");
+        let repository = Repository {
+            registry: host,
+            repository: "team/app".to_owned(),
+        };
+        let found = find_referrers(&client, &repository, std::slice::from_ref(&subject))
+            .await
+            .expect("referrers");
+        let summary: Vec<(ReferrerKind, Option<&str>, &str, Option<&str>)> = found
+            .iter()
+            .map(|referrer| {
+                (
+                    referrer.kind,
+                    referrer.tag.as_deref(),
+                    referrer.digest.as_str(),
+                    referrer.artifact_type.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    ReferrerKind::Signature,
+                    Some(tag.as_str()),
+                    signature_digest.as_str(),
+                    None
+                ),
+                (
+                    ReferrerKind::Sbom,
+                    None,
+                    sbom_digest.as_str(),
+                    Some("application/spdx+json")
+                ),
+            ]
+        );
+        assert!(
+            found
+                .iter()
+                .all(|referrer| referrer.subject == subject && referrer.check().is_ok())
+        );
+    }
+}
