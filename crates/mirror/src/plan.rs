@@ -170,9 +170,31 @@ fn plan_referrer(
     repository: &Repository,
     referrer: &Referrer,
 ) -> Result<ArtifactPlan, MirrorError> {
-    referrer.check().map_err(|reason| {
-        MirrorError::Bundle(format!("{}: a referrer of it: {reason}", artifact.reference))
-    })?;
+    // It must be about this artifact (its digest or a carried platform's), so that a bundle
+    // cannot make push tag anything else in the repository.
+    let about_it = referrer.subject == artifact.digest
+        || artifact
+            .platforms
+            .iter()
+            .any(|platform| platform.digest == referrer.subject);
+    referrer
+        .check()
+        .and_then(|()| {
+            if about_it {
+                Ok(())
+            } else {
+                Err(format!(
+                    "it is about {}, which is neither this artifact nor one of its platforms",
+                    referrer.subject
+                ))
+            }
+        })
+        .map_err(|reason| {
+            MirrorError::Bundle(format!(
+                "{}: its referrer {}: {reason}; the bundle manifest is inconsistent, use an intact bundle",
+                artifact.reference, referrer.digest
+            ))
+        })?;
     let top = read_manifest(reader, &referrer.digest, &referrer.media_type)?
         .ok_or_else(|| missing_manifest(reader, &referrer.digest, &artifact.reference))?;
     let blobs = image_blobs(&top, &artifact.reference)?.into_iter().collect();
