@@ -28,7 +28,8 @@
 //! artifacts of the plan like images: their blobs go with the others, their manifests byte for
 //! byte into the image's repository after the images', under cosign's tag
 //! (`sha256-<hex>.sig`, `.att`, `.sbom`); those the referrers API listed are put by digest (their
-//! `subject` field links them, on a registry with the referrers API).
+//! `subject` field links them, on a registry with the referrers API; on one without, they are
+//! listed in the OCI 1.1 fallback index tagged `sha256-<subject hex>`).
 //!
 //! A **partial index** (the bundle carries only the spec's platforms) is pushed whole when the
 //! registry accepts an index whose other children it lacks; the distribution registry refuses
@@ -41,6 +42,7 @@ mod error;
 mod manifests;
 mod plan;
 mod probe;
+mod referrers;
 mod report;
 mod target;
 
@@ -153,6 +155,7 @@ pub async fn mirror_bundle(
         .await?;
         pushed.extend(pass);
     }
+    referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
 
     Ok(MirrorReport {
         bundle: bundle.display().to_string(),

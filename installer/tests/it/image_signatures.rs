@@ -4,7 +4,8 @@
 //! image: signed by the key, unsigned, or bad.
 
 use coder_testenv::cosign::{
-    DSSE_ENVELOPE, SigningKey, attachment_artifact, signature_artifact, simple_signing_payload, tag_for,
+    DSSE_ENVELOPE, SigningKey, attachment_artifact, referrer_artifact, signature_artifact,
+    simple_signing_payload, tag_for,
 };
 use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
 use coder_testenv::{Registry, RegistryFlavour};
@@ -47,7 +48,10 @@ async fn raw_manifest(registry: &Registry, repository: &str, reference: &str) ->
             "{}/v2/{repository}/manifests/{reference}",
             registry.url()
         ))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
         .send()
         .await
         .expect("GET manifest");
@@ -314,4 +318,68 @@ async fn signatures_travel_with_the_images_and_verify_tells_signed_unsigned_and_
         manifest.format_version, 1,
         "a bundle without signatures stays format 1"
     );
+}
+
+#[tokio::test]
+async fn a_referrer_only_the_api_listed_is_put_by_digest_and_listed_in_the_fallback_index() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let sbom = referrer_artifact(
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3"}"#,
+        &world.app.index,
+    )
+    .expect("SBOM");
+    // Under a tag that is not cosign's: only a referrers API would find it.
+    world
+        .registry
+        .push_image("team/app:sbom-holder", &sbom)
+        .await
+        .expect("push SBOM");
+    world.write_spec(&format!("{}signatures: true\n", world.spec_text()));
+    world.lock_spec();
+    // The test registry has no referrers API: record the SBOM as its listing would have.
+    let mut lock =
+        bundle_spec::ImageLock::from_yaml(&std::fs::read_to_string(world.lock()).expect("lock"), "lock")
+            .expect("parse lock");
+    assert!(lock.images.iter().all(|image| image.referrers.is_empty()));
+    lock.images[0].referrers.push(bundle_spec::referrer::Referrer {
+        subject: world.app.digest().to_owned(),
+        kind: bundle_spec::referrer::ReferrerKind::Sbom,
+        tag: None,
+        artifact_type: Some("application/spdx+json".to_owned()),
+        digest: sbom.digest().to_owned(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+        size: sbom.manifest.data.len() as u64,
+        blobs: Vec::new(),
+    });
+    std::fs::write(world.lock(), lock.to_yaml().expect("lock YAML")).expect("write lock");
+    let (bundle, summary) = world.bundle("api.bundle");
+    assert_eq!(summary["referrers"], 1, "{summary}");
+
+    let site = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("site registry");
+    let pushed = push_json(&bundle, &site, None);
+    let repository = format!("{PREFIX}/team/app");
+    assert_eq!(
+        raw_manifest(&site, &repository, sbom.digest()).await,
+        sbom.manifest.data
+    );
+    let fallback = world.app.digest().replacen(':', "-", 1);
+    let index: Value = serde_json::from_slice(&raw_manifest(&site, &repository, &fallback).await)
+        .expect("fallback index JSON");
+    assert_eq!(index["manifests"][0]["digest"], sbom.digest(), "{index}");
+    assert_eq!(
+        index["manifests"][0]["artifactType"], "application/spdx+json",
+        "{index}"
+    );
+    assert!(
+        pushed["artifacts"].as_array().is_some_and(|artifacts| artifacts
+            .iter()
+            .any(|artifact| artifact["kind"] == "sbom" && artifact["subject"] == world.app.digest())),
+        "{pushed}"
+    );
+    let repushed = push_json(&bundle, &site, None);
+    assert_eq!(repushed["tags_set"], 0, "{repushed}");
+    assert_eq!(repushed["manifests_pushed"], 0, "{repushed}");
 }

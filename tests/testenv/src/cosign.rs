@@ -104,6 +104,36 @@ pub fn attachment_artifact(media_type: &str, content: &[u8]) -> Result<Image> {
     artifact(vec![(Blob::new(media_type, content.to_vec()), None)])
 }
 
+/// An OCI 1.1 referrer of `subject` (what the referrers API lists): `artifactType`
+/// `artifact_type`, the empty config, one layer of that media type holding `content`, and the
+/// `subject` descriptor.
+pub fn referrer_artifact(artifact_type: &str, content: &[u8], subject: &Blob) -> Result<Image> {
+    let config = Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+    let layer = Blob::new(artifact_type, content.to_vec());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor()],
+        "subject": subject.descriptor(),
+    });
+    Ok(Image {
+        manifest: Blob::new("application/vnd.oci.image.manifest.v1+json", to_json(&manifest)?),
+        config,
+        layers: vec![layer],
+        platform: no_platform(),
+    })
+}
+
+/// Artifacts have no platform.
+fn no_platform() -> Platform {
+    Platform {
+        os: String::new(),
+        architecture: String::new(),
+    }
+}
+
 /// An image manifest over `layers` (each with an optional annotation), with the config cosign
 /// writes: the layers' digests as `diff_ids`, no platform.
 fn artifact(layers: Vec<(Blob, Option<(&str, &str)>)>) -> Result<Image> {
@@ -137,10 +167,7 @@ fn artifact(layers: Vec<(Blob, Option<(&str, &str)>)>) -> Result<Image> {
         manifest,
         config,
         layers: layers.into_iter().map(|(blob, _)| blob).collect(),
-        platform: Platform {
-            os: String::new(),
-            architecture: String::new(),
-        },
+        platform: no_platform(),
     })
 }
 
