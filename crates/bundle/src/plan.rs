@@ -23,6 +23,9 @@ pub struct BundlePlan {
     /// Every blob, once, with where to fetch it from (`None`: already in the cache, e.g. a
     /// manifest or a locally packaged chart).
     pub blobs: BTreeMap<String, PlannedBlob>,
+    /// Blobs a delta bundle carries all the same: those of signatures, attestations and SBOMs
+    /// (a few hundred bytes each), so that `verify --image-key` can check a delta bundle alone.
+    pub always_carried: BTreeSet<String>,
 }
 
 /// One blob of the plan.
@@ -61,12 +64,15 @@ impl BundlePlan {
     }
 
     /// Removes the config and layer blobs (those fetched from a registry) that `have` lists, for
-    /// a delta bundle; manifests and charts always stay. Returns what was removed.
+    /// a delta bundle; manifests, charts and referrers' blobs always stay. Returns what was
+    /// removed.
     pub fn omit_present(&mut self, have: &BTreeSet<String>) -> Vec<BlobRecord> {
         let omitted: Vec<BlobRecord> = self
             .blobs
             .iter()
-            .filter(|(digest, blob)| blob.source.is_some() && have.contains(*digest))
+            .filter(|(digest, blob)| {
+                blob.source.is_some() && have.contains(*digest) && !self.always_carried.contains(*digest)
+            })
             .map(|(digest, blob)| BlobRecord {
                 digest: digest.clone(),
                 size: blob.size,
@@ -252,6 +258,7 @@ async fn plan_referrer(
     let image: ImageManifest = parse(&manifest.bytes, &what)?;
     for descriptor in std::iter::once(&image.config).chain(&image.layers) {
         plan.add_blob(&descriptor.digest, descriptor.size, Some(repository))?;
+        plan.always_carried.insert(descriptor.digest.clone());
         blobs.insert(descriptor.digest.clone());
     }
     Ok(Referrer {
@@ -288,4 +295,37 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], reference: &str) -> Result<T, 
         reference: reference.to_owned(),
         reason: error.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_leaves_out_what_the_target_has_except_manifests_and_referrers_blobs() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let repository = Repository {
+            registry: "r.example.com".to_owned(),
+            repository: "app".to_owned(),
+        };
+        let mut plan = BundlePlan::default();
+        plan.add_blob(&digest('a'), 1, None).expect("manifest");
+        plan.add_blob(&digest('b'), 2, Some(&repository)).expect("layer");
+        plan.add_blob(&digest('c'), 3, Some(&repository))
+            .expect("signature payload");
+        plan.always_carried.insert(digest('c'));
+        let have: BTreeSet<String> = ['a', 'b', 'c'].map(digest).into();
+        let omitted = plan.omit_present(&have);
+        assert_eq!(
+            omitted,
+            [BlobRecord {
+                digest: digest('b'),
+                size: 2
+            }]
+        );
+        assert_eq!(
+            plan.blobs.keys().cloned().collect::<Vec<_>>(),
+            [digest('a'), digest('c')]
+        );
+    }
 }

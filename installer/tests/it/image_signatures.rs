@@ -294,6 +294,20 @@ async fn signatures_travel_with_the_images_and_verify_tells_signed_unsigned_and_
     assert_eq!(repushed["manifests_pushed"], 0, "{repushed}");
     assert_eq!(repushed["tags_set"], 0, "{repushed}");
 
+    // A delta bundle against it leaves out the image layers but carries the signatures whole:
+    // verify --image-key gives the same verdicts from it alone, and it pushes onto its base.
+    let delta = world.path("delta.bundle");
+    let mut args = world.bundle_args(&delta);
+    args.extend(["--delta-from".to_owned(), bundle.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary: Value = serde_json::from_str(&success(world.run(&args))).expect("delta summary");
+    assert!(summary["omitted_blobs"].as_u64().unwrap_or(0) > 0, "{summary}");
+    let output = verify_with_keys(&world, &delta, &[&key_file], &["--output", "json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("verify JSON");
+    assert_eq!(verdicts(&report), expected, "{report}");
+    let pushed_delta = push_json(&delta, &site, None);
+    assert_eq!(pushed_delta["manifests_pushed"], 0, "{pushed_delta}");
+
     // A bundle of signed images only passes verify --image-key.
     world.write_spec(&format!(
         "{}signatures: true\n",
