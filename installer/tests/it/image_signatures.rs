@@ -207,6 +207,12 @@ async fn signatures_travel_with_the_images_and_verify_tells_signed_unsigned_and_
         "a fresh bundle with signatures differs"
     );
 
+    let inspection = success(world.run(&["inspect", &bundle.display().to_string()]));
+    for (kind, suffix) in [("Signature", "sig"), ("Attestation", "att")] {
+        let line = format!("{kind} {} of {app_digest}", tag_for(&app_digest, suffix));
+        assert!(inspection.contains(&line), "{inspection}");
+    }
+
     // verify --image-key: per image, and a failure since not every image is signed.
     let output = verify_with_keys(&world, &bundle, &[&key_file], &["--output", "json"]);
     assert!(
