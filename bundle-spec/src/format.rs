@@ -30,6 +30,13 @@
 //! artifacts still name every blob they use. Apply expects the omitted blobs in the site
 //! registry already (from the earlier bundle), and `verify` does not count them as missing.
 //!
+//! **Referrers** (format version 2; spec `signatures: true`): an image's cosign signatures,
+//! attestations and SBOMs travel as the image manifests they are, their blobs stored like any
+//! other; each artifact lists them under `referrers` ([`Referrer`]), and `index.json`
+//! names the tagged ones `<registry>/<repository>:sha256-<hex>.sig` (`.att`, `.sbom`), as cosign
+//! tags them. A bundle without referrers is written as format version 1, byte for byte what
+//! earlier versions wrote, and they read it.
+//!
 //! Integrity: `manifest.json` lists every blob's digest and size and the digests of
 //! `index.json`, `spec.yaml` and `images.lock`; the signature covers `manifest.json`. Checking
 //! the signature and re-hashing every entry therefore checks the whole bundle.
@@ -37,8 +44,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The bundle format version this crate reads and writes.
-pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+use crate::referrer::Referrer;
+
+/// The newest bundle format version this crate reads and writes: 2 added `referrers`.
+pub const BUNDLE_FORMAT_VERSION: u32 = 2;
+/// The format version of a bundle that carries no referrers: such a bundle is a version 1
+/// bundle, and coder-install versions that read only version 1 read it.
+pub const BUNDLE_FORMAT_VERSION_WITHOUT_REFERRERS: u32 = 1;
 /// Path of the OCI layout marker.
 pub const OCI_LAYOUT_PATH: &str = "oci-layout";
 /// Contents of the OCI layout marker.
@@ -161,6 +173,9 @@ pub struct BundledArtifact {
     pub blobs: Vec<String>,
     /// Sum of the sizes of `blobs`.
     pub size: u64,
+    /// Its signatures, attestations and SBOMs (format version 2), in lock order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
 }
 
 /// One carried platform of a multi-platform image.

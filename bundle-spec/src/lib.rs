@@ -2,6 +2,7 @@
 //!
 //! - [`BundleSpec`] (`coder.yaml`): which images and charts make up a release;
 //! - [`ImageLock`] (`images.lock`): every image of the spec pinned by digest;
+//! - [`referrer`]: the signatures, attestations and SBOMs that travel with images;
 //! - [`format`]: the bundle file itself, an OCI image layout in one tar, and its
 //!   [`BundleManifest`](format::BundleManifest).
 //!
@@ -11,6 +12,7 @@
 pub mod format;
 mod lock;
 mod reference;
+pub mod referrer;
 mod spec;
 
 pub use lock::{ImageLock, LOCK_FORMAT_VERSION, LockedArtifact, LockedPlatform, LockedSpec};

@@ -6,6 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::referrer::Referrer;
 use crate::{BundleSpec, ImageReference, SpecError};
 
 /// The lock format version this crate reads and writes.
@@ -41,6 +42,10 @@ pub struct LockedSpec {
     pub name: String,
     /// The spec's `version`.
     pub version: String,
+    /// The spec's `signatures`: whether the images' signatures, attestations and SBOMs were
+    /// looked for (a lock made without them cannot serve a spec that asks for them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signatures: bool,
 }
 
 /// One image (or OCI chart) pinned by digest.
@@ -61,6 +66,10 @@ pub struct LockedArtifact {
     /// For an index: its children, one per platform.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<LockedPlatform>,
+    /// The signatures, attestations and SBOMs found for the artifact's digest and its carried
+    /// platforms' digests (only when the spec asks `signatures: true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
 }
 
 /// One platform's manifest inside a locked index.
@@ -101,10 +110,14 @@ impl ImageLock {
             });
         }
         for artifact in lock.images.iter().chain(&lock.charts) {
-            crate::reference::validate_digest(&artifact.digest).map_err(|reason| SpecError::Invalid {
+            let invalid = |reason| SpecError::Invalid {
                 what: format!("lock entry {}", artifact.name),
                 reason,
-            })?;
+            };
+            crate::reference::validate_digest(&artifact.digest).map_err(invalid)?;
+            for referrer in &artifact.referrers {
+                referrer.check().map_err(invalid)?;
+            }
         }
         Ok(lock)
     }
@@ -127,6 +140,14 @@ impl ImageLock {
                 "the lock is for {} {}, the spec is {} {}",
                 self.spec.name, self.spec.version, spec.name, spec.version
             ));
+        }
+        if self.spec.signatures != spec.signatures {
+            differences.push(if spec.signatures {
+                "the spec asks for signatures (`signatures: true`) but the lock was made without them"
+                    .to_owned()
+            } else {
+                "the lock records signatures but the spec no longer asks for them".to_owned()
+            });
         }
         let wanted_images: Vec<(&str, &str)> = spec
             .images
@@ -199,6 +220,7 @@ mod tests {
             media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
             size: 10,
             platforms: Vec::new(),
+            referrers: Vec::new(),
         }
     }
 
@@ -208,6 +230,7 @@ mod tests {
             spec: LockedSpec {
                 name: "coder".to_owned(),
                 version: "1.0.0".to_owned(),
+                signatures: false,
             },
             locked_at: jiff::Timestamp::UNIX_EPOCH,
             images,
@@ -225,6 +248,43 @@ mod tests {
         let text = lock.to_yaml().expect("yaml");
         assert!(text.starts_with("# images.lock"));
         assert_eq!(ImageLock::from_yaml(&text, "lock").expect("parse"), lock);
+    }
+
+    #[test]
+    fn signatures_must_match_the_spec_and_referrer_tags_must_be_cosigns() {
+        let mut signed = spec();
+        signed.signatures = true;
+        let mut lock = lock(vec![
+            artifact("postgres", "postgres:13"),
+            artifact("app", "r.example.com/app:1"),
+        ]);
+        let error = lock.check_matches(&signed).expect_err("outdated").to_string();
+        assert!(error.contains("`signatures: true`"), "{error}");
+        lock.spec.signatures = true;
+        lock.check_matches(&signed).expect("matches");
+
+        let subject = lock.images[0].digest.clone();
+        lock.images[0].referrers.push(Referrer {
+            subject: subject.clone(),
+            kind: crate::referrer::ReferrerKind::Signature,
+            tag: crate::referrer::tag_for(&subject, crate::referrer::ReferrerKind::Signature),
+            artifact_type: None,
+            digest: format!("sha256:{}", "1".repeat(64)),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            size: 300,
+            blobs: Vec::new(),
+        });
+        let text = lock.to_yaml().expect("yaml");
+        assert!(
+            text.contains("signatures: true") && text.contains(".sig"),
+            "{text}"
+        );
+        assert_eq!(ImageLock::from_yaml(&text, "lock").expect("parse"), lock);
+        let moved = text.replace(".sig", ".att");
+        let error = ImageLock::from_yaml(&moved, "lock")
+            .expect_err("bad tag")
+            .to_string();
+        assert!(error.contains("not cosign's tag"), "{error}");
     }
 
     #[test]

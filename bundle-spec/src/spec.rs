@@ -15,6 +15,7 @@ use crate::{ImageReference, SpecError};
 /// name: coder
 /// version: 1.0.0
 /// platforms: [linux/amd64]
+/// signatures: true   # optional: carry cosign signatures, attestations and SBOMs
 /// images:
 ///   - name: postgres
 ///     ref: docker.io/library/postgres:13
@@ -38,6 +39,11 @@ pub struct BundleSpec {
     /// The charts: local folders, or OCI references pulled like images.
     #[serde(default)]
     pub charts: Vec<ChartSpec>,
+    /// Carry each image's signatures, attestations and SBOMs with it: cosign's
+    /// `sha256-<digest>.sig` / `.att` / `.sbom` tags, and the OCI referrers API where the
+    /// registry has it. `lock` records them, `bundle` carries them, `push` restores them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signatures: bool,
 }
 
 /// One image of the spec.

@@ -238,6 +238,7 @@ pub fn package_chart(
         platforms: Vec::new(),
         size: (manifest.len() + config.len() + content.len()) as u64,
         blobs: blobs.into_iter().collect(),
+        referrers: Vec::new(),
     })
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bundle_spec::format::{
-    BLOBS_DIR, BUNDLE_DIR, BUNDLE_FORMAT_VERSION, BlobRecord, BundleManifest, DeltaBase, INDEX_PATH,
-    LOCK_PATH, MANIFEST_PATH, OCI_INDEX_MEDIA_TYPE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION,
-    SIGNATURE_PATH, SPEC_PATH, blob_path,
+    BLOBS_DIR, BUNDLE_DIR, BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSION_WITHOUT_REFERRERS, BlobRecord,
+    BundleManifest, BundledArtifact, DeltaBase, INDEX_PATH, LOCK_PATH, MANIFEST_PATH, OCI_INDEX_MEDIA_TYPE,
+    OCI_LAYOUT_CONTENT, OCI_LAYOUT_PATH, REF_NAME_ANNOTATION, SIGNATURE_PATH, SPEC_PATH, blob_path,
 };
 use bundle_spec::{BundleSpec, ChartSource, ImageLock};
 use futures_util::StreamExt;
@@ -105,6 +105,8 @@ pub struct BundleSummary {
     pub images: usize,
     /// Charts carried.
     pub charts: usize,
+    /// Signatures, attestations and SBOMs carried with the images (spec `signatures: true`).
+    pub referrers: usize,
     /// Distinct blobs.
     pub blobs: usize,
     /// Size of the distinct blobs.
@@ -220,6 +222,12 @@ pub async fn create(
         output: options.output.display().to_string(),
         images: plan.images.len(),
         charts: plan.charts.len(),
+        referrers: plan
+            .images
+            .iter()
+            .chain(&plan.charts)
+            .map(|artifact| artifact.referrers.len())
+            .sum(),
         blobs: plan.blobs.len(),
         unique_bytes: plan.unique_size(),
         downloaded_bytes: totals.downloaded,
@@ -414,6 +422,35 @@ async fn assemble(
         }))
 }
 
+/// The `index.json` entries of an artifact's referrers; the tagged ones are named
+/// `<registry>/<repository>:<cosign tag>`, so that OCI-layout tools find them as cosign would.
+fn referrer_descriptors(
+    artifact: &BundledArtifact,
+    size_of: &dyn Fn(&str) -> u64,
+) -> crate::Result<Vec<serde_json::Value>> {
+    if artifact.referrers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reference = bundle_spec::ImageReference::parse(&artifact.reference)?;
+    Ok(artifact
+        .referrers
+        .iter()
+        .map(|referrer| {
+            let mut descriptor = serde_json::json!({
+                "mediaType": referrer.media_type,
+                "digest": referrer.digest,
+                "size": size_of(&referrer.digest),
+            });
+            if let Some(tag) = &referrer.tag {
+                descriptor["annotations"] = serde_json::json!({
+                    REF_NAME_ANNOTATION: format!("{}/{}:{tag}", reference.registry, reference.repository)
+                });
+            }
+            descriptor
+        })
+        .collect())
+}
+
 /// The bundle's metadata documents, derived from the inputs and the plan.
 struct Documents {
     index: Vec<u8>,
@@ -428,27 +465,40 @@ impl Documents {
         delta: Option<DeltaBase>,
         signing_key: Option<&ed25519_dalek::SigningKey>,
     ) -> crate::Result<Self> {
-        let descriptors: Vec<serde_json::Value> = plan
+        let size_of = |digest: &str| plan.blobs.get(digest).map_or(0, |blob| blob.size);
+        let mut descriptors: Vec<serde_json::Value> = plan
             .images
             .iter()
             .chain(&plan.charts)
             .map(|artifact| {
-                let size = plan.blobs.get(&artifact.digest).map_or(0, |blob| blob.size);
                 serde_json::json!({
                     "mediaType": artifact.media_type,
                     "digest": artifact.digest,
-                    "size": size,
+                    "size": size_of(&artifact.digest),
                     "annotations": { REF_NAME_ANNOTATION: artifact.reference },
                 })
             })
             .collect();
+        for artifact in plan.images.iter().chain(&plan.charts) {
+            descriptors.extend(referrer_descriptors(artifact, &size_of)?);
+        }
         let index = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX_MEDIA_TYPE,
             "manifests": descriptors,
         }))?;
+        let carries_referrers = plan
+            .images
+            .iter()
+            .chain(&plan.charts)
+            .any(|artifact| !artifact.referrers.is_empty());
         let manifest = BundleManifest {
-            format_version: BUNDLE_FORMAT_VERSION,
+            // Without referrers, exactly the version 1 format (older coder-install reads it).
+            format_version: if carries_referrers {
+                BUNDLE_FORMAT_VERSION
+            } else {
+                BUNDLE_FORMAT_VERSION_WITHOUT_REFERRERS
+            },
             tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
             created: inputs.lock.locked_at,
             name: inputs.spec.name.clone(),

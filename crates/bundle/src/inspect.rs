@@ -16,7 +16,8 @@ pub struct BundleInspection {
     pub manifest: BundleManifest,
     /// Whether a signature is present (unchecked; `verify` checks it).
     pub signed: bool,
-    /// Sum of every image's and chart's size, as if nothing were shared.
+    /// Sum of every image's and chart's size (with their signatures, attestations and SBOMs),
+    /// as if nothing were shared.
     pub sum_of_artifact_sizes: u64,
     /// What sharing blobs saves: `sum_of_artifact_sizes - total_size`.
     pub shared_savings: u64,
@@ -38,7 +39,13 @@ pub fn inspect_bundle(path: &Path) -> crate::Result<BundleInspection> {
             .images
             .iter()
             .chain(&manifest.charts)
-            .flat_map(|artifact| artifact.blobs.iter())
+            .flat_map(|artifact| {
+                // An image's signatures, attestations and SBOMs count with it.
+                artifact
+                    .blobs
+                    .iter()
+                    .chain(artifact.referrers.iter().flat_map(|referrer| &referrer.blobs))
+            })
             .filter_map(|digest| sizes.get(digest.as_str()).copied()),
     );
     let shared_savings = sum_of_artifact_sizes.saturating_sub(manifest.total_size);

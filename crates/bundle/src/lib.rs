@@ -8,6 +8,10 @@
 //! cache or the registry, recording progress in the resume [`journal`]. A finished bundle is
 //! kept in the [`cache::BlobCache`] as a pack (a hard link), so that the same inputs next time give a
 //! link, not a download.
+//!
+//! Images' cosign signatures, attestations and SBOMs (spec `signatures: true`) are found by
+//! [`lock`], carried by [`plan`] like images, and their signatures checked offline by
+//! [`image_signatures`] (`verify --image-key`).
 
 /// An error of this crate with a message for the operator, from `format!` arguments.
 macro_rules! fail {
@@ -28,6 +32,7 @@ pub mod charts;
 pub mod create;
 mod error;
 pub mod fill;
+pub mod image_signatures;
 pub mod inspect;
 pub mod journal;
 pub mod layout;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bundle_spec::format::{BlobRecord, BundledArtifact, BundledPlatform, is_index};
+use bundle_spec::referrer::Referrer;
 use bundle_spec::{BundleSpec, ImageLock, LockedArtifact, Platform};
 use serde::Deserialize;
 
@@ -22,6 +23,9 @@ pub struct BundlePlan {
     /// Every blob, once, with where to fetch it from (`None`: already in the cache, e.g. a
     /// manifest or a locally packaged chart).
     pub blobs: BTreeMap<String, PlannedBlob>,
+    /// Blobs a delta bundle carries all the same: those of signatures, attestations and SBOMs
+    /// (a few hundred bytes each), so that `verify --image-key` can check a delta bundle alone.
+    pub always_carried: BTreeSet<String>,
 }
 
 /// One blob of the plan.
@@ -60,12 +64,15 @@ impl BundlePlan {
     }
 
     /// Removes the config and layer blobs (those fetched from a registry) that `have` lists, for
-    /// a delta bundle; manifests and charts always stay. Returns what was removed.
+    /// a delta bundle; manifests, charts and referrers' blobs always stay. Returns what was
+    /// removed.
     pub fn omit_present(&mut self, have: &BTreeSet<String>) -> Vec<BlobRecord> {
         let omitted: Vec<BlobRecord> = self
             .blobs
             .iter()
-            .filter(|(digest, blob)| blob.source.is_some() && have.contains(*digest))
+            .filter(|(digest, blob)| {
+                blob.source.is_some() && have.contains(*digest) && !self.always_carried.contains(*digest)
+            })
             .map(|(digest, blob)| BlobRecord {
                 digest: digest.clone(),
                 size: blob.size,
@@ -198,6 +205,10 @@ async fn plan_artifact(
             .filter_map(|digest| plan.blobs.get(digest))
             .map(|blob| blob.size),
     );
+    let mut referrers = Vec::new();
+    for referrer in &locked.referrers {
+        referrers.push(plan_referrer(referrer, &repository, client, cache, plan).await?);
+    }
     Ok(BundledArtifact {
         name: locked.name.clone(),
         // Without an `oci://` scheme, so that it is a valid `ref.name` annotation.
@@ -207,6 +218,52 @@ async fn plan_artifact(
         platforms: carried,
         blobs: blobs.into_iter().collect(),
         size,
+        referrers,
+    })
+}
+
+/// A signature, attestation or SBOM: its manifest (by the lock's digest, checked like an
+/// image's) and the config and layer blobs it uses, fetched from the image's repository.
+async fn plan_referrer(
+    referrer: &Referrer,
+    repository: &Repository,
+    client: &RegistryClient,
+    cache: &BlobCache,
+    plan: &mut BundlePlan,
+) -> Result<Referrer, RegistryError> {
+    let what = format!(
+        "{repository}@{} ({:?} of {})",
+        referrer.digest, referrer.kind, referrer.subject
+    );
+    let manifest =
+        fetch_into_cache(client, cache, repository, &referrer.digest, &referrer.media_type).await?;
+    if manifest.media_type != referrer.media_type || is_index(&manifest.media_type) {
+        return Err(RegistryError::InvalidManifest {
+            reference: what,
+            reason: format!(
+                "the lock says {} but the registry serves {}; re-run `coder-install lock`",
+                referrer.media_type, manifest.media_type
+            ),
+        });
+    }
+    if manifest.bytes.len() as u64 != referrer.size {
+        return Err(RegistryError::SizeMismatch {
+            what,
+            expected: referrer.size,
+            actual: manifest.bytes.len() as u64,
+        });
+    }
+    plan.add_blob(&manifest.digest, referrer.size, None)?;
+    let mut blobs = BTreeSet::from([manifest.digest.clone()]);
+    let image: ImageManifest = parse(&manifest.bytes, &what)?;
+    for descriptor in std::iter::once(&image.config).chain(&image.layers) {
+        plan.add_blob(&descriptor.digest, descriptor.size, Some(repository))?;
+        plan.always_carried.insert(descriptor.digest.clone());
+        blobs.insert(descriptor.digest.clone());
+    }
+    Ok(Referrer {
+        blobs: blobs.into_iter().collect(),
+        ..referrer.clone()
     })
 }
 
@@ -238,4 +295,37 @@ fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8], reference: &str) -> Result<T, 
         reference: reference.to_owned(),
         reason: error.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_leaves_out_what_the_target_has_except_manifests_and_referrers_blobs() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let repository = Repository {
+            registry: "r.example.com".to_owned(),
+            repository: "app".to_owned(),
+        };
+        let mut plan = BundlePlan::default();
+        plan.add_blob(&digest('a'), 1, None).expect("manifest");
+        plan.add_blob(&digest('b'), 2, Some(&repository)).expect("layer");
+        plan.add_blob(&digest('c'), 3, Some(&repository))
+            .expect("signature payload");
+        plan.always_carried.insert(digest('c'));
+        let have: BTreeSet<String> = ['a', 'b', 'c'].map(digest).into();
+        let omitted = plan.omit_present(&have);
+        assert_eq!(
+            omitted,
+            [BlobRecord {
+                digest: digest('b'),
+                size: 2
+            }]
+        );
+        assert_eq!(
+            plan.blobs.keys().cloned().collect::<Vec<_>>(),
+            [digest('a'), digest('c')]
+        );
+    }
 }

@@ -41,6 +41,10 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Per image and chart: intact or not, and the bad blobs it uses.
     pub artifacts: Vec<ArtifactVerdict>,
+    /// Per image, what its cosign signatures say (`verify --image-key`); absent when no image
+    /// key was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_signatures: Option<Vec<crate::image_signatures::ImageSignatureReport>>,
 }
 
 /// The signature's state.
@@ -72,9 +76,20 @@ pub struct ArtifactVerdict {
 }
 
 impl VerifyReport {
-    /// Whether the bundle passed every check.
+    /// Whether the bundle passed every check (with image keys: every image signed by one).
     pub fn ok(&self) -> bool {
-        self.problems.is_empty() && !matches!(self.signature, SignatureStatus::Invalid(_))
+        self.problems.is_empty()
+            && !matches!(self.signature, SignatureStatus::Invalid(_))
+            && self.images_not_signed().is_empty()
+    }
+
+    /// The images whose signature check (`--image-key`) did not find them signed.
+    pub fn images_not_signed(&self) -> Vec<&crate::image_signatures::ImageSignatureReport> {
+        self.image_signatures
+            .iter()
+            .flatten()
+            .filter(|image| image.verdict != crate::image_signatures::ImageSignatureVerdict::Signed)
+            .collect()
     }
 }
 
@@ -172,9 +187,12 @@ pub fn verify_bundle(
         .iter()
         .chain(&manifest.charts)
         .map(|artifact| {
+            // Its signatures, attestations and SBOMs travel with it: a bad blob of theirs
+            // breaks it too.
             let bad_blobs: Vec<String> = artifact
                 .blobs
                 .iter()
+                .chain(artifact.referrers.iter().flat_map(|referrer| &referrer.blobs))
                 .filter(|digest| bad.contains(*digest))
                 .cloned()
                 .collect();
@@ -197,6 +215,7 @@ pub fn verify_bundle(
         bytes_checked,
         problems,
         artifacts,
+        image_signatures: None,
     })
 }
 

@@ -24,6 +24,13 @@
 //! Resuming: nothing is staged locally; a re-run after an interruption finds what arrived with
 //! `HEAD` requests and sends only the rest (a blob cut off mid-upload is sent again whole).
 //!
+//! **Signatures, attestations and SBOMs** a bundle carries (spec `signatures: true`) are
+//! artifacts of the plan like images: their blobs go with the others, their manifests byte for
+//! byte into the image's repository after the images', under cosign's tag
+//! (`sha256-<hex>.sig`, `.att`, `.sbom`); those the referrers API listed are put by digest (their
+//! `subject` field links them, on a registry with the referrers API; on one without, they are
+//! listed in the OCI 1.1 fallback index tagged `sha256-<subject hex>`).
+//!
 //! A **partial index** (the bundle carries only the spec's platforms) is pushed whole when the
 //! registry accepts an index whose other children it lacks; the distribution registry refuses
 //! that (`MANIFEST_BLOB_UNKNOWN`), and then the carried platform manifests are pushed, the tag
@@ -35,6 +42,7 @@ mod error;
 mod manifests;
 mod plan;
 mod probe;
+mod referrers;
 mod report;
 mod target;
 
@@ -130,13 +138,24 @@ pub async fn mirror_bundle(
     .await?;
     progress.finish();
 
-    let pushed: Vec<MirroredArtifact> = futures_util::stream::iter(artifacts.iter().zip(&complete))
+    // Images and charts first, then what refers to them (signatures, attestations, SBOMs).
+    let mut pushed: Vec<MirroredArtifact> = Vec::with_capacity(artifacts.len());
+    for referrers in [false, true] {
+        let pass: Vec<MirroredArtifact> = futures_util::stream::iter(
+            artifacts
+                .iter()
+                .zip(&complete)
+                .filter(|(artifact, _)| artifact.subject.is_some() == referrers),
+        )
         .map(|(artifact, &complete)| {
             manifests::push_manifests(&client, artifact, complete, &counters, progress.as_ref())
         })
         .buffered(concurrency)
         .try_collect()
         .await?;
+        pushed.extend(pass);
+    }
+    referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
 
     Ok(MirrorReport {
         bundle: bundle.display().to_string(),

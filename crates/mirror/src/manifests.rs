@@ -145,5 +145,6 @@ pub(crate) async fn push_manifests<'a>(
         tag,
         complete: top_in_registry,
         note,
+        subject: artifact.subject.clone(),
     })
 }

@@ -1,11 +1,14 @@
 //! The plan of a mirror run, from the bundle alone: per artifact its target repository, the
 //! manifests to put (carried children of an index first) and the config and layer blobs they
-//! use; per blob, where it lies in the bundle file and which artifacts need it.
+//! use; per blob, where it lies in the bundle file and which artifacts need it. An image's
+//! signatures, attestations and SBOMs are artifacts of their own here, in the image's
+//! repository, under cosign's tag.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bundle_spec::ImageReference;
 use bundle_spec::format::{BundleManifest, BundledArtifact, blob_path, is_index};
+use bundle_spec::referrer::Referrer;
 use coder_bundle::read::{BundleReader, EntryLocation};
 use coder_registry::oci::{self, ImageManifest, IndexDocument};
 use coder_registry::{Repository, sha256_digest};
@@ -36,6 +39,8 @@ pub(crate) struct ArtifactPlan {
     pub(crate) partial_index: bool,
     /// Config and layer digests.
     pub(crate) blobs: BTreeSet<String>,
+    /// For a signature, attestation or SBOM: the digest it is about (pushed after the images).
+    pub(crate) subject: Option<String>,
 }
 
 /// One blob of the plan.
@@ -71,8 +76,18 @@ pub(crate) fn plan(
                 .iter()
                 .map(|artifact| (artifact, ArtifactKind::Chart)),
         );
-    for (index, (artifact, kind)) in kinds.enumerate() {
+    let mut planned_artifacts = Vec::new();
+    for (artifact, kind) in kinds {
         let planned = plan_artifact(reader, artifact, kind, site)?;
+        let referrers = artifact
+            .referrers
+            .iter()
+            .map(|referrer| plan_referrer(reader, artifact, &planned.repository, referrer))
+            .collect::<Result<Vec<_>, _>>()?;
+        planned_artifacts.push((artifact, planned));
+        planned_artifacts.extend(referrers.into_iter().map(|referrer| (artifact, referrer)));
+    }
+    for (index, (artifact, planned)) in planned_artifacts.into_iter().enumerate() {
         for digest in &planned.blobs {
             let location = reader.entries().get(&blob_path(digest)).copied();
             let size = match (location, omitted.get(digest.as_str())) {
@@ -143,6 +158,57 @@ fn plan_artifact(
         children,
         partial_index,
         blobs,
+        subject: None,
+    })
+}
+
+/// A signature, attestation or SBOM of `artifact`: its manifest and blobs, into the image's
+/// repository, under cosign's tag (checked to be exactly that tag) when it has one.
+fn plan_referrer(
+    reader: &BundleReader,
+    artifact: &BundledArtifact,
+    repository: &Repository,
+    referrer: &Referrer,
+) -> Result<ArtifactPlan, MirrorError> {
+    // It must be about this artifact (its digest or a carried platform's), so that a bundle
+    // cannot make push tag anything else in the repository.
+    let about_it = referrer.subject == artifact.digest
+        || artifact
+            .platforms
+            .iter()
+            .any(|platform| platform.digest == referrer.subject);
+    referrer
+        .check()
+        .and_then(|()| {
+            if about_it {
+                Ok(())
+            } else {
+                Err(format!(
+                    "it is about {}, which is neither this artifact nor one of its platforms",
+                    referrer.subject
+                ))
+            }
+        })
+        .map_err(|reason| {
+            MirrorError::Bundle(format!(
+                "{}: its referrer {}: {reason}; the bundle manifest is inconsistent, use an intact bundle",
+                artifact.reference, referrer.digest
+            ))
+        })?;
+    let top = read_manifest(reader, &referrer.digest, &referrer.media_type)?
+        .ok_or_else(|| missing_manifest(reader, &referrer.digest, &artifact.reference))?;
+    let blobs = image_blobs(&top, &artifact.reference)?.into_iter().collect();
+    Ok(ArtifactPlan {
+        name: artifact.name.clone(),
+        kind: referrer.kind.into(),
+        reference: artifact.reference.clone(),
+        repository: repository.clone(),
+        tag: referrer.tag.clone(),
+        top,
+        children: Vec::new(),
+        partial_index: false,
+        blobs,
+        subject: Some(referrer.subject.clone()),
     })
 }
 

@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
+use bundle_spec::referrer::ReferrerKind;
 use serde::Serialize;
 
-/// Whether an artifact is a container image or a Helm chart.
+/// Whether an artifact is a container image, a Helm chart, or something travelling with an
+/// image (its signature, attestation, SBOM or another referrer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
@@ -12,6 +14,25 @@ pub enum ArtifactKind {
     Image,
     /// A Helm chart stored as an OCI artifact.
     Chart,
+    /// An image's signature (cosign `.sig`).
+    Signature,
+    /// An image's attestation (cosign `.att`).
+    Attestation,
+    /// An image's SBOM (cosign `.sbom`).
+    Sbom,
+    /// Another artifact the referrers API listed for an image.
+    Referrer,
+}
+
+impl From<ReferrerKind> for ArtifactKind {
+    fn from(kind: ReferrerKind) -> Self {
+        match kind {
+            ReferrerKind::Signature => ArtifactKind::Signature,
+            ReferrerKind::Attestation => ArtifactKind::Attestation,
+            ReferrerKind::Sbom => ArtifactKind::Sbom,
+            ReferrerKind::Other => ArtifactKind::Referrer,
+        }
+    }
 }
 
 /// What a push did.
@@ -67,6 +88,9 @@ pub struct MirroredArtifact {
     /// Anything the operator should know (e.g. why an index was not pushed whole).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a signature, attestation, SBOM or other referrer: the digest it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// Counters shared by the tasks of a push.

@@ -9,6 +9,7 @@ mod auth;
 pub mod blob_io;
 mod error;
 pub mod oci;
+mod referrers;
 mod upload;
 
 use std::collections::HashMap;

@@ -19,6 +19,27 @@ pub fn media_type_of(document: &[u8]) -> Option<String> {
     serde_json::from_slice::<MediaTypeOnly>(document).ok()?.media_type
 }
 
+/// An OCI 1.1 manifest's artifact type: its `artifactType`, else its config's media type (as
+/// the referrers API reports it).
+pub fn artifact_type_of(manifest: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ConfigType {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct ArtifactType {
+        #[serde(rename = "artifactType", default)]
+        artifact_type: Option<String>,
+        #[serde(default)]
+        config: Option<ConfigType>,
+    }
+    let document: ArtifactType = serde_json::from_slice(manifest).ok()?;
+    document
+        .artifact_type
+        .or_else(|| document.config.and_then(|config| config.media_type))
+}
+
 /// An OCI index or Docker manifest list.
 #[derive(Debug, Deserialize)]
 pub struct IndexDocument {
@@ -57,6 +78,9 @@ pub struct IndexEntry {
     /// The child's platform (absent for attestations and other artifacts).
     #[serde(default)]
     pub platform: Option<IndexPlatform>,
+    /// The artifact's type (OCI 1.1), as a referrers answer lists it.
+    #[serde(rename = "artifactType", default)]
+    pub artifact_type: Option<String>,
 }
 
 /// The platform of an index entry.

@@ -174,6 +174,7 @@ fn load(args: &InputArgs) -> anyhow::Result<Inputs> {
                 spec: bundle_spec::LockedSpec {
                     name: spec.name.clone(),
                     version: spec.version.clone(),
+                    signatures: spec.signatures,
                 },
                 locked_at: jiff::Timestamp::UNIX_EPOCH,
                 images: Vec::new(),

@@ -83,11 +83,14 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
                 summary.charts,
                 summary.blobs,
                 human_bytes(summary.unique_bytes),
-                if summary.omitted_blobs > 0 {
-                    format!(", {} left out (delta)", summary.omitted_blobs)
-                } else {
-                    String::new()
-                },
+                [
+                    (summary.referrers, "signatures/attestations/SBOMs"),
+                    (summary.omitted_blobs, "left out (delta)"),
+                ]
+                .iter()
+                .filter(|(count, _)| *count > 0)
+                .map(|(count, what)| format!(", {count} {what}"))
+                .collect::<String>(),
                 human_bytes(summary.downloaded_bytes),
                 summary.cached_blobs,
                 summary.seconds,

@@ -58,6 +58,15 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                 format!(" [{}]", platforms.join(", "))
             }
         );
+        for referrer in &image.referrers {
+            println!(
+                "  {:<24} {:?} {} of {}",
+                "",
+                referrer.kind,
+                referrer.tag.as_deref().unwrap_or(&referrer.digest),
+                referrer.subject
+            );
+        }
     }
     println!("charts:");
     for chart in &manifest.charts {

@@ -28,8 +28,12 @@ pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     let client = RegistryClient::new(crate::args::registry_options(&args.registry)?)?;
     let reporter = crate::report::for_format(args.format);
     let lock = coder_bundle::lock::resolve(&spec, &client, &|locked| {
+        let referrers = match locked.referrers.len() {
+            0 => String::new(),
+            count => format!(" (+{count} signature/attestation/SBOM artifacts)"),
+        };
         reporter.line(&format!(
-            "locked {} {} -> {}",
+            "locked {} {} -> {}{referrers}",
             locked.name, locked.reference, locked.digest
         ));
     })

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use crate::args::OutputFormat;
+use coder_bundle::image_signatures::{ImageSignatureVerdict, read_image_key, verify_image_signatures};
 use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_bundle::verify::{SignatureStatus, VerifyReport, verify_bundle};
 use coder_report::human_bytes;
 
 /// `coder-install verify`.
@@ -21,6 +22,12 @@ pub struct VerifyArgs {
     /// at hand); the output says the signature was not checked.
     #[arg(long, conflicts_with = "public_key")]
     pub allow_unsigned: bool,
+    /// Also check the images' cosign signatures, offline, with this ECDSA P-256 public key
+    /// (cosign.pub, SPKI PEM); repeatable, a signature by any of them counts. Says per image:
+    /// signed by the key, unsigned, or bad; verify fails unless every image is signed. The
+    /// bundle carries signatures when its spec says `signatures: true`.
+    #[arg(long = "image-key", value_name = "FILE")]
+    pub image_keys: Vec<PathBuf>,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -30,6 +37,11 @@ pub struct VerifyArgs {
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     // clap requires one of --public-key and --allow-unsigned.
     let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+    let image_keys = args
+        .image_keys
+        .iter()
+        .map(|path| read_image_key(path))
+        .collect::<Result<Vec<_>, _>>()?;
     let verifying = key;
     let size = std::fs::metadata(&args.bundle)
         .map(|meta| meta.len())
@@ -42,7 +54,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         let report = verify_bundle(&bundle, verifying.as_ref(), &|done| item.set(done));
         drop(item);
         progress.finish();
-        report
+        let mut report = report?;
+        if !image_keys.is_empty() {
+            report.image_signatures = Some(verify_image_signatures(
+                &bundle,
+                &report.manifest_digest,
+                &image_keys,
+            )?);
+        }
+        Ok::<_, coder_bundle::BundleError>(report)
     })
     .await??;
     match args.format {
@@ -79,19 +99,56 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             for problem in &report.problems {
                 println!("problem: {problem}");
             }
+            print_image_signatures(&report);
         }
     }
     if report.ok() {
         Ok(())
     } else {
+        let not_signed: Vec<String> = report
+            .images_not_signed()
+            .iter()
+            .map(|image| format!("{} ({})", image.name, image.verdict.as_str()))
+            .collect();
         anyhow::bail!(
-            "{} failed verification: {} problem(s){}",
+            "{} failed verification: {} problem(s){}{}",
             report.bundle,
             report.problems.len(),
             match &report.signature {
                 SignatureStatus::Invalid(reason) => format!("; signature: {reason}"),
                 _ => String::new(),
+            },
+            if not_signed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; images not signed by the image key(s): {}",
+                    not_signed.join(", ")
+                )
             }
         )
+    }
+}
+
+/// The per-image verdicts of `--image-key`, for people.
+fn print_image_signatures(report: &VerifyReport) {
+    let Some(images) = &report.image_signatures else {
+        return;
+    };
+    println!("image signatures (cosign):");
+    for image in images {
+        let verdict = match image.verdict {
+            ImageSignatureVerdict::Signed => format!(
+                "signed by {} ({})",
+                image.signed_by.join(", "),
+                image.signed_digests.join(", ")
+            ),
+            ImageSignatureVerdict::Unsigned => "UNSIGNED".to_owned(),
+            ImageSignatureVerdict::Bad => "BAD".to_owned(),
+        };
+        println!("  {:<28} {verdict}", image.reference);
+        for problem in &image.problems {
+            println!("      {problem}");
+        }
     }
 }

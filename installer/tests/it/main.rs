@@ -7,6 +7,7 @@ mod bundle;
 mod cli;
 mod credentials;
 mod hardening;
+mod image_signatures;
 mod lease;
 mod license;
 mod push;

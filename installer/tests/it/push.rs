@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::world::{World, failure, success};
 
 /// The prefix every test pushes under.
-const PREFIX: &str = "site/mirror";
+pub(crate) const PREFIX: &str = "site/mirror";
 
 /// Runs `coder-install push` of `bundle` into `target` (under [`PREFIX`]); `password` is piped
 /// to `--registry-password-stdin` with the target's user name.
@@ -56,7 +56,7 @@ fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]
 }
 
 /// `push` with JSON output, which must succeed; returns the report.
-fn push_json(bundle: &Path, target: &Registry, password: Option<&str>) -> Value {
+pub(crate) fn push_json(bundle: &Path, target: &Registry, password: Option<&str>) -> Value {
     let stdout = success(push(bundle, target, password, &["--output", "json"]));
     serde_json::from_str(&stdout).expect("push report JSON")
 }

@@ -11,6 +11,7 @@
 //! - [`cli`]: a program's exit checked, its output returned.
 //! - [`fixture`]: small but real OCI images (gzip tar layers, configs, manifests, multi-arch
 //!   indexes) pushed to a test registry.
+//! - [`cosign`]: cosign's signature and attestation artifacts, signed with a P-256 key.
 //!
 //! A server binary that cannot be found is an [`Error::MissingBinary`] naming how to install it:
 //! tests fail, they never skip. `scripts/install-system-deps.sh` and
@@ -18,6 +19,7 @@
 
 mod binaries;
 pub mod cli;
+pub mod cosign;
 pub mod dependency_images;
 pub mod fixture;
 mod kubernetes;
