@@ -80,15 +80,21 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
             && !matches!(self.signature, SignatureStatus::Invalid(_))
-            && self.images_not_signed().is_empty()
+            && self.images_not_signed(false).is_empty()
     }
 
-    /// The images whose signature check (`--image-key`) did not find them signed.
-    pub fn images_not_signed(&self) -> Vec<&crate::image_signatures::ImageSignatureReport> {
+    /// The images whose signature check (`--image-key`) did not find them signed: bad ones, and
+    /// unsigned ones unless `unsigned_allowed`.
+    pub fn images_not_signed(&self, unsigned_allowed: bool) -> Vec<&crate::image_signatures::ImageSignatureReport> {
+        use crate::image_signatures::ImageSignatureVerdict;
         self.image_signatures
             .iter()
             .flatten()
-            .filter(|image| image.verdict != crate::image_signatures::ImageSignatureVerdict::Signed)
+            .filter(|image| match image.verdict {
+                ImageSignatureVerdict::Signed => false,
+                ImageSignatureVerdict::Unsigned => !unsigned_allowed,
+                ImageSignatureVerdict::Bad => true,
+            })
             .collect()
     }
 }

@@ -24,10 +24,15 @@ pub struct VerifyArgs {
     pub allow_unsigned: bool,
     /// Also check the images' cosign signatures, offline, with this ECDSA P-256 public key
     /// (cosign.pub, SPKI PEM); repeatable, a signature by any of them counts. Says per image:
-    /// signed by the key, unsigned, or bad; verify fails unless every image is signed. The
-    /// bundle carries signatures when its spec says `signatures: true`.
+    /// signed by the key, unsigned, or bad; verify fails unless every image is signed (see
+    /// --allow-unsigned-images). The bundle carries signatures when its spec says
+    /// `signatures: true`.
     #[arg(long = "image-key", value_name = "FILE")]
     pub image_keys: Vec<PathBuf>,
+    /// With --image-key, fail only on a bad signature: images that carry no signature (e.g. an
+    /// upstream image its publisher does not sign) are reported as unsigned and accepted.
+    #[arg(long, requires = "image_keys")]
+    pub allow_unsigned_images: bool,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -102,11 +107,12 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             print_image_signatures(&report);
         }
     }
-    if report.ok() {
+    let refused_images = report.images_not_signed(args.allow_unsigned_images);
+    let bundle_ok = report.problems.is_empty() && !matches!(report.signature, SignatureStatus::Invalid(_));
+    if bundle_ok && refused_images.is_empty() {
         Ok(())
     } else {
-        let not_signed: Vec<String> = report
-            .images_not_signed()
+        let not_signed: Vec<String> = refused_images
             .iter()
             .map(|image| format!("{} ({})", image.name, image.verdict.as_str()))
             .collect();

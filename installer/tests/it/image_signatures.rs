@@ -251,6 +251,14 @@ async fn signatures_travel_with_the_images_and_verify_tells_signed_unsigned_and_
         "{stderr}"
     );
 
+    // --allow-unsigned-images: the unsigned image is accepted, the bad ones still fail verify.
+    let output = verify_with_keys(&world, &bundle, &[&key_file], &["--allow-unsigned-images"]);
+    let stderr = failure(output);
+    assert!(
+        !stderr.contains("db (unsigned)") && stderr.contains("tampered (bad)"),
+        "{stderr}"
+    );
+
     // Both keys: otherkey is signed too; text output names the key.
     let output = verify_with_keys(&world, &bundle, &[&key_file, &other_key_file], &[]);
     let text = String::from_utf8_lossy(&output.stdout);
