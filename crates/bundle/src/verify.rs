@@ -85,7 +85,10 @@ impl VerifyReport {
 
     /// The images whose signature check (`--image-key`) did not find them signed: bad ones, and
     /// unsigned ones unless `unsigned_allowed`.
-    pub fn images_not_signed(&self, unsigned_allowed: bool) -> Vec<&crate::image_signatures::ImageSignatureReport> {
+    pub fn images_not_signed(
+        &self,
+        unsigned_allowed: bool,
+    ) -> Vec<&crate::image_signatures::ImageSignatureReport> {
         use crate::image_signatures::ImageSignatureVerdict;
         self.image_signatures
             .iter()

@@ -104,6 +104,7 @@ fn fixed_lock() -> String {
         spec: bundle_spec::LockedSpec {
             name: spec.name.clone(),
             version: spec.version.clone(),
+            signatures: false,
         },
         locked_at: "2026-01-01T00:00:00Z".parse().expect("a time"),
         images: spec
@@ -119,6 +120,7 @@ fn fixed_lock() -> String {
                 media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
                 size: 1024,
                 platforms: Vec::new(),
+                referrers: Vec::new(),
             })
             .collect(),
         charts: Vec::new(),
