@@ -23,6 +23,17 @@ pub enum MirrorError {
         /// Missing digests and the artifacts that use them.
         missing: Vec<(String, String)>,
     },
+    /// `apply --no-push`: the site registry lacks manifests of the bundle.
+    #[error(
+        "{registry} does not hold {} manifest(s) of the bundle: {}; serve this bundle there (`coder-install serve --bundle FILE --prefix PREFIX`, the same prefix as --registry), push it (`coder-install push`), or apply without --no-push",
+        missing.len(), missing.join(", ")
+    )]
+    NotPresent {
+        /// The site registry and prefix.
+        registry: String,
+        /// The missing manifests (`repository@digest (original reference)`).
+        missing: Vec<String>,
+    },
     /// A registry call failed.
     #[error("pushing {what}: {source}")]
     Registry {

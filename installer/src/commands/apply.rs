@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use crate::args::OutputFormat;
 use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_bundle};
 use coder_deploy::apply::{ApplyOptions, ApplyReport};
 use coder_deploy::cluster;
 use coder_deploy::objects::Change;
 use coder_deploy::preflight::Check;
 use coder_deploy::release::{Release, ReleaseSource};
-use coder_mirror::{MirrorOptions, SiteRegistry, check_registry_writable, mirror_bundle};
+use coder_mirror::{
+    MirrorOptions, MirrorReport, SiteRegistry, check_bundle_present, check_registry_writable, mirror_bundle,
+};
 use coder_registry::RegistryOptions;
 
 /// `coder-install apply`.
@@ -41,6 +41,9 @@ pub struct ApplyArgs {
     /// Site registry access.
     #[command(flatten)]
     pub login: RegistryLoginArgs,
+    /// A site registry that already holds the bundle (`coder-install serve`).
+    #[command(flatten)]
+    pub no_push: crate::args::NoPushArgs,
     /// Run every check, render, and the server's dry run of every object; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -78,27 +81,15 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                  or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
             );
         }
-        reporter.step(&format!("verify {}", path.display()));
-        let key = args.public_key.as_deref().map(read_public_key).transpose()?;
-        let signature = key.as_ref().map_or_else(
-            || "NOT checked (--allow-unsigned)".to_owned(),
-            |key| format!("verified with key {}", fingerprint(key)),
+        verified = Some(
+            super::verify::verify_before_use(
+                path,
+                args.public_key.as_deref(),
+                reporter,
+                "nothing was pushed or applied",
+            )
+            .await?,
         );
-        let path = path.clone();
-        let report =
-            tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {})).await??;
-        if !report.ok() {
-            let mut problems = report.problems.clone();
-            if let SignatureStatus::Invalid(reason) = &report.signature {
-                problems.push(format!("signature: {reason}"));
-            }
-            anyhow::bail!(
-                "the bundle does not verify; nothing was pushed or applied:\n  - {}",
-                problems.join("\n  - ")
-            );
-        }
-        reporter.line(&format!("    signature: {signature}"));
-        verified = Some((report.manifest_digest, signature));
     }
 
     // 2. License, offline, before anything is pushed or written (the same gate as `push` and
@@ -139,22 +130,35 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     reporter.step("preflight");
     let cluster = cluster::connect(&options.cluster).await?;
     let mut preflight = coder_deploy::apply::preflight(&cluster, &release, &options).await?;
-    if let Some(site) = &release.site {
-        preflight
-            .checks
-            .push(registry_check(site, &registry_options).await);
+    let pinned = verified.as_ref().map(|(digest, _)| digest.clone());
+    let mut served = None;
+    if let (Some(site), ReleaseSource::Bundle { path, .. }) = (&release.site, &source) {
+        let (check, report) = if args.no_push.no_push {
+            present_check(path, site, &registry_options, pinned.clone()).await
+        } else {
+            (registry_check(site, &registry_options).await, None)
+        };
+        preflight.checks.push(check);
+        served = report;
     }
     if !preflight.passed() {
         anyhow::bail!(preflight.failure_message());
     }
 
-    // 4. Push.
-    if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
+    // 4. Push (or, with --no-push, what the registry serves was checked by preflight).
+    if let Some(report) = &served {
+        reporter.step(&format!(
+            "no push (--no-push): {} serves all {} images and charts",
+            report.registry,
+            report.artifacts.len()
+        ));
+        release.use_pushed(report)?;
+    } else if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
         reporter.step(&format!("push {} to {site}", path.display()));
         let push = MirrorOptions {
             concurrency: args.concurrency.get(),
             registry: registry_options.clone(),
-            pinned_manifest: verified.as_ref().map(|(digest, _)| digest.clone()),
+            pinned_manifest: pinned,
         };
         let report = mirror_bundle(path, site, &push, reporter).await?;
         reporter.line(&format!(
@@ -199,6 +203,43 @@ pub(crate) async fn registry_check(site: &SiteRegistry, options: &RegistryOption
             format!("{site}: {error}"),
             "check --registry, the credentials (--registry-username with --registry-password-stdin, or the \
              Docker config), and --registry-ca or --insecure-registry for its TLS",
+        ),
+    }
+}
+
+/// Preflight's site registry check with `--no-push`: the registry serves every image and chart
+/// of the bundle by digest (nothing is written). The report, when it passed, says what to
+/// deploy by.
+pub(crate) async fn present_check(
+    bundle: &std::path::Path,
+    site: &SiteRegistry,
+    options: &RegistryOptions,
+    pinned_manifest: Option<String>,
+) -> (Check, Option<MirrorReport>) {
+    let mirror = MirrorOptions {
+        registry: options.clone(),
+        pinned_manifest,
+        ..MirrorOptions::default()
+    };
+    match check_bundle_present(bundle, site, &mirror).await {
+        Ok(report) => (
+            Check::pass(
+                "site registry",
+                format!(
+                    "{site}: serves every image and chart of the bundle ({} manifests; --no-push: nothing is pushed)",
+                    report.manifests_present
+                ),
+            ),
+            Some(report),
+        ),
+        Err(error) => (
+            Check::fail(
+                "site registry",
+                coder_report::error_chain(&error),
+                "start `coder-install serve --bundle FILE --prefix PREFIX` on the site (the --registry prefix), check \
+                 --registry and its TLS (--registry-ca or --insecure-registry) and credentials, or drop --no-push to push",
+            ),
+            None,
         ),
     }
 }

@@ -26,6 +26,38 @@ pub struct VerifyArgs {
     pub format: OutputFormat,
 }
 
+/// Verifies a bundle before it is used (`apply --bundle`, `serve`): `public_key` requires a
+/// valid signature by it, none means `--allow-unsigned` was given. Fails listing every problem,
+/// ending with `nothing_done` (what was not done because of it). Returns the verified manifest's
+/// digest (to pin later reads to) and a line saying how the signature was checked.
+pub(crate) async fn verify_before_use(
+    bundle: &std::path::Path,
+    public_key: Option<&std::path::Path>,
+    reporter: &dyn coder_report::Reporter,
+    nothing_done: &str,
+) -> anyhow::Result<(String, String)> {
+    reporter.step(&format!("verify {}", bundle.display()));
+    let key = public_key.map(read_public_key).transpose()?;
+    let signature = key.as_ref().map_or_else(
+        || "NOT checked (--allow-unsigned)".to_owned(),
+        |key| format!("verified with key {}", fingerprint(key)),
+    );
+    let path = bundle.to_owned();
+    let report = tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {})).await??;
+    if !report.ok() {
+        let mut problems = report.problems.clone();
+        if let SignatureStatus::Invalid(reason) = &report.signature {
+            problems.push(format!("signature: {reason}"));
+        }
+        anyhow::bail!(
+            "the bundle does not verify; {nothing_done}:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    reporter.line(&format!("    signature: {signature}"));
+    Ok((report.manifest_digest, signature))
+}
+
 /// Verifies a bundle, prints the report, and fails if anything is wrong.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     // clap requires one of --public-key and --allow-unsigned.
@@ -68,6 +100,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
             };
             println!("signature: {signature}");
+            println!("manifest: {}", report.manifest_digest);
             for artifact in &report.artifacts {
                 let verdict = if artifact.intact {
                     "ok".to_owned()
