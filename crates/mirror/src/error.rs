@@ -5,6 +5,15 @@ use coder_registry::RegistryError;
 /// Why a push failed: registry errors keep their own type so callers can tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
+    /// `--no-push`: a registry call that checks what the registry holds failed.
+    #[error("checking {what}: {source}")]
+    Checking {
+        /// What was being checked.
+        what: String,
+        /// The registry's answer (boxed: it is large).
+        #[source]
+        source: Box<RegistryError>,
+    },
     /// The bundle could not be read or is not consistent.
     #[error("{0}")]
     Bundle(String),
@@ -65,7 +74,7 @@ impl MirrorError {
     /// space.
     pub fn registry_error(&self) -> Option<&RegistryError> {
         match self {
-            Self::Registry { source, .. } => Some(source),
+            Self::Registry { source, .. } | Self::Checking { source, .. } => Some(source),
             _ => None,
         }
     }

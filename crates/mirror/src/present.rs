@@ -9,7 +9,7 @@ use coder_bundle::read::BundleReader;
 use coder_registry::RegistryClient;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::error::{MirrorError, registry_error};
+use crate::error::MirrorError;
 use crate::plan::ArtifactPlan;
 use crate::report::{MirrorReport, MirroredArtifact};
 use crate::{MirrorOptions, SiteRegistry};
@@ -77,7 +77,12 @@ async fn check_artifact(
                 top_present = std::ptr::eq(manifest, &artifact.top);
             }
             Ok(None) => missing.push(format!("{what} ({})", artifact.reference)),
-            Err(source) => return Err(registry_error(what, source)),
+            Err(source) => {
+                return Err(MirrorError::Checking {
+                    what,
+                    source: Box::new(source),
+                });
+            }
         }
     }
     // A registry that refused a partial index at push time holds the one carried platform

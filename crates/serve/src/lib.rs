@@ -273,6 +273,29 @@ impl BoundRegistry {
     }
 }
 
+/// Whether a connection ended because of the client, not of the server: it went away
+/// mid-request or mid-answer, or stayed idle past the head timeout (pooled keep-alive
+/// connections do). Not worth a warning.
+fn client_went_away(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() || error.is_timeout() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
+}
+
 /// Completes when a shutdown was asked for (or the registry is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
@@ -307,8 +330,7 @@ async fn serve_connection(
                 }
             };
             served.or_else(|error| {
-                // A client that goes away mid-answer is its business, not an error of ours.
-                if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+                if client_went_away(&error) {
                     Ok(())
                 } else {
                     Err(error.to_string())
