@@ -46,6 +46,17 @@ impl ReleaseArgs {
     }
 }
 
+/// Whether the site registry already holds the bundle (`apply` and `preflight`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct NoPushArgs {
+    /// The site registry already holds this bundle's images: it is `coder-install serve` of the
+    /// same bundle (for a site without a registry; give serve's `--prefix` in --registry), or
+    /// they were pushed before. Check that every image and chart is there by digest instead of
+    /// pushing; preflight checks that instead of whether the registry takes pushes.
+    #[arg(long, requires = "bundle")]
+    pub no_push: bool,
+}
+
 /// Chart values.
 #[derive(Debug, clap::Args)]
 pub struct ValuesArgs {

@@ -34,6 +34,15 @@ pub enum Command {
     Inspect(crate::commands::inspect::InspectArgs),
     /// Push a bundle's images and charts into a site registry, without touching a cluster.
     Push(crate::commands::push::PushArgs),
+    /// Serve a bundle as a read-only OCI registry, for a site without a registry.
+    ///
+    /// The bundle is verified first (as `verify`), then its images and charts are served
+    /// straight from the file (nothing is extracted) over the OCI distribution pull API, under
+    /// `PREFIX/<original repository path>` with their original tags, as `push` would place them.
+    /// Pushes are refused (405 UNSUPPORTED). Keep it running for as long as the platform runs:
+    /// the cluster's nodes pull from it whenever a pod starts. Deploy from it with
+    /// `apply --bundle FILE --registry HOST:PORT/PREFIX --no-push`. Stops on Ctrl-C or SIGTERM.
+    Serve(crate::commands::serve::ServeArgs),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
     ///
     /// In order: verify the bundle, check the license (offline), preflight, push the images,
@@ -66,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => crate::commands::inspect::run(args),
         Command::License(args) => crate::commands::license::run(&args),
         Command::Push(args) => crate::commands::push::run(args).await,
+        Command::Serve(args) => crate::commands::serve::run(args).await,
         Command::Apply(args) => crate::commands::apply::run(*args).await,
         Command::Template(args) => crate::commands::template::run(&args),
         Command::Preflight(args) => crate::commands::preflight::run(args).await,

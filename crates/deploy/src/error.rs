@@ -38,13 +38,18 @@ pub enum DeployError {
     VerificationStopped(#[source] tokio::task::JoinError),
     /// A bundle was given without saying whose signature it must carry.
     #[error(
-        "apply --bundle needs --public-key FILE (the vendor's Ed25519 key, to check the bundle's signature) \
-         or --allow-unsigned (to apply it without checking who made it); nothing was pushed or applied"
+        "a bundle needs --public-key FILE (the vendor's Ed25519 key, to check the bundle's signature) \
+         or --allow-unsigned (to use it without checking who made it); {undone}"
     )]
-    SignaturePolicyMissing,
+    SignaturePolicyMissing {
+        /// What was not done.
+        undone: &'static str,
+    },
     /// The bundle does not verify (a blob, the manifest or the signature).
-    #[error("the bundle does not verify; nothing was pushed or applied:\n  - {}", problems.join("\n  - "))]
+    #[error("the bundle does not verify; {undone}:\n  - {}", problems.join("\n  - "))]
     BundleRefused {
+        /// What was not done.
+        undone: &'static str,
         /// Each problem found.
         problems: Vec<String>,
     },

@@ -12,7 +12,11 @@ use kube::api::{Api, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use coder_mirror::{SiteRegistry, check_registry_writable};
+use std::path::Path;
+
+use coder_mirror::{
+    MirrorOptions, MirrorReport, SiteRegistry, check_bundle_present, check_registry_writable,
+};
 use coder_registry::RegistryOptions;
 
 use crate::cluster::{Cluster, OLDEST_SUPPORTED};
@@ -117,6 +121,43 @@ struct Permission {
 
 /// The verbs an apply uses on every kind it manages.
 const VERBS: [&str; 4] = ["get", "create", "patch", "delete"];
+
+/// The site registry's check with `--no-push`: the registry (`coder-install serve` of the same
+/// bundle, or one it was pushed into before) serves every image and chart of the bundle by
+/// digest; nothing is written. When it passes, the report says what to deploy by.
+pub async fn check_site_serves_bundle(
+    bundle: &Path,
+    site: &SiteRegistry,
+    options: &RegistryOptions,
+    pinned_manifest: Option<String>,
+) -> (Check, Option<MirrorReport>) {
+    let mirror = MirrorOptions {
+        registry: options.clone(),
+        pinned_manifest,
+        ..MirrorOptions::default()
+    };
+    match check_bundle_present(bundle, site, &mirror).await {
+        Ok(report) => (
+            Check::pass(
+                "site registry",
+                format!(
+                    "{site}: serves every image and chart of the bundle ({} manifests; --no-push: nothing is pushed)",
+                    report.manifests_present
+                ),
+            ),
+            Some(report),
+        ),
+        Err(error) => (
+            Check::fail(
+                "site registry",
+                coder_report::error_chain(&error),
+                "start `coder-install serve --bundle FILE --prefix PREFIX` on the site (the --registry prefix), check \
+                 --registry and its TLS (--registry-ca or --insecure-registry) and credentials, or drop --no-push to push",
+            ),
+            None,
+        ),
+    }
+}
 
 /// The site registry's check: reachable, credentials accepted, pushes allowed.
 pub async fn check_site_registry(site: &SiteRegistry, options: &RegistryOptions) -> Check {

@@ -5,6 +5,15 @@ use coder_registry::RegistryError;
 /// Why a push failed: registry errors keep their own type so callers can tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
+    /// `--no-push`: a registry call that checks what the registry holds failed.
+    #[error("checking {what}: {source}")]
+    Checking {
+        /// What was being checked.
+        what: String,
+        /// The registry's answer (boxed: it is large).
+        #[source]
+        source: Box<RegistryError>,
+    },
     /// The bundle could not be read or is not consistent.
     #[error("{0}")]
     Bundle(String),
@@ -22,6 +31,17 @@ pub enum MirrorError {
         registry: String,
         /// Missing digests and the artifacts that use them.
         missing: Vec<(String, String)>,
+    },
+    /// `apply --no-push`: the site registry lacks manifests of the bundle.
+    #[error(
+        "{registry} does not hold {} manifest(s) of the bundle: {}; serve this bundle there (`coder-install serve --bundle FILE --prefix PREFIX`, the same prefix as --registry), push it (`coder-install push`), or apply without --no-push",
+        missing.len(), missing.join(", ")
+    )]
+    NotPresent {
+        /// The site registry and prefix.
+        registry: String,
+        /// The missing manifests (`repository@digest (original reference)`).
+        missing: Vec<String>,
     },
     /// A registry call failed.
     #[error("pushing {what}: {source}")]
@@ -54,7 +74,7 @@ impl MirrorError {
     /// space.
     pub fn registry_error(&self) -> Option<&RegistryError> {
         match self {
-            Self::Registry { source, .. } => Some(source),
+            Self::Registry { source, .. } | Self::Checking { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -41,6 +41,7 @@ mod blobs;
 mod error;
 mod manifests;
 mod plan;
+mod present;
 mod probe;
 mod referrers;
 mod report;
@@ -57,6 +58,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use blobs::KnownPresent;
 pub use error::MirrorError;
+pub use present::check_bundle_present;
 pub use probe::{WritableCheck, check_registry_writable};
 use report::Counters;
 pub use report::{ArtifactKind, MirrorReport, MirroredArtifact};

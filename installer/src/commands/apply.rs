@@ -35,6 +35,9 @@ pub struct ApplyArgs {
     /// Site registry access.
     #[command(flatten)]
     pub login: RegistryLoginArgs,
+    /// A site registry that already holds the bundle (`coder-install serve`).
+    #[command(flatten)]
+    pub no_push: crate::args::NoPushArgs,
     /// Run every check, render, and the server's dry run of every object; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -75,6 +78,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         license: args.license.clone(),
         registry,
         concurrency: args.concurrency.get(),
+        no_push: args.no_push.no_push,
         options: ApplyOptions {
             namespace: args.target.checked_namespace()?,
             cluster: args.target.cluster(),

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod preflight;
 pub mod push;
 pub mod rollback;
+pub mod serve;
 pub mod status;
 pub mod template;
 pub mod uninstall;

@@ -5,7 +5,7 @@ use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
 use coder_deploy::apply::ApplyOptions;
 use coder_deploy::cluster;
 use coder_deploy::preflight::Outcome;
-use coder_deploy::release::Release;
+use coder_deploy::release::{Release, ReleaseSource};
 
 /// `coder-install preflight`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +22,9 @@ pub struct PreflightArgs {
     /// Site registry access.
     #[command(flatten)]
     pub login: RegistryLoginArgs,
+    /// A site registry that already holds the bundle (`coder-install serve`).
+    #[command(flatten)]
+    pub no_push: crate::args::NoPushArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -29,7 +32,8 @@ pub struct PreflightArgs {
 
 /// Runs `preflight`; exits non-zero when a check fails.
 pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
-    let release = Release::load(&args.release.source()?)?;
+    let source = args.release.source()?;
+    let release = Release::load(&source)?;
     let options = ApplyOptions {
         namespace: args.target.checked_namespace()?,
         cluster: args.target.cluster(),
@@ -45,9 +49,15 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
     let mut report = coder_deploy::apply::check_release(&cluster, &release, &options).await?;
     if let Some(site) = &release.site {
         let (registry_options, _) = args.login.resolve(Some(site))?;
-        report
-            .checks
-            .push(coder_deploy::preflight::check_site_registry(site, &registry_options).await);
+        let check = match (&source, args.no_push.no_push) {
+            (ReleaseSource::Bundle { path, .. }, true) => {
+                coder_deploy::preflight::check_site_serves_bundle(path, site, &registry_options, None)
+                    .await
+                    .0
+            }
+            _ => coder_deploy::preflight::check_site_registry(site, &registry_options).await,
+        };
+        report.checks.push(check);
     }
     match args.format {
         OutputFormat::Json => super::print_json(&report)?,

@@ -93,6 +93,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
             };
             println!("signature: {signature}");
+            println!("manifest: {}", report.manifest_digest);
             for artifact in &report.artifacts {
                 let verdict = if artifact.intact {
                     "ok".to_owned()

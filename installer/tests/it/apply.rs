@@ -64,15 +64,29 @@ impl Platform {
         success(self.run(lock_args(&self.spec(), &self.lock(), &self.upstream.host())));
     }
 
-    /// Bundles the spec and lock into `bundle` (through the cache in the world's folder).
-    pub fn bundle_to(&self, bundle: &Path) {
+    /// Bundles the spec and lock into `name` (in the work folder, through its cache); returns
+    /// the bundle's path.
+    pub fn bundle(&self, name: &str) -> PathBuf {
+        let bundle = self.path(name);
         success(self.run(bundle_args(
             &self.spec(),
             &self.lock(),
             &self.path("cache"),
-            bundle,
+            &bundle,
             &self.upstream.host(),
         )));
+        bundle
+    }
+
+    /// An enterprise license with the air-gap entitlement, written to the work folder.
+    pub fn airgap_license(&self) -> PathBuf {
+        let license = self.path("enterprise.license");
+        std::fs::write(
+            &license,
+            crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
+        )
+        .expect("license");
+        license
     }
 
     /// Replaces the `coder-service` stand-in upstream with the real platform image and locks
@@ -713,7 +727,7 @@ async fn wait_names_what_is_not_ready_and_returns_once_it_is() {
 }
 
 /// Every container image of every workload in `objects`.
-fn container_images(objects: &BTreeMap<String, Value>) -> Vec<String> {
+pub(crate) fn container_images(objects: &BTreeMap<String, Value>) -> Vec<String> {
     let mut images = Vec::new();
     for object in objects.values() {
         let spec = &object["spec"]["template"]["spec"];
@@ -736,8 +750,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
     let site = Registry::start(RegistryFlavour::Plain)
         .await
         .expect("site registry");
-    let bundle = platform.path("coder.bundle");
-    platform.bundle_to(&bundle);
+    let bundle = platform.bundle("coder.bundle");
     let site_registry = format!("{}/mirror", site.host());
     let license = |tier: Tier, airgap: bool| {
         let path = platform.path(&format!("{tier:?}-{airgap}.license"));
@@ -954,14 +967,8 @@ async fn bundles_of_other_products_or_newer_formats_are_refused() {
         .replace("name: coder\nversion", "name: other\nversion");
     std::fs::write(platform.spec(), other).expect("spec");
     platform.lock_spec();
-    let bundle = platform.path("other.bundle");
-    platform.bundle_to(&bundle);
-    let license = platform.path("enterprise.license");
-    std::fs::write(
-        &license,
-        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-    )
-    .expect("license");
+    let bundle = platform.bundle("other.bundle");
+    let license = platform.airgap_license();
     let error = failure(platform.run([
         "apply",
         "--bundle",
@@ -989,14 +996,8 @@ const NETNS_UPSTREAM: &str = "CODER_IT_NETNS_UPSTREAM";
 async fn air_gapped_apply_needs_nothing_but_the_api_server_and_the_site_registry() {
     // Outside: the upstream registry and a bundle of it.
     let platform = Platform::start().await;
-    let bundle = platform.path("coder.bundle");
-    platform.bundle_to(&bundle);
-    let license = platform.path("enterprise.license");
-    std::fs::write(
-        &license,
-        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-    )
-    .expect("license");
+    let bundle = platform.bundle("coder.bundle");
+    let license = platform.airgap_license();
 
     // Inside a new network namespace with only loopback: the inner half of this test starts the
     // site registry and the API server there and applies the bundle. The upstream registry (and

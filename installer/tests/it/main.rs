@@ -13,6 +13,7 @@ mod license;
 mod push;
 mod real_node;
 mod rollback;
+mod serve;
 mod signing;
 mod snapshots;
 mod world;

@@ -64,39 +64,7 @@ pub(crate) fn push_json(bundle: &Path, target: &Registry, password: Option<&str>
 /// Runs skopeo `subcommand` with `args`, reading from the target registry (plain HTTP, or its CA
 /// and credentials); for `copy` the registry is the source.
 fn skopeo(target: &Registry, subcommand: &str, args: &[&str]) -> Vec<u8> {
-    let flag = |name: &str| {
-        if subcommand == "copy" {
-            format!("--src-{name}")
-        } else {
-            format!("--{name}")
-        }
-    };
-    let home = tempfile::tempdir().expect("skopeo home");
-    let mut command = Command::new("skopeo");
-    command.arg(subcommand);
-    match target.ca_file() {
-        Some(ca) => {
-            std::fs::copy(ca, home.path().join("ca.crt")).expect("copy CA");
-            command.arg(flag("cert-dir")).arg(home.path());
-        }
-        None => {
-            command.arg(format!("{}=false", flag("tls-verify")));
-        }
-    }
-    if let Some((user, password)) = target.credentials() {
-        command.arg(flag("creds")).arg(format!("{user}:{password}"));
-    }
-    let output = command
-        .args(args)
-        .env("HOME", home.path())
-        .output()
-        .expect("run skopeo (apt-get install skopeo)");
-    assert!(
-        output.status.success(),
-        "skopeo {subcommand} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    crate::world::skopeo(subcommand, args, target.ca_file(), target.credentials())
 }
 
 /// The sha256 digest of what skopeo reads raw at `reference` on the target.
@@ -126,7 +94,7 @@ fn count(report: &Value, key: &str) -> u64 {
 }
 
 /// The world's spec with every platform carried, so the app's index travels whole.
-fn all_platforms(world: &World) -> String {
+pub(crate) fn all_platforms(world: &World) -> String {
     world.spec_text().replace(
         "platforms: [linux/amd64]",
         "platforms: [linux/amd64, linux/arm64]",

@@ -31,6 +31,60 @@ pub fn success(output: Output) -> String {
 
 pub use coder_testenv::cli::failure;
 
+/// Runs skopeo `subcommand` with `args` against a registry reached with `ca` (HTTPS, that CA
+/// trusted) or plain HTTP (`None`), with `credentials` if given; for `copy` the registry is the
+/// source. Returns skopeo's output (the caller checks its status).
+pub fn skopeo_output(
+    subcommand: &str,
+    args: &[&str],
+    ca: Option<&Path>,
+    credentials: Option<(&str, &str)>,
+) -> Output {
+    let flag = |name: &str| {
+        if subcommand == "copy" {
+            format!("--src-{name}")
+        } else {
+            format!("--{name}")
+        }
+    };
+    let home = tempfile::tempdir().expect("skopeo home");
+    let mut command = Command::new("skopeo");
+    command.arg(subcommand);
+    match ca {
+        Some(ca) => {
+            std::fs::copy(ca, home.path().join("ca.crt")).expect("copy CA");
+            command.arg(flag("cert-dir")).arg(home.path());
+        }
+        None => {
+            command.arg(format!("{}=false", flag("tls-verify")));
+        }
+    }
+    if let Some((user, password)) = credentials {
+        command.arg(flag("creds")).arg(format!("{user}:{password}"));
+    }
+    command
+        .args(args)
+        .env("HOME", home.path())
+        .output()
+        .expect("run skopeo (apt-get install skopeo)")
+}
+
+/// [`skopeo_output`], which must succeed; returns its stdout.
+pub fn skopeo(
+    subcommand: &str,
+    args: &[&str],
+    ca: Option<&Path>,
+    credentials: Option<(&str, &str)>,
+) -> Vec<u8> {
+    let output = skopeo_output(subcommand, args, ca, credentials);
+    assert!(
+        output.status.success(),
+        "skopeo {subcommand} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// The repositories `registry` holds (its `/v2/_catalog`).
 pub async fn catalog(registry: &Registry) -> Vec<serde_json::Value> {
     let body: serde_json::Value = reqwest::get(format!("{}/v2/_catalog", registry.url()))

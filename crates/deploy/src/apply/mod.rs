@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, verify_bundle};
-use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
+use coder_mirror::{MirrorOptions, MirrorReport, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
 use coder_report::{Reporter, human_bytes};
 
@@ -70,6 +70,9 @@ pub struct ApplyRequest {
     pub registry: RegistryOptions,
     /// Blobs pushed at once.
     pub concurrency: usize,
+    /// The site registry already serves the bundle (`coder-install serve`, or an earlier push):
+    /// preflight checks that every image is there by digest, and nothing is pushed.
+    pub no_push: bool,
     /// The cluster side.
     pub options: ApplyOptions,
 }
@@ -137,21 +140,42 @@ pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crat
         license,
         registry,
         concurrency,
+        no_push,
         mut options,
     } = request;
-    let verified = verify(&source, &signature, reporter).await?;
+    let verified = match &source {
+        ReleaseSource::Bundle { path, .. } => {
+            Some(verify_before_use(path, &signature, NOTHING_DONE, reporter).await?)
+        }
+        ReleaseSource::Connected(_) => None,
+    };
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
     if air_gapped || license.is_some() {
         reporter.step("check license");
     }
     options.license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
     let mut release = load(&source, verified.as_ref())?;
-    let cluster = preflight(&release, &options, &registry, reporter).await?;
-    if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
+    let pinned_manifest = verified.map(|bundle| bundle.manifest_digest);
+    let site_check = SiteCheck {
+        registry: &registry,
+        served: match (&source, no_push) {
+            (ReleaseSource::Bundle { path, .. }, true) => Some((path.as_path(), pinned_manifest.clone())),
+            _ => None,
+        },
+    };
+    let (cluster, served) = preflight(&release, &options, site_check, reporter).await?;
+    if let Some(report) = served {
+        reporter.step(&format!(
+            "no push (--no-push): {} serves all {} images and charts",
+            report.registry,
+            report.artifacts.len()
+        ));
+        release.use_pushed(&report)?;
+    } else if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
         let mirror = MirrorOptions {
             concurrency,
             registry,
-            pinned_manifest: verified.map(|bundle| bundle.manifest_digest),
+            pinned_manifest,
         };
         push(path, site, &mirror, &mut release, reporter).await?;
     }
@@ -162,27 +186,26 @@ pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crat
 
 /// A bundle that verified: what later reads of it are pinned to, and how its signature was
 /// checked.
-struct VerifiedBundle {
+#[derive(Debug, Clone)]
+pub struct VerifiedBundle {
     /// `sha256:` of the bundle manifest that verified.
-    manifest_digest: String,
+    pub manifest_digest: String,
     /// How the signature was checked, for the output and the install record.
-    signature: String,
+    pub signature: String,
 }
 
-/// Step 1: verify the bundle (every blob's digest, and the signature as `policy` asks). Nothing
-/// to verify for a connected install.
-async fn verify(
-    source: &ReleaseSource,
+/// Step 1 (and `serve`'s start): verify the bundle before using it (every blob's digest, and the
+/// signature as `policy` asks). A refusal says `undone` (what was not done because of it).
+pub async fn verify_before_use(
+    path: &std::path::Path,
     policy: &SignaturePolicy,
+    undone: &'static str,
     reporter: &dyn Reporter,
-) -> crate::Result<Option<VerifiedBundle>> {
-    let ReleaseSource::Bundle { path, .. } = source else {
-        return Ok(None);
-    };
+) -> crate::Result<VerifiedBundle> {
     let key_file = match policy {
         SignaturePolicy::Key(file) => Some(file),
         SignaturePolicy::AllowUnsigned => None,
-        SignaturePolicy::Unspecified => return Err(crate::DeployError::SignaturePolicyMissing),
+        SignaturePolicy::Unspecified => return Err(crate::DeployError::SignaturePolicyMissing { undone }),
     };
     reporter.step(&format!("verify {}", path.display()));
     let key = key_file
@@ -193,7 +216,7 @@ async fn verify(
         || "NOT checked (--allow-unsigned)".to_owned(),
         |key| format!("verified with key {}", fingerprint(key)),
     );
-    let path = path.clone();
+    let path = path.to_owned();
     let report = tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {}))
         .await
         .map_err(crate::DeployError::VerificationStopped)??;
@@ -202,13 +225,13 @@ async fn verify(
         if let SignatureStatus::Invalid(reason) = &report.signature {
             problems.push(format!("signature: {reason}"));
         }
-        return Err(crate::DeployError::BundleRefused { problems });
+        return Err(crate::DeployError::BundleRefused { undone, problems });
     }
     reporter.line(&format!("    signature: {signature}"));
-    Ok(Some(VerifiedBundle {
+    Ok(VerifiedBundle {
         manifest_digest: report.manifest_digest,
         signature,
-    }))
+    })
 }
 
 /// Loads the release, pinned to the verified bundle manifest (every read of the lock and chart is
@@ -221,27 +244,45 @@ fn load(source: &ReleaseSource, verified: Option<&VerifiedBundle>) -> crate::Res
     Ok(release)
 }
 
+/// How preflight checks the site registry.
+struct SiteCheck<'a> {
+    /// Its access.
+    registry: &'a RegistryOptions,
+    /// With `--no-push`: the bundle it must already serve, and the verified manifest's digest.
+    served: Option<(&'a std::path::Path, Option<String>)>,
+}
+
 /// Step 3: preflight. Values problems are input errors, reported before the cluster is touched;
-/// then the cluster's checks and the site registry's. Returns the connected cluster.
+/// then the cluster's checks and the site registry's: it takes pushes or, with `--no-push`, it
+/// serves the bundle (whose report is returned). Returns the connected cluster.
 async fn preflight(
     release: &Release,
     options: &ApplyOptions,
-    registry: &RegistryOptions,
+    site_check: SiteCheck<'_>,
     reporter: &dyn Reporter,
-) -> crate::Result<Cluster> {
+) -> crate::Result<(Cluster, Option<MirrorReport>)> {
     release.values(&options.values_files, &options.sets, None)?;
     reporter.step("preflight");
     let cluster = crate::cluster::connect(&options.cluster).await?;
     let mut report = check_release(&cluster, release, options).await?;
+    let mut served = None;
     if let Some(site) = &release.site {
-        report
-            .checks
-            .push(crate::preflight::check_site_registry(site, registry).await);
+        let check = match site_check.served {
+            Some((bundle, pinned)) => {
+                let (check, report) =
+                    crate::preflight::check_site_serves_bundle(bundle, site, site_check.registry, pinned)
+                        .await;
+                served = report;
+                check
+            }
+            None => crate::preflight::check_site_registry(site, site_check.registry).await,
+        };
+        report.checks.push(check);
     }
     if !report.passed() {
         return Err(crate::DeployError::PreflightFailed(report.failure_message()));
     }
-    Ok(cluster)
+    Ok((cluster, served))
 }
 
 /// Step 4: push the bundle's images into the site registry, and point the release at what was

@@ -1,0 +1,351 @@
+//! coder-serve: a bundle file served as a read-only OCI registry (`coder-install serve`), for
+//! sites that have no registry of their own.
+//!
+//! It speaks the pull half of the OCI distribution API (`/v2/`, manifests by tag and digest,
+//! blobs with `Range`, the tags list and the catalog, `GET` and `HEAD`), with the content laid
+//! out as `push` would place it in a site registry: `PREFIX/<original repository path>`, each
+//! image under its original tag. Pushes and deletes get 405 `UNSUPPORTED`.
+//!
+//! Nothing is extracted: at start ([`BundleRegistry::open`]) the bundle's tar is indexed and its
+//! manifests read and checked against their digests ([`content`]); blobs are then streamed
+//! straight from their offsets in the bundle file through fixed buffers (`body`). Paths are
+//! parsed against the distribution grammar before any lookup (`routes`), so `..` and other
+//! escapes never reach one; lookups are in tables built from the bundle manifest, never on a
+//! file system. Optional HTTPS (`tls`) and htpasswd basic authentication (`auth`).
+//!
+//! Verifying the bundle (hashes and signature) is the caller's job before [`BundleRegistry::open`]
+//! (`coder-install serve` runs the same check as `verify`); the manifest it verified is pinned
+//! with [`ServeOptions::pinned_manifest`].
+
+mod auth;
+mod body;
+mod content;
+mod error;
+mod handler;
+mod range;
+mod routes;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use coder_bundle::read::BundleReader;
+use coder_report::Reporter;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use auth::Htpasswd;
+pub use content::{ServedArtifact, repository_path};
+pub use error::ServeError;
+use handler::{State, Stats};
+
+/// How long a client may take to send a request's head, or to finish the TLS handshake.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long in-flight requests may run on after a shutdown was asked for.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// How to serve a bundle.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Path prefix every repository is served under (no leading or trailing `/`; empty for none).
+    pub prefix: String,
+    /// The `sha256:` of the bundle manifest the caller verified: a bundle whose manifest no longer
+    /// hashes to it is refused.
+    pub pinned_manifest: Option<String>,
+    /// HTTPS: the PEM certificate chain and its PEM key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Basic authentication: an htpasswd file of bcrypt entries.
+    pub htpasswd: Option<PathBuf>,
+}
+
+/// A bundle ready to be served.
+pub struct BundleRegistry {
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    artifacts: Vec<ServedArtifact>,
+    name: String,
+    version: String,
+}
+
+/// What a running registry serves, for the start-up report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeSummary {
+    /// Product name from the bundle.
+    pub name: String,
+    /// Release version from the bundle.
+    pub version: String,
+    /// The address it listens on.
+    pub listen: String,
+    /// `http://ADDR` or `https://ADDR`.
+    pub url: String,
+    /// What `apply --registry` takes to deploy from it: `HOST:PORT[/PREFIX]`, with this
+    /// machine's host name when it listens on every address (`0.0.0.0`, `::`).
+    pub registry: String,
+    /// The path prefix.
+    pub prefix: String,
+    /// Whether it speaks HTTPS.
+    pub tls: bool,
+    /// Whether it requires basic authentication.
+    pub auth: bool,
+    /// The repositories served, sorted.
+    pub repositories: Vec<String>,
+    /// Every image and chart, where it is served.
+    pub artifacts: Vec<ServedArtifact>,
+}
+
+/// What a registry served before it stopped.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServeTotals {
+    /// Requests answered.
+    pub requests: u64,
+    /// Blob bytes sent.
+    pub blob_bytes: u64,
+    /// Requests refused for want of valid credentials.
+    pub unauthorized: u64,
+}
+
+impl BundleRegistry {
+    /// Opens `bundle` and works out what it serves; reads the TLS and htpasswd files.
+    pub fn open(bundle: &Path, options: &ServeOptions) -> Result<Self, ServeError> {
+        let prefix = options.prefix.trim_matches('/').to_owned();
+        if !prefix.is_empty() && !routes::valid_name(&prefix) {
+            return Err(ServeError::Config {
+                what: format!("--prefix {prefix:?}"),
+                reason: "not a repository path: lower-case letters, digits, and `.`, `_`, `-` inside \
+                         `/`-separated components, e.g. coder or site/mirror"
+                    .to_owned(),
+            });
+        }
+        let reader = BundleReader::open(bundle)?;
+        let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
+        let (content, artifacts) = content::Content::load(&reader, &manifest, &prefix)?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|(cert, key)| tls::acceptor(cert, key))
+            .transpose()?;
+        let auth = options.htpasswd.as_deref().map(Htpasswd::read).transpose()?;
+        let file = Arc::new(
+            reader
+                .file()
+                .try_clone()
+                .map_err(|error| ServeError::Bundle(format!("{}: {error}", bundle.display())))?,
+        );
+        Ok(Self {
+            state: Arc::new(State {
+                content,
+                file,
+                auth,
+                stats: Stats::default(),
+            }),
+            tls,
+            artifacts,
+            name: manifest.name,
+            version: manifest.version,
+        })
+    }
+
+    /// Every image and chart, where it is served.
+    pub fn artifacts(&self) -> &[ServedArtifact] {
+        &self.artifacts
+    }
+
+    /// Opens the listening socket on `listen` (`HOST:PORT`; port 0 picks a free one).
+    pub async fn bind(self, listen: &str) -> Result<BoundRegistry, ServeError> {
+        let listen_error = |source| ServeError::Listen {
+            addr: listen.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
+        Ok(BoundRegistry {
+            registry: self,
+            listener,
+            addr,
+        })
+    }
+}
+
+/// A registry with its listening socket open, not yet serving.
+pub struct BoundRegistry {
+    registry: BundleRegistry,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundRegistry {
+    /// The address it listens on (with the port picked, for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it serves and where, for the start-up report.
+    pub fn summary(&self, prefix: &str) -> ServeSummary {
+        let tls = self.registry.tls.is_some();
+        let listen = self.addr.to_string();
+        let prefix = prefix.trim_matches('/').to_owned();
+        let reachable = if self.addr.ip().is_unspecified() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .map_or_else(|| listen.clone(), |name| format!("{name}:{}", self.addr.port()))
+        } else {
+            listen.clone()
+        };
+        ServeSummary {
+            name: self.registry.name.clone(),
+            version: self.registry.version.clone(),
+            url: format!("{}://{listen}", if tls { "https" } else { "http" }),
+            registry: if prefix.is_empty() {
+                reachable
+            } else {
+                format!("{reachable}/{prefix}")
+            },
+            listen,
+            prefix,
+            tls,
+            auth: self.registry.state.auth.is_some(),
+            repositories: self.registry.state.content.repositories.keys().cloned().collect(),
+            artifacts: self.registry.artifacts.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests run
+    /// for up to 10 s. Accept failures and connection errors go to `reporter` as warnings.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        reporter: &'static dyn Reporter,
+    ) -> ServeTotals {
+        let Self {
+            registry, listener, ..
+        } = self;
+        let (stopping, _) = watch::channel(false);
+        let (open_sender, mut open) = watch::channel(0usize);
+        let open_sender = Arc::new(open_sender);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        reporter.warning(&format!("accepting a connection failed: {error}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let state = Arc::clone(&registry.state);
+            let tls = registry.tls.clone();
+            let stop = stopping.subscribe();
+            let counter = Arc::clone(&open_sender);
+            counter.send_modify(|open| *open += 1);
+            tokio::spawn(async move {
+                if let Err(error) = serve_connection(stream, tls, state, stop).await {
+                    reporter.warning(&format!("connection from {remote}: {error}"));
+                }
+                counter.send_modify(|open| *open = open.saturating_sub(1));
+            });
+        }
+        drop(listener);
+        stopping.send_replace(true);
+        let _ = tokio::time::timeout(DRAIN, open.wait_for(|open| *open == 0)).await;
+        let stats = &registry.state.stats;
+        ServeTotals {
+            requests: stats.requests.load(Ordering::Relaxed),
+            blob_bytes: stats.blob_bytes.load(Ordering::Relaxed),
+            unauthorized: stats.unauthorized.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Whether a connection ended because of the client, not of the server: it went away
+/// mid-request or mid-answer, or stayed idle past the head timeout (pooled keep-alive
+/// connections do). Not worth a warning.
+fn client_went_away(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() || error.is_timeout() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
+}
+
+/// Completes when a shutdown was asked for (or the registry is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Serves one connection (after its TLS handshake), until it ends or a shutdown drains it.
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| handler::handle(Arc::clone(&state), request));
+    let builder = {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES);
+        builder
+    };
+    macro_rules! drive {
+        ($io:expr) => {{
+            let connection = builder.serve_connection(TokioIo::new($io), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stopped(&mut stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            served.or_else(|error| {
+                if client_went_away(&error) {
+                    Ok(())
+                } else {
+                    Err(error.to_string())
+                }
+            })
+        }};
+    }
+    match tls {
+        None => drive!(stream),
+        Some(acceptor) => {
+            let stream = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream))
+                .await
+                .map_err(|_| "the TLS handshake timed out".to_owned())?
+                .map_err(|error| format!("TLS handshake: {error}"))?;
+            drive!(stream)
+        }
+    }
+}
