@@ -6,14 +6,18 @@
 //!
 //! ```text
 //! coder-install bundle journal 1 <layout identity>
-//! part sha256:<hex> <bytes written from the start of the blob>
+//! part sha256:<hex> <bytes written from the start of the blob> <running hash state, hex>
 //! done sha256:<hex>
 //! ```
 //!
 //! The first line ties the journal to one [layout](super::layout::TarLayout): a journal for
 //! other inputs is discarded, with its partial file. Nothing in it is trusted blindly: on
-//! resume, every `done` blob and every `part` prefix is hashed again in place before it counts.
-//! A torn last line (the process died while writing it) is ignored.
+//! resume, every `done` blob and every `part` prefix is hashed again in place before it counts,
+//! and a prefix counts only if it hashes to the running hash state recorded with it (the SHA-256
+//! state after those bytes, so bytes that changed on disk since are caught before anything is
+//! appended to them). A `part` line without a state (older journals) is hashed again but cannot
+//! be checked until the blob is complete. A torn last line (the process died while writing it)
+//! is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -28,8 +32,18 @@ const HEADER: &str = "coder-install bundle journal 1";
 pub struct JournalState {
     /// Blobs written completely and verified.
     pub done: BTreeSet<String>,
-    /// Blobs written in part: how many bytes from their start.
-    pub progress: BTreeMap<String, u64>,
+    /// Blobs written in part: how far each got.
+    pub progress: BTreeMap<String, Checkpoint>,
+}
+
+/// How far the download of one blob had got: the bytes in place from its start, and the
+/// running hash state after them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Bytes written from the start of the blob.
+    pub bytes: u64,
+    /// The serialized SHA-256 state after those bytes, if recorded.
+    pub hash_state: Option<Vec<u8>>,
 }
 
 /// An open journal, appended to by every blob task.
@@ -64,9 +78,18 @@ impl Journal {
                     state.progress.remove(digest);
                     state.done.insert(digest.to_owned());
                 }
-                ["part", digest, bytes] => {
+                ["part", digest, bytes, ref rest @ ..] if rest.len() <= 1 => {
+                    let hash_state = match rest.first() {
+                        Some(hex_state) => match hex::decode(hex_state) {
+                            Ok(hash_state) => Some(hash_state),
+                            Err(_) => continue,
+                        },
+                        None => None,
+                    };
                     if let Ok(bytes) = bytes.parse() {
-                        state.progress.insert(digest.to_owned(), bytes);
+                        state
+                            .progress
+                            .insert(digest.to_owned(), Checkpoint { bytes, hash_state });
                     }
                 }
                 _ => {}
@@ -94,9 +117,10 @@ impl Journal {
         })
     }
 
-    /// Records that the first `bytes` of `digest` are in place.
-    pub fn record_progress(&self, digest: &str, bytes: u64) -> std::io::Result<()> {
-        self.append(&format!("part {digest} {bytes}\n"))
+    /// Records that the first `bytes` of `digest` are in place, and the running hash state
+    /// after them (as [`crate::fill`] serializes it).
+    pub fn record_progress(&self, digest: &str, bytes: u64, hash_state: &[u8]) -> std::io::Result<()> {
+        self.append(&format!("part {digest} {bytes} {}\n", hex::encode(hash_state)))
     }
 
     /// Records that `digest` is complete and verified.
@@ -128,14 +152,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("b.journal");
         let journal = Journal::create(&path, "abc").expect("create");
-        journal.record_progress("sha256:aa", 100).expect("part");
-        journal.record_progress("sha256:bb", 50).expect("part");
-        journal.record_progress("sha256:aa", 200).expect("part");
+        journal.record_progress("sha256:aa", 100, &[1, 2]).expect("part");
+        journal.record_progress("sha256:bb", 50, &[3]).expect("part");
+        journal
+            .record_progress("sha256:aa", 200, &[0xab, 0xcd])
+            .expect("part");
         journal.record_done("sha256:bb").expect("done");
         drop(journal);
         let state = Journal::read(&path, "abc");
         assert_eq!(state.done, BTreeSet::from(["sha256:bb".to_owned()]));
-        assert_eq!(state.progress, BTreeMap::from([("sha256:aa".to_owned(), 200)]));
+        assert_eq!(
+            state.progress,
+            BTreeMap::from([(
+                "sha256:aa".to_owned(),
+                Checkpoint {
+                    bytes: 200,
+                    hash_state: Some(vec![0xab, 0xcd])
+                }
+            )])
+        );
 
         let journal = Journal::append_to(&path).expect("append");
         journal.record_done("sha256:aa").expect("done");
@@ -150,5 +185,27 @@ mod tests {
         assert_eq!(Journal::read(&path, "xyz"), JournalState::default());
         let state = Journal::read(&path, "abc");
         assert_eq!(state.done, BTreeSet::from(["sha256:aa".to_owned()]));
+
+        // A checkpoint whose state does not decode is not trusted; the one before it stands.
+        std::fs::write(
+            &path,
+            format!("{HEADER} abc\npart sha256:cc 10 0a\npart sha256:cc 20 0a1\n"),
+        )
+        .expect("write");
+        let state = Journal::read(&path, "abc");
+        assert_eq!(
+            state.progress.get("sha256:cc").map(|checkpoint| checkpoint.bytes),
+            Some(10)
+        );
+        // An older journal's line without a state still counts, unchecked.
+        std::fs::write(&path, format!("{HEADER} abc\npart sha256:dd 30\n")).expect("write");
+        let state = Journal::read(&path, "abc");
+        assert_eq!(
+            state.progress.get("sha256:dd"),
+            Some(&Checkpoint {
+                bytes: 30,
+                hash_state: None
+            })
+        );
     }
 }

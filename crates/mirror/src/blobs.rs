@@ -42,6 +42,9 @@ pub(crate) fn work<'a>(
             work.push((digest, blob, repositories));
         }
     }
+    // Largest first: the uploads that take longest start at once, and the small ones fill the
+    // gaps at the end instead of a large one running alone.
+    work.sort_by_key(|(_, blob, _)| std::cmp::Reverse(blob.size));
     work
 }
 

@@ -20,9 +20,12 @@ use super::{
 /// The authentication action of every push call (the Bearer scope `repository:<path>:push,pull`).
 pub const PUSH_ACTION: &str = "push,pull";
 
-/// How much of a blob is read from the file at a time: the memory one upload holds, whatever the
-/// blob's size.
+/// How much of a blob is read from the file at a time (a piece).
 const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// Pieces read and hashed ahead of the one being sent: with the one being read and the one the
+/// connection holds, an upload holds `READ_AHEAD + 2` pieces (3 MiB), whatever the blob's size.
+const READ_AHEAD: usize = 1;
 
 /// A byte range of a local file: where a blob lies inside the bundle.
 #[derive(Debug, Clone)]
@@ -403,68 +406,103 @@ fn file_range_body(
 /// The bytes of `source` in [`UPLOAD_CHUNK`] pieces, hashed as they go. If they do not hash to
 /// `digest`, the last piece is replaced by an error (so the registry never commits them) and
 /// `corruption` says why.
+///
+/// A blocking task reads and hashes the pieces in order (positioned reads of the bundle, the
+/// hash on the bytes just read, off the async threads) one piece ahead of the sending: while the
+/// connection sends a piece, the next is read and hashed. At most [`READ_AHEAD`] + 2 pieces are
+/// held per upload.
 fn file_range_stream(
     source: &FileRange,
     digest: &str,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     corruption: Arc<OnceLock<String>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    struct State {
-        source: FileRange,
-        sent: u64,
-        hasher: Sha256,
-        digest: String,
-        on_progress: Arc<dyn Fn(u64) + Send + Sync>,
-        corruption: Arc<OnceLock<String>>,
-    }
-    let state = State {
-        source: source.clone(),
-        sent: 0,
-        hasher: Sha256::new(),
-        digest: digest.to_owned(),
-        on_progress,
-        corruption,
-    };
-    (state.on_progress)(0);
-    futures_util::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        if state.sent >= state.source.size {
-            return None;
-        }
-        let want = UPLOAD_CHUNK.min((state.source.size - state.sent) as usize);
-        let file = state.source.file.clone();
-        let at = state.source.offset + state.sent;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut chunk = vec![0u8; want];
-            file.read_exact_at(&mut chunk, at).map(|()| chunk)
-        })
-        .await
-        .unwrap_or_else(|error| Err(std::io::Error::other(error)));
-        let chunk = match read {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                let _ = state
-                    .corruption
-                    .set(format!("the bundle could not be read at byte {at}: {error}"));
-                return Some((Err(error), None));
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let (pieces, received) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let (source, digest) = (source.clone(), digest.to_owned());
+    tokio::task::spawn_blocking(move || read_and_hash(&source, &digest, &pieces, &corruption));
+    on_progress(0);
+    futures_util::stream::unfold((received, 0u64), move |(mut received, sent)| {
+        let on_progress = on_progress.clone();
+        async move {
+            let piece = received.recv().await?;
+            let sent = sent + piece.as_ref().map_or(0, |piece| piece.len() as u64);
+            if piece.is_ok() {
+                on_progress(sent);
             }
-        };
-        state.hasher.update(&chunk);
-        state.sent += chunk.len() as u64;
-        if state.sent == state.source.size {
-            let actual = format!("sha256:{}", hex::encode(state.hasher.clone().finalize()));
-            if actual != state.digest {
-                let problem = format!(
-                    "its bytes hash to {actual}, not {}: the bundle is damaged; run `coder-install verify` and use an intact copy",
-                    state.digest
-                );
-                let _ = state.corruption.set(problem.clone());
-                return Some((Err(std::io::Error::other(problem)), None));
-            }
+            Some((piece, (received, sent)))
         }
-        (state.on_progress)(state.sent);
-        Some((Ok(chunk), Some(state)))
     })
+}
+
+/// The producer of [`file_range_stream`]: reads `source` piece by piece, hashes each, and hands
+/// it on; the last piece only if the whole hashes to `digest`. Stops early when the body is
+/// dropped (the request failed).
+fn read_and_hash(
+    source: &FileRange,
+    digest: &str,
+    pieces: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    corruption: &OnceLock<String>,
+) {
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    // Buffers come back here once the connection has sent their piece, and are read into again:
+    // no allocation or zeroing per piece.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    loop {
+        let want = UPLOAD_CHUNK.min((source.size - done) as usize);
+        let at = source.offset + done;
+        let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0u8; UPLOAD_CHUNK]);
+        buffer.resize(want, 0);
+        let read = source.file.read_exact_at(&mut buffer, at);
+        let piece = bytes::Bytes::from_owner(RecycledPiece {
+            buffer,
+            recycle: recycle.clone(),
+        });
+        if let Err(error) = read {
+            let _ = corruption.set(format!("the bundle could not be read at byte {at}: {error}"));
+            let _ = pieces.blocking_send(Err(error));
+            return;
+        }
+        hasher.update(&piece);
+        done += want as u64;
+        if done == source.size {
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if actual != digest {
+                let problem = format!(
+                    "its bytes hash to {actual}, not {digest}: the bundle is damaged; run `coder-install verify` and use an intact copy"
+                );
+                let _ = corruption.set(problem.clone());
+                let _ = pieces.blocking_send(Err(std::io::Error::other(problem)));
+                return;
+            }
+            if !piece.is_empty() {
+                let _ = pieces.blocking_send(Ok(piece));
+            }
+            return;
+        }
+        if pieces.blocking_send(Ok(piece)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A piece of an upload over a buffer that goes back to its reader when the piece is dropped.
+struct RecycledPiece {
+    buffer: Vec<u8>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for RecycledPiece {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for RecycledPiece {
+    fn drop(&mut self) {
+        // The reader may be gone (the upload is over): then the buffer is simply freed.
+        let _ = self.recycle.send(std::mem::take(&mut self.buffer));
+    }
 }
 
 /// Checks a `Docker-Content-Digest` answer (when given) against the digest sent.

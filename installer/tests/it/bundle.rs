@@ -511,7 +511,7 @@ async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again()
             .unwrap_or_default()
             .lines()
             .filter_map(|line| line.strip_prefix(&format!("part {} ", big.layers[0].digest)))
-            .filter_map(|bytes| bytes.parse::<u64>().ok())
+            .filter_map(|checkpoint| checkpoint.split(' ').next()?.parse::<u64>().ok())
             .max()
             .unwrap_or(0)
     };
@@ -571,6 +571,146 @@ async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again()
     );
     assert!(!journal.exists(), "the journal outlived the finished bundle");
     success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
+}
+
+/// Killed twice (SIGKILL) at random points while downloading through a slow link, a bundle run
+/// continues each time from what it had written: the registry sends each byte about once (at
+/// most 2% more in all, counted by the link) and the result is byte for byte the bundle of an
+/// uninterrupted run.
+#[tokio::test]
+async fn a_bundle_killed_twice_through_a_slow_link_downloads_each_byte_about_once() {
+    use coder_testenv::ThrottledLink;
+    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
+    use std::hash::{BuildHasher, Hasher};
+
+    let world = World::new(RegistryFlavour::Plain).await;
+    // Four layers, downloaded side by side: each kill finds several of them half done.
+    let mut builder = ImageBuilder::new();
+    for seed in 0..4 {
+        builder = builder.layer(LayerBuilder::new().random_file("layer.bin", 32 << 20, 60 + seed));
+    }
+    let image = builder.build().expect("build the image");
+    world
+        .registry
+        .push_image("team/layers:1", &image)
+        .await
+        .expect("push the image");
+    let link = ThrottledLink::start(world.registry.addr(), 64 << 20).expect("start the link");
+    let host = link.host();
+    world.write_spec(&format!(
+        "name: coder\nversion: 1.0.0\nimages:\n  - name: layers\n    ref: {host}/team/layers:1\n"
+    ));
+    let (spec, lock) = (
+        world.spec().display().to_string(),
+        world.lock().display().to_string(),
+    );
+    success(crate::world::coder_install(
+        &["lock", "--spec", &spec, "-o", &lock, "--insecure-registry", &host],
+        &[],
+    ));
+    // The world's `bundle` arguments, with a cache of the caller's and this link's host.
+    let bundle_args = |output: &std::path::Path, cache: &str| -> Vec<String> {
+        let mut args = world.bundle_args(output);
+        if let Some(at) = args.iter().position(|arg| arg == "--cache") {
+            args[at + 1] = world.path(cache).display().to_string();
+        }
+        args.extend(["--insecure-registry".to_owned(), host.clone()]);
+        args
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::world::coder_install(&args, &[])
+    };
+    // The bundle of an uninterrupted run, with a cache of its own.
+    let uninterrupted = world.path("uninterrupted.bundle");
+    success(run(&bundle_args(&uninterrupted, "cache-uninterrupted")));
+
+    let unique = image
+        .layers
+        .iter()
+        .chain([&image.config])
+        .map(|blob| blob.data.len() as u64)
+        .sum::<u64>();
+    let before = link.bytes_from_server();
+    let sent = || link.bytes_from_server() - before;
+    // Two random points, one in each half of the transfer.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let first = 0.15 + (random % 1000) as f64 / 1000.0 * 0.3;
+    let second = 0.55 + (random / 1000 % 1000) as f64 / 1000.0 * 0.3;
+    let bundle = world.path("resumed.bundle");
+    let args = bundle_args(&bundle, "cache");
+    for fraction in [first, second] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bundle");
+        let kill_at = (unique as f64 * fraction) as u64;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while sent() < kill_at {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the download never got to {kill_at} bytes"
+            );
+            assert!(
+                child.try_wait().expect("poll").is_none(),
+                "the run finished before it was killed at {fraction:.2} of the bytes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, Signal::SIGKILL).expect("kill the run");
+        assert!(!child.wait().expect("reap").success());
+        assert!(
+            world.path("resumed.bundle.partial").exists(),
+            "the partial bundle was lost"
+        );
+    }
+
+    let summary: serde_json::Value = serde_json::from_str(&success(run(&args))).expect("bundle summary JSON");
+    let sent = sent();
+    let points = format!("killed at {first:.2} and {second:.2} of {unique} bytes");
+    eprintln!(
+        "{points}: the registry sent {sent} bytes in all, {:.4}x the unique bytes",
+        sent as f64 / unique as f64
+    );
+    assert!(
+        summary["resumed_bytes"].as_u64().expect("resumed") > 0,
+        "nothing was resumed ({points}): {summary}"
+    );
+    assert!(
+        sent as f64 <= unique as f64 * 1.02,
+        "the registry sent {sent} bytes for {unique} unique ({:.3}x; {points}): {summary}",
+        sent as f64 / unique as f64
+    );
+    assert!(
+        same_bytes(&bundle, &uninterrupted),
+        "the resumed bundle differs from an uninterrupted run's ({points})"
+    );
+    success(world.run(&["verify", "--allow-unsigned", &bundle.display().to_string()]));
+}
+
+/// Whether two files hold the same bytes (read a MiB at a time).
+fn same_bytes(left: &std::path::Path, right: &std::path::Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut left), Ok(mut right)) = (std::fs::File::open(left), std::fs::File::open(right)) else {
+        return false;
+    };
+    let (mut left_chunk, mut right_chunk) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let Ok(read) = left.read(&mut left_chunk) else {
+            return false;
+        };
+        if read == 0 {
+            return right.read(&mut right_chunk).is_ok_and(|more| more == 0);
+        }
+        if right.read_exact(&mut right_chunk[..read]).is_err() || left_chunk[..read] != right_chunk[..read] {
+            return false;
+        }
+    }
 }
 
 #[tokio::test]

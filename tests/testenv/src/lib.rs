@@ -8,6 +8,8 @@
 //! - [`KubeApiServer`]: etcd plus a real kube-apiserver, envtest style, with a kubeconfig that the
 //!   `kube` crate loads. There is no scheduler or kubelet: pods never run.
 //! - [`Postgres`]: PostgreSQL 15, run as an unprivileged user.
+//! - [`ThrottledLink`]: a slow link in front of a server (a loopback relay at a fixed rate) that
+//!   counts the bytes the server sent through it.
 //! - [`cli`]: a program's exit checked, its output returned.
 //! - [`fixture`]: small but real OCI images (gzip tar layers, configs, manifests, multi-arch
 //!   indexes) pushed to a test registry.
@@ -23,6 +25,7 @@ pub mod cosign;
 pub mod dependency_images;
 pub mod fixture;
 mod kubernetes;
+mod link;
 mod node;
 mod postgres;
 mod process;
@@ -30,6 +33,7 @@ mod registry;
 mod tls;
 
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
+pub use link::ThrottledLink;
 pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};

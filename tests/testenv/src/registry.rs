@@ -149,6 +149,11 @@ impl Registry {
         self.addr.to_string()
     }
 
+    /// The address it listens on (e.g. to put a [`crate::ThrottledLink`] in front of it).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The base URL, `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
