@@ -14,9 +14,11 @@
 //! 3. **Delta bundles**: blobs the bundle leaves out must already be in the site registry; they
 //!    are checked before anything is sent, and a missing one stops the push with the base bundle
 //!    to push first.
-//! 4. **Blobs** (`blobs`), `concurrency` digests at a time: per digest, the first repository that lacks it
-//!    gets it uploaded (one monolithic `PUT` streamed from the bundle through a fixed buffer and
-//!    hashed on the way: bytes that do not match their digest are never committed); every other
+//! 4. **Blobs** (`blobs`), `concurrency` digests at a time, largest first: per digest, the first
+//!    repository that lacks it gets it uploaded (one monolithic `PUT` streamed from the bundle in
+//!    1 MiB pieces, read and hashed one piece ahead of the connection in at most three recycled
+//!    buffers:
+//!    bytes that do not match their digest are never committed); every other
 //!    repository gets it by cross-repository mount (an upload if the registry declines).
 //! 5. **Manifests** (`manifests`) byte for byte (the registry's `Docker-Content-Digest` must match), children
 //!    before their index, then the original tag.
