@@ -17,9 +17,8 @@
 //! 4. **Blobs** (`blobs`), `concurrency` digests at a time, largest first: per digest, the first
 //!    repository that lacks it gets it uploaded (one monolithic `PUT` streamed from the bundle in
 //!    1 MiB pieces, read and hashed one piece ahead of the connection in at most three recycled
-//!    buffers:
-//!    bytes that do not match their digest are never committed); every other
-//!    repository gets it by cross-repository mount (an upload if the registry declines).
+//!    buffers: bytes that do not match their digest are never committed); every other repository
+//!    gets it by cross-repository mount (an upload if the registry declines).
 //! 5. **Manifests** (`manifests`) byte for byte (the registry's `Docker-Content-Digest` must match), children
 //!    before their index, then the original tag.
 //!

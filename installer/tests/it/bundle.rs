@@ -605,7 +605,7 @@ async fn a_bundle_killed_twice_through_a_slow_link_downloads_each_byte_about_onc
         world.lock().display().to_string(),
     );
     success(crate::world::coder_install(
-        &["lock", "--spec", &spec, "-o", &lock, "--insecure-registry", &host],
+        ["lock", "--spec", &spec, "-o", &lock, "--insecure-registry", &host],
         &[],
     ));
     // The world's `bundle` arguments, with a cache of the caller's and this link's host.
