@@ -124,6 +124,25 @@ impl Platform {
         coder_install(args, &[("DOCKER_CONFIG", &docker)])
     }
 
+    /// `apply --bundle --allow-unsigned` arguments for `bundle` into this cluster, its images
+    /// pushed to (or served by) the plain-HTTP site registry `registry` (`host:port/prefix`).
+    pub fn air_gapped_apply(&self, bundle: &Path, registry: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "apply".to_owned(),
+            "--bundle".to_owned(),
+            self.text(bundle),
+            "--allow-unsigned".to_owned(),
+            "--registry".to_owned(),
+            registry.to_owned(),
+            "--insecure-registry".to_owned(),
+            registry.split('/').next().unwrap_or_default().to_owned(),
+            "--kubeconfig".to_owned(),
+            self.text(self.cluster.kubeconfig_path()),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
+
     /// Connected-mode arguments for `command` (apply, template, preflight) in `namespace`.
     pub fn connected(&self, command: &str, namespace: &str, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
@@ -761,22 +780,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         .expect("license");
         platform.text(&path)
     };
-    let apply = |extra: &[&str]| {
-        let mut args = vec![
-            "apply".to_owned(),
-            "--bundle".to_owned(),
-            platform.text(&bundle),
-            "--allow-unsigned".to_owned(),
-            "--registry".to_owned(),
-            site_registry.clone(),
-            "--insecure-registry".to_owned(),
-            site.host(),
-            "--kubeconfig".to_owned(),
-            platform.text(platform.cluster.kubeconfig_path()),
-        ];
-        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        platform.run(&args)
-    };
+    let apply = |extra: &[&str]| platform.run(platform.air_gapped_apply(&bundle, &site_registry, extra));
     let catalog = || crate::world::catalog(&site);
     let client = platform.client().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());

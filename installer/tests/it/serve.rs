@@ -775,23 +775,11 @@ async fn apply_no_push_deploys_from_serve_and_refuses_a_registry_without_the_bun
     let served = Served::start(&bundle, &["--prefix", "coder", "--allow-unsigned"]);
     let host = served.host();
     let license = platform.airgap_license();
+    let license = platform.text(&license);
     let apply = |registry: &str, extra: &[&str]| {
-        let mut args = vec![
-            "apply".to_owned(),
-            "--bundle".to_owned(),
-            platform.text(&bundle),
-            "--allow-unsigned".to_owned(),
-            "--registry".to_owned(),
-            registry.to_owned(),
-            "--insecure-registry".to_owned(),
-            registry.split('/').next().unwrap_or_default().to_owned(),
-            "--license".to_owned(),
-            platform.text(&license),
-            "--kubeconfig".to_owned(),
-            platform.text(platform.cluster.kubeconfig_path()),
-        ];
-        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        platform.run(&args)
+        let mut extra = extra.to_vec();
+        extra.extend(["--license", &license]);
+        platform.run(platform.air_gapped_apply(&bundle, registry, &extra))
     };
     let served_registry = format!("{host}/coder");
 
