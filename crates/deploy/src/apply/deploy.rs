@@ -12,7 +12,17 @@ use crate::record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
 use crate::release::Release;
 
 use super::{ApplyOptions, ApplyReport};
-use crate::render::{Manifests, render, secret_names};
+use crate::render::{Manifests, Values, render, secret_names};
+
+/// The values `release` is rendered with: the chart's defaults, `--values` files and `--set`s,
+/// and the registry pull Secret when `options` has pull credentials.
+pub fn resolved_values(release: &Release, options: &ApplyOptions) -> crate::Result<Values> {
+    let pull_secret = options
+        .pull_credentials
+        .as_ref()
+        .map(|_| secret_names::REGISTRY_PULL);
+    release.values(&options.values_files, &options.sets, pull_secret)
+}
 
 /// Renders `release` for the cluster (its PDB API) and resolves values.
 pub fn render_for(
@@ -20,19 +30,15 @@ pub fn render_for(
     options: &ApplyOptions,
     pdb_api: crate::render::PdbApi,
 ) -> crate::Result<Manifests> {
-    let pull_secret = options
-        .pull_credentials
-        .as_ref()
-        .map(|_| secret_names::REGISTRY_PULL);
-    let values = release.values(&options.values_files, &options.sets, pull_secret)?;
+    let values = resolved_values(release, options)?;
     Ok(render(&release.request(&values, &options.namespace, pdb_api))?)
 }
 
-/// The StorageClass preflight should check, from the values.
-pub fn configured_storage_class(release: &Release, options: &ApplyOptions) -> crate::Result<Option<String>> {
-    let values = release.values(&options.values_files, &options.sets, None)?;
+/// The StorageClass preflight should check, from the values: the in-cluster database's, if one
+/// is set.
+pub fn configured_storage_class(values: &Values) -> Option<String> {
     let class = &values.postgres.storage.storage_class;
-    Ok((values.postgres.host.is_empty() && !class.is_empty()).then(|| class.clone()))
+    (values.postgres.host.is_empty() && !class.is_empty()).then(|| class.clone())
 }
 
 /// Deploys rendered manifests: steps 5–7 of the pipeline. The caller has verified, checked the
@@ -49,13 +55,8 @@ pub async fn deploy(
         "render chart {} for namespace {namespace}",
         crate::release::CHART
     ));
-    let manifests = render_for(release, options, cluster.pdb_api())?;
-    let values = release.values(&options.values_files, &options.sets, None)?;
-    let pull_secret = options
-        .pull_credentials
-        .as_ref()
-        .map(|_| secret_names::REGISTRY_PULL);
-    let rendered_values = release.values(&options.values_files, &options.sets, pull_secret)?;
+    let values = resolved_values(release, options)?;
+    let manifests = render(&release.request(&values, namespace, cluster.pdb_api()))?;
 
     reporter.step("deploy");
     let namespace_created =
@@ -91,7 +92,7 @@ pub async fn deploy(
         mode: release.mode.to_owned(),
         site: release.site.clone(),
         in_cluster_database: values.postgres.host.is_empty(),
-        inputs: Some(crate::revision::record_inputs(release, &rendered_values)?),
+        inputs: Some(crate::revision::record_inputs(release, &values)?),
     };
     crate::lease::with_lease(
         cluster.client.clone(),

@@ -20,8 +20,11 @@ use crate::license_gate::check_license;
 use crate::objects::{Applied, Change, ObjectKey};
 use crate::preflight::PreflightReport;
 use crate::release::{Release, ReleaseSource};
+use crate::render::render;
 
-pub use deploy::{DeployTarget, configured_storage_class, deploy, deploy_locked, render_for};
+pub use deploy::{
+    DeployTarget, configured_storage_class, deploy, deploy_locked, render_for, resolved_values,
+};
 
 /// How to apply: the cluster side (also used by `preflight` and `rollback`).
 pub struct ApplyOptions {
@@ -117,8 +120,9 @@ pub async fn check_release(
     release: &Release,
     options: &ApplyOptions,
 ) -> crate::Result<PreflightReport> {
-    let manifests = render_for(release, options, cluster.pdb_api())?;
-    let storage_class = configured_storage_class(release, options)?;
+    let values = resolved_values(release, options)?;
+    let manifests = render(&release.request(&values, &options.namespace, cluster.pdb_api()))?;
+    let storage_class = configured_storage_class(&values);
     Ok(crate::preflight::check_cluster(
         cluster,
         &options.namespace,
