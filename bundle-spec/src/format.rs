@@ -40,6 +40,14 @@
 //! Integrity: `manifest.json` lists every blob's digest and size and the digests of
 //! `index.json`, `spec.yaml` and `images.lock`; the signature covers `manifest.json`. Checking
 //! the signature and re-hashing every entry therefore checks the whole bundle.
+//!
+//! A **split bundle** (`bundle --part-size SIZE`, for size-limited media) is the same tar cut
+//! into parts at fixed byte offsets: `<name>.part000`, `<name>.part001`, ... ([`part_file_name`]),
+//! each [`PartsIndex::part_size`] bytes but the last, which holds the rest. Joined in order
+//! (`cat <name>.part* > <name>`) they are the whole bundle, byte for byte. Beside them,
+//! `<name>.parts.json` ([`parts_index_file_name`]) is the [`PartsIndex`]: every part's file name,
+//! size and SHA-256, so that a missing or damaged part is named. coder-install reads the parts in
+//! place, as one file, given the index, any part, or `<name>`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -230,5 +238,171 @@ impl BundleManifest {
             .binary_search_by(|record| record.digest.as_str().cmp(digest))
             .ok()
             .map(|index| &self.blobs[index])
+    }
+}
+
+/// What the index of a split bundle says it is ([`PartsIndex::kind`]).
+pub const PARTS_INDEX_KIND: &str = "coder-install split bundle";
+/// The newest split-bundle index format this crate reads and writes.
+pub const PARTS_INDEX_FORMAT: u32 = 1;
+
+/// The index of a split bundle: `<name>.parts.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartsIndex {
+    /// Always [`PARTS_INDEX_KIND`].
+    pub kind: String,
+    /// [`PARTS_INDEX_FORMAT`] at the time of writing.
+    pub format: u32,
+    /// The size of the whole bundle: the sum of the parts' sizes.
+    pub bundle_size: u64,
+    /// The size of every part but the last.
+    pub part_size: u64,
+    /// The parts, in order.
+    pub parts: Vec<PartRecord>,
+}
+
+/// One part of a split bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartRecord {
+    /// Its file name, in the index's folder.
+    pub file: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// `sha256:<hex>` of its bytes.
+    pub sha256: String,
+}
+
+impl PartsIndex {
+    /// Parses `<name>.parts.json` and checks that it describes a well-formed split: a known
+    /// format, parts named as [`part_file_name`] names them (plain file names, in order), every
+    /// part but the last of `part_size` bytes, and sizes that add up to `bundle_size`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, crate::SpecError> {
+        let invalid = |reason: String| crate::SpecError::Invalid {
+            what: "split bundle index".to_owned(),
+            reason,
+        };
+        let index: Self = serde_json::from_slice(bytes).map_err(|error| crate::SpecError::Json {
+            what: "split bundle index",
+            message: error.to_string(),
+        })?;
+        if index.kind != PARTS_INDEX_KIND {
+            return Err(invalid(format!(
+                "its kind is {:?}, not {PARTS_INDEX_KIND:?}",
+                index.kind
+            )));
+        }
+        if index.format > PARTS_INDEX_FORMAT {
+            return Err(invalid(format!(
+                "it uses split format {} but this coder-install reads up to {PARTS_INDEX_FORMAT}; use a newer coder-install",
+                index.format
+            )));
+        }
+        let Some(base) = index
+            .parts
+            .first()
+            .and_then(|part| part.file.strip_suffix(".part000"))
+        else {
+            return Err(invalid("it lists no part000".to_owned()));
+        };
+        let last = index.parts.len() - 1;
+        for (number, part) in index.parts.iter().enumerate() {
+            if part.file != part_file_name(base, number) || part.file.contains('/') {
+                return Err(invalid(format!(
+                    "part {number} is named {:?}, not {:?}",
+                    part.file,
+                    part_file_name(base, number)
+                )));
+            }
+            let size_ok = match number == last {
+                true => part.size > 0 && part.size <= index.part_size,
+                false => part.size == index.part_size,
+            };
+            if !size_ok {
+                return Err(invalid(format!(
+                    "{} has {} bytes; every part but the last has {} and the last at most that",
+                    part.file, part.size, index.part_size
+                )));
+            }
+            crate::validate_digest(&part.sha256)
+                .map_err(|reason| invalid(format!("{}: {reason}", part.file)))?;
+        }
+        let sum: u64 = index.parts.iter().map(|part| part.size).sum();
+        if sum != index.bundle_size {
+            return Err(invalid(format!(
+                "its parts add up to {sum} bytes, but it says the bundle has {}",
+                index.bundle_size
+            )));
+        }
+        Ok(index)
+    }
+}
+
+/// The file name of part `number` (from 0) of the split bundle `base`: `<base>.part000`, ...
+/// (more digits past 999).
+pub fn part_file_name(base: &str, number: usize) -> String {
+    format!("{base}.part{number:03}")
+}
+
+/// The file name of the index of the split bundle `base`: `<base>.parts.json`.
+pub fn parts_index_file_name(base: &str) -> String {
+    format!("{base}.parts.json")
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    fn index(sizes: &[u64], part_size: u64) -> PartsIndex {
+        PartsIndex {
+            kind: PARTS_INDEX_KIND.to_owned(),
+            format: PARTS_INDEX_FORMAT,
+            bundle_size: sizes.iter().sum(),
+            part_size,
+            parts: sizes
+                .iter()
+                .enumerate()
+                .map(|(number, size)| PartRecord {
+                    file: part_file_name("coder.bundle", number),
+                    size: *size,
+                    sha256: format!("sha256:{}", "a".repeat(64)),
+                })
+                .collect(),
+        }
+    }
+
+    fn parse(index: &PartsIndex) -> Result<PartsIndex, crate::SpecError> {
+        PartsIndex::from_json(&serde_json::to_vec(index).expect("json"))
+    }
+
+    #[test]
+    fn a_well_formed_index_reads_back() {
+        let written = index(&[10, 10, 3], 10);
+        assert_eq!(parse(&written).expect("parse"), written);
+        assert_eq!(part_file_name("x", 1234), "x.part1234");
+        assert_eq!(parts_index_file_name("x"), "x.parts.json");
+    }
+
+    #[test]
+    fn a_malformed_index_is_refused_with_its_reason() {
+        let mut uneven = index(&[10, 9, 3], 10);
+        let mut renamed = index(&[10, 3], 10);
+        renamed.parts[1].file = "../etc.part001".to_owned();
+        let mut wrong_total = index(&[10, 3], 10);
+        wrong_total.bundle_size = 14;
+        let mut newer = index(&[10, 3], 10);
+        newer.format = PARTS_INDEX_FORMAT + 1;
+        let mut empty = index(&[], 10);
+        for (bad, reason) in [
+            (&mut uneven, "has 9 bytes"),
+            (&mut renamed, "not \"coder.bundle.part001\""),
+            (&mut wrong_total, "add up to 13 bytes"),
+            (&mut newer, "use a newer coder-install"),
+            (&mut empty, "no part000"),
+        ] {
+            let error = parse(bad).expect_err(reason).to_string();
+            assert!(error.contains(reason), "{error}");
+        }
     }
 }

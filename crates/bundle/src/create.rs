@@ -13,9 +13,11 @@ use bundle_spec::{BundleSpec, ChartSource, ImageLock};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::bundle_file::BundleFile;
 use crate::cache::{BlobCache, Kept, Packs};
 use crate::layout::{BlobPlace, Content, TarLayout};
 use crate::plan::BundlePlan;
+use crate::write::BundleOutput;
 use coder_registry::{RegistryClient, RegistryOptions, sha256_digest};
 use coder_report::Reporter;
 
@@ -36,8 +38,10 @@ pub struct Inputs {
 
 /// How to make a bundle.
 pub struct BundleOptions {
-    /// The bundle file to write.
+    /// The bundle file to write; with `part_size`, the name its parts and index share.
     pub output: PathBuf,
+    /// Split the bundle into parts of this many bytes (at least [`crate::write::MIN_PART_SIZE`]).
+    pub part_size: Option<u64>,
     /// Replace `output` if it exists.
     pub force: bool,
     /// The blob cache folder.
@@ -99,8 +103,11 @@ impl DeltaSource {
 /// What a bundle run did.
 #[derive(Debug, Serialize)]
 pub struct BundleSummary {
-    /// The file written.
+    /// The bundle file written; for a split bundle, the name its parts share.
     pub output: String,
+    /// A split bundle's parts, in order, then its index; empty for a whole bundle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// Images carried.
     pub images: usize,
     /// Charts carried.
@@ -132,10 +139,24 @@ pub async fn create(
     reporter: &dyn Reporter,
 ) -> crate::Result<BundleSummary> {
     let started = Instant::now();
-    if options.output.exists() && !options.force {
+    let output = BundleOutput {
+        path: options.output.clone(),
+        part_size: options.part_size,
+    };
+    if let Some(part_size) = options.part_size
+        && part_size < crate::write::MIN_PART_SIZE
+    {
+        bail!(
+            "--part-size {part_size} is too small: parts must have at least {} bytes (64Ki); did you leave out the unit (4700M)?",
+            crate::write::MIN_PART_SIZE
+        );
+    }
+    if let Some(existing) = output.existing()
+        && !options.force
+    {
         bail!(
             "{} already exists; pass --force to overwrite it",
-            options.output.display()
+            existing.display()
         );
     }
     inputs.lock.check_matches(&inputs.spec)?;
@@ -178,18 +199,26 @@ pub async fn create(
     });
     let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
     let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan);
-    let identity = layout.identity();
+    let key = output.key(&layout.identity());
     let packs = cache.packs();
 
-    let totals = match reuse_identical(&layout, &identity, &packs, &options.output).await? {
-        true => FillTotals {
-            cached: plan.blobs.len(),
-            ..FillTotals::default()
-        },
-        false => {
-            let totals = assemble(
+    let (totals, written) = match reuse_identical(&layout, &key, &packs, &output).await? {
+        Some(written) => (
+            FillTotals {
+                cached: plan.blobs.len(),
+                ..FillTotals::default()
+            },
+            written,
+        ),
+        None => {
+            let Assembled {
+                totals,
+                written,
+                parts_index,
+            } = assemble(
                 &layout,
-                &identity,
+                &key,
+                &output,
                 &plan,
                 &Sources {
                     cache: &cache,
@@ -200,7 +229,8 @@ pub async fn create(
                 reporter,
             )
             .await?;
-            match packs.add(&options.output, &identity, layout.blobs()) {
+            let files = &written[..written.len() - usize::from(parts_index.is_some())];
+            match packs.add(files, parts_index.as_ref(), &key, layout.blobs()) {
                 Ok(Kept::Linked) => {}
                 Ok(Kept::Copied) => reporter.line(&format!(
                     "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
@@ -214,12 +244,16 @@ pub async fn create(
                     options.cache_dir.display()
                 )),
             }
-            totals
+            (totals, written)
         }
     };
 
     Ok(BundleSummary {
         output: options.output.display().to_string(),
+        parts: match output.part_size {
+            Some(_) => written.iter().map(|path| path.display().to_string()).collect(),
+            None => Vec::new(),
+        },
         images: plan.images.len(),
         charts: plan.charts.len(),
         referrers: plan
@@ -239,6 +273,14 @@ pub async fn create(
     })
 }
 
+/// What [`assemble`] wrote.
+struct Assembled {
+    totals: FillTotals,
+    /// The files, a split bundle's index last.
+    written: Vec<std::path::PathBuf>,
+    parts_index: Option<bundle_spec::format::PartsIndex>,
+}
+
 #[derive(Default)]
 struct FillTotals {
     downloaded: u64,
@@ -246,53 +288,66 @@ struct FillTotals {
     cached: usize,
 }
 
-/// When the cache holds a bundle with the same identity (byte for byte what this run would
-/// write), puts it at `output` by a hard link and returns `true`. A pack written to since the
-/// cache recorded it is checked in full first; a damaged one is not used whole, but its intact
-/// blobs still serve (each is hashed as it is copied), and this run's bundle then replaces it.
+/// When the cache holds a bundle with the same key (byte for byte what this run would write,
+/// in the same parts), puts it at `output` by hard links and returns the files written. A pack
+/// written to since the cache recorded it is checked in full first; a damaged one is not used
+/// whole, but its intact blobs still serve (each is hashed as it is copied), and this run's
+/// bundle then replaces it.
 async fn reuse_identical(
     layout: &TarLayout,
-    identity: &str,
+    key: &str,
     packs: &Packs,
-    output: &Path,
-) -> crate::Result<bool> {
-    let Some(pack) = packs.get(identity) else {
-        return Ok(false);
+    output: &BundleOutput,
+) -> crate::Result<Option<Vec<std::path::PathBuf>>> {
+    let Some(pack) = packs.get(key) else {
+        return Ok(None);
     };
     if !pack.unchanged() {
-        let (layout, path) = (layout.clone(), pack.path.clone());
-        let intact = tokio::task::spawn_blocking(move || pack_is_intact(&layout, &path)).await?;
+        let (layout, checked) = (layout.clone(), pack.clone());
+        let intact = tokio::task::spawn_blocking(move || pack_is_intact(&layout, &checked)).await?;
         if !intact {
-            return Ok(false);
+            return Ok(None);
         }
     }
-    let partial = crate::write::partial_path(output);
-    let _ = std::fs::remove_file(crate::journal::Journal::path_for(&partial));
+    let partials: Vec<std::path::PathBuf> = output
+        .files(layout.total_size())
+        .into_iter()
+        .map(|(path, _)| crate::write::partial_path(&path))
+        .collect();
+    let _ = std::fs::remove_file(crate::journal::Journal::path_for(&crate::write::partial_path(
+        &output.path,
+    )));
     packs
-        .link_out(&pack, &partial)
-        .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
-        .map_err(|error| fail!("writing {}: {error}", output.display()))?;
-    Ok(true)
+        .link_out(&pack, &partials)
+        .map_err(|error| fail!("writing {}: {error}", output.path.display()))?;
+    // A split pack's record keeps its parts' digests: they need no hashing again. (Its index
+    // names the parts of the output it was made for; this output's may be named otherwise.)
+    let index = pack.parts_index().and_then(|index| {
+        let digests = index.parts.iter().map(|part| part.sha256.clone()).collect();
+        output.index(layout.total_size(), digests)
+    });
+    let written = crate::write::commit(output, layout.total_size(), index.as_ref())?;
+    Ok(Some(written))
 }
 
-/// Whether the bundle at `path` has the layout's skeleton and every blob hashes to its digest.
-fn pack_is_intact(layout: &TarLayout, path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+/// Whether the pack has the layout's skeleton and every blob hashes to its digest.
+fn pack_is_intact(layout: &TarLayout, pack: &crate::cache::Pack) -> bool {
+    let Ok(file) = pack.open() else {
         return false;
     };
     if !layout.skeleton_matches(&file).unwrap_or(false) {
         return false;
     }
-    let entries: Vec<crate::verify::HashJob> = layout
+    let entries: Vec<crate::hashing::HashJob> = layout
         .blobs()
-        .map(|blob| crate::verify::HashJob {
+        .map(|blob| crate::hashing::HashJob {
             name: blob.digest.to_owned(),
             digest: blob.digest.to_owned(),
             offset: blob.offset,
             size: blob.size,
         })
         .collect();
-    crate::verify::hash_in_parallel(&file, &entries, &|_| {})
+    crate::hashing::hash_in_parallel(&file, &entries, &|_| {})
         .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
 }
 
@@ -304,23 +359,32 @@ struct Sources<'a> {
 }
 
 /// Writes the bundle: the skeleton, then every blob into its place, `concurrency` at a time,
-/// into `<output>.partial`, renamed to `output` once complete. A killed run leaves the partial
-/// file and its journal, and the next run with the same inputs continues it. A run that fails
-/// keeps the blobs it verified in the cache and removes its partial file.
+/// into `<output>.partial` (a split bundle: `<part>.partial` for each part), renamed into place
+/// once complete. A killed run leaves the partial files and their journal (`key` names what
+/// they hold), and the next run with the same inputs continues them. A run that fails keeps
+/// the blobs it verified in the cache and removes its partial files.
 async fn assemble(
     layout: &TarLayout,
-    identity: &str,
+    key: &str,
+    output: &BundleOutput,
     plan: &BundlePlan,
     sources: &Sources<'_>,
     options: &BundleOptions,
     reporter: &dyn Reporter,
-) -> crate::Result<FillTotals> {
+) -> crate::Result<Assembled> {
     let Sources { cache, packs, client } = *sources;
-    let partial = crate::write::partial_path(&options.output);
-    let journal_path = crate::journal::Journal::path_for(&partial);
-    let recorded = crate::journal::Journal::read(&journal_path, identity);
+    let partial = match output.part_size {
+        None => crate::write::partial_path(&output.path),
+        Some(_) => {
+            let mut label = output.path.clone().into_os_string();
+            label.push(".part*.partial");
+            label.into()
+        }
+    };
+    let journal_path = crate::journal::Journal::path_for(&crate::write::partial_path(&output.path));
+    let recorded = crate::journal::Journal::read(&journal_path, key);
     let opened = crate::write::open_partial(
-        &partial,
+        output,
         layout,
         recorded != crate::journal::JournalState::default(),
     )?;
@@ -328,15 +392,15 @@ async fn assemble(
         (crate::journal::Journal::append_to(&journal_path), recorded)
     } else {
         (
-            crate::journal::Journal::create(&journal_path, identity),
+            crate::journal::Journal::create(&journal_path, key),
             crate::journal::JournalState::default(),
         )
     };
     let journal = journal.map_err(|error| {
-        let _ = std::fs::remove_file(&partial);
+        crate::write::remove_partial(output, layout.total_size());
         fail!("writing {}: {error}", journal_path.display())
     })?;
-    let file = Arc::new(opened.file);
+    let file: Arc<BundleFile> = Arc::new(opened.file);
 
     let progress = reporter.job("bundling", plan.unique_size());
     if opened.continued {
@@ -392,26 +456,24 @@ async fn assemble(
         let salvage = Arc::clone(&file);
         let _ = tokio::task::spawn_blocking(move || {
             for (digest, offset, size) in verified {
-                let _ = cache.store_range(&salvage, offset, size, &digest);
+                let _ = cache.store_range(salvage.as_ref(), offset, size, &digest);
             }
         })
         .await;
-        let _ = std::fs::remove_file(&partial);
+        crate::write::remove_partial(output, layout.total_size());
         let _ = std::fs::remove_file(&journal_path);
         match failures.len() {
             1 => bail!("{first}"),
             more => bail!("{more} blobs failed; the first: {first}"),
         }
     }
-    coder_registry::blob_io::rename_durably(&partial, &options.output).map_err(|error| {
-        fail!(
-            "moving {} to {}: {error}",
-            partial.display(),
-            options.output.display()
-        )
-    })?;
+    let index_file = Arc::clone(&file);
+    let index_output = output.clone();
+    let parts_index =
+        tokio::task::spawn_blocking(move || crate::write::parts_index(&index_output, &index_file)).await??;
+    let written = crate::write::commit(output, layout.total_size(), parts_index.as_ref())?;
     let _ = std::fs::remove_file(&journal_path);
-    Ok(results
+    let totals = results
         .iter()
         .filter_map(|(_, result)| result.as_ref().ok())
         .fold(FillTotals::default(), |mut totals, filled| {
@@ -419,7 +481,12 @@ async fn assemble(
             totals.resumed += filled.resumed;
             totals.cached += usize::from(filled.cached);
             totals
-        }))
+        });
+    Ok(Assembled {
+        totals,
+        written,
+        parts_index,
+    })
 }
 
 /// The `index.json` entries of an artifact's referrers; the tagged ones are named

@@ -12,6 +12,9 @@ pub enum BundleError {
     /// says what and what to do.
     #[error("{0}")]
     Message(String),
+    /// The bundle file, or a part or the index of a split bundle, is missing or wrong.
+    #[error(transparent)]
+    BundleFile(#[from] crate::bundle_file::BundleFileError),
     /// A chart could not be read, packaged or unpacked.
     #[error(transparent)]
     Chart(#[from] crate::charts::ChartError),

@@ -15,7 +15,6 @@
 //! (less than one chunk per blob in flight): the next run hashes the written prefix again in
 //! place, checks it against the recorded state, and asks the registry only for the rest.
 
-use std::fs::File;
 use std::sync::Arc;
 
 use sha2::digest::common::hazmat::SerializableState;
@@ -23,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::journal::{Journal, JournalState};
 use super::layout::BlobPlace;
+use crate::bundle_file::BundleFile;
 use crate::cache::{BlobCache, Pack};
 use coder_registry::blob_io;
 use coder_registry::{RegistryClient, RegistryError, Repository};
@@ -49,8 +49,8 @@ pub struct Filled {
 
 /// Everything the blob tasks share.
 pub struct Filler<'a> {
-    /// The partial bundle, open for reading and writing.
-    pub file: Arc<File>,
+    /// The partial bundle (one file or every part's), open for reading and writing.
+    pub file: Arc<BundleFile>,
     /// Its path, for messages.
     pub path: &'a std::path::Path,
     /// Its journal.
@@ -126,31 +126,41 @@ impl Filler<'_> {
     async fn hash_in_place(&self, blob: BlobPlace<'_>, length: u64) -> crate::Result<Sha256> {
         let file = Arc::clone(&self.file);
         let offset = blob.offset;
-        Ok(
-            tokio::task::spawn_blocking(move || blob_io::hash_range(&file, offset, length, &mut |_| {}))
-                .await??,
-        )
+        Ok(tokio::task::spawn_blocking(move || {
+            blob_io::hash_range(file.as_ref(), offset, length, &mut |_| {})
+        })
+        .await??)
     }
 
     /// Copies the blob from a loose cache file or a pack, if one has it intact.
     async fn copy_from_cache(&self, blob: BlobPlace<'_>, item: &dyn Item) -> crate::Result<bool> {
         let mut candidates = Vec::new();
         if self.cache.contains(blob.digest, blob.size) {
-            candidates.push((self.cache.path(blob.digest), 0));
+            candidates.push((CachedCopy::Loose(self.cache.path(blob.digest)), 0));
         }
         for pack in self.packs {
             if let Some((offset, size)) = pack.locate(blob.digest)
                 && size == blob.size
             {
-                candidates.push((pack.path.clone(), offset));
+                candidates.push((CachedCopy::Pack(pack.clone()), offset));
             }
         }
-        for (path, offset) in candidates {
+        for (copy, offset) in candidates {
             let target = Arc::clone(&self.file);
             let (target_offset, size) = (blob.offset, blob.size);
             let copied = tokio::task::spawn_blocking(move || {
-                let source = File::open(&path)?;
-                blob_io::copy_range(&source, offset, &target, target_offset, size, &mut |_| {})
+                let source: Box<dyn blob_io::RandomRead> = match copy {
+                    CachedCopy::Loose(path) => Box::new(std::fs::File::open(path)?),
+                    CachedCopy::Pack(pack) => Box::new(pack.open()?),
+                };
+                blob_io::copy_range(
+                    source.as_ref(),
+                    offset,
+                    target.as_ref(),
+                    target_offset,
+                    size,
+                    &mut |_| {},
+                )
             })
             .await?;
             match copied {
@@ -321,8 +331,8 @@ impl Filler<'_> {
         let position = blob.offset + transfer.have;
         let mut hasher = std::mem::take(&mut transfer.hasher);
         let written = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            file.write_all_at(&buffer, position).map(|()| {
+            use blob_io::RandomWrite;
+            file.write_range(&buffer, position).map(|()| {
                 hasher.update(&buffer);
                 (hasher, buffer)
             })
@@ -346,6 +356,12 @@ impl Filler<'_> {
         buffer.clear();
         Ok(buffer)
     }
+}
+
+/// Where the cache holds a copy of a blob: a loose file, or an earlier bundle.
+enum CachedCopy {
+    Loose(std::path::PathBuf),
+    Pack(Pack),
 }
 
 /// A download in progress: the hash of what is in place, and how much that is.

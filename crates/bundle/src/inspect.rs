@@ -21,6 +21,9 @@ pub struct BundleInspection {
     pub sum_of_artifact_sizes: u64,
     /// What sharing blobs saves: `sum_of_artifact_sizes - total_size`.
     pub shared_savings: u64,
+    /// A split bundle's index: its parts, their sizes and SHA-256s (not checked here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<bundle_spec::format::PartsIndex>,
 }
 
 /// Reads a bundle's manifest and computes its sizes.
@@ -54,6 +57,7 @@ pub fn inspect_bundle(path: &Path) -> crate::Result<BundleInspection> {
         signed,
         sum_of_artifact_sizes,
         shared_savings,
+        split: reader.file().split().map(|split| split.index.clone()),
     })
 }
 

@@ -9,10 +9,10 @@
 //! The layout's [`identity`](TarLayout::identity) (a hash of the skeleton) names the bundle
 //! before it exists: it keys the resume journal and the cache's packs.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
+use coder_registry::blob_io::{RandomRead, RandomWrite};
 use sha2::{Digest, Sha256};
+
+use crate::bundle_file::BundleFile;
 
 /// Size of a tar block.
 const BLOCK: u64 = 512;
@@ -136,22 +136,22 @@ impl TarLayout {
 
     /// Writes the skeleton into `file` (which already has [`total_size`](Self::total_size)
     /// bytes, zero where nothing is written yet).
-    pub fn write_skeleton(&self, file: &File) -> std::io::Result<()> {
+    pub fn write_skeleton(&self, file: &dyn RandomWrite) -> std::io::Result<()> {
         for (offset, bytes) in self.skeleton() {
-            file.write_all_at(&bytes, offset)?;
+            file.write_range(&bytes, offset)?;
         }
         Ok(())
     }
 
     /// Whether `file` holds exactly this skeleton (blob contents are not looked at).
-    pub fn skeleton_matches(&self, file: &File) -> std::io::Result<bool> {
-        if file.metadata()?.len() != self.total_size {
+    pub fn skeleton_matches(&self, file: &BundleFile) -> std::io::Result<bool> {
+        if file.len() != self.total_size {
             return Ok(false);
         }
         let mut buffer = Vec::new();
         for (offset, bytes) in self.skeleton() {
             buffer.resize(bytes.len(), 0);
-            file.read_exact_at(&mut buffer, offset)?;
+            file.read_range(&mut buffer, offset)?;
             if buffer != bytes {
                 return Ok(false);
             }
@@ -199,6 +199,9 @@ fn header(entry: &PlacedEntry) -> [u8; BLOCK as usize] {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+
     use super::*;
 
     fn sample() -> TarLayout {
@@ -247,7 +250,8 @@ mod tests {
         layout.write_skeleton(&file).expect("skeleton");
         file.write_all_at(&[1u8; 1000], 2048).expect("blob aa");
         file.write_all_at(&[2u8; 512], 3584).expect("blob bb");
-        assert!(layout.skeleton_matches(&file).expect("check"));
+        let written = BundleFile::from_pieces(vec![(path.clone(), file, layout.total_size())], None);
+        assert!(layout.skeleton_matches(&written).expect("check"));
 
         let mut archive = tar::Archive::new(File::open(&path).expect("open"));
         let read: Vec<(String, u64)> = archive

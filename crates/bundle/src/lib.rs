@@ -27,11 +27,13 @@ macro_rules! bail {
     };
 }
 
+pub mod bundle_file;
 pub mod cache;
 pub mod charts;
 pub mod create;
 mod error;
 pub mod fill;
+mod hashing;
 pub mod image_signatures;
 pub mod inspect;
 pub mod journal;

@@ -1,10 +1,14 @@
-//! Reads a bundle file: a safe index of its tar entries (no `..`, no absolute paths, no links),
-//! then random access to any entry without extracting anything.
+//! Reads a bundle file (or a split bundle's parts as one, [`BundleFile`]): a safe index of its
+//! tar entries (no `..`, no absolute paths, no links), then random access to any entry without
+//! extracting anything.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coder_registry::blob_io::RandomRead;
+
+use crate::bundle_file::BundleFile;
 
 use bundle_spec::format::{BundleManifest, MANIFEST_PATH};
 
@@ -23,15 +27,28 @@ pub struct EntryLocation {
 /// An opened bundle.
 pub struct BundleReader {
     path: PathBuf,
-    file: File,
+    file: Arc<BundleFile>,
     entries: BTreeMap<String, EntryLocation>,
 }
 
 impl BundleReader {
-    /// Opens `path` and indexes its entries, refusing unsafe or unexpected tar entries.
+    /// Opens `path` (a bundle file, or a split bundle's index, one of its parts or their shared
+    /// name) and indexes its entries, refusing unsafe or unexpected tar entries. When a split
+    /// bundle's entries do not read, the parts that do not match the index are named.
     pub fn open(path: &Path) -> crate::Result<Self> {
-        let file = File::open(path).map_err(|error| fail!("opening bundle {}: {error}", path.display()))?;
-        let mut archive = tar::Archive::new(file.try_clone()?);
+        let file = BundleFile::open(path)?;
+        match Self::index_entries(&file, path) {
+            Ok(entries) => Ok(Self {
+                path: path.to_owned(),
+                file: Arc::new(file),
+                entries,
+            }),
+            Err(error) => Err(with_damaged_parts(&file, error)),
+        }
+    }
+
+    fn index_entries(file: &BundleFile, path: &Path) -> crate::Result<BTreeMap<String, EntryLocation>> {
+        let mut archive = tar::Archive::new(file.reader());
         let mut entries = BTreeMap::new();
         let not_a_bundle = |reason: String| fail!("{} is not a valid bundle: {reason}", path.display());
         for entry in archive
@@ -66,11 +83,7 @@ impl BundleReader {
         if entries.is_empty() {
             return Err(not_a_bundle("it holds no files".to_owned()));
         }
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-            entries,
-        })
+        Ok(entries)
     }
 
     /// The bundle's path.
@@ -83,8 +96,8 @@ impl BundleReader {
         &self.entries
     }
 
-    /// The bundle file, for positioned reads.
-    pub fn file(&self) -> &File {
+    /// The bundle's bytes, for positioned reads (shared with upload and serving tasks).
+    pub fn file(&self) -> &Arc<BundleFile> {
         &self.file
     }
 
@@ -101,7 +114,7 @@ impl BundleReader {
             );
         }
         let mut bytes = vec![0u8; location.size as usize];
-        self.file.read_exact_at(&mut bytes, location.offset)?;
+        self.file.read_range(&mut bytes, location.offset)?;
         Ok(Some(bytes))
     }
 
@@ -132,5 +145,21 @@ impl BundleReader {
             }
         }
         Ok(BundleManifest::from_json(&bytes)?)
+    }
+}
+
+/// `error`, with the parts of a split bundle whose bytes do not match its index named after it
+/// (when there are such parts): what to copy again.
+pub(crate) fn with_damaged_parts(file: &BundleFile, error: crate::BundleError) -> crate::BundleError {
+    match file.damaged_parts() {
+        Ok(damaged) if !damaged.is_empty() => fail!(
+            "{error}; {}",
+            damaged
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        _ => error,
     }
 }

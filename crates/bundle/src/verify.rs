@@ -2,10 +2,7 @@
 //! bundle manifest, check the signature, and say which images a bad blob breaks.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bundle_spec::format::{
     BLOBS_DIR, INDEX_PATH, LOCK_PATH, MANIFEST_PATH, SIGNATURE_PATH, SPEC_PATH, blob_path,
@@ -15,13 +12,20 @@ use serde::Serialize;
 
 use super::read::BundleReader;
 use super::signing;
-use coder_registry::blob_io;
+use crate::hashing::{HashJob, hash_in_parallel};
 
 /// The outcome of a verification.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     /// The bundle file.
     pub bundle: String,
+    /// A split bundle's parts, in order (empty for a whole bundle).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+    /// The parts of a split bundle whose bytes do not match its index: looked for when
+    /// anything else was found wrong, to say which part to copy again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_parts: Vec<crate::bundle_file::DamagedPart>,
     /// Product and version from the bundle manifest.
     pub name: String,
     /// Release version.
@@ -109,6 +113,16 @@ pub fn verify_bundle(
     on_progress: &(dyn Fn(u64) + Sync),
 ) -> crate::Result<VerifyReport> {
     let reader = BundleReader::open(bundle_path)?;
+    verify_opened(&reader, bundle_path, public_key, on_progress)
+        .map_err(|error| super::read::with_damaged_parts(reader.file(), error))
+}
+
+fn verify_opened(
+    reader: &BundleReader,
+    bundle_path: &Path,
+    public_key: Option<&VerifyingKey>,
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> crate::Result<VerifyReport> {
     let manifest_bytes = reader.read_document(MANIFEST_PATH)?.ok_or_else(|| {
         fail!(
             "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
@@ -182,7 +196,7 @@ pub fn verify_bundle(
 
     let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
     let bytes_checked = coder_registry::oci::total_size(to_hash.iter().map(|job| job.size));
-    for (path, digest, actual) in hash_in_parallel(reader.file(), &to_hash, on_progress)? {
+    for (path, digest, actual) in hash_in_parallel(reader.file().as_ref(), &to_hash, on_progress)? {
         if actual != digest {
             problems.push(format!(
                 "{path} is corrupt: its content hashes to {actual}, expected {digest}"
@@ -190,6 +204,21 @@ pub fn verify_bundle(
             bad.insert(digest);
         }
     }
+
+    // A split bundle's index says which part a bad byte is in.
+    let damaged_parts = match problems.is_empty() && !matches!(signature, SignatureStatus::Invalid(_)) {
+        true => Vec::new(),
+        false => reader.file().damaged_parts()?,
+    };
+    problems.extend(damaged_parts.iter().map(ToString::to_string));
+    let parts = match reader.file().split() {
+        Some(_) => reader
+            .file()
+            .paths()
+            .map(|path| path.display().to_string())
+            .collect(),
+        None => Vec::new(),
+    };
 
     let artifacts = manifest
         .images
@@ -215,6 +244,8 @@ pub fn verify_bundle(
         .collect();
     Ok(VerifyReport {
         bundle: bundle_path.display().to_string(),
+        parts,
+        damaged_parts,
         name: manifest.name,
         version: manifest.version,
         signature,
@@ -226,58 +257,4 @@ pub fn verify_bundle(
         artifacts,
         image_signatures: None,
     })
-}
-
-/// One byte range to hash, and the digest it should have.
-pub(crate) struct HashJob {
-    /// What it is, for reports (an entry path).
-    pub name: String,
-    /// The digest it should hash to.
-    pub digest: String,
-    /// Where it starts in the file.
-    pub offset: u64,
-    /// Its size.
-    pub size: u64,
-}
-
-/// Hashes the jobs' ranges of `file` on every core, each worker with one fixed buffer; returns
-/// (name, expected, actual) sorted by name. `on_progress` gets the bytes hashed so far.
-pub(crate) fn hash_in_parallel(
-    file: &File,
-    jobs: &[HashJob],
-    on_progress: &(dyn Fn(u64) + Sync),
-) -> crate::Result<Vec<(String, String, String)>> {
-    let next = AtomicUsize::new(0);
-    let hashed = AtomicU64::new(0);
-    let results = Mutex::new(Vec::with_capacity(jobs.len()));
-    let workers = std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .min(jobs.len().max(1));
-    std::thread::scope(|scope| -> crate::Result<()> {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> crate::Result<()> {
-                    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let hasher = blob_io::hash_range(file, job.offset, job.size, &mut |step| {
-                            on_progress(hashed.fetch_add(step, Ordering::Relaxed) + step);
-                        })?;
-                        results
-                            .lock()
-                            .map_err(|_| fail!("a hashing worker panicked"))?
-                            .push((job.name.clone(), job.digest.clone(), blob_io::digest_of(hasher)));
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().map_err(|_| fail!("a hashing worker panicked"))??;
-        }
-        Ok(())
-    })?;
-    let mut results = results
-        .into_inner()
-        .map_err(|_| fail!("a hashing worker panicked"))?;
-    results.sort();
-    Ok(results)
 }

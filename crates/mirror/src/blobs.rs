@@ -2,10 +2,10 @@
 //! bundle's base is in the site registry, and the uploads and mounts themselves.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use coder_bundle::bundle_file::BundleFile;
 use coder_registry::{BlobPushOutcome, FileRange, MountOutcome, RegistryClient, Repository};
 use coder_report::{Item, Job, human_bytes};
 use futures_util::{StreamExt, TryStreamExt};
@@ -106,7 +106,7 @@ pub(crate) async fn send(
     client: &RegistryClient,
     work: &[BlobWork<'_>],
     known_present: &KnownPresent<'_>,
-    file: &Arc<File>,
+    file: &Arc<BundleFile>,
     counters: &Counters,
     progress: &dyn Job,
     concurrency: usize,

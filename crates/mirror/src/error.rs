@@ -58,9 +58,6 @@ pub enum MirrorError {
     /// The site registry's client could not be set up.
     #[error(transparent)]
     Client(Box<RegistryError>),
-    /// The bundle file could not be shared with the upload tasks.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 impl From<RegistryError> for MirrorError {

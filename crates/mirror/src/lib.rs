@@ -100,7 +100,7 @@ pub async fn mirror_bundle(
     let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
     let (artifacts, plan_blobs) = plan::plan(&reader, &manifest, site)?;
     let client = RegistryClient::new(options.registry.clone())?;
-    let file = Arc::new(reader.file().try_clone()?);
+    let file = Arc::clone(reader.file());
     let counters = Counters::default();
     let concurrency = options.concurrency.max(1);
 

@@ -1,5 +1,8 @@
 //! Hashing and copying byte ranges of files through one fixed buffer: how a blob is checked in
 //! place, or copied from one file into another and checked on the way.
+//!
+//! The ranges are read and written through [`RandomRead`] and [`RandomWrite`]: a file, or
+//! anything else addressed by byte offset (a split bundle's parts, read and written as one).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -8,6 +11,30 @@ use sha2::{Digest, Sha256};
 
 /// Buffer size for reading and writing blob data: fixed, whatever the blob size.
 pub const IO_BUFFER: usize = 1 << 20;
+
+/// Bytes that can be read at any offset without a seek, from many threads at once.
+pub trait RandomRead: Send + Sync {
+    /// Fills `buffer` from `offset`; fails (`UnexpectedEof`) if the bytes end first.
+    fn read_range(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+/// Bytes that can be written at any offset without a seek, from many threads at once.
+pub trait RandomWrite: Send + Sync {
+    /// Writes all of `bytes` at `offset`.
+    fn write_range(&self, bytes: &[u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl RandomRead for File {
+    fn read_range(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.read_exact_at(buffer, offset)
+    }
+}
+
+impl RandomWrite for File {
+    fn write_range(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        self.write_all_at(bytes, offset)
+    }
+}
 
 /// The `sha256:` digest of a finished hash.
 pub fn digest_of(hasher: Sha256) -> String {
@@ -34,7 +61,7 @@ pub fn sync_parent_dir(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Hashes `size` bytes of `file` from `offset`; `on_progress` gets each step's byte count.
 pub fn hash_range(
-    file: &File,
+    file: &dyn RandomRead,
     offset: u64,
     size: u64,
     on_progress: &mut dyn FnMut(u64),
@@ -45,9 +72,9 @@ pub fn hash_range(
 /// Copies `size` bytes from `source` at `source_offset` to `target` at `target_offset`, hashing
 /// them; returns the digest of what was copied (the caller decides whether it is the right one).
 pub fn copy_range(
-    source: &File,
+    source: &dyn RandomRead,
     source_offset: u64,
-    target: &File,
+    target: &dyn RandomWrite,
     target_offset: u64,
     size: u64,
     on_progress: &mut dyn FnMut(u64),
@@ -64,10 +91,10 @@ pub fn copy_range(
 
 /// Reads a range through one buffer, hashing it and writing it to `target` if given.
 fn stream_range(
-    source: &File,
+    source: &dyn RandomRead,
     offset: u64,
     size: u64,
-    target: Option<(&File, u64)>,
+    target: Option<(&dyn RandomWrite, u64)>,
     on_progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Sha256> {
     let mut hasher = Sha256::new();
@@ -75,10 +102,10 @@ fn stream_range(
     let mut done = 0u64;
     while done < size {
         let want = buffer.len().min((size - done) as usize);
-        source.read_exact_at(&mut buffer[..want], offset + done)?;
+        source.read_range(&mut buffer[..want], offset + done)?;
         hasher.update(&buffer[..want]);
         if let Some((target, target_offset)) = target {
-            target.write_all_at(&buffer[..want], target_offset + done)?;
+            target.write_range(&buffer[..want], target_offset + done)?;
         }
         done += want as u64;
         on_progress(want as u64);

@@ -5,8 +5,6 @@
 //! Every call authenticates with the `push,pull` scope ([`PUSH_ACTION`]), so one token (or one
 //! set of Basic credentials) serves the whole push of a repository.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, OnceLock};
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
@@ -28,10 +26,11 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 1;
 
 /// A byte range of a local file: where a blob lies inside the bundle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FileRange {
-    /// The file, shared by every upload (positioned reads need no seek).
-    pub file: Arc<File>,
+    /// The file (or a split bundle's parts), shared by every upload (positioned reads need no
+    /// seek).
+    pub file: Arc<dyn crate::blob_io::RandomRead>,
     /// Where the blob's bytes start.
     pub offset: u64,
     /// How many bytes it has.
@@ -453,7 +452,7 @@ fn read_and_hash(
         let at = source.offset + done;
         let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0u8; UPLOAD_CHUNK]);
         buffer.resize(want, 0);
-        let read = source.file.read_exact_at(&mut buffer, at);
+        let read = source.file.read_range(&mut buffer, at);
         let piece = bytes::Bytes::from_owner(RecycledPiece {
             buffer,
             recycle: recycle.clone(),
@@ -718,7 +717,7 @@ mod tests {
         let path = dir.path().join("bundle");
         let content: Vec<u8> = (0..(3 * UPLOAD_CHUNK + 17)).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, [b"head".as_slice(), &content, b"tail"].concat()).expect("write");
-        let file = Arc::new(File::open(&path).expect("open"));
+        let file = Arc::new(std::fs::File::open(&path).expect("open"));
         let range = FileRange {
             file,
             offset: 4,

@@ -6,13 +6,13 @@
 //! stops the reader (the channel is full) instead of growing a queue. When the client goes
 //! away, the body is dropped, the channel closes and the reader stops.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use coder_bundle::bundle_file::BundleFile;
+use coder_registry::blob_io::RandomRead;
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
@@ -44,7 +44,7 @@ impl Body {
     }
 
     /// Streams `size` bytes of `file` from `offset`.
-    pub(crate) fn file_range(file: Arc<File>, offset: u64, size: u64) -> Self {
+    pub(crate) fn file_range(file: Arc<BundleFile>, offset: u64, size: u64) -> Self {
         let (sender, chunks) = mpsc::channel(IN_FLIGHT);
         tokio::task::spawn_blocking(move || {
             let mut buffer = BytesMut::new();
@@ -54,7 +54,7 @@ impl Body {
                 buffer.reserve(CHUNK);
                 let want = usize::try_from(size - done).unwrap_or(CHUNK).min(CHUNK);
                 buffer.resize(want, 0);
-                let chunk = match file.read_exact_at(&mut buffer[..want], offset + done) {
+                let chunk = match file.read_range(&mut buffer[..want], offset + done) {
                     Ok(()) => Ok(buffer.split().freeze()),
                     Err(error) => Err(error),
                 };

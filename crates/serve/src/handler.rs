@@ -1,10 +1,10 @@
 //! One request of the pull API: authentication, the route, and the answer.
 
 use std::convert::Infallible;
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use coder_bundle::bundle_file::BundleFile;
 use http::header::{
     ACCEPT_RANGES, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
     LINK, RANGE, WWW_AUTHENTICATE,
@@ -21,7 +21,7 @@ use crate::routes::{Reference, Route, route};
 /// What every request shares.
 pub(crate) struct State {
     pub(crate) content: Content,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<BundleFile>,
     pub(crate) auth: Option<Htpasswd>,
     pub(crate) stats: Stats,
 }

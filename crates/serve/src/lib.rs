@@ -136,12 +136,7 @@ impl BundleRegistry {
             .map(|(cert, key)| tls::acceptor(cert, key))
             .transpose()?;
         let auth = options.htpasswd.as_deref().map(Htpasswd::read).transpose()?;
-        let file = Arc::new(
-            reader
-                .file()
-                .try_clone()
-                .map_err(|error| ServeError::Bundle(format!("{}: {error}", bundle.display())))?,
-        );
+        let file = Arc::clone(reader.file());
         Ok(Self {
             state: Arc::new(State {
                 content,

@@ -13,7 +13,7 @@ pub struct BundleArgs {
     /// Spec and lock.
     #[command(flatten)]
     pub inputs: InputArgs,
-    /// The bundle file to write.
+    /// The bundle file to write (with --part-size, the name its parts and index share).
     #[arg(
         short = 'o',
         long = "out",
@@ -24,6 +24,14 @@ pub struct BundleArgs {
     /// Overwrite the bundle file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Split the bundle for size-limited media: parts FILE.part000, FILE.part001, ... of SIZE
+    /// bytes each (the last holds the rest), and FILE.parts.json, the index of every part's size
+    /// and SHA-256. Every command reads the parts in place, given FILE, the index or any part;
+    /// `cat FILE.part* > FILE` joins them into the whole bundle, byte for byte. SIZE: a number
+    /// with K, M, G, T (powers of 1000, as media are labelled: 4700M for a DVD) or Ki, Mi, Gi, Ti
+    /// (powers of 1024: 4095Mi for FAT32); at least 64Ki.
+    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
+    pub part_size: Option<u64>,
     /// The cache of manifests, charts and earlier bundles (which share disk with their outputs
     /// by hard links). Default: ~/.cache/coder-install/blob-cache.
     #[arg(long, value_name = "DIR")]
@@ -54,6 +62,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
     let inputs = crate::args::load_inputs(&args.inputs)?;
     let options = BundleOptions {
         output: args.out.clone(),
+        part_size: args.part_size,
         force: args.force,
         cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
         concurrency: args.concurrency.get(),
@@ -69,16 +78,29 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         summary = create(&inputs, &options, crate::report::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
-            "interrupted; {} and its journal are kept: run the same command again to continue",
-            coder_bundle::write::partial_path(&options.output).display()
+            "interrupted; {}{} and its journal are kept: run the same command again to continue",
+            options.output.display(),
+            match options.part_size {
+                Some(_) => ".part*.partial",
+                None => ".partial",
+            }
         ),
     };
     match args.format {
         OutputFormat::Json => super::print_json(&summary),
         OutputFormat::Text => {
             println!(
-                "wrote {}: {} images, {} charts, {} blobs ({}){}; downloaded {}, {} blobs from the cache, in {:.1}s{}",
+                "wrote {}{}: {} images, {} charts, {} blobs ({}){}; downloaded {}, {} blobs from the cache, in {:.1}s{}",
                 summary.output,
+                match summary.parts.split_last() {
+                    Some((index, parts)) => format!(
+                        " in {} parts ({} to {}) with the index {index}",
+                        parts.len(),
+                        parts.first().map_or("", String::as_str),
+                        parts.last().map_or("", String::as_str)
+                    ),
+                    None => String::new(),
+                },
                 summary.images,
                 summary.charts,
                 summary.blobs,

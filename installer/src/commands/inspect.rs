@@ -9,7 +9,7 @@ use coder_report::human_bytes;
 /// `coder-install inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The bundle file.
+    /// The bundle file; for a split bundle, its index, any part, or the name they share.
     pub bundle: PathBuf,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
@@ -35,6 +35,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             "no"
         }
     );
+    if let Some(split) = &inspection.split {
+        println!(
+            "split: {} parts of {} ({} to {}), {} in all",
+            split.parts.len(),
+            human_bytes(split.part_size),
+            split.parts.first().map_or("", |part| part.file.as_str()),
+            split.parts.last().map_or("", |part| part.file.as_str()),
+            human_bytes(split.bundle_size)
+        );
+    }
     if let Some(delta) = &manifest.delta {
         println!(
             "delta bundle: {} blobs left out, expected at the target from {}",

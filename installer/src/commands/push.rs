@@ -30,7 +30,8 @@ impl SiteRegistryArgs {
 /// `coder-install push`.
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// The bundle file (run `coder-install verify` on it first).
+    /// The bundle file (run `coder-install verify` on it first); for a split bundle, its index,
+    /// any part, or the name they share.
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
     /// The site registry.

@@ -12,7 +12,7 @@ use coder_serve::{BundleRegistry, ServeOptions};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned", "verified_manifest"])))]
 pub struct ServeArgs {
-    /// The bundle file.
+    /// The bundle file; for a split bundle, its index, any part, or the name they share.
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
     /// The address to listen on. Cluster nodes must reach it (and trust its certificate, or

@@ -12,7 +12,7 @@ use coder_report::human_bytes;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned"])))]
 pub struct VerifyArgs {
-    /// The bundle file.
+    /// The bundle file; for a split bundle, its index, any part, or the name they share.
     pub bundle: PathBuf,
     /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this and
     /// --allow-unsigned is required.
@@ -48,8 +48,8 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .map(|path| read_image_key(path))
         .collect::<Result<Vec<_>, _>>()?;
     let verifying = key;
-    let size = std::fs::metadata(&args.bundle)
-        .map(|meta| meta.len())
+    let size = coder_bundle::bundle_file::BundleFile::open(&args.bundle)
+        .map(|file| file.len())
         .unwrap_or(0);
     let reporter = crate::report::for_format(args.format);
     let bundle = args.bundle.clone();
@@ -81,6 +81,12 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 report.blobs_checked,
                 human_bytes(report.bytes_checked)
             );
+            if let (Some(first), Some(last)) = (report.parts.first(), report.parts.last()) {
+                println!(
+                    "read in place from {} parts: {first} to {last}",
+                    report.parts.len()
+                );
+            }
             let signature = match &report.signature {
                 SignatureStatus::Verified => match &key {
                     Some(key) => format!("verified (key {})", fingerprint(key)),

@@ -67,14 +67,21 @@ impl Platform {
     /// Bundles the spec and lock into `name` (in the work folder, through its cache); returns
     /// the bundle's path.
     pub fn bundle(&self, name: &str) -> PathBuf {
+        self.bundle_with(name, &[])
+    }
+
+    /// `bundle` into `name` with `extra` flags (e.g. `--part-size`).
+    pub fn bundle_with(&self, name: &str, extra: &[&str]) -> PathBuf {
         let bundle = self.path(name);
-        success(self.run(bundle_args(
+        let mut args = bundle_args(
             &self.spec(),
             &self.lock(),
             &self.path("cache"),
             &bundle,
             &self.upstream.host(),
-        )));
+        );
+        args.extend(extra.iter().map(Into::into));
+        success(self.run(args));
         bundle
     }
 

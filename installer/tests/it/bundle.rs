@@ -482,19 +482,9 @@ async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
 
 #[tokio::test]
 async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again() {
-    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-
     let world = World::new(RegistryFlavour::Plain).await;
     // A layer large enough that the run is still downloading when it is killed.
-    let big = ImageBuilder::new()
-        .layer(LayerBuilder::new().random_file("big.bin", 384 << 20, 5))
-        .build()
-        .expect("build big");
-    world
-        .registry
-        .push_image("team/big:1", &big)
-        .await
-        .expect("push big");
+    let big = world.push_big_image(384 << 20, 5).await;
     world.write_spec(&format!(
         "name: coder\nversion: 1.0.0\nimages:\n  - name: big\n    ref: {}/team/big:1\n",
         world.registry.host()
@@ -579,44 +569,13 @@ async fn an_interrupted_or_killed_bundle_run_resumes_without_downloading_again()
 /// uninterrupted run.
 #[tokio::test]
 async fn a_bundle_killed_twice_through_a_slow_link_downloads_each_byte_about_once() {
-    use coder_testenv::ThrottledLink;
-    use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
     use std::hash::{BuildHasher, Hasher};
 
     let world = World::new(RegistryFlavour::Plain).await;
     // Four layers, downloaded side by side: each kill finds several of them half done.
-    let mut builder = ImageBuilder::new();
-    for seed in 0..4 {
-        builder = builder.layer(LayerBuilder::new().random_file("layer.bin", 32 << 20, 60 + seed));
-    }
-    let image = builder.build().expect("build the image");
-    world
-        .registry
-        .push_image("team/layers:1", &image)
-        .await
-        .expect("push the image");
-    let link = ThrottledLink::start(world.registry.addr(), 64 << 20).expect("start the link");
+    let (image, link) = world.layers_through_a_slow_link(4, 32 << 20, 60, 64 << 20).await;
     let host = link.host();
-    world.write_spec(&format!(
-        "name: coder\nversion: 1.0.0\nimages:\n  - name: layers\n    ref: {host}/team/layers:1\n"
-    ));
-    let (spec, lock) = (
-        world.spec().display().to_string(),
-        world.lock().display().to_string(),
-    );
-    success(crate::world::coder_install(
-        ["lock", "--spec", &spec, "-o", &lock, "--insecure-registry", &host],
-        &[],
-    ));
-    // The world's `bundle` arguments, with a cache of the caller's and this link's host.
-    let bundle_args = |output: &std::path::Path, cache: &str| -> Vec<String> {
-        let mut args = world.bundle_args(output);
-        if let Some(at) = args.iter().position(|arg| arg == "--cache") {
-            args[at + 1] = world.path(cache).display().to_string();
-        }
-        args.extend(["--insecure-registry".to_owned(), host.clone()]);
-        args
-    };
+    let bundle_args = |output: &std::path::Path, cache: &str| world.bundle_args_through(output, cache, &host);
     let run = |args: &[String]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         crate::world::coder_install(&args, &[])
@@ -624,13 +583,7 @@ async fn a_bundle_killed_twice_through_a_slow_link_downloads_each_byte_about_onc
     // The bundle of an uninterrupted run, with a cache of its own.
     let uninterrupted = world.path("uninterrupted.bundle");
     success(run(&bundle_args(&uninterrupted, "cache-uninterrupted")));
-
-    let unique = image
-        .layers
-        .iter()
-        .chain([&image.config])
-        .map(|blob| blob.data.len() as u64)
-        .sum::<u64>();
+    let unique = crate::world::blob_bytes(&image);
     let before = link.bytes_from_server();
     let sent = || link.bytes_from_server() - before;
     // Two random points, one in each half of the transfer.
@@ -642,28 +595,12 @@ async fn a_bundle_killed_twice_through_a_slow_link_downloads_each_byte_about_onc
     let bundle = world.path("resumed.bundle");
     let args = bundle_args(&bundle, "cache");
     for fraction in [first, second] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bundle");
         let kill_at = (unique as f64 * fraction) as u64;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while sent() < kill_at {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the download never got to {kill_at} bytes"
-            );
-            assert!(
-                child.try_wait().expect("poll").is_none(),
-                "the run finished before it was killed at {fraction:.2} of the bytes"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, Signal::SIGKILL).expect("kill the run");
-        assert!(!child.wait().expect("reap").success());
+        crate::world::run_and_kill_when(
+            &args,
+            || sent() >= kill_at,
+            &format!("{fraction:.2} of the bytes"),
+        );
         assert!(
             world.path("resumed.bundle.partial").exists(),
             "the partial bundle was lost"

@@ -16,4 +16,5 @@ mod rollback;
 mod serve;
 mod signing;
 mod snapshots;
+mod split_bundle;
 mod world;

@@ -94,7 +94,7 @@ impl Drop for Served {
 }
 
 /// The registry client of the project, for a plain-HTTP host or with a CA and credentials.
-fn client(host: &str, ca: Option<&Path>, credentials: Option<(&str, &str)>) -> RegistryClient {
+pub(crate) fn client(host: &str, ca: Option<&Path>, credentials: Option<(&str, &str)>) -> RegistryClient {
     let mut store = CredentialStore::default();
     if let Some((username, password)) = credentials {
         store.insert(
@@ -122,7 +122,7 @@ fn client(host: &str, ca: Option<&Path>, credentials: Option<(&str, &str)>) -> R
 /// Pulls `reference` (tag or digest) of `repository` with the project's client, and every
 /// manifest and blob under it (each child of an index that is served: a bundle may carry some
 /// platforms only), checking every byte against its digest. Returns how many blobs it pulled.
-async fn pull_all(
+pub(crate) async fn pull_all(
     client: &RegistryClient,
     repository: &Repository,
     reference: &str,
@@ -771,8 +771,17 @@ async fn serve_refuses_bundles_that_do_not_verify_and_bad_settings_before_listen
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_no_push_deploys_from_serve_and_refuses_a_registry_without_the_bundle() {
     let platform = crate::apply::Platform::start().await;
-    let bundle = platform.bundle("coder.bundle");
-    let served = Served::start(&bundle, &["--prefix", "coder", "--allow-unsigned"]);
+    // A split bundle: serve is given its first part, apply its shared name; both read the
+    // parts in place.
+    let bundle = platform.bundle_with("coder.bundle", &["--part-size", "64Ki"]);
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(platform.path("coder.bundle.parts.json")).expect("the split bundle's index"),
+    )
+    .expect("index JSON");
+    assert!(index["parts"].as_array().map_or(0, Vec::len) >= 2, "{index}");
+    assert!(!bundle.exists(), "a split bundle is not joined");
+    let first_part = platform.path("coder.bundle.part000");
+    let served = Served::start(&first_part, &["--prefix", "coder", "--allow-unsigned"]);
     let host = served.host();
     let license = platform.airgap_license();
     let license = platform.text(&license);

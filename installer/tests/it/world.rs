@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use coder_testenv::fixture::{ImageBuilder, Index, LayerBuilder, MediaTypes, Platform};
-use coder_testenv::{Registry, RegistryFlavour};
+use coder_testenv::{Registry, RegistryFlavour, ThrottledLink};
 
 /// The `coder-install` binary under test, with `args`.
 pub fn coder_install_command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
@@ -176,6 +176,20 @@ impl World {
         app2
     }
 
+    /// Pushes `team/big:1`, an image of one layer holding a random file of `size` bytes (from
+    /// `seed`), and returns it.
+    pub async fn push_big_image(&self, size: usize, seed: u64) -> coder_testenv::fixture::Image {
+        let big = ImageBuilder::new()
+            .layer(LayerBuilder::new().random_file("big.bin", size, seed))
+            .build()
+            .expect("build big");
+        self.registry
+            .push_image("team/big:1", &big)
+            .await
+            .expect("push big");
+        big
+    }
+
     pub fn app_ref(&self) -> String {
         format!("{}/team/app:1.0", self.registry.host())
     }
@@ -299,4 +313,85 @@ impl World {
             "json".to_owned(),
         ]
     }
+
+    /// An image of `count` random layers of `size` bytes each (seeds from `seed`), pushed as
+    /// `team/layers:1` and reached through a [`ThrottledLink`] of `rate` bytes a second; the
+    /// spec names it through the link, and is locked. Returns the image and the link.
+    pub async fn layers_through_a_slow_link(
+        &self,
+        count: u64,
+        size: usize,
+        seed: u64,
+        rate: u64,
+    ) -> (coder_testenv::fixture::Image, ThrottledLink) {
+        let mut builder = ImageBuilder::new();
+        for layer in 0..count {
+            builder = builder.layer(LayerBuilder::new().random_file("layer.bin", size, seed + layer));
+        }
+        let image = builder.build().expect("build the image");
+        self.registry
+            .push_image("team/layers:1", &image)
+            .await
+            .expect("push the image");
+        let link = ThrottledLink::start(self.registry.addr(), rate).expect("start the link");
+        let host = link.host();
+        self.write_spec(&format!(
+            "name: coder\nversion: 1.0.0\nimages:\n  - name: layers\n    ref: {host}/team/layers:1\n"
+        ));
+        let (spec, lock) = (
+            self.spec().display().to_string(),
+            self.lock().display().to_string(),
+        );
+        success(coder_install(
+            ["lock", "--spec", &spec, "-o", &lock, "--insecure-registry", &host],
+            &[],
+        ));
+        (image, link)
+    }
+
+    /// The arguments of `bundle` into `output` (as [`World::bundle_args`]) with the cache
+    /// folder `cache` of the work folder, reaching the registry at `host` (a link's).
+    pub fn bundle_args_through(&self, output: &Path, cache: &str, host: &str) -> Vec<String> {
+        let mut args = self.bundle_args(output);
+        let at = args.iter().position(|arg| arg == "--cache").expect("--cache") + 1;
+        args[at] = self.path(cache).display().to_string();
+        args.extend(["--insecure-registry".to_owned(), host.to_owned()]);
+        args
+    }
+}
+
+/// Runs `coder-install` with `args` and kills it (SIGKILL) as soon as `ready` says so (polled
+/// every 2 ms, for up to two minutes); fails if the run ends first. `what` names the moment.
+pub fn run_and_kill_when(args: &[String], ready: impl Fn() -> bool, what: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start coder-install");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got to {what}"
+        );
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the run finished before it was killed at {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill the run");
+    assert!(!child.wait().expect("reap").success(), "a killed run succeeded");
+}
+
+/// The size of an image's config and layers.
+pub fn blob_bytes(image: &coder_testenv::fixture::Image) -> u64 {
+    image
+        .layers
+        .iter()
+        .chain([&image.config])
+        .map(|blob| blob.data.len() as u64)
+        .sum()
 }

@@ -93,7 +93,13 @@ impl BlobCache {
 
     /// Copies blob `digest` (`size` bytes of `source` from `offset`) into the cache as a loose
     /// blob, if its bytes hash to its digest; returns whether it was stored.
-    pub fn store_range(&self, source: &File, offset: u64, size: u64, digest: &str) -> std::io::Result<bool> {
+    pub fn store_range(
+        &self,
+        source: &dyn blob_io::RandomRead,
+        offset: u64,
+        size: u64,
+        digest: &str,
+    ) -> std::io::Result<bool> {
         if self.contains(digest, size) {
             return Ok(true);
         }

@@ -1,11 +1,13 @@
 //! Packs: earlier bundles kept whole in the cache, so that a re-bundle of unchanged inputs is a
 //! link and a new version copies the blobs it shares with the last one from local disk.
 //!
-//! `packs/<identity>.bundle` is a finished bundle, named by its layout identity (equal
-//! identities mean byte-identical bundles), and `packs/<identity>.json` its record: where each
-//! blob lies in it, and the file's inode, size and change time when the record was written.
-//! A bundle enters the cache as a **hard link** to the output (no copy, no extra disk while the
-//! output exists), or as a copy when the cache is on another filesystem.
+//! `packs/<key>.bundle` is a finished bundle, named by its layout identity (equal identities
+//! mean byte-identical bundles), and `packs/<key>.json` its record: where each blob lies in it,
+//! and the file's inode, size and change time when the record was written. A split bundle's
+//! parts are kept as `packs/<key>.bundle.0`, `.1`, ... (its key names the part size too), and
+//! its record keeps its index and every part's stamp. A bundle enters the cache as a **hard
+//! link** to the output (no copy, no extra disk while the output exists), or as a copy when the
+//! cache is on another filesystem.
 //!
 //! Since a pack may share its inode with an output file, something may change it behind the
 //! cache's back (a flipped byte, a truncation). Any write to the file moves its change time, which
@@ -19,8 +21,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use bundle_spec::format::PartsIndex;
 use serde::{Deserialize, Serialize};
 
+use crate::bundle_file::BundleFile;
 use crate::layout::BlobPlace;
 
 /// How many packs the cache keeps (the most recently used).
@@ -34,40 +38,81 @@ pub struct Packs {
 
 /// What the cache knows of one pack.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 struct PackRecord {
+    /// Each file of the pack as it was when recorded: one, or a split bundle's parts.
+    files: Vec<FileStamp>,
+    /// Digest → (offset, size) of every blob in the pack (offsets in the whole).
+    blobs: BTreeMap<String, (u64, u64)>,
+    /// A split bundle's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts_index: Option<PartsIndex>,
+}
+
+/// A file's size, inode and change time: any write to it moves the change time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct FileStamp {
     size: u64,
     inode: u64,
     changed_seconds: i64,
     changed_nanos: i64,
-    /// Digest → (offset, size) of every blob in the pack.
-    blobs: BTreeMap<String, (u64, u64)>,
 }
 
-impl PackRecord {
-    fn stat_matches(&self, meta: &std::fs::Metadata) -> bool {
-        (meta.len(), meta.ino(), meta.ctime(), meta.ctime_nsec())
-            == (self.size, self.inode, self.changed_seconds, self.changed_nanos)
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            size: meta.len(),
+            inode: meta.ino(),
+            changed_seconds: meta.ctime(),
+            changed_nanos: meta.ctime_nsec(),
+        })
     }
 }
 
 /// One pack.
 #[derive(Debug, Clone)]
 pub struct Pack {
-    /// The bundle file.
-    pub path: PathBuf,
-    identity: String,
+    /// Its files: the bundle file, or a split bundle's parts in order.
+    pub paths: Vec<PathBuf>,
+    key: String,
     record: PackRecord,
 }
 
 impl Pack {
-    /// Whether the file is exactly as it was when recorded (no write since).
+    /// Whether every file is exactly as it was when recorded (no write since).
     pub fn unchanged(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|meta| self.record.stat_matches(&meta))
+        self.paths.len() == self.record.files.len()
+            && self
+                .paths
+                .iter()
+                .zip(&self.record.files)
+                .all(|(path, recorded)| FileStamp::of(path).is_ok_and(|now| now == *recorded))
     }
 
     /// Where `digest` lies in the pack: (offset, size).
     pub fn locate(&self, digest: &str) -> Option<(u64, u64)> {
         self.record.blobs.get(digest).copied()
+    }
+
+    /// The split bundle's index, for a split pack.
+    pub fn parts_index(&self) -> Option<&PartsIndex> {
+        self.record.parts_index.as_ref()
+    }
+
+    /// Opens the pack's bytes for reading (its parts as one).
+    pub fn open(&self) -> std::io::Result<BundleFile> {
+        let pieces = self
+            .paths
+            .iter()
+            .map(|path| {
+                let file = std::fs::File::open(path)?;
+                let len = file.metadata()?.len();
+                Ok((path.clone(), file, len))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(BundleFile::from_pieces(pieces, None))
     }
 }
 
@@ -76,27 +121,35 @@ impl Packs {
         Self { dir }
     }
 
-    fn bundle_path(&self, identity: &str) -> PathBuf {
-        self.dir.join(format!("{identity}.bundle"))
+    /// The pack's files: `<key>.bundle`, or `<key>.bundle.<n>` for each of `count` parts.
+    fn file_paths(&self, key: &str, split_count: Option<usize>) -> Vec<PathBuf> {
+        match split_count {
+            None => vec![self.dir.join(format!("{key}.bundle"))],
+            Some(count) => (0..count)
+                .map(|number| self.dir.join(format!("{key}.bundle.{number}")))
+                .collect(),
+        }
     }
 
-    fn record_path(&self, identity: &str) -> PathBuf {
-        self.dir.join(format!("{identity}.json"))
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
     }
 
-    /// The pack of the layout `identity`, if the cache has it.
-    pub fn get(&self, identity: &str) -> Option<Pack> {
-        let record = std::fs::read(self.record_path(identity)).ok()?;
-        let record = serde_json::from_slice(&record).ok()?;
-        let path = self.bundle_path(identity);
-        path.exists().then(|| Pack {
-            path,
-            identity: identity.to_owned(),
+    /// The pack `key` (a layout identity, and the part size of a split), if the cache has it.
+    pub fn get(&self, key: &str) -> Option<Pack> {
+        let record = std::fs::read(self.record_path(key)).ok()?;
+        let record: PackRecord = serde_json::from_slice(&record).ok()?;
+        let split_count = record.parts_index.as_ref().map(|_| record.files.len());
+        let paths = self.file_paths(key, split_count);
+        paths.iter().all(|path| path.exists()).then(|| Pack {
+            paths,
+            key: key.to_owned(),
             record,
         })
     }
 
-    /// Every pack, most recently used first.
+    /// Every pack, most recently used first. Records this version cannot read (an earlier
+    /// layout of the cache) are dropped with their files.
     pub fn all(&self) -> Vec<Pack> {
         let mut found: Vec<(std::time::SystemTime, Pack)> = std::fs::read_dir(&self.dir)
             .into_iter()
@@ -104,65 +157,99 @@ impl Packs {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let identity = name.strip_suffix(".json")?;
+                let key = name.strip_suffix(".json")?;
                 let used = entry.metadata().and_then(|meta| meta.modified()).ok()?;
-                Some((used, self.get(identity)?))
+                match self.get(key) {
+                    Some(pack) => Some((used, pack)),
+                    None => {
+                        self.remove_key(key);
+                        None
+                    }
+                }
             })
             .collect();
         found.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
         found.into_iter().map(|(_, pack)| pack).collect()
     }
 
-    /// Takes the finished bundle at `bundle` into the cache as the pack `identity` (a hard link,
-    /// or a copy across filesystems), then drops the least recently used packs beyond [`KEEP`].
+    /// Takes the finished bundle (its `files`: one, or a split bundle's parts with their
+    /// `parts_index`) into the cache as the pack `key` (hard links, or copies across
+    /// filesystems), then drops the least recently used packs beyond [`KEEP`].
     pub fn add<'a>(
         &self,
-        bundle: &Path,
-        identity: &str,
+        files: &[PathBuf],
+        parts_index: Option<&PartsIndex>,
+        key: &str,
         blobs: impl Iterator<Item = BlobPlace<'a>>,
     ) -> std::io::Result<Kept> {
-        let path = self.bundle_path(identity);
-        let _ = std::fs::remove_file(&path);
-        let kept = link_or_copy(bundle, &path)?;
-        let blobs = blobs
-            .map(|blob| (blob.digest.to_owned(), (blob.offset, blob.size)))
-            .collect();
-        self.write_record(identity, blobs)?;
+        self.remove_key(key);
+        let paths = self.file_paths(key, parts_index.map(|_| files.len()));
+        let mut kept = Kept::Linked;
+        for (source, path) in files.iter().zip(&paths) {
+            if link_or_copy(source, path)? == Kept::Copied {
+                kept = Kept::Copied;
+            }
+        }
+        let record = PackRecord {
+            files: Vec::new(),
+            blobs: blobs
+                .map(|blob| (blob.digest.to_owned(), (blob.offset, blob.size)))
+                .collect(),
+            parts_index: parts_index.cloned(),
+        };
+        self.write_record(key, &paths, record)?;
         self.evict();
         Ok(kept)
     }
 
-    /// Puts the pack's bundle at `target` (a hard link, or a copy across filesystems) and
-    /// records the pack's new change time, which the link moved.
-    pub fn link_out(&self, pack: &Pack, target: &Path) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(target);
-        link_or_copy(&pack.path, target)?;
-        self.write_record(&pack.identity, pack.record.blobs.clone())
+    /// Puts the pack's files at `targets` (hard links, or copies across filesystems) and
+    /// records the pack's new change times, which the links moved.
+    pub fn link_out(&self, pack: &Pack, targets: &[PathBuf]) -> std::io::Result<()> {
+        if targets.len() != pack.paths.len() {
+            return Err(std::io::Error::other(format!(
+                "the pack has {} files, not {}",
+                pack.paths.len(),
+                targets.len()
+            )));
+        }
+        for (source, target) in pack.paths.iter().zip(targets) {
+            let _ = std::fs::remove_file(target);
+            link_or_copy(source, target)?;
+        }
+        self.write_record(&pack.key, &pack.paths, pack.record.clone())
     }
 
-    /// Forgets a pack.
-    fn remove(&self, pack: &Pack) {
-        let _ = std::fs::remove_file(self.record_path(&pack.identity));
-        let _ = std::fs::remove_file(&pack.path);
+    /// Forgets the pack `key`: its record and every file of it.
+    fn remove_key(&self, key: &str) {
+        let _ = std::fs::remove_file(self.record_path(key));
+        let prefix = format!("{key}.bundle");
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let of_key = name == prefix
+                || name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|number| number.bytes().all(|byte| byte.is_ascii_digit()));
+            if of_key {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
-    /// Records the pack file as it is now (which also marks it most recently used).
-    fn write_record(&self, identity: &str, blobs: BTreeMap<String, (u64, u64)>) -> std::io::Result<()> {
-        let meta = std::fs::metadata(self.bundle_path(identity))?;
-        let record = PackRecord {
-            size: meta.len(),
-            inode: meta.ino(),
-            changed_seconds: meta.ctime(),
-            changed_nanos: meta.ctime_nsec(),
-            blobs,
-        };
+    /// Records the pack's files as they are now (which also marks it most recently used).
+    fn write_record(&self, key: &str, paths: &[PathBuf], mut record: PackRecord) -> std::io::Result<()> {
+        record.files = paths
+            .iter()
+            .map(|path| FileStamp::of(path))
+            .collect::<std::io::Result<_>>()?;
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        crate::write::write_file(&self.record_path(identity), &bytes).map_err(std::io::Error::other)
+        crate::write::write_file(&self.record_path(key), &bytes).map_err(std::io::Error::other)
     }
 
     fn evict(&self) {
         for pack in self.all().iter().skip(KEEP) {
-            self.remove(pack);
+            self.remove_key(&pack.key);
         }
     }
 }
@@ -205,7 +292,12 @@ mod tests {
         let output = dir.path().join("out.bundle");
         std::fs::write(&output, b"bundle bytes").expect("output");
         packs
-            .add(&output, "id1", [place("sha256:aa")].into_iter())
+            .add(
+                std::slice::from_ref(&output),
+                None,
+                "id1",
+                [place("sha256:aa")].into_iter(),
+            )
             .expect("add");
 
         let pack = packs.get("id1").expect("pack");
@@ -214,7 +306,7 @@ mod tests {
         assert_eq!(pack.locate("sha256:bb"), None);
 
         let relinked = dir.path().join("again.bundle");
-        packs.link_out(&pack, &relinked).expect("link out");
+        packs.link_out(&pack, &[relinked]).expect("link out");
         let pack = packs.get("id1").expect("pack");
         assert!(pack.unchanged(), "linking out re-records the pack");
 
@@ -238,16 +330,20 @@ mod tests {
         let packs = Packs::new(dir.path().join("packs"));
         let output = other.path().join("out.bundle");
         std::fs::write(&output, b"bundle bytes").expect("output");
-        let kept = packs.add(&output, "id1", std::iter::empty()).expect("add");
+        let kept = packs
+            .add(&[output], None, "id1", std::iter::empty())
+            .expect("add");
         assert_eq!(kept, Kept::Copied);
         let pack = packs.get("id1").expect("pack");
         assert!(pack.unchanged());
-        assert_eq!(std::fs::read(&pack.path).expect("pack"), b"bundle bytes");
+        assert_eq!(std::fs::read(&pack.paths[0]).expect("pack"), b"bundle bytes");
 
         let output = dir.path().join("same-filesystem.bundle");
         std::fs::write(&output, b"other bytes").expect("output");
         assert_eq!(
-            packs.add(&output, "id2", std::iter::empty()).expect("add"),
+            packs
+                .add(&[output], None, "id2", std::iter::empty())
+                .expect("add"),
             Kept::Linked
         );
     }
@@ -260,11 +356,56 @@ mod tests {
         for identity in ["id1", "id2", "id3"] {
             let output = dir.path().join(identity);
             std::fs::write(&output, identity).expect("output");
-            packs.add(&output, identity, std::iter::empty()).expect("add");
+            packs
+                .add(&[output], None, identity, std::iter::empty())
+                .expect("add");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let kept: Vec<String> = packs.all().into_iter().map(|pack| pack.identity).collect();
+        let kept: Vec<String> = packs.all().into_iter().map(|pack| pack.key).collect();
         assert_eq!(kept, ["id3", "id2"]);
         assert!(!dir.path().join("packs/id1.bundle").exists());
+    }
+
+    #[test]
+    fn a_split_bundle_is_kept_part_by_part_and_read_as_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("packs")).expect("dir");
+        let packs = Packs::new(dir.path().join("packs"));
+        let parts: Vec<PathBuf> = ["b.part000", "b.part001"]
+            .iter()
+            .map(|name| dir.path().join(name))
+            .collect();
+        std::fs::write(&parts[0], b"first").expect("part");
+        std::fs::write(&parts[1], b"2nd").expect("part");
+        let index = PartsIndex {
+            kind: bundle_spec::format::PARTS_INDEX_KIND.to_owned(),
+            format: bundle_spec::format::PARTS_INDEX_FORMAT,
+            bundle_size: 8,
+            part_size: 5,
+            parts: Vec::new(),
+        };
+        packs
+            .add(&parts, Some(&index), "id1-parts-5", std::iter::empty())
+            .expect("add");
+        let pack = packs.get("id1-parts-5").expect("pack");
+        assert_eq!(pack.paths.len(), 2);
+        assert_eq!(pack.parts_index(), Some(&index));
+        assert!(pack.unchanged());
+        let mut bytes = [0u8; 8];
+        coder_registry::blob_io::RandomRead::read_range(&pack.open().expect("open"), &mut bytes, 0)
+            .expect("read");
+        assert_eq!(&bytes, b"first2nd");
+
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&parts[1], b"3rd").expect("modify");
+        assert!(!pack.unchanged(), "a write to any part is noticed");
+
+        let relinked: Vec<PathBuf> = ["c.0", "c.1"].iter().map(|name| dir.path().join(name)).collect();
+        packs.link_out(&pack, &relinked).expect("link out");
+        assert_eq!(std::fs::read(&relinked[1]).expect("read"), b"3rd");
+        assert!(
+            packs.link_out(&pack, &relinked[..1]).is_err(),
+            "one target for two parts"
+        );
     }
 }
