@@ -328,8 +328,12 @@ impl PartsIndex {
             crate::validate_digest(&part.sha256)
                 .map_err(|reason| invalid(format!("{}: {reason}", part.file)))?;
         }
-        let sum: u64 = index.parts.iter().map(|part| part.size).sum();
-        if sum != index.bundle_size {
+        let sum = index
+            .parts
+            .iter()
+            .try_fold(0u64, |sum, part| sum.checked_add(part.size));
+        if sum != Some(index.bundle_size) {
+            let sum = sum.map_or("more than 2^64".to_owned(), |sum| sum.to_string());
             return Err(invalid(format!(
                 "its parts add up to {sum} bytes, but it says the bundle has {}",
                 index.bundle_size
@@ -394,12 +398,16 @@ mod split_tests {
         let mut newer = index(&[10, 3], 10);
         newer.format = PARTS_INDEX_FORMAT + 1;
         let mut empty = index(&[], 10);
+        let huge = u64::MAX / 2 + 1;
+        let mut overflowing = index(&[huge, 1], huge);
+        overflowing.parts[1].size = huge;
         for (bad, reason) in [
             (&mut uneven, "has 9 bytes"),
             (&mut renamed, "not \"coder.bundle.part001\""),
             (&mut wrong_total, "add up to 13 bytes"),
             (&mut newer, "use a newer coder-install"),
             (&mut empty, "no part000"),
+            (&mut overflowing, "add up to more than 2^64 bytes"),
         ] {
             let error = parse(bad).expect_err(reason).to_string();
             assert!(error.contains(reason), "{error}");

@@ -239,6 +239,10 @@ def write_documents(path, entries, bundle, chart_files):
         f.write(b"\n".join(part.rstrip(b"\n") if False else part for part in out))
 
 
+def sha(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def main():
     os.makedirs("seeds/bundle", exist_ok=True)
     full = Bundle()
@@ -261,8 +265,14 @@ def main():
     chart_text = b"".join(b"---- " + m.name.encode() + b"\n" + files.extractfile(m).read() for m in files.getmembers())
     write_documents("seeds/bundle/documents.txt", small_entries, small, {layer: chart_text})
 
+    # A split bundle's index (the target also opens the raw input as one).
+    with open("seeds/bundle/split.parts.json", "wb") as f:
+        f.write(jdump({"kind": "coder-install split bundle", "format": 1, "bundle_size": 65539,
+                       "part_size": 65536,
+                       "parts": [{"file": "fuzz.split.part000", "size": 65536, "sha256": sha(b"a")},
+                                 {"file": "fuzz.split.part001", "size": 3, "sha256": sha(b"b")}]}))
+
     os.makedirs("seeds/journal", exist_ok=True)
-    sha = lambda n: "sha256:" + hashlib.sha256(n).hexdigest()
     with open("seeds/journal/resume.journal", "w") as f:
         f.write(f"coder-install bundle journal 1 0f1e2d\npart {sha(b'a')} 1048576\ndone {sha(b'b')}\n"
                 f"part {sha(b'a')} 2097152\ndone {sha(b'a')}\npart {sha(b'c')} 12")

@@ -1,6 +1,7 @@
 //! A bundle file as an attacker could hand it over: everything `verify`, `inspect`, `apply
 //! --bundle`, `push` and `bundle --delta-from` read from it before trusting it. The tar index
-//! walk, the bundle manifest, the OCI index and manifests, the lock and the chart archive.
+//! walk, the bundle manifest, the OCI index and manifests, the lock and the chart archive, and
+//! (the raw input again) a split bundle's index.
 //!
 //! Two input forms:
 //!
@@ -34,6 +35,12 @@ use sha2::{Digest, Sha256};
 fn bundle_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| coder_install_fuzz::scratch_file("fuzz.bundle"))
+}
+
+/// Where this process writes the input again as a split bundle's index (`<name>.parts.json`).
+fn parts_index_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| coder_install_fuzz::scratch_file("fuzz.split.parts.json"))
 }
 
 fn site() -> SiteRegistry {
@@ -205,4 +212,9 @@ fuzz_target!(|data: &[u8]| {
     })
     .map_err(|error| error.to_string());
     let _ = coder_mirror::plan_bundle(path, &site()).map_err(|error| error.to_string());
+
+    // The raw input as a split bundle's index, opened as every command opens one (its parts
+    // are not there, so it must fail with a reason).
+    std::fs::write(parts_index_path(), data).expect("writing the scratch index");
+    let _ = BundleReader::open(parts_index_path()).map_err(|error| error.to_string());
 });
