@@ -271,8 +271,8 @@ impl BundleFile {
     }
 
     /// Flushes every file's data to disk.
-    pub fn sync_all(&self) -> std::io::Result<()> {
-        self.pieces.iter().try_for_each(|piece| piece.file.sync_all())
+    pub fn sync_data(&self) -> std::io::Result<()> {
+        self.pieces.iter().try_for_each(|piece| piece.file.sync_data())
     }
 
     /// The `sha256:` of every file's bytes, in order, hashed in parallel: what a split bundle's

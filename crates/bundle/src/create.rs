@@ -411,10 +411,12 @@ async fn assemble(
         ));
     }
     let all_packs = packs.all();
+    let writeback = crate::writeback::Writeback::new(Arc::clone(&file));
     let filler = crate::fill::Filler {
         file: Arc::clone(&file),
         path: &partial,
         journal: &journal,
+        writeback: &writeback,
         resumed: &resumed,
         cache,
         packs: &all_packs,
@@ -435,6 +437,7 @@ async fn assemble(
             .collect()
             .await;
     progress.finish();
+    let flushed = writeback.finish().await;
 
     let failures: Vec<String> = results
         .iter()
@@ -466,6 +469,14 @@ async fn assemble(
             1 => bail!("{first}"),
             more => bail!("{more} blobs failed; the first: {first}"),
         }
+    }
+    if let Err(error) = flushed {
+        crate::write::remove_partial(output, layout.total_size());
+        let _ = std::fs::remove_file(&journal_path);
+        bail!(
+            "writing {} to disk: {error}; check the disk and re-run",
+            partial.display()
+        );
     }
     let index_file = Arc::clone(&file);
     let index_output = output.clone();

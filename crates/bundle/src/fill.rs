@@ -24,6 +24,7 @@ use super::journal::{Journal, JournalState};
 use super::layout::BlobPlace;
 use crate::bundle_file::BundleFile;
 use crate::cache::{BlobCache, Pack};
+use crate::writeback::Writeback;
 use coder_registry::blob_io;
 use coder_registry::{RegistryClient, RegistryError, Repository};
 use coder_report::{Item, Job};
@@ -55,6 +56,8 @@ pub struct Filler<'a> {
     pub path: &'a std::path::Path,
     /// Its journal.
     pub journal: &'a Journal,
+    /// Flushes what is written to disk while the rest is still being written.
+    pub writeback: &'a Writeback,
     /// What an interrupted run had done.
     pub resumed: &'a JournalState,
     /// The cache.
@@ -165,6 +168,7 @@ impl Filler<'_> {
             .await?;
             match copied {
                 Ok(digest) if digest == blob.digest => {
+                    self.writeback.wrote(blob.size);
                     item.set(blob.size);
                     return Ok(true);
                 }
@@ -344,6 +348,7 @@ impl Filler<'_> {
         let (hasher, returned) = written?;
         transfer.hasher = hasher;
         transfer.have += returned.len() as u64;
+        self.writeback.wrote(returned.len() as u64);
         item.set(transfer.have);
         self.journal
             .record_progress(blob.digest, transfer.have, &hash_state(&transfer.hasher))

@@ -44,6 +44,7 @@ pub mod read;
 pub mod signing;
 pub mod verify;
 pub mod write;
+pub mod writeback;
 
 pub use create::{BundleOptions, BundleSummary, DeltaSource, Inputs, create};
 pub use error::{BundleError, Result};
