@@ -13,7 +13,9 @@
 //!   `BENCH_SKIP_LARGE=1`).
 //!
 //! `BENCH_KEEP_WORK=1` keeps the work folder (the bundles, the license) and prints where it is,
-//! for profiling a command by hand afterwards.
+//! for profiling a command by hand afterwards. `BENCH_HOLD=SECONDS` measures nothing: it keeps
+//! the registry up that long with the locked spec and a file of every unique blob's URL, for
+//! profiling `bundle` (or a raw fetch) by hand against it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,6 +81,21 @@ async fn run() {
     let host = registry.host();
     let insecure = ["--insecure-registry", host.as_str()];
     lock_spec(&spec, &lock, &insecure);
+
+    if let Some(seconds) = std::env::var_os("BENCH_HOLD") {
+        // For profiling by hand: the registry stays up with the locked spec, then the run ends.
+        let seconds: u64 = seconds.to_str().and_then(|text| text.parse().ok()).unwrap_or(600);
+        println!(
+            "holding {seconds} s: coder-install bundle --spec {} --lock {} --insecure-registry {host} -o OUT",
+            spec.display(),
+            lock.display()
+        );
+        let urls: Vec<&str> = unique.values().map(|(_, url)| url.as_str()).collect();
+        std::fs::write(work.path().join("urls.txt"), urls.join("\n")).expect("urls");
+        println!("blob URLs: {}", work.path().join("urls.txt").display());
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        return;
+    }
 
     // Ours, cold cache.
     let cache = work.path().join("cache");
