@@ -327,6 +327,8 @@ async fn reuse_identical(
         output.index(layout.total_size(), digests)
     });
     let written = crate::write::commit(output, layout.total_size(), index.as_ref())?;
+    // Should this fail, the next run hashes the pack in full before it trusts it: slower only.
+    let _ = packs.record_in_use(&pack);
     Ok(Some(written))
 }
 

@@ -202,8 +202,9 @@ impl Packs {
         Ok(kept)
     }
 
-    /// Puts the pack's files at `targets` (hard links, or copies across filesystems) and
-    /// records the pack's new change times, which the links moved.
+    /// Puts the pack's files at `targets` (hard links, or copies across filesystems). Linking
+    /// moves the files' change times, and so does renaming a link: once the targets have their
+    /// final names, [`Packs::record_in_use`] records the pack as it is then.
     pub fn link_out(&self, pack: &Pack, targets: &[PathBuf]) -> std::io::Result<()> {
         if targets.len() != pack.paths.len() {
             return Err(std::io::Error::other(format!(
@@ -216,6 +217,12 @@ impl Packs {
             let _ = std::fs::remove_file(target);
             link_or_copy(source, target)?;
         }
+        Ok(())
+    }
+
+    /// Records the pack's files as they are now, after a [`Packs::link_out`] and the renames
+    /// of its targets: it is then known unchanged, and the most recently used.
+    pub fn record_in_use(&self, pack: &Pack) -> std::io::Result<()> {
         self.write_record(&pack.key, &pack.paths, pack.record.clone())
     }
 
@@ -305,10 +312,15 @@ mod tests {
         assert_eq!(pack.locate("sha256:aa"), Some((1024, 3)));
         assert_eq!(pack.locate("sha256:bb"), None);
 
-        let relinked = dir.path().join("again.bundle");
-        packs.link_out(&pack, &[relinked]).expect("link out");
+        // Linked out and the link renamed (each moves the change time), then recorded.
+        let (linked, renamed) = (dir.path().join("again.partial"), dir.path().join("again.bundle"));
+        packs.link_out(&pack, &[linked.clone()]).expect("link out");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::rename(&linked, &renamed).expect("rename");
+        assert!(!pack.unchanged(), "a rename moves the change time");
+        packs.record_in_use(&pack).expect("record");
         let pack = packs.get("id1").expect("pack");
-        assert!(pack.unchanged(), "linking out re-records the pack");
+        assert!(pack.unchanged(), "recorded after the rename");
 
         // Writing through the output (a hard link to the pack) is noticed.
         std::thread::sleep(std::time::Duration::from_millis(10));
