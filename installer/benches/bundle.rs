@@ -1,4 +1,6 @@
 //! Bundle benchmark: `cargo bench -p installer --bench bundle` prints figures, asserts nothing.
+//! The compared figures are medians of three rounds (with the fastest and slowest), each
+//! measured after a `sync`, so that one round does not pay for the disk writes of another.
 //!
 //! Against one loopback registry holding 6 images with shared layers (about 300 MiB unique):
 //! - `coder-install bundle` (cold cache) vs `skopeo copy` of each image into one OCI layout plus
@@ -97,15 +99,27 @@ async fn run() {
         return;
     }
 
-    // Ours, cold cache.
+    // Ours, cold cache: each round into a new cache (the first one's is kept for the warm run).
     let cache = work.path().join("cache");
-    let bundle = |name: &str| {
+    let bundle = |name: &str, cache: &Path| {
         let output = work.path().join(name);
-        let args = bundle_args(&spec, &lock, &cache, &output, &insecure);
+        let args = bundle_args(&spec, &lock, cache, &output, &insecure);
         timed(|| coder_install(&args))
     };
-    let cold = bundle("cold.bundle");
-    let warm = bundle("warm.bundle");
+    let cold = Samples::of(|round| match round {
+        0 => bundle("cold.bundle", &cache),
+        _ => {
+            let (output, cache) = (
+                format!("cold-{round}.bundle"),
+                work.path().join(format!("cache-{round}")),
+            );
+            let took = bundle(&output, &cache);
+            let _ = std::fs::remove_file(work.path().join(output));
+            let _ = std::fs::remove_dir_all(cache);
+            took
+        }
+    });
+    let warm = Samples::of(|round| bundle(&format!("warm-{round}.bundle"), &cache));
 
     // Version 2: one image's own 30 MiB layer changed, everything else shared with version 1.
     let changed = bench_image(5, 300);
@@ -122,55 +136,60 @@ async fn run() {
     std::fs::write(&spec_v2, text_v2).expect("spec v2");
     lock_spec(&spec_v2, &lock_v2, &insecure);
     let v2_output = work.path().join("v2.bundle");
+    settle();
     let next_version = timed(|| {
         coder_install(&bundle_args(&spec_v2, &lock_v2, &cache, &v2_output, &insecure));
     });
 
     // skopeo into one OCI layout, then tar it.
-    let layout = work.path().join("skopeo-layout");
-    let skopeo = timed(|| {
-        for (index, reference) in refs.iter().enumerate() {
-            run_quiet(Command::new("skopeo").args([
-                "copy",
-                "--src-tls-verify=false",
-                &format!("docker://{reference}"),
-                &format!("oci:{}:image{index}", layout.display()),
-            ]));
-        }
-        run_quiet(Command::new("tar").args([
-            "-cf",
-            path(&work.path().join("skopeo.tar")),
-            "-C",
-            path(&layout),
-            ".",
-        ]));
+    let skopeo = Samples::of(|round| {
+        let layout = work.path().join(format!("skopeo-layout-{round}"));
+        let tar = work.path().join(format!("skopeo-{round}.tar"));
+        let took = timed(|| {
+            for (index, reference) in refs.iter().enumerate() {
+                run_quiet(Command::new("skopeo").args([
+                    "copy",
+                    "--src-tls-verify=false",
+                    &format!("docker://{reference}"),
+                    &format!("oci:{}:image{index}", layout.display()),
+                ]));
+            }
+            run_quiet(Command::new("tar").args(["-cf", path(&tar), "-C", path(&layout), "."]));
+        });
+        let _ = std::fs::remove_dir_all(layout);
+        let _ = std::fs::remove_file(tar);
+        took
     });
 
     // Every unique blob once, by 8 curl processes running side by side.
     let curl_dir = work.path().join("curl");
-    std::fs::create_dir_all(&curl_dir).expect("curl dir");
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let jobs: Vec<(&str, &String)> = unique.iter().map(|(digest, (_, url))| (*digest, url)).collect();
-    let curl = timed(|| {
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    while let Some((digest, url)) =
-                        jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        let out = curl_dir.join(digest.trim_start_matches("sha256:"));
-                        let mut curl = Command::new("curl");
-                        curl.args(["-sSf", "-o", path(&out), url]);
-                        if let Some(media_type) = manifest_types.get(digest) {
-                            curl.args(["-H", &format!("Accept: {media_type}")]);
+    let curl = Samples::of(|_| {
+        let _ = std::fs::remove_dir_all(&curl_dir);
+        std::fs::create_dir_all(&curl_dir).expect("curl dir");
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        timed(|| {
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        while let Some((digest, url)) =
+                            jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        {
+                            let out = curl_dir.join(digest.trim_start_matches("sha256:"));
+                            let mut curl = Command::new("curl");
+                            curl.args(["-sSf", "-o", path(&out), url]);
+                            if let Some(media_type) = manifest_types.get(digest) {
+                                curl.args(["-H", &format!("Accept: {media_type}")]);
+                            }
+                            run_quiet(&mut curl);
                         }
-                        run_quiet(&mut curl);
-                    }
-                });
-            }
-        });
+                    });
+                }
+            });
+        })
     });
 
+    settle();
     let verify_started = Instant::now();
     coder_install(&[
         "verify",
@@ -182,26 +201,24 @@ async fn run() {
         .map(|meta| meta.len())
         .unwrap_or(0);
 
-    println!("bundle (cold cache):      {:>8.3} s", cold.as_secs_f64());
+    println!("medians of {ROUNDS} rounds (fastest-slowest), each after a sync:");
+    println!("bundle (cold cache):      {cold}");
     println!(
-        "skopeo copy x6 + tar:     {:>8.3} s   ratio ours/skopeo = {:.2} (target <= 0.40)",
-        skopeo.as_secs_f64(),
-        ratio(cold, skopeo)
+        "skopeo copy x6 + tar:     {skopeo}   ratio ours/skopeo = {:.2} (target <= 0.40)",
+        ratio(cold.median(), skopeo.median())
     );
     println!(
-        "parallel curl (unique):   {:>8.3} s   ratio ours/curl   = {:.2} (target <= 1.10)",
-        curl.as_secs_f64(),
-        ratio(cold, curl)
+        "parallel curl (unique):   {curl}   ratio ours/curl   = {:.2} (target <= 1.10)",
+        ratio(cold.median(), curl.median())
     );
     println!(
-        "bundle (warm cache):      {:>8.3} s   ratio warm/cold   = {:.2} (target <= 0.10)",
-        warm.as_secs_f64(),
-        ratio(warm, cold)
+        "bundle (warm cache):      {warm}   ratio warm/cold   = {:.2} (target <= 0.10)",
+        ratio(warm.median(), cold.median())
     );
     println!(
-        "bundle v2 (1 layer new):  {:>8.3} s   ratio v2/cold     = {:.2}",
+        "bundle v2 (1 layer new):  {:>8.3} s   ratio v2/cold     = {:.2} (one run)",
         next_version.as_secs_f64(),
-        ratio(next_version, cold)
+        ratio(next_version, cold.median())
     );
     println!(
         "verify:                   {:>8.3} s   {:.2} GB/s (target >= 1)",
@@ -290,56 +307,70 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
 }
 
 /// `push` of the bundle into an empty registry vs `skopeo copy oci-archive:` per image into
-/// another and vs the [upload limit](upload_limit) into a third; then a re-push with everything
-/// present.
+/// another and vs the [upload limit](upload_limit) into a third (a new registry for every
+/// round of each); then a re-push into the last push's registry, where everything is present.
 async fn push_figures(bundle: &Path, refs: &[String], images: &[Image]) {
-    let ours = Registry::start(RegistryFlavour::Plain)
-        .await
-        .expect("start push target");
-    let theirs = Registry::start(RegistryFlavour::Plain)
-        .await
-        .expect("start skopeo target");
-    let host = ours.host();
     let license = airgap_license(bundle.parent().expect("the bundle's folder"));
-    let args = [
-        "push",
-        "--license",
-        path(&license),
-        "--bundle",
-        path(bundle),
-        "--registry",
-        &host,
-        "--insecure-registry",
-        &host,
-        "--output",
-        "json",
-    ];
-    let push = timed(|| coder_install(&args));
-    let repush = timed(|| coder_install(&args));
-    let skopeo = timed(|| {
-        for reference in refs {
-            let repository = reference
-                .split_once('/')
-                .map_or(reference.as_str(), |(_, rest)| rest);
-            run_quiet(Command::new("skopeo").args([
-                "copy",
-                "--dest-tls-verify=false",
-                &format!("oci-archive:{}:{reference}", bundle.display()),
-                &format!("docker://{}/{repository}", theirs.host()),
-            ]));
-        }
-    });
-    let limit = upload_limit(images).await;
-    println!("push (empty registry):    {:>8.3} s", push.as_secs_f64());
+    let push_into = |host: &str| {
+        let args = [
+            "push",
+            "--license",
+            path(&license),
+            "--bundle",
+            path(bundle),
+            "--registry",
+            host,
+            "--insecure-registry",
+            host,
+            "--output",
+            "json",
+        ];
+        timed(|| coder_install(&args))
+    };
+    let mut push = Samples::default();
+    let mut last_target = None;
+    for _ in 0..ROUNDS {
+        let target = Registry::start(RegistryFlavour::Plain)
+            .await
+            .expect("start push target");
+        settle();
+        push.add(push_into(&target.host()));
+        last_target = Some(target);
+    }
+    let repush = push_into(&last_target.expect("a push target").host());
+
+    let mut skopeo = Samples::default();
+    for _ in 0..ROUNDS {
+        let theirs = Registry::start(RegistryFlavour::Plain)
+            .await
+            .expect("start skopeo target");
+        settle();
+        skopeo.add(timed(|| {
+            for reference in refs {
+                let repository = reference
+                    .split_once('/')
+                    .map_or(reference.as_str(), |(_, rest)| rest);
+                run_quiet(Command::new("skopeo").args([
+                    "copy",
+                    "--dest-tls-verify=false",
+                    &format!("oci-archive:{}:{reference}", bundle.display()),
+                    &format!("docker://{}/{repository}", theirs.host()),
+                ]));
+            }
+        }));
+    }
+    let mut limit = Samples::default();
+    for _ in 0..ROUNDS {
+        limit.add(upload_limit(images).await);
+    }
+    println!("push (empty registry):    {push}");
     println!(
-        "skopeo copy oci-archive:  {:>8.3} s   ratio ours/skopeo = {:.2} (target <= 0.25)",
-        skopeo.as_secs_f64(),
-        ratio(push, skopeo)
+        "skopeo copy oci-archive:  {skopeo}   ratio ours/skopeo = {:.2} (target <= 0.25)",
+        ratio(push.median(), skopeo.median())
     );
     println!(
-        "upload limit (8 PUTs):    {:>8.3} s   ratio ours/limit  = {:.2} (target <= 1.20)",
-        limit.as_secs_f64(),
-        ratio(push, limit)
+        "upload limit (8 PUTs):    {limit}   ratio ours/limit  = {:.2} (target <= 1.20)",
+        ratio(push.median(), limit.median())
     );
     println!(
         "re-push (all present):    {:>8.3} s   (target <= 1)",
@@ -369,6 +400,7 @@ async fn upload_limit(images: &[Image]) -> Duration {
         }
     }
     let client = reqwest::Client::new();
+    settle();
     let started = Instant::now();
     futures_util::stream::iter(blobs)
         .map(|(digest, bytes)| {
@@ -515,4 +547,56 @@ fn ratio(ours: Duration, theirs: Duration) -> f64 {
 
 fn path(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
+}
+
+/// How many times each compared figure is measured; the median is reported.
+const ROUNDS: usize = 3;
+
+/// The timings of one figure's rounds.
+#[derive(Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    /// [`ROUNDS`] timings of `round` (given the round's number), each after a [`settle`].
+    fn of(mut round: impl FnMut(usize) -> Duration) -> Self {
+        Self(
+            (0..ROUNDS)
+                .map(|number| {
+                    settle();
+                    round(number)
+                })
+                .collect(),
+        )
+    }
+
+    fn add(&mut self, took: Duration) {
+        self.0.push(took);
+    }
+
+    fn median(&self) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Samples {
+    /// The median and the range: `   0.512 s (0.49-0.60)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fastest = self.0.iter().min().copied().unwrap_or_default();
+        let slowest = self.0.iter().max().copied().unwrap_or_default();
+        write!(
+            f,
+            "{:>8.3} s ({:.2}-{:.2})",
+            self.median().as_secs_f64(),
+            fastest.as_secs_f64(),
+            slowest.as_secs_f64()
+        )
+    }
+}
+
+/// Writes back every dirty page on the machine (`sync`), so that a measurement does not pay
+/// for the writes of the one before it.
+fn settle() {
+    run_quiet(&mut Command::new("sync"));
 }
