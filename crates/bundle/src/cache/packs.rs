@@ -314,7 +314,9 @@ mod tests {
 
         // Linked out and the link renamed (each moves the change time), then recorded.
         let (linked, renamed) = (dir.path().join("again.partial"), dir.path().join("again.bundle"));
-        packs.link_out(&pack, std::slice::from_ref(&linked)).expect("link out");
+        packs
+            .link_out(&pack, std::slice::from_ref(&linked))
+            .expect("link out");
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::rename(&linked, &renamed).expect("rename");
         assert!(!pack.unchanged(), "a rename moves the change time");
