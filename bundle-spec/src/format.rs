@@ -349,6 +349,18 @@ pub fn part_file_name(base: &str, number: usize) -> String {
     format!("{base}.part{number:03}")
 }
 
+/// The split bundle and part number that `name` is the file name of, as [`part_file_name`]
+/// writes it (`<base>.part007`: `(base, 7)`); `None` for any other name.
+pub fn parse_part_file_name(name: &str) -> Option<(&str, usize)> {
+    let (base, digits) = name.rsplit_once(".part")?;
+    let number = digits
+        .bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then(|| digits.parse::<usize>().ok())
+        .flatten()?;
+    (!base.is_empty() && part_file_name(base, number) == name).then_some((base, number))
+}
+
 /// The file name of the index of the split bundle `base`: `<base>.parts.json`.
 pub fn parts_index_file_name(base: &str) -> String {
     format!("{base}.parts.json")
@@ -385,6 +397,18 @@ mod split_tests {
         let written = index(&[10, 10, 3], 10);
         assert_eq!(parse(&written).expect("parse"), written);
         assert_eq!(part_file_name("x", 1234), "x.part1234");
+        assert_eq!(parse_part_file_name("x.y.part1234"), Some(("x.y", 1234)));
+        assert_eq!(parse_part_file_name("x.part007"), Some(("x", 7)));
+        for other in [
+            "x.part7",
+            "x.part0007",
+            "x.part+07",
+            "x.part",
+            ".part000",
+            "x.parts.json",
+        ] {
+            assert_eq!(parse_part_file_name(other), None, "{other}");
+        }
         assert_eq!(parts_index_file_name("x"), "x.parts.json");
     }
 

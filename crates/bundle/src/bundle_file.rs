@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bundle_spec::format::{PartRecord, PartsIndex, part_file_name, parts_index_file_name};
+use bundle_spec::format::{PartRecord, PartsIndex, parse_part_file_name, parts_index_file_name};
 use coder_registry::blob_io::{RandomRead, RandomWrite};
 
 use crate::hashing::{HashJob, hash_in_parallel};
@@ -413,20 +413,14 @@ fn split_base(path: &Path) -> Option<String> {
     if let Some(base) = name.strip_suffix(".parts.json") {
         return Some(base.to_owned());
     }
-    let (base, number) = name.rsplit_once(".part")?;
-    let is_part = number.len() >= 3
-        && number.bytes().all(|byte| byte.is_ascii_digit())
-        && number
-            .parse::<usize>()
-            .is_ok_and(|parsed| part_file_name(base, parsed) == name);
-    (is_part && !base.is_empty()).then(|| base.to_owned())
+    parse_part_file_name(name).map(|(base, _)| base.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use bundle_spec::format::{PARTS_INDEX_FORMAT, PARTS_INDEX_KIND};
+    use bundle_spec::format::{PARTS_INDEX_FORMAT, PARTS_INDEX_KIND, part_file_name};
 
     /// Writes `bytes` as a split bundle of `part_size` parts named `<dir>/b`, with its index.
     fn write_split(dir: &Path, bytes: &[u8], part_size: usize) -> PathBuf {

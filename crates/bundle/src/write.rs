@@ -6,7 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use bundle_spec::format::{
-    PARTS_INDEX_FORMAT, PARTS_INDEX_KIND, PartRecord, PartsIndex, part_file_name, parts_index_file_name,
+    PARTS_INDEX_FORMAT, PARTS_INDEX_KIND, PartRecord, PartsIndex, parse_part_file_name, part_file_name,
+    parts_index_file_name,
 };
 
 use super::bundle_file::BundleFile;
@@ -208,9 +209,9 @@ fn remove_stale_partials(output: &BundleOutput, keep: &[(PathBuf, u64)]) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name == format!("{base}.partial")
             || name
-                .strip_prefix(&format!("{base}.part"))
-                .and_then(|rest| rest.strip_suffix(".partial"))
-                .is_some_and(|number| !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()));
+                .strip_suffix(".partial")
+                .and_then(parse_part_file_name)
+                .is_some_and(|(of, _)| of == base);
         let path = output.path.with_file_name(&name);
         if ours && !keep.iter().any(|(kept, _)| *kept == path) {
             let _ = std::fs::remove_file(path);
