@@ -253,11 +253,23 @@ pub fn commit(output: &BundleOutput, total: u64, index: Option<&PartsIndex>) -> 
         })
         .map(|earlier| earlier.parts)
         .unwrap_or_default();
-    for (path, _) in &files {
-        let partial = partial_path(path);
-        coder_registry::blob_io::rename_durably(&partial, path)
-            .map_err(|error| fail!("moving {} to {}: {error}", partial.display(), path.display()))?;
-    }
+    let partials: Vec<PathBuf> = files.iter().map(|(path, _)| partial_path(path)).collect();
+    let moves: Vec<(&Path, &Path)> = partials
+        .iter()
+        .zip(&files)
+        .map(|(partial, (path, _))| (partial.as_path(), path.as_path()))
+        .collect();
+    coder_registry::blob_io::rename_all_durably(&moves).map_err(|error| match output.part_size {
+        None => fail!(
+            "moving {} to {}: {error}",
+            partials[0].display(),
+            output.path.display()
+        ),
+        Some(_) => fail!(
+            "moving the parts of {} (*.partial) into place: {error}",
+            output.path.display()
+        ),
+    })?;
     let mut written: Vec<PathBuf> = files.into_iter().map(|(path, _)| path).collect();
     if let (Some(index), Some(index_path)) = (index, output.index_path()) {
         for earlier in earlier_parts {

@@ -45,9 +45,26 @@ pub fn digest_of(hasher: Sha256) -> String {
 /// flushed to disk first, then it is renamed, then the directory holding `target` is flushed
 /// too (without that, a power cut after the rename can lose the new name).
 pub fn rename_durably(partial: &std::path::Path, target: &std::path::Path) -> std::io::Result<()> {
-    File::open(partial)?.sync_all()?;
-    std::fs::rename(partial, target)?;
-    sync_parent_dir(target)
+    rename_all_durably(&[(partial, target)])
+}
+
+/// [`rename_durably`] for several files (a split bundle's parts): each is flushed and renamed,
+/// then each folder that holds a target is flushed once. On an error, the moves before it are
+/// done and the rest are not.
+pub fn rename_all_durably(moves: &[(&std::path::Path, &std::path::Path)]) -> std::io::Result<()> {
+    for (partial, target) in moves {
+        File::open(partial)?.sync_all()?;
+        std::fs::rename(partial, target)?;
+    }
+    let mut flushed: Vec<&std::path::Path> = Vec::new();
+    for (_, target) in moves {
+        let folder = target.parent().unwrap_or(std::path::Path::new(""));
+        if !flushed.contains(&folder) {
+            sync_parent_dir(target)?;
+            flushed.push(folder);
+        }
+    }
+    Ok(())
 }
 
 /// Flushes the directory that holds `path` (its entries: names created, renamed or removed).
