@@ -375,14 +375,7 @@ async fn assemble(
     reporter: &dyn Reporter,
 ) -> crate::Result<Assembled> {
     let Sources { cache, packs, client } = *sources;
-    let partial = match output.part_size {
-        None => crate::write::partial_path(&output.path),
-        Some(_) => {
-            let mut label = output.path.clone().into_os_string();
-            label.push(".part*.partial");
-            label.into()
-        }
-    };
+    let partial = output.partial_label();
     let journal_path = crate::journal::Journal::path_for(&crate::write::partial_path(&output.path));
     let recorded = crate::journal::Journal::read(&journal_path, key);
     let opened = crate::write::open_partial(

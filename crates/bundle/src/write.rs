@@ -105,6 +105,15 @@ impl BundleOutput {
         })
     }
 
+    /// The partial files of an unfinished run, for messages: `<path>.partial`, or
+    /// `<path>.part*.partial` for a split bundle.
+    pub fn partial_label(&self) -> PathBuf {
+        match self.part_size {
+            None => partial_path(&self.path),
+            Some(_) => partial_path(&self.path.with_file_name(format!("{}.part*", self.base_name()))),
+        }
+    }
+
     fn base_name(&self) -> String {
         file_name(&self.path)
     }

@@ -78,12 +78,13 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         summary = create(&inputs, &options, crate::report::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
-            "interrupted; {}{} and its journal are kept: run the same command again to continue",
-            options.output.display(),
-            match options.part_size {
-                Some(_) => ".part*.partial",
-                None => ".partial",
+            "interrupted; {} and its journal are kept: run the same command again to continue",
+            coder_bundle::write::BundleOutput {
+                path: options.output.clone(),
+                part_size: options.part_size,
             }
+            .partial_label()
+            .display()
         ),
     };
     match args.format {
