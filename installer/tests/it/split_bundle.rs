@@ -23,15 +23,6 @@ async fn with_big_image(world: &World, registry_host: &str, size: usize) -> Imag
     big
 }
 
-/// Runs `bundle` of the world's spec and lock into `output` with `extra` flags; returns the
-/// JSON summary.
-fn bundle(world: &World, output: &Path, extra: &[&str]) -> Value {
-    let mut args = world.bundle_args(output);
-    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    serde_json::from_str(&success(world.run(&args))).expect("bundle summary JSON")
-}
-
 /// The split bundle's index at `<base>.parts.json`.
 fn index(base: &Path) -> Value {
     let path = base.with_file_name(format!(
@@ -67,7 +58,7 @@ async fn a_split_bundle_is_the_whole_bundle_in_parts_and_every_command_reads_it_
 
     // Split into 1 MiB parts, from the registry.
     let split = world.path("split.bundle");
-    let summary = bundle(&world, &split, &["--part-size", "1Mi"]);
+    let summary = world.bundle_into(&split, &["--part-size", "1Mi"]);
     assert!(
         summary["downloaded_bytes"].as_u64() > Some(5 * MIB as u64),
         "{summary}"
@@ -101,7 +92,7 @@ async fn a_split_bundle_is_the_whole_bundle_in_parts_and_every_command_reads_it_
     // The whole bundle of the same inputs is the parts joined, byte for byte; it is made from
     // the split bundle kept in the cache (read across its parts), with no download.
     let whole = world.path("whole.bundle");
-    let summary = bundle(&world, &whole, &[]);
+    let summary = world.bundle_into(&whole, &[]);
     assert_eq!(summary["downloaded_bytes"], 0, "{summary}");
     assert!(summary.get("parts").is_none(), "{summary}");
     assert!(
@@ -112,7 +103,7 @@ async fn a_split_bundle_is_the_whole_bundle_in_parts_and_every_command_reads_it_
     // The same split under another name is linked from the cache, part by part, with its own
     // index.
     let copy = world.path("copy.bundle");
-    let summary = bundle(&world, &copy, &["--part-size", "1Mi"]);
+    let summary = world.bundle_into(&copy, &["--part-size", "1Mi"]);
     assert_eq!(summary["downloaded_bytes"], 0, "{summary}");
     assert_eq!(index(&copy)["parts"][1]["file"], "copy.bundle.part001");
     assert!(joined(&copy) == joined(&split));
@@ -216,7 +207,7 @@ async fn a_split_bundle_is_the_whole_bundle_in_parts_and_every_command_reads_it_
         serde_json::to_vec(&listed).expect("json"),
     )
     .expect("put the index back");
-    let summary = bundle(&world, &split, &["--force", "--part-size", "2Mi"]);
+    let summary = world.bundle_into(&split, &["--force", "--part-size", "2Mi"]);
     assert_eq!(summary["downloaded_bytes"], 0, "{summary}");
     let fewer = part_paths(&split);
     assert!(fewer.len() < parts.len(), "{summary}");

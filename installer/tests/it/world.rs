@@ -286,13 +286,17 @@ impl World {
     /// `bundle` into `name` from the existing lock.
     pub fn bundle(&self, name: &str) -> (PathBuf, serde_json::Value) {
         let bundle = self.path(name);
-        let args = self.bundle_args(&bundle);
+        let summary = self.bundle_into(&bundle, &[]);
+        (bundle, summary)
+    }
+
+    /// `bundle` into `output` from the existing lock, with `extra` flags; returns the JSON
+    /// summary.
+    pub fn bundle_into(&self, output: &Path, extra: &[&str]) -> serde_json::Value {
+        let mut args = self.bundle_args(output);
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let summary = success(self.run(&args));
-        (
-            bundle,
-            serde_json::from_str(&summary).expect("bundle summary JSON"),
-        )
+        serde_json::from_str(&success(self.run(&args))).expect("bundle summary JSON")
     }
 
     /// The arguments of `bundle` from the current spec and lock into `output`, with JSON output
