@@ -13,7 +13,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Each cause once, outer to inner (see error_chain).
+            eprintln!("error: {}", coder_report::error_chain(error.as_ref()));
             std::process::ExitCode::from(coder_install::commands::exit_code(&error))
         }
     }

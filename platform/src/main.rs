@@ -22,8 +22,10 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "exiting");
-            eprintln!("error: {error:#}");
+            // Each cause once, outer to inner.
+            let message = coder_report::error_chain(error.as_ref());
+            tracing::error!(error = message, "exiting");
+            eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
         }
     }

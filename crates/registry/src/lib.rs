@@ -595,7 +595,7 @@ impl RegistryClient {
                     if attempt < call.attempts
                         && (error.is_connect() || error.is_timeout() || error.is_request()) =>
                 {
-                    error.to_string()
+                    coder_report::error_chain(&error)
                 }
                 Err(source) => {
                     return Err(RegistryError::Transport {

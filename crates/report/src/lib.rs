@@ -126,13 +126,18 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// An error and every source under it, `: `-separated, the way the binary prints errors
-/// (`error: outer: inner: innermost`).
+/// (`error: outer: inner: innermost`). A source whose text the message already holds is left
+/// out: many errors (ours and other crates') say their source in their own message as well as
+/// returning it, which would print it twice.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = inner.source();
     }
     text
@@ -142,22 +147,48 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::{error_chain, human_bytes};
 
+    /// An error whose message is `what`, followed by its source's when `says_source`.
+    #[derive(Debug)]
+    struct Layer {
+        what: &'static str,
+        says_source: bool,
+        source: Box<dyn std::error::Error + 'static>,
+    }
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.says_source {
+                true => write!(f, "{}: {}", self.what, self.source),
+                false => f.write_str(self.what),
+            }
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.source.as_ref())
+        }
+    }
+
+    fn layer(what: &'static str, says_source: bool, source: impl std::error::Error + 'static) -> Layer {
+        Layer {
+            what,
+            says_source,
+            source: Box::new(source),
+        }
+    }
+
     #[test]
     fn an_error_chain_reads_outer_to_inner() {
-        #[derive(Debug)]
-        struct Outer(std::io::Error);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("reading the bundle")
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let error = Outer(std::io::Error::other("disk on fire"));
+        let error = layer("reading the bundle", false, std::io::Error::other("disk on fire"));
         assert_eq!(error_chain(&error), "reading the bundle: disk on fire");
+    }
+
+    #[test]
+    fn a_source_the_message_already_says_is_not_repeated() {
+        let saying = layer("reading the bundle", true, std::io::Error::other("disk on fire"));
+        let error = layer("pushing", true, saying);
+        assert_eq!(error_chain(&error), "pushing: reading the bundle: disk on fire");
     }
 
     #[test]

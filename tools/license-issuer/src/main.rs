@@ -89,7 +89,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", coder_report::error_chain(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
