@@ -16,11 +16,13 @@
 //!    to push first.
 //! 4. **Blobs** (`blobs`), `concurrency` digests at a time, largest first: per digest, the first
 //!    repository that lacks it gets it uploaded (one monolithic `PUT` streamed from the bundle in
-//!    1 MiB pieces, read and hashed one piece ahead of the connection in at most three recycled
-//!    buffers: bytes that do not match their digest are never committed); every other repository
-//!    gets it by cross-repository mount (an upload if the registry declines).
+//!    1 MiB pieces, read one piece ahead of the connection in at most three recycled buffers;
+//!    the registry commits only bytes that hash to the digest, and a refused upload is hashed
+//!    here to tell a damaged bundle apart); every other repository gets it by cross-repository
+//!    mount (an upload if the registry declines).
 //! 5. **Manifests** (`manifests`) byte for byte (the registry's `Docker-Content-Digest` must match), children
-//!    before their index, then the original tag.
+//!    before their index, the top-level one under its original tag (one `PUT` stores it and sets
+//!    the tag).
 //!
 //! Resuming: nothing is staged locally; a re-run after an interruption finds what arrived with
 //! `HEAD` requests and sends only the rest (a blob cut off mid-upload is sent again whole).
@@ -74,7 +76,8 @@ pub struct MirrorOptions {
     pub registry: RegistryOptions,
     /// The `sha256:` of the bundle manifest that was verified, if the caller verified it: the
     /// push refuses a bundle whose manifest no longer hashes to it (every blob and manifest it
-    /// sends is then checked against the digests that manifest lists).
+    /// sends then goes by the digests that manifest lists, and the registry commits only bytes
+    /// that hash to them).
     pub pinned_manifest: Option<String>,
 }
 

@@ -1,5 +1,6 @@
 //! The manifest half of a mirror run: which artifacts are complete already, and putting
-//! manifests byte for byte (children before their index), then the original tag.
+//! manifests byte for byte (children before their index), the top-level one under its original
+//! tag.
 
 use std::sync::atomic::Ordering;
 
@@ -78,6 +79,9 @@ pub(crate) async fn push_manifests<'a>(
     let mut note = None;
     let top_present = if complete && !artifact.partial_index {
         true
+    } else if artifact.children.is_empty() && !artifact.partial_index {
+        // The first check asked for this one manifest, and found it missing.
+        false
     } else {
         client
             .manifest_digest(repository, &top.digest)
@@ -85,13 +89,22 @@ pub(crate) async fn push_manifests<'a>(
             .map_err(|source| registry_error(top_what(), source))?
             .is_some()
     };
+    // A missing top-level manifest is put under its tag when it has one: the one request stores
+    // it (by its digest too) and points the tag at it.
+    let mut tagged = false;
     let top_in_registry = if top_present {
         counters.manifests_present.fetch_add(1, Ordering::Relaxed);
         true
     } else {
-        match put(top, top.digest.clone()).await {
+        let reference = artifact.tag.clone().unwrap_or_else(|| top.digest.clone());
+        match put(top, reference).await {
             Ok(()) => {
                 counters.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+                if let Some(name) = &artifact.tag {
+                    counters.tags_set.fetch_add(1, Ordering::Relaxed);
+                    progress.line(&format!("tagged {repository}:{name} -> {}", top.digest));
+                    tagged = true;
+                }
                 true
             }
             Err(RegistryError::Rejected { detail, .. })
@@ -116,7 +129,9 @@ pub(crate) async fn push_manifests<'a>(
         None
     };
     let mut tag = None;
-    if let (Some(name), Some(target)) = (&artifact.tag, target) {
+    if tagged {
+        tag = artifact.tag.clone();
+    } else if let (Some(name), Some(target)) = (&artifact.tag, target) {
         let current = client
             .manifest_digest(repository, name)
             .await

@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode};
-use sha2::{Digest, Sha256};
 
 use super::{
     ACCEPTED_MANIFEST_MEDIA_TYPES, BodyFactory, Call, RegistryClient, RegistryError, Repository, header_value,
@@ -21,7 +20,7 @@ pub const PUSH_ACTION: &str = "push,pull";
 /// How much of a blob is read from the file at a time (a piece).
 const UPLOAD_CHUNK: usize = 1 << 20;
 
-/// Pieces read and hashed ahead of the one being sent: with the one being read and the one the
+/// Pieces read ahead of the one being sent: with the one being read and the one the
 /// connection holds, an upload holds `READ_AHEAD + 2` pieces (3 MiB), whatever the blob's size.
 const READ_AHEAD: usize = 1;
 
@@ -180,9 +179,14 @@ impl RegistryClient {
         }
     }
 
-    /// Finishes `upload` with one `PUT ?digest=` whose body streams `source` through a fixed
-    /// buffer, hashing it on the way: bytes that do not hash to `digest` are never committed
-    /// (the body fails before its last chunk). `on_progress` gets the bytes sent so far.
+    /// Finishes `upload` with one `PUT ?digest=` whose body streams `source` through a few
+    /// fixed buffers. `on_progress` gets the bytes sent so far.
+    ///
+    /// The bytes are not hashed here: the registry hashes what it receives and commits it only if
+    /// it is `digest` (the distribution spec requires the check, and a pull checks again), so a
+    /// second hash on this side would only spend the CPU the registry needs. When the registry
+    /// refuses the upload, the range is hashed here, to tell a damaged bundle (say so, and to
+    /// run `verify`) from a registry's own refusal.
     pub async fn finish_upload(
         &self,
         repository: &Repository,
@@ -195,12 +199,11 @@ impl RegistryClient {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         headers.insert(CONTENT_LENGTH, header_value(&source.size.to_string())?);
-        let corruption: Arc<OnceLock<String>> = Arc::default();
+        let read_failure: Arc<OnceLock<String>> = Arc::default();
         let body = {
-            let corruption = corruption.clone();
+            let read_failure = read_failure.clone();
             let source = source.clone();
-            let digest = digest.to_owned();
-            move || file_range_body(&source, &digest, on_progress.clone(), corruption.clone())
+            move || file_range_body(&source, on_progress.clone(), read_failure.clone())
         };
         let result = self
             .send_authorized(Call {
@@ -215,15 +218,13 @@ impl RegistryClient {
                 also_pull_from: None,
             })
             .await;
-        if let Some(problem) = corruption.get() {
-            return Err(RegistryError::Io {
-                context: format!("reading blob {digest} from the bundle"),
-                source: std::io::Error::other(problem.clone()),
-            });
+        if let Some(problem) = read_failure.get() {
+            return Err(bundle_damaged(digest, problem.clone()));
         }
         let response = result?;
         if response.status() != StatusCode::CREATED {
-            return Err(push_failure(response, repository, &format!("blob {digest}"), source.size).await);
+            let failure = push_failure(response, repository, &format!("blob {digest}"), source.size).await;
+            return Err(blame_a_damaged_bundle(source, digest, failure).await);
         }
         check_digest_answer(&response, digest, &format!("{repository}@{digest} (blob)"))
     }
@@ -257,7 +258,12 @@ impl RegistryClient {
                     if attempt < self.options.attempts =>
                 {
                     let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
-                    self.report_retry(&format!("upload of {digest}"), attempt, &error.to_string(), delay);
+                    self.report_retry(
+                        &format!("upload of {digest}"),
+                        attempt,
+                        &coder_report::error_chain(&error),
+                        delay,
+                    );
                     on_progress(0);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -395,30 +401,26 @@ impl RegistryClient {
 /// A request body that streams `source` in [`UPLOAD_CHUNK`] pieces (see [`file_range_stream`]).
 fn file_range_body(
     source: &FileRange,
-    digest: &str,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
-    corruption: Arc<OnceLock<String>>,
+    read_failure: Arc<OnceLock<String>>,
 ) -> reqwest::Body {
-    reqwest::Body::wrap_stream(file_range_stream(source, digest, on_progress, corruption))
+    reqwest::Body::wrap_stream(file_range_stream(source, on_progress, read_failure))
 }
 
-/// The bytes of `source` in [`UPLOAD_CHUNK`] pieces, hashed as they go. If they do not hash to
-/// `digest`, the last piece is replaced by an error (so the registry never commits them) and
-/// `corruption` says why.
+/// The bytes of `source` in [`UPLOAD_CHUNK`] pieces. If the file cannot be read, the stream
+/// ends with an error (so the registry never commits a part) and `read_failure` says why.
 ///
-/// A blocking task reads and hashes the pieces in order (positioned reads of the bundle, the
-/// hash on the bytes just read, off the async threads) one piece ahead of the sending: while the
-/// connection sends a piece, the next is read and hashed. At most [`READ_AHEAD`] + 2 pieces are
-/// held per upload.
+/// A blocking task reads the pieces in order (positioned reads of the bundle, off the async
+/// threads) one piece ahead of the sending: while the connection sends a piece, the next is
+/// read. At most [`READ_AHEAD`] + 2 pieces are held per upload.
 fn file_range_stream(
     source: &FileRange,
-    digest: &str,
     on_progress: Arc<dyn Fn(u64) + Send + Sync>,
-    corruption: Arc<OnceLock<String>>,
+    read_failure: Arc<OnceLock<String>>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     let (pieces, received) = tokio::sync::mpsc::channel(READ_AHEAD);
-    let (source, digest) = (source.clone(), digest.to_owned());
-    tokio::task::spawn_blocking(move || read_and_hash(&source, &digest, &pieces, &corruption));
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || read_pieces(&source, &pieces, &read_failure));
     on_progress(0);
     futures_util::stream::unfold((received, 0u64), move |(mut received, sent)| {
         let on_progress = on_progress.clone();
@@ -433,55 +435,74 @@ fn file_range_stream(
     })
 }
 
-/// The producer of [`file_range_stream`]: reads `source` piece by piece, hashes each, and hands
-/// it on; the last piece only if the whole hashes to `digest`. Stops early when the body is
-/// dropped (the request failed).
-fn read_and_hash(
+/// The producer of [`file_range_stream`]: reads `source` piece by piece and hands each on.
+/// Stops early when the body is dropped (the request failed).
+fn read_pieces(
     source: &FileRange,
-    digest: &str,
     pieces: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-    corruption: &OnceLock<String>,
+    read_failure: &OnceLock<String>,
 ) {
-    let mut hasher = Sha256::new();
     let mut done = 0u64;
     // Buffers come back here once the connection has sent their piece, and are read into again:
     // no allocation or zeroing per piece.
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    loop {
+    while done < source.size {
         let want = UPLOAD_CHUNK.min((source.size - done) as usize);
         let at = source.offset + done;
         let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0u8; UPLOAD_CHUNK]);
         buffer.resize(want, 0);
-        let read = source.file.read_range(&mut buffer, at);
+        if let Err(error) = source.file.read_range(&mut buffer, at) {
+            let _ = read_failure.set(format!("the bundle could not be read at byte {at}: {error}"));
+            let _ = pieces.blocking_send(Err(error));
+            return;
+        }
+        done += want as u64;
         let piece = bytes::Bytes::from_owner(RecycledPiece {
             buffer,
             recycle: recycle.clone(),
         });
-        if let Err(error) = read {
-            let _ = corruption.set(format!("the bundle could not be read at byte {at}: {error}"));
-            let _ = pieces.blocking_send(Err(error));
-            return;
-        }
-        hasher.update(&piece);
-        done += want as u64;
-        if done == source.size {
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if actual != digest {
-                let problem = format!(
-                    "its bytes hash to {actual}, not {digest}: the bundle is damaged; run `coder-install verify` and use an intact copy"
-                );
-                let _ = corruption.set(problem.clone());
-                let _ = pieces.blocking_send(Err(std::io::Error::other(problem)));
-                return;
-            }
-            if !piece.is_empty() {
-                let _ = pieces.blocking_send(Ok(piece));
-            }
-            return;
-        }
         if pieces.blocking_send(Ok(piece)).is_err() {
             return;
         }
+    }
+}
+
+/// The registry refused an upload of `source` as `digest`: if the bytes in the bundle do not
+/// hash to `digest`, the bundle is damaged, and that is the error; otherwise the registry's
+/// `failure` is.
+async fn blame_a_damaged_bundle(source: &FileRange, digest: &str, failure: RegistryError) -> RegistryError {
+    if !matches!(
+        failure,
+        RegistryError::Rejected { .. } | RegistryError::Status { .. }
+    ) {
+        return failure;
+    }
+    let range = source.clone();
+    let hashed = tokio::task::spawn_blocking(move || {
+        crate::blob_io::hash_range(range.file.as_ref(), range.offset, range.size, &mut |_| {})
+    })
+    .await;
+    match hashed {
+        Ok(Ok(hasher)) => {
+            let actual = crate::blob_io::digest_of(hasher);
+            if actual == digest {
+                failure
+            } else {
+                bundle_damaged(digest, format!("its bytes hash to {actual}, not {digest}"))
+            }
+        }
+        Ok(Err(error)) => bundle_damaged(digest, format!("the bundle could not be read: {error}")),
+        Err(_) => failure,
+    }
+}
+
+/// Blob `digest` could not be pushed because of the bundle (`problem`).
+fn bundle_damaged(digest: &str, problem: String) -> RegistryError {
+    RegistryError::Io {
+        context: format!("reading blob {digest} from the bundle"),
+        source: std::io::Error::other(format!(
+            "{problem}: the bundle is damaged; run `coder-install verify` and use an intact copy"
+        )),
     }
 }
 
@@ -710,32 +731,30 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_file_range_body_streams_the_range_and_refuses_bytes_that_do_not_hash() {
-        use futures_util::StreamExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("bundle");
-        let content: Vec<u8> = (0..(3 * UPLOAD_CHUNK + 17)).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, [b"head".as_slice(), &content, b"tail"].concat()).expect("write");
-        let file = Arc::new(std::fs::File::open(&path).expect("open"));
-        let range = FileRange {
-            file,
+    /// A file holding `content` between a head and a tail, and the range of `content` in it.
+    fn range_of(dir: &std::path::Path, content: &[u8]) -> FileRange {
+        let path = dir.join("bundle");
+        std::fs::write(&path, [b"head".as_slice(), content, b"tail"].concat()).expect("write");
+        FileRange {
+            file: Arc::new(std::fs::File::open(&path).expect("open")),
             offset: 4,
             size: content.len() as u64,
-        };
-        let digest = super::super::sha256_digest(&content);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_range_body_streams_the_range_in_pieces() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let content: Vec<u8> = (0..(3 * UPLOAD_CHUNK + 17)).map(|i| (i % 251) as u8).collect();
+        let range = range_of(dir.path(), &content);
         let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let progress = {
             let seen = seen.clone();
             Arc::new(move |done: u64| seen.store(done, std::sync::atomic::Ordering::Relaxed))
         };
-        let corruption: Arc<OnceLock<String>> = Arc::default();
-        let mut stream = std::pin::pin!(file_range_stream(
-            &range,
-            &digest,
-            progress.clone(),
-            corruption.clone()
-        ));
+        let read_failure: Arc<OnceLock<String>> = Arc::default();
+        let mut stream = std::pin::pin!(file_range_stream(&range, progress, read_failure.clone()));
         let mut streamed = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.expect("chunk");
@@ -747,16 +766,65 @@ mod tests {
             seen.load(std::sync::atomic::Ordering::Relaxed),
             content.len() as u64
         );
-        assert!(corruption.get().is_none());
+        assert!(read_failure.get().is_none());
 
-        let wrong = format!("sha256:{}", "0".repeat(64));
-        let mut stream = std::pin::pin!(file_range_stream(&range, &wrong, progress, corruption.clone()));
+        // A range past the end of the file cannot be read: the stream ends with an error.
+        let beyond = FileRange {
+            size: range.size + 10,
+            ..range
+        };
+        let mut stream = std::pin::pin!(file_range_stream(&beyond, Arc::new(|_| {}), read_failure.clone()));
         let mut failed = false;
         while let Some(chunk) = stream.next().await {
             failed |= chunk.is_err();
         }
-        assert!(failed, "a body that does not hash to its digest must fail");
-        assert!(corruption.get().is_some_and(|problem| problem.contains("verify")));
+        assert!(failed, "an unreadable range must fail the body");
+        assert!(
+            read_failure
+                .get()
+                .is_some_and(|problem| problem.contains("could not be read"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_upload_is_blamed_on_the_bundle_only_when_its_bytes_do_not_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let content = b"the blob's bytes".to_vec();
+        let range = range_of(dir.path(), &content);
+        let digest = super::super::sha256_digest(&content);
+        let refusal = || {
+            classify(
+                400,
+                r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
+                "blob",
+            )
+        };
+
+        let intact = blame_a_damaged_bundle(&range, &digest, refusal())
+            .await
+            .to_string();
+        assert!(
+            intact.contains("DIGEST_INVALID") && !intact.contains("damaged"),
+            "{intact}"
+        );
+
+        let other = format!("sha256:{}", "0".repeat(64));
+        let damaged = blame_a_damaged_bundle(&range, &other, refusal())
+            .await
+            .to_string();
+        assert!(
+            damaged.contains(&format!("hash to {digest}, not {other}"))
+                && damaged.contains("the bundle is damaged")
+                && damaged.contains("coder-install verify"),
+            "{damaged}"
+        );
+
+        // Refusals that are not about the bytes are not checked against the bundle.
+        let not_allowed = classify(405, "", "blob");
+        let kept = blame_a_damaged_bundle(&range, &other, not_allowed)
+            .await
+            .to_string();
+        assert!(!kept.contains("damaged"), "{kept}");
     }
 
     /// A registry that demands Bearer tokens, on a raw socket: records each token request's

@@ -284,6 +284,40 @@ async fn an_interrupted_push_resumes_and_sends_only_what_is_missing() {
 }
 
 #[tokio::test]
+async fn a_damaged_blob_is_refused_by_the_registry_and_blamed_on_the_bundle() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (bundle, _) = world.lock_and_bundle("damaged.bundle");
+    // One byte in the middle of the app's own layer flipped after the bundle was written.
+    let layer = &world.app.images[0].layers[1];
+    let mut bytes = std::fs::read(&bundle).expect("read the bundle");
+    let start = bytes
+        .windows(64)
+        .position(|window| window == &layer.data[..64])
+        .expect("the app layer in the bundle");
+    bytes[start + layer.data.len() / 2] ^= 0xff;
+    std::fs::write(&bundle, &bytes).expect("damage the bundle");
+    let target = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("target registry");
+
+    let text = failure(push(&bundle, &target, None, &[]));
+    assert!(
+        text.contains(&layer.digest)
+            && text.contains("the bundle is damaged")
+            && text.contains("coder-install verify"),
+        "{text}"
+    );
+    // The registry hashed what it received and committed nothing under the layer's digest.
+    let hex = layer.digest.trim_start_matches("sha256:");
+    let stored = target
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    assert!(!stored.exists(), "{} was committed", stored.display());
+}
+
+#[tokio::test]
 async fn a_read_only_registry_is_refused_clearly_and_the_probe_tells_writable_registries_apart() {
     let world = World::new(RegistryFlavour::Plain).await;
     let (bundle, _) = world.lock_and_bundle("ro.bundle");
