@@ -13,6 +13,7 @@ use bundle_spec::{BundleSpec, ChartSource, ImageLock};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::BundleError;
 use crate::bundle_file::BundleFile;
 use crate::cache::{BlobCache, Kept, Packs};
 use crate::layout::{BlobPlace, Content, TarLayout};
@@ -56,6 +57,16 @@ pub struct BundleOptions {
     pub delta: Option<DeltaSource>,
 }
 
+impl BundleOptions {
+    /// Where the bundle goes: `output`, whole or in parts of `part_size`.
+    pub fn bundle_output(&self) -> BundleOutput {
+        BundleOutput {
+            path: self.output.clone(),
+            part_size: self.part_size,
+        }
+    }
+}
+
 /// What the target of a delta bundle already has.
 pub struct DeltaSource {
     /// A description for the bundle manifest (e.g. `coder 1.0.0 (old.bundle)`).
@@ -82,15 +93,18 @@ impl DeltaSource {
     /// A have-list: one `sha256:` digest a line, `#` comments allowed.
     pub fn from_have_list(path: &Path) -> crate::Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|error| fail!("reading have-list {}: {error}", path.display()))?;
+            .map_err(|error| BundleError::file("reading have-list", path, error))?;
         let mut have = std::collections::BTreeSet::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {
                 continue;
             }
-            bundle_spec::validate_digest(line)
-                .map_err(|reason| fail!("{}:{}: {reason}", path.display(), number + 1))?;
+            bundle_spec::validate_digest(line).map_err(|reason| BundleError::HaveList {
+                path: path.to_owned(),
+                line: number + 1,
+                reason: reason.to_string(),
+            })?;
             have.insert(line.to_owned());
         }
         Ok(Self {
@@ -139,25 +153,16 @@ pub async fn create(
     reporter: &dyn Reporter,
 ) -> crate::Result<BundleSummary> {
     let started = Instant::now();
-    let output = BundleOutput {
-        path: options.output.clone(),
-        part_size: options.part_size,
-    };
+    let output = options.bundle_output();
     if let Some(part_size) = options.part_size
         && part_size < crate::write::MIN_PART_SIZE
     {
-        bail!(
-            "--part-size {part_size} is too small: parts must have at least {} bytes (64Ki); did you leave out the unit (4700M)?",
-            crate::write::MIN_PART_SIZE
-        );
+        return Err(BundleError::PartSizeTooSmall { part_size });
     }
     if let Some(existing) = output.existing()
         && !options.force
     {
-        bail!(
-            "{} already exists; pass --force to overwrite it",
-            existing.display()
-        );
+        return Err(BundleError::OutputExists { path: existing });
     }
     inputs.lock.check_matches(&inputs.spec)?;
     let signing_key = options
@@ -319,7 +324,7 @@ async fn reuse_identical(
     )));
     packs
         .link_out(&pack, &partials)
-        .map_err(|error| fail!("writing {}: {error}", output.path.display()))?;
+        .map_err(|error| BundleError::file("writing", &output.path, error))?;
     // A split pack's record keeps its parts' digests: they need no hashing again. (Its index
     // names the parts of the output it was made for; this output's may be named otherwise.)
     let index = pack.parts_index().and_then(|index| {
@@ -393,7 +398,7 @@ async fn assemble(
     };
     let journal = journal.map_err(|error| {
         crate::write::remove_partial(output, layout.total_size());
-        fail!("writing {}: {error}", journal_path.display())
+        BundleError::file("writing", &journal_path, error)
     })?;
     let file: Arc<BundleFile> = Arc::new(opened.file);
 
@@ -433,6 +438,11 @@ async fn assemble(
             .await;
     progress.finish();
     let flushed = writeback.finish().await;
+    // A run that fails leaves neither its partial files nor its journal.
+    let discard = || {
+        crate::write::remove_partial(output, layout.total_size());
+        let _ = std::fs::remove_file(&journal_path);
+    };
 
     let failures: Vec<String> = results
         .iter()
@@ -458,20 +468,18 @@ async fn assemble(
             }
         })
         .await;
-        crate::write::remove_partial(output, layout.total_size());
-        let _ = std::fs::remove_file(&journal_path);
-        match failures.len() {
-            1 => bail!("{first}"),
-            more => bail!("{more} blobs failed; the first: {first}"),
-        }
+        discard();
+        return Err(BundleError::BlobsFailed {
+            failed: failures.len(),
+            first: first.clone(),
+        });
     }
     if let Err(error) = flushed {
-        crate::write::remove_partial(output, layout.total_size());
-        let _ = std::fs::remove_file(&journal_path);
-        bail!(
-            "writing {} to disk: {error}; check the disk and re-run",
-            partial.display()
-        );
+        discard();
+        return Err(BundleError::NotFlushed {
+            path: partial.to_path_buf(),
+            error,
+        });
     }
     let index_file = Arc::clone(&file);
     let index_output = output.clone();

@@ -92,14 +92,15 @@ impl Filler<'_> {
             });
         }
         let Some(repository) = source else {
-            bail!(
-                "blob {} is neither in the cache nor in a registry; delete the cache folder {} and re-run",
-                blob.digest,
-                self.cache
+            return Err(crate::BundleError::BlobUnavailable {
+                digest: blob.digest.to_owned(),
+                cache_dir: self
+                    .cache
                     .path(blob.digest)
                     .parent()
-                    .map_or_else(String::new, |p| p.display().to_string())
-            );
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+            });
         };
         let filled = self.download(blob, repository, item.as_ref()).await?;
         self.record_done(blob.digest)?;
@@ -116,7 +117,7 @@ impl Filler<'_> {
     fn record_done(&self, digest: &str) -> crate::Result<()> {
         self.journal
             .record_done(digest)
-            .map_err(|error| fail!("writing {}: {error}", self.journal.path().display()))
+            .map_err(|error| crate::BundleError::file("writing", self.journal.path(), error))
     }
 
     /// Whether the blob's place in the partial file already holds it (written by an earlier run).

@@ -48,15 +48,17 @@ impl ImageKey {
     /// A key from its SPKI PEM text (`-----BEGIN PUBLIC KEY-----`, as `cosign generate-key-pair`
     /// writes `cosign.pub`); `source` names it in messages.
     pub fn from_pem(text: &str, source: &str) -> crate::Result<Self> {
-        let key = VerifyingKey::from_public_key_pem(text).map_err(|error| {
-            fail!(
-                "{source} is not an ECDSA P-256 public key in PEM ({error}); use the cosign.pub that \
-                 `cosign generate-key-pair` wrote, or `cosign public-key --key cosign.key`"
-            )
-        })?;
+        let key =
+            VerifyingKey::from_public_key_pem(text).map_err(|error| crate::BundleError::ImageKeyNotP256 {
+                key: source.to_owned(),
+                reason: error.to_string(),
+            })?;
         let der = key
             .to_public_key_der()
-            .map_err(|error| fail!("{source}: the key does not encode ({error})"))?;
+            .map_err(|error| crate::BundleError::ImageKeyEncoding {
+                key: source.to_owned(),
+                reason: error.to_string(),
+            })?;
         use sha2::Digest;
         let fingerprint = format!(
             "p256:{}",
@@ -73,7 +75,7 @@ impl ImageKey {
 /// Reads an image key (SPKI PEM) from a file.
 pub fn read_image_key(path: &Path) -> crate::Result<ImageKey> {
     let text = std::fs::read_to_string(path)
-        .map_err(|error| fail!("reading image key {}: {error}", path.display()))?;
+        .map_err(|error| crate::BundleError::file("reading image key", path, error))?;
     ImageKey::from_pem(&text, &path.display().to_string())
 }
 

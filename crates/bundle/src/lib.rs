@@ -13,20 +13,6 @@
 //! [`lock`], carried by [`plan`] like images, and their signatures checked offline by
 //! [`image_signatures`] (`verify --image-key`).
 
-/// An error of this crate with a message for the operator, from `format!` arguments.
-macro_rules! fail {
-    ($($arg:tt)*) => {
-        $crate::BundleError::Message(format!($($arg)*))
-    };
-}
-
-/// Returns early with a [`fail!`] error.
-macro_rules! bail {
-    ($($arg:tt)*) => {
-        return Err(fail!($($arg)*))
-    };
-}
-
 pub mod bundle_file;
 pub mod cache;
 pub mod charts;

@@ -11,6 +11,8 @@ use bundle_spec::{
 use coder_registry::oci::IndexDocument;
 use coder_registry::{RegistryClient, RegistryError, Repository};
 
+use crate::BundleError;
+
 /// Resolves every image (and OCI chart) of `spec` against its registry.
 pub async fn resolve(
     spec: &BundleSpec,
@@ -22,7 +24,10 @@ pub async fn resolve(
         let reference = ImageReference::parse(&image.reference)?;
         let locked = resolve_one(&image.name, &reference, spec, client)
             .await
-            .map_err(|error| fail!("image {} ({}): {error}", image.name, image.reference))?;
+            .map_err(|error| BundleError::Artifact {
+                what: format!("image {} ({})", image.name, image.reference),
+                source: Box::new(error),
+            })?;
         on_resolved(&locked);
         images.push(locked);
     }
@@ -83,20 +88,16 @@ async fn resolve_one(
             });
         }
         if let Some(wanted) = missing {
-            bail!(
-                "the index has no {wanted} image (it has: {})",
-                platforms
-                    .iter()
-                    .map(|p| p.platform.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            return Err(BundleError::PlatformMissing {
+                wanted: wanted.to_string(),
+                available: platforms.iter().map(|p| p.platform.clone()).collect(),
+            });
         }
     }
     let referrers = if spec.signatures {
         find_referrers(client, &repository, &subjects)
             .await
-            .map_err(|error| fail!("signatures, attestations and SBOMs: {error}"))?
+            .map_err(|error| BundleError::Referrers(Box::new(error)))?
     } else {
         Vec::new()
     };
@@ -196,10 +197,12 @@ fn check_image_manifest(
     found_as: &str,
 ) -> crate::Result<()> {
     if is_index(media_type) {
-        bail!(
-            "{repository}@{digest} (found as {found_as}) is an index ({media_type}); coder-install carries signatures, \
-             attestations and SBOMs that are image manifests only. Set `signatures: false` in the spec to leave them out"
-        );
+        return Err(BundleError::ReferrerIsIndex {
+            repository: repository.to_string(),
+            digest: digest.to_owned(),
+            found_as: found_as.to_owned(),
+            media_type: media_type.to_owned(),
+        });
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use coder_registry::oci::{ImageManifest, IndexDocument};
 
+use crate::BundleError;
 use crate::cache::BlobCache;
 use coder_registry::{RegistryClient, RegistryError, Repository};
 
@@ -100,21 +101,24 @@ pub async fn plan_images(
     plan: &mut BundlePlan,
 ) -> crate::Result<()> {
     for image in &spec.images {
-        let locked = lock.image(&image.name).ok_or_else(|| {
-            fail!(
-                "image {} is not in the lock; run `coder-install lock`",
-                image.name
-            )
+        let locked = lock.image(&image.name).ok_or_else(|| BundleError::NotInLock {
+            image: image.name.clone(),
         })?;
         let artifact = plan_artifact(locked, &spec.platforms, client, cache, plan)
             .await
-            .map_err(|error| fail!("image {} ({}): {error}", image.name, image.reference))?;
+            .map_err(|error| BundleError::Artifact {
+                what: format!("image {} ({})", image.name, image.reference),
+                source: Box::new(error.into()),
+            })?;
         plan.images.push(artifact);
     }
     for locked in &lock.charts {
         let artifact = plan_artifact(locked, &[], client, cache, plan)
             .await
-            .map_err(|error| fail!("chart {} ({}): {error}", locked.name, locked.reference))?;
+            .map_err(|error| BundleError::Artifact {
+                what: format!("chart {} ({})", locked.name, locked.reference),
+                source: Box::new(error.into()),
+            })?;
         plan.charts.push(artifact);
     }
     Ok(())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use coder_registry::blob_io::RandomRead;
 
+use crate::BundleError;
 use crate::bundle_file::BundleFile;
 
 use bundle_spec::format::{BundleManifest, MANIFEST_PATH};
@@ -50,7 +51,10 @@ impl BundleReader {
     fn index_entries(file: &BundleFile, path: &Path) -> crate::Result<BTreeMap<String, EntryLocation>> {
         let mut archive = tar::Archive::new(file.reader());
         let mut entries = BTreeMap::new();
-        let not_a_bundle = |reason: String| fail!("{} is not a valid bundle: {reason}", path.display());
+        let not_a_bundle = |reason: String| BundleError::NotABundle {
+            path: path.to_owned(),
+            reason,
+        };
         for entry in archive
             .entries_with_seek()
             .map_err(|error| not_a_bundle(error.to_string()))?
@@ -107,15 +111,24 @@ impl BundleReader {
             return Ok(None);
         };
         if location.size > MAX_DOCUMENT_BYTES {
-            bail!(
-                "{}: {path} is {} bytes, larger than any bundle document can be",
-                self.path.display(),
-                location.size
-            );
+            return Err(BundleError::DocumentTooLarge {
+                path: self.path.clone(),
+                document: path.to_owned(),
+                size: location.size,
+            });
         }
         let mut bytes = vec![0u8; location.size as usize];
         self.file.read_range(&mut bytes, location.offset)?;
         Ok(Some(bytes))
+    }
+
+    /// The bundle manifest's bytes as stored (what its `sha256:` is taken of); a file without
+    /// one is not a bundle.
+    pub fn manifest_bytes(&self) -> crate::Result<Vec<u8>> {
+        self.read_document(MANIFEST_PATH)?
+            .ok_or_else(|| BundleError::NoManifest {
+                path: self.path.clone(),
+            })
     }
 
     /// The bundle manifest.
@@ -128,20 +141,15 @@ impl BundleReader {
     /// other entry is read by the digests this manifest lists, so a bundle file changed or
     /// replaced after it was verified is refused here, before anything of it is used.
     pub fn manifest_pinned(&self, pinned: Option<&str>) -> crate::Result<BundleManifest> {
-        let bytes = self.read_document(MANIFEST_PATH)?.ok_or_else(|| {
-            fail!(
-                "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
-                self.path.display()
-            )
-        })?;
+        let bytes = self.manifest_bytes()?;
         if let Some(pinned) = pinned {
             let actual = coder_registry::sha256_digest(&bytes);
             if actual != pinned {
-                bail!(
-                    "{}: the bundle changed since it was verified ({MANIFEST_PATH} was {pinned}, is now {actual}); \
-                     something wrote to or replaced the file. Use a copy nothing else writes to, and re-run",
-                    self.path.display()
-                );
+                return Err(BundleError::ChangedSinceVerified {
+                    path: self.path.clone(),
+                    pinned: pinned.to_owned(),
+                    actual,
+                });
             }
         }
         Ok(BundleManifest::from_json(&bytes)?)
@@ -152,14 +160,10 @@ impl BundleReader {
 /// (when there are such parts): what to copy again.
 pub(crate) fn with_damaged_parts(file: &BundleFile, error: crate::BundleError) -> crate::BundleError {
     match file.damaged_parts() {
-        Ok(damaged) if !damaged.is_empty() => fail!(
-            "{error}; {}",
-            damaged
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        Ok(damaged) if !damaged.is_empty() => BundleError::DamagedParts {
+            error: Box::new(error),
+            damaged: damaged.iter().map(ToString::to_string).collect(),
+        },
         _ => error,
     }
 }

@@ -112,23 +112,40 @@ pub fn verify_bundle(
     public_key: Option<&VerifyingKey>,
     on_progress: &(dyn Fn(u64) + Sync),
 ) -> crate::Result<VerifyReport> {
-    let reader = BundleReader::open(bundle_path)?;
-    verify_opened(&reader, bundle_path, public_key, on_progress)
+    verify_reader(&BundleReader::open(bundle_path)?, public_key, on_progress)
+}
+
+/// [`verify_bundle`] of a bundle already opened (e.g. to size a progress display first).
+pub fn verify_reader(
+    reader: &BundleReader,
+    public_key: Option<&VerifyingKey>,
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> crate::Result<VerifyReport> {
+    verify_opened(reader, public_key, on_progress)
         .map_err(|error| super::read::with_damaged_parts(reader.file(), error))
+}
+
+/// [`verify_reader`] shown as a job (a "verifying" job from the caller's reporter, sized by the
+/// bundle): its bytes hashed so far, then the job finished, whatever the outcome.
+pub fn verify_reported(
+    reader: &BundleReader,
+    public_key: Option<&VerifyingKey>,
+    job: &dyn coder_report::Job,
+) -> crate::Result<VerifyReport> {
+    let item = job.item("blobs", reader.file().len());
+    let report = verify_reader(reader, public_key, &|done| item.set(done));
+    drop(item);
+    job.finish();
+    report
 }
 
 fn verify_opened(
     reader: &BundleReader,
-    bundle_path: &Path,
     public_key: Option<&VerifyingKey>,
     on_progress: &(dyn Fn(u64) + Sync),
 ) -> crate::Result<VerifyReport> {
-    let manifest_bytes = reader.read_document(MANIFEST_PATH)?.ok_or_else(|| {
-        fail!(
-            "{} has no {MANIFEST_PATH}: it is not a coder-install bundle",
-            bundle_path.display()
-        )
-    })?;
+    let bundle_path = reader.path();
+    let manifest_bytes = reader.manifest_bytes()?;
     let manifest = bundle_spec::format::BundleManifest::from_json(&manifest_bytes)?;
     let manifest_digest = coder_registry::sha256_digest(&manifest_bytes);
     let mut problems = Vec::new();

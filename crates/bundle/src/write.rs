@@ -148,7 +148,7 @@ pub fn open_partial(
         .into_iter()
         .map(|(path, size)| (partial_path(&path), size))
         .collect();
-    let context = |path: &Path, error: std::io::Error| fail!("writing {}: {error}", path.display());
+    let context = |path: &Path, error: std::io::Error| crate::BundleError::file("writing", path, error);
     if try_continue && let Some(file) = open_existing(&files) {
         layout
             .write_skeleton(&file)
@@ -242,7 +242,7 @@ pub fn parts_index(output: &BundleOutput, file: &BundleFile) -> crate::Result<Op
     }
     let digests = file
         .file_digests()
-        .map_err(|error| fail!("hashing the parts of {}: {error}", output.path.display()))?;
+        .map_err(|error| crate::BundleError::file("hashing the parts of", &output.path, error))?;
     Ok(output.index(file.len(), digests))
 }
 
@@ -268,16 +268,16 @@ pub fn commit(output: &BundleOutput, total: u64, index: Option<&PartsIndex>) -> 
         .zip(&files)
         .map(|(partial, (path, _))| (partial.as_path(), path.as_path()))
         .collect();
-    coder_registry::blob_io::rename_all_durably(&moves).map_err(|error| match output.part_size {
-        None => fail!(
-            "moving {} to {}: {error}",
-            partials[0].display(),
-            output.path.display()
-        ),
-        Some(_) => fail!(
-            "moving the parts of {} (*.partial) into place: {error}",
-            output.path.display()
-        ),
+    coder_registry::blob_io::rename_all_durably(&moves).map_err(|source| match output.part_size {
+        None => crate::BundleError::NotMoved {
+            from: partials[0].clone(),
+            to: output.path.clone(),
+            source,
+        },
+        Some(_) => crate::BundleError::PartsNotMoved {
+            bundle: output.path.clone(),
+            source,
+        },
     })?;
     let mut written: Vec<PathBuf> = files.into_iter().map(|(path, _)| path).collect();
     if let (Some(index), Some(index_path)) = (index, output.index_path()) {
@@ -321,7 +321,7 @@ pub fn write_file(output: &Path, bytes: &[u8]) -> crate::Result<()> {
         .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
         .map_err(|error| {
             let _ = std::fs::remove_file(&partial);
-            fail!("writing {}: {error}", output.display())
+            crate::BundleError::file("writing", output, error)
         })
 }
 

@@ -79,12 +79,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
             "interrupted; {} and its journal are kept: run the same command again to continue",
-            coder_bundle::write::BundleOutput {
-                path: options.output.clone(),
-                part_size: options.part_size,
-            }
-            .partial_label()
-            .display()
+            options.bundle_output().partial_label().display()
         ),
     };
     match args.format {

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use crate::args::OutputFormat;
 use coder_bundle::image_signatures::{ImageSignatureVerdict, read_image_key, verify_image_signatures};
+use coder_bundle::read::BundleReader;
 use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, VerifyReport, verify_bundle};
+use coder_bundle::verify::{SignatureStatus, VerifyReport, verify_reported};
 use coder_report::human_bytes;
 
 /// `coder-install verify`.
@@ -48,18 +49,12 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .map(|path| read_image_key(path))
         .collect::<Result<Vec<_>, _>>()?;
     let verifying = key;
-    let size = coder_bundle::bundle_file::BundleFile::open(&args.bundle)
-        .map(|file| file.len())
-        .unwrap_or(0);
     let reporter = crate::report::for_format(args.format);
     let bundle = args.bundle.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let progress = reporter.job("verifying", size);
-        let item = progress.item("blobs", size);
-        let report = verify_bundle(&bundle, verifying.as_ref(), &|done| item.set(done));
-        drop(item);
-        progress.finish();
-        let mut report = report?;
+        let reader = BundleReader::open(&bundle)?;
+        let job = reporter.job("verifying", reader.file().len());
+        let mut report = verify_reported(&reader, verifying.as_ref(), job.as_ref())?;
         if !image_keys.is_empty() {
             report.image_signatures = Some(verify_image_signatures(
                 &bundle,

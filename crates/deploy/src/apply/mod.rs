@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use coder_bundle::read::BundleReader;
 use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_bundle};
+use coder_bundle::verify::{SignatureStatus, verify_reported};
 use coder_mirror::{MirrorOptions, MirrorReport, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
 use coder_report::{Reporter, human_bytes};
@@ -221,7 +222,12 @@ pub async fn verify_before_use(
         |key| format!("verified with key {}", fingerprint(key)),
     );
     let path = path.to_owned();
-    let report = tokio::task::spawn_blocking(move || verify_bundle(&path, key.as_ref(), &|_| {}))
+    let reader = tokio::task::spawn_blocking(move || BundleReader::open(&path))
+        .await
+        .map_err(crate::DeployError::VerificationStopped)??;
+    // Hashing every blob of a bundle of several GB takes a while: it shows as a job.
+    let job = reporter.job("verifying", reader.file().len());
+    let report = tokio::task::spawn_blocking(move || verify_reported(&reader, key.as_ref(), job.as_ref()))
         .await
         .map_err(crate::DeployError::VerificationStopped)??;
     if !report.ok() {
