@@ -248,6 +248,15 @@ fn blobs_failed(failed: usize, first: &str) -> String {
 }
 
 impl BundleError {
+    /// [`BundleError::Artifact`]: locking, planning or bundling `kind` (`image`, `chart`) `name`,
+    /// locked from `reference`, failed with `source`.
+    pub(crate) fn artifact(kind: &str, name: &str, reference: &str, source: impl Into<BundleError>) -> Self {
+        Self::Artifact {
+            what: format!("{kind} {name} ({reference})"),
+            source: Box::new(source.into()),
+        }
+    }
+
     /// [`BundleError::File`]: `action` (`writing`, ...) on `path` failed with `source`.
     pub(crate) fn file(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Self::File {

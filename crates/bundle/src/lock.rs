@@ -24,10 +24,7 @@ pub async fn resolve(
         let reference = ImageReference::parse(&image.reference)?;
         let locked = resolve_one(&image.name, &reference, spec, client)
             .await
-            .map_err(|error| BundleError::Artifact {
-                what: format!("image {} ({})", image.name, image.reference),
-                source: Box::new(error),
-            })?;
+            .map_err(|error| BundleError::artifact("image", &image.name, &image.reference, error))?;
         on_resolved(&locked);
         images.push(locked);
     }

@@ -106,19 +106,13 @@ pub async fn plan_images(
         })?;
         let artifact = plan_artifact(locked, &spec.platforms, client, cache, plan)
             .await
-            .map_err(|error| BundleError::Artifact {
-                what: format!("image {} ({})", image.name, image.reference),
-                source: Box::new(error.into()),
-            })?;
+            .map_err(|error| BundleError::artifact("image", &image.name, &image.reference, error))?;
         plan.images.push(artifact);
     }
     for locked in &lock.charts {
         let artifact = plan_artifact(locked, &[], client, cache, plan)
             .await
-            .map_err(|error| BundleError::Artifact {
-                what: format!("chart {} ({})", locked.name, locked.reference),
-                source: Box::new(error.into()),
-            })?;
+            .map_err(|error| BundleError::artifact("chart", &locked.name, &locked.reference, error))?;
         plan.charts.push(artifact);
     }
     Ok(())
