@@ -35,6 +35,7 @@ mod tls;
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
 pub use link::ThrottledLink;
 pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
+pub use node::LOAD_BALANCER_CIDR;
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 pub use tls::TestCa;

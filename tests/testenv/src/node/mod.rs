@@ -8,34 +8,47 @@
 //! What stands in, because no image or program for it exists here:
 //! - Service DNS: dnsmasq fed by a watcher in the harness ([`dns`]), instead of CoreDNS;
 //! - volumes: a provisioner in the harness making hostPath volumes ([`volumes`]);
+//! - load balancers: addresses from [`LOAD_BALANCER_CIDR`] written into LoadBalancer Services'
+//!   status by the harness, served by kube-proxy, as MetalLB would ([`load_balancer`]);
+//! - NetworkPolicy enforcement: iptables chains the harness rebuilds from the policies, pods
+//!   and namespaces, as a CNI policy engine would ([`network_policy`]); on by default,
+//!   [`Cluster::set_network_policy_enforcement`] turns it off;
 //! - the pod sandbox's pause image: the Kubernetes source's `pause.c`, imported into containerd.
 //!
 //! The node works on the host's network stack (it needs root): a bridge of the harness's own
-//! with test-network addresses ([`network`]). kube-proxy owns the host's NAT rules, so one
+//! with test-network addresses ([`network`]). The stand-ins are kept in step with the API server
+//! twice a second by a watcher thread; [`Cluster::sync_stand_ins`] waits for its next pass. kube-proxy owns the host's NAT rules, so one
 //! cluster runs on a machine at a time: [`Cluster::start`] waits for a machine-wide lock.
 
+mod cidr;
 mod containerd;
 pub(crate) mod dns;
+mod load_balancer;
 mod network;
+mod network_policy;
 mod volumes;
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
 use kube::api::{Api, ListParams};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use self::cidr::Ipv4Cidr;
 use self::containerd::Containerd;
 use self::dns::{CLUSTER_DOMAIN, ServiceDns};
+use self::load_balancer::LoadBalancerAllocator;
 use self::network::PodNetwork;
-pub use self::network::{BRIDGE, NODE_ADDRESS, POD_CIDR, SERVICE_CIDR};
+pub use self::network::{BRIDGE, LOAD_BALANCER_CIDR, NODE_ADDRESS, POD_CIDR, SERVICE_CIDR};
+use self::network_policy::NetworkPolicyEnforcer;
 use self::volumes::VolumeProvisioner;
 use crate::kubernetes::{ApiServerOptions, KubeApiServer};
 use crate::process::{ServerProcess, free_port};
@@ -51,6 +64,10 @@ pub const PAUSE_IMAGE: &str = containerd::SANDBOX_IMAGE;
 const LOCK_PATH: &str = "/run/coder-testenv-node.lock";
 /// How long the node may take to become Ready.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the watcher brings the stand-ins in step with the API server.
+const WATCHER_PERIOD: Duration = Duration::from_millis(500);
+/// How long a caller waits for a watcher pass (or a load-balancer address) before giving up.
+const STAND_IN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The API server and a node running pods; dropping it stops every pod and program and removes
 /// every file, mount, interface and rule it made.
@@ -100,9 +117,11 @@ impl Cluster {
         cluster.dir = Some(dir);
 
         progress("pod network: bridge, routes, forwarding");
-        // A killed run may have left kube-proxy's rules behind.
+        // A killed run may have left kube-proxy's rules behind, and the NetworkPolicy
+        // stand-in's.
         kube_proxy_cleanup(&programs.kube_proxy);
         network::remove_kube_chains();
+        network_policy::remove_leftovers();
         cluster.network = Some(PodNetwork::create()?);
 
         progress("kube-apiserver and etcd");
@@ -135,10 +154,15 @@ impl Cluster {
         cluster.proxy = Some(start_kube_proxy(&programs, &root, &kubeconfig)?);
         cluster.kubelet = Some(start_kubelet(&programs, &root, &kubeconfig, &endpoint)?);
 
+        progress("stand-ins: load balancers, NetworkPolicy enforcement");
         cluster.watcher = Some(Watcher::start(
             kubeconfig,
-            dns,
-            VolumeProvisioner::new(&root.join("volumes")),
+            StandIns {
+                dns,
+                volumes: VolumeProvisioner::new(&root.join("volumes")),
+                load_balancers: LoadBalancerAllocator::new()?,
+                network_policies: NetworkPolicyEnforcer::start(&root)?,
+            },
             &root,
         )?);
 
@@ -161,8 +185,87 @@ impl Cluster {
             .trust_plain_http_registry(host)
     }
 
+    /// Turns the NetworkPolicy stand-in's enforcement on (the default) or off, and waits until
+    /// the node's rules say so: off, every packet passes whatever the policies say, for tests
+    /// that show what fails without them. Connections already open are not cut either way.
+    pub async fn set_network_policy_enforcement(&self, enforce: bool) -> Result<()> {
+        self.watcher()
+            .control
+            .enforce_network_policies
+            .store(enforce, Ordering::SeqCst);
+        self.sync_stand_ins().await
+    }
+
+    /// Waits until the node's watcher has made a whole pass that began after this call, so that
+    /// the stand-ins (service DNS, volumes, load-balancer addresses, NetworkPolicy rules) reflect
+    /// what the API server held at the call; fails with what that pass could not do.
+    pub async fn sync_stand_ins(&self) -> Result<()> {
+        let control = &self.watcher().control;
+        let pass = control.passes_started.load(Ordering::SeqCst) + 1;
+        let started = Instant::now();
+        while control.passes_done.load(Ordering::SeqCst) < pass {
+            if started.elapsed() > STAND_IN_TIMEOUT {
+                return Err(Error::Node(format!(
+                    "the node's watcher made no pass in {STAND_IN_TIMEOUT:?}; see {}",
+                    self.log_dir().join("watcher.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let error = control
+            .last_pass_error
+            .lock()
+            .map(|error| error.clone())
+            .unwrap_or_default();
+        if error.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Node(format!("the node's watcher: {error}")))
+        }
+    }
+
+    /// The address the load-balancer stand-in gave the LoadBalancer Service `namespace/name`
+    /// (from [`LOAD_BALANCER_CIDR`]), waiting until it has one; the host and pods reach it.
+    pub async fn load_balancer_address(&self, namespace: &str, name: &str) -> Result<Ipv4Addr> {
+        let range: Ipv4Cidr = LOAD_BALANCER_CIDR
+            .parse()
+            .map_err(|error| Error::Node(format!("the load-balancer range: {error}")))?;
+        let services: Api<Service> = Api::namespaced(self.api().client().await?, namespace);
+        let started = Instant::now();
+        loop {
+            let service = services.get_opt(name).await?;
+            let address = service
+                .as_ref()
+                .and_then(|service| service.status.as_ref())
+                .and_then(|status| status.load_balancer.as_ref())
+                .and_then(|balancer| balancer.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|ingress| ingress.ip.as_deref()?.parse::<Ipv4Addr>().ok())
+                .find(|address| range.contains(*address));
+            if let Some(address) = address {
+                return Ok(address);
+            }
+            if started.elapsed() > STAND_IN_TIMEOUT {
+                let kind = service
+                    .and_then(|service| service.spec)
+                    .and_then(|spec| spec.type_)
+                    .unwrap_or_else(|| "no such Service".to_owned());
+                return Err(Error::Node(format!(
+                    "Service {namespace}/{name} ({kind}) got no load-balancer address in {STAND_IN_TIMEOUT:?}; see {}",
+                    self.log_dir().join("watcher.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn watcher(&self) -> &Watcher {
+        self.watcher.as_ref().expect("set while the cluster exists")
+    }
+
     /// The directory holding every program's log (`kubelet.log`, `containerd/containerd.log`,
-    /// `dnsmasq.log`, ...), for a test that fails to show.
+    /// `dnsmasq.log`, `watcher.log`, `network-policy.rules`, ...), for a test that fails to show.
     pub fn log_dir(&self) -> &Path {
         self.dir.as_ref().expect("set while the cluster exists").path()
     }
@@ -264,6 +367,7 @@ impl Drop for Cluster {
         // Order matters: nothing may restart pods while they are killed, and nothing may be
         // mounted when the directory goes.
         self.watcher.take();
+        network_policy::remove_leftovers();
         self.kubelet.take();
         self.containerd.take();
         self.proxy.take();
@@ -499,23 +603,64 @@ fn unescape_mount_path(field: &str) -> PathBuf {
     PathBuf::from(out)
 }
 
-/// The harness's cluster services (service DNS, volumes), kept in step with the API server
-/// twice a second on a thread of their own; they stop when this is dropped.
+/// The harness's stand-ins for cluster services, brought in step by the [`Watcher`].
+struct StandIns {
+    dns: ServiceDns,
+    volumes: VolumeProvisioner,
+    load_balancers: LoadBalancerAllocator,
+    network_policies: NetworkPolicyEnforcer,
+}
+
+impl StandIns {
+    /// One pass over every stand-in (each tries, whatever the others did); what failed, as
+    /// `stand-in: error` lines, or nothing.
+    async fn sync(&mut self, client: &kube::Client, enforce_network_policies: bool) -> String {
+        let results = [
+            ("service DNS", self.dns.sync(client).await),
+            ("volumes", self.volumes.sync(client).await),
+            ("load balancers", self.load_balancers.sync(client).await),
+            (
+                "NetworkPolicy enforcement",
+                self.network_policies.sync(client, enforce_network_policies).await,
+            ),
+        ];
+        results
+            .into_iter()
+            .filter_map(|(stand_in, result)| result.err().map(|error| format!("{stand_in}: {error}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// What the cluster asks of its watcher thread, and what the thread reports back.
+#[derive(Default)]
+struct WatcherControl {
+    stop: AtomicBool,
+    enforce_network_policies: AtomicBool,
+    /// The number of the last pass begun (the first is 1).
+    passes_started: AtomicU64,
+    /// The number of the last pass finished.
+    passes_done: AtomicU64,
+    /// What the last finished pass could not do (empty: nothing failed).
+    last_pass_error: Mutex<String>,
+}
+
+/// The harness's stand-ins (service DNS, volumes, load balancers, NetworkPolicy enforcement),
+/// kept in step with the API server twice a second on a thread of their own; they stop (and
+/// remove what they made on the host) when this is dropped.
 struct Watcher {
-    stop: Arc<AtomicBool>,
+    control: Arc<WatcherControl>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watcher {
-    fn start(
-        kubeconfig: PathBuf,
-        mut dns: ServiceDns,
-        volumes: VolumeProvisioner,
-        dir: &Path,
-    ) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+    fn start(kubeconfig: PathBuf, mut stand_ins: StandIns, dir: &Path) -> Result<Self> {
+        let control = Arc::new(WatcherControl {
+            enforce_network_policies: AtomicBool::new(true),
+            ..WatcherControl::default()
+        });
         let log_path = dir.join("watcher.log");
-        let stopping = stop.clone();
+        let shared = control.clone();
         let thread = std::thread::Builder::new()
             .name("testenv-node-watcher".to_owned())
             .spawn(move || {
@@ -525,36 +670,53 @@ impl Watcher {
                 runtime.block_on(async move {
                     let mut last_error = String::new();
                     let mut client = None;
-                    while !stopping.load(Ordering::Relaxed) {
+                    while !shared.stop.load(Ordering::SeqCst) {
+                        let pass = shared.passes_started.fetch_add(1, Ordering::SeqCst) + 1;
                         if client.is_none() {
                             client = crate::kubernetes::client_from(&kubeconfig).await.ok();
                         }
-                        if let Some(client) = &client {
-                            let result = match dns.sync(client).await {
-                                Ok(()) => volumes.sync(client).await,
-                                Err(error) => Err(error),
-                            };
-                            let error = result.err().map(|error| error.to_string()).unwrap_or_default();
-                            if error != last_error && !error.is_empty() {
-                                let _ = std::fs::write(&log_path, format!("{error}\n"));
+                        let error = match &client {
+                            Some(client) => {
+                                let enforce = shared.enforce_network_policies.load(Ordering::SeqCst);
+                                stand_ins.sync(client, enforce).await
                             }
-                            last_error = error;
+                            None => "no client for the API server yet".to_owned(),
+                        };
+                        if error != last_error && !error.is_empty() {
+                            log_watcher_error(&log_path, &error);
                         }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if let Ok(mut last) = shared.last_pass_error.lock() {
+                            last.clone_from(&error);
+                        }
+                        last_error = error;
+                        shared.passes_done.store(pass, Ordering::SeqCst);
+                        tokio::time::sleep(WATCHER_PERIOD).await;
                     }
+                    // The stand-ins' host state (the NetworkPolicy chains) goes with them.
+                    drop(stand_ins);
                 });
             })
             .map_err(io_context("starting the node's watcher thread"))?;
         Ok(Self {
-            stop,
+            control,
             thread: Some(thread),
         })
     }
 }
 
+/// Appends `error` to the watcher's log, with the time since the Unix epoch.
+fn log_watcher_error(path: &Path, error: &str) {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "[{seconds}] {error}");
+    }
+}
+
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.control.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

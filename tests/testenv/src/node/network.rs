@@ -3,8 +3,9 @@
 //!
 //! Addresses come from 198.18.0.0/15 (reserved for network tests), never from a private range:
 //! pods in [`POD_CIDR`] on the bridge [`BRIDGE`] at [`NODE_ADDRESS`], Services in
-//! [`SERVICE_CIDR`]. There is no masquerading: pods reach the node's address (the API server
-//! and the DNS stand-in listen there) and each other, nothing else.
+//! [`SERVICE_CIDR`], load balancers in [`LOAD_BALANCER_CIDR`]. There is no masquerading: pods
+//! reach the node's address (the API server and the DNS stand-in listen there) and each other,
+//! nothing else.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,6 +21,9 @@ pub const NODE_ADDRESS: [u8; 4] = [198, 18, 0, 1];
 pub const POD_CIDR: &str = "198.18.0.0/24";
 /// The Services' cluster IPs.
 pub const SERVICE_CIDR: &str = "198.19.0.0/24";
+/// The addresses the load-balancer stand-in gives LoadBalancer Services
+/// (`status.loadBalancer.ingress[].ip`); routed to the bridge, so they never leave the machine.
+pub const LOAD_BALANCER_CIDR: &str = "198.18.1.0/24";
 
 /// Kernel switches the node needs, with the values they had before, put back on drop.
 const SYSCTLS: [(&str, &str); 2] = [
@@ -79,6 +83,9 @@ impl PodNetwork {
         run("ip", &["link", "set", BRIDGE, "up"])?;
         // Cluster IPs are reached through the bridge, never through the host's default route.
         run("ip", &["route", "add", SERVICE_CIDR, "dev", BRIDGE])?;
+        // So are load-balancer addresses (kube-proxy answers them on the node, from the host
+        // too); one that no Service holds goes nowhere beyond the bridge.
+        run("ip", &["route", "add", LOAD_BALANCER_CIDR, "dev", BRIDGE])?;
         let mut insert = vec!["-w".to_owned(), "-I".to_owned()];
         insert.extend(forward_guard_rule());
         run_owned("iptables", &insert)?;
@@ -98,7 +105,14 @@ impl Drop for PodNetwork {
 /// Removes the kubelet's and kube-proxy's iptables chains (`KUBE-*`, in the filter and nat
 /// tables) and the rules that jump to them: kube-proxy's `--cleanup` leaves the kubelet's.
 pub(crate) fn remove_kube_chains() {
-    for table in ["filter", "nat", "mangle"] {
+    remove_chains_named("KUBE-", &["filter", "nat", "mangle"]);
+}
+
+/// Removes the iptables chains whose names start with `prefix` from `tables`, and the rules of
+/// other chains that jump to them.
+pub(crate) fn remove_chains_named(prefix: &str, tables: &[&str]) {
+    let jump = format!(" -j {prefix}");
+    for table in tables {
         let Ok(output) = Command::new("iptables").args(["-w", "-t", table, "-S"]).output() else {
             continue;
         };
@@ -107,8 +121,8 @@ pub(crate) fn remove_kube_chains() {
         for rule in rules.lines() {
             let words: Vec<&str> = rule.split_whitespace().collect();
             match words.as_slice() {
-                ["-N", chain] if chain.starts_with("KUBE-") => chains.push((*chain).to_owned()),
-                ["-A", chain, ..] if !chain.starts_with("KUBE-") && rule.contains(" -j KUBE-") => {
+                ["-N", chain] if chain.starts_with(prefix) => chains.push((*chain).to_owned()),
+                ["-A", chain, ..] if !chain.starts_with(prefix) && rule.contains(&jump) => {
                     // The rule as iptables printed it, quoting and all, with -A turned into -D.
                     let delete = format!("iptables -w -t {table} -D{}", &rule[2..]);
                     let _ = run("sh", &["-c", &delete]);
