@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use coder_platform::dashboard::{self, DashboardArgs};
 use coder_platform::envproxy::EnvproxyArgs;
+use coder_testenv::browser::Browser;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
 use crate::envproxy::start_proxy_on;
 use crate::harness::{Env, MEMBER_PASSWORD, eventually};
 use crate::standins;
-use crate::webdriver::Browser;
 
 /// Serves a dashboard for `args` on a free loopback port; returns its port.
 pub async fn start_dashboard(args: DashboardArgs) -> u16 {
@@ -293,7 +293,7 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
     let port = start_dashboard(args).await;
     let base = format!("http://localhost:{port}");
 
-    let browser = Browser::start().await;
+    let browser = Browser::start().await.expect("headless Chromium");
     browser.goto(&format!("{base}/")).await;
     assert!(browser.url().await.ends_with("/login"));
     browser.type_into("#email", "dev@example.com").await;
@@ -305,11 +305,11 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
         .cookies()
         .await
         .into_iter()
-        .find(|cookie| cookie["name"] == "coder_session")
+        .find(|cookie| cookie.name == "coder_session")
         .expect("session cookie");
-    assert_eq!(session["httpOnly"], true);
-    assert_eq!(session["secure"], true);
-    assert_eq!(session["sameSite"], "Lax");
+    assert!(session.http_only);
+    assert!(session.secure);
+    assert_eq!(session.same_site.as_deref(), Some("Lax"));
 
     browser.type_into("#workspace-name", "browser-ws").await;
     browser.click("#create-workspace").await;

@@ -13,6 +13,5 @@ mod real_node;
 mod resilience;
 mod standins;
 mod users;
-mod webdriver;
 mod workspace_origin;
 mod workspaces;

@@ -12,6 +12,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use coder_platform::dashboard::DashboardArgs;
 use coder_platform::envproxy::EnvproxyArgs;
+use coder_testenv::browser::{Browser, BrowserOptions, Cookie};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -22,7 +23,6 @@ use crate::dashboard::start_dashboard;
 use crate::envproxy::{ProxyEnv, connect, running_workspace, start_proxy};
 use crate::harness::{ADMIN_EMAIL, ADMIN_PASSWORD, Env, MEMBER_PASSWORD, eventually};
 use crate::standins;
-use crate::webdriver::Browser;
 
 /// The wildcard domain of these tests (mapped to loopback for Chromium).
 const DOMAIN: &str = "coder.test";
@@ -385,24 +385,25 @@ async fn workspace_origin_page_in_chromium_cannot_read_or_use_the_admins_dashboa
     let dashboard_addr = std::net::SocketAddr::from(([127, 0, 0, 1], dashboard_port));
     standins::ingress(ingress, dashboard_addr, proxy_addr);
 
-    let rules = format!("--host-resolver-rules=MAP {DOMAIN} 127.0.0.1, MAP *.{DOMAIN} 127.0.0.1");
     // Plain-HTTP names that are not localhost: no automatic upgrade to HTTPS.
-    let browser = Browser::start_with(&[
-        &rules,
-        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
-    ])
-    .await;
+    let browser = Browser::start_with(
+        BrowserOptions::new()
+            .host_resolver_rules(&format!("MAP {DOMAIN} 127.0.0.1, MAP *.{DOMAIN} 127.0.0.1"))
+            .arg("--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable"),
+    )
+    .await
+    .expect("headless Chromium");
     browser.goto(&format!("{platform}/login")).await;
     browser.type_into("#email", ADMIN_EMAIL).await;
     browser.type_into("#password", ADMIN_PASSWORD).await;
     browser.click("#login").await;
     browser.wait_for_url(&format!("{DOMAIN}:{port}/")).await;
     assert_eq!(browser.text("h1").await, "Workspaces");
-    let session_cookie = |cookies: Vec<Value>| {
+    let session_cookie = |cookies: Vec<Cookie>| {
         cookies
             .into_iter()
-            .find(|cookie| cookie["name"] == "coder_session")
-            .map(|cookie| cookie["value"].as_str().unwrap_or_default().to_owned())
+            .find(|cookie| cookie.name == "coder_session")
+            .map(|cookie| cookie.value)
     };
     let session = session_cookie(browser.cookies().await).expect("the admin's session");
 
@@ -464,9 +465,9 @@ async fn workspace_origin_page_in_chromium_cannot_read_or_use_the_admins_dashboa
     let here = browser.cookies().await;
     let workspace_cookie = here
         .iter()
-        .find(|cookie| cookie["name"] == "coder_workspace_session")
+        .find(|cookie| cookie.name == "coder_workspace_session")
         .expect("the workspace cookie");
-    assert_eq!(workspace_cookie["httpOnly"], true);
+    assert!(workspace_cookie.http_only);
     // The workspace could not plant a session: the dashboard still has the admin's.
     browser.goto(&format!("{platform}/")).await;
     assert_eq!(browser.text("h1").await, "Workspaces");

@@ -20,6 +20,7 @@
 //! `scripts/build-kubernetes.sh` install everything.
 
 mod binaries;
+pub mod browser;
 pub mod cli;
 pub mod cosign;
 pub mod dependency_images;

@@ -101,7 +101,8 @@ impl ServerProcess {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    fn not_ready(&self, waited: Duration, reason: String) -> Error {
+    /// A [`Error::NotReady`] for this process: `reason`, and the tail of its log.
+    pub(crate) fn not_ready(&self, waited: Duration, reason: String) -> Error {
         Error::NotReady {
             server: self.name,
             waited,
