@@ -8,13 +8,14 @@
 #   skopeo           an independent OCI client to check what the tool writes
 #   postgresql-15    PostgreSQL server binaries
 #   chromium, chromium-driver   headless browser and its WebDriver server for the dashboard test
+#   libnss3-tools    certutil: the browser tests' Chromium trusts the site's private CA (NSS database)
 #   containerd, runc, containernetworking-plugins, iptables, conntrack, iproute2
 #                    the real node's container runtime, pod network and kube-proxy
 #   dnsmasq-base     the node's service DNS (stands in for CoreDNS)
 #   gcc, libc6-dev   the pod sandbox's pause program, built from the Kubernetes source
 set -euo pipefail
 packages=(docker-registry etcd-server golang-1.19-go rsync golang-github-modern-go-reflect2-dev
-  apache2-utils busybox-static skopeo postgresql-15 ca-certificates chromium chromium-driver
+  apache2-utils busybox-static skopeo postgresql-15 ca-certificates chromium chromium-driver libnss3-tools
   containerd runc containernetworking-plugins iptables conntrack iproute2 dnsmasq-base gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do

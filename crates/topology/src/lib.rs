@@ -197,6 +197,28 @@ pub const FLOWS: &[Flow] = &[
     },
 ];
 
+/// What a workspace pod may open (the `resource` rows of the port table whose destination is
+/// the load balancer): the platform at its access URL, through the ingress controller. Every
+/// other connection a workspace opens is refused by its egress policy, except name lookups
+/// ([`DNS_PORT`]) and the networks a site lists (`networkPolicies.workspaceEgressCIDRs`).
+pub const WORKSPACE_EGRESS: &[Flow] = &[
+    Flow {
+        from: Component::Workspace,
+        to: Component::LoadBalancer,
+        port: INGRESS_HTTP_PORT,
+        purpose: "the platform at its access URL (plain HTTP, redirected to HTTPS when TLS is on)",
+    },
+    Flow {
+        from: Component::Workspace,
+        to: Component::LoadBalancer,
+        port: INGRESS_HTTPS_PORT,
+        purpose: "the platform at its access URL (HTTPS): git over HTTPS, the API, the CLI",
+    },
+];
+
+/// Name lookups (UDP and TCP), which every pod needs wherever the cluster's DNS runs.
+pub const DNS_PORT: u16 = 53;
+
 /// The flows into `to`, in table order.
 pub fn flows_into(to: Component) -> impl Iterator<Item = &'static Flow> {
     FLOWS.iter().filter(move |flow| flow.to == to)
@@ -227,5 +249,20 @@ mod tests {
         let sources: Vec<Component> = flows_into(Component::Postgres).map(|flow| flow.from).collect();
         assert_eq!(sources, [Component::Manager, Component::Migrations]);
         assert!(FLOWS.iter().all(|flow| flow.to != Component::LoadBalancer));
+    }
+
+    #[test]
+    fn workspaces_open_only_the_load_balancer_s_ports() {
+        let ports: Vec<(Component, Component, u16)> = WORKSPACE_EGRESS
+            .iter()
+            .map(|flow| (flow.from, flow.to, flow.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Component::Workspace, Component::LoadBalancer, INGRESS_HTTP_PORT),
+                (Component::Workspace, Component::LoadBalancer, INGRESS_HTTPS_PORT),
+            ]
+        );
     }
 }

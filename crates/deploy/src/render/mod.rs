@@ -187,6 +187,7 @@ pub fn render(request: &RenderRequest<'_>) -> Result<Manifests, RenderError> {
     context.insert("pdb_api", request.pdb_api.api_version());
     context.insert("airgapped", &request.airgapped);
     context.insert("policies", &policies::network_policies(request.values));
+    context.insert("workspace_egress", &policies::workspace_egress(request.values));
     // Every port the templates write comes from the topology (a test checks they write none).
     context.insert("ports", &coder_topology::PORTS);
     // The workspaces' wildcard domain (`*.` in the Ingress), empty when not set.
@@ -340,10 +341,19 @@ mod tests {
     }
 
     fn rendered(sets: &[&str]) -> Manifests {
+        rendered_with_file("", sets)
+    }
+
+    /// Rendered with a values file (YAML text) and then `--set`s.
+    fn rendered_with_file(file: &str, sets: &[&str]) -> Manifests {
         let chart = embedded_chart("coder").expect("chart");
         let defaults = chart_defaults(&chart).expect("defaults");
         let sets: Vec<String> = sets.iter().map(|set| set.to_string()).collect();
-        let values = values::resolve(&defaults, &[], &sets).expect("values");
+        let file = values::ValuesLayer {
+            source_name: "site.yaml".to_owned(),
+            text: file.to_owned(),
+        };
+        let values = values::resolve(&defaults, &[file], &sets).expect("values");
         let images = images();
         render(&RenderRequest {
             chart: &chart,
@@ -535,6 +545,53 @@ mod tests {
             })
             .collect();
         assert_eq!(sources, ["manager"], "the migrations run in the manager pod");
+    }
+
+    #[test]
+    fn workspaces_may_open_only_the_load_balancer_dns_and_the_site_s_networks() {
+        let egress = |file: &str, sets: &[&str]| {
+            rendered_with_file(file, sets)
+                .objects
+                .into_iter()
+                .find(|object| object["metadata"]["name"] == "coder-workspace-egress")
+                .expect("the workspaces' egress policy")
+        };
+        let policy = egress("", &[]);
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Egress"]));
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"],
+            json!({"com.coder.resource": "true"})
+        );
+        let rules = policy["spec"]["egress"].as_array().expect("rules").clone();
+        assert_eq!(rules.len(), 2, "{policy}");
+        assert_eq!(
+            rules[0]["to"],
+            json!([]),
+            "DNS goes wherever the cluster's DNS is"
+        );
+        assert_eq!(
+            rules[0]["ports"],
+            json!([{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}])
+        );
+        assert_eq!(
+            rules[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "ingress-nginx"
+        );
+        assert_eq!(
+            rules[1]["ports"],
+            json!([{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}])
+        );
+
+        // The site's own ingress: the load balancer is anywhere on 80/443; listed networks on
+        // every port.
+        let policy = egress(
+            "networkPolicies: {workspaceEgressCIDRs: [203.0.113.0/24]}",
+            &["ingress.enable=false"],
+        );
+        let rules = policy["spec"]["egress"].as_array().expect("rules").clone();
+        assert_eq!(rules[1]["to"], json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}]));
+        assert_eq!(rules[2]["to"], json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}]));
+        assert!(rules[2].get("ports").is_none(), "{policy}");
     }
 
     #[test]

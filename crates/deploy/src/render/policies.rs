@@ -1,5 +1,6 @@
 //! The NetworkPolicies, derived from the port table in [`coder_topology`]: one policy per
-//! listening component, allowing exactly its flows (a default-deny policy covers the rest).
+//! listening component, allowing exactly its flows (a default-deny policy covers the rest), and
+//! one egress policy for workspaces, which may open only what the table lists for them.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::values::Values;
-use coder_topology::{Component, FLOWS, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, INGRESS_WEBHOOK_PORT};
+use coder_topology::{
+    Component, DNS_PORT, FLOWS, INGRESS_HTTP_PORT, INGRESS_HTTPS_PORT, INGRESS_WEBHOOK_PORT, WORKSPACE_EGRESS,
+};
 
 /// One NetworkPolicy, as the template renders it.
 #[derive(Debug, Serialize)]
@@ -105,4 +108,88 @@ pub fn network_policies(values: &Values) -> Vec<Policy> {
         });
     }
     policies
+}
+
+/// One egress rule of the workspaces' policy: to whom, on which ports.
+#[derive(Debug, Serialize)]
+pub struct EgressRule {
+    /// What the traffic is.
+    pub purpose: String,
+    /// The `to` peers, as NetworkPolicy writes them; empty: any destination.
+    pub to: Vec<Value>,
+    /// Destination ports with their protocol; empty: every port.
+    pub ports: Vec<PortRule>,
+}
+
+/// A destination port and its protocol.
+#[derive(Debug, Serialize)]
+pub struct PortRule {
+    /// `TCP` or `UDP`.
+    pub protocol: &'static str,
+    /// The port.
+    pub port: u16,
+}
+
+/// The workspaces' egress policy, as the template renders it.
+#[derive(Debug, Serialize)]
+pub struct EgressPolicy {
+    /// The pods it restricts.
+    pub pod_selector: Value,
+    /// What they may open.
+    pub rules: Vec<EgressRule>,
+}
+
+/// What workspace pods may open (the port table's `resource` rows towards the load balancer),
+/// plus name lookups and the networks the site lists: the `coder-workspace-egress` policy. A
+/// workspace cannot reach PostgreSQL, the manager, the Kubernetes API or anything else.
+pub fn workspace_egress(values: &Values) -> EgressPolicy {
+    let mut rules = vec![EgressRule {
+        purpose: "name lookups (the cluster's DNS, wherever it runs)".to_owned(),
+        to: Vec::new(),
+        ports: ["UDP", "TCP"]
+            .into_iter()
+            .map(|protocol| PortRule {
+                protocol,
+                port: DNS_PORT,
+            })
+            .collect(),
+    }];
+    // The load balancer is the bundled ingress controller's pods, or, with the site's own
+    // ingress or gateway, somewhere this chart cannot name: any address on those ports.
+    let to = if values.ingress.enable {
+        vec![json!({ "podSelector": { "matchLabels": selector(Component::LoadBalancer) } })]
+    } else {
+        vec![json!({ "ipBlock": { "cidr": "0.0.0.0/0" } })]
+    };
+    rules.push(EgressRule {
+        purpose: WORKSPACE_EGRESS
+            .iter()
+            .map(|flow| flow.purpose)
+            .collect::<Vec<_>>()
+            .join("; "),
+        to,
+        ports: WORKSPACE_EGRESS
+            .iter()
+            .map(|flow| PortRule {
+                protocol: "TCP",
+                port: flow.port,
+            })
+            .collect(),
+    });
+    if !values.network_policies.workspace_egress_cidrs.is_empty() {
+        rules.push(EgressRule {
+            purpose: "the site's networks (networkPolicies.workspaceEgressCIDRs), every port".to_owned(),
+            to: values
+                .network_policies
+                .workspace_egress_cidrs
+                .iter()
+                .map(|cidr| json!({ "ipBlock": { "cidr": cidr.to_string() } }))
+                .collect(),
+            ports: Vec::new(),
+        });
+    }
+    EgressPolicy {
+        pod_selector: selector(Component::Workspace),
+        rules,
+    }
 }

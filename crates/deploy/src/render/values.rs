@@ -247,6 +247,11 @@ pub struct IngressValues {
 pub struct NetworkPolicyValues {
     /// Render the policies.
     pub enable: bool,
+    /// Networks (CIDR) workspaces may open connections to on any port, besides the platform
+    /// through the load balancer and name lookups: a site's git server, package mirror or proxy.
+    #[serde(rename = "workspaceEgressCIDRs")]
+    #[schemars(with = "Vec<String>")]
+    pub workspace_egress_cidrs: Vec<ipnet::IpNet>,
 }
 
 /// Why values were refused.
@@ -597,7 +602,7 @@ mod tests {
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             committed == schema,
-            "charts/coder/values.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p installer --lib values`"
+            "charts/coder/values.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p coder-deploy --lib values`"
         );
     }
 }
