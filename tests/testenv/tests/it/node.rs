@@ -3,6 +3,8 @@
 //! (dnsmasq stand-in) and reaches through kube-proxy; the test itself reaches the same Service
 //! by its cluster IP. Nothing in it is simulated.
 
+mod stand_ins;
+
 use std::time::{Duration, Instant};
 
 use coder_testenv::fixture::ImageBuilder;
