@@ -131,12 +131,68 @@ impl Entry {
     }
 }
 
+/// A Linux capability a file can carry ([`LayerBuilder::file_capabilities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// `CAP_NET_BIND_SERVICE`: bind ports below 1024.
+    NetBindService,
+}
+
+impl Capability {
+    /// The capability's number (`linux/capability.h`).
+    fn number(self) -> u32 {
+        match self {
+            Capability::NetBindService => 10,
+        }
+    }
+}
+
+/// The PAX record key under which containerd (like GNU tar and Docker) restores an extended
+/// attribute on unpack: `SCHILY.xattr.<name>`.
+const CAPABILITY_XATTR_RECORD: &str = "SCHILY.xattr.security.capability";
+
+/// The `security.capability` value granting `capabilities` permitted and effective (`+ep`):
+/// a `vfs_cap_data` of revision 2 (`VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE`, then the
+/// permitted and inheritable words of the low and high 32 capabilities, little-endian).
+fn capability_xattr(capabilities: &[Capability]) -> Vec<u8> {
+    const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+    const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x0000_0001;
+    let mut permitted = [0u32; 2];
+    for capability in capabilities {
+        let number = capability.number();
+        permitted[(number / 32) as usize] |= 1 << (number % 32);
+    }
+    let words = [
+        VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
+        permitted[0],
+        0,
+        permitted[1],
+        0,
+    ];
+    words.iter().flat_map(|word| word.to_le_bytes()).collect()
+}
+
+/// One PAX extended-header record: `LENGTH KEY=VALUE\n`, LENGTH counting the whole record.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = 1 + key.len() + 1 + value.len() + 1;
+    let mut length = rest + 1;
+    while length != rest + length.to_string().len() {
+        length = rest + length.to_string().len();
+    }
+    let mut record = format!("{length} {key}=").into_bytes();
+    record.extend_from_slice(value);
+    record.push(b'\n');
+    record
+}
+
 /// Builds one layer: a tar of files and directories, gzip-compressed.
 ///
 /// Parent directories are added automatically, before their children, as image builders do.
 #[derive(Debug, Clone, Default)]
 pub struct LayerBuilder {
     entries: Vec<Entry>,
+    /// File capabilities by path, written as a PAX header before the file's entry.
+    capabilities: Vec<(String, Vec<Capability>)>,
 }
 
 impl LayerBuilder {
@@ -203,6 +259,21 @@ impl LayerBuilder {
             path: path.to_owned(),
             target: target.to_owned(),
         });
+        self
+    }
+
+    /// Gives the file at `path` (added before or after) the file capabilities `capabilities`,
+    /// permitted and effective (`setcap cap_net_bind_service=+ep`): a PAX record
+    /// `SCHILY.xattr.security.capability`, which containerd restores as the file's
+    /// `security.capability` attribute on unpack.
+    ///
+    /// An unprivileged process keeps such a capability across `execve` only if its bounding set
+    /// has it, and under `no_new_privs` (`allowPrivilegeEscalation: false`) only if it already
+    /// held it: that is how ingress-nginx binds ports 80 and 443 as uid 101, every program of
+    /// its exec chain carrying the capability.
+    pub fn file_capabilities(mut self, path: &str, capabilities: &[Capability]) -> Self {
+        self.capabilities.retain(|(existing, _)| existing != path);
+        self.capabilities.push((path.to_owned(), capabilities.to_vec()));
         self
     }
 
@@ -279,6 +350,20 @@ impl LayerBuilder {
                     mode,
                     owner,
                 } => {
+                    if let Some((_, capabilities)) =
+                        self.capabilities.iter().find(|(capable, _)| capable == path)
+                    {
+                        let records = pax_record(CAPABILITY_XATTR_RECORD, &capability_xattr(capabilities));
+                        let mut pax = tar::Header::new_ustar();
+                        pax.set_entry_type(tar::EntryType::XHeader);
+                        pax.set_mtime(0);
+                        pax.set_mode(0o644);
+                        pax.set_size(records.len() as u64);
+                        tar.append_data(&mut pax, "PaxHeaders/capability", records.as_slice())
+                            .map_err(io_context(format!(
+                                "adding the capabilities of {path} to a layer"
+                            )))?;
+                    }
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(*mode);
                     header.set_uid(owner.0);
@@ -816,6 +901,54 @@ mod tests {
                 ("bin/sh".to_owned(), 0o777, 0, 0, Some("/bin/busybox".to_owned())),
             ]
         );
+    }
+
+    #[test]
+    fn file_capabilities_are_a_pax_xattr_record_before_the_file() {
+        assert_eq!(pax_record("k", b"v").as_slice(), b"6 k=v\n");
+        assert_eq!(pax_record("key", &[b'x'; 3]).len(), 11);
+        // 99 bytes and two digits make 101: a length that crosses to three digits counts itself.
+        let long = pax_record("k", &[b'x'; 95]);
+        assert_eq!(long.len(), 102);
+        assert!(long.starts_with(b"102 k="));
+        let (tar, _) = LayerBuilder::new()
+            .file("usr/sbin/nginx", b"elf", 0o755)
+            .file_capabilities("usr/sbin/nginx", &[Capability::NetBindService])
+            .file("usr/sbin/other", b"elf", 0o755)
+            .build()
+            .expect("layer");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut found = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").display().to_string();
+            let xattrs: Vec<(String, Vec<u8>)> = entry
+                .pax_extensions()
+                .expect("pax")
+                .into_iter()
+                .flatten()
+                .map(|extension| {
+                    let extension = extension.expect("extension");
+                    (
+                        extension.key().expect("key").to_owned(),
+                        extension.value_bytes().to_vec(),
+                    )
+                })
+                .collect();
+            found.push((path, xattrs));
+        }
+        let nginx = found
+            .iter()
+            .find(|(path, _)| path == "usr/sbin/nginx")
+            .expect("nginx");
+        // VFS_CAP_REVISION_2 | effective, permitted bit 10 (cap_net_bind_service), nothing else.
+        let value = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0].to_vec();
+        assert_eq!(nginx.1, [(CAPABILITY_XATTR_RECORD.to_owned(), value)]);
+        let other = found
+            .iter()
+            .find(|(path, _)| path == "usr/sbin/other")
+            .expect("other");
+        assert!(other.1.is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ingress;
 mod postgres;
 mod workspace;
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use ingress::{ingress_certgen_image, ingress_controller_image};
 pub use postgres::postgres_image;
 pub use workspace::workspace_image;
 
