@@ -31,6 +31,7 @@ mod node;
 mod postgres;
 mod process;
 mod registry;
+mod site_tls;
 mod tls;
 
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
@@ -39,7 +40,8 @@ pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, 
 pub use node::LOAD_BALANCER_CIDR;
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
-pub use tls::TestCa;
+pub use site_tls::{ACCESS_TLS_SECRET, SiteTls, WORKSPACE_TLS_SECRET};
+pub use tls::{ServerCertFiles, TestCa};
 
 use std::path::PathBuf;
 use std::time::Duration;
