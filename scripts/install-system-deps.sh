@@ -13,10 +13,13 @@
 #                    the real node's container runtime, pod network and kube-proxy
 #   dnsmasq-base     the node's service DNS (stands in for CoreDNS)
 #   gcc, libc6-dev   the pod sandbox's pause program, built from the Kubernetes source
+#   nginx, libmimalloc2.0   the ingress-nginx controller stand-in's proxy, and the allocator its
+#                    chart preloads
 set -euo pipefail
 packages=(docker-registry etcd-server golang-1.19-go rsync golang-github-modern-go-reflect2-dev
   apache2-utils busybox-static skopeo postgresql-15 ca-certificates chromium chromium-driver libnss3-tools
-  containerd runc containernetworking-plugins iptables conntrack iproute2 dnsmasq-base gcc libc6-dev)
+  containerd runc containernetworking-plugins iptables conntrack iproute2 dnsmasq-base gcc libc6-dev
+  nginx libmimalloc2.0)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -25,5 +25,6 @@ scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
 cargo build --quiet -p installer --features coder-license/test-keys
 cargo build --quiet -p coder-testenv --bin workspace-standin
+cargo build --quiet -p ingress-standin
 cargo build --quiet -p quickstart
 exec target/debug/quickstart "$@"

@@ -17,6 +17,7 @@ scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
 scripts/build-platform-image.sh --profile dev --test-keys --print-binary >/dev/null
 cargo build --quiet -p coder-testenv --bin workspace-standin
+cargo build --quiet -p ingress-standin
 
 # The layout rule that no two modules of a crate import each other (but a type and its error).
 scripts/module-cycles.py crates/*/src installer/src platform/src license/src bundle-spec/src tests/testenv/src tools/*/src

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -17,7 +17,6 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::RwLock;
 
 use crate::model::{Plan, Settings, Snapshot, plan};
 use crate::nginx::{
@@ -25,6 +24,7 @@ use crate::nginx::{
     write_config,
 };
 use crate::render::{Layout, Ports, render};
+use crate::shared::{Shared, is_of_class};
 use crate::{certs, leader, log, webhook};
 
 /// The controller's arguments: ingress-nginx's names for those the chart passes, and a few of
@@ -119,17 +119,6 @@ pub enum ControllerError {
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ControllerError {
     let context = context.into();
     move |source| ControllerError::Io { context, source }
-}
-
-/// What the controller shares with its HTTP servers.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// The latest snapshot of the cluster (none before the first successful listing).
-    pub snapshot: RwLock<Option<Snapshot>>,
-    /// Set once nginx serves its first config.
-    pub serving: AtomicBool,
-    /// Whether this replica holds the election Lease.
-    pub leading: AtomicBool,
 }
 
 /// Splits `NAMESPACE/NAME`.
@@ -529,16 +518,6 @@ impl Sync<'_> {
         }
         Ok(())
     }
-}
-
-/// Whether `ingress` names `class` in `spec.ingressClassName` (the deprecated annotation is not
-/// read).
-pub fn is_of_class(ingress: &Ingress, class: &str) -> bool {
-    ingress
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.ingress_class_name.as_deref())
-        == Some(class)
 }
 
 /// The addresses ingress-nginx publishes for a Service: a LoadBalancer's status addresses and

@@ -11,8 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::controller::Shared;
 use crate::log;
+use crate::shared::Shared;
 
 /// How long a Lease holds without renewal.
 const LEASE_SECONDS: i32 = 30;

@@ -23,6 +23,7 @@ pub mod leader;
 pub mod model;
 pub mod nginx;
 pub mod render;
+pub mod shared;
 pub mod webhook;
 
 #[cfg(test)]

@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::controller::{Shared, is_of_class};
 use crate::http::{Body, respond};
 use crate::log;
 use crate::model::{Snapshot, plan};
 use crate::nginx::test_in_scratch;
 use crate::render::{Ports, render};
+use crate::shared::{Shared, is_of_class};
 
 /// The largest AdmissionReview accepted.
 const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
