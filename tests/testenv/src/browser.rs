@@ -62,6 +62,7 @@ const BASE_ARGS: [&str; 6] = [
 pub struct BrowserOptions {
     args: Vec<String>,
     user_data_dir: Option<PathBuf>,
+    home: Option<PathBuf>,
 }
 
 impl BrowserOptions {
@@ -88,6 +89,13 @@ impl BrowserOptions {
     /// fresh temporary profile per session.
     pub fn user_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.user_data_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs chromedriver and Chromium with `HOME` set to `dir`: Chromium on Linux trusts the
+    /// certificate authorities of `$HOME/.pki/nssdb` (see [`SiteTls::chromium_home`](crate::SiteTls::chromium_home)).
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
         self
     }
 
@@ -163,6 +171,9 @@ impl Browser {
         let (driver, base) = start_on_free_port(|port| {
             let mut command = Command::new(&chromedriver);
             command.arg(format!("--port={port}"));
+            if let Some(home) = &options.home {
+                command.env("HOME", home);
+            }
             let log_path = log_path.clone();
             let http = http.clone();
             async move {

@@ -15,10 +15,17 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http;
 
 use crate::tls::{ServerCertFiles, TestCa};
 use crate::{Error, Result, io_context};
@@ -137,6 +144,60 @@ impl SiteTls {
             builder = builder.resolve(host, address);
         }
         Ok(builder.build()?)
+    }
+
+    /// Opens a WebSocket to `url` (`wss://HOST/...`) through `address` (the load balancer's
+    /// address and port), over TLS that trusts only the site's CA, with `headers` added to the
+    /// upgrade request (e.g. `authorization`).
+    pub async fn websocket(
+        &self,
+        address: SocketAddr,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WebSocketStream<TlsStream<TcpStream>>> {
+        use rustls::pki_types::pem::PemObject as _;
+        let invalid = |what: String| Error::InvalidArgument(what);
+        let mut request = url
+            .into_client_request()
+            .map_err(|error| invalid(format!("WebSocket URL {url}: {error}")))?;
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|error| invalid(format!("header name {name}: {error}")))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|error| invalid(format!("header value for {name}: {error}")))?;
+            request.headers_mut().insert(name, value);
+        }
+        let host = request
+            .uri()
+            .host()
+            .ok_or_else(|| invalid(format!("{url} names no host")))?
+            .to_owned();
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(self.ca_pem().as_bytes())
+            .map_err(|error| invalid(format!("the site CA: {error}")))?;
+        roots
+            .add(ca)
+            .map_err(|error| invalid(format!("the site CA: {error}")))?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid(format!("TLS versions: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|error| invalid(format!("{host}: {error}")))?;
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(io_context(format!("connecting to {address} for {url}")))?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .map_err(io_context(format!("TLS with {host} at {address}")))?;
+        let (socket, _) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .map_err(|error| invalid(format!("WebSocket upgrade at {url}: {error}")))?;
+        Ok(socket)
     }
 
     /// Chromium's address-mapping flag for these hosts: the access host and every host under
