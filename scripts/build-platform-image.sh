@@ -47,7 +47,7 @@ target_root="${CARGO_TARGET_DIR:-target}"
 static_dir="$target_root/static"
 # Dev builds drop debug info: it would make the layer several times larger.
 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --quiet --profile "$profile" -p platform --bin coder-service "${features[@]}" \
+  cargo build --profile "$profile" -p platform --bin coder-service "${features[@]}" \
   --target "$target" --target-dir "$static_dir" >&2
 binary="$static_dir/$target/$profile_dir/coder-service"
 
@@ -55,5 +55,5 @@ if $print_binary; then
   echo "$binary"
   exit 0
 fi
-cargo build --quiet -p platform-image --bin platform-image >&2
+cargo build -p platform-image --bin platform-image >&2
 exec "$target_root/debug/platform-image" build --binary "$binary" "${forward[@]}"

@@ -7,24 +7,27 @@
 # Needs root (the node makes a network bridge, iptables rules, mounts and containers). Installs
 # the system packages the local world needs and builds and caches the Kubernetes programs (as
 # the test command does), builds coder-install trusting the test license key (a debug build
-# only: release builds never trust it) and the workspace-standin program (the workspace image's
-# stand-in, looked up next to target/debug/quickstart), and runs tools/quickstart: a registry
+# only: release builds never trust it), the workspace-standin and ingress-standin programs (the
+# workspace and ingress controller images' stand-ins), and runs tools/quickstart: a registry
 # standing in for the public upstream and a site registry, a single-node cluster (API server,
-# containerd, kubelet, kube-proxy, scheduler, controller-manager; service DNS and volumes are
-# the test harness's stand-ins); the platform image (built trusting the test key: several
-# minutes on a cold machine), PostgreSQL and workspace images built from Debian's packages,
-# pushed upstream; then lock → bundle → verify → apply --bundle --wait (ingress disabled: no
-# ingress controller image here) → status, and a login as the first admin through the manager's
-# Service. It prints the dashboard's URL and the admin's credentials and keeps the world up
-# until Ctrl-C (--exit: stop at once).
+# containerd, kubelet, kube-proxy, scheduler, controller-manager; service DNS, volumes, the load
+# balancer and NetworkPolicy enforcement are the test harness's stand-ins); the platform image
+# (several minutes on a cold machine), PostgreSQL, workspace and ingress controller images built
+# from Debian's packages, pushed upstream; a private CA with the platform's certificates; then
+# lock → bundle → verify → apply --bundle --wait (ingress on, TLS) → status, and a walk in
+# headless Chromium from the login to a workspace's terminal at https://coder.localhost:PORT/
+# (relayed from loopback to the load balancer). It prints that URL, the CA to trust and the
+# admin's credentials, and keeps the world up until Ctrl-C (--exit: stop at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
-cargo build --quiet -p installer --features coder-license/test-keys
-cargo build --quiet -p coder-testenv --bin workspace-standin
-cargo build --quiet -p ingress-standin
-cargo build --quiet -p quickstart
+# Cargo prints a line per crate it compiles: a cold build takes several minutes, never silently.
+echo "quickstart: building coder-install (trusting the test license key) and the quick start's programs" >&2
+cargo build -p installer --features coder-license/test-keys
+cargo build -p coder-testenv --bin workspace-standin
+cargo build -p ingress-standin
+cargo build -p quickstart
 exec target/debug/quickstart "$@"
