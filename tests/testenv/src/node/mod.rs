@@ -17,8 +17,9 @@
 //!
 //! The node works on the host's network stack (it needs root): a bridge of the harness's own
 //! with test-network addresses ([`network`]). The stand-ins are kept in step with the API server
-//! twice a second by a watcher thread; [`Cluster::sync_stand_ins`] waits for its next pass. kube-proxy owns the host's NAT rules, so one
-//! cluster runs on a machine at a time: [`Cluster::start`] waits for a machine-wide lock.
+//! twice a second by a watcher thread; [`Cluster::sync_stand_ins`] waits for its next pass.
+//! kube-proxy owns the host's NAT rules, so one cluster runs on a machine at a time:
+//! [`Cluster::start`] waits for a machine-wide lock.
 
 mod cidr;
 mod containerd;
@@ -86,6 +87,8 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the API server and the node, and waits until the node is Ready and the
     /// controllers work. Prints a line per step to stderr (the first start takes a while).
+    /// NetworkPolicies are enforced from the start (see
+    /// [`Cluster::set_network_policy_enforcement`]).
     pub async fn start() -> Result<Self> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::Node(

@@ -24,15 +24,16 @@
 //!   receiver) and pod to node (INPUT from the bridge: the sender's egress), so a pod whose
 //!   egress policies do not allow the node's address cannot reach the Kubernetes API nor the DNS
 //!   stand-in (policies usually allow port 53 to anyone, as the chart's do);
-//! - denied packets are dropped (each pod's chain ends in a `DROP` with a comment naming the
-//!   pod: `iptables -L CODER-NETPOL-FORWARD -v -n` and the pod chains count them). The last
-//!   applied rules are in `network-policy.rules` in the node's log directory.
+//! - denied packets are dropped by a `DROP` that ends each pod's chain, its comment naming the
+//!   pod and direction; the watcher's log (`watcher.log` in the node's log directory) counts
+//!   what each dropped since its last pass. The last applied rules are in
+//!   `network-policy.rules` there.
 //!
 //! What is not:
 //! - traffic from the node itself to pods is not policed (kubelet probes, the API server calling
 //!   webhooks, tests on the host): Calico and Cilium allow host to local pod by default too;
 //! - pods on the host's network are neither policed nor matched by selectors; IPv6 blocks match
-//!   nothing (the cluster is IPv4 only); there is no policy logging beyond the counters;
+//!   nothing (the cluster is IPv4 only); dropped packets are counted, not logged one by one;
 //! - an ingress `ipBlock` sees pod addresses as they are (there is no masquerading here), which
 //!   is what Calico does too; traffic from outside the machine does not exist here.
 //!
@@ -42,7 +43,7 @@
 mod rules;
 mod selector;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -67,6 +68,10 @@ pub(crate) struct NetworkPolicyEnforcer {
     chains: BTreeSet<String>,
     /// Where the last applied rules are written for people to read.
     rules_path: PathBuf,
+    /// The watcher's log, where dropped packets are counted.
+    log_path: PathBuf,
+    /// Each pod chain's `DROP` count when last read, by the rule's comment.
+    drops: BTreeMap<String, u64>,
 }
 
 impl NetworkPolicyEnforcer {
@@ -78,6 +83,8 @@ impl NetworkPolicyEnforcer {
             applied: String::new(),
             chains: BTreeSet::new(),
             rules_path: dir.join("network-policy.rules"),
+            log_path: dir.join("watcher.log"),
+            drops: BTreeMap::new(),
         };
         enforcer.apply(&rules::chains(&ClusterState::default(), true))?;
         ensure_jumps_first()?;
@@ -102,7 +109,44 @@ impl NetworkPolicyEnforcer {
             ClusterState::default()
         };
         self.apply(&rules::chains(&state, enforce))?;
-        ensure_jumps_first()
+        ensure_jumps_first()?;
+        self.log_drops();
+        Ok(())
+    }
+
+    /// Appends to the watcher's log how many packets each pod chain dropped since the last
+    /// pass (`iptables-save -c`; a rebuilt chain counts from zero again).
+    fn log_drops(&mut self) {
+        let Ok(output) = Command::new("iptables-save")
+            .args(["-c", "-t", "filter"])
+            .output()
+        else {
+            return;
+        };
+        let counts = drop_counts(&String::from_utf8_lossy(&output.stdout));
+        let mut lines = String::new();
+        for (comment, packets) in &counts {
+            let before = self.drops.get(comment).copied().unwrap_or(0);
+            let new = if *packets >= before {
+                packets - before
+            } else {
+                *packets
+            };
+            if new > 0 {
+                lines.push_str(&format!(
+                    "NetworkPolicy stand-in dropped {new} packet(s): {comment}\n"
+                ));
+            }
+        }
+        self.drops = counts;
+        if !lines.is_empty()
+            && let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+        {
+            let _ = file.write_all(lines.as_bytes());
+        }
     }
 
     /// Replaces the chains with `chains` (one transaction) unless they are what is applied.
@@ -181,6 +225,20 @@ fn ensure_jumps_first() -> Result<()> {
     Ok(())
 }
 
+/// The packet counts of the stand-in's `DROP` rules in `iptables-save -c` output, by the
+/// rules' comments (which name the pod and the direction).
+fn drop_counts(saved: &str) -> BTreeMap<String, u64> {
+    saved
+        .lines()
+        .filter(|line| line.contains(&format!(" -A {CHAIN_PREFIX}")) && line.ends_with(" -j DROP"))
+        .filter_map(|line| {
+            let packets = line.strip_prefix('[')?.split(':').next()?.parse().ok()?;
+            let comment = line.split("--comment \"").nth(1)?.split('"').next()?;
+            Some((comment.to_owned(), packets))
+        })
+        .collect()
+}
+
 /// Removes the stand-in's chains and every rule that jumps to them, whatever run made them.
 pub(crate) fn remove_leftovers() {
     network::remove_chains_named(CHAIN_PREFIX, &["filter"]);
@@ -215,5 +273,25 @@ fn iptables_restore(text: &str) -> Result<()> {
             "iptables-restore of the NetworkPolicy rules failed: {}\n{text}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_counts_are_read_from_the_stand_ins_drop_rules_only() {
+        let saved = "*filter\n\
+            :CODER-NETPOL-I-0123456789ab - [0:0]\n\
+            [3:180] -A CODER-NETPOL-I-0123456789ab -s 198.18.0.11/32 -p tcp -m tcp --dport 8080 -j RETURN\n\
+            [7:420] -A CODER-NETPOL-I-0123456789ab -m comment --comment \"shop/web: ingress no NetworkPolicy allows\" -j DROP\n\
+            [9:540] -A KUBE-FIREWALL -m comment --comment \"kubernetes firewall\" -j DROP\n\
+            COMMIT\n";
+        let counts = drop_counts(saved);
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [("shop/web: ingress no NetworkPolicy allows".to_owned(), 7)]
+        );
     }
 }

@@ -544,4 +544,13 @@ async fn network_policies_and_load_balancers_are_enforced_and_served_on_the_real
         false,
     );
     expect_connect(step, Origin::Pod(&shop_client), "web", web.ip, 8080, true);
+
+    // The watcher's log counts what each pod's policies dropped.
+    cluster.sync_stand_ins().await.expect("the stand-ins follow");
+    let log = std::fs::read_to_string(cluster.log_dir().join("watcher.log")).unwrap_or_default();
+    assert!(
+        log.contains("NetworkPolicy stand-in dropped")
+            && log.contains("shop/web: ingress no NetworkPolicy allows"),
+        "watcher.log:\n{log}"
+    );
 }
