@@ -19,7 +19,11 @@ button,.button{padding:.35rem .8rem;border:1px solid #1f883d;background:#1f883d;
 button.delete{background:#cf222e;border-color:#cf222e}button.stop,button.start{background:#57606a;border-color:#57606a}\
 .error{background:#ffebe9;border:1px solid #cf222e;padding:.5rem;border-radius:6px}\
 .read-only{background:#fff8c5;border:1px solid #9a6700;padding:.5rem;border-radius:6px;font-weight:600}\
-.state{font-weight:600}.state-on{color:#1f883d}.state-off{color:#57606a}";
+.notice{background:#fff8c5;border:1px solid #9a6700;padding:.5rem;border-radius:6px}\
+.state{font-weight:600}.state-on{color:#1f883d}.state-off{color:#57606a}\
+#terminal-output{background:#0d1117;color:#e6edf3;padding:.75rem;border-radius:6px;height:28rem;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:0}\
+#terminal-output .sent{color:#7ee787}#terminal-form{display:flex;gap:.5rem;margin-top:.5rem}\
+#terminal-input{flex:1;font-family:ui-monospace,monospace}#terminal-status{opacity:.8}";
 
 /// `GET /assets/style.css`.
 pub async fn style() -> Response {
@@ -41,13 +45,16 @@ pub async fn style() -> Response {
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // A page that needs more (the terminal's script and WebSocket) sets its own, as strict.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -4,6 +4,16 @@ use std::net::SocketAddr;
 
 use clap::ArgAction;
 
+use super::access_url::{AccessUrl, AccessUrlError, CookieRule};
+
+/// `--access-url`'s check: empty (unset) or an http(s) URL.
+fn parse_access_url(text: &str) -> Result<String, AccessUrlError> {
+    if !text.trim().is_empty() {
+        text.parse::<AccessUrl>()?;
+    }
+    Ok(text.to_owned())
+}
+
 /// The `SameSite` attribute of the dashboard's cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SameSite {
@@ -40,10 +50,16 @@ pub struct DashboardArgs {
     /// The session cookie's name (the envproxy must be told the same name).
     #[arg(long, env = "CODER_COOKIE_NAME", default_value = "coder_session")]
     pub cookie_name: String,
-    /// Mark cookies `Secure` (sent over HTTPS only; browsers also accept them from
-    /// http://localhost). Turn off only for plain-HTTP test set-ups.
-    #[arg(long, env = "CODER_COOKIE_SECURE", default_value_t = true, action = ArgAction::Set)]
-    pub cookie_secure: bool,
+    /// The address users reach the platform at (`https://coder.example.com`). Its scheme
+    /// decides whether cookies are `Secure` (see --cookie-secure), and pages reached at another
+    /// address name it. Empty: unset.
+    #[arg(long, env = "CODER_ACCESS_URL", default_value = "", value_parser = parse_access_url)]
+    pub access_url: String,
+    /// Override whether cookies are `Secure` (HTTPS only; browsers also keep them from
+    /// http://localhost). Without it: `Secure` unless the access URL is http:// (then cookies
+    /// travel in clear, and the log warns); `Secure` when no access URL is set.
+    #[arg(long, env = "CODER_COOKIE_SECURE", action = ArgAction::Set)]
+    pub cookie_secure: Option<bool>,
     /// The cookies' `SameSite` attribute.
     #[arg(long, env = "CODER_COOKIE_SAMESITE", value_enum, default_value_t = SameSite::Lax)]
     pub cookie_same_site: SameSite,
@@ -67,11 +83,39 @@ impl DashboardArgs {
             manager_url: manager_url.into(),
             envproxy_url: String::new(),
             cookie_name: "coder_session".to_owned(),
-            cookie_secure: true,
+            access_url: String::new(),
+            cookie_secure: None,
             cookie_same_site: SameSite::Lax,
             session_ttl_hours: 24,
             default_image: "codercom/enterprise-base:ubuntu".to_owned(),
         }
+    }
+
+    /// The access URL, if one is set (the flag's value is checked when it is read).
+    pub fn access(&self) -> Option<AccessUrl> {
+        let text = self.access_url.trim();
+        if text.is_empty() {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    /// Whether cookies are `Secure`, and why ([`CookieRule`]).
+    pub fn cookie_rule(&self) -> CookieRule {
+        CookieRule::decide(self.cookie_secure, self.access().as_ref())
+    }
+
+    /// Whether cookies carry `Secure` (and the CSRF cookie the `__Host-` prefix).
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_rule().secure()
+    }
+
+    /// The dashboard's page for a workspace's terminal.
+    pub fn terminal_link(workspace_id: &str) -> String {
+        format!(
+            "/workspaces/{}/terminal",
+            crate::manager_client::path_segment(workspace_id)
+        )
     }
 
     /// The link that opens a workspace's IDE (on the workspace's own origin, through the

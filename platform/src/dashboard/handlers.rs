@@ -18,6 +18,7 @@ use super::reply::{explain, message, page, see_other};
 use super::session;
 use super::signed_in::{CsrfField, FormPost, SignedIn, SignedInAdmin};
 use super::state::DashState;
+use super::wrong_address::{Arrival, WrongAddress};
 use crate::api_types::{LicenseSummary, Workspace};
 use crate::manager_client::{Caller, path_segment};
 use crate::{forwarded, request_id};
@@ -63,10 +64,20 @@ pub async fn login_page(State(state): State<DashState>, headers: HeaderMap) -> R
         error: None,
         read_only: None,
     };
+    // Reached where the browser cannot keep the cookies (or not at the access URL): say so
+    // before the user types a password.
+    let access_url = state.args.access();
+    let notice = WrongAddress::diagnose(
+        state.args.secure_cookies(),
+        access_url.as_ref(),
+        &Arrival::of(&headers),
+    )
+    .map(|wrong| pages::address_notice(&wrong.notice(access_url.as_ref())))
+    .unwrap_or_default();
     page(
         StatusCode::OK,
         [cookie],
-        pages::layout(&frame, &pages::login(&csrf, "")),
+        pages::layout(&frame, &format!("{notice}{}", pages::login(&csrf, ""))),
     )
 }
 

@@ -5,11 +5,14 @@
 //! origin with a one-time ticket, so workspace pages never run where this cookie lives. It never
 //! reaches PostgreSQL.
 //!
-//! Layout: [`config`] (flags), [`state`] (what handlers share), [`handlers`] (routes),
+//! Layout: [`config`] (flags), [`access_url`] (the access URL and the `Secure` cookie rule),
+//! [`wrong_address`] (telling users they are at the wrong address), [`terminal`] (a workspace's
+//! terminal in the browser), [`state`] (what handlers share), [`handlers`] (routes),
 //! [`signed_in`] (the extractors: who is signed in, CSRF-checked form posts), [`reply`] (pages,
 //! redirects and messages as responses), [`pages`] (HTML), [`session`] (the session and CSRF
 //! cookies), [`assets`] (the stylesheet and security headers).
 
+pub mod access_url;
 pub mod assets;
 pub mod config;
 pub mod handlers;
@@ -18,6 +21,8 @@ pub mod reply;
 pub mod session;
 pub mod signed_in;
 pub mod state;
+pub mod terminal;
+pub mod wrong_address;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +42,9 @@ pub enum StartError {
     /// The manager client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// `--access-url` is not an http(s) URL.
+    #[error(transparent)]
+    AccessUrl(#[from] access_url::AccessUrlError),
     /// The listener could not be bound or served.
     #[error("serving on {addr}: {source}")]
     Serve {
@@ -55,6 +63,8 @@ pub fn router(state: DashState) -> Router {
         .route("/logout", post(handlers::logout))
         .route("/workspaces", post(handlers::create_workspace))
         .route("/workspaces/{id}/{verb}", post(handlers::workspace_action))
+        .route("/workspaces/{id}/terminal", get(terminal::page_for))
+        .route("/assets/terminal.js", get(terminal::script))
         .route("/admin/users", get(handlers::users).post(handlers::create_user))
         .route(
             "/admin/license",
@@ -76,6 +86,11 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let access_url = match args.access_url.trim() {
+        "" => None,
+        text => Some(text.parse::<access_url::AccessUrl>()?),
+    };
+    args.cookie_rule().log(access_url.as_ref());
     let state = DashState {
         client: ManagerClient::new(&args.manager_url, None)?,
         args: Arc::new(args),

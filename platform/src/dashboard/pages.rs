@@ -71,6 +71,14 @@ fn csrf_field(token: &str) -> String {
     )
 }
 
+/// A warning about the address the page was opened at (above the login form).
+pub fn address_notice(text: &str) -> String {
+    format!(
+        "<p class=\"notice\" id=\"address-notice\" role=\"alert\">{}</p>",
+        escape(text)
+    )
+}
+
 /// The login form.
 pub fn login(csrf: &str, email: &str) -> String {
     format!(
@@ -97,8 +105,10 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_own
         };
         let open = if workspace.state == "ON" {
             format!(
-                "<a class=\"button\" href=\"{}\" target=\"_blank\" rel=\"noopener\">Open IDE</a>",
-                escape(&args.open_link(&workspace.id))
+                "<a class=\"button\" href=\"{}\" target=\"_blank\" rel=\"noopener\">Open IDE</a>\
+                 <a class=\"button terminal\" href=\"{}\">Terminal</a>",
+                escape(&args.open_link(&workspace.id)),
+                escape(&DashboardArgs::terminal_link(&workspace.id)),
             )
         } else {
             String::new()

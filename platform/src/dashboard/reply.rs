@@ -5,8 +5,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::pages::{self, Frame};
-use super::session;
+use super::session::{self, CsrfVerdict};
 use super::state::DashState;
+use super::wrong_address::{Arrival, WrongAddress, csrf_refusal};
 use crate::manager_client::ClientError;
 
 /// A page with its status and the cookies to set.
@@ -83,13 +84,15 @@ pub fn explain(error: &ClientError) -> (StatusCode, String) {
     }
 }
 
-/// The answer to a form post whose CSRF check failed.
-pub fn csrf_refused(state: &DashState, headers: &HeaderMap) -> Response {
-    message(
-        state,
-        headers,
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        "The form could not be verified (CSRF check). Reload the page and try again.",
-    )
+/// The answer to a form post whose CSRF check failed: why, in plain words, naming the
+/// platform's address when the browser could not keep the cookie where it is.
+pub fn csrf_refused(state: &DashState, headers: &HeaderMap, verdict: CsrfVerdict) -> Response {
+    let access_url = state.args.access();
+    let wrong = WrongAddress::diagnose(
+        state.args.secure_cookies(),
+        access_url.as_ref(),
+        &Arrival::of(headers),
+    );
+    let (title, text) = csrf_refusal(verdict, wrong.as_ref(), access_url.as_ref());
+    message(state, headers, StatusCode::FORBIDDEN, title, &text)
 }

@@ -12,7 +12,7 @@ use crate::cookies::{CSRF_COOKIE, HOST_CSRF_COOKIE, cookie, same_origin};
 /// The CSRF cookie's name: `__Host-` prefixed when cookies are `Secure` (so that no sibling
 /// subdomain can plant one).
 pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
-    if args.cookie_secure {
+    if args.secure_cookies() {
         HOST_CSRF_COOKIE
     } else {
         CSRF_COOKIE
@@ -35,7 +35,7 @@ fn set_cookie(
         "{name}={value}; Path=/; HttpOnly; SameSite={}",
         args.cookie_same_site.as_str()
     );
-    if args.cookie_secure {
+    if args.secure_cookies() {
         cookie.push_str("; Secure");
     }
     cookie.push_str(&format!("; Max-Age={}", max_age_secs.unwrap_or(0)));
@@ -72,14 +72,33 @@ pub fn csrf_token(args: &DashboardArgs, headers: &HeaderMap) -> (String, Option<
     (token, header)
 }
 
+/// What the CSRF check of a form post found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfVerdict {
+    /// The field repeats the cookie and the post comes from the dashboard's own origin.
+    Valid,
+    /// The request has no CSRF cookie at all: the browser refused or never stored it.
+    NoCookie,
+    /// The cookie is there but the field does not repeat it (an old or forged form).
+    Mismatch,
+    /// The browser names another origin.
+    CrossOrigin,
+}
+
 /// Whether a form post carries the CSRF cookie's value and, if the browser names one, comes
 /// from the dashboard's own origin.
-pub fn csrf_valid(args: &DashboardArgs, headers: &HeaderMap, submitted: &str) -> bool {
+pub fn csrf_check(args: &DashboardArgs, headers: &HeaderMap, submitted: &str) -> CsrfVerdict {
     let Some(expected) = cookie(headers, csrf_cookie_name(args)) else {
-        return false;
+        return CsrfVerdict::NoCookie;
     };
     let matches: bool = expected.as_bytes().ct_eq(submitted.as_bytes()).into();
-    matches && !submitted.is_empty() && same_origin(headers)
+    if !matches || submitted.is_empty() {
+        CsrfVerdict::Mismatch
+    } else if !same_origin(headers) {
+        CsrfVerdict::CrossOrigin
+    } else {
+        CsrfVerdict::Valid
+    }
 }
 
 #[cfg(test)]
@@ -101,21 +120,54 @@ mod tests {
     }
 
     #[test]
+    fn the_access_urls_scheme_decides_secure_and_the_csrf_cookies_name() {
+        let cookies_for = |access_url: &str, explicit: Option<bool>| {
+            let mut args = DashboardArgs::for_manager("http://m");
+            args.access_url = access_url.to_owned();
+            args.cookie_secure = explicit;
+            let (_, csrf) = csrf_token(&args, &HeaderMap::new());
+            format!(
+                "{}\n{}",
+                session_cookie(&args, "id-secret")
+                    .expect("header")
+                    .to_str()
+                    .expect("ascii"),
+                csrf.expect("csrf cookie")
+                    .to_str()
+                    .expect("ascii")
+                    .split_once('=')
+                    .map(|(name, _)| name)
+                    .unwrap_or_default(),
+            )
+        };
+        let secure = "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400\n__Host-coder_csrf";
+        let plain = "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400\ncoder_csrf";
+        assert_eq!(cookies_for("https://coder.example.com", None), secure);
+        assert_eq!(cookies_for("http://coder.test:3000", None), plain);
+        assert_eq!(cookies_for("", None), secure);
+        assert_eq!(cookies_for("http://coder.test:3000", Some(true)), secure);
+        assert_eq!(cookies_for("https://coder.example.com", Some(false)), plain);
+    }
+
+    #[test]
     fn csrf_needs_the_cookie_the_field_and_the_origin() {
         let args = DashboardArgs::for_manager("http://m");
         let mut headers = HeaderMap::new();
         let (token, set) = csrf_token(&args, &headers);
         assert!(set.is_some() && token.len() == 32);
-        assert!(!csrf_valid(&args, &headers, &token), "no cookie");
+        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::NoCookie);
         headers.insert(
             header::COOKIE,
             HeaderValue::from_str(&format!("__Host-coder_csrf={token}")).expect("value"),
         );
         headers.insert(header::HOST, HeaderValue::from_static("coder.example"));
-        assert!(csrf_valid(&args, &headers, &token));
-        assert!(!csrf_valid(&args, &headers, "0".repeat(32).as_str()));
-        assert!(!csrf_valid(&args, &headers, ""));
+        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::Valid);
+        assert_eq!(
+            csrf_check(&args, &headers, "0".repeat(32).as_str()),
+            CsrfVerdict::Mismatch
+        );
+        assert_eq!(csrf_check(&args, &headers, ""), CsrfVerdict::Mismatch);
         headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert!(!csrf_valid(&args, &headers, &token));
+        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::CrossOrigin);
     }
 }

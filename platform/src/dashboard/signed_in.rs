@@ -91,7 +91,7 @@ pub trait CsrfField {
 }
 
 /// A posted form `F`, by `W` ([`SignedIn`], [`SignedInAdmin`], or `()` for anyone): the form is
-/// read, its CSRF token checked (a 403 "Form expired" page if it fails), and only then is `W`
+/// read, its CSRF token checked (a 403 page saying why if it fails), and only then is `W`
 /// extracted. The last argument of a handler, as it reads the body.
 #[derive(Debug)]
 pub struct FormPost<F, W = SignedIn> {
@@ -114,8 +114,9 @@ where
         let Form(form) = Form::<F>::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        if !session::csrf_valid(&state.args, &parts.headers, form.csrf()) {
-            return Err(csrf_refused(state, &parts.headers));
+        let verdict = session::csrf_check(&state.args, &parts.headers, form.csrf());
+        if verdict != session::CsrfVerdict::Valid {
+            return Err(csrf_refused(state, &parts.headers, verdict));
         }
         let who = W::from_request_parts(&mut parts, state)
             .await

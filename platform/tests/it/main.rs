@@ -1,6 +1,7 @@
 //! Integration tests of `coder-service` against a real PostgreSQL 15 and a real
 //! kube-apiserver (from `coder-testenv`), through the manager's HTTP API.
 
+mod access_url;
 mod auth;
 mod binary;
 mod dashboard;

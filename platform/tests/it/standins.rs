@@ -1,6 +1,6 @@
 //! Real loopback servers standing in for a workspace's ports: an HTTP + WebSocket echo for
-//! code-server (13337), a shell-like WebSocket peer for the envagent (26337), a TCP echo for
-//! the SSH proxy (12212). Each can be told to die mid-stream.
+//! code-server (13337), a shell-like WebSocket peer and a real `/bin/sh` for the envagent
+//! (26337), a TCP echo for the SSH proxy (12212). Each can be told to die mid-stream.
 
 use std::net::SocketAddr;
 
@@ -109,6 +109,67 @@ pub async fn shell() -> SocketAddr {
                     return;
                 }
             }
+        })
+    });
+    serve(router).await
+}
+
+/// The envagent's shell as the workspace image's stand-in runs it: each WebSocket runs a real
+/// `/bin/sh` with piped standard streams; text and binary messages go to its stdin, its stdout
+/// and stderr come back as binary messages, and the socket closes when the shell exits.
+pub async fn real_shell() -> SocketAddr {
+    let router = Router::new().fallback(|upgrade: WebSocketUpgrade| async move {
+        upgrade.on_upgrade(|socket: WebSocket| async move {
+            let Ok(mut child) = tokio::process::Command::new("/bin/sh")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+            else {
+                return;
+            };
+            let (Some(mut stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
+                return;
+            };
+            let (output_tx, mut output) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+            for mut reader in [
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                Box::new(stderr),
+            ] {
+                let output_tx = output_tx.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    while let Ok(read @ 1..) = reader.read(&mut buffer).await {
+                        if output_tx.send(buffer[..read].to_vec()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(output_tx);
+            let (mut tx, mut rx) = socket.split();
+            loop {
+                tokio::select! {
+                    chunk = output.recv() => match chunk {
+                        Some(bytes) => if tx.send(Message::Binary(bytes.into())).await.is_err() { return },
+                        None => break,
+                    },
+                    message = rx.next() => match message {
+                        Some(Ok(Message::Text(text))) => {
+                            if stdin.write_all(text.as_bytes()).await.is_err() { break }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if stdin.write_all(&bytes).await.is_err() { break }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+            let _ = tx.send(Message::Close(None)).await;
         })
     });
     serve(router).await

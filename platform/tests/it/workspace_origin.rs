@@ -378,9 +378,10 @@ async fn workspace_origin_page_in_chromium_cannot_read_or_use_the_admins_dashboa
     proxy_args.workspace_base_url = platform.clone();
     let (proxy, _shutdown, _stopped) = start_proxy(proxy_args).await;
     let proxy_addr = proxy.trim_start_matches("http://").parse().expect("addr");
-    // Plain HTTP on a name that is not localhost: cookies cannot be Secure here.
+    // Plain HTTP on a name that is not localhost: an http:// access URL, so cookies are not
+    // Secure (browsers would drop them here).
     let mut dashboard_args = DashboardArgs::for_manager(&env.base);
-    dashboard_args.cookie_secure = false;
+    dashboard_args.access_url = platform.clone();
     let dashboard_port = start_dashboard(dashboard_args).await;
     let dashboard_addr = std::net::SocketAddr::from(([127, 0, 0, 1], dashboard_port));
     standins::ingress(ingress, dashboard_addr, proxy_addr);
