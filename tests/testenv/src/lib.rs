@@ -25,6 +25,7 @@ pub mod cli;
 pub mod cosign;
 pub mod dependency_images;
 pub mod fixture;
+pub mod front_door_walk;
 mod kubernetes;
 mod link;
 mod node;
