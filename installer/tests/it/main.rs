@@ -11,6 +11,7 @@ mod image_signatures;
 mod lease;
 mod license;
 mod push;
+mod port_table;
 mod real_node;
 mod rollback;
 mod serve;

@@ -1,39 +1,68 @@
 //! The installed platform runs: the end-to-end test on a real node (containerd and a kubelet,
 //! see `coder_testenv::Cluster`). Nothing in it is simulated: images go upstream → bundle →
-//! site registry → containerd; every workload turns Ready by itself; the test logs in through
-//! the manager's Service and reaches a workspace through envproxy's.
+//! site registry → containerd; every workload turns Ready by itself; the test reaches the
+//! platform as a site does, through the front door: the load balancer's address, the chart's
+//! NGINX ingress controller, TLS from the site's private CA, at the access host's name, under
+//! the port table's NetworkPolicies, which the node enforces.
 //!
-//! What stands in (there is no internet): the PostgreSQL and workspace images are built from
-//! Debian's packages (`coder_testenv::dependency_images`), the ingress controller is disabled
-//! (no image of it exists here) and the platform is reached through its Services (kube-proxy),
-//! and the cluster's DNS and volumes are the harness's stand-ins.
+//! What stands in (there is no internet): the PostgreSQL, workspace and ingress controller
+//! images (`coder_testenv::dependency_images`: Debian's packages and the harness's programs),
+//! and the cluster's DNS, volumes, load balancer and NetworkPolicy engine (the harness's).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use coder_testenv::browser::{Browser, BrowserOptions};
 use coder_testenv::cli::{bundle_args, lock_args};
-use coder_testenv::dependency_images::{postgres_image, workspace_image};
-use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-use coder_testenv::{Cluster, Registry, RegistryFlavour};
+use coder_testenv::dependency_images::{
+    ingress_certgen_image, ingress_controller_image, postgres_image, workspace_image,
+};
+use coder_testenv::front_door_walk::FrontDoorWalk;
+use coder_testenv::{ACCESS_TLS_SECRET, Cluster, Registry, RegistryFlavour, SiteTls, WORKSPACE_TLS_SECRET};
 use futures_util::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::apply::{PLATFORM_IMAGES, managed_objects, push_real_platform_image};
+use crate::port_table::{Targets, assert_reachability, component_labels, probe, push_probe_image};
 use crate::world::{coder_install, success};
 
 const NAMESPACE: &str = "coder";
 /// How long the platform may take to come up on the node (image pulls, initdb, migrations).
 const READY_TIMEOUT: &str = "6m";
+/// The access URL's host at the test site (`.test` is reserved: it resolves nowhere else).
+const ACCESS_HOST: &str = "coder.example.test";
+/// The workspaces' domain: workspace `<id>` is served at `ws-<id>.ws.example.test`.
+const WORKSPACE_DOMAIN: &str = "ws.example.test";
+/// The chart's ingress controller Service (type LoadBalancer).
+const INGRESS_SERVICE: &str = "coder-ingress-nginx-controller";
+
+/// The values that put the platform behind the ingress with the site's TLS Secrets.
+fn front_door_values() -> Vec<String> {
+    vec![
+        format!("accessURL=https://{ACCESS_HOST}"),
+        format!("workspaceBaseURL=https://{WORKSPACE_DOMAIN}"),
+        format!("ingress.host={ACCESS_HOST}"),
+        format!("ingress.tlsSecret={ACCESS_TLS_SECRET}"),
+        format!("ingress.workspaceTlsSecret={WORKSPACE_TLS_SECRET}"),
+        // The test node has two cores: small requests leave room for two replicas of each
+        // component and two workspaces (the limits stay the chart's).
+        "manager.resources.requests.cpu=50m".to_owned(),
+        "envproxy.resources.requests.cpu=50m".to_owned(),
+        "dashboard.resources.requests.cpu=50m".to_owned(),
+        "postgres.resources.requests.cpu=50m".to_owned(),
+    ]
+}
 
 /// The upstream registry with every image the spec names, the site registry, the node.
 struct RealWorld {
     cluster: Cluster,
     upstream: Registry,
     site: Registry,
+    tls: SiteTls,
     dir: tempfile::TempDir,
 }
 
@@ -52,22 +81,24 @@ impl RealWorld {
         push_real_platform_image(&upstream, &platform_image_path("1.0.0"), &[]);
         for (name, path) in &PLATFORM_IMAGES[1..] {
             let image = match name.as_str() {
-                "postgres" => postgres_image().expect("the PostgreSQL image"),
-                "workspace" => workspace_image().expect("the workspace image"),
-                // Never run: the ingress controller is disabled (no image of it exists here).
-                _ => ImageBuilder::new()
-                    .label("org.opencontainers.image.description", "stand-in, never run")
-                    .layer(LayerBuilder::new().random_file("stand-in.bin", 4096, 1))
-                    .build()
-                    .expect("stand-in image"),
-            };
+                "postgres" => postgres_image(),
+                "workspace" => workspace_image(),
+                "ingress-nginx-controller" => ingress_controller_image(),
+                "ingress-nginx-certgen" => ingress_certgen_image(),
+                other => panic!("the built-in spec names an image the tests cannot build: {other}"),
+            }
+            .unwrap_or_else(|error| panic!("the {name} image: {error}"));
             upstream.push_image(path, &image).await.expect("push upstream");
         }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls =
+            SiteTls::new(dir.path(), ACCESS_HOST, WORKSPACE_DOMAIN).expect("the site's CA and certificates");
         let world = Self {
             cluster,
             upstream,
             site,
-            dir: tempfile::tempdir().expect("tempdir"),
+            tls,
+            dir,
         };
         std::fs::create_dir_all(world.dir.path().join("docker")).expect("docker dir");
         std::fs::write(world.dir.path().join("docker/config.json"), "{}").expect("docker config");
@@ -120,34 +151,41 @@ impl RealWorld {
         bundle
     }
 
-    /// `apply --bundle --wait` into the node; the JSON report.
-    async fn apply(&self, bundle: &str, license: &str) -> Value {
+    /// `apply --bundle --wait` into the node, behind the front door, with `sets` added; the JSON
+    /// report.
+    async fn apply(&self, bundle: &str, license: &str, sets: &[&str]) -> Value {
         let site = self.site.host();
         let kubeconfig = self.cluster.api().kubeconfig_path().display().to_string();
-        let output = coder_install(
-            [
-                "apply",
-                "--bundle",
-                bundle,
-                "--allow-unsigned",
-                "--registry",
-                &format!("{site}/coder"),
-                "--insecure-registry",
-                &site,
-                "--license",
-                license,
-                "--kubeconfig",
-                &kubeconfig,
-                "--set",
-                "ingress.enable=false",
-                "--wait",
-                "--timeout",
-                READY_TIMEOUT,
-                "--output",
-                "json",
-            ],
-            &[("DOCKER_CONFIG", &self.dir.path().join("docker"))],
-        );
+        let mut args: Vec<String> = [
+            "apply",
+            "--bundle",
+            bundle,
+            "--allow-unsigned",
+            "--registry",
+            &format!("{site}/coder"),
+            "--insecure-registry",
+            &site,
+            "--license",
+            license,
+            "--kubeconfig",
+            &kubeconfig,
+            "--wait",
+            "--timeout",
+            READY_TIMEOUT,
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        for set in front_door_values()
+            .iter()
+            .map(String::as_str)
+            .chain(sets.iter().copied())
+        {
+            args.extend(["--set".to_owned(), set.to_owned()]);
+        }
+        let output = coder_install(args, &[("DOCKER_CONFIG", &self.dir.path().join("docker"))]);
         if !output.status.success() {
             panic!(
                 "apply failed:\n{}\npods:\n{}\nnode logs in {}",
@@ -248,20 +286,313 @@ async fn assert_no_restarts(cluster: &Cluster, namespace: &str) {
 }
 
 /// A session token for `email`.
-async fn login(http: &reqwest::Client, manager: &str, email: &str, password: &str) -> String {
+async fn login(http: &reqwest::Client, platform: &str, email: &str, password: &str) -> String {
+    try_login(http, platform, email, password)
+        .await
+        .unwrap_or_else(|reason| panic!("login as {email}: {reason}"))
+}
+
+/// A session token for `email`, or why not.
+async fn try_login(
+    http: &reqwest::Client,
+    platform: &str,
+    email: &str,
+    password: &str,
+) -> Result<String, String> {
     let response = http
-        .post(format!("{manager}/auth/basic/login"))
+        .post(format!("{platform}/auth/basic/login"))
         .json(&json!({ "email": email, "password": password }))
         .send()
         .await
-        .expect("login");
+        .map_err(|error| error.to_string())?;
     let status = response.status();
-    let body: Value = response.json().await.expect("login JSON");
-    assert!(status.is_success(), "login as {email}: {status} {body}");
-    body["session_token"]
-        .as_str()
-        .expect("a session token")
-        .to_owned()
+    let body: Value = response.json().await.map_err(|error| error.to_string())?;
+    match body["session_token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => Err(format!("{status} {body}")),
+    }
+}
+
+/// The walk in headless Chromium (names mapped to the load balancer, the site's CA trusted):
+/// the admin signs in and makes a member; the member signs in, creates a workspace, opens its
+/// editor on the workspace's own origin, types in its terminal, stops it and signs out.
+/// Screenshots go to `$CODER_TEST_SCREENSHOTS` when set, else into the world's folder.
+async fn browser_walk(
+    world: &RealWorld,
+    load_balancer: std::net::Ipv4Addr,
+    admin_password: &str,
+    image: &str,
+) {
+    let screenshots = std::env::var_os("CODER_TEST_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| world.dir.path().join("screenshots"));
+    let options = BrowserOptions::new()
+        .arg(world.tls.host_resolver_rules(IpAddr::V4(load_balancer)))
+        .home(
+            world
+                .tls
+                .chromium_home()
+                .expect("a Chromium home trusting the site's CA"),
+        );
+    let browser = Browser::start_with(options).await.expect("headless Chromium");
+    let walk = FrontDoorWalk::new(&browser, &format!("https://{ACCESS_HOST}"), &screenshots);
+    walk.login("admin@coder.local", admin_password).await;
+    walk.create_member("walker@example.com", "Walker", "a long walker password")
+        .await;
+    walk.logout().await;
+    walk.login("walker@example.com", "a long walker password").await;
+    let id = walk.create_workspace("walk", image).await;
+    let (origin, page) = walk.open_editor("walk").await;
+    assert!(
+        origin.starts_with(&format!("https://ws-{id}.{WORKSPACE_DOMAIN}/")),
+        "the editor is on the workspace's own origin: {origin}"
+    );
+    assert!(page.contains("workspace stand-in"), "{page}");
+    let output = walk.terminal(&id, "echo walked-$((40+2))", "walked-42").await;
+    assert!(output.contains("walked-42"), "{output}");
+    walk.stop_workspace("walk").await;
+    walk.logout().await;
+    browser.quit().await;
+}
+
+/// `--set`s for two replicas of the manager, envproxy and dashboard.
+const TWO_REPLICAS: [&str; 3] = [
+    "manager.replicas=2",
+    "envproxy.replicas=2",
+    "dashboard.replicas=2",
+];
+
+/// Opens the workspace's terminal through the front door, runs `echo WORD` and waits for it.
+async fn terminal_round_trip(tls: &SiteTls, front: SocketAddr, id: &str, token: &str, word: &str) {
+    let bearer = format!("Bearer {token}");
+    let mut terminal = tls
+        .websocket(
+            front,
+            &format!("wss://{ACCESS_HOST}/proxy/workspaces/{id}/terminal"),
+            &[("authorization", &bearer)],
+        )
+        .await
+        .expect("the terminal through the front door");
+    terminal
+        .send(Message::binary(format!("echo {word}\n").into_bytes()))
+        .await
+        .expect("send");
+    let mut output = Vec::new();
+    while !String::from_utf8_lossy(&output).contains(&format!("{word}\n")) {
+        let message = tokio::time::timeout(Duration::from_secs(20), terminal.next())
+            .await
+            .expect("the shell answers")
+            .expect("an open terminal")
+            .expect("a message");
+        output.extend_from_slice(&message.into_data());
+    }
+}
+
+/// The address of workspace `id`'s pod, once it has one.
+async fn workspace_pod_ip(client: &kube::Client, id: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually("the workspace pod's address", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("com.coder.resource=true"))
+                .await
+                .map_err(|error| error.to_string())?;
+            list.items
+                .into_iter()
+                .filter(|pod| {
+                    pod.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|labels| labels.get("com.coder.workspace.id"))
+                        .is_some_and(|value| value == id)
+                })
+                .find_map(|pod| pod.status.and_then(|status| status.pod_ip))
+                .ok_or_else(|| format!("no pod of workspace {id} with an address"))
+        }
+    })
+    .await
+}
+
+/// The port table, probed from pods: a stranger (no platform labels), a workspace and the
+/// envproxy each reach what the table lists and nothing else; with the node's enforcement off,
+/// the stranger reaches PostgreSQL (so the probe can tell open from closed).
+async fn check_port_table(world: &RealWorld, workspace_ip: &str, load_balancer: &str) {
+    let client = world.cluster.api().client().await.expect("client");
+    let image = push_probe_image(&world.site).await;
+    let targets = Targets::find(&client, NAMESPACE, workspace_ip, load_balancer).await;
+    let [code_server, shell, ssh] = &targets.workspace;
+    let all = [
+        &targets.postgres,
+        &targets.manager,
+        &targets.envproxy,
+        &targets.dashboard,
+        code_server,
+        shell,
+        ssh,
+        &targets.load_balancer,
+        &targets.kubernetes_api,
+    ];
+    let run = |name: &'static str, labels| probe(&world.cluster, NAMESPACE, &image, name, labels, &all);
+
+    let stranger = run(
+        "probe-stranger",
+        std::collections::BTreeMap::from([("app", "probe")]),
+    )
+    .await;
+    assert_reachability(
+        "a pod without the platform's labels",
+        &stranger,
+        &[
+            (&targets.postgres, false),
+            (&targets.manager, false),
+            (&targets.envproxy, false),
+            (&targets.dashboard, false),
+            (code_server, false),
+            (shell, false),
+            (ssh, false),
+            (&targets.load_balancer, true),
+        ],
+    );
+    let workspace = run(
+        "probe-workspace",
+        std::collections::BTreeMap::from([("com.coder.resource", "true")]),
+    )
+    .await;
+    assert_reachability(
+        "a workspace pod",
+        &workspace,
+        &[
+            (&targets.postgres, false),
+            (&targets.manager, false),
+            (&targets.envproxy, false),
+            (&targets.kubernetes_api, false),
+            (&targets.load_balancer, true),
+        ],
+    );
+    let envproxy = run("probe-envproxy", component_labels("envproxy")).await;
+    assert_reachability(
+        "the envproxy",
+        &envproxy,
+        &[
+            (code_server, true),
+            (shell, true),
+            (ssh, true),
+            (&targets.manager, true),
+            (&targets.postgres, false),
+            (&targets.dashboard, false),
+        ],
+    );
+
+    // The same stranger with the node's policy engine off: everything opens.
+    world
+        .cluster
+        .set_network_policy_enforcement(false)
+        .await
+        .expect("enforcement off");
+    let unpoliced = run(
+        "probe-unpoliced",
+        std::collections::BTreeMap::from([("app", "probe")]),
+    )
+    .await;
+    world
+        .cluster
+        .set_network_policy_enforcement(true)
+        .await
+        .expect("enforcement back on");
+    assert_reachability(
+        "a pod without the platform's labels, with the policies not enforced",
+        &unpoliced,
+        &[
+            (&targets.postgres, true),
+            (&targets.manager, true),
+            (code_server, true),
+        ],
+    );
+}
+
+/// Deletes every pod of each of `components`, one at a time, each after the one before was
+/// replaced and its Deployment is available again; `check` must pass between deletions and at
+/// the end (a session kept in PostgreSQL survives the pods that served it).
+async fn replace_every_pod<F, Fut>(cluster: &Cluster, components: &[&str], mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let client = cluster.api().client().await.expect("client");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, NAMESPACE);
+    for component in components {
+        let selector = format!("app.kubernetes.io/name=coder,app.kubernetes.io/component={component}");
+        let originals: Vec<String> = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .expect("pods")
+            .items
+            .into_iter()
+            .filter_map(|pod| pod.metadata.name)
+            .collect();
+        assert!(
+            originals.len() >= 2,
+            "{component}: {originals:?} (two replicas expected)"
+        );
+        for name in originals {
+            pods.delete(&name, &Default::default())
+                .await
+                .expect("delete a pod");
+            eventually(
+                &format!("the session while {name} is replaced"),
+                Duration::from_secs(30),
+                &mut check,
+            )
+            .await;
+            let name_for_wait = name.clone();
+            eventually(
+                &format!("{component} available again after {name}"),
+                Duration::from_secs(120),
+                || {
+                    let (pods, deployments, selector, name) = (
+                        pods.clone(),
+                        deployments.clone(),
+                        selector.clone(),
+                        name_for_wait.clone(),
+                    );
+                    async move {
+                        let listed = pods
+                            .list(&ListParams::default().labels(&selector))
+                            .await
+                            .map_err(|error| error.to_string())?;
+                        if listed
+                            .items
+                            .iter()
+                            .any(|pod| pod.metadata.name.as_deref() == Some(name.as_str()))
+                        {
+                            return Err(format!("{name} is still there"));
+                        }
+                        let deployment = deployments
+                            .get(&format!("coder-{component}"))
+                            .await
+                            .map_err(|error| error.to_string())?;
+                        let status = deployment.status.unwrap_or_default();
+                        if status.available_replicas.unwrap_or(0) >= 2
+                            && status.updated_replicas.unwrap_or(0) >= 2
+                        {
+                            Ok(())
+                        } else {
+                            Err(format!("{status:?}"))
+                        }
+                    }
+                },
+            )
+            .await;
+        }
+    }
+    eventually(
+        "the session after every pod was replaced",
+        Duration::from_secs(30),
+        &mut check,
+    )
+    .await;
 }
 
 async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
@@ -328,13 +659,22 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     .expect("license");
 
     // Installed and Ready for real: apply --wait returns once the kubelet reports every
-    // Deployment and the StatefulSet ready.
-    let report = world.apply(&bundle, &license).await;
-    assert_eq!(report["mode"], "air-gapped", "{report}");
+    // Deployment and the StatefulSet ready and every Job complete (the ingress controller's
+    // certificate jobs among them). The site's TLS Secrets exist first, as at a site.
     let client = world.cluster.api().client().await.expect("client");
+    world
+        .tls
+        .create_secrets(&client, NAMESPACE)
+        .await
+        .expect("the site's TLS Secrets");
+    let report = world.apply(&bundle, &license, &[]).await;
+    assert_eq!(report["mode"], "air-gapped", "{report}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     for pod in pods.list(&ListParams::default()).await.expect("pods") {
         let status = pod.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Succeeded") {
+            continue; // the ingress controller's certificate jobs
+        }
         assert_eq!(
             status.phase.as_deref(),
             Some("Running"),
@@ -359,27 +699,46 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
 
     assert_no_restarts(&world.cluster, NAMESPACE).await;
 
-    // The admin logs in through the manager's Service, makes a member, who makes a workspace.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("http");
-    let manager = world.service_url(NAMESPACE, "coder-manager").await;
-    let admin = login(
-        &http,
-        &manager,
-        "admin@coder.local",
-        &world.admin_password(NAMESPACE).await,
+    // The front door: the load balancer's address (the harness's stand-in allocates it, as
+    // MetalLB would), the chart's ingress controller, the site's certificate.
+    let load_balancer = world
+        .cluster
+        .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
+        .await
+        .expect("the ingress controller's load-balancer address");
+    let front = SocketAddr::new(IpAddr::V4(load_balancer), coder_topology::INGRESS_HTTPS_PORT);
+    let http = world
+        .tls
+        .http_client(front, &[])
+        .expect("a client that trusts the site's CA");
+    let platform = format!("https://{ACCESS_HOST}");
+    let plain = http
+        .get(format!("http://{ACCESS_HOST}/login"))
+        .send()
+        .await
+        .expect("plain HTTP to the front door");
+    assert_eq!(plain.status().as_u16(), 308, "plain HTTP is redirected to HTTPS");
+    assert_eq!(
+        plain.headers()["location"].to_str().unwrap_or_default(),
+        format!("https://{ACCESS_HOST}/login")
+    );
+
+    // The admin logs in at the access URL, makes a member, who makes a workspace.
+    let admin_password = world.admin_password(NAMESPACE).await;
+    let admin = eventually(
+        "the admin's login through the front door",
+        Duration::from_secs(60),
+        || try_login(&http, &platform, "admin@coder.local", &admin_password),
     )
     .await;
     post(
         &http,
-        &format!("{manager}/api/v0/users"),
+        &format!("{platform}/api/v0/users"),
         &admin,
         json!({ "email": "dev@example.com", "name": "Dev", "password": "a long member password", "role": "member" }),
     )
     .await;
-    let member = login(&http, &manager, "dev@example.com", "a long member password").await;
+    let member = login(&http, &platform, "dev@example.com", "a long member password").await;
     // The workspace image as the chart allows it (the site registry's copy, pinned by digest).
     let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NAMESPACE)
         .get("coder-config")
@@ -397,54 +756,33 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     );
     let workspace = post(
         &http,
-        &format!("{manager}/api/v0/workspaces"),
+        &format!("{platform}/api/v0/workspaces"),
         &member,
         json!({ "name": "dev", "image": image, "cpu_cores": 0.5, "memory_gb": 0.5, "disk_gb": 1 }),
     )
     .await;
     let id = workspace["id"].as_str().expect("workspace id").to_owned();
 
-    // Through envproxy: the editor's page (13337), a terminal round trip (26337), the SSH
-    // proxy's bytes (12212).
-    let envproxy = world.service_url(NAMESPACE, "coder-envproxy").await;
+    // Through the front door and envproxy: the editor's page (13337), a terminal round trip
+    // (26337), the SSH proxy's bytes (12212).
     let page = eventually(
-        "the workspace's editor through envproxy",
+        "the workspace's editor through the front door",
         Duration::from_secs(180),
-        || workspace_page(&http, &envproxy, &id, &member),
+        || workspace_page(&http, &platform, &id, &member),
     )
     .await;
     assert!(page.contains("workspace stand-in"), "{page}");
-
-    let websocket = |path: &str| {
-        let mut request = format!("{}{path}", envproxy.replacen("http", "ws", 1))
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {member}").parse().expect("header"),
-        );
-        request
-    };
-    let (mut terminal, _) =
-        tokio_tungstenite::connect_async(websocket(&format!("/proxy/workspaces/{id}/terminal")))
-            .await
-            .expect("the terminal through envproxy");
-    terminal
-        .send(Message::binary(b"echo hello-from-the-node\n".to_vec()))
+    terminal_round_trip(&world.tls, front, &id, &member, "hello-from-the-node").await;
+    let bearer = format!("Bearer {member}");
+    let mut ssh = world
+        .tls
+        .websocket(
+            front,
+            &format!("wss://{ACCESS_HOST}/proxy/workspaces/{id}/ssh"),
+            &[("authorization", &bearer)],
+        )
         .await
-        .expect("send");
-    let mut output = Vec::new();
-    while !String::from_utf8_lossy(&output).contains("hello-from-the-node\n") {
-        let message = tokio::time::timeout(Duration::from_secs(20), terminal.next())
-            .await
-            .expect("the shell answers")
-            .expect("an open terminal")
-            .expect("a message");
-        output.extend_from_slice(&message.into_data());
-    }
-    let (mut ssh, _) = tokio_tungstenite::connect_async(websocket(&format!("/proxy/workspaces/{id}/ssh")))
-        .await
-        .expect("the SSH proxy through envproxy");
+        .expect("the SSH proxy through the front door");
     ssh.send(Message::binary(b"SSH-2.0-test\r\n".to_vec()))
         .await
         .expect("send");
@@ -454,10 +792,18 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         .expect("an open stream")
         .expect("a message");
     assert_eq!(echoed.into_data().as_ref(), b"SSH-2.0-test\r\n");
+    drop(ssh);
+
+    // A person's walk in Chromium, at the access URL through the load balancer.
+    browser_walk(&world, load_balancer, &admin_password, &image).await;
+
+    // The port table, enforced by the node: what it lists opens, nothing else does.
+    let workspace_ip = workspace_pod_ip(&client, &id).await;
+    check_port_table(&world, &workspace_ip, &load_balancer.to_string()).await;
 
     // A second apply changes nothing.
     let before = managed_objects(&client, NAMESPACE).await;
-    let again = world.apply(&bundle, &license).await;
+    let again = world.apply(&bundle, &license, &[]).await;
     assert_eq!(again["revision"], report["revision"], "{again}");
     let after = managed_objects(&client, NAMESPACE).await;
     let versions = |objects: &std::collections::BTreeMap<String, Value>| {
@@ -472,36 +818,61 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         "a second apply rewrote objects"
     );
 
-    // An upgrade to release 2.0.0 (a new platform image) keeps the users and the workspace.
+    // An upgrade to release 2.0.0 (a new platform image), with two replicas of each of the
+    // manager, envproxy and dashboard, keeps the users, the sessions and the workspace.
     push_real_platform_image(
         &world.upstream,
         &platform_image_path("2.0.0"),
         &["--version", "2.0.0"],
     );
     let first_image = manager_image(&client, NAMESPACE).await;
-    let upgraded = world.apply(&world.bundle("2.0.0"), &license).await;
+    let upgraded = world.apply(&world.bundle("2.0.0"), &license, &TWO_REPLICAS).await;
     assert_eq!(upgraded["mode"], "air-gapped", "{upgraded}");
     let second_image = manager_image(&client, NAMESPACE).await;
     assert_ne!(
         first_image, second_image,
         "the upgrade deployed the same platform image"
     );
-    let member = login(&http, &manager, "dev@example.com", "a long member password").await;
     let kept = http
-        .get(format!("{manager}/api/v0/workspaces/{id}"))
+        .get(format!("{platform}/api/v0/workspaces/{id}"))
         .bearer_auth(&member)
         .send()
         .await
         .expect("the workspace after the upgrade");
     assert!(
         kept.status().is_success(),
-        "the workspace is gone after the upgrade: {}",
+        "the member's session or the workspace is gone after the upgrade: {}",
         kept.status()
     );
     eventually(
         "the workspace after the upgrade",
         Duration::from_secs(120),
-        || workspace_page(&http, &envproxy, &id, &member),
+        || workspace_page(&http, &platform, &id, &member),
+    )
+    .await;
+
+    // Sessions live in PostgreSQL: with every pod that served the member replaced, one at a
+    // time, the member's session and a reconnected terminal still work.
+    replace_every_pod(&world.cluster, &["manager", "envproxy", "dashboard"], || async {
+        let response = http
+            .get(format!("{platform}/api/v0/workspaces/{id}"))
+            .bearer_auth(&member)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the member's session answered {}", response.status()))
+        }
+    })
+    .await;
+    terminal_round_trip(
+        &world.tls,
+        front,
+        &id,
+        &member,
+        "hello-after-the-pods-were-replaced",
     )
     .await;
 

@@ -4,17 +4,18 @@
 //! the site registry, and a real single-node Kubernetes cluster ([`Cluster`]: API server,
 //! containerd, kubelet, kube-proxy, scheduler, controller-manager; it needs root). The platform
 //! image is built (trusting the test license key) and pushed upstream with the third-party
-//! images; then `lock` → `bundle` → `verify` → `apply --bundle --wait` (with a test enterprise
-//! license) → `status`, printing each command as it runs it. The platform's pods really run:
-//! the quick start logs in as the first admin through the manager's Service and prints the
-//! dashboard's URL and the admin's credentials.
+//! images; a private CA makes the platform's certificates, stored as the TLS Secrets the chart
+//! names; then `lock` → `bundle` → `verify` → `apply --bundle --wait` (with a test enterprise
+//! license, the ingress on) → `status`, printing each command as it runs it. The platform's
+//! pods really run behind the chart's ingress controller: the quick start relays a loopback port
+//! to the load balancer's address, walks the dashboard in headless Chromium at
+//! `https://coder.localhost:PORT/` (sign in, create a workspace, open its editor and terminal),
+//! and prints that URL, the CA to trust and the admin's credentials.
 //!
 //! What stands in, because there is no internet and no image for it here: the cluster's
-//! service DNS (dnsmasq fed by the harness) and volumes (a hostPath provisioner in the
-//! harness); the PostgreSQL and workspace images, built from Debian's packages
-//! (`coder_testenv::dependency_images`); the ingress controller (no image of it exists here:
-//! two small never-run stand-ins fill its places in the bundle, ingress is disabled, and the
-//! platform is reached through its Services via kube-proxy).
+//! service DNS, volumes, load balancer and NetworkPolicy engine (the harness's); the PostgreSQL,
+//! workspace and ingress controller images, built from Debian's packages and the harness's
+//! programs (`coder_testenv::dependency_images`).
 //!
 //! Run it through `scripts/quickstart.sh` (as root), which builds what it needs: the
 //! Kubernetes programs, a `coder-install` that trusts the test license key (a debug build with
@@ -25,6 +26,7 @@
 //! `cargo build --release` at the root fail). It reads the TEST-ONLY private key from
 //! `license/test-keys/` in the checkout at run time to sign its license.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,12 +34,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Parser;
 use coder_license::{Claims, FORMAT_VERSION, Features, SigningKey, Tier};
-use coder_testenv::dependency_images::{postgres_image, workspace_image};
-use coder_testenv::fixture::{ImageBuilder, LayerBuilder};
-use coder_testenv::{Cluster, Registry, RegistryFlavour};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use coder_testenv::browser::{Browser, BrowserOptions};
+use coder_testenv::dependency_images::{
+    ingress_certgen_image, ingress_controller_image, postgres_image, workspace_image,
+};
+use coder_testenv::front_door_walk::FrontDoorWalk;
+use coder_testenv::{ACCESS_TLS_SECRET, Cluster, Registry, RegistryFlavour, SiteTls, WORKSPACE_TLS_SECRET};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use serde_json::{Value, json};
+
+mod relay;
+
+use relay::LoopbackRelay;
+
 /// Run the whole air-gapped install locally, with nothing but loopback (needs root: the node).
 #[derive(Debug, Parser)]
 #[command(name = "quickstart")]
@@ -58,6 +68,16 @@ const NAMESPACE: &str = "coder";
 
 /// The first admin's email (the manager creates this user at its first start).
 const ADMIN_EMAIL: &str = "admin@coder.local";
+
+/// The platform's host: Chromium sends every `*.localhost` name to loopback, where the quick
+/// start relays to the load balancer.
+const ACCESS_HOST: &str = "coder.localhost";
+/// The workspaces' domain: workspace `<id>` at `ws-<id>.workspaces.localhost`.
+const WORKSPACE_DOMAIN: &str = "workspaces.localhost";
+/// The loopback port the quick start tries first for the platform (another when it is taken).
+const PREFERRED_PORT: u16 = 8443;
+/// The chart's ingress controller Service (type LoadBalancer).
+const INGRESS_SERVICE: &str = "coder-ingress-nginx-controller";
 
 /// How long `apply --wait` may take for every workload to turn Ready (image pulls, initdb,
 /// migrations).
@@ -117,11 +137,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "Runs for real: kube-apiserver and etcd, containerd (runc, CNI bridge), the kubelet, kube-proxy\n\
-         (iptables), kube-scheduler, kube-controller-manager; the platform's own image.\n\
+         (iptables), kube-scheduler, kube-controller-manager; the platform's own image; nginx.\n\
          Stands in: service DNS (dnsmasq fed by the harness, not CoreDNS); volumes (a hostPath\n\
-         provisioner in the harness); the PostgreSQL and workspace images (built from Debian's\n\
-         packages); the ingress controller (no image of it here: ingress is disabled and the\n\
-         platform is reached through its Services). Node logs: {}",
+         provisioner); the load balancer (addresses from 198.18.1.0/24, as MetalLB would); the\n\
+         NetworkPolicy engine (iptables chains of the harness's, as Calico would); the PostgreSQL,\n\
+         workspace and ingress controller images (Debian's packages and the harness's programs:\n\
+         the chart's ingress-nginx Deployment runs Debian's nginx under a small controller).\n\
+         Node logs: {}",
         cluster.log_dir().display()
     );
 
@@ -134,8 +156,8 @@ async fn main() -> anyhow::Result<()> {
     run(Command::new("scripts/build-platform-image.sh")
         .args(["--profile", "dev", "--test-keys", "--push", &platform_image])
         .args(["--insecure-registry", &upstream.host()]))?;
-    for (index, (name, path)) in THIRD_PARTY.iter().enumerate() {
-        let (image, what) = match *name {
+    for (name, path) in THIRD_PARTY {
+        let (image, what) = match name {
             "postgres" => {
                 println!("building the PostgreSQL image from Debian's packages");
                 (postgres_image()?, "PostgreSQL 15 from Debian's packages")
@@ -147,20 +169,21 @@ async fn main() -> anyhow::Result<()> {
                         "the workspace image needs target/debug/workspace-standin: \
                          `cargo build -p coder-testenv --bin workspace-standin` (scripts/quickstart.sh does)",
                     )?,
-                    "the workspace stand-in (HTTP on 13337)",
+                    "the workspace stand-in (HTTP on 13337, a shell on 26337)",
                 )
             }
-            // Never run: the ingress controller is disabled.
-            _ => (
-                ImageBuilder::new()
-                    .label(
-                        "org.opencontainers.image.description",
-                        &format!("quick-start stand-in for {path}, never run"),
-                    )
-                    .layer(LayerBuilder::new().random_file(&format!("{name}.bin"), 32 * 1024, index as u64))
-                    .build()?,
-                "a small stand-in, never run",
-            ),
+            "ingress-nginx-controller" => {
+                println!("building the ingress controller image (Debian's nginx, ingress-standin)");
+                (
+                    ingress_controller_image().context(
+                        "the ingress controller image needs target/debug/ingress-standin: \
+                         `cargo build -p ingress-standin` (scripts/quickstart.sh does)",
+                    )?,
+                    "the ingress controller stand-in (Debian's nginx)",
+                )
+            }
+            "ingress-nginx-certgen" => (ingress_certgen_image()?, "the webhook certificate jobs' stand-in"),
+            other => bail!("the quick start cannot build an image for {other}"),
         };
         upstream.push_image(path, &image).await?;
         println!("{path} pushed upstream: {what}");
@@ -205,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
     ]))?;
     run(&mut tool(&["verify", "--allow-unsigned", &text(&bundle)]))?;
 
-    section("4. inside the air gap: apply the bundle (enterprise license) and wait for it to run");
+    section("4. inside the air gap: the site's TLS, then apply the bundle (enterprise license)");
     let license = work.join("coder.license");
     std::fs::write(&license, enterprise_license(&repository)?)?;
     let site_registry = format!("{}/coder", site.host());
@@ -217,11 +240,41 @@ async fn main() -> anyhow::Result<()> {
         "the node pulls from the site registry {} over plain HTTP",
         site.host()
     );
+    let tls_dir = work.join("tls");
+    std::fs::create_dir_all(&tls_dir)?;
+    let tls = SiteTls::new(&tls_dir, ACCESS_HOST, WORKSPACE_DOMAIN)?;
+    let client = cluster.api().client().await?;
+    tls.create_secrets(&client, NAMESPACE).await?;
+    println!(
+        "a private CA ({}) signed the platform's certificate ({ACCESS_HOST}) and the workspaces'\n\
+         wildcard (*.{WORKSPACE_DOMAIN}); they are the Secrets {ACCESS_TLS_SECRET} and {WORKSPACE_TLS_SECRET}, as a site makes them:\n  \
+         kubectl -n {NAMESPACE} create secret tls {ACCESS_TLS_SECRET} --cert {} --key {}\n  \
+         kubectl -n {NAMESPACE} create secret tls {WORKSPACE_TLS_SECRET} --cert {} --key {}",
+        tls.ca_path().display(),
+        tls.access_cert().cert.display(),
+        tls.access_cert().key.display(),
+        tls.workspace_cert().cert.display(),
+        tls.workspace_cert().key.display(),
+    );
+    // The loopback port comes first: the access URL names it.
+    let placeholder = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut relay = LoopbackRelay::start(PREFERRED_PORT, placeholder).await?;
+    let port = relay.port();
+    let access_url = format!("https://{ACCESS_HOST}:{port}");
+    let workspace_url = format!("https://{WORKSPACE_DOMAIN}:{port}");
     run(&mut tool(&["license", "inspect", &text(&license)]))?;
     println!(
-        "apply waits until every workload is Ready (image pulls, PostgreSQL's initdb, migrations: a few minutes)"
+        "apply waits until every workload is Ready (image pulls, PostgreSQL's initdb, migrations, the\n\
+         ingress controller's certificate jobs: a few minutes)"
     );
-    let applied = run(&mut tool(&[
+    let sets = [
+        format!("accessURL={access_url}"),
+        format!("workspaceBaseURL={workspace_url}"),
+        format!("ingress.host={ACCESS_HOST}"),
+        format!("ingress.tlsSecret={ACCESS_TLS_SECRET}"),
+        format!("ingress.workspaceTlsSecret={WORKSPACE_TLS_SECRET}"),
+    ];
+    let mut apply_args: Vec<String> = [
         "apply",
         "--bundle",
         &text(&bundle),
@@ -234,12 +287,19 @@ async fn main() -> anyhow::Result<()> {
         &text(&license),
         "--kubeconfig",
         &kubeconfig,
-        "--set",
-        "ingress.enable=false",
         "--wait",
         "--timeout",
         APPLY_TIMEOUT,
-    ]));
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    for set in &sets {
+        apply_args.extend(["--set".to_owned(), set.clone()]);
+    }
+    let applied = run(Command::new(&coder_install)
+        .args(&apply_args)
+        .env("DOCKER_CONFIG", work.join("docker")));
     if let Err(error) = applied {
         eprintln!(
             "\nthe pods in namespace {NAMESPACE}:\n{}\nthe node's logs: {}",
@@ -252,22 +312,70 @@ async fn main() -> anyhow::Result<()> {
     section("5. what is installed");
     run(&mut tool(&["status", "--kubeconfig", &kubeconfig]))?;
 
-    section("6. the platform, through its Services");
-    let client = cluster.api().client().await?;
-    let manager = service_url(&client, "coder-manager").await?;
-    let dashboard = service_url(&client, "coder-dashboard").await?;
+    section("6. the front door: the load balancer, the ingress controller, TLS");
+    let load_balancer = cluster
+        .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
+        .await
+        .context("the ingress controller's load-balancer address")?;
+    let front = SocketAddr::from((load_balancer, 443));
+    drop(relay);
+    relay = LoopbackRelay::start(port, front).await?;
+    if relay.port() != port {
+        bail!(
+            "the loopback port {port} was taken while the platform was installed; run the quick start again"
+        );
+    }
+    println!(
+        "the load balancer's address is {load_balancer} (the ingress controller's Service); this host's\n\
+         loopback port {port} is relayed to it, so {ACCESS_HOST} and *.{WORKSPACE_DOMAIN} (which browsers\n\
+         send to loopback) reach the ingress controller"
+    );
     let password = admin_password(&client).await?;
     let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem().as_bytes())?)
+        .resolve(ACCESS_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
         .timeout(Duration::from_secs(20))
         .build()?;
-    println!("logging in as {ADMIN_EMAIL} through {manager}");
-    login(&http, &manager, ADMIN_EMAIL, &password).await?;
-    println!("the login works (the manager returned a session token)");
+    println!("logging in as {ADMIN_EMAIL} at {access_url} (HTTPS, the private CA trusted)");
+    login(&http, &access_url, ADMIN_EMAIL, &password).await?;
+    println!("the login works (the manager returned a session token through the ingress)");
+
+    section("7. a person's walk in Chromium: sign in, a workspace, its editor and terminal");
+    let image = workspace_image_allowed(&client).await?;
+    let screenshots = work.join("screenshots");
+    let walked = tokio::spawn(browser_walk(
+        tls.host_resolver_rules(std::net::IpAddr::from([127, 0, 0, 1])),
+        tls.chromium_home()?,
+        access_url.clone(),
+        password.clone(),
+        image,
+        screenshots.clone(),
+    ))
+    .await;
+    match walked {
+        Ok(Ok(())) => println!(
+            "it works: signed in as {ADMIN_EMAIL}, created the workspace \"quickstart\", opened its editor on its own\n\
+             origin and ran `echo` in its terminal. Screenshots: {}",
+            screenshots.display()
+        ),
+        Ok(Err(error)) => return Err(error),
+        Err(panic) => bail!(
+            "the Chromium walk failed: {}; screenshots so far in {}",
+            panic_text(panic),
+            screenshots.display()
+        ),
+    }
     println!(
-        "\nDashboard: {dashboard}/   (reachable from this host through kube-proxy)\n\
-         Manager:   {manager}/\n\
+        "\nDashboard: {access_url}/\n\
          Admin:     {ADMIN_EMAIL}\n\
-         Password:  {password}"
+         Password:  {password}\n\
+         CA:        {ca}   (your browser must trust it: the certificates are the quick start's own)\n\
+         In Chromium on this machine, as the user who runs it (not root), trust the CA once:\n  \
+         certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n coder-quickstart -i {ca}\n\
+         (certutil is in libnss3-tools), then open {access_url}/ — or, with nothing to install, start a\n\
+         Chromium whose home already trusts it: HOME={home} chromium {access_url}/",
+        ca = tls.ca_path().display(),
+        home = tls_dir.join("home").display(),
     );
 
     section("done");
@@ -289,29 +397,67 @@ async fn main() -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     println!("stopping the local world");
+    drop(relay);
     drop(client);
     drop((upstream, site, cluster));
     Ok(())
 }
 
-/// `http://CLUSTER-IP:PORT` of a Service in the platform's namespace, reached from this host
-/// through kube-proxy.
-async fn service_url(client: &kube::Client, name: &str) -> anyhow::Result<String> {
-    let service = Api::<Service>::namespaced(client.clone(), NAMESPACE)
-        .get(name)
+/// The walk in headless Chromium (the names mapped to the relay, the CA trusted through
+/// `home`): the admin signs in, creates the workspace "quickstart", opens its editor and runs
+/// `echo` in its terminal. Screenshots go to `screenshots`.
+async fn browser_walk(
+    resolver_rules: String,
+    home: PathBuf,
+    access_url: String,
+    password: String,
+    image: String,
+    screenshots: PathBuf,
+) -> anyhow::Result<()> {
+    let options = BrowserOptions::new().arg(resolver_rules).home(home);
+    let browser = Browser::start_with(options)
         .await
-        .with_context(|| format!("the Service {NAMESPACE}/{name}"))?;
-    let spec = service
-        .spec
-        .with_context(|| format!("the Service {name} has no spec"))?;
-    let port = spec
-        .ports
-        .and_then(|ports| ports.first().map(|port| port.port))
-        .with_context(|| format!("the Service {name} has no port"))?;
-    let ip = spec
-        .cluster_ip
-        .with_context(|| format!("the Service {name} has no cluster IP"))?;
-    Ok(format!("http://{ip}:{port}"))
+        .context("starting headless Chromium (chromium and chromium-driver)")?;
+    let walk = FrontDoorWalk::new(&browser, &access_url, &screenshots);
+    walk.login(ADMIN_EMAIL, &password).await;
+    let id = walk.create_workspace("quickstart", &image).await;
+    walk.open_editor("quickstart").await;
+    walk.terminal(
+        &id,
+        "echo hello from the quick start",
+        "hello from the quick start",
+    )
+    .await;
+    walk.browser().goto(&format!("{access_url}/")).await;
+    walk.screenshot("dashboard").await;
+    browser.quit().await;
+    Ok(())
+}
+
+/// What a panicked task said.
+fn panic_text(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The workspace image the platform allows (the site registry's copy, pinned by digest).
+async fn workspace_image_allowed(client: &kube::Client) -> anyhow::Result<String> {
+    let config = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .get("coder-config")
+        .await
+        .context("the platform's ConfigMap coder-config")?;
+    config
+        .data
+        .unwrap_or_default()
+        .get("CODER_ALLOWED_IMAGES")
+        .and_then(|images| images.split(',').next().map(str::to_owned))
+        .context("coder-config has no CODER_ALLOWED_IMAGES")
 }
 
 /// The first admin's password, from the Secret `apply` generated for it (the manager never
@@ -329,14 +475,14 @@ async fn admin_password(client: &kube::Client) -> anyhow::Result<String> {
     Ok(String::from_utf8(password)?)
 }
 
-/// Logs in as `email` through the manager; succeeds once it returns a session token (retried
-/// for a minute: kube-proxy may still be writing the Service's rules).
-async fn login(http: &reqwest::Client, manager: &str, email: &str, password: &str) -> anyhow::Result<()> {
+/// Logs in as `email` at the platform's URL; succeeds once it returns a session token (retried
+/// for a minute: kube-proxy and the ingress controller may still be writing their rules).
+async fn login(http: &reqwest::Client, platform: &str, email: &str, password: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let attempt = async {
             let response = http
-                .post(format!("{manager}/auth/basic/login"))
+                .post(format!("{platform}/auth/basic/login"))
                 .header("content-type", "application/json")
                 .body(json!({ "email": email, "password": password }).to_string())
                 .send()
@@ -353,7 +499,7 @@ async fn login(http: &reqwest::Client, manager: &str, email: &str, password: &st
         match attempt.await {
             Ok(()) => return Ok(()),
             Err(reason) if started.elapsed() > Duration::from_secs(60) => {
-                bail!("logging in as {email} at {manager}/auth/basic/login: {reason}")
+                bail!("logging in as {email} at {platform}/auth/basic/login: {reason}")
             }
             Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
         }
