@@ -138,6 +138,12 @@ impl<'a> FrontDoorWalk<'a> {
             .browser
             .attribute(&format!("tr[data-workspace='{name}'] a[target=_blank]"), "href")
             .await;
+        // The attribute as written: a path on the platform's origin unless an envproxy URL is set.
+        let link = if link.starts_with('/') {
+            format!("{}{link}", self.access_url)
+        } else {
+            link
+        };
         self.browser.goto(&link).await;
         let text = self.browser.wait_for_text("body", "workspace stand-in").await;
         self.screenshot("editor").await;
