@@ -396,7 +396,7 @@ impl Sync<'_> {
         for route in &removed {
             changes.push_str(&format!("; - {route}"));
         }
-        if added.is_empty() && removed.is_empty() {
+        if added.is_empty() && removed.is_empty() && self.master.is_some() {
             changes.push_str("; routes unchanged (certificates or settings changed)");
         }
         match &self.master {
