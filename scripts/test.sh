@@ -20,7 +20,7 @@ cargo build --quiet -p coder-testenv --bin workspace-standin
 cargo build --quiet -p ingress-standin
 
 # The layout rule that no two modules of a crate import each other (but a type and its error).
-scripts/module-cycles.py crates/*/src installer/src platform/src license/src bundle-spec/src tests/testenv/src tools/*/src
+scripts/module-cycles.py crates/*/src installer/src platform/src license/src bundle-spec/src tests/testenv/src tests/ingress-standin/src tools/*/src
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast "$@"
