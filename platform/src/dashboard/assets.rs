@@ -21,6 +21,7 @@ button.delete{background:#cf222e;border-color:#cf222e}button.stop,button.start{b
 .read-only{background:#fff8c5;border:1px solid #9a6700;padding:.5rem;border-radius:6px;font-weight:600}\
 .notice{background:#fff8c5;border:1px solid #9a6700;padding:.5rem;border-radius:6px}\
 .state{font-weight:600}.state-on{color:#1f883d}.state-off{color:#57606a}\
+td.image{word-break:break-all;font-family:ui-monospace,monospace;font-size:.8rem}td.actions{white-space:nowrap}\
 #terminal-output{background:#0d1117;color:#e6edf3;padding:.75rem;border-radius:6px;height:28rem;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:0}\
 #terminal-output .sent{color:#7ee787}#terminal-form{display:flex;gap:.5rem;margin-top:.5rem}\
 #terminal-input{flex:1;font-family:ui-monospace,monospace}#terminal-status{opacity:.8}";

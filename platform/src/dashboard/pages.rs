@@ -123,7 +123,7 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_own
             String::new()
         };
         rows.push_str(&format!(
-            "<tr data-workspace=\"{name}\"><td class=\"name\">{name}</td>{owner}<td>{image}</td>\
+            "<tr data-workspace=\"{name}\"><td class=\"name\">{name}</td>{owner}<td class=\"image\">{image}</td>\
              <td><span class=\"state state-{state_class}\">{state}</span></td>\
              <td>{cpu} CPU · {memory} GB · {disk} GB</td><td class=\"actions\">{open}{toggle}{delete}</td></tr>",
             name = escape(&workspace.name),
