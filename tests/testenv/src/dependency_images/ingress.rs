@@ -1,12 +1,12 @@
 //! The ingress-nginx controller and kube-webhook-certgen images, as stand-ins: the
 //! `ingress-standin` program (the `ingress-standin` crate's binary) with Debian's nginx.
 
-use std::env;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::{
     DESCRIPTION_LABEL, User, cached, stand_in_description, with_busybox, with_shared_libraries, with_users,
+    workspace_program,
 };
 use crate::fixture::{Capability, Image, ImageBuilder, LayerBuilder};
 use crate::{Error, Result, binaries};
@@ -68,7 +68,10 @@ pub fn ingress_certgen_image() -> Result<Image> {
 }
 
 fn build_controller() -> Result<Image> {
-    let program = standin_binary()?;
+    let program = workspace_program(
+        PROGRAM,
+        "run cargo build -p ingress-standin (scripts/test.sh does)",
+    )?;
     let nginx = binaries::first_executable(
         "nginx",
         vec![PathBuf::from(NGINX)],
@@ -119,7 +122,10 @@ fn build_controller() -> Result<Image> {
 }
 
 fn build_certgen() -> Result<Image> {
-    let program = standin_binary()?;
+    let program = workspace_program(
+        PROGRAM,
+        "run cargo build -p ingress-standin (scripts/test.sh does)",
+    )?;
     let layer = LayerBuilder::new().host_executable(CERTGEN.trim_start_matches('/'), &program)?;
     let layer = with_users(
         layer,
@@ -139,27 +145,4 @@ fn build_certgen() -> Result<Image> {
         .user(&format!("{NONROOT_ID}:{NONROOT_ID}"))
         .entrypoint([CERTGEN])
         .build()
-}
-
-/// The built `ingress-standin`: beside the running executable (`target/<profile>/deps/x` runs
-/// beside `target/<profile>/ingress-standin`), or in `$CARGO_TARGET_DIR/debug`.
-fn standin_binary() -> Result<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(PathBuf::from))
-    {
-        candidates.push(dir.join(PROGRAM));
-        if let Some(parent) = dir.parent() {
-            candidates.push(parent.join(PROGRAM));
-        }
-    }
-    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(target).join("debug").join(PROGRAM));
-    }
-    binaries::first_executable(
-        PROGRAM,
-        candidates,
-        "run cargo build -p ingress-standin (scripts/test.sh does)",
-    )
 }

@@ -47,6 +47,26 @@ fn cached(cell: &'static OnceLock<Image>, build: fn() -> Result<Image>) -> Resul
     Ok(cell.get_or_init(|| image).clone())
 }
 
+/// A program of this workspace that an image packs (`workspace-standin`, `ingress-standin`):
+/// beside the running executable (`target/<profile>/deps/x` runs beside
+/// `target/<profile>/PROGRAM`), or in `$CARGO_TARGET_DIR/debug`; `build` says how to build it.
+fn workspace_program(program: &'static str, build: &'static str) -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+    {
+        candidates.push(dir.join(program));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(program));
+        }
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(target).join("debug").join(program));
+    }
+    binaries::first_executable(program, candidates, build)
+}
+
 /// A user of `/etc/passwd` (with a group of the same name and id in `/etc/group`).
 struct User {
     name: &'static str,

@@ -1,15 +1,14 @@
 //! A workspace image: the `workspace-standin` program (this crate's binary) standing in for
 //! code-server and the envagent, with busybox as its shell.
 
-use std::env;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::{
     DESCRIPTION_LABEL, User, cached, stand_in_description, with_busybox, with_shared_libraries, with_users,
+    workspace_program,
 };
 use crate::fixture::{Image, ImageBuilder, LayerBuilder};
-use crate::{Result, binaries};
+use crate::Result;
 
 /// The stand-in program's name, as cargo builds it.
 const PROGRAM: &str = "workspace-standin";
@@ -37,7 +36,10 @@ pub fn workspace_image() -> Result<Image> {
 }
 
 fn build() -> Result<Image> {
-    let program = standin_binary()?;
+    let program = workspace_program(
+        PROGRAM,
+        "run cargo build -p coder-testenv --bin workspace-standin (scripts/test.sh does)",
+    )?;
     let layer = LayerBuilder::new()
         .host_executable(ENTRYPOINT.trim_start_matches('/'), &program)?
         .directory_owned_by("home/coder", 0o755, CODER_ID.into(), CODER_ID.into());
@@ -66,27 +68,4 @@ fn build() -> Result<Image> {
         .expose_tcp(26337)
         .expose_tcp(12212)
         .build()
-}
-
-/// The built `workspace-standin`: beside the running executable (`target/<profile>/deps/x`
-/// runs beside `target/<profile>/workspace-standin`), or in `$CARGO_TARGET_DIR/debug`.
-fn standin_binary() -> Result<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(PathBuf::from))
-    {
-        candidates.push(dir.join(PROGRAM));
-        if let Some(parent) = dir.parent() {
-            candidates.push(parent.join(PROGRAM));
-        }
-    }
-    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(target).join("debug").join(PROGRAM));
-    }
-    binaries::first_executable(
-        PROGRAM,
-        candidates,
-        "run cargo build -p coder-testenv --bin workspace-standin (scripts/test.sh does)",
-    )
 }
