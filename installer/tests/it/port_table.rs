@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use coder_testenv::fixture::ImageBuilder;
 use coder_testenv::{Cluster, Registry};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use serde_json::json;
 
@@ -67,15 +67,20 @@ impl Targets {
         let service = |name: &'static str, namespace: &'static str| {
             let client = client.clone();
             async move {
-                let service = Api::<Service>::namespaced(client, namespace)
+                let service = Api::<Service>::namespaced(client.clone(), namespace)
                     .get(name)
                     .await
                     .unwrap_or_else(|error| panic!("Service {namespace}/{name}: {error}"));
                 let spec = service.spec.expect("spec");
                 let port = spec.ports.expect("ports")[0].port;
+                let address = match spec.cluster_ip.as_deref() {
+                    // A headless Service (PostgreSQL's, for its StatefulSet): its pod's address.
+                    Some("None") | None => endpoint_address(&client, namespace, name).await,
+                    Some(ip) => ip.to_owned(),
+                };
                 Target {
                     name: name.to_owned(),
-                    address: spec.cluster_ip.expect("a cluster IP"),
+                    address,
                     port: u16::try_from(port).expect("a port"),
                 }
             }
@@ -107,6 +112,22 @@ impl Targets {
             kubernetes_api: service("kubernetes", "default").await,
         }
     }
+}
+
+/// The first ready address of Service `name`'s endpoints.
+async fn endpoint_address(client: &kube::Client, namespace: &str, name: &str) -> String {
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .unwrap_or_else(|error| panic!("Endpoints {namespace}/{name}: {error}"));
+    endpoints
+        .subsets
+        .into_iter()
+        .flatten()
+        .flat_map(|subset| subset.addresses.into_iter().flatten())
+        .map(|address| address.ip)
+        .next()
+        .unwrap_or_else(|| panic!("Service {namespace}/{name} has no ready endpoint"))
 }
 
 /// Pushes the probe image (static busybox) to `registry`, which the node pulls from; the image

@@ -12,7 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -131,10 +131,13 @@ impl SiteTls {
     }
 
     /// An HTTP client that trusts the CA and sends the access host and each of
-    /// `workspace_hosts` to `address` (the load balancer's address and port), as the site's DNS
-    /// would; it follows no redirects, so that tests see them.
-    pub fn http_client(&self, address: SocketAddr, workspace_hosts: &[String]) -> Result<reqwest::Client> {
+    /// `workspace_hosts` to `address` (the load balancer's address), as the site's DNS would, on
+    /// each URL's port (80 for `http://`, 443 for `https://`); it follows no redirects, so that
+    /// tests see them.
+    pub fn http_client(&self, address: IpAddr, workspace_hosts: &[String]) -> Result<reqwest::Client> {
         let ca = reqwest::Certificate::from_pem(self.ca_pem().as_bytes())?;
+        // Port 0: reqwest keeps the URL's port.
+        let address = SocketAddr::new(address, 0);
         let mut builder = reqwest::Client::builder()
             .add_root_certificate(ca)
             .redirect(reqwest::redirect::Policy::none())
@@ -202,7 +205,7 @@ impl SiteTls {
 
     /// Chromium's address-mapping flag for these hosts: the access host and every host under
     /// the workspace domain go to `address` (no DNS, no `/etc/hosts`).
-    pub fn host_resolver_rules(&self, address: std::net::IpAddr) -> String {
+    pub fn host_resolver_rules(&self, address: IpAddr) -> String {
         format!(
             "--host-resolver-rules=MAP {} {address}, MAP *.{} {address}",
             self.access_host, self.workspace_domain
