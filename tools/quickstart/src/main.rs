@@ -257,8 +257,7 @@ async fn main() -> anyhow::Result<()> {
         tls.workspace_cert().key.display(),
     );
     // The loopback port comes first: the access URL names it.
-    let placeholder = SocketAddr::from(([127, 0, 0, 1], 9));
-    let mut relay = LoopbackRelay::start(PREFERRED_PORT, placeholder).await?;
+    let relay = LoopbackRelay::start(PREFERRED_PORT).await?;
     let port = relay.port();
     let access_url = format!("https://{ACCESS_HOST}:{port}");
     let workspace_url = format!("https://{WORKSPACE_DOMAIN}:{port}");
@@ -318,13 +317,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("the ingress controller's load-balancer address")?;
     let front = SocketAddr::from((load_balancer, 443));
-    drop(relay);
-    relay = LoopbackRelay::start(port, front).await?;
-    if relay.port() != port {
-        bail!(
-            "the loopback port {port} was taken while the platform was installed; run the quick start again"
-        );
-    }
+    relay.relay_to(front);
     println!(
         "the load balancer's address is {load_balancer} (the ingress controller's Service); this host's\n\
          loopback port {port} is relayed to it, so {ACCESS_HOST} and *.{WORKSPACE_DOMAIN} (which browsers\n\

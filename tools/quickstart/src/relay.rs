@@ -5,6 +5,7 @@
 //! ingress controller, which sees the name in TLS (SNI) and in `Host`.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
@@ -14,13 +15,15 @@ use tokio::task::JoinHandle;
 /// has it: Chromium may try `::1` first); stopped on drop.
 pub struct LoopbackRelay {
     port: u16,
+    target: Arc<Mutex<Option<SocketAddr>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl LoopbackRelay {
-    /// Listens on `preferred` (or, when it is taken, a free port) on 127.0.0.1 and ::1, and
-    /// relays every connection to `target`.
-    pub async fn start(preferred: u16, target: SocketAddr) -> anyhow::Result<Self> {
+    /// Listens on `preferred` (or, when it is taken, a free port) on 127.0.0.1 and ::1; until
+    /// [`LoopbackRelay::relay_to`] names the target, connections are closed at once. The port
+    /// comes first because the platform's access URL names it.
+    pub async fn start(preferred: u16) -> anyhow::Result<Self> {
         let v4 = match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, preferred))).await {
             Ok(listener) => listener,
             Err(_) => TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -32,11 +35,19 @@ impl LoopbackRelay {
         let v6 = TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
             .await
             .ok();
+        let target = Arc::new(Mutex::new(None));
         let tasks = std::iter::once(v4)
             .chain(v6)
-            .map(|listener| tokio::spawn(relay(listener, target)))
+            .map(|listener| tokio::spawn(relay(listener, target.clone())))
             .collect();
-        Ok(Self { port, tasks })
+        Ok(Self { port, target, tasks })
+    }
+
+    /// Relays every new connection to `target` (the load balancer's address and port).
+    pub fn relay_to(&self, target: SocketAddr) {
+        if let Ok(mut current) = self.target.lock() {
+            *current = Some(target);
+        }
     }
 
     /// The loopback port.
@@ -53,11 +64,14 @@ impl Drop for LoopbackRelay {
     }
 }
 
-/// Accepts connections and copies each both ways to `target` until either side closes.
-async fn relay(listener: TcpListener, target: SocketAddr) {
+/// Accepts connections and copies each both ways to the target until either side closes.
+async fn relay(listener: TcpListener, target: Arc<Mutex<Option<SocketAddr>>>) {
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             continue;
+        };
+        let Some(target) = target.lock().ok().and_then(|target| *target) else {
+            continue; // no target yet: the connection is closed
         };
         tokio::spawn(async move {
             if let Ok(mut upstream) = TcpStream::connect(target).await {
