@@ -37,8 +37,8 @@ mod tls;
 
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
 pub use link::ThrottledLink;
-pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
 pub use node::LOAD_BALANCER_CIDR;
+pub use node::{BRIDGE, Cluster, NODE_ADDRESS, NODE_NAME, PAUSE_IMAGE, POD_CIDR, SERVICE_CIDR};
 pub use postgres::Postgres;
 pub use registry::{BLOB_REDIRECT_BASE, Registry, RegistryFlavour};
 pub use site_tls::{ACCESS_TLS_SECRET, SiteTls, WORKSPACE_TLS_SECRET};

@@ -7,8 +7,8 @@ use super::{
     DESCRIPTION_LABEL, User, cached, stand_in_description, with_busybox, with_shared_libraries, with_users,
     workspace_program,
 };
-use crate::fixture::{Image, ImageBuilder, LayerBuilder};
 use crate::Result;
+use crate::fixture::{Image, ImageBuilder, LayerBuilder};
 
 /// The stand-in program's name, as cargo builds it.
 const PROGRAM: &str = "workspace-standin";
