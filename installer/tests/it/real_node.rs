@@ -328,18 +328,8 @@ async fn browser_walk(
     admin_password: &str,
     image: &str,
 ) {
-    let screenshots = std::env::var_os("CODER_TEST_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| world.dir.path().join("screenshots"));
-    let options = BrowserOptions::new()
-        .arg(world.tls.host_resolver_rules(IpAddr::V4(load_balancer)))
-        .home(
-            world
-                .tls
-                .chromium_home()
-                .expect("a Chromium home trusting the site's CA"),
-        );
-    let browser = Browser::start_with(options).await.expect("headless Chromium");
+    let screenshots = screenshot_dir(world);
+    let browser = front_door_browser(world, load_balancer).await;
     let walk = FrontDoorWalk::new(&browser, &format!("https://{ACCESS_HOST}"), &screenshots);
     walk.login("admin@coder.local", admin_password).await;
     walk.create_member("walker@example.com", "Walker", "a long walker password")
@@ -358,6 +348,27 @@ async fn browser_walk(
     walk.stop_workspace("walk").await;
     walk.logout().await;
     browser.quit().await;
+}
+
+/// Where the walks' screenshots go: `$CODER_TEST_SCREENSHOTS` when set, else the world's folder.
+fn screenshot_dir(world: &RealWorld) -> std::path::PathBuf {
+    std::env::var_os("CODER_TEST_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| world.dir.path().join("screenshots"))
+}
+
+/// Headless Chromium as a site's user has it: the platform's names resolve to the load
+/// balancer, and the site's CA is trusted.
+async fn front_door_browser(world: &RealWorld, load_balancer: std::net::Ipv4Addr) -> Browser {
+    let options = BrowserOptions::new()
+        .arg(world.tls.host_resolver_rules(IpAddr::V4(load_balancer)))
+        .home(
+            world
+                .tls
+                .chromium_home()
+                .expect("a Chromium home trusting the site's CA"),
+        );
+    Browser::start_with(options).await.expect("headless Chromium")
 }
 
 /// `--set`s for two replicas of the manager, envproxy and dashboard.
@@ -860,9 +871,21 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     )
     .await;
 
-    // Sessions live in PostgreSQL: with every pod that served the member replaced, one at a
-    // time, the member's session and a reconnected terminal still work.
+    // Sessions live in PostgreSQL: the member signed in in Chromium, every pod that served them
+    // is replaced, one at a time; their next page (the browser's session cookie) and API calls
+    // (their token) keep working throughout, and so does a reconnected terminal.
+    let browser = front_door_browser(&world, load_balancer).await;
+    let screenshots = screenshot_dir(&world).join("replicas");
+    let walk = FrontDoorWalk::new(&browser, &platform, &screenshots);
+    walk.login("dev@example.com", "a long member password").await;
     replace_every_pod(&world.cluster, &["manager", "envproxy", "dashboard"], || async {
+        walk.browser().goto(&format!("{platform}/")).await;
+        if !walk.browser().exists("tr[data-workspace='dev']").await {
+            return Err(format!(
+                "the member's next page lost the session: {}",
+                walk.browser().text("body").await
+            ));
+        }
         let response = http
             .get(format!("{platform}/api/v0/workspaces/{id}"))
             .bearer_auth(&member)
@@ -872,10 +895,21 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("the member's session answered {}", response.status()))
+            Err(format!("the member's token answered {}", response.status()))
         }
     })
     .await;
+    let output = walk
+        .terminal(
+            &id,
+            "echo after-the-pods-were-$((1+1))-times-replaced",
+            "after-the-pods-were-2-times-replaced",
+        )
+        .await;
+    assert!(
+        output.contains("after-the-pods-were-2-times-replaced"),
+        "{output}"
+    );
     terminal_round_trip(
         &world.tls,
         front,
@@ -884,6 +918,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         "hello-after-the-pods-were-replaced",
     )
     .await;
+    browser.quit().await;
 
     // Uninstall leaves nothing of the platform.
     world.run([

@@ -214,10 +214,13 @@ impl SiteTls {
 
     /// A home folder (`DIR/home`) whose NSS database (`.pki/nssdb`, where Chromium on Linux
     /// looks) trusts the CA for web sites: run Chromium (and chromedriver) with `HOME` set to it.
-    /// Uses `certutil` (Debian package `libnss3-tools`).
+    /// Uses `certutil` (Debian package `libnss3-tools`); a second call returns the same home.
     pub fn chromium_home(&self) -> Result<PathBuf> {
         let home = self.dir.join("home");
         let database = home.join(".pki/nssdb");
+        if database.join("cert9.db").exists() {
+            return Ok(home); // made by an earlier call
+        }
         std::fs::create_dir_all(&database).map_err(io_context(format!("creating {}", database.display())))?;
         let database = format!("sql:{}", database.display());
         certutil(&["-N", "--empty-password", "-d", &database])?;
