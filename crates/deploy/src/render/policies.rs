@@ -115,19 +115,29 @@ pub fn network_policies(values: &Values) -> Vec<Policy> {
 pub struct EgressRule {
     /// What the traffic is.
     pub purpose: String,
-    /// The `to` peers, as NetworkPolicy writes them; empty: any destination.
-    pub to: Vec<Value>,
-    /// Destination ports with their protocol; empty: every port.
-    pub ports: Vec<PortRule>,
+    /// The rule as NetworkPolicy writes it: `to` peers (left out: any destination) and `ports`
+    /// (left out: every port). Empty lists are left out, as the API server stores them.
+    pub spec: Value,
 }
 
-/// A destination port and its protocol.
-#[derive(Debug, Serialize)]
-pub struct PortRule {
-    /// `TCP` or `UDP`.
-    pub protocol: &'static str,
-    /// The port.
-    pub port: u16,
+impl EgressRule {
+    fn new(purpose: String, to: Vec<Value>, ports: Vec<(&'static str, u16)>) -> Self {
+        let mut spec = serde_json::Map::new();
+        if !ports.is_empty() {
+            let ports = ports
+                .into_iter()
+                .map(|(protocol, port)| json!({ "protocol": protocol, "port": port }))
+                .collect();
+            spec.insert("ports".to_owned(), Value::Array(ports));
+        }
+        if !to.is_empty() {
+            spec.insert("to".to_owned(), Value::Array(to));
+        }
+        Self {
+            purpose,
+            spec: Value::Object(spec),
+        }
+    }
 }
 
 /// The workspaces' egress policy, as the template renders it.
@@ -143,17 +153,11 @@ pub struct EgressPolicy {
 /// plus name lookups and the networks the site lists: the `coder-workspace-egress` policy. A
 /// workspace cannot reach PostgreSQL, the manager, the Kubernetes API or anything else.
 pub fn workspace_egress(values: &Values) -> EgressPolicy {
-    let mut rules = vec![EgressRule {
-        purpose: "name lookups (the cluster's DNS, wherever it runs)".to_owned(),
-        to: Vec::new(),
-        ports: ["UDP", "TCP"]
-            .into_iter()
-            .map(|protocol| PortRule {
-                protocol,
-                port: DNS_PORT,
-            })
-            .collect(),
-    }];
+    let mut rules = vec![EgressRule::new(
+        "name lookups (the cluster's DNS, wherever it runs)".to_owned(),
+        Vec::new(),
+        vec![("UDP", DNS_PORT), ("TCP", DNS_PORT)],
+    )];
     // The load balancer is the bundled ingress controller's pods, or, with the site's own
     // ingress or gateway, somewhere this chart cannot name: any address on those ports.
     let to = if values.ingress.enable {
@@ -161,32 +165,25 @@ pub fn workspace_egress(values: &Values) -> EgressPolicy {
     } else {
         vec![json!({ "ipBlock": { "cidr": "0.0.0.0/0" } })]
     };
-    rules.push(EgressRule {
-        purpose: WORKSPACE_EGRESS
+    rules.push(EgressRule::new(
+        WORKSPACE_EGRESS
             .iter()
             .map(|flow| flow.purpose)
             .collect::<Vec<_>>()
             .join("; "),
         to,
-        ports: WORKSPACE_EGRESS
-            .iter()
-            .map(|flow| PortRule {
-                protocol: "TCP",
-                port: flow.port,
-            })
-            .collect(),
-    });
-    if !values.network_policies.workspace_egress_cidrs.is_empty() {
-        rules.push(EgressRule {
-            purpose: "the site's networks (networkPolicies.workspaceEgressCIDRs), every port".to_owned(),
-            to: values
-                .network_policies
-                .workspace_egress_cidrs
+        WORKSPACE_EGRESS.iter().map(|flow| ("TCP", flow.port)).collect(),
+    ));
+    let cidrs = &values.network_policies.workspace_egress_cidrs;
+    if !cidrs.is_empty() {
+        rules.push(EgressRule::new(
+            "the site's networks (networkPolicies.workspaceEgressCIDRs), every port".to_owned(),
+            cidrs
                 .iter()
                 .map(|cidr| json!({ "ipBlock": { "cidr": cidr.to_string() } }))
                 .collect(),
-            ports: Vec::new(),
-        });
+            Vec::new(),
+        ));
     }
     EgressPolicy {
         pod_selector: selector(Component::Workspace),
