@@ -103,7 +103,15 @@ pub struct RevisionInputs {
     pub lock: String,
     /// `sha256:` of `lock`.
     pub lock_digest: String,
-    /// The chart's files: path → base64 of the content.
+    /// `sha256:` of the chart's files ([`crate::revision::chart_digest`]). `rollback` renders
+    /// only the chart built into coder-install, and only when it has this digest: the chart's
+    /// bytes are never taken from the namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chart_digest: String,
+    /// The chart's files (path → base64 of the content), as revisions recorded by an older
+    /// coder-install carry them; new records leave it empty. Never rendered: only its digest
+    /// is compared with the built-in chart's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub chart: BTreeMap<String, String>,
     /// The values as rendered (chart defaults, files and `--set` resolved).
     pub values: serde_json::Value,
@@ -115,7 +123,7 @@ pub struct RevisionInputs {
 }
 
 impl RevisionInputs {
-    /// The chart's files, decoded.
+    /// The chart's files of an older record, decoded (for their digest only).
     pub fn chart_files(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
         self.chart
             .iter()

@@ -23,8 +23,10 @@ pub struct RollbackOptions {
 }
 
 /// Rolls the namespace back to the revision before the installed one. The stored objects are not
-/// trusted: the release is rendered again from its recorded inputs, and checked (lock, images,
-/// kinds, namespace, role bindings).
+/// trusted: the release is rendered again from the chart built into coder-install (only when it
+/// is the chart the revision records by digest) with its recorded values and images, and checked
+/// (lock, images, kinds, namespace, role bindings, and RBAC and cluster-scoped objects against
+/// what the built-in chart renders); see [`crate::revision`].
 pub async fn run(
     cluster: &Cluster,
     options: &RollbackOptions,
@@ -61,6 +63,12 @@ pub async fn run(
         "    note: database migrations are forward-only; the older version runs on the newer schema \
          (migrations only add, so this works across one release)",
     );
+    // Recorded again for the new revision as new records are: the chart by its digest alone
+    // (checked above to be the built-in chart's).
+    let mut inputs = inputs;
+    inputs.chart_digest =
+        crate::revision::chart_digest(&coder_bundle::charts::embedded_chart(crate::release::CHART)?);
+    inputs.chart.clear();
     let in_cluster_database = manifests.objects.iter().any(|object| {
         object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
             && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")

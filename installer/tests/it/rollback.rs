@@ -124,7 +124,7 @@ async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() 
     .await;
     let text = rollback_fails(&platform);
     assert!(
-        text.contains("DaemonSet miner is not a kind") && text.contains("binds ClusterRole cluster-admin"),
+        text.contains("do not check out") && text.contains("chart files were changed"),
         "{text}"
     );
 
@@ -178,4 +178,203 @@ async fn rollback_renders_the_recorded_inputs_again_and_refuses_tampered_ones() 
     assert_eq!(again["revision"], 4);
     let back = managed_objects(&client, "coder").await;
     assert_eq!(back["Deployment/coder-manager"]["spec"]["replicas"], 2);
+}
+
+/// The chart template an intruder plants: a ClusterRole allowed everything, bound to themself.
+const ESCALATION: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: intruder-everything
+rules:
+  - {apiGroups: ['*'], resources: ['*'], verbs: ['*']}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: intruder-everything
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: intruder-everything}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: restricted}
+";
+
+/// Fills the built-in `view` and `edit` ClusterRoles' rules from the roles their aggregation
+/// rules select (`edit` takes in `view`), as the controller-manager (which this API server runs
+/// without) does.
+async fn aggregate_edit_role(client: &kube::Client) {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    for name in ["view", "edit"] {
+        let role = roles.get(name).await.expect("a built-in ClusterRole");
+        let mut rules = Vec::new();
+        for selector in role
+            .aggregation_rule
+            .and_then(|rule| rule.cluster_role_selectors)
+            .unwrap_or_default()
+        {
+            let labels = selector
+                .match_labels
+                .unwrap_or_default()
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            for role in roles
+                .list(&ListParams::default().labels(&labels))
+                .await
+                .expect("list")
+                .items
+            {
+                rules.extend(role.rules.unwrap_or_default());
+            }
+        }
+        assert!(!rules.is_empty(), "the {name} role aggregates no rules");
+        roles
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"rules": rules})),
+            )
+            .await
+            .expect("aggregate");
+    }
+}
+
+/// A client as user `restricted`, bound to the built-in `edit` ClusterRole in `namespace`.
+async fn editor(platform: &Platform, namespace: &str) -> kube::Client {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let admin = platform.client().await;
+    aggregate_edit_role(&admin).await;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "restricted-edit", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "restricted"}],
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(admin, namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("bind edit");
+    let kubeconfig = kube::config::Kubeconfig::read_from(platform.cluster.restricted_kubeconfig_path())
+        .expect("restricted kubeconfig");
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("restricted config");
+    kube::Client::try_from(config).expect("restricted client")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_account_cannot_plant_cluster_rbac_through_a_recorded_chart() {
+    use base64::Engine as _;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let platform = Platform::start().await;
+    success(platform.run(platform.connected("apply", "coder", &[])));
+    success(platform.run(platform.connected("apply", "coder", &["--set", "manager.replicas=2"])));
+    let admin = platform.client().await;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let planted = || async {
+        (
+            roles.get_opt("intruder-everything").await.expect("get").is_some(),
+            bindings
+                .get_opt("intruder-everything")
+                .await
+                .expect("get")
+                .is_some(),
+        )
+    };
+
+    // The intruder may edit ConfigMaps in the namespace, and nothing cluster-wide.
+    let intruder = editor(&platform, "coder").await;
+    let own_roles: Api<ClusterRole> = Api::all(intruder.clone());
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "intruder-everything"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    }))
+    .expect("role");
+    assert!(
+        own_roles.create(&PostParams::default(), &role).await.is_err(),
+        "edit may not create ClusterRoles itself"
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(intruder, "coder");
+    let original = inputs(&configmaps, 1).await;
+
+    // It adds the escalation to the chart recorded for the revision rollback renders.
+    let planted_template = Value::from(base64::engine::general_purpose::STANDARD.encode(ESCALATION));
+    let mut with_template = original.clone();
+    with_template["chart"]["templates/99-planted.yaml"] = planted_template.clone();
+    tamper(
+        &configmaps,
+        1,
+        "inputs.json.gz",
+        gzip(with_template.to_string().as_bytes()),
+    )
+    .await;
+    let text = failure(platform.run(platform.target("rollback", "coder")));
+    assert!(
+        text.contains("rollback changed nothing") && text.contains("chart files were changed"),
+        "{text}"
+    );
+    assert_eq!(
+        planted().await,
+        (false, false),
+        "rollback planted cluster RBAC:\n{text}"
+    );
+
+    // It records the whole chart with its planted template and that chart's digest: not the
+    // chart built into coder-install, so it is not rendered.
+    let mut whole_chart = original.clone();
+    let mut chart: serde_json::Map<String, Value> = coder_bundle::charts::embedded_chart("coder")
+        .expect("chart")
+        .into_iter()
+        .map(|(path, bytes)| {
+            (
+                path,
+                Value::from(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            )
+        })
+        .collect();
+    chart.insert("templates/99-planted.yaml".to_owned(), planted_template);
+    whole_chart["chart"] = Value::Object(chart);
+    if let Some(inputs) = whole_chart.as_object_mut() {
+        inputs.remove("chart_digest");
+    }
+    tamper(
+        &configmaps,
+        1,
+        "inputs.json.gz",
+        gzip(whole_chart.to_string().as_bytes()),
+    )
+    .await;
+    let text = failure(platform.run(platform.target("rollback", "coder")));
+    assert!(
+        text.contains("rollback changed nothing")
+            && text.contains("built into this coder-install")
+            && text.contains("coder-install-rev-1"),
+        "{text}"
+    );
+    assert_eq!(
+        planted().await,
+        (false, false),
+        "rollback planted cluster RBAC:\n{text}"
+    );
+
+    // The untouched record rolls back.
+    tamper(
+        &configmaps,
+        1,
+        "inputs.json.gz",
+        gzip(original.to_string().as_bytes()),
+    )
+    .await;
+    let rollback = stdout_json(platform.run(&{
+        let mut args = platform.target("rollback", "coder");
+        args.extend(["--output".to_owned(), "json".to_owned()]);
+        args
+    }));
+    assert_eq!(rollback["revision"], 3);
+    let restored = managed_objects(&admin, "coder").await;
+    assert_eq!(restored["Deployment/coder-manager"]["spec"]["replicas"], 1);
+    assert_eq!(planted().await, (false, false));
 }
