@@ -75,7 +75,8 @@ pub struct ManagerArgs {
     pub trusted_proxies: TrustedProxies,
     /// A label selector of pods in `--namespace` that are trusted proxies too, followed through
     /// the Kubernetes API as they come and go (the chart selects its dashboard and ingress
-    /// controller pods). Empty: none.
+    /// controller pods); a pod counts only while it is Running and Ready and not being deleted.
+    /// Empty: none.
     #[arg(long, env = "CODER_TRUSTED_PROXY_PODS", default_value = "")]
     pub trusted_proxy_pods: String,
     /// What one user's workspaces may hold in all.

@@ -2,6 +2,8 @@
 //! own install, followed through the Kubernetes API (their addresses change with every
 //! rollout), instead of whole private ranges, where any pod or host on those networks could
 //! name its own rate-limit bucket in `X-Forwarded-For`.
+//! A pod is trusted only while it is Running and Ready and not being deleted: the address of a
+//! pod that ended (failed, succeeded, evicted) or is terminating may soon be another pod's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,9 +21,28 @@ pub struct ProxyPods {
     pods: Arc<RwLock<HashMap<String, Vec<IpAddr>>>>,
 }
 
-/// A pod's name and addresses (none until it has been given one).
+/// Whether a pod may be trusted as a proxy now: Running, Ready and not being deleted. A pod
+/// that failed, succeeded or was evicted, or is terminating, may have its address handed to
+/// another pod at any time.
+fn serving(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|condition| condition.type_ == "Ready" && condition.status == "True");
+    pod.metadata.deletion_timestamp.is_none() && status.phase.as_deref() == Some("Running") && ready
+}
+
+/// A pod's name and the addresses to trust for it: none unless it is [`serving`] and has been
+/// given one.
 fn pod_addresses(pod: &Pod) -> (String, Vec<IpAddr>) {
     let name = pod.metadata.name.clone().unwrap_or_default();
+    if !serving(pod) {
+        return (name, Vec::new());
+    }
     let status = pod.status.as_ref();
     let listed = status.and_then(|status| status.pod_ips.as_ref());
     let mut addresses: Vec<IpAddr> = listed
@@ -91,5 +112,68 @@ impl ProxyPods {
             }
         }
         tracing::error!(%selector, "following the trusted proxy pods ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod named `name` at 10.1.2.3 in `phase`, Ready as `ready`, being deleted if `deleting`.
+    fn pod(name: &str, phase: &str, ready: &str, deleting: bool) -> Pod {
+        let mut metadata = serde_json::json!({ "name": name });
+        if deleting {
+            metadata["deletionTimestamp"] = "2024-05-01T10:00:00Z".into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": metadata,
+            "status": {
+                "phase": phase,
+                "podIP": "10.1.2.3",
+                "podIPs": [{ "ip": "10.1.2.3" }, { "ip": "fd00::3" }],
+                "conditions": [
+                    { "type": "Ready", "status": ready },
+                    { "type": "ContainersReady", "status": ready },
+                ],
+            },
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn only_running_ready_pods_not_being_deleted_are_trusted() {
+        let trusted = pod("dashboard-1", "Running", "True", false);
+        let (name, addresses) = pod_addresses(&trusted);
+        assert_eq!(name, "dashboard-1");
+        assert_eq!(
+            addresses,
+            [
+                IpAddr::from([10, 1, 2, 3]),
+                IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 3])
+            ]
+        );
+
+        let mut evicted = pod("evicted", "Failed", "False", false);
+        if let Some(status) = evicted.status.as_mut() {
+            status.reason = Some("Evicted".to_owned());
+        }
+        let mut no_conditions = pod("no-conditions", "Running", "True", false);
+        if let Some(status) = no_conditions.status.as_mut() {
+            status.conditions = None;
+        }
+        let untrusted = [
+            evicted,
+            pod("failed", "Failed", "False", false),
+            pod("succeeded", "Succeeded", "False", false),
+            pod("pending", "Pending", "False", false),
+            pod("unknown", "Unknown", "True", false),
+            pod("not-ready", "Running", "False", false),
+            pod("deleting", "Running", "True", true),
+            no_conditions,
+        ];
+        for pod in untrusted {
+            let (name, addresses) = pod_addresses(&pod);
+            assert!(addresses.is_empty(), "pod {name} is trusted with {addresses:?}");
+        }
     }
 }
