@@ -399,3 +399,41 @@ async fn changing_a_password_needs_the_current_one_and_revokes_every_other_crede
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_password_change_made_with_an_api_key_revokes_that_key_too() {
+    let env = Env::start().await;
+    let (_, session) = env.create_member("keyholder@example.com").await;
+    let mut keys = Vec::new();
+    for name in ["ci", "laptop"] {
+        let (status, created) = env
+            .post("/api/v0/api-keys", &session, json!({ "name": name }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        keys.push(created["key"].as_str().expect("key").to_owned());
+    }
+    // The change is authenticated by an API key, as `Authorization: Bearer`.
+    let response = env
+        .http
+        .patch(format!("{}/api/v0/users/me", env.base))
+        .bearer_auth(&keys[0])
+        .json(&json!({ "password": "changed with a key", "current_password": MEMBER_PASSWORD }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    // No credential that existed before the change survives it: the key used to make it is an
+    // API key, not a session, so it is revoked like the others.
+    for token in [&keys[0], &keys[1], &session] {
+        assert_eq!(
+            env.get("/api/v0/users/me", token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "a credential made before the password change still works"
+        );
+    }
+    // The account's listing of live keys is empty.
+    let renewed = env.login("keyholder@example.com", "changed with a key").await;
+    let (status, listed) = env.get("/api/v0/api-keys", &renewed).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed, json!([]), "{listed}");
+}

@@ -76,8 +76,8 @@ pub struct UpdateUser {
     /// New display name.
     pub name: Option<String>,
     /// New password. Changing one's own needs `current_password`; an admin resetting another
-    /// account's does not. Either way every API key of the account and every session but the
-    /// caller's are revoked.
+    /// account's does not. Either way every API key of the account (the caller's included) and
+    /// every session but the caller's are revoked.
     pub password: Option<String>,
     /// The caller's current password: required to change one's own password.
     pub current_password: Option<String>,
@@ -264,13 +264,17 @@ pub async fn update(pool: &PgPool, actor: &Actor, id: &str, request: UpdateUser)
     ))?
     .ok_or(ApiError::NotFound("user"))?;
     if hash.is_some() {
-        // A new password ends every session of the account but the caller's, and every API key
-        // (a key made by whoever knew the old password must not outlive it).
-        sqlx::query("UPDATE api_keys SET revoked = TRUE WHERE user_id = $1 AND id <> $2 AND NOT revoked")
-            .bind(&current.id)
-            .bind(&actor.key_id)
-            .execute(&mut *tx)
-            .await?;
+        // A new password ends every API key of the account (a key made by whoever knew the old
+        // password must not outlive it), the one the change was made with included, and every
+        // session but the caller's: only a caller signed in with a session token stays signed in.
+        sqlx::query(
+            "UPDATE api_keys SET revoked = TRUE
+             WHERE user_id = $1 AND NOT revoked AND NOT (id = $2 AND kind = 'session')",
+        )
+        .bind(&current.id)
+        .bind(&actor.key_id)
+        .execute(&mut *tx)
+        .await?;
     }
     if actor.is_admin() {
         let changed = json!({
