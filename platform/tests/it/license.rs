@@ -307,3 +307,141 @@ async fn a_connected_manager_without_a_license_is_the_free_tier_and_fully_usable
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+#[tokio::test]
+async fn a_read_only_manager_still_allows_revoking_keys_resetting_passwords_deleting_users_and_stopping_workspaces()
+ {
+    let env = Env::start_with(crate::harness::Options {
+        kubernetes: true,
+        tweak: |args| args.airgapped = true,
+    })
+    .await;
+    // Set up with a license that allows air-gapped use: a member with an API key and a
+    // workspace, and another member.
+    upload(&env, of_tier(Tier::Enterprise, true)).await;
+    let (member_id, member) = env.create_member("m1@example.com").await;
+    let (leaver_id, _) = env.create_member("m2@example.com").await;
+    let (status, key) = env
+        .post("/api/v0/api-keys", &member, json!({ "name": "ci" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let key_id = key["api_key"]["id"].as_str().expect("key id").to_owned();
+    let (status, workspace) = env
+        .post(
+            "/api/v0/workspaces",
+            &member,
+            json!({ "name": "dev", "image": "codercom/enterprise-base:ubuntu" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{workspace}");
+    let workspace_id = workspace["id"].as_str().expect("id").to_owned();
+
+    // A license without the air-gap feature makes the platform read-only again.
+    let body = upload(&env, of_tier(Tier::Enterprise, false)).await;
+    assert!(body["read_only"].is_string(), "{body}");
+    let patch = |token: String, path: String, body: serde_json::Value| {
+        let env = &env;
+        async move {
+            env.call(reqwest::Method::PATCH, &path, Some(&token), Some(body))
+                .await
+        }
+    };
+    let member_path = format!("/api/v0/users/{member_id}");
+
+    // Other changes stay refused, a password change that also changes something else included.
+    let refused = [
+        env.post("/api/v0/api-keys", &member, json!({ "name": "more" }))
+            .await,
+        env.post(
+            &format!("/api/v0/workspaces/{workspace_id}/start"),
+            &member,
+            json!({}),
+        )
+        .await,
+        env.post(
+            &format!("/api/v0/workspaces/{workspace_id}/rebuild"),
+            &member,
+            json!({}),
+        )
+        .await,
+        env.delete(&format!("/api/v0/workspaces/{workspace_id}"), &member)
+            .await,
+        patch(
+            member.clone(),
+            "/api/v0/users/me".into(),
+            json!({ "name": "Renamed" }),
+        )
+        .await,
+        patch(
+            env.admin_token.clone(),
+            member_path.clone(),
+            json!({ "password": "reset by the admin", "role": "admin" }),
+        )
+        .await,
+        patch(
+            env.admin_token.clone(),
+            member_path.clone(),
+            json!({ "password": "reset by the admin", "email": "new@example.com" }),
+        )
+        .await,
+    ];
+    for (status, body) in refused {
+        assert_read_only(status, &body, "airgap_feature_missing");
+    }
+
+    // The security writes work: stopping a workspace, revoking an API key, a member's own
+    // password change, an admin's reset, deleting an account.
+    let (status, body) = env
+        .post(
+            &format!("/api/v0/workspaces/{workspace_id}/stop"),
+            &member,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "stopping a workspace while read-only: {body}"
+    );
+    let (status, body) = env.delete(&format!("/api/v0/api-keys/{key_id}"), &member).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "revoking an API key while read-only: {body}"
+    );
+    let (status, body) = patch(
+        member.clone(),
+        "/api/v0/users/me".into(),
+        json!({ "password": "changed while read-only", "current_password": crate::harness::MEMBER_PASSWORD }),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "own password change while read-only: {body}"
+    );
+    let (status, body) = patch(
+        env.admin_token.clone(),
+        member_path.clone(),
+        json!({ "password": "reset by the admin" }),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "admin password reset while read-only: {body}"
+    );
+    env.login("m1@example.com", "reset by the admin").await;
+    let (status, body) = env
+        .delete(&format!("/api/v0/users/{leaver_id}"), &env.admin_token)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "deleting a user while read-only: {body}"
+    );
+    let (status, _) = env
+        .get(&format!("/api/v0/users/{leaver_id}"), &env.admin_token)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
