@@ -391,21 +391,7 @@ mod tests {
     /// The built-in chart rendered in namespace `coder` with `values`.
     fn render_with(values: &Values) -> Vec<Value> {
         let chart = embedded_chart(CHART).expect("chart");
-        let images: BTreeMap<String, String> = [
-            "coder-service",
-            "postgres",
-            "ingress-nginx-controller",
-            "ingress-nginx-certgen",
-            "workspace",
-        ]
-        .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                format!("site.test/{name}@sha256:{}", "a".repeat(64)),
-            )
-        })
-        .collect();
+        let images = crate::render::fixture_images();
         crate::render::render(&RenderRequest {
             chart: &chart,
             values,

@@ -317,27 +317,33 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     message
 }
 
+/// Made-up site references for each image of the chart, for tests that render it.
+#[cfg(test)]
+pub(crate) fn fixture_images() -> BTreeMap<String, String> {
+    [
+        "coder-service",
+        "postgres",
+        "ingress-nginx-controller",
+        "ingress-nginx-certgen",
+        "workspace",
+    ]
+    .iter()
+    .map(|name| {
+        (
+            name.to_string(),
+            format!("site.test/{name}@sha256:{}", "a".repeat(64)),
+        )
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use coder_bundle::charts::embedded_chart;
 
     fn images() -> BTreeMap<String, String> {
-        [
-            "coder-service",
-            "postgres",
-            "ingress-nginx-controller",
-            "ingress-nginx-certgen",
-            "workspace",
-        ]
-        .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                format!("site.test/{name}@sha256:{}", "a".repeat(64)),
-            )
-        })
-        .collect()
+        fixture_images()
     }
 
     fn rendered(sets: &[&str]) -> Manifests {
