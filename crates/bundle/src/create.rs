@@ -203,7 +203,7 @@ pub async fn create(
         omitted: plan.omit_present(&source.have),
     });
     let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan);
+    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan)?;
     let key = output.key(&layout.identity());
     let packs = cache.packs();
 
@@ -611,7 +611,7 @@ impl Documents {
     }
 
     /// The bundle's tar, laid out in the order [`bundle_spec::format`] defines.
-    fn layout(self, inputs: &Inputs, plan: &BundlePlan) -> TarLayout {
+    fn layout(self, inputs: &Inputs, plan: &BundlePlan) -> Result<TarLayout, crate::layout::LayoutError> {
         let document = |path: &str, bytes: Vec<u8>| (path.to_owned(), Content::Document(bytes));
         let mut entries = vec![
             document(OCI_LAYOUT_PATH, OCI_LAYOUT_CONTENT.as_bytes().to_vec()),

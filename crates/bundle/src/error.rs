@@ -206,6 +206,9 @@ pub enum BundleError {
     /// A chart could not be read, packaged or unpacked.
     #[error(transparent)]
     Chart(#[from] crate::charts::ChartError),
+    /// The bundle's entries could not be laid out (a blob's size out of bounds).
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     /// A signing or public key file could not be used.
     #[error(transparent)]
     Key(#[from] crate::signing::KeyError),

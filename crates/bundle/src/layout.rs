@@ -17,6 +17,29 @@ use crate::bundle_file::BundleFile;
 /// Size of a tar block.
 const BLOCK: u64 = 512;
 
+/// The largest blob a bundle carries: 1 TiB. Sizes come from registries' descriptors; a larger
+/// one is refused before anything is written (no container layer comes near it).
+pub const MAX_BLOB_SIZE: u64 = 1 << 40;
+
+/// Why entries could not be laid out.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A blob is larger than [`MAX_BLOB_SIZE`].
+    #[error(
+        "blob {digest} is {size} bytes according to its registry's manifest, more than a bundle carries \
+         ({MAX_BLOB_SIZE} bytes); the manifest is wrong or the image cannot be bundled"
+    )]
+    BlobTooLarge {
+        /// The blob's digest.
+        digest: String,
+        /// The size its descriptor gives.
+        size: u64,
+    },
+    /// The entries' sizes do not add up within 64 bits.
+    #[error("the bundle's entries add up to more than 2^64 bytes")]
+    TooLarge,
+}
+
 /// What one entry holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -79,25 +102,37 @@ pub struct TarLayout {
 }
 
 impl TarLayout {
-    /// Lays `entries` out in the given order, ending with the two zero blocks.
-    pub fn new(entries: impl IntoIterator<Item = (String, Content)>) -> Self {
-        let mut offset = 0;
-        let entries = entries
-            .into_iter()
-            .map(|(path, content)| {
-                let entry = PlacedEntry {
-                    path,
-                    content,
-                    header_offset: offset,
-                };
-                offset += BLOCK + entry.size().div_ceil(BLOCK) * BLOCK;
-                entry
-            })
-            .collect();
-        Self {
-            entries,
-            total_size: offset + 2 * BLOCK,
+    /// Lays `entries` out in the given order, ending with the two zero blocks. Sizes are added
+    /// with overflow checks, and a blob over [`MAX_BLOB_SIZE`] is refused.
+    pub fn new(entries: impl IntoIterator<Item = (String, Content)>) -> Result<Self, LayoutError> {
+        let mut offset: u64 = 0;
+        let mut placed = Vec::new();
+        for (path, content) in entries {
+            if let Content::Blob { digest, size } = &content
+                && *size > MAX_BLOB_SIZE
+            {
+                return Err(LayoutError::BlobTooLarge {
+                    digest: digest.clone(),
+                    size: *size,
+                });
+            }
+            let entry = PlacedEntry {
+                path,
+                content,
+                header_offset: offset,
+            };
+            let blocks = entry.size().div_ceil(BLOCK);
+            offset = blocks
+                .checked_mul(BLOCK)
+                .and_then(|data| data.checked_add(BLOCK))
+                .and_then(|span| offset.checked_add(span))
+                .ok_or(LayoutError::TooLarge)?;
+            placed.push(entry);
         }
+        Ok(Self {
+            entries: placed,
+            total_size: offset.checked_add(2 * BLOCK).ok_or(LayoutError::TooLarge)?,
+        })
     }
 
     /// Every entry, in file order.
@@ -223,6 +258,7 @@ mod tests {
                 },
             ),
         ])
+        .expect("a small layout")
     }
 
     #[test]
@@ -276,8 +312,34 @@ mod tests {
     #[test]
     fn the_identity_changes_with_any_skeleton_byte() {
         let a = sample();
-        let b = TarLayout::new([("oci-layout".to_owned(), Content::Document(b"{ }".to_vec()))]);
+        let b = TarLayout::new([("oci-layout".to_owned(), Content::Document(b"{ }".to_vec()))])
+            .expect("a small layout");
         assert_ne!(a.identity(), b.identity());
         assert_eq!(a.identity(), sample().identity());
+    }
+
+    #[test]
+    fn sizes_from_registries_are_bounded_and_never_overflow() {
+        let blob = |digest: &str, size: u64| {
+            (
+                format!("blobs/sha256/{digest}"),
+                Content::Blob {
+                    digest: format!("sha256:{digest}"),
+                    size,
+                },
+            )
+        };
+        // (Overflowing 64 bits with blobs under the limit takes 2^24 of them: the checked sums
+        // are a safety net not worth 16 million entries in a unit test.)
+        let at_limit = TarLayout::new([blob("aa", MAX_BLOB_SIZE)]).expect("a blob at the limit");
+        assert!(at_limit.total_size() > MAX_BLOB_SIZE);
+        assert!(matches!(
+            TarLayout::new([blob("aa", MAX_BLOB_SIZE + 1)]),
+            Err(LayoutError::BlobTooLarge { size, .. }) if size == MAX_BLOB_SIZE + 1
+        ));
+        assert!(matches!(
+            TarLayout::new([blob("aa", u64::MAX)]),
+            Err(LayoutError::BlobTooLarge { .. })
+        ));
     }
 }
