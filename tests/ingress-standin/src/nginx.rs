@@ -55,16 +55,7 @@ pub fn write_certificates(
             continue;
         }
         let partial = layout.ssl_dir().join(format!(".{name}.partial"));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io_error(format!("creating {}", partial.display())))?;
-        file.write_all(contents)
-            .map_err(io_error(format!("writing {}", partial.display())))?;
-        std::fs::rename(&partial, &path).map_err(io_error(format!("renaming {}", partial.display())))?;
+        write_private(&path, &partial, contents)?;
     }
     Ok(())
 }
@@ -90,16 +81,22 @@ pub fn remove_other_certificates(
 /// Writes `config` to `path` (mode 0600, through a temporary file and a rename).
 pub fn write_config(path: &Path, config: &str) -> Result<(), NginxError> {
     let partial = PathBuf::from(format!("{}.partial", path.display()));
+    write_private(path, &partial, config.as_bytes())
+}
+
+/// Writes `bytes` to `partial` (mode 0600) and renames it to `path`, so that nginx never reads
+/// a half-written file.
+fn write_private(path: &Path, partial: &Path, bytes: &[u8]) -> Result<(), NginxError> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&partial)
+        .open(partial)
         .map_err(io_error(format!("creating {}", partial.display())))?;
-    file.write_all(config.as_bytes())
+    file.write_all(bytes)
         .map_err(io_error(format!("writing {}", partial.display())))?;
-    std::fs::rename(&partial, path).map_err(io_error(format!("renaming {}", partial.display())))
+    std::fs::rename(partial, path).map_err(io_error(format!("renaming {}", partial.display())))
 }
 
 /// Runs `nginx -t` on the config at `config` with `layout`'s root as prefix.
