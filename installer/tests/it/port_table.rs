@@ -64,41 +64,16 @@ impl Targets {
         workspace_pod_ip: &str,
         load_balancer: &str,
     ) -> Self {
-        let service = |name: &'static str, namespace: &'static str| {
-            let client = client.clone();
-            async move {
-                let service = Api::<Service>::namespaced(client.clone(), namespace)
-                    .get(name)
-                    .await
-                    .unwrap_or_else(|error| panic!("Service {namespace}/{name}: {error}"));
-                let spec = service.spec.expect("spec");
-                let port = spec.ports.expect("ports")[0].port;
-                let address = match spec.cluster_ip.as_deref() {
-                    // A headless Service (PostgreSQL's, for its StatefulSet): its pod's address.
-                    Some("None") | None => endpoint_address(&client, namespace, name).await,
-                    Some(ip) => ip.to_owned(),
-                };
-                Target {
-                    name: name.to_owned(),
-                    address,
-                    port: u16::try_from(port).expect("a port"),
-                }
-            }
-        };
-        assert_eq!(
-            namespace, "coder",
-            "the probes look up the chart's Services in namespace coder"
-        );
         let workspace = |name: &str, port: u16| Target {
             name: format!("workspace {name}"),
             address: workspace_pod_ip.to_owned(),
             port,
         };
         Self {
-            postgres: service("coder-postgres", "coder").await,
-            manager: service("coder-manager", "coder").await,
-            envproxy: service("coder-envproxy", "coder").await,
-            dashboard: service("coder-dashboard", "coder").await,
+            postgres: service_target(client, namespace, "coder-postgres").await,
+            manager: service_target(client, namespace, "coder-manager").await,
+            envproxy: service_target(client, namespace, "coder-envproxy").await,
+            dashboard: service_target(client, namespace, "coder-dashboard").await,
             workspace: [
                 workspace("code-server", coder_topology::CODE_SERVER_PORT),
                 workspace("envagent shell", coder_topology::ENVAGENT_SHELL_PORT),
@@ -109,8 +84,28 @@ impl Targets {
                 address: load_balancer.to_owned(),
                 port: coder_topology::INGRESS_HTTPS_PORT,
             },
-            kubernetes_api: service("kubernetes", "default").await,
+            kubernetes_api: service_target(client, "default", "kubernetes").await,
         }
+    }
+}
+
+/// Service `name` as a probe target: its cluster IP and first port, or for a headless Service
+/// (PostgreSQL's, for its StatefulSet) its pod's address.
+async fn service_target(client: &kube::Client, namespace: &str, name: &str) -> Target {
+    let service = Api::<Service>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .unwrap_or_else(|error| panic!("Service {namespace}/{name}: {error}"));
+    let spec = service.spec.expect("spec");
+    let port = spec.ports.expect("ports")[0].port;
+    let address = match spec.cluster_ip.as_deref() {
+        Some("None") | None => endpoint_address(client, namespace, name).await,
+        Some(ip) => ip.to_owned(),
+    };
+    Target {
+        name: name.to_owned(),
+        address,
+        port: u16::try_from(port).expect("a port"),
     }
 }
 
