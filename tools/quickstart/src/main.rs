@@ -324,11 +324,8 @@ async fn main() -> anyhow::Result<()> {
          send to loopback) reach the ingress controller"
     );
     let password = admin_password(&client).await?;
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem().as_bytes())?)
-        .resolve(ACCESS_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
-        .timeout(Duration::from_secs(20))
-        .build()?;
+    // coder.localhost goes to loopback (the relay), on the access URL's port.
+    let http = tls.http_client(std::net::IpAddr::from([127, 0, 0, 1]), &[])?;
     println!("logging in as {ADMIN_EMAIL} at {access_url} (HTTPS, the private CA trusted)");
     login(&http, &access_url, ADMIN_EMAIL, &password).await?;
     println!("the login works (the manager returned a session token through the ingress)");
