@@ -144,3 +144,20 @@ pub struct LicenseSummary {
     /// Why the platform is read-only (air-gapped without a license that allows it), or `None`.
     pub read_only: Option<String>,
 }
+
+/// `POST /api/private/envproxy/tickets/redeem`: the envproxy records a workspace ticket's use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRedemption {
+    /// The ticket's random nonce (lowercase hex).
+    pub nonce: String,
+    /// The ticket's expiry, Unix seconds.
+    pub expires: i64,
+}
+
+/// The answer to a [`TicketRedemption`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRedeemed {
+    /// True for exactly one redemption of a nonce: the first, while the ticket is unexpired.
+    pub redeemed: bool,
+}

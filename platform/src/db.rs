@@ -126,8 +126,13 @@ pub async fn wait_until_reachable(pool: &PgPool, timeout: Duration) -> Result<()
 }
 
 /// Applies every pending migration, waiting for any other replica that is migrating.
+///
+/// Migrations a newer release applied and this one does not know are left alone (a rollback
+/// runs the older release on the newer schema: migrations only add), where sqlx would refuse.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
+    let mut migrator = Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }
 

@@ -12,7 +12,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api_types::{ENVPROXY_TOKEN_HEADER, SESSION_TOKEN_HEADER, User, Workspace};
+use crate::api_types::{
+    ENVPROXY_TOKEN_HEADER, SESSION_TOKEN_HEADER, TicketRedeemed, TicketRedemption, User, Workspace,
+};
 
 /// A failed call to the manager.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +191,30 @@ impl ManagerClient {
         let path = format!("/api/private/envproxy/workspaces/{}", path_segment(id));
         self.call(Method::GET, &path, Caller::anonymous(request_id), None)
             .await
+    }
+
+    /// `POST /api/private/envproxy/tickets/redeem` with the envproxy token: records a workspace
+    /// ticket's use in the database; `true` for the first redemption of `nonce` only.
+    pub async fn redeem_ticket(
+        &self,
+        nonce: &str,
+        expires: i64,
+        request_id: Option<&str>,
+    ) -> Result<bool, ClientError> {
+        let body = serde_json::to_value(TicketRedemption {
+            nonce: nonce.to_owned(),
+            expires,
+        })
+        .map_err(|error| ClientError::Decode(error.to_string()))?;
+        let answer: TicketRedeemed = self
+            .call(
+                Method::POST,
+                "/api/private/envproxy/tickets/redeem",
+                Caller::anonymous(request_id),
+                Some(&body),
+            )
+            .await?;
+        Ok(answer.redeemed)
     }
 
     /// `GET /api/private/envproxy/ping`: whether the manager accepts the envproxy token.

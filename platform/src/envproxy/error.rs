@@ -62,6 +62,10 @@ pub enum ProxyError {
     /// No `--workspace-base-url`: browsers cannot open workspaces (503).
     #[error("this installation has no workspace domain")]
     NoWorkspaceOrigins,
+    /// The manager could not record a workspace ticket's use (its database is down, or it
+    /// cannot be reached), so the ticket is refused: a ticket is never taken unrecorded (503).
+    #[error("the workspace link cannot be checked now: {0}")]
+    TicketCheckUnavailable(#[source] ClientError),
 }
 
 impl ProxyError {
@@ -89,7 +93,7 @@ impl ProxyError {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CrossOrigin | Self::WorkspaceOriginOnly => StatusCode::FORBIDDEN,
             Self::WorkspaceSessionRequired | Self::BadTicket => StatusCode::UNAUTHORIZED,
-            Self::NoWorkspaceOrigins => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoWorkspaceOrigins | Self::TicketCheckUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotRunning { .. } | Self::Draining | Self::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyConnections { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -116,6 +120,7 @@ impl ProxyError {
             Self::BadTicket => "invalid_ticket",
             Self::WorkspaceOriginOnly => "workspace_origin_only",
             Self::NoWorkspaceOrigins => "workspace_domain_not_configured",
+            Self::TicketCheckUnavailable(_) => "ticket_check_unavailable",
         }
     }
 
@@ -138,6 +143,11 @@ impl ProxyError {
                     .to_owned()
             }
             Self::Manager(_) | Self::Upstream(_) => "see the envproxy's log for the request id".to_owned(),
+            Self::TicketCheckUnavailable(_) => {
+                "retry in a moment with \"Open IDE\" on the dashboard; if it persists, the manager's \
+                 database is unavailable (see the envproxy's log for the request id)"
+                    .to_owned()
+            }
             Self::WorkspaceSessionRequired | Self::BadTicket | Self::WorkspaceOriginOnly => {
                 "use \"Open IDE\" on the dashboard: it opens the workspace on its own origin".to_owned()
             }
@@ -166,7 +176,10 @@ impl ProxyError {
         } else {
             self.json_response()
         };
-        if matches!(self, Self::NotRunning { .. } | Self::Draining | Self::AtCapacity) {
+        if matches!(
+            self,
+            Self::NotRunning { .. } | Self::Draining | Self::AtCapacity | Self::TicketCheckUnavailable(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
@@ -181,6 +194,7 @@ impl ProxyError {
         let message = match self {
             // The manager's and the upstream's internals stay in the log.
             Self::Manager(_) => "the manager is unavailable".to_owned(),
+            Self::TicketCheckUnavailable(_) => "the workspace link cannot be checked now".to_owned(),
             Self::Upstream(_) => "the workspace did not answer".to_owned(),
             other => other.to_string(),
         };

@@ -88,9 +88,6 @@ pub enum StartError {
     },
 }
 
-/// Exchanged tickets remembered at most (a minute's worth of logins into workspaces).
-const USED_TICKETS_CAPACITY: usize = 100_000;
-
 /// A configured envproxy.
 pub struct Envproxy {
     state: ProxyState,
@@ -166,7 +163,6 @@ impl Envproxy {
             closing: Arc::new(watch::channel(false).0),
             origins: origins.map(Arc::new),
             sealer: Arc::new(sealer),
-            used_tickets: Arc::new(cache::TtlCache::new(ticket::TICKET_TTL, USED_TICKETS_CAPACITY)),
             args: Arc::new(args),
         };
         Ok(Self { state })

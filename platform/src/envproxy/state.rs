@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::config::EnvproxyArgs;
-use super::{address, auth, cache, limits, metrics, origin, ticket};
+use super::{address, auth, limits, metrics, origin, ticket};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -30,8 +30,7 @@ pub struct ProxyState {
     pub closing: Arc<watch::Sender<bool>>,
     /// Where workspaces are served to browsers; `None`: nowhere.
     pub origins: Option<Arc<origin::WorkspaceOrigins>>,
-    /// Seals workspace tickets and cookies.
+    /// Seals workspace tickets and cookies (a ticket's use is recorded by the manager, in the
+    /// database: see [`super::workspace_host`]).
     pub sealer: Arc<ticket::Sealer>,
-    /// Tickets already exchanged (by nonce), kept while they could still be replayed.
-    pub used_tickets: Arc<cache::TtlCache<()>>,
 }

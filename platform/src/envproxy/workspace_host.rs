@@ -5,8 +5,9 @@
 //!    envproxy admits the caller as usual (owner or admin, workspace running), seals a ticket
 //!    ([`super::ticket`]: the caller's token, this workspace, one minute, single use) and
 //!    redirects to `<workspace origin>/__coder/auth?ticket=...`.
-//! 2. On the workspace host, the envproxy (not the workspace) opens the ticket, remembers it as
-//!    used, and answers with a host-only, `HttpOnly` cookie sealed for this workspace alone,
+//! 2. On the workspace host, the envproxy (not the workspace) opens the ticket, has the manager
+//!    record its use in the database ([`redeem`]: the first redemption wins, at whichever
+//!    replica, before or after any restart; no record, no entry), and answers with a host-only, `HttpOnly` cookie sealed for this workspace alone,
 //!    then redirects to `/`.
 //! 3. Every other request to the workspace host is proxied to code-server (port 13337, path as
 //!    is) when it carries that cookie; the token inside is checked with the manager like any
@@ -96,10 +97,7 @@ async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Respons
         .sealer
         .open_for(Kind::Ticket, ticket, id)
         .ok_or(ProxyError::BadTicket)?;
-    if state.used_tickets.get(&claims.nonce).is_some() {
-        return Err(ProxyError::BadTicket);
-    }
-    state.used_tickets.insert(claims.nonce.clone(), ());
+    redeem(state, &claims, proxy::request_id(&parts.headers)).await?;
     // Still allowed now (the token may have been revoked since the ticket was made).
     state
         .authorizer
@@ -122,6 +120,27 @@ async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Respons
     let value = HeaderValue::from_str(&cookie).map_err(|error| ProxyError::Upstream(error.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
     Ok(response)
+}
+
+/// Records the ticket's use with the manager (in PostgreSQL, shared by every replica): `Ok` only
+/// for the first redemption of its nonce. When the use cannot be recorded the ticket is refused
+/// (503 `ticket_check_unavailable`), never taken unrecorded.
+async fn redeem(state: &ProxyState, claims: &Claims, request_id: Option<&str>) -> Result<(), ProxyError> {
+    let expires = i64::try_from(claims.expires).map_err(|_| ProxyError::BadTicket)?;
+    let redeemed = state
+        .authorizer
+        .client()
+        .redeem_ticket(&claims.nonce, expires, request_id)
+        .await
+        .map_err(|error| match error.status() {
+            Some(StatusCode::BAD_REQUEST) => ProxyError::BadTicket,
+            _ => ProxyError::TicketCheckUnavailable(error),
+        })?;
+    if redeemed {
+        Ok(())
+    } else {
+        Err(ProxyError::BadTicket)
+    }
 }
 
 /// A 303 to `location` that leaves no referrer and is never cached (it may carry a ticket).

@@ -15,4 +15,5 @@ mod resilience;
 mod standins;
 mod users;
 mod workspace_origin;
+mod workspace_tickets;
 mod workspaces;

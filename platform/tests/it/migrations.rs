@@ -34,8 +34,25 @@ async fn migrations_apply_to_an_empty_database_and_a_rerun_is_a_no_op() {
     assert_eq!(first, embedded_versions());
     db::migrate(&pool).await.expect("second run");
     assert_eq!(applied_versions(&pool).await, first, "a rerun applies nothing");
+    // A newer release's migration (the schema after a rollback) does not stop the older one.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from a newer release', TRUE, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("a newer release's migration");
+    db::migrate(&pool).await.expect("a run after a rollback");
+    assert!(db::migrations_current(&pool).await.expect("query"));
 
-    for table in ["users", "api_keys", "workspaces", "licenses", "audit_log"] {
+    for table in [
+        "users",
+        "api_keys",
+        "workspaces",
+        "licenses",
+        "audit_log",
+        "used_workspace_tickets",
+    ] {
         let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(table)
             .fetch_one(&pool)

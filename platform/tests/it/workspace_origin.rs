@@ -27,7 +27,7 @@ use crate::standins;
 /// The wildcard domain of these tests (mapped to loopback for Chromium).
 const DOMAIN: &str = "coder.test";
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -55,7 +55,8 @@ fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
         })
 }
 
-async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+/// The status and the error body's `code` (empty when there is none).
+pub async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     (

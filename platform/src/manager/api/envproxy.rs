@@ -3,7 +3,8 @@
 //!
 //! The envproxy authenticates users with their own token (`GET /api/v0/users/me`); these routes
 //! only let it look a workspace up whoever owns it, so that it can answer 403 for someone
-//! else's workspace and 404 for a missing one.
+//! else's workspace and 404 for a missing one, and record a workspace ticket's use in the
+//! database, so that a ticket is good once across every replica and restart.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
@@ -12,11 +13,11 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::extract::Id;
-use crate::api_types::{ENVPROXY_TOKEN_HEADER, Workspace};
+use super::extract::{Body, Id};
+use crate::api_types::{ENVPROXY_TOKEN_HEADER, TicketRedeemed, TicketRedemption, Workspace};
 use crate::manager::error::{ApiError, ApiResult};
 
-use crate::manager::service::workspaces;
+use crate::manager::service::{tickets, workspaces};
 use crate::manager::state::AppState;
 
 /// A request made by the envproxy.
@@ -59,4 +60,15 @@ pub async fn workspace(
     Id(id): Id,
 ) -> ApiResult<Json<Workspace>> {
     Ok(Json(workspaces::get_any(&state, &id).await?))
+}
+
+/// `POST /api/private/envproxy/tickets/redeem` `{nonce, expires}`: `{"redeemed": true}` for the
+/// first redemption of a ticket, `false` ever after; 503 when the database cannot record it.
+pub async fn redeem_ticket(
+    State(state): State<AppState>,
+    _envproxy: Envproxy,
+    Body(request): Body<TicketRedemption>,
+) -> ApiResult<Json<TicketRedeemed>> {
+    let redeemed = tickets::redeem(&state.pool, &request).await?;
+    Ok(Json(TicketRedeemed { redeemed }))
 }

@@ -43,16 +43,19 @@ enum ReadOnlyRule {
 }
 
 /// Changes (method, route) that stay allowed while the platform is read-only: signing in and
-/// out, installing the license that lifts the restriction, and the security writes that take
-/// access away: revoking an API key, deleting an account, stopping a workspace. A password
-/// change (own or an admin's reset) is [`ReadOnlyRule::PasswordOnly`].
-const ALLOWED_WHILE_READ_ONLY: [(&str, &str); 6] = [
+/// out, installing the license that lifts the restriction, the security writes that take
+/// access away: revoking an API key, deleting an account, stopping a workspace, and the
+/// envproxy's record of a used workspace ticket (opening a workspace reads; the record is what
+/// makes its ticket single-use). A password change (own or an admin's reset) is
+/// [`ReadOnlyRule::PasswordOnly`].
+const ALLOWED_WHILE_READ_ONLY: [(&str, &str); 7] = [
     ("POST", "/auth/basic/login"),
     ("POST", "/auth/logout"),
     ("POST", "/api/v0/license"),
     ("DELETE", "/api/v0/api-keys/{id}"),
     ("DELETE", "/api/v0/users/{id}"),
     ("POST", "/api/v0/workspaces/{id}/stop"),
+    ("POST", "/api/private/envproxy/tickets/redeem"),
 ];
 
 /// The rule for a request of `method` to `route` (the matched route, `{id}` and all).
@@ -136,6 +139,7 @@ mod tests {
             (Method::DELETE, "/api/v0/api-keys/{id}", Allowed),
             (Method::DELETE, "/api/v0/users/{id}", Allowed),
             (Method::POST, "/api/v0/workspaces/{id}/stop", Allowed),
+            (Method::POST, "/api/private/envproxy/tickets/redeem", Allowed),
             (Method::PATCH, "/api/v0/users/{id}", PasswordOnly),
             (Method::POST, "/api/v0/api-keys", Refused),
             (Method::POST, "/api/v0/users", Refused),

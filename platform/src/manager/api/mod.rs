@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v0/workspaces/{id}/rebuild", post(workspaces::rebuild))
         .route("/api/private/envproxy/ping", get(envproxy::ping))
         .route("/api/private/envproxy/workspaces/{id}", get(envproxy::workspace))
+        .route(
+            "/api/private/envproxy/tickets/redeem",
+            post(envproxy::redeem_ticket),
+        )
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod keys;
 pub mod license;
 pub mod sessions;
+pub mod tickets;
 pub mod users;
 pub mod workspaces;
 
