@@ -16,7 +16,7 @@ pub mod referrer;
 mod spec;
 
 pub use lock::{ImageLock, LOCK_FORMAT_VERSION, LockedArtifact, LockedPlatform, LockedSpec};
-pub use reference::{DOCKER_HUB, ImageReference, validate_digest};
+pub use reference::{DOCKER_HUB, ImageReference, normalised_repository_name, validate_digest};
 pub use spec::{BundleSpec, ChartSource, ChartSpec, ImageSpec, Platform};
 
 /// The default bundle spec (`bundle-spec/coder.yaml`), embedded.

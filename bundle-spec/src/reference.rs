@@ -74,22 +74,7 @@ impl ImageReference {
             ));
         }
 
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first.to_owned(), rest.to_owned())
-            }
-            _ => (DOCKER_HUB.to_owned(), name.to_owned()),
-        };
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
-        };
-        if repository.is_empty() || !repository.split('/').all(is_path_component) {
-            return Err(invalid(&format!(
-                "repository {repository:?} must be lowercase letters, digits and separators (. _ - /)"
-            )));
-        }
+        let (registry, repository) = split_name(name).map_err(|reason| invalid(&reason))?;
         Ok(Self {
             original: text.to_owned(),
             registry,
@@ -97,6 +82,12 @@ impl ImageReference {
             tag,
             digest,
         })
+    }
+
+    /// The repository's full name, `registry/repository` (e.g. `docker.io/library/postgres`):
+    /// what a cosign signature's `docker-reference` names.
+    pub fn repository_name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
     }
 
     /// The same repository pinned to `digest`: `registry/repository@digest`.
@@ -114,6 +105,53 @@ impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.original)
     }
+}
+
+/// A repository name without tag or digest (`[registry/]repository`, as a cosign signature's
+/// `docker-reference` writes it), normalised as [`ImageReference::parse`] does, Docker Hub's
+/// other host names included: `registry/repository`.
+pub fn normalised_repository_name(name: &str) -> Result<String, SpecError> {
+    if name.contains(['@', ' ']) || name.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err(SpecError::InvalidReference {
+            reference: name.to_owned(),
+            reason: "a repository name has no tag or digest".to_owned(),
+        });
+    }
+    // Docker Hub's aliases name it too: `index.docker.io/nginx` is `docker.io/library/nginx`.
+    let name = match name.split_once('/') {
+        Some((host, rest)) if DOCKER_HUB_ALIASES.contains(&host) => format!("{DOCKER_HUB}/{rest}"),
+        _ => name.to_owned(),
+    };
+    let (registry, repository) = split_name(&name).map_err(|reason| SpecError::InvalidReference {
+        reference: name.clone(),
+        reason,
+    })?;
+    Ok(format!("{registry}/{repository}"))
+}
+
+/// Docker Hub's other names for itself, as cosign and Docker write them.
+const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+
+/// `[registry/]repository` into the registry (Docker Hub when none is named) and the repository
+/// path (`library/` added to Docker Hub's official images), or why it is not a valid name.
+fn split_name(name: &str) -> Result<(String, String), String> {
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (first.to_owned(), rest.to_owned())
+        }
+        _ => (DOCKER_HUB.to_owned(), name.to_owned()),
+    };
+    let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository
+    };
+    if repository.is_empty() || !repository.split('/').all(is_path_component) {
+        return Err(format!(
+            "repository {repository:?} must be lowercase letters, digits and separators (. _ - /)"
+        ));
+    }
+    Ok((registry, repository))
 }
 
 fn is_path_component(component: &str) -> bool {
@@ -149,6 +187,27 @@ pub fn validate_digest(digest: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_names_normalise_as_references_do_docker_hub_aliases_included() {
+        for (name, expected) in [
+            ("nginx", "docker.io/library/nginx"),
+            ("index.docker.io/nginx", "docker.io/library/nginx"),
+            ("registry-1.docker.io/team/app", "docker.io/team/app"),
+            ("r.example.test:5000/team/app", "r.example.test:5000/team/app"),
+        ] {
+            assert_eq!(
+                normalised_repository_name(name).as_deref().ok(),
+                Some(expected),
+                "{name}"
+            );
+        }
+        let reference = ImageReference::parse("postgres:13").expect("reference");
+        assert_eq!(reference.repository_name(), "docker.io/library/postgres");
+        for bad in ["app:1", "app@sha256:00", "Team/App", ""] {
+            assert!(normalised_repository_name(bad).is_err(), "{bad}");
+        }
+    }
 
     fn parts(text: &str) -> (String, String, Option<String>, Option<String>) {
         let reference = ImageReference::parse(text).expect("valid reference");

@@ -1,4 +1,4 @@
-//! Allowlist benchmark: `cargo bench -p installer --bench allowlist` prints figures, asserts
+//! Allowlist benchmark: `cargo benches -p installer --bench allowlist` prints figures, asserts
 //! nothing.
 //!
 //! A 100,000-line allowlist (host names, IPv6 networks, URLs and wildcards, a quarter each)

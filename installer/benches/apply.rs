@@ -1,4 +1,4 @@
-//! Apply benchmark: `cargo bench -p installer --bench apply` prints figures, asserts nothing.
+//! Apply benchmark: `cargo benches -p installer --bench apply` prints figures, asserts nothing.
 //!
 //! Against a real kube-apiserver (etcd, loopback), in process through the library:
 //! - rendering the whole platform chart (every object, default values);

@@ -1,5 +1,6 @@
 //! The flag groups that several subcommands share (output format, spec and lock, registry
-//! access, concurrency, which release, values, cluster and namespace, site registry login), each
+//! access, concurrency, which release, whose signatures a bundle needs, values, cluster and
+//! namespace, site registry login), each
 //! with how it turns into the libraries' inputs. A subcommand's own flags live beside its `run`
 //! in `commands`.
 
@@ -10,6 +11,7 @@ use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 use clap::ValueEnum;
 
 use coder_bundle::Inputs;
+use coder_deploy::apply::{ImageSignaturePolicy, SignaturePolicy};
 use coder_deploy::cluster::ClusterOptions;
 use coder_deploy::release::ReleaseSource;
 use coder_mirror::SiteRegistry;
@@ -43,6 +45,50 @@ impl ReleaseArgs {
                 anyhow::bail!("--bundle needs --registry: the site registry its images are pushed to")
             }
             (None, _) => Ok(ReleaseSource::Connected(Box::new(load_inputs(&self.inputs)?))),
+        }
+    }
+}
+
+/// Whose signatures a bundle and its images must carry, for the commands that use a bundle
+/// (`apply`, `push`, `template`): each verifies the bundle and pins its manifest before reading
+/// anything else from it. Every flag needs `--bundle`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BundleTrustArgs {
+    /// Require the bundle to be signed by this Ed25519 public key (SPKI PEM). With a bundle, one
+    /// of this and --allow-unsigned is required.
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub public_key: Option<PathBuf>,
+    /// Use the bundle without checking its signature (an unsigned bundle, or no vendor key at
+    /// hand); the output (and an install's record) says so. Every blob is still hashed.
+    #[arg(long, requires = "bundle", conflicts_with = "public_key")]
+    pub allow_unsigned: bool,
+    /// Also require the images' cosign signatures, checked offline with this ECDSA P-256 public
+    /// key (cosign.pub, SPKI PEM); repeatable, a signature by any of them counts. A signature
+    /// counts for the image's digest (or every carried platform's) and its repository. The
+    /// bundle carries signatures when its spec says `signatures: true`.
+    #[arg(long = "image-key", value_name = "FILE", requires = "bundle")]
+    pub image_keys: Vec<PathBuf>,
+    /// With --image-key, refuse only bad signatures: images that carry none (e.g. an upstream
+    /// image its publisher does not sign) are accepted, and the output counts them.
+    #[arg(long, requires = "image_keys")]
+    pub allow_unsigned_images: bool,
+}
+
+impl BundleTrustArgs {
+    /// The bundle's signature policy (unspecified: a bundle is refused, saying which flags).
+    pub fn signature_policy(&self) -> SignaturePolicy {
+        match (&self.public_key, self.allow_unsigned) {
+            (Some(key), _) => SignaturePolicy::Key(key.clone()),
+            (None, true) => SignaturePolicy::AllowUnsigned,
+            (None, false) => SignaturePolicy::Unspecified,
+        }
+    }
+
+    /// The images' signature policy.
+    pub fn image_policy(&self) -> ImageSignaturePolicy {
+        ImageSignaturePolicy {
+            keys: self.image_keys.clone(),
+            allow_unsigned_images: self.allow_unsigned_images,
         }
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => crate::commands::push::run(args).await,
         Command::Serve(args) => crate::commands::serve::run(args).await,
         Command::Apply(args) => crate::commands::apply::run(*args).await,
-        Command::Template(args) => crate::commands::template::run(&args),
+        Command::Template(args) => crate::commands::template::run(&args).await,
         Command::Preflight(args) => crate::commands::preflight::run(args).await,
         Command::Status(args) => crate::commands::status::run(args).await,
         Command::Rollback(args) => crate::commands::rollback::run(args).await,

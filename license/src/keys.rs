@@ -73,6 +73,46 @@ mod tests {
         assert_eq!(trusted_keys().len(), PRODUCTION_KEYS.len() + 1);
     }
 
+    /// The lines of `[section]` in the TOML `text` (up to the next section), trimmed.
+    fn toml_section<'a>(text: &'a str, section: &str) -> Vec<&'a str> {
+        let header = format!("[{section}]");
+        text.lines()
+            .map(str::trim)
+            .skip_while(|line| *line != header)
+            .skip(1)
+            .take_while(|line| !line.starts_with('['))
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .collect()
+    }
+
+    /// Benches build coder-install with the test key trusted: never into `target/release`
+    /// (profile `bench`), only into their own profile's folder, through the `cargo benches` alias.
+    #[test]
+    fn benches_that_trust_the_test_key_build_outside_target_release() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let manifest = std::fs::read_to_string(format!("{root}/Cargo.toml")).expect("Cargo.toml");
+        let bench = toml_section(&manifest, "profile.bench");
+        assert!(
+            !bench
+                .iter()
+                .any(|line| line.replace(' ', "") == "debug-assertions=true"),
+            "profile.bench must keep debug assertions off, so that the test key cannot compile into target/release: {bench:?}"
+        );
+        let own = toml_section(&manifest, "profile.bench-test-keys");
+        for expected in ["inherits = \"bench\"", "debug-assertions = true"] {
+            assert!(
+                own.contains(&expected),
+                "profile.bench-test-keys lacks {expected}: {own:?}"
+            );
+        }
+        let config =
+            std::fs::read_to_string(format!("{root}/.cargo/config.toml")).expect(".cargo/config.toml");
+        assert!(
+            toml_section(&config, "alias").contains(&"benches = \"bench --profile bench-test-keys\""),
+            "{config}"
+        );
+    }
+
     /// `coder-license` features as cargo resolves them for the whole root workspace, over
     /// the dependency edges `edges` (`cargo tree -e`).
     fn root_workspace_license_features(edges: &str) -> String {

@@ -44,14 +44,18 @@
 //! included) and makes [`keys::trusted_keys`] trust its public key. The installer enables it
 //! from its `[dev-dependencies]`, so `cargo test` builds of `coder-install` trust it while
 //! `cargo build --release -p installer` does not. As a second guard, this crate refuses to
-//! compile with `test-keys` when debug assertions are off (any `--release` build).
+//! compile with `test-keys` when debug assertions are off (any `--release` build, and a plain
+//! `cargo bench`). The benches run with `cargo benches` (profile `bench-test-keys`: optimised,
+//! debug assertions on, built into `target/bench-test-keys`), so a binary that trusts the test
+//! key never lands in `target/release`.
 //! `cargo test -p coder-license` run on its own checks that, without the feature, the trusted
 //! keys are exactly the production keys.
 
 #[cfg(all(feature = "test-keys", not(debug_assertions)))]
 compile_error!(
     "the `test-keys` feature trusts a publicly known signing key: it is for tests only and must never \
-     be enabled in a release build"
+     be enabled in a release build; run the benches with `cargo benches` (their own profile and \
+     directory), not `cargo bench`"
 );
 
 pub mod airgap;

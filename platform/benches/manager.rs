@@ -4,7 +4,7 @@
 //! latency percentiles. Target: p99 under 50 ms.
 //!
 //! `BENCH_REQUESTS` (default 1000) and `BENCH_CONCURRENCY` (default 8) tune it; run with
-//! `scripts/bench-manager.sh` or `cargo bench -p platform --bench manager`.
+//! `scripts/bench-manager.sh` or `cargo benches -p platform --bench manager`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

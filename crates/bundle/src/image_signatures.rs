@@ -4,12 +4,15 @@
 //! A signature counts for an image when, in one of the image's `.sig` artifacts, a layer of media
 //! type [`SIMPLE_SIGNING_MEDIA_TYPE`] holds a payload whose signature (the layer's
 //! [`COSIGN_SIGNATURE_ANNOTATION`], base64 ASN.1 DER ECDSA P-256 / SHA-256 over the payload's
-//! bytes) verifies with one of the keys, and whose `critical.image.docker-manifest-digest` is the
-//! digest the artifact is about. Every manifest and payload is read from the bundle by its
-//! digest and hashed before it is used; the signature is checked before the payload is parsed.
+//! bytes) verifies with one of the keys, whose `critical.image.docker-manifest-digest` is the
+//! digest the artifact is about, and whose `critical.identity.docker-reference` names the image's
+//! own repository (a signature of the same bytes published as another image does not count).
+//! Every manifest and payload is read from the bundle by its digest and hashed before it is used;
+//! the signature is checked before the payload is parsed.
 //!
 //! Per image the verdict is [`ImageSignatureVerdict::Signed`] (its own digest, or every carried
-//! platform's, has such a signature), [`ImageSignatureVerdict::Unsigned`] (no signature travels
+//! platform's, has such a signature, and the bundle carries no child of its index that is not
+//! listed as a carried platform: push would upload such a child, and a node could run it), [`ImageSignatureVerdict::Unsigned`] (no signature travels
 //! with it) or [`ImageSignatureVerdict::Bad`] (signatures travel with it, but none of them
 //! counts: another key, an altered payload or signature, a payload about another image, a
 //! damaged blob).
@@ -22,6 +25,7 @@ use bundle_spec::format::{BundleManifest, BundledArtifact, blob_path};
 use bundle_spec::referrer::{
     COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, Referrer, ReferrerKind, SIMPLE_SIGNING_MEDIA_TYPE,
 };
+use bundle_spec::{ImageReference, normalised_repository_name};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
@@ -160,46 +164,21 @@ fn check_image(
     keys: &[ImageKey],
     carries_any: bool,
 ) -> ImageSignatureReport {
-    let subjects: BTreeSet<&str> = std::iter::once(artifact.digest.as_str())
-        .chain(artifact.platforms.iter().map(|platform| platform.digest.as_str()))
-        .collect();
-    let mut valid: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let mut signatures = 0;
-    for referrer in artifact
-        .referrers
-        .iter()
-        .filter(|referrer| referrer.kind == ReferrerKind::Signature)
-    {
-        let name = referrer.tag.as_deref().unwrap_or(&referrer.digest);
-        if !subjects.contains(referrer.subject.as_str()) {
-            problems.push(format!(
-                "{name}: is about {}, which is not this image nor one of its carried platforms",
-                referrer.subject
-            ));
-            continue;
+    let (valid, signatures) = match ImageReference::parse(&artifact.reference) {
+        Ok(reference) => valid_signatures(
+            reader,
+            manifest,
+            artifact,
+            &reference.repository_name(),
+            keys,
+            &mut problems,
+        ),
+        Err(error) => {
+            problems.push(format!("its reference does not parse: {error}"));
+            (BTreeMap::new(), 0)
         }
-        match signature_layers(reader, manifest, referrer) {
-            Err(problem) => problems.push(format!("{name}: {problem}")),
-            Ok(layers) => {
-                for layer in layers {
-                    signatures += 1;
-                    let checked = layer.and_then(|(payload, signature)| {
-                        check_simple_signing(&payload, &signature, &referrer.subject, keys)
-                    });
-                    match checked {
-                        Ok(fingerprint) => {
-                            valid
-                                .entry(referrer.subject.clone())
-                                .or_default()
-                                .insert(fingerprint);
-                        }
-                        Err(problem) => problems.push(format!("{name}: {problem}")),
-                    }
-                }
-            }
-        }
-    }
+    };
     let platforms: Vec<&str> = artifact
         .platforms
         .iter()
@@ -208,8 +187,13 @@ fn check_image(
     let top_signed = valid.contains_key(&artifact.digest);
     let platforms_signed =
         !platforms.is_empty() && platforms.iter().all(|digest| valid.contains_key(*digest));
+    let unlisted = if top_signed || !platforms_signed {
+        Vec::new()
+    } else {
+        unlisted_children(reader, manifest, artifact)
+    };
     let verdict =
-        if top_signed || platforms_signed {
+        if top_signed || (platforms_signed && unlisted.is_empty()) {
             ImageSignatureVerdict::Signed
         } else if signatures == 0 && problems.is_empty() {
             problems.push(if carries_any {
@@ -221,7 +205,9 @@ fn check_image(
             });
             ImageSignatureVerdict::Unsigned
         } else {
-            if !valid.is_empty() {
+            if platforms_signed {
+                problems.extend(unlisted);
+            } else if !valid.is_empty() {
                 problems.push(format!(
                 "only {} of its {} platform(s) have a valid signature, and the image's own digest has none",
                 platforms.iter().filter(|digest| valid.contains_key(**digest)).count(),
@@ -246,6 +232,103 @@ fn check_image(
         signatures,
         problems,
     }
+}
+
+/// The signatures of `artifact` that count, as the keys' fingerprints by the digest they sign,
+/// and how many simple-signing signatures travel with it; what is wrong with the others goes
+/// to `problems`. `repository` is the image's `registry/repository`, which a payload must name.
+fn valid_signatures(
+    reader: &BundleReader,
+    manifest: &BundleManifest,
+    artifact: &BundledArtifact,
+    repository: &str,
+    keys: &[ImageKey],
+    problems: &mut Vec<String>,
+) -> (BTreeMap<String, BTreeSet<String>>, usize) {
+    let subjects: BTreeSet<&str> = std::iter::once(artifact.digest.as_str())
+        .chain(artifact.platforms.iter().map(|platform| platform.digest.as_str()))
+        .collect();
+    let mut valid: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut signatures = 0;
+    for referrer in artifact
+        .referrers
+        .iter()
+        .filter(|referrer| referrer.kind == ReferrerKind::Signature)
+    {
+        let name = referrer.tag.as_deref().unwrap_or(&referrer.digest);
+        if !subjects.contains(referrer.subject.as_str()) {
+            problems.push(format!(
+                "{name}: is about {}, which is not this image nor one of its carried platforms",
+                referrer.subject
+            ));
+            continue;
+        }
+        let layers = match signature_layers(reader, manifest, referrer) {
+            Ok(layers) => layers,
+            Err(problem) => {
+                problems.push(format!("{name}: {problem}"));
+                continue;
+            }
+        };
+        for layer in layers {
+            signatures += 1;
+            let expected = Expected {
+                digest: &referrer.subject,
+                repository,
+            };
+            match layer
+                .and_then(|(payload, signature)| check_simple_signing(&payload, &signature, &expected, keys))
+            {
+                Ok(fingerprint) => {
+                    valid
+                        .entry(referrer.subject.clone())
+                        .or_default()
+                        .insert(fingerprint);
+                }
+                Err(problem) => problems.push(format!("{name}: {problem}")),
+            }
+        }
+    }
+    (valid, signatures)
+}
+
+/// The children of `artifact`'s index that the bundle carries but does not list as carried
+/// platforms, each as a problem: push would upload them with the index, so a node could pull
+/// one instead of the signed platform beside it. Empty for a single manifest.
+fn unlisted_children(
+    reader: &BundleReader,
+    manifest: &BundleManifest,
+    artifact: &BundledArtifact,
+) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Child>,
+    }
+    #[derive(Deserialize)]
+    struct Child {
+        digest: String,
+    }
+    let bytes = match read_blob(reader, manifest, &artifact.digest, MAX_SIGNATURE_MANIFEST_BYTES) {
+        Ok(bytes) => bytes,
+        Err(problem) => return vec![format!("its index: {problem}")],
+    };
+    let index: Index = match serde_json::from_slice(&bytes) {
+        Ok(index) => index,
+        Err(error) => return vec![format!("its index {} does not parse: {error}", artifact.digest)],
+    };
+    index
+        .manifests
+        .iter()
+        .filter(|child| manifest.blob(&child.digest).is_some())
+        .filter(|child| !artifact.platforms.iter().any(|platform| platform.digest == child.digest))
+        .map(|child| {
+            format!(
+                "its index lists {}, which the bundle carries but does not list as a carried platform (it is unsigned as far as this check goes)",
+                child.digest
+            )
+        })
+        .collect()
 }
 
 /// The parts of a signature manifest read here.
@@ -363,9 +446,16 @@ struct Payload {
 
 #[derive(Deserialize)]
 struct Critical {
+    identity: PayloadIdentity,
     image: PayloadImage,
     #[serde(rename = "type")]
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadIdentity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
 }
 
 #[derive(Deserialize)]
@@ -374,15 +464,26 @@ struct PayloadImage {
     digest: String,
 }
 
+/// What a signature's payload must be about.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The manifest digest it signs (`critical.image.docker-manifest-digest`).
+    pub digest: &'a str,
+    /// The image's repository, `registry/repository` (`critical.identity.docker-reference`;
+    /// compared normalised, so `nginx` and `docker.io/library/nginx` are the same).
+    pub repository: &'a str,
+}
+
 /// Checks one simple-signing signature: `signature` (base64 ASN.1 DER) over `payload` by one of
-/// `keys`, and the payload about `subject`. Returns the fingerprint of the key that signed it,
-/// or what is wrong.
+/// `keys`, and the payload about the `expected` digest and repository. Returns the fingerprint
+/// of the key that signed it, or what is wrong.
 pub fn check_simple_signing(
     payload: &[u8],
     signature: &str,
-    subject: &str,
+    expected: &Expected<'_>,
     keys: &[ImageKey],
 ) -> Result<String, String> {
+    let subject = expected.digest;
     let der = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
         .map_err(|_| format!("the {COSIGN_SIGNATURE_ANNOTATION} annotation is not base64"))?;
@@ -418,6 +519,21 @@ pub fn check_simple_signing(
             key.fingerprint, payload.critical.image.digest
         ));
     }
+    let signed_for = &payload.critical.identity.docker_reference;
+    let same_repository = match (
+        normalised_repository_name(signed_for),
+        normalised_repository_name(expected.repository),
+    ) {
+        (Ok(signed_for), Ok(repository)) => signed_for == repository,
+        _ => false,
+    };
+    if !same_repository {
+        return Err(format!(
+            "signed by {} for {signed_for:?}, not for this image's repository {} (a signature of the same \
+             bytes published as another image)",
+            key.fingerprint, expected.repository
+        ));
+    }
     Ok(key.fingerprint.clone())
 }
 
@@ -444,11 +560,53 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
     }
 
-    fn payload(digest: &str) -> Vec<u8> {
+    fn payload_for(repository: &str, digest: &str) -> Vec<u8> {
         format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"r.example.com/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{COSIGN_PAYLOAD_TYPE}"}},"optional":null}}"#
+            r#"{{"critical":{{"identity":{{"docker-reference":"{repository}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{COSIGN_PAYLOAD_TYPE}"}},"optional":null}}"#
         )
         .into_bytes()
+    }
+
+    fn payload(digest: &str) -> Vec<u8> {
+        payload_for("r.example.com/app", digest)
+    }
+
+    fn about(subject: &str) -> Expected<'_> {
+        Expected {
+            digest: subject,
+            repository: "r.example.com/app",
+        }
+    }
+
+    #[test]
+    fn a_signature_counts_only_for_the_repository_it_names() {
+        let subject = format!("sha256:{}", "a".repeat(64));
+        let (signing, public) = key(5);
+        let keys = std::slice::from_ref(&public);
+        // The same bytes signed as another image: its digest matches, its identity does not.
+        let elsewhere = payload_for("r.example.com/debug-shell", &subject);
+        let error = check_simple_signing(&elsewhere, &sign(&signing, &elsewhere), &about(&subject), keys)
+            .expect_err("another repository");
+        assert!(
+            error.contains("debug-shell") && error.contains("r.example.com/app"),
+            "{error}"
+        );
+        // No identity at all.
+        let bare = format!(
+            r#"{{"critical":{{"image":{{"docker-manifest-digest":"{subject}"}},"type":"{COSIGN_PAYLOAD_TYPE}"}}}}"#
+        )
+        .into_bytes();
+        assert!(check_simple_signing(&bare, &sign(&signing, &bare), &about(&subject), keys).is_err());
+        // Docker Hub's names are one repository however written.
+        let hub = payload_for("index.docker.io/library/nginx", &subject);
+        let nginx = Expected {
+            digest: &subject,
+            repository: "docker.io/library/nginx",
+        };
+        assert_eq!(
+            check_simple_signing(&hub, &sign(&signing, &hub), &nginx, keys),
+            Ok(public.fingerprint.clone())
+        );
     }
 
     #[test]
@@ -462,21 +620,21 @@ mod tests {
             check_simple_signing(
                 &good,
                 &sign(&signing, &good),
-                &subject,
+                &about(&subject),
                 std::slice::from_ref(&public)
             ),
             Ok(public.fingerprint.clone())
         );
         // Another key: does not verify; with both keys given, it does.
         let by_other = sign(&other_signing, &good);
-        let error = check_simple_signing(&good, &by_other, &subject, std::slice::from_ref(&public))
+        let error = check_simple_signing(&good, &by_other, &about(&subject), std::slice::from_ref(&public))
             .expect_err("wrong key");
         assert!(error.contains("does not verify"), "{error}");
         assert_eq!(
             check_simple_signing(
                 &good,
                 &by_other,
-                &subject,
+                &about(&subject),
                 &[public.clone(), other_public.clone()]
             ),
             Ok(other_public.fingerprint.clone())
@@ -488,7 +646,7 @@ mod tests {
             check_simple_signing(
                 &altered,
                 &sign(&signing, &good),
-                &subject,
+                &about(&subject),
                 std::slice::from_ref(&public)
             )
             .is_err()
@@ -498,14 +656,16 @@ mod tests {
         let error = check_simple_signing(
             &elsewhere,
             &sign(&signing, &elsewhere),
-            &subject,
+            &about(&subject),
             std::slice::from_ref(&public),
         )
         .expect_err("other image");
         assert!(error.contains("is about sha256:bbbb"), "{error}");
         // Not base64, not DER.
-        assert!(check_simple_signing(&good, "%%%", &subject, std::slice::from_ref(&public)).is_err());
-        assert!(check_simple_signing(&good, "AAAA", &subject, std::slice::from_ref(&public)).is_err());
+        assert!(check_simple_signing(&good, "%%%", &about(&subject), std::slice::from_ref(&public)).is_err());
+        assert!(
+            check_simple_signing(&good, "AAAA", &about(&subject), std::slice::from_ref(&public)).is_err()
+        );
     }
 
     #[test]

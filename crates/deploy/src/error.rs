@@ -45,6 +45,17 @@ pub enum DeployError {
         /// What was not done.
         undone: &'static str,
     },
+    /// `--image-key` was given and some images are not signed by it.
+    #[error(
+        "images not signed by the image key(s); {undone}:\n  - {}\n(pass --allow-unsigned-images to accept images that carry no signature at all)",
+        images.join("\n  - ")
+    )]
+    ImagesNotSigned {
+        /// What was not done.
+        undone: &'static str,
+        /// Each image refused: reference, verdict and why.
+        images: Vec<String>,
+    },
     /// The bundle does not verify (a blob, the manifest or the signature).
     #[error("the bundle does not verify; {undone}:\n  - {}", problems.join("\n  - "))]
     BundleRefused {

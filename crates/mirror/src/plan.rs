@@ -137,7 +137,18 @@ fn plan_artifact(
     if is_index(&top.media_type) {
         let index: IndexDocument = parse(&top, &artifact.reference)?;
         for child in index.manifests {
-            match read_manifest(reader, &child.digest, &child.media_type)? {
+            // Only the platforms the bundle manifest lists as carried (what verify checked, and
+            // what serve serves): a child that is in the bundle but not listed is not pushed.
+            let listed = artifact
+                .platforms
+                .iter()
+                .any(|platform| platform.digest == child.digest);
+            let carried = if listed {
+                read_manifest(reader, &child.digest, &child.media_type)?
+            } else {
+                None
+            };
+            match carried {
                 Some(child) => {
                     blobs.extend(image_blobs(&child, &artifact.reference)?);
                     children.push(child);

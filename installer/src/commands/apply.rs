@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::args::OutputFormat;
 use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
-use coder_deploy::apply::{ApplyOptions, ApplyReport, ApplyRequest, SignaturePolicy};
+use coder_deploy::apply::{ApplyOptions, ApplyReport, ApplyRequest};
 use coder_deploy::objects::Change;
 use coder_deploy::release::ReleaseSource;
 
@@ -18,14 +18,9 @@ pub struct ApplyArgs {
     /// with the air-gap entitlement); optional in connected mode (none: free tier).
     #[arg(long, value_name = "FILE")]
     pub license: Option<std::path::PathBuf>,
-    /// Require the bundle to be signed by this Ed25519 public key (SPKI PEM). With --bundle, one
-    /// of this and --allow-unsigned is required.
-    #[arg(long, value_name = "FILE", requires = "bundle")]
-    pub public_key: Option<std::path::PathBuf>,
-    /// Apply the bundle without checking its signature (an unsigned bundle, or no vendor key at
-    /// hand); the output and the install record say so.
-    #[arg(long, requires = "bundle", conflicts_with = "public_key")]
-    pub allow_unsigned: bool,
+    /// Whose signatures the bundle and its images must carry.
+    #[command(flatten)]
+    pub trust: crate::args::BundleTrustArgs,
     /// Chart values.
     #[command(flatten)]
     pub values: ValuesArgs,
@@ -63,18 +58,14 @@ pub struct ApplyArgs {
 pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let reporter = crate::report::for_format(args.format);
     let source = args.release.source()?;
-    let signature = match (&args.public_key, args.allow_unsigned) {
-        (Some(key), _) => SignaturePolicy::Key(key.clone()),
-        (None, true) => SignaturePolicy::AllowUnsigned,
-        (None, false) => SignaturePolicy::Unspecified,
-    };
     let site = match &source {
         ReleaseSource::Bundle { site, .. } => Some(site),
         ReleaseSource::Connected(_) => None,
     };
     let (registry, pull_credentials) = args.login.resolve(site)?;
     let request = ApplyRequest {
-        signature,
+        signature: args.trust.signature_policy(),
+        image_signatures: args.trust.image_policy(),
         license: args.license.clone(),
         registry,
         concurrency: args.concurrency.get(),

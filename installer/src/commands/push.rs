@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::args::{OutputFormat, RegistryLoginArgs};
+use crate::args::{BundleTrustArgs, OutputFormat, RegistryLoginArgs};
+use coder_deploy::apply::{check_image_signatures, verify_before_use};
 use coder_deploy::license_gate::require_airgap_license;
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
@@ -29,11 +30,16 @@ impl SiteRegistryArgs {
 
 /// `coder-install push`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned"])))]
 pub struct PushArgs {
-    /// The bundle file (run `coder-install verify` on it first); for a split bundle, its index,
-    /// any part, or the name they share.
+    /// The bundle file; for a split bundle, its index, any part, or the name they share. It is
+    /// verified first (every blob hashed, the signature as the flags below ask), and every read
+    /// after is pinned to the manifest that verified.
     #[arg(long, value_name = "FILE")]
     pub bundle: PathBuf,
+    /// Whose signatures the bundle and its images must carry.
+    #[command(flatten)]
+    pub trust: BundleTrustArgs,
     /// The site registry.
     #[command(flatten)]
     pub site: SiteRegistryArgs,
@@ -49,18 +55,45 @@ pub struct PushArgs {
     pub format: OutputFormat,
 }
 
-/// Checks the license, pushes the bundle and prints what went where.
+/// What a refusal before the upload leaves undone.
+const NOTHING_PUSHED: &str = "nothing was pushed";
+
+/// Checks the license, verifies the bundle (and its images' signatures when asked), pushes it
+/// pinned to the verified manifest, and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     let reporter = crate::report::for_format(args.format);
-    require_airgap_license(args.license.as_deref(), "nothing was pushed", reporter)?;
+    require_airgap_license(args.license.as_deref(), NOTHING_PUSHED, reporter)?;
+    let mut verified = verify_before_use(
+        &args.bundle,
+        &args.trust.signature_policy(),
+        NOTHING_PUSHED,
+        reporter,
+    )
+    .await?;
+    let images = check_image_signatures(
+        &args.bundle,
+        &verified,
+        &args.trust.image_policy(),
+        NOTHING_PUSHED,
+        reporter,
+    )
+    .await?;
+    if let Some(images) = images {
+        verified.signature = format!("{}; images: {images}", verified.signature);
+    }
     let options = MirrorOptions {
-        pinned_manifest: None,
+        pinned_manifest: Some(verified.manifest_digest.clone()),
         concurrency: args.concurrency.get(),
         registry: args.site.registry_options()?,
     };
     let report = mirror_bundle(&args.bundle, &args.site.registry, &options, reporter).await?;
     match args.format {
-        OutputFormat::Json => super::print_json(&report),
+        OutputFormat::Json => {
+            let mut document = serde_json::to_value(&report)?;
+            document["signature"] = verified.signature.into();
+            document["manifest"] = verified.manifest_digest.into();
+            super::print_json(&document)
+        }
         OutputFormat::Text => {
             for artifact in &report.artifacts {
                 let place = match &artifact.tag {
@@ -86,6 +119,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
                 report.tags_set,
                 report.seconds
             );
+            println!("signature: {}", verified.signature);
             Ok(())
         }
     }

@@ -1,6 +1,7 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
-use crate::args::{ReleaseArgs, ValuesArgs};
+use crate::args::{BundleTrustArgs, ReleaseArgs, ValuesArgs};
+use coder_deploy::apply::{check_image_signatures, verify_before_use};
 use coder_deploy::license_gate::check_license;
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_deploy::render::{PdbApi, render, secret_names};
@@ -11,6 +12,10 @@ pub struct TemplateArgs {
     /// Which release (with --bundle and --registry, images point at the site registry).
     #[command(flatten)]
     pub release: ReleaseArgs,
+    /// With --bundle: whose signatures the bundle and its images must carry (the bundle is
+    /// verified and its manifest pinned before the chart and lock are read from it).
+    #[command(flatten)]
+    pub trust: BundleTrustArgs,
     /// The license file. Required with --bundle (air-gapped installs need an enterprise license
     /// with the air-gap entitlement, checked offline as `apply --bundle` does); optional in
     /// connected mode. It is checked only: the output refers to the license Secret by name.
@@ -28,8 +33,12 @@ pub struct TemplateArgs {
     pub kube_version: String,
 }
 
-/// Runs `template`: checks the license (the air-gap gate with --bundle), then renders.
-pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
+/// What a refusal leaves undone.
+const NOTHING_RENDERED: &str = "nothing was rendered";
+
+/// Runs `template`: checks the license (the air-gap gate with --bundle), verifies the bundle,
+/// then renders from it pinned to the verified manifest.
+pub async fn run(args: &TemplateArgs) -> anyhow::Result<()> {
     let pdb_api = match args
         .kube_version
         .split_once('.')
@@ -43,17 +52,45 @@ pub fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         ),
     };
     let source = args.release.source()?;
+    let reporter = &coder_report::WarningsOnly;
     check_license(
         matches!(source, ReleaseSource::Bundle { .. }),
         args.license.as_deref(),
-        "nothing was rendered",
-        &coder_report::WarningsOnly,
+        NOTHING_RENDERED,
+        reporter,
     )?;
-    let release = Release::load(&source)?;
+    let (release, signature) = match &source {
+        ReleaseSource::Bundle { path, .. } => {
+            let verified =
+                verify_before_use(path, &args.trust.signature_policy(), NOTHING_RENDERED, reporter).await?;
+            let images = check_image_signatures(
+                path,
+                &verified,
+                &args.trust.image_policy(),
+                NOTHING_RENDERED,
+                reporter,
+            )
+            .await?;
+            let release = Release::load_pinned(&source, Some(&verified.manifest_digest))?;
+            let signature = match images {
+                Some(images) => format!("{}; images: {images}", verified.signature),
+                None => verified.signature,
+            };
+            (
+                release,
+                format!(
+                    "\n# bundle {} (manifest {}): signature {signature}.",
+                    path.display(),
+                    verified.manifest_digest
+                ),
+            )
+        }
+        ReleaseSource::Connected(_) => (Release::load(&source)?, String::new()),
+    };
     let values = release.values(&args.values.files, &args.values.sets, None)?;
     let manifests = render(&release.request(&values, &args.namespace, pdb_api))?;
     println!(
-        "# {} {} ({}), rendered by coder-install {} for namespace {}.\n\
+        "# {} {} ({}), rendered by coder-install {} for namespace {}.{signature}\n\
          # apply also creates the namespace and these Secrets, which this output only refers to:\n\
          #   {} (key `password`, unless postgres.host is set), {} (key `token`),\n\
          #   {} (key `license`, optional).",

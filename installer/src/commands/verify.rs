@@ -15,25 +15,10 @@ use coder_report::human_bytes;
 pub struct VerifyArgs {
     /// The bundle file; for a split bundle, its index, any part, or the name they share.
     pub bundle: PathBuf,
-    /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this and
-    /// --allow-unsigned is required.
-    #[arg(long, value_name = "FILE")]
-    pub public_key: Option<PathBuf>,
-    /// Check the bundle's contents without its signature (an unsigned bundle, or no vendor key
-    /// at hand); the output says the signature was not checked.
-    #[arg(long, conflicts_with = "public_key")]
-    pub allow_unsigned: bool,
-    /// Also check the images' cosign signatures, offline, with this ECDSA P-256 public key
-    /// (cosign.pub, SPKI PEM); repeatable, a signature by any of them counts. Says per image:
-    /// signed by the key, unsigned, or bad; verify fails unless every image is signed (see
-    /// --allow-unsigned-images). The bundle carries signatures when its spec says
-    /// `signatures: true`.
-    #[arg(long = "image-key", value_name = "FILE")]
-    pub image_keys: Vec<PathBuf>,
-    /// With --image-key, fail only on a bad signature: images that carry no signature (e.g. an
-    /// upstream image its publisher does not sign) are reported as unsigned and accepted.
-    #[arg(long, requires = "image_keys")]
-    pub allow_unsigned_images: bool,
+    /// Whose signatures the bundle and its images must carry. With --image-key, verify says per
+    /// image: signed by the key, unsigned, or bad, and fails unless every image is signed.
+    #[command(flatten)]
+    pub trust: crate::args::BundleTrustArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -42,8 +27,14 @@ pub struct VerifyArgs {
 /// Verifies a bundle, prints the report, and fails if anything is wrong.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     // clap requires one of --public-key and --allow-unsigned.
-    let key = args.public_key.as_deref().map(read_public_key).transpose()?;
+    let key = args
+        .trust
+        .public_key
+        .as_deref()
+        .map(read_public_key)
+        .transpose()?;
     let image_keys = args
+        .trust
         .image_keys
         .iter()
         .map(|path| read_image_key(path))
@@ -109,7 +100,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             print_image_signatures(&report);
         }
     }
-    let refused_images = report.images_not_signed(args.allow_unsigned_images);
+    let refused_images = report.images_not_signed(args.trust.allow_unsigned_images);
     let bundle_ok = report.problems.is_empty() && !matches!(report.signature, SignatureStatus::Invalid(_));
     if bundle_ok && refused_images.is_empty() {
         Ok(())

@@ -7,7 +7,7 @@ use coder_testenv::cosign::{
     DSSE_ENVELOPE, SigningKey, attachment_artifact, referrer_artifact, signature_artifact,
     simple_signing_payload, tag_for,
 };
-use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
+use coder_testenv::fixture::{Image, ImageBuilder, Index, LayerBuilder, MediaTypes};
 use coder_testenv::{Registry, RegistryFlavour};
 use serde_json::Value;
 use std::path::Path;
@@ -410,4 +410,181 @@ async fn a_referrer_only_the_api_listed_is_put_by_digest_and_listed_in_the_fallb
     let repushed = push_json(&bundle, &site, None);
     assert_eq!(repushed["tags_set"], 0, "{repushed}");
     assert_eq!(repushed["manifests_pushed"], 0, "{repushed}");
+}
+
+/// A copy of `bundle` at `output` whose `coder-bundle/manifest.json` is `edit`ed (the tar
+/// repacked entry by entry): a bundle made by someone other than coder-install.
+fn with_edited_manifest(bundle: &Path, output: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle).expect("open bundle"));
+    let mut builder = tar::Builder::new(std::fs::File::create(output).expect("create crafted bundle"));
+    let mut edit = Some(edit);
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut header = entry.header().clone();
+        let path = entry.path().expect("path").display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read entry");
+        if path == "coder-bundle/manifest.json" {
+            let mut manifest: Value = serde_json::from_slice(&data).expect("manifest JSON");
+            (edit.take().expect("one manifest"))(&mut manifest);
+            data = serde_json::to_vec(&manifest).expect("manifest");
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+        }
+        builder.append(&header, data.as_slice()).expect("append");
+    }
+    builder.finish().expect("finish crafted bundle");
+}
+
+#[tokio::test]
+async fn an_unsigned_child_beside_a_signed_platform_is_neither_counted_as_signed_nor_pushed() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let host = world.registry.host();
+    let key = SigningKey::generate().expect("key");
+    let key_file = world.path("cosign.pub");
+    std::fs::write(&key_file, key.public_pem().expect("PEM")).expect("cosign.pub");
+
+    // An index with two linux/amd64 children: an unsigned one first (what a node would pick),
+    // and the signed one after it.
+    let unsigned = small_image("planted");
+    let signed = small_image("genuine");
+    let index = Index::new(MediaTypes::Oci, vec![unsigned.clone(), signed.clone()]).expect("index");
+    world
+        .registry
+        .push_index("team/mixed:1", &index)
+        .await
+        .expect("push index");
+    let payload = simple_signing_payload(&format!("{host}/team/mixed"), signed.digest());
+    push_signature(
+        &world.registry,
+        "team/mixed",
+        signed.digest(),
+        &[(payload.clone(), key.sign(&payload))],
+    )
+    .await;
+    world.write_spec(&format!(
+        "{}signatures: true\n",
+        world.spec_text().replace(
+            "charts:\n",
+            &format!("  - name: mixed\n    ref: {host}/team/mixed:1\ncharts:\n")
+        )
+    ));
+    let (honest, _) = world.lock_and_bundle("honest.bundle");
+
+    // Made by coder-install, both children are carried and listed: the unsigned one is seen.
+    let verdict_of = |bundle: &Path| {
+        let output = verify_with_keys(
+            &world,
+            bundle,
+            &[&key_file],
+            &["--allow-unsigned-images", "--output", "json"],
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).expect("verify JSON");
+        let verdict = verdicts(&report)
+            .into_iter()
+            .find(|(name, _)| name == "mixed")
+            .map(|(_, verdict)| verdict)
+            .unwrap_or_default();
+        (verdict, problems_of(&report, "mixed"))
+    };
+    assert_eq!(verdict_of(&honest).0, "bad");
+
+    // Crafted: the same blobs, but the manifest lists only the signed child as carried.
+    let crafted = world.path("crafted.bundle");
+    with_edited_manifest(&honest, &crafted, |manifest| {
+        let images = manifest["images"].as_array_mut().expect("images");
+        let mixed = images
+            .iter_mut()
+            .find(|image| image["name"] == "mixed")
+            .expect("mixed");
+        let platforms = mixed["platforms"].as_array_mut().expect("platforms");
+        platforms.retain(|platform| platform["digest"] == signed.digest());
+        assert_eq!(platforms.len(), 1);
+    });
+    let (verdict, problems) = verdict_of(&crafted);
+    assert_eq!(verdict, "bad", "{problems}");
+    assert!(
+        problems.contains(unsigned.digest()) && problems.contains("does not list as a carried platform"),
+        "{problems}"
+    );
+
+    // push and apply with --image-key refuse it before anything is pushed or applied (apply
+    // before it reads its kubeconfig, which does not exist here).
+    let site = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("site registry");
+    let license = world.path("enterprise.license");
+    let claims = crate::license::claims(coder_license::Tier::Enterprise, true);
+    std::fs::write(&license, crate::license::signed(&claims)).expect("license");
+    let (crafted_text, key_text, license_text) = (
+        crafted.display().to_string(),
+        key_file.display().to_string(),
+        license.display().to_string(),
+    );
+    let (site_host, site_registry) = (site.host(), format!("{}/{PREFIX}", site.host()));
+    let with_image_key = |command: &str, extra: &[&str]| {
+        let mut args = vec![
+            command,
+            "--bundle",
+            &crafted_text,
+            "--registry",
+            &site_registry,
+            "--insecure-registry",
+            &site_host,
+            "--allow-unsigned",
+            "--image-key",
+            &key_text,
+            "--allow-unsigned-images",
+            "--license",
+            &license_text,
+        ];
+        args.extend(extra);
+        failure(world.run(&args))
+    };
+    let refused = with_image_key("push", &[]);
+    assert!(
+        refused.contains("images not signed")
+            && refused.contains("mixed")
+            && refused.contains("nothing was pushed"),
+        "{refused}"
+    );
+    let refused = with_image_key("apply", &["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert!(
+        refused.contains("images not signed") && refused.contains("nothing was pushed or applied"),
+        "{refused}"
+    );
+    assert!(
+        crate::world::catalog(&site).await.is_empty(),
+        "nothing may be pushed"
+    );
+
+    // Without --image-key, push uploads only what the manifest lists as carried: the planted
+    // child never reaches the site, so no node can pull it.
+    push_json(&crafted, &site, None);
+    let planted = reqwest::Client::new()
+        .head(format!(
+            "{}/v2/{PREFIX}/team/mixed/manifests/{}",
+            site.url(),
+            unsigned.digest()
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("HEAD planted child");
+    assert_eq!(
+        planted.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "the unlisted child was pushed"
+    );
+    let genuine = reqwest::Client::new()
+        .head(format!(
+            "{}/v2/{PREFIX}/team/mixed/manifests/{}",
+            site.url(),
+            signed.digest()
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("HEAD signed child");
+    assert!(genuine.status().is_success(), "{}", genuine.status());
 }

@@ -16,7 +16,8 @@ use crate::world::{World, failure, success};
 pub(crate) const PREFIX: &str = "site/mirror";
 
 /// Runs `coder-install push` of `bundle` into `target` (under [`PREFIX`]); `password` is piped
-/// to `--registry-password-stdin` with the target's user name.
+/// to `--registry-password-stdin` with the target's user name; `--allow-unsigned` unless `extra`
+/// gives a signature policy.
 fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]) -> Output {
     let site = format!("{}/{PREFIX}", target.host());
     let mut command = Command::new(env!("CARGO_BIN_EXE_coder-install"));
@@ -24,6 +25,13 @@ fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]
         .args(["push", "--bundle"])
         .arg(bundle)
         .args(["--registry", &site]);
+    // Unsigned unless the caller names a policy.
+    if !extra
+        .iter()
+        .any(|arg| matches!(*arg, "--public-key" | "--allow-unsigned"))
+    {
+        command.arg("--allow-unsigned");
+    }
     match target.ca_file() {
         Some(ca) => command.arg("--registry-ca").arg(ca),
         None => command.args(["--insecure-registry", &target.host()]),
@@ -284,7 +292,7 @@ async fn an_interrupted_push_resumes_and_sends_only_what_is_missing() {
 }
 
 #[tokio::test]
-async fn a_damaged_blob_is_refused_by_the_registry_and_blamed_on_the_bundle() {
+async fn a_damaged_blob_is_refused_before_anything_is_pushed() {
     let world = World::new(RegistryFlavour::Plain).await;
     let (bundle, _) = world.lock_and_bundle("damaged.bundle");
     // One byte in the middle of the app's own layer flipped after the bundle was written.
@@ -300,12 +308,17 @@ async fn a_damaged_blob_is_refused_by_the_registry_and_blamed_on_the_bundle() {
         .await
         .expect("target registry");
 
+    // push verifies the bundle before it sends anything.
     let text = failure(push(&bundle, &target, None, &[]));
     assert!(
         text.contains(&layer.digest)
-            && text.contains("the bundle is damaged")
-            && text.contains("coder-install verify"),
+            && text.contains("does not verify")
+            && text.contains("nothing was pushed"),
         "{text}"
+    );
+    assert!(
+        crate::world::catalog(&target).await.is_empty(),
+        "nothing may be pushed"
     );
     // The registry hashed what it received and committed nothing under the layer's digest.
     let hex = layer.digest.trim_start_matches("sha256:");
@@ -452,4 +465,128 @@ async fn a_delta_bundle_needs_its_base_in_the_site_registry() {
         (app2.layers[1].data.len() + app2.config.data.len()) as u64,
         "{report}"
     );
+}
+
+/// An Ed25519 key pair for bundle signatures: the private key's PEM file and the public key's.
+fn vendor_key(world: &World, name: &str, seed: u8) -> (PathBuf, PathBuf) {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let (private, public) = (
+        world.path(&format!("{name}.pem")),
+        world.path(&format!("{name}.pub")),
+    );
+    std::fs::write(
+        &private,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("key");
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("pem");
+    std::fs::write(&public, pem).expect("public key");
+    (private, public)
+}
+
+#[tokio::test]
+async fn push_and_template_verify_the_bundle_and_its_signer_before_using_it() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (vendor, vendor_public) = vendor_key(&world, "vendor", 3);
+    let (attacker, _) = vendor_key(&world, "attacker", 4);
+    world.lock_spec();
+    let bundle = |name: &str, key: &Path| {
+        let output = world.path(name);
+        let mut args = world.bundle_args(&output);
+        args.extend(["--signing-key".to_owned(), key.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        success(world.run(&args));
+        output
+    };
+    let genuine = bundle("genuine.bundle", &vendor);
+    // The file on the transfer media swapped for one someone else made and signed.
+    let swapped = bundle("swapped.bundle", &attacker);
+    let target = Registry::start(RegistryFlavour::Plain)
+        .await
+        .expect("target registry");
+    let public = vendor_public.display().to_string();
+
+    // No policy at all: refused by the command line, naming both choices.
+    let site = format!("{}/{PREFIX}", target.host());
+    let text = failure(world.run(&[
+        "push",
+        "--bundle",
+        &swapped.display().to_string(),
+        "--registry",
+        &site,
+    ]));
+    assert!(
+        text.contains("--public-key") && text.contains("--allow-unsigned"),
+        "{text}"
+    );
+    // The vendor's key: the swapped bundle is refused before anything is sent.
+    let text = failure(push(&swapped, &target, None, &["--public-key", &public]));
+    assert!(
+        text.contains("does not verify") && text.contains("nothing was pushed"),
+        "{text}"
+    );
+    assert!(
+        crate::world::catalog(&target).await.is_empty(),
+        "nothing may be pushed"
+    );
+    // The genuine one goes in, and the output says how it was checked and what it is pinned to.
+    let stdout = success(push(
+        &genuine,
+        &target,
+        None,
+        &["--public-key", &public, "--output", "json"],
+    ));
+    let report: Value = serde_json::from_str(&stdout).expect("push JSON");
+    assert!(
+        report["signature"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("verified with key")),
+        "{report}"
+    );
+    assert!(
+        report["manifest"]
+            .as_str()
+            .is_some_and(|digest| digest.starts_with("sha256:")),
+        "{report}"
+    );
+    let text = success(push(&genuine, &target, None, &["--allow-unsigned"]));
+    assert!(
+        text.contains("signature: NOT checked (--allow-unsigned)"),
+        "{text}"
+    );
+
+    // template --bundle: the same policy, the same refusal, and the header names the check.
+    let license = world.path("template.license");
+    let claims = crate::license::claims(coder_license::Tier::Enterprise, true);
+    std::fs::write(&license, crate::license::signed(&claims)).expect("license");
+    let template = |bundle: &Path, extra: &[&str]| {
+        let (bundle, license) = (bundle.display().to_string(), license.display().to_string());
+        let mut args = vec![
+            "template",
+            "--bundle",
+            &bundle,
+            "--registry",
+            &site,
+            "--license",
+            &license,
+        ];
+        args.extend(extra);
+        world.run(&args)
+    };
+    let text = failure(template(&genuine, &[]));
+    assert!(
+        text.contains("--public-key") && text.contains("--allow-unsigned"),
+        "{text}"
+    );
+    let text = failure(template(&swapped, &["--public-key", &public]));
+    assert!(
+        text.contains("does not verify") && text.contains("nothing was rendered"),
+        "{text}"
+    );
+    // (What a verified bundle renders, and the header naming the check: airgap_license.rs, with
+    // the real chart; this world's chart is a stub that does not render.)
 }

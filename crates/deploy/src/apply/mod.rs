@@ -3,6 +3,7 @@
 //! (`deploy.rs` renders and writes under the namespace's Lease).
 
 mod deploy;
+mod image_signatures;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::render::render;
 pub use deploy::{
     DeployTarget, configured_storage_class, deploy, deploy_locked, render_for, resolved_values,
 };
+pub use image_signatures::{ImageSignaturePolicy, check_image_signatures};
 
 /// How to apply: the cluster side (also used by `preflight` and `rollback`).
 pub struct ApplyOptions {
@@ -68,6 +70,8 @@ pub struct ApplyRequest {
     pub source: ReleaseSource,
     /// Whose signature the bundle must carry.
     pub signature: SignaturePolicy,
+    /// Whose cosign signatures its images must carry (`--image-key`).
+    pub image_signatures: ImageSignaturePolicy,
     /// The license file (required for a bundle).
     pub license: Option<PathBuf>,
     /// The site registry's access (TLS, credentials), for preflight and push.
@@ -142,6 +146,7 @@ pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crat
     let ApplyRequest {
         source,
         signature,
+        image_signatures,
         license,
         registry,
         concurrency,
@@ -150,7 +155,13 @@ pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crat
     } = request;
     let verified = match &source {
         ReleaseSource::Bundle { path, .. } => {
-            Some(verify_before_use(path, &signature, NOTHING_DONE, reporter).await?)
+            let mut verified = verify_before_use(path, &signature, NOTHING_DONE, reporter).await?;
+            if let Some(images) =
+                check_image_signatures(path, &verified, &image_signatures, NOTHING_DONE, reporter).await?
+            {
+                verified.signature = format!("{}; images: {images}", verified.signature);
+            }
+            Some(verified)
         }
         ReleaseSource::Connected(_) => None,
     };
