@@ -145,7 +145,8 @@ pub async fn logout(
     headers: HeaderMap,
     _: FormPost<CsrfForm, ()>,
 ) -> Response {
-    if let Some(token) = session::session_token(&state.args, &headers) {
+    // Every session cookie sent is revoked: the user's, and any a page on another host planted.
+    for token in session::session_tokens(&state.args, &headers) {
         let revoked: Result<Value, _> = state
             .client
             .call(

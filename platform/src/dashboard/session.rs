@@ -2,12 +2,18 @@
 //! `SameSite`) and the CSRF token (double-submit: a random cookie every form repeats in a hidden
 //! field, compared in constant time, plus an `Origin` check when the browser sends one). Reading
 //! cookies and the origin check are shared with the envproxy ([`crate::cookies`]).
+//!
+//! When cookies are `Secure` both names carry the `__Host-` prefix, and every cookie of a name is
+//! read ([`session_tokens`], [`csrf_check`]), so a cookie another host planted cannot shadow
+//! the real one.
+
+use std::borrow::Cow;
 
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use super::config::DashboardArgs;
-use crate::cookies::{CSRF_COOKIE, HOST_CSRF_COOKIE, cookie, same_origin};
+use crate::cookies::{CSRF_COOKIE, HOST_CSRF_COOKIE, cookie_values, host_only_name, same_origin};
 
 /// The CSRF cookie's name: `__Host-` prefixed when cookies are `Secure` (so that no sibling
 /// subdomain can plant one).
@@ -19,9 +25,17 @@ pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
     }
 }
 
-/// The session token from the cookie.
-pub fn session_token<'a>(args: &DashboardArgs, headers: &'a HeaderMap) -> Option<&'a str> {
-    cookie(headers, &args.cookie_name)
+/// The session cookie's name: `__Host-<--cookie-name>` when cookies are `Secure`, else the
+/// name as given.
+pub fn session_cookie_name(args: &DashboardArgs) -> Cow<'_, str> {
+    host_only_name(&args.cookie_name, args.secure_cookies())
+}
+
+/// Every session token the request's session cookies hold, in the order sent (the caller uses
+/// the first the manager accepts).
+pub fn session_tokens<'a>(args: &DashboardArgs, headers: &'a HeaderMap) -> Vec<&'a str> {
+    let name = session_cookie_name(args);
+    cookie_values(headers, &name).collect()
 }
 
 /// A `Set-Cookie` value; `None` max age clears the cookie.
@@ -46,7 +60,7 @@ fn set_cookie(
 pub fn session_cookie(args: &DashboardArgs, token: &str) -> Option<HeaderValue> {
     set_cookie(
         args,
-        &args.cookie_name,
+        &session_cookie_name(args),
         token,
         Some(u64::from(args.session_ttl_hours) * 3600),
     )
@@ -54,12 +68,13 @@ pub fn session_cookie(args: &DashboardArgs, token: &str) -> Option<HeaderValue> 
 
 /// Clears the session cookie.
 pub fn clear_session_cookie(args: &DashboardArgs) -> Option<HeaderValue> {
-    set_cookie(args, &args.cookie_name, "", None)
+    set_cookie(args, &session_cookie_name(args), "", None)
 }
 
-/// The request's CSRF token, or a new one with the cookie to set.
+/// The request's CSRF token (its first CSRF cookie's: [`csrf_check`] takes any of them), or a
+/// new one with the cookie to set.
 pub fn csrf_token(args: &DashboardArgs, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    if let Some(token) = cookie(headers, csrf_cookie_name(args)) {
+    if let Some(token) = cookie_values(headers, csrf_cookie_name(args)).next() {
         return (token.to_owned(), None);
     }
     let mut bytes = [0u8; 16];
@@ -85,13 +100,17 @@ pub enum CsrfVerdict {
     CrossOrigin,
 }
 
-/// Whether a form post carries the CSRF cookie's value and, if the browser names one, comes
-/// from the dashboard's own origin.
+/// Whether a form post carries the value of one of its CSRF cookies (each is compared, so a
+/// planted cookie sent first does not break the form) and, if the browser names one, comes from
+/// the dashboard's own origin.
 pub fn csrf_check(args: &DashboardArgs, headers: &HeaderMap, submitted: &str) -> CsrfVerdict {
-    let Some(expected) = cookie(headers, csrf_cookie_name(args)) else {
+    let expected: Vec<&str> = cookie_values(headers, csrf_cookie_name(args)).collect();
+    if expected.is_empty() {
         return CsrfVerdict::NoCookie;
-    };
-    let matches: bool = expected.as_bytes().ct_eq(submitted.as_bytes()).into();
+    }
+    let matches = expected.iter().fold(false, |found, value| {
+        found | bool::from(value.as_bytes().ct_eq(submitted.as_bytes()))
+    });
     if !matches || submitted.is_empty() {
         CsrfVerdict::Mismatch
     } else if !same_origin(headers) {
@@ -113,7 +132,7 @@ mod tests {
         let cookie = session_cookie(&args, "id-secret").expect("header");
         assert_eq!(
             cookie,
-            "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400"
+            "__Host-coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400"
         );
         let cleared = clear_session_cookie(&args).expect("header");
         assert!(cleared.to_str().expect("ascii").ends_with("Max-Age=0"));
@@ -140,7 +159,7 @@ mod tests {
                     .unwrap_or_default(),
             )
         };
-        let secure = "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400\n__Host-coder_csrf";
+        let secure = "__Host-coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400\n__Host-coder_csrf";
         let plain = "coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400\ncoder_csrf";
         assert_eq!(cookies_for("https://coder.example.com", None), secure);
         assert_eq!(cookies_for("http://coder.test:3000", None), plain);
@@ -156,9 +175,11 @@ mod tests {
         let (token, set) = csrf_token(&args, &headers);
         assert!(set.is_some() && token.len() == 32);
         assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::NoCookie);
+        // A planted cookie of the same name sent first does not break the form.
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_str(&format!("__Host-coder_csrf={token}")).expect("value"),
+            HeaderValue::from_str(&format!("__Host-coder_csrf=planted; __Host-coder_csrf={token}"))
+                .expect("value"),
         );
         headers.insert(header::HOST, HeaderValue::from_static("coder.example"));
         assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::Valid);

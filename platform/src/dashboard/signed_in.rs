@@ -28,28 +28,34 @@ pub struct SignedIn {
 
 impl SignedIn {
     /// The signed-in user, or the response to send instead: to the login page when the session
-    /// is missing or expired (clearing the cookie), a message page when the manager fails.
+    /// is missing or expired (clearing the cookie), a message page when the manager fails. Each
+    /// session cookie the request carries is tried in turn (a cookie another host planted under
+    /// the same name may come first); the first the manager accepts is the session.
     async fn of(state: &DashState, headers: &HeaderMap) -> Result<Self, Response> {
-        let Some(token) = session::session_token(&state.args, headers) else {
+        let tokens = session::session_tokens(&state.args, headers);
+        if tokens.is_empty() {
             return Err(see_other("/login", []));
-        };
-        match state
-            .client
-            .me(Caller::user(token, request_id::of(headers)))
-            .await
-        {
-            Ok(user) => Ok(Self {
-                token: token.to_owned(),
-                user,
-            }),
-            Err(error) if error.is_unauthenticated() => {
-                Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
-            }
-            Err(error) => {
-                let (status, text) = explain(&error);
-                Err(message(state, headers, status, "Unavailable", &text))
+        }
+        for token in tokens {
+            match state
+                .client
+                .me(Caller::user(token, request_id::of(headers)))
+                .await
+            {
+                Ok(user) => {
+                    return Ok(Self {
+                        token: token.to_owned(),
+                        user,
+                    });
+                }
+                Err(error) if error.is_unauthenticated() => {}
+                Err(error) => {
+                    let (status, text) = explain(&error);
+                    return Err(message(state, headers, status, "Unavailable", &text));
+                }
             }
         }
+        Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
     }
 }
 

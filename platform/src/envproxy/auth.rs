@@ -13,7 +13,7 @@ use super::cache::TtlCache;
 use super::error::ProxyError;
 use crate::api_types::SESSION_TOKEN_HEADER;
 use crate::api_types::{User, Workspace};
-use crate::cookies::{cookies, is_platform_cookie};
+use crate::cookies::{HOST_PREFIX, cookie_values, cookies, is_platform_cookie};
 use crate::manager_client::{Caller, ManagerClient};
 
 /// Where the token came from (cookies need an origin check; every form is stripped upstream).
@@ -46,29 +46,34 @@ pub struct Credential {
     pub source: Source,
 }
 
-/// The token a request presents: `Session-Token`, then `Authorization: Bearer`, then the cookie.
-pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+/// The tokens a request presents, to be tried in order: `Session-Token` alone, else
+/// `Authorization: Bearer` alone, else every dashboard session cookie: those named
+/// `__Host-<cookie_name>` (what the dashboard sets when its cookies are `Secure`; no other host
+/// can set them) first, then those of the plain name. Empty when there is none.
+pub fn credentials(headers: &HeaderMap, cookie_name: &str) -> Vec<Credential> {
     if let Some(token) = headers.get(SESSION_TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(Credential {
+        return vec![Credential {
             token: token.trim().to_owned(),
             source: Source::Header,
-        });
+        }];
     }
     if let Some(authorization) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some((scheme, token)) = authorization.split_once(' ')
         && scheme.eq_ignore_ascii_case("bearer")
     {
-        return Some(Credential {
+        return vec![Credential {
             token: token.trim().to_owned(),
             source: Source::Bearer,
-        });
+        }];
     }
-    cookies(headers)
-        .find(|(name, _)| *name == cookie_name)
-        .map(|(_, value)| Credential {
-            token: value.to_owned(),
+    let prefixed = format!("{HOST_PREFIX}{cookie_name}");
+    cookie_values(headers, &prefixed)
+        .chain(cookie_values(headers, cookie_name))
+        .map(|token| Credential {
+            token: token.to_owned(),
             source: Source::Cookie,
         })
+        .collect()
 }
 
 /// Removes the caller's Coder credentials before a request goes to the workspace: the workspace
@@ -201,6 +206,10 @@ mod tests {
         crate::cookies::test_headers(pairs)
     }
 
+    fn credential(h: &HeaderMap, cookie_name: &str) -> Option<Credential> {
+        credentials(h, cookie_name).into_iter().next()
+    }
+
     #[test]
     fn tokens_come_from_header_bearer_or_cookie() {
         let h = headers(&[("session-token", " t1 "), ("authorization", "Bearer t2")]);
@@ -215,6 +224,16 @@ mod tests {
         let c = credential(&h, "coder_session").expect("found");
         assert_eq!((c.token.as_str(), c.source), ("t3", Source::Cookie));
         assert!(credential(&headers(&[("cookie", "a=1")]), "coder_session").is_none());
+        // Every session cookie, the `__Host-` ones first.
+        let h = headers(&[(
+            "cookie",
+            "coder_session=p; __Host-coder_session=h1; __Host-coder_session=h2",
+        )]);
+        let tokens: Vec<String> = credentials(&h, "coder_session")
+            .into_iter()
+            .map(|c| c.token)
+            .collect();
+        assert_eq!(tokens, ["h1", "h2", "p"]);
     }
 
     #[test]

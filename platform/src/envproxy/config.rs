@@ -77,6 +77,11 @@ pub struct EnvproxyArgs {
     /// `/proxy/workspaces/<id>/ide/`).
     #[arg(long, env = "CODER_WORKSPACE_BASE_URL", default_value = "")]
     pub workspace_base_url: String,
+    /// The platform's address (the dashboard's access URL, e.g. `https://coder.example.com`), only
+    /// to warn at start when pages on the workspace hosts could set cookies the dashboard
+    /// receives (the workspace domain under the platform's host, or both under one parent).
+    #[arg(long, env = "CODER_ACCESS_URL", default_value = "")]
+    pub access_url: String,
 }
 
 impl EnvproxyArgs {
@@ -100,6 +105,7 @@ impl EnvproxyArgs {
             memory_budget: 384 * 1024 * 1024,
             cookie_name: "coder_session".to_owned(),
             workspace_base_url: String::new(),
+            access_url: String::new(),
         }
     }
 }

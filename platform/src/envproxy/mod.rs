@@ -140,8 +140,9 @@ impl Envproxy {
             max_connections = args.max_connections,
             "WebSocket session limits"
         );
-        if origins.is_none() {
-            tracing::warn!("no --workspace-base-url: browsers cannot open workspaces");
+        match &origins {
+            None => tracing::warn!("no --workspace-base-url: browsers cannot open workspaces"),
+            Some(origins) => warn_of_shared_cookies(&args.access_url, origins),
         }
         let client = ManagerClient::new(&args.manager_url, token)?;
         let http = reqwest::Client::builder()
@@ -176,6 +177,35 @@ impl Envproxy {
     /// Serves on `listener` until `shutdown` completes, then drains (see [`server::serve`]).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
         server::serve(self.state, listener, shutdown).await;
+    }
+}
+
+/// Logs a warning when pages on the workspace hosts can set cookies that the platform's host
+/// (`access_url`'s) receives: the workspace domain is the platform's host or under it, or both
+/// share a parent domain. The dashboard's `__Host-` cookies (HTTPS) cannot be overwritten that
+/// way, and every reader tries each cookie of a name, but plain-HTTP cookies can be, and the two
+/// are then one site. Not a refusal: a lab may choose it knowingly.
+fn warn_of_shared_cookies(access_url: &str, origins: &origin::WorkspaceOrigins) {
+    if access_url.trim().is_empty() {
+        return;
+    }
+    let Some(platform_host) = reqwest::Url::parse(access_url.trim())
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+    else {
+        tracing::warn!(
+            access_url,
+            "--access-url is not a URL; the cookie scope is not checked"
+        );
+        return;
+    };
+    if let Some(shared) = crate::cookies::shared_cookie_scope(&platform_host, origins.domain()) {
+        tracing::warn!(
+            access_url,
+            workspace_domain = origins.domain(),
+            "{shared}; serve workspaces from a domain of their own, ideally another registrable \
+             domain (e.g. coder.example.com with ws.example-apps.com)"
+        );
     }
 }
 

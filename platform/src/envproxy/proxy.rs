@@ -20,7 +20,7 @@ use super::side::{self, Close, Frame};
 use super::state::ProxyState;
 use super::ticket::Kind;
 use super::upstream::{self, Upstream};
-use crate::cookies::{self, WORKSPACE_COOKIE};
+use crate::cookies;
 use coder_topology::CODE_SERVER_PORT;
 
 /// Where a request arrived.
@@ -96,7 +96,8 @@ pub(super) fn request_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates and authorises: 503 while draining, 401, 403 for an ambient cookie used from
-/// another origin, then the manager's verdict (404, 403, 503 not running).
+/// another origin, then the manager's verdict (404, 403, 503 not running). Of several session
+/// cookies (one may be planted) the first that the manager accepts for this workspace is used.
 async fn admit_checks(
     state: &ProxyState,
     parts: &Parts,
@@ -106,13 +107,12 @@ async fn admit_checks(
     if *state.draining.borrow() {
         return Err(ProxyError::Draining);
     }
-    let credential = match via {
-        Via::Platform => {
-            auth::credential(&parts.headers, &state.args.cookie_name).ok_or(ProxyError::Unauthenticated)?
-        }
-        Via::WorkspaceHost => workspace_cookie(state, &parts.headers, id)?,
+    let candidates = match via {
+        Via::Platform => auth::credentials(&parts.headers, &state.args.cookie_name),
+        Via::WorkspaceHost => vec![workspace_cookie(state, &parts.headers, id)?],
     };
-    if credential.source.is_ambient() {
+    let first = candidates.first().ok_or(ProxyError::Unauthenticated)?;
+    if first.source.is_ambient() {
         let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let needs_same_origin = unsafe_method || is_websocket(&parts.headers);
         if (needs_same_origin && !cookies::same_origin(&parts.headers))
@@ -121,11 +121,22 @@ async fn admit_checks(
             return Err(ProxyError::CrossOrigin);
         }
     }
-    let grant = state
-        .authorizer
-        .authorize(&credential.token, id, request_id(&parts.headers))
-        .await?;
-    Ok((grant, credential))
+    // A refused or another user's token (a planted cookie) does not stop the next candidate;
+    // what holds for every token (no such workspace, not running, no manager) stops at once.
+    let mut refusal = ProxyError::Unauthenticated;
+    for credential in candidates {
+        match state
+            .authorizer
+            .authorize(&credential.token, id, request_id(&parts.headers))
+            .await
+        {
+            Ok(grant) => return Ok((grant, credential)),
+            Err(ProxyError::Unauthenticated) => {}
+            Err(ProxyError::Forbidden) => refusal = ProxyError::Forbidden,
+            Err(other) => return Err(other),
+        }
+    }
+    Err(refusal)
 }
 
 /// [`admit_checks`], counting refusals.
@@ -276,16 +287,14 @@ pub(super) async fn websocket(
         .into_response()
 }
 
-/// The credential on workspace `id`'s host: its workspace cookie, opened and checked to be for
-/// this workspace. Nothing else authenticates there (not the dashboard's cookie, not a header).
+/// The credential on workspace `id`'s host: its workspace cookie (`__Host-` prefixed over HTTPS),
+/// opened and checked to be for this workspace. Every cookie of that name is tried, so that one
+/// another workspace's page planted for the parent domain cannot shadow the real one. Nothing
+/// else authenticates there (not the dashboard's cookie, not a header).
 fn workspace_cookie(state: &ProxyState, headers: &HeaderMap, id: &str) -> Result<Credential, ProxyError> {
-    let sealed = cookies::cookies(headers)
-        .find(|(name, _)| *name == WORKSPACE_COOKIE)
-        .map(|(_, value)| value)
-        .ok_or(ProxyError::WorkspaceSessionRequired)?;
-    let claims = state
-        .sealer
-        .open_for(Kind::Cookie, sealed, id)
+    let secure = state.origins.as_ref().is_some_and(|origins| origins.is_https());
+    let claims = cookies::cookie_values(headers, cookies::workspace_cookie_name(secure))
+        .find_map(|sealed| state.sealer.open_for(Kind::Cookie, sealed, id))
         .ok_or(ProxyError::WorkspaceSessionRequired)?;
     Ok(Credential {
         token: claims.token,

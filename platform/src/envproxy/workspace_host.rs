@@ -24,7 +24,7 @@ use super::error::ProxyError;
 use super::proxy::{self, Via};
 use super::state::ProxyState;
 use super::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
-use crate::cookies::WORKSPACE_COOKIE;
+use crate::cookies::workspace_cookie_name;
 
 /// The path on a workspace host where a ticket is exchanged for the cookie (the envproxy
 /// answers it; it never reaches the workspace).
@@ -110,9 +110,12 @@ async fn exchange(state: &ProxyState, id: &str, parts: &Parts) -> Result<Respons
         .seal(Kind::Cookie, &cookie_claims)
         .map_err(|error| ProxyError::Upstream(error.to_string()))?;
     let secure = state.origins.as_ref().is_some_and(|origins| origins.is_https());
-    // No Domain attribute: the cookie stays on this one host.
+    // No Domain attribute: the cookie stays on this one host. Over HTTPS its name is
+    // `__Host-` prefixed, which browsers keep only as Secure, Path=/ and host-only: no other
+    // workspace's page can set one for this host.
     let cookie = format!(
-        "{WORKSPACE_COOKIE}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        "{}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        workspace_cookie_name(secure),
         COOKIE_TTL.as_secs(),
         if secure { "; Secure" } else { "" }
     );

@@ -145,13 +145,13 @@ async fn dashboard_sets_secure_cookies_checks_csrf_and_guards_admin_pages() {
     let lines = set_cookies(ok.headers());
     let session_line = lines
         .iter()
-        .find(|line| line.starts_with("coder_session="))
+        .find(|line| line.starts_with("__Host-coder_session="))
         .expect("session cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(session_line.contains(attribute), "{session_line}");
     }
-    let session = cookie_value(&lines, "coder_session").expect("session");
-    let cookies = format!("coder_session={session}; __Host-coder_csrf={csrf_cookie}");
+    let session = cookie_value(&lines, "__Host-coder_session").expect("session");
+    let cookies = format!("__Host-coder_session={session}; __Host-coder_csrf={csrf_cookie}");
 
     // The session is a real manager token.
     let (status, me) = env.get("/api/v0/users/me", &session).await;
@@ -191,7 +191,7 @@ async fn dashboard_sets_secure_cookies_checks_csrf_and_guards_admin_pages() {
             .expect("r");
         assert_eq!(denied.status(), StatusCode::FORBIDDEN, "{page}");
     }
-    let admin_cookie = format!("coder_session={}", env.admin_token);
+    let admin_cookie = format!("__Host-coder_session={}", env.admin_token);
     let users = http
         .get(format!("{base}/admin/users"))
         .header("Cookie", &admin_cookie)
@@ -265,7 +265,7 @@ async fn dashboard_sets_secure_cookies_checks_csrf_and_guards_admin_pages() {
     assert!(
         set_cookies(logout.headers())
             .iter()
-            .any(|l| l.starts_with("coder_session=;") && l.contains("Max-Age=0"))
+            .any(|l| l.starts_with("__Host-coder_session=;") && l.contains("Max-Age=0"))
     );
     let (status, _) = env.get("/api/v0/users/me", &session).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -305,7 +305,7 @@ async fn dashboard_in_headless_chromium_logs_in_creates_lists_and_opens_the_ide(
         .cookies()
         .await
         .into_iter()
-        .find(|cookie| cookie.name == "coder_session")
+        .find(|cookie| cookie.name == "__Host-coder_session")
         .expect("session cookie");
     assert!(session.http_only);
     assert!(session.secure);
@@ -384,7 +384,10 @@ async fn an_air_gapped_install_without_its_license_shows_a_read_only_banner_unti
         .await
         .expect("login page");
     let csrf = cookie_value(&set_cookies(login.headers()), "__Host-coder_csrf").expect("csrf cookie");
-    let cookie = format!("coder_session={}; __Host-coder_csrf={csrf}", env.admin_token);
+    let cookie = format!(
+        "__Host-coder_session={}; __Host-coder_csrf={csrf}",
+        env.admin_token
+    );
     let get = |page: &'static str| {
         let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
         async move {

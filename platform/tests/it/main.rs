@@ -4,6 +4,7 @@
 mod access_url;
 mod auth;
 mod binary;
+mod cookie_names;
 mod dashboard;
 mod envproxy;
 mod envproxy_load;

@@ -25,8 +25,8 @@ fn replica_args(env: &Env) -> EnvproxyArgs {
 }
 
 /// A fresh ticket for the member's workspace from the replica at `proxy_url`: the workspace's
-/// host and the exchange path (`/__coder/auth?ticket=...`).
-async fn mint_ticket(http: &reqwest::Client, proxy_url: &str, proxy: &ProxyEnv) -> (String, String) {
+/// host (from the redirect) and the exchange path (`/__coder/auth?ticket=...`).
+pub async fn mint_ticket(http: &reqwest::Client, proxy_url: &str, proxy: &ProxyEnv) -> (String, String) {
     let opened = http
         .get(format!("{proxy_url}/proxy/workspaces/{}/open", proxy.workspace))
         .header("Session-Token", &proxy.member)
@@ -34,13 +34,14 @@ async fn mint_ticket(http: &reqwest::Client, proxy_url: &str, proxy: &ProxyEnv) 
         .await
         .expect("open");
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    let host = format!("ws-{}.{DOMAIN}", proxy.workspace);
     let location = opened.headers()[LOCATION].to_str().expect("location").to_owned();
-    let path = location
-        .strip_prefix(&format!("http://{host}"))
-        .expect("the workspace's origin")
-        .to_owned();
-    (host, path)
+    let (_, origin_and_path) = location.split_once("://").expect("an absolute URL");
+    let (host, path) = origin_and_path.split_at(origin_and_path.find('/').expect("a path"));
+    assert!(
+        host.starts_with(&format!("ws-{}.", proxy.workspace)),
+        "{location}"
+    );
+    (host.to_owned(), path.to_owned())
 }
 
 /// Exchanges the ticket at the replica at `proxy_url`: the status and the error code, if any.
