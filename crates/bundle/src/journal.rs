@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -100,7 +101,7 @@ impl Journal {
 
     /// Starts a new journal for the layout `identity` at `path`, replacing any other.
     pub fn create(path: &Path, identity: &str) -> std::io::Result<Self> {
-        let mut file = File::create(path)?;
+        let mut file = coder_registry::blob_io::create_fresh(path)?;
         writeln!(file, "{HEADER} {identity}")?;
         Ok(Self {
             path: path.to_owned(),
@@ -110,7 +111,10 @@ impl Journal {
 
     /// Continues the journal at `path` (already checked by [`Journal::read`]).
     pub fn append_to(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().append(true).open(path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)?;
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),

@@ -2,7 +2,9 @@
 //! `<name>.partial` first and is renamed into place once complete. A split bundle's parts each
 //! have their own `.partial` file, and its index, written last, is what makes it complete.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+
+use coder_registry::blob_io::{create_fresh, open_existing_nofollow};
 use std::path::{Path, PathBuf};
 
 use bundle_spec::format::{
@@ -161,13 +163,7 @@ pub fn open_partial(
     remove_stale_partials(output, &files);
     let mut pieces = Vec::with_capacity(files.len());
     for (path, size) in &files {
-        let created = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .and_then(|file| reserve(&file, *size).map(|()| file));
+        let created = create_fresh(path).and_then(|file| reserve(&file, *size).map(|()| file));
         match created {
             Ok(file) => pieces.push((path.clone(), file, *size)),
             Err(error) => {
@@ -192,7 +188,7 @@ fn open_existing(files: &[(PathBuf, u64)]) -> Option<BundleFile> {
     let pieces = files
         .iter()
         .map(|(path, size)| {
-            let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+            let file = open_existing_nofollow(path).ok()?;
             file.metadata()
                 .is_ok_and(|meta| meta.len() == *size)
                 .then(|| (path.clone(), file, *size))
@@ -313,11 +309,12 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
     }
 }
 
-/// Writes a small file (a lock, a report) through `output.partial` renamed into place, so that
-/// a reader never sees it half-written.
+/// Writes a small file (a lock, a report) through `output.partial` (created new, never through
+/// a link) renamed into place, so that a reader never sees it half-written.
 pub fn write_file(output: &Path, bytes: &[u8]) -> crate::Result<()> {
     let partial = partial_path(output);
-    std::fs::write(&partial, bytes)
+    create_fresh(&partial)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
         .and_then(|()| coder_registry::blob_io::rename_durably(&partial, output))
         .map_err(|error| {
             let _ = std::fs::remove_file(&partial);

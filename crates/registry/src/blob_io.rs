@@ -41,6 +41,43 @@ pub fn digest_of(hasher: Sha256) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
+/// Creates `path` as a new, empty file for writing (and reading), replacing whatever was there:
+/// an earlier run's leftover, or a symbolic link, is removed first (the link itself, never what
+/// it points at), and the file is then created with `O_CREAT | O_EXCL`, which never follows a
+/// link. So a link planted where a `*.partial` file goes cannot make a run overwrite another
+/// file. A name that someone recreates between the two steps is an error, not a write elsewhere.
+pub fn create_fresh(path: &std::path::Path) -> std::io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Opens the existing regular file `path` for reading and writing, without following a
+/// symbolic link (an interrupted run's file, continued): a link there is an error.
+pub fn open_existing_nofollow(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )))
+    }
+}
+
 /// Moves the finished file `partial` to `target` so that it survives a crash: its data is
 /// flushed to disk first, then it is renamed, then the directory holding `target` is flushed
 /// too (without that, a power cut after the rename can lose the new name).
@@ -133,6 +170,32 @@ fn stream_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_file_replaces_a_planted_link_and_never_writes_through_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("victim");
+        let partial = dir.path().join("out.partial");
+        std::os::unix::fs::symlink(&victim, &partial).expect("plant a link");
+        let opened = open_existing_nofollow(&partial);
+        assert!(opened.is_err(), "a link is not continued");
+
+        let file = create_fresh(&partial).expect("create");
+        file.write_all_at(b"new", 0).expect("write");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+        assert!(
+            !std::fs::symlink_metadata(&partial)
+                .expect("partial")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&partial).expect("partial"), b"new");
+        // An earlier run's leftover is replaced, not appended to or reused.
+        let again = create_fresh(&partial).expect("again");
+        assert_eq!(again.metadata().expect("metadata").len(), 0);
+        assert!(open_existing_nofollow(&partial).is_ok());
+    }
 
     #[test]
     fn a_copied_range_hashes_like_its_bytes() {

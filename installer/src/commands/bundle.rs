@@ -33,7 +33,8 @@ pub struct BundleArgs {
     #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
     pub part_size: Option<u64>,
     /// The cache of manifests, charts and earlier bundles (which share disk with their outputs
-    /// by hard links). Default: ~/.cache/coder-install/blob-cache.
+    /// by hard links). It must be yours and not writable by every user. Default:
+    /// ${XDG_CACHE_HOME:-~/.cache}/coder-install/blob-cache (created private to you).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Blobs downloaded at once.
@@ -64,7 +65,12 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         output: args.out.clone(),
         part_size: args.part_size,
         force: args.force,
-        cache_dir: args.cache.clone().unwrap_or_else(BlobCache::default_root),
+        cache_dir: match args.cache.clone().or_else(BlobCache::default_root) {
+            Some(dir) => dir,
+            None => anyhow::bail!(
+                "no cache folder: neither XDG_CACHE_HOME nor HOME is set; pass --cache DIR (a folder of your own)"
+            ),
+        },
         concurrency: args.concurrency.get(),
         signing_key: args.signing_key.clone(),
         registry: crate::args::registry_options(&args.registry)?,

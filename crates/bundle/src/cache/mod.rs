@@ -11,7 +11,7 @@
 
 pub mod packs;
 
-use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use coder_registry::RegistryError;
@@ -25,22 +25,25 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    /// The default cache: `${XDG_CACHE_HOME:-~/.cache}/coder-install/blob-cache`.
-    pub fn default_root() -> PathBuf {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("coder-install")
-            .join("blob-cache")
+    /// The default cache: `${XDG_CACHE_HOME:-~/.cache}/coder-install/blob-cache`; `None` when
+    /// neither variable is set (there is no shared fallback: a folder every user may write to
+    /// would let another user plant blobs and bundles).
+    pub fn default_root() -> Option<PathBuf> {
+        root_under(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
     }
 
-    /// Opens (creating if needed) the cache at `root`.
+    /// Opens (creating if needed, private to the user) the cache at `root`. The folder must be
+    /// the user's own and not writable by every user: what is in it is trusted as far as its
+    /// names and sizes go.
     pub fn open(root: &Path) -> Result<Self, RegistryError> {
         for dir in ["blobs/sha256", "partial", "packs"].map(|dir| root.join(dir)) {
-            std::fs::create_dir_all(&dir)
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
                 .map_err(io_error(format!("creating cache folder {}", dir.display())))?;
         }
+        check_owned_by_user(root)?;
         Ok(Self {
             root: root.to_owned(),
         })
@@ -86,7 +89,9 @@ impl BlobCache {
             return Ok(());
         }
         let partial = self.partial_path(digest);
-        std::fs::write(&partial, bytes).map_err(io_error(format!("writing {}", partial.display())))?;
+        blob_io::create_fresh(&partial)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
+            .map_err(io_error(format!("writing {}", partial.display())))?;
         blob_io::rename_durably(&partial, &self.path(digest))
             .map_err(io_error("moving a verified blob into the cache"))
     }
@@ -104,7 +109,7 @@ impl BlobCache {
             return Ok(true);
         }
         let partial = self.partial_path(digest);
-        let target = File::create(&partial)?;
+        let target = blob_io::create_fresh(&partial)?;
         let copied = blob_io::copy_range(source, offset, &target, 0, size, &mut |_| {});
         if copied.as_deref().is_ok_and(|actual| actual == digest) {
             blob_io::rename_durably(&partial, &self.path(digest))?;
@@ -116,6 +121,46 @@ impl BlobCache {
     }
 }
 
+/// The cache under `$XDG_CACHE_HOME`, else `$HOME/.cache`; `None` when both are unset or empty.
+fn root_under(
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let base = xdg_cache_home
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            home.filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("coder-install").join("blob-cache"))
+}
+
+/// Refuses a cache folder that is another user's, or that every user may write to.
+fn check_owned_by_user(root: &Path) -> Result<(), RegistryError> {
+    let metadata =
+        std::fs::metadata(root).map_err(io_error(format!("reading cache folder {}", root.display())))?;
+    let user = nix::unistd::geteuid().as_raw();
+    let problem = if metadata.uid() != user {
+        format!(
+            "it belongs to uid {}, not to this user (uid {user})",
+            metadata.uid()
+        )
+    } else if metadata.mode() & 0o002 != 0 {
+        format!("every user may write to it (mode {:o})", metadata.mode() & 0o7777)
+    } else {
+        return Ok(());
+    };
+    Err(RegistryError::Io {
+        context: format!(
+            "cache folder {}: {problem}; another user could plant blobs or bundles there. Pass --cache with a \
+             folder of your own (or fix its owner and mode)",
+            root.display()
+        ),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    })
+}
+
 fn hex_part(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
 }
@@ -123,4 +168,46 @@ fn hex_part(digest: &str) -> &str {
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
     let context = context.into();
     move |source| RegistryError::Io { context, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn without_home_or_xdg_cache_home_there_is_no_default_and_no_shared_fallback() {
+        assert_eq!(root_under(None, None), None);
+        assert_eq!(root_under(Some("".into()), Some("".into())), None);
+        assert_eq!(
+            root_under(None, Some("/home/ops".into())),
+            Some(PathBuf::from("/home/ops/.cache/coder-install/blob-cache"))
+        );
+        assert_eq!(
+            root_under(Some("/x".into()), Some("/home/ops".into())),
+            Some(PathBuf::from("/x/coder-install/blob-cache"))
+        );
+    }
+
+    #[test]
+    fn a_new_cache_is_private_and_a_folder_every_user_may_write_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = dir.path().join("fresh");
+        BlobCache::open(&fresh).expect("a new cache");
+        let mode = std::fs::metadata(fresh.join("blobs"))
+            .expect("blobs")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).expect("shared");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = BlobCache::open(&shared).expect_err("world-writable").to_string();
+        assert!(
+            error.contains("every user may write") && error.contains("--cache"),
+            "{error}"
+        );
+    }
 }
