@@ -53,6 +53,16 @@ pub struct ManagerArgs {
     /// image starting with what precedes it. Empty: any image is allowed.
     #[arg(long = "allowed-images", env = "CODER_ALLOWED_IMAGES", value_delimiter = ',')]
     pub allowed_images: Vec<String>,
+    /// The scratch space one workspace may use on its node (its container's writable layer and
+    /// logs; the home volume is not counted), in GB: the kubelet evicts a workspace beyond it,
+    /// so that no workspace fills a node's disk.
+    #[arg(
+        long = "workspace-ephemeral-storage-gb",
+        env = "CODER_WORKSPACE_EPHEMERAL_STORAGE_GB",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub workspace_ephemeral_storage_gb: u32,
     /// Apply pending database migrations before serving (as `coder-service migrate` does).
     #[arg(long, env = "CODER_MIGRATE", default_value_t = false)]
     pub migrate: bool,
@@ -168,6 +178,7 @@ impl ManagerArgs {
             airgapped: false,
             envproxy_token_file: None,
             allowed_images: Vec::new(),
+            workspace_ephemeral_storage_gb: 10,
             migrate: true,
             body_limit: 64 * 1024,
             session_ttl_hours: 24,

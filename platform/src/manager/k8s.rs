@@ -36,6 +36,7 @@ const RECORD_ATTEMPTS: u32 = 30;
 pub struct WorkspaceCluster {
     client: kube::Client,
     namespace: String,
+    ephemeral_storage_gb: u32,
 }
 
 /// The name of a workspace's Deployment and Service.
@@ -56,8 +57,12 @@ fn labels(workspace: &Workspace) -> Value {
     })
 }
 
-/// The Deployment of a workspace at `replicas`.
-pub fn deployment_manifest(workspace: &Workspace, replicas: i32) -> Value {
+/// The scratch space a workspace asks its node for (its limit is the configured maximum): what
+/// the scheduler reserves, small so that workspaces still fit on nodes with modest disks.
+const EPHEMERAL_STORAGE_REQUEST: &str = "256Mi";
+
+/// The Deployment of a workspace at `replicas`, allowed `ephemeral_storage_gb` of scratch space.
+pub fn deployment_manifest(workspace: &Workspace, replicas: i32, ephemeral_storage_gb: u32) -> Value {
     let memory_mib = (f64::from(workspace.memory_gb) * 1024.0).round() as i64;
     let ports: Vec<Value> = WORKSPACE_PORTS
         .iter()
@@ -92,8 +97,16 @@ pub fn deployment_manifest(workspace: &Workspace, replicas: i32) -> Value {
                             "capabilities": { "drop": ["ALL"] },
                         },
                         "resources": {
-                            "requests": { "cpu": format!("{}", workspace.cpu_cores), "memory": format!("{memory_mib}Mi") },
-                            "limits": { "cpu": format!("{}", workspace.cpu_cores), "memory": format!("{memory_mib}Mi") },
+                            "requests": {
+                                "cpu": format!("{}", workspace.cpu_cores),
+                                "memory": format!("{memory_mib}Mi"),
+                                "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
+                            },
+                            "limits": {
+                                "cpu": format!("{}", workspace.cpu_cores),
+                                "memory": format!("{memory_mib}Mi"),
+                                "ephemeral-storage": format!("{ephemeral_storage_gb}Gi"),
+                            },
                         },
                         "volumeMounts": [{ "name": "home", "mountPath": "/home/coder" }],
                     }],
@@ -139,11 +152,13 @@ fn gone_is_fine<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
 }
 
 impl WorkspaceCluster {
-    /// Workspaces in `namespace`, through `client`.
-    pub fn new(client: kube::Client, namespace: impl Into<String>) -> Self {
+    /// Workspaces in `namespace`, through `client`, each allowed `ephemeral_storage_gb` of
+    /// scratch space on its node.
+    pub fn new(client: kube::Client, namespace: impl Into<String>, ephemeral_storage_gb: u32) -> Self {
         Self {
             client,
             namespace: namespace.into(),
+            ephemeral_storage_gb,
         }
     }
 
@@ -183,7 +198,11 @@ impl WorkspaceCluster {
             .patch(
                 &object_name(&workspace.id),
                 &params,
-                &Patch::Apply(deployment_manifest(workspace, replicas)),
+                &Patch::Apply(deployment_manifest(
+                    workspace,
+                    replicas,
+                    self.ephemeral_storage_gb,
+                )),
             )
             .await
     }

@@ -203,6 +203,12 @@ impl Manager {
             }
             None => {}
         }
+        if config.allowed_images.is_empty() {
+            tracing::warn!(
+                "CODER_ALLOWED_IMAGES is empty: users may create workspaces from any image their nodes can \
+                 pull; list the workspace images (the chart sets the release's own, plus workspaces.allowedImages)"
+            );
+        }
         if let Some(path) = &config.license_file {
             install_mounted_license(&pool, path).await;
         }
@@ -227,7 +233,13 @@ impl Manager {
             }
             _ => None,
         };
-        let cluster = kube.map(|client| WorkspaceCluster::new(client, config.namespace.clone()));
+        let cluster = kube.map(|client| {
+            WorkspaceCluster::new(
+                client,
+                config.namespace.clone(),
+                config.workspace_ephemeral_storage_gb,
+            )
+        });
         let watch = cluster
             .clone()
             .map(|cluster| AbortOnDrop(tokio::spawn(cluster.watch_states(pool.clone()))));

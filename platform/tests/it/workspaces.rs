@@ -96,6 +96,15 @@ async fn a_workspace_lives_as_deployment_service_and_volume_through_its_lifecycl
         container_security.capabilities.and_then(|caps| caps.drop),
         Some(vec!["ALL".to_owned()])
     );
+    // Its scratch space on the node is bounded (the kubelet evicts it beyond the limit), and
+    // what the scheduler reserves for it is small.
+    let resources = pod.containers[0].resources.clone().expect("resources");
+    let quantity =
+        |map: Option<
+            std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| { map.and_then(|map| map.get("ephemeral-storage").map(|quantity| quantity.0.clone())) };
+    assert_eq!(quantity(resources.limits), Some("10Gi".to_owned()));
+    assert_eq!(quantity(resources.requests), Some("256Mi".to_owned()));
 
     let service = services.get(&name).await.expect("service exists");
     let mut ports: Vec<i32> = service

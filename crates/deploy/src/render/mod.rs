@@ -434,6 +434,31 @@ mod tests {
     }
 
     #[test]
+    fn workspaces_are_allowed_the_release_image_and_the_listed_ones_and_bounded_scratch_space() {
+        let config = |manifests: &Manifests, key: &str| {
+            manifests
+                .objects
+                .iter()
+                .find(|o| kind_of(o) == "ConfigMap" && o["metadata"]["name"] == "coder-config")
+                .map(|map| map["data"][key].clone())
+                .expect("coder-config")
+        };
+        let workspace_image = images()["workspace"].clone();
+        let plain = rendered(&[]);
+        assert_eq!(config(&plain, "CODER_ALLOWED_IMAGES"), workspace_image.as_str());
+        assert_eq!(config(&plain, "CODER_WORKSPACE_EPHEMERAL_STORAGE_GB"), "10");
+
+        let site = "workspaces:\n  allowedImages: [registry.site:5000/workspaces/*, registry.site:5000/tools/go:1.22]\n  ephemeralStorageGB: 40\n";
+        let manifests = rendered_with_file(site, &[]);
+        assert_eq!(
+            config(&manifests, "CODER_ALLOWED_IMAGES"),
+            format!("{workspace_image},registry.site:5000/workspaces/*,registry.site:5000/tools/go:1.22")
+                .as_str()
+        );
+        assert_eq!(config(&manifests, "CODER_WORKSPACE_EPHEMERAL_STORAGE_GB"), "40");
+    }
+
+    #[test]
     fn workspaces_get_their_own_wildcard_host_in_the_ingress_and_the_envproxy() {
         let find = |manifests: &Manifests, kind: &str, name: &str| {
             manifests

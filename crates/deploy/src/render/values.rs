@@ -61,6 +61,16 @@ pub struct ManagerValues {
 pub struct WorkspaceValues {
     /// What one user's workspaces may hold in all (the manager refuses more).
     pub per_user: WorkspaceQuotaValues,
+    /// Images users may create workspaces from besides the release's own workspace image, which
+    /// is always allowed; an entry ending in `*` allows every image that starts with what
+    /// precedes it (e.g. `registry.site:5000/workspaces/*`). Empty: that image only.
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
+    /// The scratch space one workspace may use on its node, in GB (its container's writable
+    /// layer and logs; the home volume is not counted): the kubelet evicts a workspace beyond it.
+    #[serde(rename = "ephemeralStorageGB")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub ephemeral_storage_gb: u32,
 }
 
 /// What one user's workspaces may hold in all.
