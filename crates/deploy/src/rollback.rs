@@ -61,7 +61,8 @@ pub async fn run(
     )?;
     reporter.line(
         "    note: database migrations are forward-only; the older version runs on the newer schema \
-         (migrations only add, so this works across one release)",
+         (migrations only add, and the manager skips the ones it does not know; a manager built \
+         before migration 0002 refuses them and does not start: restore its database with it)",
     );
     // Recorded again for the new revision as new records are: the chart by its digest alone
     // (checked above to be the built-in chart's).
