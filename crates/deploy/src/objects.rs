@@ -102,7 +102,7 @@ pub enum ApplyError {
     },
 }
 
-fn refused(key: &ObjectKey, verb: &'static str, error: kube::Error) -> ApplyError {
+pub(crate) fn refused(key: &ObjectKey, verb: &'static str, error: kube::Error) -> ApplyError {
     let hint = match &error {
         kube::Error::Api(status) if status.code == 403 => format!(
             " (the credentials may not {verb} {}; grant it with RBAC or use an account that may)",

@@ -7,8 +7,10 @@ use coder_report::Reporter;
 
 use crate::apply::{ApplyOptions, ApplyReport, DeployTarget, deploy_locked};
 use crate::cluster::{Cluster, ClusterOptions};
+use crate::objects::{ObjectKey, api_for, refused};
 use crate::record::RecordStore;
-use crate::revision::rerender;
+use crate::render::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER_NAME};
+use crate::revision::{RevisionRefused, rerender};
 
 /// How to roll back.
 pub struct RollbackOptions {
@@ -59,6 +61,7 @@ pub async fn run(
         namespace,
         cluster.pdb_api(),
     )?;
+    refuse_others_cluster_objects(cluster, &manifests.objects, namespace, previous.revision).await?;
     reporter.line(
         "    note: database migrations are forward-only; the older version runs on the newer schema \
          (migrations only add, and the manager skips the ones it does not know; a manager built \
@@ -101,4 +104,54 @@ pub async fn run(
         deploy_locked(cluster, &target, &apply_options, &manifests, Instant::now()),
     )
     .await
+}
+
+/// Refuses a rollback that would write over a cluster-scoped object this install does not own:
+/// one that exists without this namespace's [`INSTANCE_LABEL`] and coder-install's
+/// [`MANAGED_BY_LABEL`]. The names of cluster-scoped objects come from recorded values (the
+/// IngressClass's), which anyone who may edit the namespace's ConfigMaps can change, so a
+/// rollback must not take over another install's or another controller's object.
+async fn refuse_others_cluster_objects(
+    cluster: &Cluster,
+    objects: &[serde_json::Value],
+    namespace: &str,
+    revision: u64,
+) -> crate::Result<()> {
+    let mut problems = Vec::new();
+    for object in objects
+        .iter()
+        .filter(|object| object.pointer("/metadata/namespace").is_none())
+    {
+        let key = ObjectKey::of(object);
+        let (api, _) = api_for(cluster, &key)?;
+        let Some(live) = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|error| refused(&key, "read", error))?
+        else {
+            continue;
+        };
+        let label = |name: &str| {
+            live.metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(name))
+                .map(String::as_str)
+        };
+        if label(INSTANCE_LABEL) != Some(namespace) || label(MANAGED_BY_LABEL) != Some(MANAGER_NAME) {
+            problems.push(format!(
+                "{} {} exists and is not this install's (labels {INSTANCE_LABEL}={:?}, {MANAGED_BY_LABEL}={:?}): \
+                 a rollback does not take over a cluster-wide object the recorded values name",
+                key.kind,
+                key.name,
+                label(INSTANCE_LABEL).unwrap_or_default(),
+                label(MANAGED_BY_LABEL).unwrap_or_default()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RevisionRefused { revision, problems }.into())
+    }
 }

@@ -360,6 +360,47 @@ async fn an_edit_account_cannot_plant_cluster_rbac_through_a_recorded_chart() {
         "rollback planted cluster RBAC:\n{text}"
     );
 
+    // It names another controller's IngressClass in the recorded values: the chart renders it
+    // exactly, but it is not this install's, and rollback does not take it over.
+    use k8s_openapi::api::networking::v1::IngressClass;
+    let classes: Api<IngressClass> = Api::all(admin.clone());
+    let theirs: IngressClass = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "site-nginx"},
+        "spec": {"controller": "k8s.io/ingress-nginx"},
+    }))
+    .expect("class");
+    classes
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("the site's IngressClass");
+    let mut other_class = original.clone();
+    other_class["values"]["ingress"]["enable"] = Value::from(true);
+    other_class["values"]["ingress"]["className"] = Value::from("site-nginx");
+    tamper(
+        &configmaps,
+        1,
+        "inputs.json.gz",
+        gzip(other_class.to_string().as_bytes()),
+    )
+    .await;
+    let text = failure(platform.run(platform.target("rollback", "coder")));
+    assert!(
+        text.contains("rollback changed nothing")
+            && text.contains("IngressClass site-nginx exists and is not this install's"),
+        "{text}"
+    );
+    let controller = classes
+        .get("site-nginx")
+        .await
+        .expect("class")
+        .spec
+        .and_then(|spec| spec.controller);
+    assert_eq!(
+        controller.as_deref(),
+        Some("k8s.io/ingress-nginx"),
+        "the site's IngressClass was taken over"
+    );
+
     // The untouched record rolls back.
     tamper(
         &configmaps,
