@@ -5,7 +5,6 @@
 //! in `commands`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 use clap::ValueEnum;
@@ -199,67 +198,6 @@ impl RegistryLoginArgs {
     }
 }
 
-/// Parses `90s`, `10m`, `1h` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |index| text.split_at(index));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
-    let per_unit: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
-    };
-    let seconds = value
-        .checked_mul(per_unit)
-        .filter(|seconds| *seconds <= MAX_DURATION_SECONDS)
-        .ok_or_else(|| format!("{text:?} is too long: at most {}h", MAX_DURATION_SECONDS / 3600))?;
-    Ok(Duration::from_secs(seconds))
-}
-
-/// The longest duration [`parse_duration`] accepts: a year, far beyond any wait or probe (and
-/// far from overflowing a deadline computed from it).
-pub const MAX_DURATION_SECONDS: u64 = 366 * 24 * 3600;
-
-/// Parses a size in bytes for media: a whole number, optionally with a unit. `K`, `M`, `G`,
-/// `T` (or `KB`, ...) are powers of 1000, as media are labelled (a 4.7 GB DVD: `4700M`); `Ki`,
-/// `Mi`, `Gi`, `Ti` (or `KiB`, ...) powers of 1024 (FAT32's largest file is `4Gi` less a byte).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 4700M, 4Gi or 1048576"))?;
-    if unit.starts_with(['.', ',']) {
-        return Err(format!(
-            "{text:?}: sizes are whole numbers; use a smaller unit (4700M, not 4.7G)"
-        ));
-    }
-    let unit = unit.strip_suffix(['B', 'b']).unwrap_or(unit).to_ascii_uppercase();
-    let (unit, base) = match unit.strip_suffix('I') {
-        Some(binary) => (binary, 1024u64),
-        None => (unit.as_str(), 1000),
-    };
-    let exponent = match unit {
-        "" => 0,
-        "K" => 1,
-        "M" => 2,
-        "G" => 3,
-        "T" => 4,
-        _ => {
-            return Err(format!(
-                "{text:?}: the unit must be K, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024)"
-            ));
-        }
-    };
-    value
-        .checked_mul(base.pow(exponent))
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -416,48 +354,4 @@ pub fn read_password_stdin() -> anyhow::Result<String> {
         );
     }
     Ok(password)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_and_huge_ones_are_refused_without_overflow() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for huge in [
-            "18446744073709551615h",
-            "5124095576030432h",
-            "9999999999m",
-            "99999999999s",
-        ] {
-            let error = parse_duration(huge).expect_err(huge);
-            assert!(error.contains("too long"), "{error}");
-        }
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("h").is_err());
-    }
-
-    #[test]
-    fn sizes_parse_in_decimal_and_binary_units() {
-        for (text, bytes) in [
-            ("1048576", 1 << 20),
-            ("4700M", 4_700_000_000),
-            ("4700MB", 4_700_000_000),
-            ("650m", 650_000_000),
-            ("4Gi", 4 << 30),
-            ("4GiB", 4 << 30),
-            ("1Ti", 1 << 40),
-            ("2K", 2000),
-            ("2Ki", 2048),
-        ] {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
-        }
-        for bad in ["", "M", "4.7G", "4X", "4Gii", "-1", "99999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bundle_spec::ImageLock;
 
-use crate::args::parse_duration;
 use crate::args::{InputArgs, RegistryArgs};
 use crate::args::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
 use coder_allowlist::endpoints::{RequirementInputs, required};
@@ -16,6 +15,7 @@ use coder_allowlist::probe::ProbeOptions;
 use coder_allowlist::report::InputDigest;
 use coder_allowlist::{self as allowlist, Allowlist, AuditRequest, render};
 use coder_registry::sha256_digest;
+use coder_units::parse_duration;
 
 /// `coder-install allowlist ...`.
 #[derive(Debug, clap::Args)]

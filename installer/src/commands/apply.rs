@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use crate::args::OutputFormat;
-use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs, parse_duration};
+use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
 use coder_deploy::apply::{ApplyOptions, ApplyReport, ApplyRequest};
 use coder_deploy::objects::Change;
 use coder_deploy::release::ReleaseSource;
+use coder_units::parse_duration;
 
 /// `coder-install apply`.
 #[derive(Debug, clap::Args)]

@@ -30,7 +30,7 @@ pub struct BundleArgs {
     /// `cat FILE.part* > FILE` joins them into the whole bundle, byte for byte. SIZE: a number
     /// with K, M, G, T (powers of 1000, as media are labelled: 4700M for a DVD) or Ki, Mi, Gi, Ti
     /// (powers of 1024: 4095Mi for FAT32); at least 64Ki.
-    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = coder_units::parse_size)]
     pub part_size: Option<u64>,
     /// The cache of manifests, charts and earlier bundles (which share disk with their outputs
     /// by hard links). It must be yours and not writable by every user. Default:
