@@ -35,15 +35,13 @@ pub struct ReleaseArgs {
 impl ReleaseArgs {
     /// The release source these flags name.
     pub fn source(&self) -> anyhow::Result<ReleaseSource> {
+        // clap requires --registry with --bundle and --bundle with --registry.
         match (&self.bundle, &self.registry) {
             (Some(path), Some(site)) => Ok(ReleaseSource::Bundle {
                 path: path.clone(),
                 site: site.clone(),
             }),
-            (Some(_), None) => {
-                anyhow::bail!("--bundle needs --registry: the site registry its images are pushed to")
-            }
-            (None, _) => Ok(ReleaseSource::Connected(Box::new(load_inputs(&self.inputs)?))),
+            _ => Ok(ReleaseSource::Connected(Box::new(load_inputs(&self.inputs)?))),
         }
     }
 }

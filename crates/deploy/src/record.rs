@@ -392,11 +392,6 @@ impl RecordStore {
     }
 }
 
-/// `sha256:` of a document, as recorded for the lock.
-pub fn document_digest(bytes: &[u8]) -> String {
-    coder_registry::sha256_digest(bytes)
-}
-
 /// Base64 helper for Secret data.
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

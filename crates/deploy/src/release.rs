@@ -13,7 +13,6 @@ use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_
 use coder_bundle::read::BundleReader;
 use coder_mirror::SiteRegistry;
 
-/// The product this tool installs; a bundle of anything else is refused.
 /// Why a release could not be loaded from its bundle or its spec and lock.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
