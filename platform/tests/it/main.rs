@@ -13,6 +13,7 @@ mod license;
 mod migrations;
 mod real_node;
 mod resilience;
+mod snapshots;
 mod standins;
 mod users;
 mod workspace_origin;
