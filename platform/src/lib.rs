@@ -18,3 +18,4 @@ pub mod manager;
 pub mod manager_client;
 pub mod request_id;
 pub mod shutdown;
+pub mod workspace_names;

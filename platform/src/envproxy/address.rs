@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::manager::k8s::object_name;
+use crate::workspace_names::object_name;
 
 /// A malformed `--workspace-address` entry.
 #[derive(Debug, thiserror::Error)]

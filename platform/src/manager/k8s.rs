@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::api_types::{Workspace, states};
+use crate::workspace_names::{object_name, volume_name};
 
 /// The field manager of every object the manager applies.
 pub const FIELD_MANAGER: &str = "coder-manager";
@@ -37,16 +38,6 @@ pub struct WorkspaceCluster {
     client: kube::Client,
     namespace: String,
     ephemeral_storage_gb: u32,
-}
-
-/// The name of a workspace's Deployment and Service.
-pub fn object_name(workspace_id: &str) -> String {
-    format!("ws-{workspace_id}")
-}
-
-/// The name of a workspace's home volume claim.
-pub fn volume_name(workspace_id: &str) -> String {
-    format!("ws-{workspace_id}-home")
 }
 
 fn labels(workspace: &Workspace) -> Value {
