@@ -9,7 +9,7 @@ use coder_report::Reporter;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::render::{MANAGED_BY_LABEL, MANAGER_NAME};
@@ -97,7 +97,7 @@ pub async fn with_lease<T, E>(
     client: kube::Client,
     namespace: &str,
     dry_run: bool,
-    reporter: &'static dyn Reporter,
+    reporter: &dyn Reporter,
     work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E>
 where
@@ -106,20 +106,15 @@ where
     if dry_run {
         return work.await;
     }
-    let held = acquire(client, namespace, reporter).await?;
-    let outcome = held.run_while_held(work).await;
-    held.release().await;
+    let mut held = acquire(client, namespace).await?;
+    let outcome = held.run_while_held(work, reporter).await;
+    held.release(reporter).await;
     outcome
 }
 
 /// Takes the namespace's lease, or says who holds it; renewed every [`RENEW_EVERY`].
-/// Warnings (a failed renewal or release) go to `reporter`.
-pub async fn acquire(
-    client: kube::Client,
-    namespace: &str,
-    reporter: &'static dyn Reporter,
-) -> Result<HeldLease, LeaseError> {
-    acquire_renewing_every(client, namespace, RENEW_EVERY, reporter).await
+pub async fn acquire(client: kube::Client, namespace: &str) -> Result<HeldLease, LeaseError> {
+    acquire_renewing_every(client, namespace, RENEW_EVERY).await
 }
 
 /// [`acquire`], renewing every `period` (shorter than the lease's 120 s).
@@ -127,7 +122,6 @@ pub async fn acquire_renewing_every(
     client: kube::Client,
     namespace: &str,
     period: Duration,
-    reporter: &'static dyn Reporter,
 ) -> Result<HeldLease, LeaseError> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let api_error = |source| LeaseError::Api {
@@ -171,13 +165,14 @@ pub async fn acquire_renewing_every(
     };
     let held = Arc::new(Mutex::new(written));
     let (lost_sender, lost) = watch::channel(None);
+    let (warning_sender, warnings) = mpsc::unbounded_channel();
     let renewal = tokio::spawn(renew_until_lost(
         api.clone(),
         held.clone(),
         holder.clone(),
         period,
         lost_sender,
-        reporter,
+        warning_sender,
     ));
     Ok(HeldLease {
         api,
@@ -185,8 +180,8 @@ pub async fn acquire_renewing_every(
         holder,
         held,
         lost,
+        warnings,
         renewal,
-        reporter,
     })
 }
 
@@ -202,8 +197,9 @@ pub struct HeldLease {
     held: Arc<Mutex<Lease>>,
     /// `Some(reason)` once the lease is lost.
     lost: watch::Receiver<Option<String>>,
+    /// Warnings of the renewal task (a failed renewal), shown while the work runs.
+    warnings: mpsc::UnboundedReceiver<String>,
     renewal: JoinHandle<()>,
-    reporter: &'static dyn Reporter,
 }
 
 fn last_written(held: &Mutex<Lease>) -> Lease {
@@ -221,7 +217,7 @@ async fn renew_until_lost(
     holder: String,
     period: Duration,
     lost: watch::Sender<Option<String>>,
-    reporter: &'static dyn Reporter,
+    warnings: mpsc::UnboundedSender<String>,
 ) {
     let mut renewed_at = tokio::time::Instant::now();
     loop {
@@ -255,7 +251,7 @@ async fn renew_until_lost(
                 return;
             }
             Err(error) => {
-                reporter.warning(&format!("warning: renewing the apply lock failed: {error}"));
+                let _ = warnings.send(format!("warning: renewing the apply lock failed: {error}"));
                 let unrenewed = renewed_at.elapsed();
                 if unrenewed >= Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(120)) {
                     let _ = lost.send(Some(format!(
@@ -279,36 +275,50 @@ impl HeldLease {
 
     /// Resolves when the lease is lost, with the error that says so; never while it is held.
     pub async fn lost(&self) -> LeaseError {
-        let mut lost = self.lost.clone();
-        let reason = match lost.wait_for(Option::is_some).await {
+        self.lost_error(Self::lost_reason(self.lost.clone()).await)
+    }
+
+    /// Why the lease was lost, once it is.
+    async fn lost_reason(mut lost: watch::Receiver<Option<String>>) -> String {
+        match lost.wait_for(Option::is_some).await {
             Ok(reason) => reason.clone().unwrap_or_default(),
             // The renewal task ended without a verdict (it was stopped): nothing is renewing.
             Err(_) => "its renewal stopped".to_owned(),
-        };
-        self.lost_error(reason)
+        }
     }
 
     /// Runs `work` while the lease is held: if the lease is lost first, `work` is dropped (it
-    /// stops at its next await, before its next write) and the loss is the error.
-    pub async fn run_while_held<T, E>(&self, work: impl Future<Output = Result<T, E>>) -> Result<T, E>
+    /// stops at its next await, before its next write) and the loss is the error. The renewal's
+    /// warnings go to `reporter` meanwhile.
+    pub async fn run_while_held<T, E>(
+        &mut self,
+        work: impl Future<Output = Result<T, E>>,
+        reporter: &dyn Reporter,
+    ) -> Result<T, E>
     where
         E: From<LeaseError>,
     {
-        tokio::select! {
-            biased;
-            lost = self.lost() => Err(lost.into()),
-            outcome = work => outcome,
+        let lost = self.lost.clone();
+        let lost = Self::lost_reason(lost);
+        tokio::pin!(work, lost);
+        loop {
+            tokio::select! {
+                biased;
+                reason = &mut lost => return Err(self.lost_error(reason).into()),
+                Some(warning) = self.warnings.recv() => reporter.warning(&warning),
+                outcome = &mut work => return outcome,
+            }
         }
     }
 
     /// Stops renewing and deletes the lease, only while this run still holds it: the delete is
     /// fenced by the resourceVersion of this run's last write, so a lease someone else took
     /// over is left alone.
-    pub async fn release(self) {
+    pub async fn release(self, reporter: &dyn Reporter) {
         self.renewal.abort();
         let mut lost = self.lost.clone();
         if lost.borrow_and_update().is_some() {
-            self.reporter.warning(&format!(
+            reporter.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} was lost while applying; leaving it to its holder"
             ));
             return;
@@ -324,15 +334,17 @@ impl HeldLease {
         let result = match self.api.delete(LEASE_NAME, &params).await {
             // A renewal stopped mid-flight may have moved the resourceVersion: delete the lease
             // as it is now only if this run is still its holder.
-            Err(kube::Error::Api(status)) if status.code == 409 => self.release_if_still_holder().await,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.release_if_still_holder(reporter).await
+            }
             other => other.map(|_| ()),
         };
         match result {
             Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => self.reporter.warning(
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => reporter.warning(
                 &format!("warning: the apply lock {LEASE_NAME} changed hands before it was released; leaving it to its holder"),
             ),
-            Err(error) => self.reporter.warning(&format!(
+            Err(error) => reporter.warning(&format!(
                 "warning: releasing the apply lock {LEASE_NAME} failed ({error}); it expires by itself"
             )),
         }
@@ -340,7 +352,7 @@ impl HeldLease {
 
     /// Deletes the lease as it is now, fenced by its current resourceVersion, if this run is
     /// still its holder.
-    async fn release_if_still_holder(&self) -> Result<(), kube::Error> {
+    async fn release_if_still_holder(&self, reporter: &dyn Reporter) -> Result<(), kube::Error> {
         let Some(current) = self.api.get_opt(LEASE_NAME).await? else {
             return Ok(());
         };
@@ -349,7 +361,7 @@ impl HeldLease {
             .as_ref()
             .and_then(|spec| spec.holder_identity.as_deref());
         if holder != Some(self.holder.as_str()) {
-            self.reporter.warning(&format!(
+            reporter.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} is now held by {}; leaving it to its holder",
                 holder.unwrap_or("nobody")
             ));

@@ -32,7 +32,7 @@ pub struct RollbackOptions {
 pub async fn run(
     cluster: &Cluster,
     options: &RollbackOptions,
-    reporter: &'static dyn Reporter,
+    reporter: &dyn Reporter,
 ) -> crate::Result<ApplyReport> {
     let namespace = options.namespace.as_str();
     let store = RecordStore::new(cluster.client.clone(), namespace);

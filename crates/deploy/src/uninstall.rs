@@ -34,7 +34,7 @@ pub async fn run(
     cluster: &Cluster,
     namespace: &str,
     keep_data: bool,
-    reporter: &'static dyn Reporter,
+    reporter: &dyn Reporter,
 ) -> crate::Result<UninstallReport> {
     let store = RecordStore::new(cluster.client.clone(), namespace);
     let record = store.load_installed().await?;

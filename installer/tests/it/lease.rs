@@ -39,14 +39,9 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
     namespace(&client, "fenced").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "fenced");
 
-    let held = lease::acquire_renewing_every(
-        client.clone(),
-        "fenced",
-        Duration::from_millis(500),
-        &coder_report::Silent,
-    )
-    .await
-    .expect("acquire");
+    let mut held = lease::acquire_renewing_every(client.clone(), "fenced", Duration::from_millis(500))
+        .await
+        .expect("acquire");
     let first = leases.get(LEASE_NAME).await.expect("lease");
     let ours = holder(&first);
 
@@ -77,7 +72,10 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
     // The run notices at its next renewal and stops: work still running is cut off.
     let stopped = tokio::time::timeout(
         Duration::from_secs(10),
-        held.run_while_held(std::future::pending::<Result<(), LeaseError>>()),
+        held.run_while_held(
+            std::future::pending::<Result<(), LeaseError>>(),
+            &coder_report::Silent,
+        ),
     )
     .await
     .expect("the run stops within a few renewals");
@@ -91,7 +89,7 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
     assert_eq!(holder(&after), "another coder-install");
 
     // Releasing deletes nothing that belongs to someone else.
-    held.release().await;
+    held.release(&coder_report::Silent).await;
     let kept = leases.get_opt(LEASE_NAME).await.expect("get");
     assert_eq!(
         kept.as_ref().map(holder).as_deref(),
@@ -107,15 +105,10 @@ async fn a_held_lease_is_released_and_a_second_run_is_refused_meanwhile() {
     namespace(&client, "released").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "released");
 
-    let held = lease::acquire_renewing_every(
-        client.clone(),
-        "released",
-        Duration::from_millis(300),
-        &coder_report::Silent,
-    )
-    .await
-    .expect("acquire");
-    let refused = lease::acquire(client.clone(), "released", &coder_report::Silent)
+    let mut held = lease::acquire_renewing_every(client.clone(), "released", Duration::from_millis(300))
+        .await
+        .expect("acquire");
+    let refused = lease::acquire(client.clone(), "released")
         .await
         .err()
         .expect("a second run is refused");
@@ -123,14 +116,17 @@ async fn a_held_lease_is_released_and_a_second_run_is_refused_meanwhile() {
 
     // Work finishes normally while renewals go on, then the lease is released.
     let value = held
-        .run_while_held(async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            Ok::<_, LeaseError>(7)
-        })
+        .run_while_held(
+            async {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                Ok::<_, LeaseError>(7)
+            },
+            &coder_report::Silent,
+        )
         .await
         .expect("work under a held lease");
     assert_eq!(value, 7);
-    held.release().await;
+    held.release(&coder_report::Silent).await;
     assert!(
         leases.get_opt(LEASE_NAME).await.expect("get").is_none(),
         "the holder's release deletes the lease"

@@ -47,7 +47,7 @@ pub async fn deploy(
     cluster: &Cluster,
     release: &Release,
     options: &ApplyOptions,
-    reporter: &'static dyn Reporter,
+    reporter: &dyn Reporter,
 ) -> crate::Result<ApplyReport> {
     let started = Instant::now();
     let namespace = options.namespace.as_str();

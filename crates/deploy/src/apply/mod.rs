@@ -142,7 +142,7 @@ const NOTHING_DONE: &str = "nothing was pushed or applied";
 
 /// Applies a release: the whole pipeline, each step reported, nothing pushed or written before
 /// the bundle, the license, the values and the cluster's preflight have passed.
-pub async fn run(request: ApplyRequest, reporter: &'static dyn Reporter) -> crate::Result<ApplyReport> {
+pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Result<ApplyReport> {
     let ApplyRequest {
         source,
         signature,
