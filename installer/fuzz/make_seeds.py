@@ -91,6 +91,32 @@ class Bundle:
                       [{"platform": "linux/amd64", "digest": digest(amd64)}], blobs + [digest(amd64)])
         return index
 
+    def signatures(self, image):
+        """A cosign simple-signing signature of `image`'s carried platform (its ECDSA signature
+        made by no key: the fuzzed checks reach the signature manifest, base64 and DER), and
+        the index's uncarried arm64 child carried after all, unlisted."""
+        entry = image
+        subject = entry["platforms"][0]["digest"]
+        payload = jdump({"critical": {"identity": {"docker-reference": "docker.io/coderenvs/coder-service"},
+                                      "image": {"docker-manifest-digest": subject},
+                                      "type": "cosign container image signature"}, "optional": None})
+        layer = self.blob(payload)
+        config = self.blob(b"{}")
+        signature = jdump({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": dict(config, mediaType="application/vnd.oci.image.config.v1+json"),
+                           "layers": [dict(layer, mediaType="application/vnd.dev.cosign.simplesigning.v1+json",
+                                           annotations={"dev.cosignproject.cosign/signature":
+                                                        "MEUCIQDx" + "A" * 88})]})
+        self.blob(signature)
+        entry["referrers"] = [{
+            "subject": subject, "kind": "signature", "tag": "sha256-" + subject[len("sha256:"):] + ".sig",
+            "digest": digest(signature), "media_type": OCI_MANIFEST, "size": len(signature),
+            "blobs": sorted([digest(signature), config["digest"], layer["digest"]]),
+        }]
+        arm64 = jdump({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {}, "layers": []})
+        self.blob(arm64)
+        entry["blobs"] = sorted(set(entry["blobs"] + [digest(arm64)]))
+
     def docker(self):
         manifest, blobs = self.image_manifest(DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER, "amd64", b"pg\n")
         self.blob(manifest)
@@ -144,7 +170,7 @@ def lock(bundle):
     return ("\n".join(lines) + "\n").encode()
 
 
-def documents(bundle, delta=None, signed=False):
+def documents(bundle, delta=None, signed=False, format_version=1):
     descriptors = [{"mediaType": a["media_type"], "digest": a["digest"], "size": len(bundle.blobs[a["digest"]]),
                     "annotations": {"org.opencontainers.image.ref.name": a["ref"]}}
                    for a in bundle.images + bundle.charts]
@@ -156,7 +182,7 @@ def documents(bundle, delta=None, signed=False):
         for d in delta:
             omitted.append({"digest": d, "size": len(blobs.pop(d))})
     manifest = {
-        "format_version": 1, "tool": "coder-install 0.1.0", "created": "2026-11-30T12:00:00Z",
+        "format_version": format_version, "tool": "coder-install 0.1.0", "created": "2026-11-30T12:00:00Z",
         "name": "coder", "version": "1.0.0", "platforms": ["linux/amd64"],
         "index_digest": digest(index), "spec_digest": digest(SPEC), "lock_digest": digest(lock_text),
         "images": bundle.images, "charts": bundle.charts,
@@ -253,6 +279,11 @@ def main():
     write_tar("seeds/bundle/signed-multiarch.bundle", entries)
     write_tar("seeds/bundle/delta.bundle", documents(full, delta=[d for d in full.images[1]["blobs"]
                                                                    if d != full.images[1]["digest"]]))
+    cosigned = Bundle()
+    cosigned.multiarch()
+    cosigned.signatures(cosigned.images[0])
+    cosigned.chart()
+    write_tar("seeds/bundle/image-signatures.bundle", documents(cosigned, format_version=2))
     small = Bundle()
     small.docker()
     small.chart()

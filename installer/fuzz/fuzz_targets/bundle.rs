@@ -1,7 +1,7 @@
 //! A bundle file as an attacker could hand it over: everything `verify`, `inspect`, `apply
 //! --bundle`, `push` and `bundle --delta-from` read from it before trusting it. The tar index
-//! walk, the bundle manifest, the OCI index and manifests, the lock and the chart archive, and
-//! (the raw input again) a split bundle's index.
+//! walk, the bundle manifest, the OCI index and manifests, the lock and the chart archive, the
+//! images' cosign signatures (`--image-key`), and (the raw input again) a split bundle's index.
 //!
 //! Two input forms:
 //!
@@ -23,6 +23,7 @@ use bundle_spec::ImageLock;
 use bundle_spec::format::BundleManifest;
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_bundle::DeltaSource;
+use coder_bundle::image_signatures::{ImageKey, check_image_signatures};
 use coder_bundle::inspect::inspect_bundle;
 use coder_bundle::read::BundleReader;
 use coder_bundle::verify::verify_bundle;
@@ -47,6 +48,22 @@ fn site() -> SiteRegistry {
     "registry.site:5000/mirror"
         .parse()
         .expect("a valid site registry")
+}
+
+/// An image key (ECDSA P-256) that signed nothing: every image signature must be found bad or
+/// absent, never panic.
+fn image_key() -> &'static ImageKey {
+    static KEY: OnceLock<ImageKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        ImageKey::from_pem(
+            "-----BEGIN PUBLIC KEY-----\n\
+             MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEzo3oQErNk7FaxBId+igMPStcztpO\n\
+             eH8uVyRAQuJkXqp8HSRXDbKyl7onSryPhYXdGagmq/+iFc+bs8dBlBgEEg==\n\
+             -----END PUBLIC KEY-----\n",
+            "fuzz.pub",
+        )
+        .expect("a valid P-256 key")
+    })
 }
 
 /// A key that signed nothing: a signed bundle must fail to verify with it, never panic.
@@ -179,6 +196,9 @@ fn parse_document(bytes: &[u8]) {
     let _ = serde_json::from_slice::<ImageManifest>(bytes);
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = ImageLock::from_yaml(text, "fuzz").map_err(|error| error.to_string());
+        // A reference, or a signature payload's repository name.
+        let _ = bundle_spec::ImageReference::parse(text.trim()).map(|reference| reference.repository_name());
+        let _ = bundle_spec::normalised_repository_name(text.trim());
     }
 }
 
@@ -192,7 +212,14 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(path, &bytes).expect("writing the scratch bundle");
 
     if let Ok(reader) = BundleReader::open(path) {
-        let _ = reader.manifest().map_err(|error| error.to_string());
+        match reader.manifest() {
+            // The images' cosign signatures: payloads, signature manifests and indexes.
+            Ok(manifest) => {
+                let reports = check_image_signatures(&reader, &manifest, std::slice::from_ref(image_key()));
+                let _ = serde_json::to_string(&reports);
+            }
+            Err(error) => drop(error.to_string()),
+        }
         for name in reader.entries().keys() {
             if let Ok(Some(document)) = reader.read_document(name) {
                 parse_document(&document);
