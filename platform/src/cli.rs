@@ -3,9 +3,10 @@
 use clap::{Parser, Subcommand};
 
 use crate::dashboard::{self, DashboardArgs};
-use crate::db::{self, DbArgs};
+use crate::db::{DbArgs, DbError};
 use crate::envproxy::{self, EnvproxyArgs};
 use crate::manager::{self, ManagerArgs};
+use crate::migrate;
 
 /// Run one component of the Coder platform.
 #[derive(Debug, Parser)]
@@ -46,24 +47,34 @@ pub struct MigrateArgs {
     pub wait_secs: u64,
 }
 
+/// Why a component could not start (or, for `migrate`, finish).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The manager's.
+    #[error(transparent)]
+    Manager(#[from] manager::StartError),
+    /// The envproxy's.
+    #[error(transparent)]
+    Envproxy(#[from] envproxy::StartError),
+    /// The dashboard's.
+    #[error(transparent)]
+    Dashboard(#[from] dashboard::StartError),
+    /// The migration's.
+    #[error(transparent)]
+    Migrate(#[from] DbError),
+}
+
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.component {
-        Component::Manager(args) => manager::run(*args).await,
+        Component::Manager(args) => manager::run(*args).await?,
         Component::Migrate(args) => {
-            let pool = args.db.pool()?;
-            db::wait_until_reachable(&pool, std::time::Duration::from_secs(args.wait_secs)).await?;
-            db::migrate(&pool).await?;
-            tracing::info!(
-                migrations = db::MIGRATOR.iter().count(),
-                "database schema is current"
-            );
-            pool.close().await;
-            Ok(())
+            migrate::run(&args.db, std::time::Duration::from_secs(args.wait_secs)).await?
         }
-        Component::Envproxy(args) => envproxy::run(*args).await,
-        Component::Dashboard(args) => dashboard::run(*args).await,
+        Component::Envproxy(args) => envproxy::run(*args).await?,
+        Component::Dashboard(args) => dashboard::run(*args).await?,
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod forwarded;
 pub mod html;
 pub mod manager;
 pub mod manager_client;
+pub mod migrate;
 pub mod request_id;
 pub mod shutdown;
 pub mod workspace_names;

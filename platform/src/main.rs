@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // Each cause once, outer to inner.
-            let message = coder_report::error_chain(error.as_ref());
+            let message = coder_report::error_chain(&error);
             tracing::error!(error = message, "exiting");
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE

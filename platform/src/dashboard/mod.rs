@@ -103,12 +103,11 @@ pub async fn serve(
 }
 
 /// Runs the dashboard from its flags until SIGINT or SIGTERM.
-pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
+pub async fn run(args: DashboardArgs) -> Result<(), StartError> {
     let listen = args.listen;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "dashboard listening");
-    serve(args, listener, crate::shutdown::signal()).await?;
-    Ok(())
+    serve(args, listener, crate::shutdown::signal()).await
 }

@@ -210,7 +210,7 @@ fn warn_of_shared_cookies(access_url: &str, origins: &origin::WorkspaceOrigins) 
 }
 
 /// Runs the envproxy from its flags until SIGTERM (then drains) or SIGINT.
-pub async fn run(args: EnvproxyArgs) -> anyhow::Result<()> {
+pub async fn run(args: EnvproxyArgs) -> Result<(), StartError> {
     let listen = args.listen;
     let proxy = Envproxy::new(args)?;
     let listener = TcpListener::bind(listen)

@@ -324,7 +324,7 @@ fn read_envproxy_token(path: &std::path::Path) -> Result<Arc<str>, StartError> {
 }
 
 /// Runs the manager from its flags until SIGINT or SIGTERM.
-pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
+pub async fn run(config: ManagerArgs) -> Result<(), StartError> {
     let kube = kube::Client::try_default()
         .await
         .map_err(StartError::Kubernetes)?;
@@ -334,6 +334,5 @@ pub async fn run(config: ManagerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "manager listening");
-    manager.serve(listener, crate::shutdown::signal()).await?;
-    Ok(())
+    manager.serve(listener, crate::shutdown::signal()).await
 }
