@@ -277,3 +277,132 @@ fn missing_manifest(reader: &BundleReader, digest: &str, reference: &str) -> Mir
         reader.path().display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    /// A bundle written blob by blob into a temporary folder: enough of the format for the
+    /// plan (the bundle manifest, its blobs), none of the checks `verify` makes.
+    #[derive(Default)]
+    struct Fixture {
+        blobs: BTreeMap<String, Vec<u8>>,
+        images: Vec<Value>,
+    }
+
+    impl Fixture {
+        fn blob(&mut self, bytes: Vec<u8>) -> Value {
+            let digest = sha256_digest(&bytes);
+            let descriptor = json!({ "digest": digest, "size": bytes.len() });
+            self.blobs.insert(digest, bytes);
+            descriptor
+        }
+
+        /// An image manifest with one layer of `content`; returns its descriptor.
+        fn image(&mut self, content: &str) -> Value {
+            let config = self.blob(b"{}".to_vec());
+            let layer = self.blob(content.as_bytes().to_vec());
+            let manifest = json!({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config["digest"], "size": config["size"] },
+                "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"] }],
+            });
+            self.blob(serde_json::to_vec(&manifest).expect("manifest"))
+        }
+
+        /// Lists an artifact; `platforms` as (platform, digest).
+        fn artifact(&mut self, name: &str, top: &Value, media_type: &str, platforms: &[(&str, &Value)]) {
+            let used: Vec<&String> = self.blobs.keys().collect();
+            self.images.push(json!({
+                "name": name, "ref": format!("upstream.example/team/{name}:1"), "digest": top["digest"],
+                "media_type": media_type, "size": 0, "blobs": used,
+                "platforms": platforms.iter().map(|(platform, child)| json!({ "platform": platform, "digest": child["digest"] })).collect::<Vec<_>>(),
+            }));
+        }
+
+        fn write(&self, dir: &std::path::Path) -> std::path::PathBuf {
+            let manifest = json!({
+                "format_version": 1, "tool": "test", "created": "2026-12-07T00:00:00Z", "name": "coder",
+                "version": "1.0.0", "platforms": ["linux/amd64"], "index_digest": "", "spec_digest": "",
+                "lock_digest": "", "images": self.images, "charts": [],
+                "blobs": self.blobs.iter().map(|(digest, bytes)| json!({ "digest": digest, "size": bytes.len() })).collect::<Vec<_>>(),
+                "total_size": 0,
+            });
+            let path = dir.join("test.bundle");
+            let mut builder = tar::Builder::new(std::fs::File::create(&path).expect("bundle"));
+            let mut append = |name: &str, bytes: &[u8]| {
+                let mut header = tar::Header::new_ustar();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                builder.append_data(&mut header, name, bytes).expect("append");
+            };
+            append(
+                "coder-bundle/manifest.json",
+                &serde_json::to_vec(&manifest).expect("manifest"),
+            );
+            for (digest, bytes) in &self.blobs {
+                append(&blob_path(digest), bytes);
+            }
+            builder.finish().expect("finish");
+            path
+        }
+    }
+
+    fn plan_of(fixture: &Fixture) -> Result<(Vec<ArtifactPlan>, BTreeMap<String, BlobPlan>), MirrorError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reader = BundleReader::open(&fixture.write(dir.path())).expect("open");
+        let manifest = reader.manifest().expect("manifest");
+        plan(
+            &reader,
+            &manifest,
+            &"site.example:5000/mirror".parse().expect("site"),
+        )
+    }
+
+    #[test]
+    fn only_the_listed_platforms_of_an_index_are_pushed_and_shared_blobs_are_planned_once() {
+        let mut fixture = Fixture::default();
+        let listed = fixture.image("listed");
+        let unlisted = fixture.image("unlisted");
+        let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            { "mediaType": OCI_MANIFEST, "digest": unlisted["digest"], "size": unlisted["size"], "platform": { "os": "linux", "architecture": "amd64" } },
+            { "mediaType": OCI_MANIFEST, "digest": listed["digest"], "size": listed["size"], "platform": { "os": "linux", "architecture": "amd64" } },
+        ]});
+        let index = fixture.blob(serde_json::to_vec(&index).expect("index"));
+        fixture.artifact("app", &index, OCI_INDEX, &[("linux/amd64", &listed)]);
+        // A second image with the same layer as the listed child.
+        let single = fixture.image("listed");
+        fixture.artifact("tool", &single, OCI_MANIFEST, &[]);
+
+        let (artifacts, blobs) = plan_of(&fixture).expect("plan");
+        let app = &artifacts[0];
+        assert_eq!(app.repository.repository, "mirror/team/app");
+        let children: Vec<&str> = app.children.iter().map(|child| child.digest.as_str()).collect();
+        assert_eq!(children, [listed["digest"].as_str().expect("digest")]);
+        assert!(app.partial_index, "an index with a child left behind is partial");
+        let shared = sha256_digest(b"listed");
+        assert_eq!(blobs[&shared].used_by, BTreeSet::from([0, 1]));
+        assert!(
+            !blobs.contains_key(&sha256_digest(b"unlisted")),
+            "the unlisted child's layer is not pushed"
+        );
+    }
+
+    #[test]
+    fn a_blob_missing_from_the_bundle_is_named_with_what_to_do() {
+        let mut fixture = Fixture::default();
+        let image = fixture.image("content");
+        fixture.artifact("app", &image, OCI_MANIFEST, &[]);
+        fixture.blobs.remove(&sha256_digest(b"content"));
+        let error = plan_of(&fixture).err().expect("refused").to_string();
+        assert!(
+            error.contains(&sha256_digest(b"content")) && error.contains("coder-install verify"),
+            "{error}"
+        );
+    }
+}
