@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coder_platform::manager::{Manager, ManagerArgs};
+use coder_platform::cli::ManagerArgs;
+use coder_platform::manager::Manager;
 use coder_testenv::Postgres;
 use tokio::sync::Mutex;
 
@@ -38,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(password_file.path(), "bench-admin-password")?;
     let mut args = ManagerArgs::for_database(url);
     args.admin_password_file = Some(password_file.path().to_owned());
-    let manager = Manager::start(args, None).await?;
+    let manager = Manager::start(args.into(), None).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -56,7 +56,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /login`.
 pub async fn login_page(State(state): State<DashState>, headers: HeaderMap) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, &headers);
+    let (csrf, cookie) = session::csrf_token(&state.config, &headers);
     let frame = Frame {
         title: "Log in",
         user: None,
@@ -66,9 +66,9 @@ pub async fn login_page(State(state): State<DashState>, headers: HeaderMap) -> R
     };
     // Reached where the browser cannot keep the cookies (or not at the access URL): say so
     // before the user types a password.
-    let access_url = state.args.access();
+    let access_url = state.config.access_url.clone();
     let notice = WrongAddress::diagnose(
-        state.args.secure_cookies(),
+        state.config.secure_cookies(),
         access_url.as_ref(),
         &Arrival::of(&headers),
     )
@@ -113,7 +113,7 @@ pub async fn login(
         .await;
     let failure = match answer {
         Ok(value) => match value["session_token"].as_str() {
-            Some(token) => return see_other("/", [session::session_cookie(&state.args, token)]),
+            Some(token) => return see_other("/", [session::session_cookie(&state.config, token)]),
             None => (
                 StatusCode::BAD_GATEWAY,
                 "The manager answered without a session.".to_owned(),
@@ -146,7 +146,7 @@ pub async fn logout(
     _: FormPost<CsrfForm, ()>,
 ) -> Response {
     // Every session cookie sent is revoked: the user's, and any a page on another host planted.
-    for token in session::session_tokens(&state.args, &headers) {
+    for token in session::session_tokens(&state.config, &headers) {
         let revoked: Result<Value, _> = state
             .client
             .call(
@@ -162,7 +162,7 @@ pub async fn logout(
             tracing::warn!(%error, "logout: the manager did not revoke the session");
         }
     }
-    see_other("/login", [session::clear_session_cookie(&state.args)])
+    see_other("/login", [session::clear_session_cookie(&state.config)])
 }
 
 /// Fetches `path` for a page: the page's status and error (a failed form's, else the fetch's
@@ -220,7 +220,7 @@ async fn list_page<T: serde::de::DeserializeOwned>(
     path: &str,
     render: impl FnOnce(&str, &[T]) -> String,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (csrf, cookie) = session::csrf_token(&state.config, headers);
     let (status, error, list): (_, _, Vec<T>) =
         fetch_for_page(state, headers, &who.token, path, failed).await;
     let read_only = read_only_notice(state, headers, &who.token).await;
@@ -242,7 +242,7 @@ async fn home_page(
     failed: Option<(StatusCode, String)>,
 ) -> Response {
     let render =
-        |csrf: &str, list: &[Workspace]| pages::workspaces(&state.args, csrf, list, who.user.is_admin());
+        |csrf: &str, list: &[Workspace]| pages::workspaces(&state.config, csrf, list, who.user.is_admin());
     list_page(
         state,
         headers,
@@ -471,7 +471,7 @@ async fn license_page(
     SignedIn { token, user }: &SignedIn,
     failed: Option<(StatusCode, String)>,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (csrf, cookie) = session::csrf_token(&state.config, headers);
     let (code, error, status): (_, _, Option<LicenseSummary>) =
         fetch_for_page(state, headers, token, "/api/v0/license", failed).await;
     let read_only = status.as_ref().and_then(|status| status.read_only.clone());

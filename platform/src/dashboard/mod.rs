@@ -5,7 +5,7 @@
 //! origin with a one-time ticket, so workspace pages never run where this cookie lives. It never
 //! reaches PostgreSQL.
 //!
-//! Layout: [`config`] (flags), [`access_url`] (the access URL and the `Secure` cookie rule),
+//! Layout: [`config`] (its configuration), [`access_url`] (the access URL and the `Secure` cookie rule),
 //! [`wrong_address`] (telling users they are at the wrong address), [`terminal`] (a workspace's
 //! terminal in the browser), [`state`] (what handlers share), [`handlers`] (routes),
 //! [`signed_in`] (the extractors: who is signed in, CSRF-checked form posts), [`reply`] (pages,
@@ -31,7 +31,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-pub use config::DashboardArgs;
+pub use config::DashboardConfig;
 pub use state::DashState;
 
 use crate::manager_client::{ClientError, ManagerClient};
@@ -79,21 +79,17 @@ pub fn router(state: DashState) -> Router {
 
 /// Serves the dashboard on `listener` until `shutdown` completes.
 pub async fn serve(
-    args: DashboardArgs,
+    config: DashboardConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let access_url = match args.access_url.trim() {
-        "" => None,
-        text => Some(text.parse::<access_url::AccessUrl>()?),
-    };
-    args.cookie_rule().log(access_url.as_ref());
+    config.cookie_rule().log(config.access_url.as_ref());
     let state = DashState {
-        client: ManagerClient::new(&args.manager_url, None)?,
-        args: Arc::new(args),
+        client: ManagerClient::new(&config.manager_url, None)?,
+        config: Arc::new(config),
     };
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
@@ -102,12 +98,12 @@ pub async fn serve(
         .map_err(|source| StartError::Serve { addr, source })
 }
 
-/// Runs the dashboard from its flags until SIGINT or SIGTERM.
-pub async fn run(args: DashboardArgs) -> Result<(), StartError> {
-    let listen = args.listen;
+/// Runs the dashboard until SIGINT or SIGTERM.
+pub async fn run(config: DashboardConfig) -> Result<(), StartError> {
+    let listen = config.listen;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Serve { addr: listen, source })?;
     tracing::info!(%listen, "dashboard listening");
-    serve(args, listener, crate::shutdown::signal()).await
+    serve(config, listener, crate::shutdown::signal()).await
 }

@@ -4,7 +4,7 @@
 use chrono::SecondsFormat;
 use serde_json::Value;
 
-use super::config::DashboardArgs;
+use super::config::DashboardConfig;
 use crate::api_types::{LicenseSummary, User, Workspace};
 use crate::html::escape;
 
@@ -92,7 +92,7 @@ pub fn login(csrf: &str, email: &str) -> String {
 }
 
 /// The workspace list with its actions, and the "new workspace" form.
-pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_owner: bool) -> String {
+pub fn workspaces(config: &DashboardConfig, csrf: &str, list: &[Workspace], show_owner: bool) -> String {
     let mut rows = String::new();
     for workspace in list {
         let id = escape(&workspace.id);
@@ -107,8 +107,8 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_own
             format!(
                 "<a class=\"button\" href=\"{}\" target=\"_blank\" rel=\"noopener\">Open IDE</a>\
                  <a class=\"button terminal\" href=\"{}\">Terminal</a>",
-                escape(&args.open_link(&workspace.id)),
-                escape(&DashboardArgs::terminal_link(&workspace.id)),
+                escape(&config.open_link(&workspace.id)),
+                escape(&DashboardConfig::terminal_link(&workspace.id)),
             )
         } else {
             String::new()
@@ -155,7 +155,7 @@ pub fn workspaces(args: &DashboardArgs, csrf: &str, list: &[Workspace], show_own
          <label>Disk (GB) <input name=\"disk_gb\" type=\"number\" min=\"1\" value=\"10\"></label>\
          <button type=\"submit\" id=\"create-workspace\">Create</button></form>",
         csrf = csrf_field(csrf),
-        image = escape(&args.default_image),
+        image = escape(&config.default_image),
     )
 }
 

@@ -43,7 +43,7 @@ pub fn message(
     title: &str,
     text: &str,
 ) -> Response {
-    let (csrf, cookie) = session::csrf_token(&state.args, headers);
+    let (csrf, cookie) = session::csrf_token(&state.config, headers);
     let frame = Frame {
         title,
         user: None,
@@ -87,9 +87,9 @@ pub fn explain(error: &ClientError) -> (StatusCode, String) {
 /// The answer to a form post whose CSRF check failed: why, in plain words, naming the
 /// platform's address when the browser could not keep the cookie where it is.
 pub fn csrf_refused(state: &DashState, headers: &HeaderMap, verdict: CsrfVerdict) -> Response {
-    let access_url = state.args.access();
+    let access_url = state.config.access_url.clone();
     let wrong = WrongAddress::diagnose(
-        state.args.secure_cookies(),
+        state.config.secure_cookies(),
         access_url.as_ref(),
         &Arrival::of(headers),
     );

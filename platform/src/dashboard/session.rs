@@ -12,13 +12,13 @@ use std::borrow::Cow;
 use axum::http::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
-use super::config::DashboardArgs;
+use super::config::DashboardConfig;
 use crate::cookies::{CSRF_COOKIE, HOST_CSRF_COOKIE, cookie_values, host_only_name, same_origin};
 
 /// The CSRF cookie's name: `__Host-` prefixed when cookies are `Secure` (so that no sibling
 /// subdomain can plant one).
-pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
-    if args.secure_cookies() {
+pub fn csrf_cookie_name(config: &DashboardConfig) -> &'static str {
+    if config.secure_cookies() {
         HOST_CSRF_COOKIE
     } else {
         CSRF_COOKIE
@@ -27,29 +27,29 @@ pub fn csrf_cookie_name(args: &DashboardArgs) -> &'static str {
 
 /// The session cookie's name: `__Host-<--cookie-name>` when cookies are `Secure`, else the
 /// name as given.
-pub fn session_cookie_name(args: &DashboardArgs) -> Cow<'_, str> {
-    host_only_name(&args.cookie_name, args.secure_cookies())
+pub fn session_cookie_name(config: &DashboardConfig) -> Cow<'_, str> {
+    host_only_name(&config.cookie_name, config.secure_cookies())
 }
 
 /// Every session token the request's session cookies hold, in the order sent (the caller uses
 /// the first the manager accepts).
-pub fn session_tokens<'a>(args: &DashboardArgs, headers: &'a HeaderMap) -> Vec<&'a str> {
-    let name = session_cookie_name(args);
+pub fn session_tokens<'a>(config: &DashboardConfig, headers: &'a HeaderMap) -> Vec<&'a str> {
+    let name = session_cookie_name(config);
     cookie_values(headers, &name).collect()
 }
 
 /// A `Set-Cookie` value; `None` max age clears the cookie.
 fn set_cookie(
-    args: &DashboardArgs,
+    config: &DashboardConfig,
     name: &str,
     value: &str,
     max_age_secs: Option<u64>,
 ) -> Option<HeaderValue> {
     let mut cookie = format!(
         "{name}={value}; Path=/; HttpOnly; SameSite={}",
-        args.cookie_same_site.as_str()
+        config.cookie_same_site.as_str()
     );
-    if args.secure_cookies() {
+    if config.secure_cookies() {
         cookie.push_str("; Secure");
     }
     cookie.push_str(&format!("; Max-Age={}", max_age_secs.unwrap_or(0)));
@@ -57,24 +57,24 @@ fn set_cookie(
 }
 
 /// Sets the session cookie.
-pub fn session_cookie(args: &DashboardArgs, token: &str) -> Option<HeaderValue> {
+pub fn session_cookie(config: &DashboardConfig, token: &str) -> Option<HeaderValue> {
     set_cookie(
-        args,
-        &session_cookie_name(args),
+        config,
+        &session_cookie_name(config),
         token,
-        Some(u64::from(args.session_ttl_hours) * 3600),
+        Some(u64::from(config.session_ttl_hours) * 3600),
     )
 }
 
 /// Clears the session cookie.
-pub fn clear_session_cookie(args: &DashboardArgs) -> Option<HeaderValue> {
-    set_cookie(args, &session_cookie_name(args), "", None)
+pub fn clear_session_cookie(config: &DashboardConfig) -> Option<HeaderValue> {
+    set_cookie(config, &session_cookie_name(config), "", None)
 }
 
 /// The request's CSRF token (its first CSRF cookie's: [`csrf_check`] takes any of them), or a
 /// new one with the cookie to set.
-pub fn csrf_token(args: &DashboardArgs, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    if let Some(token) = cookie_values(headers, csrf_cookie_name(args)).next() {
+pub fn csrf_token(config: &DashboardConfig, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(token) = cookie_values(headers, csrf_cookie_name(config)).next() {
         return (token.to_owned(), None);
     }
     let mut bytes = [0u8; 16];
@@ -83,7 +83,7 @@ pub fn csrf_token(args: &DashboardArgs, headers: &HeaderMap) -> (String, Option<
         return (String::new(), None);
     }
     let token = hex::encode(bytes);
-    let header = set_cookie(args, csrf_cookie_name(args), &token, Some(12 * 3600));
+    let header = set_cookie(config, csrf_cookie_name(config), &token, Some(12 * 3600));
     (token, header)
 }
 
@@ -103,8 +103,8 @@ pub enum CsrfVerdict {
 /// Whether a form post carries the value of one of its CSRF cookies (each is compared, so a
 /// planted cookie sent first does not break the form) and, if the browser names one, comes from
 /// the dashboard's own origin.
-pub fn csrf_check(args: &DashboardArgs, headers: &HeaderMap, submitted: &str) -> CsrfVerdict {
-    let expected: Vec<&str> = cookie_values(headers, csrf_cookie_name(args)).collect();
+pub fn csrf_check(config: &DashboardConfig, headers: &HeaderMap, submitted: &str) -> CsrfVerdict {
+    let expected: Vec<&str> = cookie_values(headers, csrf_cookie_name(config)).collect();
     if expected.is_empty() {
         return CsrfVerdict::NoCookie;
     }
@@ -128,26 +128,28 @@ mod tests {
 
     #[test]
     fn cookies_carry_the_security_attributes() {
-        let args = DashboardArgs::for_manager("http://m");
-        let cookie = session_cookie(&args, "id-secret").expect("header");
+        let config = DashboardConfig::try_from(crate::cli::DashboardArgs::for_manager("http://m"))
+            .expect("the defaults");
+        let cookie = session_cookie(&config, "id-secret").expect("header");
         assert_eq!(
             cookie,
             "__Host-coder_session=id-secret; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=86400"
         );
-        let cleared = clear_session_cookie(&args).expect("header");
+        let cleared = clear_session_cookie(&config).expect("header");
         assert!(cleared.to_str().expect("ascii").ends_with("Max-Age=0"));
     }
 
     #[test]
     fn the_access_urls_scheme_decides_secure_and_the_csrf_cookies_name() {
         let cookies_for = |access_url: &str, explicit: Option<bool>| {
-            let mut args = DashboardArgs::for_manager("http://m");
+            let mut args = crate::cli::DashboardArgs::for_manager("http://m");
             args.access_url = access_url.to_owned();
             args.cookie_secure = explicit;
-            let (_, csrf) = csrf_token(&args, &HeaderMap::new());
+            let config = DashboardConfig::try_from(args).expect("an access URL");
+            let (_, csrf) = csrf_token(&config, &HeaderMap::new());
             format!(
                 "{}\n{}",
-                session_cookie(&args, "id-secret")
+                session_cookie(&config, "id-secret")
                     .expect("header")
                     .to_str()
                     .expect("ascii"),
@@ -170,11 +172,12 @@ mod tests {
 
     #[test]
     fn csrf_needs_the_cookie_the_field_and_the_origin() {
-        let args = DashboardArgs::for_manager("http://m");
+        let config = DashboardConfig::try_from(crate::cli::DashboardArgs::for_manager("http://m"))
+            .expect("the defaults");
         let mut headers = HeaderMap::new();
-        let (token, set) = csrf_token(&args, &headers);
+        let (token, set) = csrf_token(&config, &headers);
         assert!(set.is_some() && token.len() == 32);
-        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::NoCookie);
+        assert_eq!(csrf_check(&config, &headers, &token), CsrfVerdict::NoCookie);
         // A planted cookie of the same name sent first does not break the form.
         headers.insert(
             header::COOKIE,
@@ -182,13 +185,13 @@ mod tests {
                 .expect("value"),
         );
         headers.insert(header::HOST, HeaderValue::from_static("coder.example"));
-        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::Valid);
+        assert_eq!(csrf_check(&config, &headers, &token), CsrfVerdict::Valid);
         assert_eq!(
-            csrf_check(&args, &headers, "0".repeat(32).as_str()),
+            csrf_check(&config, &headers, "0".repeat(32).as_str()),
             CsrfVerdict::Mismatch
         );
-        assert_eq!(csrf_check(&args, &headers, ""), CsrfVerdict::Mismatch);
+        assert_eq!(csrf_check(&config, &headers, ""), CsrfVerdict::Mismatch);
         headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert_eq!(csrf_check(&args, &headers, &token), CsrfVerdict::CrossOrigin);
+        assert_eq!(csrf_check(&config, &headers, &token), CsrfVerdict::CrossOrigin);
     }
 }

@@ -32,7 +32,7 @@ impl SignedIn {
     /// session cookie the request carries is tried in turn (a cookie another host planted under
     /// the same name may come first); the first the manager accepts is the session.
     async fn of(state: &DashState, headers: &HeaderMap) -> Result<Self, Response> {
-        let tokens = session::session_tokens(&state.args, headers);
+        let tokens = session::session_tokens(&state.config, headers);
         if tokens.is_empty() {
             return Err(see_other("/login", []));
         }
@@ -55,7 +55,10 @@ impl SignedIn {
                 }
             }
         }
-        Err(see_other("/login", [session::clear_session_cookie(&state.args)]))
+        Err(see_other(
+            "/login",
+            [session::clear_session_cookie(&state.config)],
+        ))
     }
 }
 
@@ -120,7 +123,7 @@ where
         let Form(form) = Form::<F>::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let verdict = session::csrf_check(&state.args, &parts.headers, form.csrf());
+        let verdict = session::csrf_check(&state.config, &parts.headers, form.csrf());
         if verdict != session::CsrfVerdict::Valid {
             return Err(csrf_refused(state, &parts.headers, verdict));
         }

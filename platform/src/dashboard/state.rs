@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use super::config::DashboardArgs;
+use super::config::DashboardConfig;
 use crate::manager_client::ManagerClient;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct DashState {
     /// The configuration.
-    pub args: Arc<DashboardArgs>,
+    pub config: Arc<DashboardConfig>,
     /// The manager.
     pub client: ManagerClient,
 }

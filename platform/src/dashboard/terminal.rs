@@ -161,7 +161,7 @@ pub async fn page_for(
         );
         return message(&state, &headers, StatusCode::CONFLICT, "Terminal", &text);
     }
-    let (csrf, cookie) = session::csrf_token(&state.args, &headers);
+    let (csrf, cookie) = session::csrf_token(&state.config, &headers);
     let frame = Frame {
         title: "Terminal",
         user: Some(&who.user),

@@ -2,7 +2,7 @@
 //! on 13337), shell (envagent on 26337) and SSH (envagent on 12212).
 //!
 //! It never reaches PostgreSQL: users are authenticated by the manager with their own token and
-//! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (flags),
+//! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (its configuration),
 //! [`state`] (what handlers share), [`routes`] (the platform origin's routes), [`proxy`]
 //! (admission and proxying, for both origins), [`forward`] (plain HTTP), [`upstream`] (connecting to a
 //! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::EnvproxyArgs;
+pub use config::EnvproxyConfig;
 pub use state::ProxyState;
 
 use crate::manager_client::{ClientError, ManagerClient};
@@ -95,8 +95,8 @@ pub struct Envproxy {
 
 impl Envproxy {
     /// Reads the token file and builds the clients.
-    pub fn new(args: EnvproxyArgs) -> Result<Self, StartError> {
-        let token = match &args.envproxy_token_file {
+    pub fn new(config: EnvproxyConfig) -> Result<Self, StartError> {
+        let token = match &config.envproxy_token_file {
             Some(path) => {
                 let error = |reason: String| StartError::TokenFile {
                     path: path.clone(),
@@ -119,42 +119,45 @@ impl Envproxy {
             Some(token) => ticket::Sealer::from_secret(token.as_bytes())?,
             None => ticket::Sealer::random()?,
         };
-        let origins = origin::WorkspaceOrigins::parse(&args.workspace_base_url)?;
+        let origins = origin::WorkspaceOrigins::parse(&config.workspace_base_url)?;
         let session_limits = limits::Limits {
-            per_user: args.max_connections_per_user,
-            total: args.max_connections,
-            budget_bytes: args.memory_budget,
-            session_bytes: limits::session_bytes(args.max_message_bytes),
+            per_user: config.max_connections_per_user,
+            total: config.max_connections,
+            budget_bytes: config.memory_budget,
+            session_bytes: limits::session_bytes(config.max_message_bytes),
         };
         if session_limits.session_bytes > session_limits.budget_bytes {
             return Err(StartError::Budget {
-                budget: args.memory_budget,
+                budget: config.memory_budget,
                 needed: session_limits.session_bytes,
-                message: args.max_message_bytes,
+                message: config.max_message_bytes,
             });
         }
         tracing::info!(
-            memory_budget = args.memory_budget,
+            memory_budget = config.memory_budget,
             session_bytes = session_limits.session_bytes,
-            sessions_in_budget = args.memory_budget / session_limits.session_bytes,
-            max_connections = args.max_connections,
+            sessions_in_budget = config.memory_budget / session_limits.session_bytes,
+            max_connections = config.max_connections,
             "WebSocket session limits"
         );
         match &origins {
             None => tracing::warn!("no --workspace-base-url: browsers cannot open workspaces"),
-            Some(origins) => warn_of_shared_cookies(&args.access_url, origins),
+            Some(origins) => warn_of_shared_cookies(&config.access_url, origins),
         }
-        let client = ManagerClient::new(&args.manager_url, token)?;
+        let client = ManagerClient::new(&config.manager_url, token)?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
             .map_err(ClientError::Unreachable)?;
-        let resolver =
-            address::Resolver::new(&args.namespace, &args.service_domain, &args.workspace_addresses)?;
+        let resolver = address::Resolver::new(
+            &config.namespace,
+            &config.service_domain,
+            &config.workspace_addresses,
+        )?;
         let state = ProxyState {
-            authorizer: Arc::new(auth::Authorizer::new(client, args.auth_cache_ttl)),
+            authorizer: Arc::new(auth::Authorizer::new(client, config.auth_cache_ttl)),
             resolver: Arc::new(resolver),
             sessions: Arc::new(limits::Sessions::default()),
             limits: session_limits,
@@ -164,7 +167,7 @@ impl Envproxy {
             closing: Arc::new(watch::channel(false).0),
             origins: origins.map(Arc::new),
             sealer: Arc::new(sealer),
-            args: Arc::new(args),
+            config: Arc::new(config),
         };
         Ok(Self { state })
     }
@@ -209,10 +212,10 @@ fn warn_of_shared_cookies(access_url: &str, origins: &origin::WorkspaceOrigins) 
     }
 }
 
-/// Runs the envproxy from its flags until SIGTERM (then drains) or SIGINT.
-pub async fn run(args: EnvproxyArgs) -> Result<(), StartError> {
-    let listen = args.listen;
-    let proxy = Envproxy::new(args)?;
+/// Runs the envproxy until SIGTERM (then drains) or SIGINT.
+pub async fn run(config: EnvproxyConfig) -> Result<(), StartError> {
+    let listen = config.listen;
+    let proxy = Envproxy::new(config)?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Listen { addr: listen, source })?;

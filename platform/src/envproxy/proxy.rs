@@ -75,7 +75,7 @@ pub(super) async fn proxy_ide(
                 &parts,
                 headers,
                 body,
-                &state.args.cookie_name,
+                &state.config.cookie_name,
             )
             .await
             .unwrap_or_else(|error| error.respond(&parts.headers))
@@ -108,7 +108,7 @@ async fn admit_checks(
         return Err(ProxyError::Draining);
     }
     let candidates = match via {
-        Via::Platform => auth::credentials(&parts.headers, &state.args.cookie_name),
+        Via::Platform => auth::credentials(&parts.headers, &state.config.cookie_name),
         Via::WorkspaceHost => vec![workspace_cookie(state, &parts.headers, id)?],
     };
     let first = candidates.first().ok_or(ProxyError::Unauthenticated)?;
@@ -155,7 +155,7 @@ pub(super) async fn admit(
 fn upstream_headers(state: &ProxyState, parts: &Parts, credential: &Credential) -> HeaderMap {
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
-    auth::strip_credentials(&mut headers, credential, &state.args.cookie_name);
+    auth::strip_credentials(&mut headers, credential, &state.config.cookie_name);
     headers.remove(header::HOST);
     let client_ip = parts
         .extensions
@@ -207,14 +207,14 @@ pub(super) async fn websocket(
         Target::WebSocket { port, path_and_query } => {
             let headers = upstream_headers(&state, &parts, &credential);
             let address = state.resolver.address(id, *port);
-            upstream::connect_websocket(&address, path_and_query, &headers, state.args.max_message_bytes)
+            upstream::connect_websocket(&address, path_and_query, &headers, state.config.max_message_bytes)
                 .await
         }
     };
     let port = match target {
         Target::Tcp { port } | Target::WebSocket { port, .. } => port,
     };
-    let limit = state.args.max_message_bytes;
+    let limit = state.config.max_message_bytes;
     let mut upgrade = upgrade
         .read_buffer_size(upstream::IO_BUFFER_BYTES)
         .write_buffer_size(upstream::IO_BUFFER_BYTES)
@@ -229,8 +229,8 @@ pub(super) async fn websocket(
         upgrade.set_selected_protocol(protocol.clone());
     }
     let timing = Timing {
-        idle_timeout: state.args.idle_timeout,
-        keepalive: state.args.keepalive_interval,
+        idle_timeout: state.config.idle_timeout,
+        keepalive: state.config.keepalive_interval,
         recheck: state.authorizer.ttl(),
     };
     let user = grant.user.id.clone();

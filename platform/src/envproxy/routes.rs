@@ -103,7 +103,7 @@ async fn ide(State(state): State<ProxyState>, request: Request) -> Response {
     };
     // Workspace content is never served to the dashboard's cookie on the platform's origin: a
     // page there would act with the dashboard's session. Browsers go to the workspace's origin.
-    let cookie = auth::credentials(&parts.headers, &state.args.cookie_name)
+    let cookie = auth::credentials(&parts.headers, &state.config.cookie_name)
         .first()
         .is_some_and(|credential| credential.source == Source::Cookie);
     if cookie {

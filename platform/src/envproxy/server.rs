@@ -59,7 +59,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let app = router(state.clone());
-    let header_timeout = state.args.header_timeout;
+    let header_timeout = state.config.header_timeout;
     let connections = Connections(Arc::new(watch::channel(0).0));
     tokio::pin!(shutdown);
     loop {
@@ -108,12 +108,12 @@ pub async fn serve(
     drop(listener);
     state.draining.send_replace(true);
     let open = state.sessions.total();
-    tracing::info!(open_sessions = open, drain_period = ?state.args.drain_period, "draining");
+    tracing::info!(open_sessions = open, drain_period = ?state.config.drain_period, "draining");
     // Upgraded connections leave hyper at once; the others finish their in-flight request.
     let drained = async {
         tokio::join!(state.sessions.all_closed(), connections.all_closed());
     };
-    if tokio::time::timeout(state.args.drain_period, drained)
+    if tokio::time::timeout(state.config.drain_period, drained)
         .await
         .is_err()
     {

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::config::EnvproxyArgs;
+use super::config::EnvproxyConfig;
 use super::{address, auth, limits, metrics, origin, ticket};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ProxyState {
     /// The configuration.
-    pub args: Arc<EnvproxyArgs>,
+    pub config: Arc<EnvproxyConfig>,
     /// Asks the manager who may reach which workspace.
     pub authorizer: Arc<auth::Authorizer>,
     /// Where workspaces are.

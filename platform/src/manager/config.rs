@@ -1,4 +1,4 @@
-//! The manager's configuration, from flags and environment variables.
+//! The manager's configuration (what [`crate::cli::manager`] makes of its flags).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,107 +8,60 @@ use crate::db::DbArgs;
 use crate::forwarded::TrustedProxies;
 use crate::manager::error::{ApiError, ApiResult};
 
-/// `coder-service manager`'s flags; every flag can also be set through the environment.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ManagerArgs {
-    /// The database.
-    #[command(flatten)]
+/// How the manager runs: its flags' values (see `coder-service manager --help` for each).
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// The database (the flag group `migrate` shares).
     pub db: DbArgs,
     /// The address the HTTP API listens on.
-    #[arg(long, env = "CODER_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], coder_topology::MANAGER_PORT)))]
     pub listen: SocketAddr,
-    /// The Kubernetes namespace workspaces are created in.
-    #[arg(long, env = "CODER_NAMESPACE", default_value = "coder")]
+    /// The namespace workspaces are created in.
     pub namespace: String,
-    /// The URL users reach the platform at (reported by `GET /api`).
-    #[arg(long, env = "CODER_ACCESS_URL")]
+    /// The URL users reach the platform at.
     pub access_url: Option<String>,
     /// The first admin account's email address.
-    #[arg(long, env = "CODER_ADMIN_EMAIL", default_value = "admin@coder.local")]
     pub admin_email: String,
-    /// A file holding the first admin's password (the Secret `coder-install apply` creates),
-    /// used only while no admin exists. Without it (or with the file missing) no admin is
-    /// created: a password is never generated, so it can never be logged.
-    #[arg(long, env = "CODER_ADMIN_PASSWORD_FILE")]
+    /// The file holding the first admin's password.
     pub admin_password_file: Option<PathBuf>,
-    /// A license file (the Secret `coder-install apply` creates), installed at start-up when it
-    /// was issued (`iat`) after the license in force, or none is in force: a newer license an
-    /// admin uploaded is never replaced by the Secret's at a restart. It never stops the start: a
-    /// missing file is no license (the free tier, or the license stored before), one that does
-    /// not verify (expired, altered, ...) is logged and left out.
-    #[arg(long, env = "CODER_LICENSE_FILE")]
+    /// The license file installed at start-up when newer than the license in force.
     pub license_file: Option<PathBuf>,
-    /// The install is air-gapped (the chart sets it for installs from a bundle, whose images come
-    /// from a site registry). Air-gapped use needs an enterprise license with the air-gap
-    /// feature: without one in force the platform is read-only (sign-in and reading work; every
-    /// other change answers 403 `airgap_license_required`) until an admin uploads one.
-    #[arg(long, env = "CODER_AIRGAPPED", default_value_t = false)]
+    /// The install is air-gapped (the license must allow it, else read-only).
     pub airgapped: bool,
-    /// A file holding the envproxy's token (the Secret `coder-install apply` generates). The
-    /// envproxy presents it in the `Coder-Envproxy-Token` header to look workspaces up
-    /// (`/api/private/envproxy/...`); without the file those routes answer 503.
-    #[arg(long, env = "CODER_ENVPROXY_TOKEN_FILE")]
+    /// The file holding the envproxy's token.
     pub envproxy_token_file: Option<PathBuf>,
-    /// Workspace images users may choose, comma separated; an entry ending in `*` allows every
-    /// image starting with what precedes it. Empty: any image is allowed.
-    #[arg(long = "allowed-images", env = "CODER_ALLOWED_IMAGES", value_delimiter = ',')]
+    /// Workspace images users may choose (`prefix*` allowed; empty: any).
     pub allowed_images: Vec<String>,
-    /// The scratch space one workspace may use on its node (its container's writable layer and
-    /// logs; the home volume is not counted), in GB: the kubelet evicts a workspace beyond it,
-    /// so that no workspace fills a node's disk.
-    #[arg(
-        long = "workspace-ephemeral-storage-gb",
-        env = "CODER_WORKSPACE_EPHEMERAL_STORAGE_GB",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
+    /// The scratch space one workspace may use on its node, in GB.
     pub workspace_ephemeral_storage_gb: u32,
-    /// Apply pending database migrations before serving (as `coder-service migrate` does).
-    #[arg(long, env = "CODER_MIGRATE", default_value_t = false)]
+    /// Apply pending database migrations before serving.
     pub migrate: bool,
     /// The largest request body accepted, in bytes.
-    #[arg(long, env = "CODER_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
-    /// How long a session token from `POST /auth/basic/login` stays valid, in hours.
-    #[arg(long, env = "CODER_SESSION_TTL_HOURS", default_value_t = 24)]
-    pub session_ttl_hours: u32,
+    /// How long a session token lives.
+    pub session_ttl: Duration,
     /// Login attempts allowed in a burst, per account and per client address.
-    #[arg(long, env = "CODER_LOGIN_BURST", default_value_t = 10)]
     pub login_burst: u32,
     /// Login attempts regained per minute, per account and per client address.
-    #[arg(long, env = "CODER_LOGIN_PER_MINUTE", default_value_t = 6)]
     pub login_per_minute: u32,
-    /// Proxies (addresses and CIDR networks, comma separated) whose `X-Forwarded-For` names the
-    /// client for the per-address login limit: the ingress controller and the dashboard. Others'
-    /// `X-Forwarded-For` is ignored. Empty: every peer is the client.
-    #[arg(long, env = "CODER_TRUSTED_PROXIES", default_value = "")]
+    /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
-    /// A label selector of pods in `--namespace` that are trusted proxies too, followed through
-    /// the Kubernetes API as they come and go (the chart selects its dashboard and ingress
-    /// controller pods); a pod counts only while it is Running and Ready and not being deleted.
-    /// Empty: none.
-    #[arg(long, env = "CODER_TRUSTED_PROXY_PODS", default_value = "")]
+    /// A label selector of pods that are trusted proxies too (empty: none).
     pub trusted_proxy_pods: String,
     /// What one user's workspaces may hold in all.
-    #[command(flatten)]
     pub workspace_quota: WorkspaceQuota,
 }
 
 /// What one user's workspaces may hold in all (admins' too): a member cannot take the
 /// cluster for themselves.
-#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkspaceQuota {
     /// Workspaces per user.
-    #[arg(long = "max-workspaces-per-user", env = "CODER_MAX_WORKSPACES_PER_USER", default_value_t = Self::DEFAULT.workspaces)]
     pub workspaces: i64,
     /// CPU cores of one user's workspaces together.
-    #[arg(long = "max-cpu-cores-per-user", env = "CODER_MAX_CPU_CORES_PER_USER", default_value_t = Self::DEFAULT.cpu_cores)]
     pub cpu_cores: f64,
     /// Memory (GB) of one user's workspaces together.
-    #[arg(long = "max-memory-gb-per-user", env = "CODER_MAX_MEMORY_GB_PER_USER", default_value_t = Self::DEFAULT.memory_gb)]
     pub memory_gb: f64,
     /// Home volume space (GB) of one user's workspaces together.
-    #[arg(long = "max-disk-gb-per-user", env = "CODER_MAX_DISK_GB_PER_USER", default_value_t = Self::DEFAULT.disk_gb)]
     pub disk_gb: i64,
 }
 
@@ -164,37 +117,7 @@ impl WorkspaceQuota {
     }
 }
 
-impl ManagerArgs {
-    /// Settings with every default, for a database URL (what tests and benchmarks start from).
-    pub fn for_database(url: impl Into<String>) -> Self {
-        Self {
-            db: DbArgs::from_url(url),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            namespace: "coder".to_owned(),
-            access_url: None,
-            admin_email: "admin@coder.local".to_owned(),
-            admin_password_file: None,
-            license_file: None,
-            airgapped: false,
-            envproxy_token_file: None,
-            allowed_images: Vec::new(),
-            workspace_ephemeral_storage_gb: 10,
-            migrate: true,
-            body_limit: 64 * 1024,
-            session_ttl_hours: 24,
-            login_burst: 10,
-            login_per_minute: 6,
-            trusted_proxies: TrustedProxies::default(),
-            trusted_proxy_pods: String::new(),
-            workspace_quota: WorkspaceQuota::default(),
-        }
-    }
-
-    /// How long a session token lives.
-    pub fn session_ttl(&self) -> Duration {
-        Duration::from_secs(u64::from(self.session_ttl_hours) * 3600)
-    }
-
+impl ManagerConfig {
     /// Whether users may create workspaces from `image`.
     pub fn image_allowed(&self, image: &str) -> bool {
         self.allowed_images.is_empty()
@@ -213,24 +136,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_mode_is_read_from_the_variable_the_chart_sets() {
-        use clap::Args as _;
-        let command = ManagerArgs::augment_args(clap::Command::new("manager"));
-        let airgapped = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == "airgapped")
-            .expect("the --airgapped flag");
-        assert_eq!(airgapped.get_env(), Some(std::ffi::OsStr::new("CODER_AIRGAPPED")));
-        let chart = include_str!("../../../charts/coder/templates/30-manager.yaml");
-        assert!(
-            chart.contains("{name: CODER_AIRGAPPED, value: \"{{ airgapped }}\"}"),
-            "the chart must set CODER_AIRGAPPED"
-        );
-    }
-
-    #[test]
     fn allowed_images_match_exactly_or_by_prefix() {
-        let mut args = ManagerArgs::for_database("postgres://localhost/coder");
+        let mut args = ManagerConfig::from(crate::cli::ManagerArgs::for_database(
+            "postgres://localhost/coder",
+        ));
         assert!(args.image_allowed("anything"));
         args.allowed_images = vec![
             "codercom/enterprise-base:ubuntu".into(),

@@ -2,7 +2,7 @@
 //! session tokens and API keys, and serves the workspace API, running each workspace as a
 //! Deployment, a Service and a home volume in the cluster.
 //!
-//! Layout: [`config`] (flags), [`state`] (what handlers share), [`api`] (routes, extractors and
+//! Layout: [`config`] (its configuration), [`state`] (what handlers share), [`api`] (routes, extractors and
 //! thin handlers), [`service`] (what the API does, with authorization; sessions in
 //! [`service::sessions`]), [`actor`] (who is calling), [`credentials`] (password and token
 //! primitives), [`k8s`] (workspace objects and the state watch), [`model`] (objects and field
@@ -29,7 +29,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use config::ManagerArgs;
+pub use config::{ManagerConfig, WorkspaceQuota};
 use error::ApiError;
 use k8s::WorkspaceCluster;
 use metrics::Metrics;
@@ -162,7 +162,7 @@ impl Drop for AbortOnDrop {
 impl Manager {
     /// Connects, migrates when `config.migrate`, creates the first admin if there is none, and
     /// starts the workspace state watch when a Kubernetes client is given.
-    pub async fn start(config: ManagerArgs, kube: Option<kube::Client>) -> Result<Self, StartError> {
+    pub async fn start(config: ManagerConfig, kube: Option<kube::Client>) -> Result<Self, StartError> {
         let pool = config.db.pool()?;
         if config.migrate {
             crate::db::migrate(&pool).await?;
@@ -323,8 +323,8 @@ fn read_envproxy_token(path: &std::path::Path) -> Result<Arc<str>, StartError> {
     Ok(token.into())
 }
 
-/// Runs the manager from its flags until SIGINT or SIGTERM.
-pub async fn run(config: ManagerArgs) -> Result<(), StartError> {
+/// Runs the manager until SIGINT or SIGTERM.
+pub async fn run(config: ManagerConfig) -> Result<(), StartError> {
     let kube = kube::Client::try_default()
         .await
         .map_err(StartError::Kubernetes)?;

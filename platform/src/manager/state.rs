@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::config::ManagerArgs;
+use super::config::ManagerConfig;
 use super::k8s::WorkspaceCluster;
 use super::metrics::Metrics;
 use super::proxy_pods::ProxyPods;
@@ -16,7 +16,7 @@ pub struct AppState {
     /// The database pool.
     pub pool: PgPool,
     /// The configuration.
-    pub config: Arc<ManagerArgs>,
+    pub config: Arc<ManagerConfig>,
     /// Where workspaces run; `None` makes workspace changes answer 503.
     pub cluster: Option<WorkspaceCluster>,
     /// The login rate limiter.

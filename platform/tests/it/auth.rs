@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use coder_platform::manager::{Manager, ManagerArgs};
+use coder_platform::cli::ManagerArgs;
+use coder_platform::manager::Manager;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -251,7 +252,7 @@ async fn the_first_admin_comes_from_the_password_file_once_and_is_never_generate
     let start = |file: std::path::PathBuf| {
         let mut args = ManagerArgs::for_database(&url);
         args.admin_password_file = Some(file);
-        Manager::start(args, None)
+        Manager::start(args.into(), None)
     };
 
     // No file (the optional Secret is absent) and no flag: the manager starts, without an admin.
@@ -259,7 +260,7 @@ async fn the_first_admin_comes_from_the_password_file_once_and_is_never_generate
         .await
         .expect("start without the file");
     assert_eq!(admins(&without_file).await, (0, None));
-    let without_flag = Manager::start(ManagerArgs::for_database(&url), None)
+    let without_flag = Manager::start(ManagerArgs::for_database(&url).into(), None)
         .await
         .expect("start without the flag");
     assert_eq!(admins(&without_flag).await.0, 0);
@@ -307,7 +308,7 @@ async fn a_starting_manager_deletes_dead_session_tokens_and_keeps_api_keys() {
     }
 
     // A manager starting on this database purges at once (and every hour after).
-    let _second = Manager::start(ManagerArgs::for_database(&env.database_url), None)
+    let _second = Manager::start(ManagerArgs::for_database(&env.database_url).into(), None)
         .await
         .expect("start another manager");
     let remaining = eventually("the dead sessions to go", Duration::from_secs(10), || async {

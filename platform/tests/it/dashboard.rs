@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use coder_platform::dashboard::{self, DashboardArgs};
-use coder_platform::envproxy::EnvproxyArgs;
+use coder_platform::cli::DashboardArgs;
+use coder_platform::cli::EnvproxyArgs;
+use coder_platform::dashboard;
 use coder_testenv::browser::Browser;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
@@ -18,7 +19,8 @@ use crate::standins;
 pub async fn start_dashboard(args: DashboardArgs) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(dashboard::serve(args, listener, std::future::pending()));
+    let config = args.try_into().expect("a dashboard configuration");
+    tokio::spawn(dashboard::serve(config, listener, std::future::pending()));
     port
 }
 

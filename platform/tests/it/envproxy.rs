@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use coder_platform::envproxy::{Envproxy, EnvproxyArgs};
+use coder_platform::cli::EnvproxyArgs;
+use coder_platform::envproxy::Envproxy;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -116,7 +117,7 @@ pub async fn start_proxy_on(
     listener: tokio::net::TcpListener,
     args: EnvproxyArgs,
 ) -> (String, oneshot::Sender<()>, oneshot::Receiver<()>) {
-    let proxy = Envproxy::new(args).expect("configure the envproxy");
+    let proxy = Envproxy::new(args.into()).expect("configure the envproxy");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (shutdown, signal) = oneshot::channel::<()>();
     let (done, stopped) = oneshot::channel::<()>();

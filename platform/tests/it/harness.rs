@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use coder_platform::manager::{Manager, ManagerArgs};
+use coder_platform::cli::ManagerArgs;
+use coder_platform::manager::Manager;
 use coder_testenv::{KubeApiServer, Postgres};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -86,7 +87,9 @@ impl Env {
         args.admin_password_file = Some(admin_password_file.path().to_owned());
         args.db.pg_acquire_timeout_secs = 1;
         (options.tweak)(&mut args);
-        let manager = Manager::start(args, client).await.expect("start the manager");
+        let manager = Manager::start(args.into(), client)
+            .await
+            .expect("start the manager");
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

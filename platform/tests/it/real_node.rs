@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
-use coder_platform::manager::{Manager, ManagerArgs};
+use coder_platform::cli::ManagerArgs;
+use coder_platform::manager::Manager;
 use coder_testenv::{Cluster, NODE_ADDRESS, PAUSE_IMAGE};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -68,7 +69,7 @@ async fn the_manager_trusts_exactly_the_running_dashboard_and_ingress_pods_as_pr
     let mut args = ManagerArgs::for_database(&url);
     args.namespace = "default".to_owned();
     args.trusted_proxy_pods = PROXY_PODS.to_owned();
-    let manager = Manager::start(args, Some(client))
+    let manager = Manager::start(args.into(), Some(client))
         .await
         .expect("start the manager");
     let state = manager.state();

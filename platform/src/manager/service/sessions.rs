@@ -48,7 +48,7 @@ pub async fn login(state: &AppState, request: Login, client: &str) -> ApiResult<
     let verified = blocking(move || verify_password(&password, &hash)).await?;
     match row {
         Some((user_id, _)) if verified => {
-            create_session(&state.pool, &user_id, state.config.session_ttl()).await
+            create_session(&state.pool, &user_id, state.config.session_ttl).await
         }
         _ => Err(ApiError::Unauthenticated("invalid email or password")),
     }

@@ -1,11 +1,18 @@
-//! The `coder-service` command line.
+//! The `coder-service` command line: the subcommands here, each component's flags in its own
+//! module ([`manager`], [`envproxy`], [`dashboard`]), which also makes the component's
+//! configuration from them (`ManagerConfig`, `EnvproxyConfig`, `DashboardConfig`): the components
+//! never see clap's structs.
+
+pub mod dashboard;
+pub mod envproxy;
+pub mod manager;
 
 use clap::{Parser, Subcommand};
 
-use crate::dashboard::{self, DashboardArgs};
+pub use self::dashboard::DashboardArgs;
+pub use self::envproxy::EnvproxyArgs;
+pub use self::manager::{ManagerArgs, WorkspaceQuotaArgs};
 use crate::db::{DbArgs, DbError};
-use crate::envproxy::{self, EnvproxyArgs};
-use crate::manager::{self, ManagerArgs};
 use crate::migrate;
 
 /// Run one component of the Coder platform.
@@ -52,13 +59,13 @@ pub struct MigrateArgs {
 pub enum RunError {
     /// The manager's.
     #[error(transparent)]
-    Manager(#[from] manager::StartError),
+    Manager(#[from] crate::manager::StartError),
     /// The envproxy's.
     #[error(transparent)]
-    Envproxy(#[from] envproxy::StartError),
+    Envproxy(#[from] crate::envproxy::StartError),
     /// The dashboard's.
     #[error(transparent)]
-    Dashboard(#[from] dashboard::StartError),
+    Dashboard(#[from] crate::dashboard::StartError),
     /// The migration's.
     #[error(transparent)]
     Migrate(#[from] DbError),
@@ -67,12 +74,15 @@ pub enum RunError {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.component {
-        Component::Manager(args) => manager::run(*args).await?,
+        Component::Manager(args) => crate::manager::run((*args).into()).await?,
         Component::Migrate(args) => {
             migrate::run(&args.db, std::time::Duration::from_secs(args.wait_secs)).await?
         }
-        Component::Envproxy(args) => envproxy::run(*args).await?,
-        Component::Dashboard(args) => dashboard::run(*args).await?,
+        Component::Envproxy(args) => crate::envproxy::run((*args).into()).await?,
+        Component::Dashboard(args) => {
+            let config = (*args).try_into().map_err(crate::dashboard::StartError::from)?;
+            crate::dashboard::run(config).await?
+        }
     }
     Ok(())
 }
