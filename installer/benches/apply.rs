@@ -70,7 +70,6 @@ fn options(cluster: &KubeApiServer, namespace: &str) -> ApplyOptions {
         },
         values_files: Vec::new(),
         sets: Vec::new(),
-        license: None,
         pull_credentials: None,
         dry_run: false,
         diff: false,

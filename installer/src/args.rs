@@ -177,22 +177,19 @@ impl RegistryLoginArgs {
     pub fn resolve(
         &self,
         site: Option<&SiteRegistry>,
-    ) -> anyhow::Result<(RegistryOptions, Option<(String, String)>)> {
+    ) -> anyhow::Result<(RegistryOptions, Option<Credentials>)> {
         let mut options = registry_options(&self.registry)?;
         let Some(username) = &self.registry_username else {
             return Ok((options, None));
         };
-        let password = read_password_stdin()?;
+        let credentials = Credentials {
+            username: username.clone(),
+            password: read_password_stdin()?,
+        };
         if let Some(site) = site {
-            options.credentials.insert(
-                &site.host,
-                Credentials {
-                    username: username.clone(),
-                    password: password.clone(),
-                },
-            );
+            options.credentials.insert(&site.host, credentials.clone());
         }
-        Ok((options, Some((username.clone(), password))))
+        Ok((options, Some(credentials)))
     }
 }
 

@@ -16,6 +16,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::objects::ObjectKey;
+use crate::release::InstallMode;
 use crate::render::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER_NAME};
 
 /// The record ConfigMap's name.
@@ -32,8 +33,8 @@ pub struct InstallRecord {
     pub revision: u64,
     /// The platform version installed.
     pub version: String,
-    /// `connected` or `air-gapped`.
-    pub mode: String,
+    /// Connected or air-gapped.
+    pub mode: InstallMode,
     /// The site registry (air-gapped) it was pushed to.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry: String,
@@ -94,8 +95,8 @@ pub const MAX_REVISION_BYTES: u64 = 8 << 20;
 pub struct RevisionInputs {
     /// The platform version.
     pub version: String,
-    /// `connected` or `air-gapped`.
-    pub mode: String,
+    /// Connected or air-gapped.
+    pub mode: InstallMode,
     /// The site registry (air-gapped).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry: String,

@@ -12,6 +12,7 @@ use coder_bundle::Inputs;
 use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
 use coder_bundle::read::BundleReader;
 use coder_mirror::SiteRegistry;
+use serde::{Deserialize, Serialize};
 
 /// Why a release could not be loaded from its bundle or its spec and lock.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,34 @@ pub enum ReleaseSource {
     Connected(Box<Inputs>),
 }
 
+/// How the platform's images reach the cluster; recorded as `connected` or `air-gapped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstallMode {
+    /// Pulled from their original registries by the lock's digests.
+    #[default]
+    #[serde(rename = "connected")]
+    Connected,
+    /// From an offline bundle, through the site registry.
+    #[serde(rename = "air-gapped")]
+    AirGapped,
+}
+
+impl InstallMode {
+    /// `connected` or `air-gapped`, as records, reports and the output spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::AirGapped => "air-gapped",
+        }
+    }
+}
+
+impl std::fmt::Display for InstallMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A release ready to render.
 pub struct Release {
     /// The product version (the spec's).
@@ -116,13 +145,16 @@ pub struct Release {
     pub lock_digest: String,
     /// Logical image name → pinned reference for containers.
     pub images: BTreeMap<String, String>,
-    /// `air-gapped` or `connected`.
-    pub mode: &'static str,
+    /// Connected or air-gapped.
+    pub mode: InstallMode,
     /// The site registry, in air-gapped mode.
     pub site: Option<SiteRegistry>,
     /// How the bundle's signature was checked (`verified with key …`, or not checked with
     /// `--allow-unsigned`); empty in connected mode. Recorded in the install record.
     pub signature: String,
+    /// The license that passed the license step, written to the manager's Secret; `None`:
+    /// the Secret is left as it is.
+    pub license: Option<Vec<u8>>,
 }
 
 impl Release {
@@ -185,9 +217,10 @@ impl Release {
             lock_text,
             lock,
             images,
-            mode: "air-gapped",
+            mode: InstallMode::AirGapped,
             site: Some(site.clone()),
             signature: String::new(),
+            license: None,
         })
     }
 
@@ -217,9 +250,10 @@ impl Release {
             lock_digest: coder_registry::sha256_digest(inputs.lock_text.as_bytes()),
             lock_text: inputs.lock_text.clone(),
             images,
-            mode: "connected",
+            mode: InstallMode::Connected,
             site: None,
             signature: String::new(),
+            license: None,
         })
     }
 

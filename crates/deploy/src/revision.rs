@@ -28,7 +28,7 @@ use bundle_spec::ImageLock;
 use serde_json::Value;
 
 use crate::record::RevisionInputs;
-use crate::release::{CHART, Release};
+use crate::release::{CHART, InstallMode, Release};
 use crate::render::{ImageSource, Manifests, PdbApi, RenderRequest, Values, ValuesLayer, image_map, kind_of};
 use coder_bundle::charts::{ChartFiles, embedded_chart};
 
@@ -50,7 +50,7 @@ pub struct RevisionRefused {
 pub fn record_inputs(release: &Release, values: &Values) -> crate::Result<RevisionInputs> {
     Ok(RevisionInputs {
         version: release.version.clone(),
-        mode: release.mode.to_owned(),
+        mode: release.mode,
         registry: release.site.as_ref().map(ToString::to_string).unwrap_or_default(),
         lock: release.lock_text.clone(),
         lock_digest: release.lock_digest.clone(),
@@ -85,14 +85,14 @@ pub fn rerender(
         .map_err(|error| one(error.to_string()))?;
 
     // Images: exactly where the lock pins them (or one platform of a locked index).
-    let source = match inputs.mode.as_str() {
-        "air-gapped" => ImageSource::Site(
+    let source = match inputs.mode {
+        InstallMode::AirGapped => ImageSource::Site(
             inputs
                 .registry
                 .parse()
                 .map_err(|error| one(format!("the recorded site registry: {error}")))?,
         ),
-        _ => ImageSource::Upstream,
+        InstallMode::Connected => ImageSource::Upstream,
     };
     let expected = image_map(&lock, &source).map_err(|error| one(error.to_string()))?;
     let image_problems = unlocked_images(&inputs.images, &expected, &lock);
@@ -482,7 +482,7 @@ mod tests {
         let digest = chart_digest(&chart);
         let mut inputs = RevisionInputs {
             version: "1.0.0".to_owned(),
-            mode: "connected".to_owned(),
+            mode: InstallMode::Connected,
             registry: String::new(),
             lock: String::new(),
             lock_digest: String::new(),

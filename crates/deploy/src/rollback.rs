@@ -80,17 +80,17 @@ pub async fn run(
     let target = DeployTarget {
         version: previous.version.clone(),
         lock_digest: previous.lock_digest.clone(),
-        mode: inputs.mode.clone(),
+        mode: inputs.mode,
         site: inputs.registry.parse().ok(),
         in_cluster_database,
         inputs: Some(inputs),
+        license: None,
     };
     let apply_options = ApplyOptions {
         namespace: namespace.to_owned(),
         cluster: options.cluster.clone(),
         values_files: Vec::new(),
         sets: Vec::new(),
-        license: None,
         pull_credentials: None,
         dry_run: options.dry_run,
         diff: options.diff,

@@ -76,7 +76,6 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
             cluster: args.target.cluster(),
             values_files: args.values.files.clone(),
             sets: args.values.sets.clone(),
-            license: None,
             pull_credentials,
             dry_run: args.dry_run,
             diff: args.diff,

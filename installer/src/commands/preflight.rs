@@ -39,7 +39,6 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         cluster: args.target.cluster(),
         values_files: args.values.files.clone(),
         sets: args.values.sets.clone(),
-        license: None,
         pull_credentials: None,
         dry_run: true,
         diff: false,

@@ -76,7 +76,7 @@ pub async fn deploy(
             .collect();
         return Ok(ApplyReport {
             namespace: namespace.to_owned(),
-            mode: release.mode.to_owned(),
+            mode: release.mode,
             version: release.version.clone(),
             revision: 0,
             dry_run: true,
@@ -89,10 +89,11 @@ pub async fn deploy(
     let target = DeployTarget {
         version: release.version.clone(),
         lock_digest: release.lock_digest.clone(),
-        mode: release.mode.to_owned(),
+        mode: release.mode,
         site: release.site.clone(),
         in_cluster_database: values.postgres.host.is_empty(),
         inputs: Some(crate::revision::record_inputs(release, &values)?),
+        license: release.license.clone(),
     };
     crate::lease::with_lease(
         cluster.client.clone(),
@@ -110,14 +111,16 @@ pub struct DeployTarget {
     pub version: String,
     /// The lock's digest.
     pub lock_digest: String,
-    /// `connected` or `air-gapped`.
-    pub mode: String,
+    /// Connected or air-gapped.
+    pub mode: crate::release::InstallMode,
     /// The site registry (air-gapped).
     pub site: Option<coder_mirror::SiteRegistry>,
     /// Whether PostgreSQL runs in the cluster (its password Secret is generated).
     pub in_cluster_database: bool,
     /// What the manifests were rendered from, recorded for `rollback`.
     pub inputs: Option<crate::record::RevisionInputs>,
+    /// The license to write to the manager's Secret; `None` leaves the Secret as it is.
+    pub license: Option<Vec<u8>>,
 }
 
 impl DeployTarget {
@@ -150,7 +153,7 @@ pub async fn deploy_locked(
         options.dry_run,
     )
     .await?;
-    if let Some(license) = &options.license {
+    if let Some(license) = &release.license {
         crate::secrets::apply_owned_secret(
             &cluster.client,
             namespace,
@@ -161,7 +164,7 @@ pub async fn deploy_locked(
         )
         .await?;
     }
-    if let (Some((username, password)), Some(site)) = (&options.pull_credentials, &release.site) {
+    if let (Some(credentials), Some(site)) = (&options.pull_credentials, &release.site) {
         crate::secrets::apply_owned_secret(
             &cluster.client,
             namespace,
@@ -169,7 +172,7 @@ pub async fn deploy_locked(
             "kubernetes.io/dockerconfigjson",
             BTreeMap::from([(
                 ".dockerconfigjson".to_owned(),
-                crate::secrets::docker_config_json(&site.host, username, password),
+                crate::secrets::docker_config_json(&site.host, &credentials.username, &credentials.password),
             )]),
             options.dry_run,
         )
@@ -206,7 +209,7 @@ pub async fn deploy_locked(
         }
         return Ok(ApplyReport {
             namespace: namespace.to_owned(),
-            mode: release.mode.clone(),
+            mode: release.mode,
             version: release.version.clone(),
             revision: record.revision,
             dry_run: options.dry_run,
@@ -261,7 +264,7 @@ pub async fn deploy_locked(
     let record = InstallRecord {
         revision,
         version: release.version.clone(),
-        mode: release.mode.clone(),
+        mode: release.mode,
         registry: release.site.as_ref().map(ToString::to_string).unwrap_or_default(),
         lock_digest: release.lock_digest.clone(),
         bundle_signature: release.bundle_signature(),
@@ -275,7 +278,7 @@ pub async fn deploy_locked(
     store.prune_revisions(revision).await?;
     Ok(ApplyReport {
         namespace: namespace.to_owned(),
-        mode: release.mode.clone(),
+        mode: release.mode,
         version: release.version.clone(),
         revision,
         dry_run: false,

@@ -39,11 +39,8 @@ pub struct ApplyOptions {
     pub values_files: Vec<PathBuf>,
     /// `--set` arguments, in order.
     pub sets: Vec<String>,
-    /// The license file's contents, written to the manager's Secret ([`run`] sets it from the
-    /// license step).
-    pub license: Option<Vec<u8>>,
     /// Registry credentials for the cluster's image pulls (a pull Secret is made from them).
-    pub pull_credentials: Option<(String, String)>,
+    pub pull_credentials: Option<coder_registry::Credentials>,
     /// Change nothing.
     pub dry_run: bool,
     /// Show a diff of every object that changes.
@@ -90,8 +87,8 @@ pub struct ApplyRequest {
 pub struct ApplyReport {
     /// The namespace.
     pub namespace: String,
-    /// `connected` or `air-gapped`.
-    pub mode: String,
+    /// Connected or air-gapped.
+    pub mode: crate::release::InstallMode,
     /// The version applied.
     pub version: String,
     /// The revision recorded (unchanged by a dry run).
@@ -151,7 +148,7 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
         registry,
         concurrency,
         no_push,
-        mut options,
+        options,
     } = request;
     let verified = match &source {
         ReleaseSource::Bundle { path, .. } => {
@@ -169,8 +166,9 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
     if air_gapped || license.is_some() {
         reporter.step("check license");
     }
-    options.license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
+    let license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
     let mut release = load(&source, verified.as_ref())?;
+    release.license = license;
     let pinned_manifest = verified.map(|bundle| bundle.manifest_digest);
     let site_check = SiteCheck {
         registry: &registry,
