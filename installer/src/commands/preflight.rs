@@ -2,8 +2,7 @@
 
 use crate::args::OutputFormat;
 use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
-use coder_deploy::apply::ApplyOptions;
-use coder_deploy::cluster;
+use coder_deploy::apply::{ApplyOptions, SiteCheck, preflight};
 use coder_deploy::preflight::Outcome;
 use coder_deploy::release::{Release, ReleaseSource};
 
@@ -44,20 +43,21 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         diff: false,
         wait: None,
     };
-    let cluster = cluster::connect(&options.cluster).await?;
-    let mut report = coder_deploy::apply::check_release(&cluster, &release, &options).await?;
-    if let Some(site) = &release.site {
-        let (registry_options, _) = args.login.resolve(Some(site))?;
-        let check = match (&source, args.no_push.no_push) {
-            (ReleaseSource::Bundle { path, .. }, true) => {
-                coder_deploy::preflight::check_site_serves_bundle(path, site, &registry_options, None)
-                    .await
-                    .0
-            }
-            _ => coder_deploy::preflight::check_site_registry(site, &registry_options).await,
-        };
-        report.checks.push(check);
-    }
+    // The site registry's login (its password read from stdin) only where there is one.
+    let registry = match &release.site {
+        Some(site) => args.login.resolve(Some(site))?.0,
+        None => coder_registry::RegistryOptions::default(),
+    };
+    let site_check = SiteCheck {
+        registry: &registry,
+        served: match (&source, args.no_push.no_push) {
+            (ReleaseSource::Bundle { path, .. }, true) => Some((path.as_path(), None)),
+            _ => None,
+        },
+    };
+    let report = preflight(&release, &options, site_check, &coder_report::Silent)
+        .await?
+        .report;
     match args.format {
         OutputFormat::Json => super::print_json(&report)?,
         OutputFormat::Text => {

@@ -698,6 +698,24 @@ async fn bad_inputs_are_refused_before_anything_is_written() {
         "{error}"
     );
 
+    // `preflight` alone runs the same checks: it names the same denial, and passes with the
+    // cluster admin's credentials.
+    let mut preflight = platform.connected("preflight", "coder", &[]);
+    preflight[position + 1] = platform.text(platform.cluster.restricted_kubeconfig_path());
+    let output = platform.run(&preflight);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("[FAIL]") && text.contains("create apps/deployments in namespace coder"),
+        "{text}"
+    );
+    let report = stdout_json(platform.run(platform.connected("preflight", "coder", &["--output", "json"])));
+    let checks = report["checks"].as_array().expect("checks");
+    assert!(
+        !checks.is_empty() && checks.iter().all(|check| check["outcome"] != "fail"),
+        "{report}"
+    );
+
     // Nothing was written by any of the above.
     assert!(managed_objects(&client, "coder").await.is_empty());
 

@@ -177,7 +177,14 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
             _ => None,
         },
     };
-    let (cluster, served) = preflight(&release, &options, site_check, reporter).await?;
+    let Preflight {
+        cluster,
+        report,
+        served,
+    } = preflight(&release, &options, site_check, reporter).await?;
+    if !report.passed() {
+        return Err(crate::DeployError::PreflightFailed(report.failure_message()));
+    }
     if let Some(report) = served {
         reporter.step(&format!(
             "no push (--no-push): {} serves all {} images and charts",
@@ -264,22 +271,34 @@ fn load(source: &ReleaseSource, verified: Option<&VerifiedBundle>) -> crate::Res
 }
 
 /// How preflight checks the site registry.
-struct SiteCheck<'a> {
+pub struct SiteCheck<'a> {
     /// Its access.
-    registry: &'a RegistryOptions,
-    /// With `--no-push`: the bundle it must already serve, and the verified manifest's digest.
-    served: Option<(&'a std::path::Path, Option<String>)>,
+    pub registry: &'a RegistryOptions,
+    /// With `--no-push`: the bundle it must already serve, and the verified manifest's digest
+    /// (when it was verified).
+    pub served: Option<(&'a std::path::Path, Option<String>)>,
 }
 
-/// Step 3: preflight. Values problems are input errors, reported before the cluster is touched;
-/// then the cluster's checks and the site registry's: it takes pushes or, with `--no-push`, it
-/// serves the bundle (whose report is returned). Returns the connected cluster.
-async fn preflight(
+/// What preflight found: the connected cluster, every check, and with `--no-push` what the
+/// site registry serves of the bundle.
+pub struct Preflight {
+    /// The cluster it connected to.
+    pub cluster: Cluster,
+    /// Every check, in the order they ran.
+    pub report: PreflightReport,
+    /// With `--no-push`, when the site registry serves the whole bundle: what it serves.
+    pub served: Option<MirrorReport>,
+}
+
+/// Step 3, and `coder-install preflight`: values problems are input errors, reported before the
+/// cluster is touched; then the cluster's checks and the site registry's (it takes pushes, or
+/// with `--no-push` it serves the bundle). A failed check is in the report, not an error.
+pub async fn preflight(
     release: &Release,
     options: &ApplyOptions,
     site_check: SiteCheck<'_>,
     reporter: &dyn Reporter,
-) -> crate::Result<(Cluster, Option<MirrorReport>)> {
+) -> crate::Result<Preflight> {
     release.values(&options.values_files, &options.sets, None)?;
     reporter.step("preflight");
     let cluster = crate::cluster::connect(&options.cluster).await?;
@@ -298,10 +317,11 @@ async fn preflight(
         };
         report.checks.push(check);
     }
-    if !report.passed() {
-        return Err(crate::DeployError::PreflightFailed(report.failure_message()));
-    }
-    Ok((cluster, served))
+    Ok(Preflight {
+        cluster,
+        report,
+        served,
+    })
 }
 
 /// Step 4: push the bundle's images into the site registry, and point the release at what was
