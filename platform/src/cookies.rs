@@ -1,7 +1,7 @@
 //! The platform's cookies as the dashboard and the envproxy both handle them: their names,
 //! reading them from a request, the browser-origin checks that guard ambient credentials, and
 //! whether the workspace domain shares cookies with the platform's host ([`shared_cookie_scope`]).
-//! (Setting them is each component's own: `dashboard::session`, `envproxy::workspace_host`.)
+//! (Setting them is each component's own: `dashboard::session`, `envproxy::workspace_origin`.)
 //!
 //! Where cookies are `Secure` their names carry the `__Host-` prefix ([`host_only_name`]): a
 //! browser stores such a cookie only when it is `Secure`, `Path=/` and has no `Domain`, so no

@@ -2,33 +2,34 @@
 //! on 13337), shell (envagent on 26337) and SSH (envagent on 12212).
 //!
 //! It never reaches PostgreSQL: users are authenticated by the manager with their own token and
-//! workspaces looked up with the envproxy's token ([`auth`]). Layout: [`config`] (its configuration),
-//! [`state`] (what handlers share), [`routes`] (the platform origin's routes), [`proxy`]
-//! (admission and proxying, for both origins), [`forward`] (plain HTTP), [`upstream`] (connecting to a
-//! workspace), [`side`] and [`relay`] (WebSocket and TCP frames, keepalive, idle timeout,
-//! backpressure), [`limits`] (per-user sessions), [`metrics`], [`address`] (where a workspace is), [`cache`],
-//! [`error`], [`server`] (the HTTP/1 server: header timeout, graceful drain), and [`origin`],
-//! [`ticket`] and [`workspace_host`] (each workspace on its own origin, entered with a one-time
-//! ticket exchanged for a host-only cookie).
+//! workspaces looked up with the envproxy's token ([`auth`]).
+//!
+//! Layout, by idea:
+//! - the service: [`config`] (its configuration), [`state`] (what handlers share), [`routes`]
+//!   (the platform origin's routes), [`server`] (the HTTP/1 server: header timeout, graceful
+//!   drain), [`error`] (refusals), [`metrics`];
+//! - [`auth`]: who is calling and whether they may reach a workspace (the manager's answers,
+//!   cached in [`auth::cache`]);
+//! - [`proxy`]: admission and proxying for both origins, plain HTTP in [`proxy::forward`], where
+//!   a workspace is in [`proxy::address`];
+//! - [`relay`]: WebSocket and TCP sessions: the relay loop (keepalive, idle timeout,
+//!   backpressure), the frames of either side ([`relay::side`]), connecting to the workspace
+//!   ([`relay::upstream`]) and the limits sessions are admitted under ([`relay::limits`]: per
+//!   user, in total, the memory budget);
+//! - [`workspace_origin`]: each workspace on its own origin ([`workspace_origin::origins`]),
+//!   entered with a one-time ticket exchanged for a host-only cookie
+//!   ([`workspace_origin::ticket`]).
 
-pub mod address;
 pub mod auth;
-pub mod cache;
 pub mod config;
 pub mod error;
-pub mod forward;
-pub mod limits;
 pub mod metrics;
-pub mod origin;
 pub mod proxy;
 pub mod relay;
 pub mod routes;
 pub mod server;
-pub mod side;
 pub mod state;
-pub mod ticket;
-pub mod upstream;
-pub mod workspace_host;
+pub mod workspace_origin;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ pub use config::EnvproxyConfig;
 pub use state::ProxyState;
 
 use crate::manager_client::{ClientError, ManagerClient};
+use proxy::address;
+use relay::limits;
+use workspace_origin::{origins, ticket};
 
 /// Why the envproxy could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +62,7 @@ pub enum StartError {
     Address(#[from] address::AddressError),
     /// `--workspace-base-url` is malformed.
     #[error(transparent)]
-    Origin(#[from] origin::OriginError),
+    Origin(#[from] origins::OriginError),
     /// The workspace credentials' key could not be made.
     #[error("making the workspace ticket key: {0}")]
     Seal(#[from] ticket::SealError),
@@ -119,7 +123,7 @@ impl Envproxy {
             Some(token) => ticket::Sealer::from_secret(token.as_bytes())?,
             None => ticket::Sealer::random()?,
         };
-        let origins = origin::WorkspaceOrigins::parse(&config.workspace_base_url)?;
+        let origins = origins::WorkspaceOrigins::parse(&config.workspace_base_url)?;
         let session_limits = limits::Limits {
             per_user: config.max_connections_per_user,
             total: config.max_connections,
@@ -188,7 +192,7 @@ impl Envproxy {
 /// share a parent domain. The dashboard's `__Host-` cookies (HTTPS) cannot be overwritten that
 /// way, and every reader tries each cookie of a name, but plain-HTTP cookies can be, and the two
 /// are then one site. Not a refusal: a lab may choose it knowingly.
-fn warn_of_shared_cookies(access_url: &str, origins: &origin::WorkspaceOrigins) {
+fn warn_of_shared_cookies(access_url: &str, origins: &origins::WorkspaceOrigins) {
     if access_url.trim().is_empty() {
         return;
     }

@@ -1,9 +1,9 @@
 //! The envproxy's routes on the platform's origin: `/proxy/workspaces/{id}/ide/...` (HTTP and
 //! WebSocket to code-server, for clients sending a token header: the dashboard's cookie is not
 //! accepted there), `/proxy/workspaces/{id}/open` (into the workspace's own origin, see
-//! [`super::workspace_host`]), `/proxy/workspaces/{id}/terminal` (WebSocket to the envagent
+//! [`super::workspace_origin`]), `/proxy/workspaces/{id}/terminal` (WebSocket to the envagent
 //! shell), `/proxy/workspaces/{id}/ssh` (WebSocket-wrapped TCP to the envagent SSH proxy),
-//! `/healthz` and `/readyz`. Requests for a workspace host go to [`super::workspace_host`].
+//! `/healthz` and `/readyz`. Requests for a workspace host go to [`super::workspace_origin`].
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -18,7 +18,7 @@ use super::error::ProxyError;
 use super::metrics;
 use super::proxy::{Target, Via, is_websocket, proxy_ide, websocket};
 use super::state::ProxyState;
-use super::workspace_host;
+use super::workspace_origin;
 use coder_topology::{ENVAGENT_SHELL_PORT, ENVAGENT_SSH_PORT};
 
 /// Every route, with the state and layers.
@@ -27,7 +27,7 @@ pub fn router(state: ProxyState) -> Router {
         .route("/proxy/workspaces/{id}/ide", any(ide_root))
         .route("/proxy/workspaces/{id}/ide/", any(ide))
         .route("/proxy/workspaces/{id}/ide/{*rest}", any(ide))
-        .route("/proxy/workspaces/{id}/open", get(workspace_host::open))
+        .route("/proxy/workspaces/{id}/open", get(workspace_origin::open))
         .route("/proxy/workspaces/{id}/terminal", any(terminal))
         .route("/proxy/workspaces/{id}/ssh", any(ssh))
         .route("/healthz", get(healthz))
@@ -39,7 +39,7 @@ pub fn router(state: ProxyState) -> Router {
         .fallback_service(routes.with_state(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state,
-            workspace_host::dispatch,
+            workspace_origin::dispatch,
         ));
     crate::request_id::layer(routes)
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::config::EnvproxyConfig;
-use super::{address, auth, limits, metrics, origin, ticket};
+use super::proxy::address;
+use super::relay::limits;
+use super::workspace_origin::{origins, ticket};
+use super::{auth, metrics};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -29,8 +32,8 @@ pub struct ProxyState {
     /// True when the drain period is over: open sessions are closed.
     pub closing: Arc<watch::Sender<bool>>,
     /// Where workspaces are served to browsers; `None`: nowhere.
-    pub origins: Option<Arc<origin::WorkspaceOrigins>>,
+    pub origins: Option<Arc<origins::WorkspaceOrigins>>,
     /// Seals workspace tickets and cookies (a ticket's use is recorded by the manager, in the
-    /// database: see [`super::workspace_host`]).
+    /// database: see [`super::workspace_origin`]).
     pub sealer: Arc<ticket::Sealer>,
 }

@@ -1,8 +1,8 @@
 //! Workspace tickets, single-use across every envproxy replica and restart. The envproxy seals
-//! its tickets itself (`envproxy::ticket`) and never reaches PostgreSQL; before it takes one it
-//! asks the manager to record the ticket's nonce ([`redeem`]). The insert-if-absent on the
-//! primary key makes exactly one redemption of a nonce win, whichever replica asks and however
-//! many ask at once.
+//! its tickets itself (`envproxy::workspace_origin::ticket`) and never reaches PostgreSQL;
+//! before it takes one it asks the manager to record the ticket's nonce ([`redeem`]). The
+//! insert-if-absent on the primary key makes exactly one redemption of a nonce win, whichever
+//! replica asks and however many ask at once.
 //!
 //! A row is kept until [`CLOCK_SKEW_MARGIN_SECS`] after its ticket's expiry (the envproxy's clock
 //! sets the expiry, the database's decides when a row goes), then deleted by a later

@@ -1,6 +1,10 @@
 //! Admission and proxying, the same on the platform's origin ([`super::routes`]) and on a
-//! workspace's own host ([`super::workspace_host`]): who may reach the workspace ([`admit`]),
-//! then plain HTTP ([`proxy_ide`]) or a relayed WebSocket or TCP session ([`websocket`]).
+//! workspace's own host ([`super::workspace_origin`]): who may reach the workspace ([`admit`]),
+//! then plain HTTP ([`proxy_ide`], through [`forward`]) or a relayed WebSocket or TCP session
+//! ([`websocket`], through [`super::relay`]), to the address [`address`] gives.
+
+pub mod address;
+pub mod forward;
 
 use std::net::SocketAddr;
 
@@ -11,15 +15,15 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use self::forward::strip_hop_by_hop;
 use super::auth::{self, Credential, Grant, Source};
 use super::error::ProxyError;
-use super::forward::{self, strip_hop_by_hop};
-use super::limits::Refusal;
+use super::relay::limits::Refusal;
+use super::relay::side::{self, Close, Frame};
+use super::relay::upstream::{self, Upstream};
 use super::relay::{self, Timing};
-use super::side::{self, Close, Frame};
 use super::state::ProxyState;
-use super::ticket::Kind;
-use super::upstream::{self, Upstream};
+use super::workspace_origin::ticket::Kind;
 use crate::cookies;
 use coder_topology::CODE_SERVER_PORT;
 

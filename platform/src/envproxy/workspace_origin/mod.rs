@@ -1,9 +1,10 @@
-//! Each workspace on its own origin, `ws-<id>.<domain>` ([`super::origin`]).
+//! Each workspace on its own origin, `ws-<id>.<domain>` ([`origins`]: the domain and the
+//! hosts), entered with a sealed one-time ticket ([`ticket`]).
 //!
 //! 1. The dashboard's "Open IDE" goes to `GET /proxy/workspaces/<id>/open` on the platform's
 //!    origin, authenticated there by the dashboard's session cookie (or a token header). The
 //!    envproxy admits the caller as usual (owner or admin, workspace running), seals a ticket
-//!    ([`super::ticket`]: the caller's token, this workspace, one minute, single use) and
+//!    ([`ticket`]: the caller's token, this workspace, one minute, single use) and
 //!    redirects to `<workspace origin>/__coder/auth?ticket=...`.
 //! 2. On the workspace host, the envproxy (not the workspace) opens the ticket, has the manager
 //!    record its use in the database ([`redeem`]: the first redemption wins, at whichever
@@ -14,16 +15,19 @@
 //!    other (a logout or a revoked token ends it). The dashboard's cookie is never accepted
 //!    there, and no platform cookie reaches the workspace or may be set by it.
 
+pub mod origins;
+pub mod ticket;
+
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use self::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
 use super::error::ProxyError;
 use super::proxy::{self, Via};
 use super::state::ProxyState;
-use super::ticket::{COOKIE_TTL, Claims, Kind, TICKET_TTL};
 use crate::cookies::workspace_cookie_name;
 
 /// The path on a workspace host where a ticket is exchanged for the cookie (the envproxy

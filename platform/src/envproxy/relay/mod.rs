@@ -8,6 +8,13 @@
 //!   dropped. Pings and pongs do not count as activity for the idle timeout.
 //! - Idle timeout, the end of the drain period, and a periodic re-authorisation (a revoked token
 //!   or a stopped workspace) also end the relay, each with its own close code and reason.
+//!
+//! Its parts: [`side`] (either end as a stream and a sink of frames), [`upstream`] (connecting
+//! to the workspace's port) and [`limits`] (what sessions are admitted under).
+
+pub mod limits;
+pub mod side;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +24,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use self::side::{Close, Frame, FrameSink, FrameStream};
 use super::error::ProxyError;
-use super::side::{Close, Frame, FrameSink, FrameStream};
 
 /// The relay's timing.
 #[derive(Debug, Clone, Copy)]

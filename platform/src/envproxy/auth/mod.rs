@@ -4,12 +4,14 @@
 //! `--auth-cache-ttl`, which bounds how long a revoked token or a stopped workspace stays usable
 //! (open WebSockets re-check at that interval too).
 
+pub mod cache;
+
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
 
-use super::cache::TtlCache;
+use self::cache::TtlCache;
 use super::error::ProxyError;
 use crate::api_types::SESSION_TOKEN_HEADER;
 use crate::api_types::{User, Workspace};
