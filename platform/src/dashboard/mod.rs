@@ -7,7 +7,7 @@
 //!
 //! Layout: [`config`] (its configuration), [`access_url`] (the access URL and the `Secure` cookie rule),
 //! [`wrong_address`] (telling users they are at the wrong address), [`terminal`] (a workspace's
-//! terminal in the browser), [`state`] (what handlers share), [`handlers`] (routes),
+//! terminal in the browser), [`state`] (what handlers share), [`handlers`] (routes, one module a resource),
 //! [`signed_in`] (the extractors: who is signed in, CSRF-checked form posts), [`reply`] (pages,
 //! redirects and messages as responses), [`pages`] (HTML), [`session`] (the session and CSRF
 //! cookies), [`assets`] (the stylesheet and security headers).
@@ -57,19 +57,17 @@ pub enum StartError {
 
 /// The routes.
 pub fn router(state: DashState) -> Router {
+    use handlers::{license, login, users, workspaces};
     let routes = Router::new()
-        .route("/", get(handlers::home))
-        .route("/login", get(handlers::login_page).post(handlers::login))
-        .route("/logout", post(handlers::logout))
-        .route("/workspaces", post(handlers::create_workspace))
-        .route("/workspaces/{id}/{verb}", post(handlers::workspace_action))
+        .route("/", get(workspaces::home))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/workspaces", post(workspaces::create))
+        .route("/workspaces/{id}/{verb}", post(workspaces::action))
         .route("/workspaces/{id}/terminal", get(terminal::page_for))
         .route("/assets/terminal.js", get(terminal::script))
-        .route("/admin/users", get(handlers::users).post(handlers::create_user))
-        .route(
-            "/admin/license",
-            get(handlers::license).post(handlers::install_license),
-        )
+        .route("/admin/users", get(users::list).post(users::create))
+        .route("/admin/license", get(license::show).post(license::install))
         .route("/assets/style.css", get(assets::style))
         .route("/healthz", get(handlers::healthz))
         .layer(axum::middleware::from_fn(assets::security_headers))
