@@ -139,6 +139,54 @@ pub fn verify_reported(
     report
 }
 
+/// Checks only the signature of a bundle verified earlier: its manifest must still hash to
+/// `pinned` (the [`VerifyReport::manifest_digest`] of that verify, or the bundle is refused as
+/// changed since), and the signature over it is checked as [`verify_bundle`] checks it. Blobs
+/// are not re-hashed: every later read is by the digests of the pinned manifest.
+pub fn verify_signature_pinned(
+    reader: &BundleReader,
+    pinned: &str,
+    public_key: Option<&VerifyingKey>,
+) -> crate::Result<SignatureStatus> {
+    let manifest_bytes = reader.manifest_bytes()?;
+    let actual = coder_registry::sha256_digest(&manifest_bytes);
+    if actual != pinned {
+        return Err(crate::BundleError::ChangedSinceVerified {
+            path: reader.path().to_owned(),
+            pinned: pinned.to_owned(),
+            actual,
+        });
+    }
+    signature_status(reader, &manifest_bytes, public_key)
+}
+
+/// What the bundle's signature over `manifest_bytes` says, with `public_key` if given.
+fn signature_status(
+    reader: &BundleReader,
+    manifest_bytes: &[u8],
+    public_key: Option<&VerifyingKey>,
+) -> crate::Result<SignatureStatus> {
+    Ok(match (reader.read_document(SIGNATURE_PATH)?, public_key) {
+        (None, None) => SignatureStatus::Unsigned,
+        (None, Some(_)) => {
+            SignatureStatus::Invalid("the bundle is not signed, but a public key was given".to_owned())
+        }
+        (Some(_), None) => SignatureStatus::NotChecked,
+        (Some(bytes), Some(key)) => match Signature::from_slice(&bytes) {
+            Ok(signature) => match key.verify_strict(manifest_bytes, &signature) {
+                Ok(()) => SignatureStatus::Verified,
+                Err(_) => SignatureStatus::Invalid(format!(
+                    "the signature does not match {MANIFEST_PATH} with key {}",
+                    signing::fingerprint(key)
+                )),
+            },
+            Err(_) => {
+                SignatureStatus::Invalid(format!("{SIGNATURE_PATH} is not a 64-byte Ed25519 signature"))
+            }
+        },
+    })
+}
+
 fn verify_opened(
     reader: &BundleReader,
     public_key: Option<&VerifyingKey>,
@@ -150,25 +198,7 @@ fn verify_opened(
     let manifest_digest = coder_registry::sha256_digest(&manifest_bytes);
     let mut problems = Vec::new();
 
-    let signature = match (reader.read_document(SIGNATURE_PATH)?, public_key) {
-        (None, None) => SignatureStatus::Unsigned,
-        (None, Some(_)) => {
-            SignatureStatus::Invalid("the bundle is not signed, but a public key was given".to_owned())
-        }
-        (Some(_), None) => SignatureStatus::NotChecked,
-        (Some(bytes), Some(key)) => match Signature::from_slice(&bytes) {
-            Ok(signature) => match key.verify_strict(&manifest_bytes, &signature) {
-                Ok(()) => SignatureStatus::Verified,
-                Err(_) => SignatureStatus::Invalid(format!(
-                    "the signature does not match {MANIFEST_PATH} with key {}",
-                    signing::fingerprint(key)
-                )),
-            },
-            Err(_) => {
-                SignatureStatus::Invalid(format!("{SIGNATURE_PATH} is not a 64-byte Ed25519 signature"))
-            }
-        },
-    };
+    let signature = signature_status(reader, &manifest_bytes, public_key)?;
 
     // Every entry the bundle should have, with the digest it should hash to.
     let mut expected: Vec<(String, String, Option<u64>)> = manifest

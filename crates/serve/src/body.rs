@@ -1,11 +1,14 @@
 //! Response bodies: small documents from memory, and blob ranges streamed from the bundle file.
 //!
-//! A blob range is read by one blocking task with positioned reads (`pread`) into fixed
-//! [`CHUNK`]-sized buffers, handed to the connection through a channel of [`IN_FLIGHT`] chunks:
-//! memory per download is bounded whatever the blob's size, and a client that reads slowly
-//! stops the reader (the channel is full) instead of growing a queue. When the client goes
-//! away, the body is dropped, the channel closes and the reader stops.
+//! A blob range is read a [`CHUNK`] at a time, each chunk by a short blocking task (one
+//! positioned read, `pread`, then it returns), at most [`READ_AHEAD`] of them ahead of what the
+//! connection has sent. No blocking thread ever waits on a client: a client that reads slowly
+//! (or never) only leaves its finished chunks waiting in its body, so memory per download is
+//! bounded whatever the blob's size, and the blocking pool stays free for everyone else. When
+//! the client goes away, the body is dropped with the reads it started (each ends on its own).
 
+use std::collections::VecDeque;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,12 +17,12 @@ use bytes::{Bytes, BytesMut};
 use coder_bundle::bundle_file::BundleFile;
 use coder_registry::blob_io::RandomRead;
 use http_body::{Frame, SizeHint};
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Bytes read from the bundle at once.
 pub(crate) const CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of what the connection has sent.
-const IN_FLIGHT: usize = 4;
+const READ_AHEAD: usize = 2;
 
 /// A response body.
 pub(crate) enum Body {
@@ -31,10 +34,23 @@ pub(crate) enum Body {
     File(FileRange),
 }
 
+/// One chunk read: its bytes, and the buffer they were split from (reused for a later chunk
+/// once the connection has sent them).
+type ChunkRead = JoinHandle<std::io::Result<(Bytes, BytesMut)>>;
+
 /// A byte range of the bundle file being streamed.
 pub(crate) struct FileRange {
-    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    file: Arc<BundleFile>,
+    /// Where the next read starts.
+    next_offset: u64,
+    /// Bytes no read has been started for yet.
+    unread: u64,
+    /// Bytes not yet handed to the connection.
     remaining: u64,
+    /// The reads started, in order.
+    reads: VecDeque<ChunkRead>,
+    /// A buffer for the next read.
+    spare: Option<BytesMut>,
 }
 
 impl Body {
@@ -45,30 +61,66 @@ impl Body {
 
     /// Streams `size` bytes of `file` from `offset`.
     pub(crate) fn file_range(file: Arc<BundleFile>, offset: u64, size: u64) -> Self {
-        let (sender, chunks) = mpsc::channel(IN_FLIGHT);
-        tokio::task::spawn_blocking(move || {
-            let mut buffer = BytesMut::new();
-            let mut done = 0u64;
-            while done < size {
-                // Reuses the buffer once the connection has sent (dropped) the earlier chunks.
-                buffer.reserve(CHUNK);
-                let want = usize::try_from(size - done).unwrap_or(CHUNK).min(CHUNK);
-                buffer.resize(want, 0);
-                let chunk = match file.read_range(&mut buffer[..want], offset + done) {
-                    Ok(()) => Ok(buffer.split().freeze()),
-                    Err(error) => Err(error),
-                };
-                let failed = chunk.is_err();
-                if sender.blocking_send(chunk).is_err() || failed {
-                    return;
-                }
-                done += want as u64;
-            }
-        });
         Self::File(FileRange {
-            chunks,
+            file,
+            next_offset: offset,
+            unread: size,
             remaining: size,
+            reads: VecDeque::with_capacity(READ_AHEAD),
+            spare: None,
         })
+    }
+}
+
+impl FileRange {
+    /// Starts reads until [`READ_AHEAD`] are under way or the range is all asked for.
+    fn start_reads(&mut self) {
+        while self.reads.len() < READ_AHEAD && self.unread > 0 {
+            let want = usize::try_from(self.unread).unwrap_or(CHUNK).min(CHUNK);
+            let offset = self.next_offset;
+            let file = Arc::clone(&self.file);
+            let mut buffer = self.spare.take().unwrap_or_default();
+            self.reads.push_back(tokio::task::spawn_blocking(move || {
+                // Reclaims the buffer's memory when the chunks split from it have been sent.
+                buffer.reserve(CHUNK);
+                buffer.resize(want, 0);
+                file.read_range(&mut buffer[..want], offset)?;
+                Ok((buffer.split().freeze(), buffer))
+            }));
+            self.next_offset += want as u64;
+            self.unread -= want as u64;
+        }
+    }
+
+    /// The next chunk, once its read is done.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        self.start_reads();
+        let Some(read) = self.reads.front_mut() else {
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "the bundle reader stopped before the end of the blob",
+            ))));
+        };
+        let done = match Pin::new(read).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(done) => done,
+        };
+        self.reads.pop_front();
+        match done {
+            Ok(Ok((chunk, spare))) => {
+                self.spare = Some(spare);
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                // The next read runs while the connection sends this chunk.
+                self.start_reads();
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Ok(Err(error)) => Poll::Ready(Some(Err(error))),
+            Err(stopped) => Poll::Ready(Some(Err(std::io::Error::other(format!(
+                "reading the bundle stopped: {stopped}"
+            ))))),
+        }
     }
 }
 
@@ -83,22 +135,9 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
-            Self::File(range) => {
-                if range.remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                match range.chunks.poll_recv(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        range.remaining = range.remaining.saturating_sub(chunk.len() as u64);
-                        Poll::Ready(Some(Ok(Frame::data(chunk))))
-                    }
-                    Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
-                    Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other(
-                        "the bundle reader stopped before the end of the blob",
-                    )))),
-                }
-            }
+            Self::File(range) => range
+                .poll_chunk(cx)
+                .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data))),
         }
     }
 

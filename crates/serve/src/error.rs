@@ -47,6 +47,8 @@ pub(crate) enum ApiError {
     TagInvalid,
     /// 401: credentials are needed or were refused.
     Unauthorized,
+    /// 429: the client failed to log in too often.
+    TooManyRequests,
     /// 405: the registry is read-only.
     Unsupported,
     /// 400: a pagination parameter is not a number.
@@ -79,6 +81,11 @@ impl ApiError {
                 "UNAUTHORIZED",
                 StatusCode::UNAUTHORIZED,
                 "authentication required",
+            ),
+            Self::TooManyRequests => (
+                "TOOMANYREQUESTS",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests",
             ),
             Self::Unsupported => (
                 "UNSUPPORTED",

@@ -1,17 +1,18 @@
 //! One request of the pull API: authentication, the route, and the answer.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use coder_bundle::bundle_file::BundleFile;
 use http::header::{
     ACCEPT_RANGES, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    LINK, RANGE, WWW_AUTHENTICATE,
+    LINK, RANGE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::auth::{Htpasswd, REALM};
+use crate::auth::{PasswordGate, REALM, Verdict};
 use crate::body::Body;
 use crate::content::Content;
 use crate::error::ApiError;
@@ -22,7 +23,7 @@ use crate::routes::{Reference, Route, route};
 pub(crate) struct State {
     pub(crate) content: Content,
     pub(crate) file: Arc<BundleFile>,
-    pub(crate) auth: Option<Htpasswd>,
+    pub(crate) auth: Option<PasswordGate>,
     pub(crate) stats: Stats,
 }
 
@@ -39,8 +40,12 @@ pub(crate) struct Stats {
 
 const API_VERSION: &str = "registry/2.0";
 
-/// Answers one request.
-pub(crate) async fn handle<B>(state: Arc<State>, request: Request<B>) -> Result<Response<Body>, Infallible> {
+/// Answers one request from `client`.
+pub(crate) async fn handle<B>(
+    state: Arc<State>,
+    request: Request<B>,
+    client: IpAddr,
+) -> Result<Response<Body>, Infallible> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     let head = request.method() == Method::HEAD;
     let path = request.uri().path();
@@ -50,33 +55,14 @@ pub(crate) async fn handle<B>(state: Arc<State>, request: Request<B>) -> Result<
         set(&mut response, CONTENT_TYPE, "text/plain; charset=utf-8");
         return Ok(response);
     }
-    if let Some(auth) = &state.auth {
+    if let Some(gate) = &state.auth {
         let header = request
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let passed = match header {
-            None => false,
-            Some(header) if auth.remembered(&header) => true,
-            Some(header) => {
-                let state = Arc::clone(&state);
-                tokio::task::spawn_blocking(move || {
-                    state.auth.as_ref().is_some_and(|auth| auth.verify(&header))
-                })
-                .await
-                .unwrap_or(false)
-            }
-        };
-        if !passed {
+            .and_then(|value| value.to_str().ok());
+        if let Some(refusal) = refusal(gate.check(client, header).await, head) {
             state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
-            let mut response = error(ApiError::Unauthorized, "", head);
-            set(
-                &mut response,
-                WWW_AUTHENTICATE,
-                &format!("Basic realm=\"{REALM}\""),
-            );
-            return Ok(response);
+            return Ok(refusal);
         }
     }
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
@@ -119,6 +105,33 @@ pub(crate) async fn handle<B>(state: Arc<State>, request: Request<B>) -> Result<
         Route::NotFound => error(ApiError::NameUnknown, path, head),
     };
     Ok(response)
+}
+
+/// The answer to credentials that did not pass: 401 with the `Basic` challenge, or 429 with
+/// `Retry-After` for a client that failed too often; `None` when they passed.
+fn refusal(verdict: Verdict, head: bool) -> Option<Response<Body>> {
+    match verdict {
+        Verdict::Passed => None,
+        Verdict::Refused => {
+            let mut response = error(ApiError::Unauthorized, "", head);
+            set(
+                &mut response,
+                WWW_AUTHENTICATE,
+                &format!("Basic realm=\"{REALM}\""),
+            );
+            Some(response)
+        }
+        Verdict::TooManyFailures(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = error(
+                ApiError::TooManyRequests,
+                "too many failed logins from this address; wait and try again",
+                head,
+            );
+            set(&mut response, RETRY_AFTER, &seconds.max(1).to_string());
+            Some(response)
+        }
+    }
 }
 
 /// A manifest by tag or digest, with its media type and digest.

@@ -13,15 +13,22 @@
 //! escapes never reach one; lookups are in tables built from the bundle manifest, never on a
 //! file system. Optional HTTPS (`tls`) and htpasswd basic authentication (`auth`).
 //!
+//! Whoever can connect is held to [`ServeLimits`]: a cap on open connections, a deadline for
+//! request heads and idle keep-alive connections, a deadline for a client that takes no bytes
+//! of an answer (`conn`), a few bcrypt checks at a time, and a failed-login budget per client
+//! (`login_limit`). No thread ever waits on a client (`body`).
+//!
 //! Verifying the bundle (hashes and signature) is the caller's job before [`BundleRegistry::open`]
 //! (`coder-install serve` runs the same check as `verify`); the manifest it verified is pinned
 //! with [`ServeOptions::pinned_manifest`].
 
 mod auth;
 mod body;
+mod conn;
 mod content;
 mod error;
 mod handler;
+mod login_limit;
 mod range;
 mod routes;
 mod tls;
@@ -40,16 +47,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 pub use auth::Htpasswd;
+use conn::StallGuard;
 pub use content::{ServedArtifact, repository_path};
 pub use error::ServeError;
 use handler::{State, Stats};
+pub use login_limit::FailureLimit;
 
-/// How long a client may take to send a request's head, or to finish the TLS handshake.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request head accepted.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long in-flight requests may run on after a shutdown was asked for.
@@ -67,12 +74,46 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Basic authentication: an htpasswd file of bcrypt entries.
     pub htpasswd: Option<PathBuf>,
+    /// What any one client may hold or cost.
+    pub limits: ServeLimits,
+}
+
+/// What clients may hold or cost: the bounds that keep a registry open to anyone who can
+/// connect serving everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections open at once; more wait in the listen queue until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's head (or finish the TLS handshake),
+    /// and how long a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// How long a client may take no bytes of an answer before its connection is dropped.
+    pub stall_timeout: Duration,
+    /// bcrypt checks run at once (the rest wait their turn).
+    pub concurrent_password_checks: usize,
+    /// Failed logins allowed per client before it is answered 429.
+    pub failed_logins: FailureLimit,
+}
+
+impl Default for ServeLimits {
+    /// 1024 connections, 30 s idle, 60 s stalled, 4 bcrypt checks at once, 10 failed logins in
+    /// a row then one every 6 s.
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(60),
+            concurrent_password_checks: 4,
+            failed_logins: FailureLimit::default(),
+        }
+    }
 }
 
 /// A bundle ready to be served.
 pub struct BundleRegistry {
     state: Arc<State>,
     tls: Option<TlsAcceptor>,
+    limits: ServeLimits,
     artifacts: Vec<ServedArtifact>,
     name: String,
     version: String,
@@ -135,7 +176,15 @@ impl BundleRegistry {
             .as_ref()
             .map(|(cert, key)| tls::acceptor(cert, key))
             .transpose()?;
-        let auth = options.htpasswd.as_deref().map(Htpasswd::read).transpose()?;
+        let limits = options.limits;
+        let auth = options
+            .htpasswd
+            .as_deref()
+            .map(Htpasswd::read)
+            .transpose()?
+            .map(|htpasswd| {
+                auth::PasswordGate::new(htpasswd, limits.concurrent_password_checks, limits.failed_logins)
+            });
         let file = Arc::clone(reader.file());
         Ok(Self {
             state: Arc::new(State {
@@ -145,6 +194,7 @@ impl BundleRegistry {
                 stats: Stats::default(),
             }),
             tls,
+            limits,
             artifacts,
             name: manifest.name,
             version: manifest.version,
@@ -218,7 +268,8 @@ impl BoundRegistry {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests run
-    /// for up to 10 s. Accept failures and connection errors go to `reporter` as warnings.
+    /// for up to 10 s. At most [`ServeLimits::max_connections`] connections are open at once.
+    /// Accept failures and connection errors go to `reporter` as warnings.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()>,
@@ -230,8 +281,17 @@ impl BoundRegistry {
         let (stopping, _) = watch::channel(false);
         let (open_sender, mut open) = watch::channel(0usize);
         let open_sender = Arc::new(open_sender);
+        let slots = Arc::new(Semaphore::new(registry.limits.max_connections.max(1)));
         tokio::pin!(shutdown);
         loop {
+            // At the cap, new connections wait in the listen queue until one closes.
+            let slot = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (stream, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -244,15 +304,20 @@ impl BoundRegistry {
                 },
                 () = &mut shutdown => break,
             };
-            let state = Arc::clone(&registry.state);
-            let tls = registry.tls.clone();
+            let connection = Connection {
+                state: Arc::clone(&registry.state),
+                tls: registry.tls.clone(),
+                limits: registry.limits,
+                remote,
+            };
             let stop = stopping.subscribe();
             let counter = Arc::clone(&open_sender);
             counter.send_modify(|open| *open += 1);
             tokio::spawn(async move {
-                if let Err(error) = serve_connection(stream, tls, state, stop).await {
+                if let Err(error) = connection.serve(stream, stop).await {
                     reporter.warning(&format!("connection from {remote}: {error}"));
                 }
+                drop(slot);
                 counter.send_modify(|open| *open = open.saturating_sub(1));
             });
         }
@@ -269,8 +334,8 @@ impl BoundRegistry {
 }
 
 /// Whether a connection ended because of the client, not of the server: it went away
-/// mid-request or mid-answer, or stayed idle past the head timeout (pooled keep-alive
-/// connections do). Not worth a warning.
+/// mid-request or mid-answer, stayed idle past the head timeout (pooled keep-alive
+/// connections do), or took no bytes past the stall timeout. Not worth a warning.
 fn client_went_away(error: &hyper::Error) -> bool {
     if error.is_incomplete_message() || error.is_canceled() || error.is_closed() || error.is_timeout() {
         return true;
@@ -284,6 +349,7 @@ fn client_went_away(error: &hyper::Error) -> bool {
                     | std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::ConnectionAborted
                     | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::TimedOut
             );
         }
         source = inner.source();
@@ -296,51 +362,64 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Serves one connection (after its TLS handshake), until it ends or a shutdown drains it.
-async fn serve_connection(
-    stream: TcpStream,
-    tls: Option<TlsAcceptor>,
+/// One accepted connection, with what serving it needs.
+struct Connection {
     state: Arc<State>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| handler::handle(Arc::clone(&state), request));
-    let builder = {
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEAD_TIMEOUT)
-            .max_buf_size(MAX_HEAD_BYTES);
-        builder
-    };
-    macro_rules! drive {
-        ($io:expr) => {{
-            let connection = builder.serve_connection(TokioIo::new($io), service);
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = stopped(&mut stop) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            served.or_else(|error| {
-                if client_went_away(&error) {
-                    Ok(())
-                } else {
-                    Err(error.to_string())
-                }
-            })
-        }};
-    }
-    match tls {
-        None => drive!(stream),
-        Some(acceptor) => {
-            let stream = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream))
-                .await
-                .map_err(|_| "the TLS handshake timed out".to_owned())?
-                .map_err(|error| format!("TLS handshake: {error}"))?;
-            drive!(stream)
+    tls: Option<TlsAcceptor>,
+    limits: ServeLimits,
+    remote: SocketAddr,
+}
+
+impl Connection {
+    /// Serves the connection (after its TLS handshake), until it ends or a shutdown drains it.
+    async fn serve(self, stream: TcpStream, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+        let _ = stream.set_nodelay(true);
+        let Self {
+            state,
+            tls,
+            limits,
+            remote,
+        } = self;
+        let client = remote.ip();
+        let service = service_fn(move |request| handler::handle(Arc::clone(&state), request, client));
+        let builder = {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.idle_timeout)
+                .max_buf_size(MAX_HEAD_BYTES);
+            builder
+        };
+        let stream = StallGuard::new(stream, limits.stall_timeout);
+        macro_rules! drive {
+            ($io:expr) => {{
+                let connection = builder.serve_connection(TokioIo::new($io), service);
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = stopped(&mut stop) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                served.or_else(|error| {
+                    if client_went_away(&error) {
+                        Ok(())
+                    } else {
+                        Err(error.to_string())
+                    }
+                })
+            }};
+        }
+        match tls {
+            None => drive!(stream),
+            Some(acceptor) => {
+                let stream = tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| "the TLS handshake timed out".to_owned())?
+                    .map_err(|error| format!("TLS handshake: {error}"))?;
+                drive!(stream)
+            }
         }
     }
 }

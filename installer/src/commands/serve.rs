@@ -1,16 +1,23 @@
 //! `coder-install serve`: a bundle as a read-only OCI registry, for sites without a registry.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::args::OutputFormat;
+use coder_bundle::read::BundleReader;
+use coder_bundle::signing::{fingerprint, read_public_key};
+use coder_bundle::verify::{SignatureStatus, verify_signature_pinned};
 use coder_deploy::apply::{SignaturePolicy, verify_before_use};
 use coder_report::human_bytes;
-use coder_serve::{BundleRegistry, ServeOptions};
+use coder_serve::{BundleRegistry, ServeLimits, ServeOptions};
+
+/// What a refusal at start leaves undone.
+const NOTHING_SERVED: &str = "nothing was served";
 
 /// `coder-install serve`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned", "verified_manifest"])))]
+#[command(group(clap::ArgGroup::new("signature_check").required(true).args(["public_key", "allow_unsigned"])))]
 pub struct ServeArgs {
     /// The bundle file; for a split bundle, its index, any part, or the name they share.
     #[arg(long, value_name = "FILE")]
@@ -34,20 +41,32 @@ pub struct ServeArgs {
     /// `htpasswd -B` writes them and the distribution registry reads them). Use with TLS.
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
-    /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this,
-    /// --allow-unsigned and --verified-manifest is required; with the first two every blob is
-    /// re-hashed before serving, as `verify` does.
+    /// Require a valid signature by this Ed25519 public key (SPKI PEM). One of this and
+    /// --allow-unsigned is required; every blob is re-hashed before serving, as `verify` does,
+    /// unless --verified-manifest is given.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     /// Serve the bundle without checking its signature; the output says so.
     #[arg(long, conflicts_with = "public_key")]
     pub allow_unsigned: bool,
-    /// Trust an earlier `coder-install verify` of this file instead of re-hashing it at start
-    /// (large bundles, restarts): the `manifest` digest that verify printed. The bundle's
-    /// manifest must still hash to it, or nothing is served; blobs are not re-hashed (clients
-    /// check each blob's digest as they pull it).
+    /// Skip re-hashing the blobs at start (large bundles, restarts), trusting an earlier
+    /// `coder-install verify` of this file: the `manifest` digest that verify printed. The
+    /// bundle's manifest must still hash to it, or nothing is served; the signature is still
+    /// checked as --public-key or --allow-unsigned says; blobs are not re-hashed (clients check
+    /// each blob's digest as they pull it).
     #[arg(long, value_name = "SHA256")]
     pub verified_manifest: Option<String>,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Drop a connection whose client has taken no bytes of an answer for this many seconds
+    /// (a download that stopped reading).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stall_timeout: u64,
+    /// Drop a connection that has sent no request for this many seconds (an idle keep-alive
+    /// connection, or a request head or TLS handshake that does not arrive).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
     /// Output format: `json` prints one line of JSON on stdout once listening (address, what
     /// `apply --registry` takes, repositories, images), and one more when stopped (requests
     /// answered, bytes sent).
@@ -58,17 +77,17 @@ pub struct ServeArgs {
 /// Verifies the bundle, serves it until SIGINT or SIGTERM, and reports what it served.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let reporter = crate::report::for_format(args.format);
+    let policy = match &args.public_key {
+        Some(key) => SignaturePolicy::Key(key.clone()),
+        None => SignaturePolicy::AllowUnsigned,
+    };
     let (manifest_digest, signature) = match &args.verified_manifest {
-        Some(digest) => (
-            digest.clone(),
-            format!("checked by an earlier verify (manifest pinned to {digest}; blobs not re-hashed)"),
-        ),
+        Some(digest) => {
+            let signature = check_signature_pinned(&args.bundle, &policy, digest).await?;
+            (digest.clone(), signature)
+        }
         None => {
-            let policy = match &args.public_key {
-                Some(key) => SignaturePolicy::Key(key.clone()),
-                None => SignaturePolicy::AllowUnsigned,
-            };
-            let verified = verify_before_use(&args.bundle, &policy, "nothing was served", reporter).await?;
+            let verified = verify_before_use(&args.bundle, &policy, NOTHING_SERVED, reporter).await?;
             (verified.manifest_digest, verified.signature)
         }
     };
@@ -77,6 +96,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         pinned_manifest: Some(manifest_digest),
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         htpasswd: args.htpasswd.clone(),
+        limits: ServeLimits {
+            max_connections: args.max_connections as usize,
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            stall_timeout: Duration::from_secs(args.stall_timeout),
+            ..ServeLimits::default()
+        },
     };
     let registry = BundleRegistry::open(&args.bundle, &options)?;
     let bound = registry.bind(&args.listen).await?;
@@ -129,6 +154,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// `--verified-manifest`: the bundle's manifest must still hash to `pinned`, and its signature
+/// is checked as `policy` says (blobs are not re-hashed). Returns how the signature was checked.
+async fn check_signature_pinned(
+    bundle: &Path,
+    policy: &SignaturePolicy,
+    pinned: &str,
+) -> anyhow::Result<String> {
+    let key = match policy {
+        SignaturePolicy::Key(file) => Some(read_public_key(file)?),
+        _ => None,
+    };
+    let not_hashed = format!("manifest pinned to {pinned} by an earlier verify; blobs not re-hashed");
+    let signature = match &key {
+        Some(key) => format!("verified with key {} ({not_hashed})", fingerprint(key)),
+        None => format!("NOT checked (--allow-unsigned; {not_hashed})"),
+    };
+    let (bundle, pinned) = (bundle.to_owned(), pinned.to_owned());
+    let status = tokio::task::spawn_blocking(move || {
+        let reader = BundleReader::open(&bundle)?;
+        verify_signature_pinned(&reader, &pinned, key.as_ref())
+    })
+    .await??;
+    if let SignatureStatus::Invalid(reason) = status {
+        anyhow::bail!("the bundle does not verify; {NOTHING_SERVED}:\n  - signature: {reason}");
+    }
+    Ok(signature)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

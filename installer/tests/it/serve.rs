@@ -545,6 +545,7 @@ async fn the_pull_api_answers_heads_ranges_lists_and_errors_as_the_distribution_
     .expect("license");
     let error = failure(world.run(&[
         "push",
+        "--allow-unsigned",
         "--bundle",
         &bundle.display().to_string(),
         "--registry",
@@ -585,7 +586,8 @@ async fn serve_over_tls_with_basic_auth_lets_only_its_users_pull() {
     let htpasswd = dir.path().join("htpasswd");
     let hash = bcrypt::hash("pull-secret", 4).expect("bcrypt");
     std::fs::write(&htpasswd, format!("# site users\nsite-user:{hash}\n")).expect("htpasswd");
-    // Trusting an earlier verify: the manifest digest it printed, no re-hash at start.
+    // Trusting an earlier verify for the blobs: the manifest digest it printed, no re-hash at
+    // start; the signature policy is still the one given (here: unsigned, and said so).
     let verified: Value = serde_json::from_str(&success(world.run(&[
         "verify",
         &bundle.display().to_string(),
@@ -600,6 +602,7 @@ async fn serve_over_tls_with_basic_auth_lets_only_its_users_pull() {
         &[
             "--verified-manifest",
             manifest_digest,
+            "--allow-unsigned",
             "--tls-cert",
             &cert.cert.display().to_string(),
             "--tls-key",
@@ -613,7 +616,9 @@ async fn serve_over_tls_with_basic_auth_lets_only_its_users_pull() {
     assert!(
         served.summary["signature"]
             .as_str()
-            .is_some_and(|text| text.contains("earlier verify") && text.contains(manifest_digest)),
+            .is_some_and(|text| text.starts_with("NOT checked (--allow-unsigned")
+                && text.contains("earlier verify")
+                && text.contains(manifest_digest)),
         "{}",
         served.summary
     );
@@ -735,11 +740,77 @@ async fn serve_refuses_bundles_that_do_not_verify_and_bad_settings_before_listen
     let error = failure(run(&["--allow-unsigned", "--tls-cert", "cert.pem"]));
     assert!(error.contains("--tls-key"), "{error}");
     // A manifest digest that is not this bundle's: an earlier verify was of another file.
-    let error = failure(run(&[
-        "--verified-manifest",
-        &coder_testenv::fixture::sha256_digest(b"other"),
-    ]));
+    let other_digest = coder_testenv::fixture::sha256_digest(b"other");
+    let error = failure(run(&["--verified-manifest", &other_digest, "--allow-unsigned"]));
     assert!(error.contains("changed since it was verified"), "{error}");
+    // --verified-manifest does not stand in for the signature policy.
+    let error = failure(run(&["--verified-manifest", &other_digest]));
+    assert!(
+        error.contains("--public-key") && error.contains("--allow-unsigned"),
+        "{error}"
+    );
+    // A bundle signed by another key than the one given is refused, with or without an earlier
+    // verify; with the right key, the output names the key and that blobs were not re-hashed.
+    let vendor = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let vendor_pem = key_dir.path().join("signer.pem");
+    std::fs::write(
+        &vendor_pem,
+        ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_pem(&vendor, Default::default())
+            .expect("PEM")
+            .as_bytes(),
+    )
+    .expect("signing key");
+    let vendor_pub = key_dir.path().join("signer.pub");
+    std::fs::write(
+        &vendor_pub,
+        ed25519_dalek::pkcs8::EncodePublicKey::to_public_key_pem(&vendor.verifying_key(), Default::default())
+            .expect("PEM"),
+    )
+    .expect("public key");
+    let signed = world.path("signed.bundle");
+    world.bundle_into(&signed, &["--signing-key", &vendor_pem.display().to_string()]);
+    let signed_arg = signed.display().to_string();
+    let verified: Value = serde_json::from_str(&success(world.run(&[
+        "verify",
+        &signed_arg,
+        "--public-key",
+        &vendor_pub.display().to_string(),
+        "--output",
+        "json",
+    ])))
+    .expect("verify JSON");
+    let signed_digest = verified["manifest_digest"].as_str().expect("manifest digest");
+    let serve_signed = |extra: &[&str]| {
+        let mut args = vec!["serve", "--bundle", &signed_arg, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        world.run(&args)
+    };
+    let wrong_key = public_key.display().to_string();
+    for extra in [
+        vec!["--public-key", &wrong_key, "--verified-manifest", signed_digest],
+        vec!["--public-key", &wrong_key],
+    ] {
+        let error = failure(serve_signed(&extra));
+        assert!(
+            error.contains("signature does not match") && error.contains("nothing was served"),
+            "{extra:?}: {error}"
+        );
+    }
+    let served = Served::start(
+        &signed,
+        &[
+            "--public-key",
+            &vendor_pub.display().to_string(),
+            "--verified-manifest",
+            signed_digest,
+        ],
+    );
+    let signature = served.summary["signature"].as_str().unwrap_or_default();
+    assert!(
+        signature.starts_with("verified with key ed25519:") && signature.contains("blobs not re-hashed"),
+        "{signature}"
+    );
+    drop(served);
 
     // A damaged blob: verify finds it, nothing is served.
     let damaged = world.path("damaged.bundle");
@@ -826,4 +897,187 @@ async fn apply_no_push_deploys_from_serve_and_refuses_a_registry_without_the_bun
     }
     let stopped = served.stop();
     assert_eq!(stopped["stopped"]["unauthorized"], 0, "{stopped}");
+}
+
+/// Downloads opened and never read by the stall test: more than tokio's blocking pool (512).
+const STALLED_DOWNLOADS: usize = 600;
+/// The stall test's blob: much more than the kernel buffers of a connection hold.
+const BIG_BLOB: usize = 16 << 20;
+/// The stall test's `--stall-timeout`, in seconds.
+const STALL_TIMEOUT: u64 = 10;
+
+/// A GET of `path` on `host` with `authorization`, sent on a socket with a small receive buffer
+/// and never read: the server's writes stall once the kernel buffers are full.
+async fn stalled_download(host: &str, path: &str, authorization: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let addr: std::net::SocketAddr = host.parse().expect("serve's address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send the request");
+    stream
+}
+
+/// An htpasswd file of `users` (cost 4), in `dir`.
+fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("htpasswd");
+    let lines: String = users
+        .iter()
+        .map(|(user, password)| format!("{user}:{}\n", bcrypt::hash(password, 4).expect("bcrypt")))
+        .collect();
+    std::fs::write(&path, lines).expect("htpasswd");
+    path
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_that_never_read_do_not_stall_other_pulls() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let big = world.push_big_image(BIG_BLOB, 77).await;
+    world.write_spec(&format!(
+        "name: coder\nversion: 1.0.0\nimages:\n  - name: big\n    ref: {}/team/big:1\n  - name: db\n    ref: {}\n",
+        world.registry.host(),
+        world.db_ref()
+    ));
+    let (bundle, _) = world.lock_and_bundle("stall.bundle");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = htpasswd_file(
+        dir.path(),
+        &[("stall", "stall-secret"), ("site-user", "pull-secret")],
+    );
+    let served = Served::start(
+        &bundle,
+        &[
+            "--allow-unsigned",
+            "--htpasswd",
+            &htpasswd.display().to_string(),
+            "--stall-timeout",
+            &STALL_TIMEOUT.to_string(),
+        ],
+    );
+    let host = served.host();
+
+    // Hundreds of downloads of the big layer that never read a byte.
+    let started = std::time::Instant::now();
+    let path = format!("/v2/team/big/blobs/{}", big.layers[0].digest);
+    let authorization = basic("stall", "stall-secret");
+    let mut stalled = Vec::with_capacity(STALLED_DOWNLOADS);
+    for _ in 0..STALLED_DOWNLOADS {
+        stalled.push(stalled_download(&host, &path, &authorization).await);
+    }
+    // Time for the server to fill every one's buffers; all of them are open.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let port = host
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .expect("port");
+    assert!(established_connections(port) >= STALLED_DOWNLOADS);
+
+    // Meanwhile another user (a bcrypt check) pulls a whole image.
+    let pull = async {
+        let client = client(&host, None, Some(("site-user", "pull-secret")));
+        let repository = Repository {
+            registry: host.clone(),
+            repository: "library/db".to_owned(),
+        };
+        pull_all(&client, &repository, "13", world.db.digest()).await
+    };
+    let pulled = tokio::time::timeout(std::time::Duration::from_secs(30), pull)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("a pull did not finish within 30 s while {STALLED_DOWNLOADS} downloads stalled")
+        });
+    assert_eq!(pulled, world.db.layers.len() + 1);
+
+    // Past the stall timeout, serve has dropped every stalled download: none of its
+    // connections is established any more (the client side has not read or closed a thing).
+    let deadline = started + std::time::Duration::from_secs(STALL_TIMEOUT + 15);
+    let mut open = established_connections(port);
+    while open > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        open = established_connections(port);
+    }
+    assert_eq!(
+        open, 0,
+        "connections still open {STALL_TIMEOUT} s after they stalled"
+    );
+    drop(stalled);
+    let stopped = served.stop();
+    assert!(
+        stopped["stopped"]["requests"]
+            .as_u64()
+            .is_some_and(|requests| requests > STALLED_DOWNLOADS as u64),
+        "{stopped}"
+    );
+}
+
+/// How many TCP connections on loopback port `port` (the server's side) are established, from
+/// the kernel's table.
+fn established_connections(port: u16) -> usize {
+    const ESTABLISHED: &str = "01";
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local_port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let local = fields.next().unwrap_or_default();
+            let state = fields.nth(1).unwrap_or_default();
+            local.ends_with(&local_port) && state == ESTABLISHED
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_wrong_passwords_are_answered_429_without_a_password_check() {
+    let world = World::new(RegistryFlavour::Plain).await;
+    let (bundle, _) = world.lock_and_bundle("amd64.bundle");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = htpasswd_file(dir.path(), &[("alice", "alice-secret"), ("bob", "bob-secret")]);
+    let served = Served::start(
+        &bundle,
+        &["--allow-unsigned", "--htpasswd", &htpasswd.display().to_string()],
+    );
+    let url = format!("http://{}/v2/", served.host());
+    let http = reqwest::Client::new();
+    let get = |user: &'static str, password: &'static str| {
+        let request = http.get(&url).basic_auth(user, Some(password));
+        async move { request.send().await.expect("GET /v2/") }
+    };
+    // Alice logs in (her header is remembered), then someone guesses Bob's password.
+    assert_eq!(get("alice", "alice-secret").await.status(), 200);
+    for guess in 0..10 {
+        assert_eq!(get("bob", "guess").await.status(), 401, "guess {guess}");
+    }
+    // The eleventh guess, and even Bob's right password from this client, get 429 with
+    // Retry-After and no bcrypt: the budget is per client, 10 failures, then one every 6 s.
+    for password in ["guess", "bob-secret"] {
+        let limited = get("bob", password).await;
+        assert_eq!(limited.status(), 429, "{password}");
+        let retry_after: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=6).contains(&retry_after), "{retry_after}");
+        assert_eq!(code(&limited.text().await.expect("body")), "TOOMANYREQUESTS");
+    }
+    // A header that passed before still passes.
+    assert_eq!(get("alice", "alice-secret").await.status(), 200);
+    let stopped = served.stop();
+    assert_eq!(stopped["stopped"]["unauthorized"], 12, "{stopped}");
 }
