@@ -82,9 +82,15 @@ pub struct ArtifactVerdict {
 impl VerifyReport {
     /// Whether the bundle passed every check (with image keys: every image signed by one).
     pub fn ok(&self) -> bool {
+        self.passes(false)
+    }
+
+    /// Whether the bundle passed every check, images that carry no signature accepted when
+    /// `unsigned_images_allowed` (`--allow-unsigned-images`; a bad signature still fails).
+    pub fn passes(&self, unsigned_images_allowed: bool) -> bool {
         self.problems.is_empty()
             && !matches!(self.signature, SignatureStatus::Invalid(_))
-            && self.images_not_signed(false).is_empty()
+            && self.images_not_signed(unsigned_images_allowed).is_empty()
     }
 
     /// The images whose signature check (`--image-key`) did not find them signed: bad ones, and

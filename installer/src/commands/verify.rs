@@ -100,11 +100,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             print_image_signatures(&report);
         }
     }
-    let refused_images = report.images_not_signed(args.trust.allow_unsigned_images);
-    let bundle_ok = report.problems.is_empty() && !matches!(report.signature, SignatureStatus::Invalid(_));
-    if bundle_ok && refused_images.is_empty() {
+    if report.passes(args.trust.allow_unsigned_images) {
         Ok(())
     } else {
+        let refused_images = report.images_not_signed(args.trust.allow_unsigned_images);
         let not_signed: Vec<String> = refused_images
             .iter()
             .map(|image| format!("{} ({})", image.name, image.verdict.as_str()))
