@@ -163,46 +163,8 @@ impl Manager {
     /// Connects, migrates when `config.migrate`, creates the first admin if there is none, and
     /// starts the workspace state watch when a Kubernetes client is given.
     pub async fn start(config: ManagerConfig, kube: Option<kube::Client>) -> Result<Self, StartError> {
-        let pool = config.db.pool()?;
-        if config.migrate {
-            crate::db::migrate(&pool).await?;
-        } else if !crate::db::migrations_current(&pool)
-            .await
-            .map_err(crate::db::DbError::from)?
-        {
-            return Err(StartError::MigrationsPending);
-        }
-        let admin_password = match &config.admin_password_file {
-            Some(path) => read_admin_password(path)?,
-            None => None,
-        };
-        match admin_password {
-            Some(password) => {
-                let created = service::users::bootstrap_admin(&pool, &config.admin_email, &password)
-                    .await
-                    .map_err(StartError::Bootstrap)?;
-                if created {
-                    tracing::info!(
-                        email = %config.admin_email,
-                        "created the first admin account with the password from the admin password file"
-                    );
-                }
-            }
-            // Never a generated password: it would have to be shown somewhere, and logs are
-            // read by more people than admins should be.
-            None if !service::users::admin_exists(&pool)
-                .await
-                .map_err(StartError::Bootstrap)? =>
-            {
-                tracing::warn!(
-                    email = %config.admin_email,
-                    "there is no admin account yet and no admin password file to create one from: \
-                     set CODER_ADMIN_PASSWORD_FILE to a file holding the first admin's password \
-                     (coder-install apply creates the Secret coder-admin-password for it) and restart"
-                );
-            }
-            None => {}
-        }
+        let pool = open_database(&config).await?;
+        ensure_first_admin(&pool, &config).await?;
         if config.allowed_images.is_empty() {
             tracing::warn!(
                 "CODER_ALLOWED_IMAGES is empty: users may create workspaces from any image their nodes can \
@@ -219,11 +181,7 @@ impl Manager {
             Some(path) => Some(read_envproxy_token(path)?),
             None => None,
         };
-        let dummy = hex::encode(credentials::random_bytes::<16>().map_err(StartError::Bootstrap)?);
-        let dummy_hash = credentials::blocking(move || credentials::hash_password(&dummy))
-            .await
-            .and_then(|hash| hash)
-            .map_err(StartError::Bootstrap)?;
+        let dummy_hash = dummy_password_hash().await?;
         let proxy_pods = ProxyPods::default();
         let follow_proxies = match (&kube, config.trusted_proxy_pods.trim()) {
             (Some(client), selector) if !selector.is_empty() => {
@@ -294,6 +252,66 @@ impl Manager {
         self.state.pool.close().await;
         served
     }
+}
+
+/// Connects, and migrates when `config.migrate`; otherwise refuses a schema that is behind.
+async fn open_database(config: &ManagerConfig) -> Result<sqlx::PgPool, StartError> {
+    let pool = config.db.pool()?;
+    if config.migrate {
+        crate::db::migrate(&pool).await?;
+    } else if !crate::db::migrations_current(&pool)
+        .await
+        .map_err(crate::db::DbError::from)?
+    {
+        return Err(StartError::MigrationsPending);
+    }
+    Ok(pool)
+}
+
+/// Creates the first admin from the admin password file while there is none, or says in the log
+/// how to, when there is no file.
+async fn ensure_first_admin(pool: &sqlx::PgPool, config: &ManagerConfig) -> Result<(), StartError> {
+    let admin_password = match &config.admin_password_file {
+        Some(path) => read_admin_password(path)?,
+        None => None,
+    };
+    match admin_password {
+        Some(password) => {
+            let created = service::users::bootstrap_admin(pool, &config.admin_email, &password)
+                .await
+                .map_err(StartError::Bootstrap)?;
+            if created {
+                tracing::info!(
+                    email = %config.admin_email,
+                    "created the first admin account with the password from the admin password file"
+                );
+            }
+        }
+        // Never a generated password: it would have to be shown somewhere, and logs are
+        // read by more people than admins should be.
+        None if !service::users::admin_exists(pool)
+            .await
+            .map_err(StartError::Bootstrap)? =>
+        {
+            tracing::warn!(
+                email = %config.admin_email,
+                "there is no admin account yet and no admin password file to create one from: \
+                 set CODER_ADMIN_PASSWORD_FILE to a file holding the first admin's password \
+                 (coder-install apply creates the Secret coder-admin-password for it) and restart"
+            );
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// An argon2id hash of a random password, verified against when a login names an unknown email.
+async fn dummy_password_hash() -> Result<String, StartError> {
+    let dummy = hex::encode(credentials::random_bytes::<16>().map_err(StartError::Bootstrap)?);
+    credentials::blocking(move || credentials::hash_password(&dummy))
+        .await
+        .and_then(|hash| hash)
+        .map_err(StartError::Bootstrap)
 }
 
 /// Reads the first admin's password file (trimmed). A missing or empty file is no password

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use self::forward::strip_hop_by_hop;
 use super::auth::{self, Credential, Grant, Source};
 use super::error::ProxyError;
-use super::relay::limits::Refusal;
+use super::relay::limits::{Refusal, SessionSlot};
 use super::relay::side::{self, Close, Frame};
 use super::relay::upstream::{self, Upstream};
 use super::relay::{self, Timing};
@@ -193,9 +193,46 @@ pub(super) async fn websocket(
             .respond(&parts.headers);
         }
     };
-    let slot = match state.sessions.acquire(&grant.user.id, &state.limits) {
+    let slot = match take_slot(&state, &grant) {
         Ok(slot) => slot,
-        Err(refusal) => {
+        Err(refusal) => return refusal.respond(&parts.headers),
+    };
+    let connected = connect(&state, &parts, id, &target, &credential).await;
+    let upgrade = client_upgrade(upgrade, state.config.max_message_bytes, &connected);
+    let session = Session {
+        workspace: id.to_owned(),
+        port: match target {
+            Target::Tcp { port } | Target::WebSocket { port, .. } => port,
+        },
+        user: grant.user.id.clone(),
+        credential,
+        request_id: request_id(&parts.headers).map(str::to_owned),
+        timing: Timing {
+            idle_timeout: state.config.idle_timeout,
+            keepalive: state.config.keepalive_interval,
+            recheck: state.authorizer.ttl(),
+        },
+        shutdown: state.closing.subscribe(),
+    };
+    let span = tracing::Span::current();
+    upgrade
+        .on_upgrade(move |socket| {
+            async move {
+                let _slot = slot;
+                session.run(state, side::client(socket), connected).await;
+            }
+            .instrument(span)
+        })
+        .into_response()
+}
+
+/// A session slot for `grant`'s user, or the refusal (counted): too many of this user's, or no
+/// room left in all.
+fn take_slot(state: &ProxyState, grant: &Grant) -> Result<SessionSlot, ProxyError> {
+    state
+        .sessions
+        .acquire(&grant.user.id, &state.limits)
+        .map_err(|refusal| {
             let refusal = match refusal {
                 Refusal::PerUser => ProxyError::TooManyConnections {
                     limit: state.limits.per_user,
@@ -203,22 +240,37 @@ pub(super) async fn websocket(
                 Refusal::Capacity => ProxyError::AtCapacity,
             };
             state.metrics.refused(refusal.code());
-            return refusal.respond(&parts.headers);
-        }
-    };
-    let connected = match &target {
+            refusal
+        })
+}
+
+/// Connects to the workspace's port: raw TCP, or a WebSocket handshake carrying the client's
+/// headers (credentials stripped).
+async fn connect(
+    state: &ProxyState,
+    parts: &Parts,
+    id: &str,
+    target: &Target,
+    credential: &Credential,
+) -> Result<Upstream, String> {
+    match target {
         Target::Tcp { port } => upstream::connect_tcp(&state.resolver.address(id, *port)).await,
         Target::WebSocket { port, path_and_query } => {
-            let headers = upstream_headers(&state, &parts, &credential);
+            let headers = upstream_headers(state, parts, credential);
             let address = state.resolver.address(id, *port);
             upstream::connect_websocket(&address, path_and_query, &headers, state.config.max_message_bytes)
                 .await
         }
-    };
-    let port = match target {
-        Target::Tcp { port } | Target::WebSocket { port, .. } => port,
-    };
-    let limit = state.config.max_message_bytes;
+    }
+}
+
+/// The client's upgrade with the proxy's buffer and message limits, answering the subprotocol
+/// the workspace chose.
+fn client_upgrade(
+    upgrade: WebSocketUpgrade,
+    limit: usize,
+    connected: &Result<Upstream, String>,
+) -> WebSocketUpgrade {
     let mut upgrade = upgrade
         .read_buffer_size(upstream::IO_BUFFER_BYTES)
         .write_buffer_size(upstream::IO_BUFFER_BYTES)
@@ -228,67 +280,81 @@ pub(super) async fn websocket(
     if let Ok(Upstream {
         protocol: Some(protocol),
         ..
-    }) = &connected
+    }) = connected
     {
         upgrade.set_selected_protocol(protocol.clone());
     }
-    let timing = Timing {
-        idle_timeout: state.config.idle_timeout,
-        keepalive: state.config.keepalive_interval,
-        recheck: state.authorizer.ttl(),
-    };
-    let user = grant.user.id.clone();
-    let workspace = id.to_owned();
-    let request_id = request_id(&parts.headers).map(str::to_owned);
-    let span = tracing::Span::current();
-    let shutdown = state.closing.subscribe();
     upgrade
-        .on_upgrade(move |socket| {
-            async move {
-                let _slot = slot;
-                let client = side::client(socket);
-                let upstream = match connected {
-                    Ok(upstream) => upstream,
-                    Err(reason) => {
-                        tracing::warn!(%workspace, port, %reason, "workspace port unreachable");
-                        state.metrics.session_ended("upstream_refused");
-                        let (_, mut sink) = client;
-                        let close = Close::new(1011, &format!("workspace port {port} unreachable: {reason}"));
-                        let _ = futures::SinkExt::send(&mut sink, Frame::Close(Some(close))).await;
-                        let _ = futures::SinkExt::close(&mut sink).await;
-                        return;
-                    }
-                };
-                tracing::info!(%workspace, port, %user, "websocket session started");
-                state.metrics.session_started();
-                let started = std::time::Instant::now();
-                let authorizer = state.authorizer.clone();
-                let still_allowed = || {
-                    let authorizer = authorizer.clone();
-                    let token = credential.token.clone();
-                    let workspace = workspace.clone();
-                    let request_id = request_id.clone();
-                    async move {
-                        authorizer
-                            .authorize(&token, &workspace, request_id.as_deref())
-                            .await
-                            .map(|_| ())
-                    }
-                };
-                let end = relay::relay(client, upstream.side, timing, shutdown, still_allowed).await;
-                state.metrics.session_ended(end.label());
-                tracing::info!(
-                    %workspace,
-                    port,
-                    end = end.label(),
-                    detail = ?end,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "websocket session ended"
-                );
+}
+
+/// One relayed session, once the client is upgraded.
+struct Session {
+    workspace: String,
+    port: u16,
+    user: String,
+    credential: Credential,
+    request_id: Option<String>,
+    timing: Timing,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Session {
+    /// Relays between the upgraded client and the workspace (or closes the client with 1011
+    /// when the workspace refused), re-checking the caller's access as it goes.
+    async fn run(
+        self,
+        state: ProxyState,
+        client: (side::FrameStream, side::FrameSink),
+        connected: Result<Upstream, String>,
+    ) {
+        let Self {
+            workspace,
+            port,
+            user,
+            credential,
+            request_id,
+            timing,
+            shutdown,
+        } = self;
+        let upstream = match connected {
+            Ok(upstream) => upstream,
+            Err(reason) => {
+                tracing::warn!(%workspace, port, %reason, "workspace port unreachable");
+                state.metrics.session_ended("upstream_refused");
+                let (_, mut sink) = client;
+                let close = Close::new(1011, &format!("workspace port {port} unreachable: {reason}"));
+                let _ = futures::SinkExt::send(&mut sink, Frame::Close(Some(close))).await;
+                let _ = futures::SinkExt::close(&mut sink).await;
+                return;
             }
-            .instrument(span)
-        })
-        .into_response()
+        };
+        tracing::info!(%workspace, port, %user, "websocket session started");
+        state.metrics.session_started();
+        let started = std::time::Instant::now();
+        let authorizer = state.authorizer.clone();
+        let still_allowed = || {
+            let authorizer = authorizer.clone();
+            let token = credential.token.clone();
+            let workspace = workspace.clone();
+            let request_id = request_id.clone();
+            async move {
+                authorizer
+                    .authorize(&token, &workspace, request_id.as_deref())
+                    .await
+                    .map(|_| ())
+            }
+        };
+        let end = relay::relay(client, upstream.side, timing, shutdown, still_allowed).await;
+        state.metrics.session_ended(end.label());
+        tracing::info!(
+            %workspace,
+            port,
+            end = end.label(),
+            detail = ?end,
+            seconds = started.elapsed().as_secs_f64(),
+            "websocket session ended"
+        );
+    }
 }
 
 /// The credential on workspace `id`'s host: its workspace cookie (`__Host-` prefixed over HTTPS),
