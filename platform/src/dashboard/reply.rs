@@ -87,12 +87,8 @@ pub fn explain(error: &ClientError) -> (StatusCode, String) {
 /// The answer to a form post whose CSRF check failed: why, in plain words, naming the
 /// platform's address when the browser could not keep the cookie where it is.
 pub fn csrf_refused(state: &DashState, headers: &HeaderMap, verdict: CsrfVerdict) -> Response {
-    let access_url = state.config.access_url.clone();
-    let wrong = WrongAddress::diagnose(
-        state.config.secure_cookies(),
-        access_url.as_ref(),
-        &Arrival::of(headers),
-    );
-    let (title, text) = csrf_refusal(verdict, wrong.as_ref(), access_url.as_ref());
+    let access_url = state.config.access_url.as_ref();
+    let wrong = WrongAddress::diagnose(state.config.secure_cookies(), access_url, &Arrival::of(headers));
+    let (title, text) = csrf_refusal(verdict, wrong.as_ref(), access_url);
     message(state, headers, StatusCode::FORBIDDEN, title, &text)
 }

@@ -33,14 +33,10 @@ pub async fn show(State(state): State<DashState>, headers: HeaderMap) -> Respons
     };
     // Reached where the browser cannot keep the cookies (or not at the access URL): say so
     // before the user types a password.
-    let access_url = state.config.access_url.clone();
-    let notice = WrongAddress::diagnose(
-        state.config.secure_cookies(),
-        access_url.as_ref(),
-        &Arrival::of(&headers),
-    )
-    .map(|wrong| pages::address_notice(&wrong.notice(access_url.as_ref())))
-    .unwrap_or_default();
+    let access_url = state.config.access_url.as_ref();
+    let notice = WrongAddress::diagnose(state.config.secure_cookies(), access_url, &Arrival::of(&headers))
+        .map(|wrong| pages::address_notice(&wrong.notice(access_url)))
+        .unwrap_or_default();
     page(
         StatusCode::OK,
         [cookie],
