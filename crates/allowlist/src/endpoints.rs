@@ -222,6 +222,20 @@ pub struct RequirementInputs<'a> {
 /// hosts of well-known registries, and the in-cluster flows.
 pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_spec::SpecError> {
     let spec = inputs.spec;
+    let mut endpoints = EndpointSet::default();
+    for (reference, user) in &registry_needs(spec)? {
+        add_registry_endpoints(&mut endpoints, reference, user, inputs.insecure_registries);
+    }
+    Ok(Requirements {
+        release: format!("{} {}", spec.name, spec.version),
+        endpoints: endpoints.into_sorted(),
+        in_cluster: in_cluster_flows(),
+        notes: requirement_notes(spec),
+    })
+}
+
+/// Every image and OCI chart of the spec, each with who needs it (`image NAME`, `chart NAME`).
+fn registry_needs(spec: &BundleSpec) -> Result<Vec<(ImageReference, String)>, bundle_spec::SpecError> {
     let mut needs: Vec<(ImageReference, String)> = spec
         .image_references()?
         .into_iter()
@@ -232,42 +246,55 @@ pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_sp
             needs.push((reference, format!("chart {}", chart.name)));
         }
     }
-    let mut endpoints = EndpointSet::default();
-    for (reference, user) in &needs {
-        let scheme = if inputs.insecure_registries.contains(&reference.registry) {
-            Scheme::Http
-        } else {
-            Scheme::Https
-        };
-        let (host, port) = registry_api_host(&reference.registry, scheme);
+    Ok(needs)
+}
+
+/// Adds the endpoints one reference needs: its registry's API (plain HTTP when the registry is
+/// listed as insecure) and the documented hosts of that registry (token, blob storage).
+fn add_registry_endpoints(
+    endpoints: &mut EndpointSet,
+    reference: &ImageReference,
+    user: &str,
+    insecure_registries: &[String],
+) {
+    let scheme = if insecure_registries.contains(&reference.registry) {
+        Scheme::Http
+    } else {
+        Scheme::Https
+    };
+    let (host, port) = registry_api_host(&reference.registry, scheme);
+    endpoints.add(RequiredEndpoint {
+        scheme,
+        host,
+        port,
+        path: Some("/v2/".to_owned()),
+        role: EndpointRole::RegistryApi,
+        origin: Origin::Fixed,
+        evidence: Evidence::Spec,
+        needed_by: vec![user.to_owned()],
+        why: format!("the registry of {}", reference.registry),
+    });
+    for known in KNOWN_HOSTS
+        .iter()
+        .filter(|known| known.registry == reference.registry)
+    {
         endpoints.add(RequiredEndpoint {
-            scheme,
-            host,
-            port,
-            path: Some("/v2/".to_owned()),
-            role: EndpointRole::RegistryApi,
-            origin: Origin::Fixed,
-            evidence: Evidence::Spec,
-            needed_by: vec![user.clone()],
-            why: format!("the registry of {}", reference.registry),
+            scheme: Scheme::Https,
+            host: known.host.to_owned(),
+            port: 443,
+            path: None,
+            role: known.role,
+            origin: known.origin,
+            evidence: Evidence::Documented,
+            needed_by: vec![user.to_owned()],
+            why: known.why.to_owned(),
         });
-        for known in KNOWN_HOSTS
-            .iter()
-            .filter(|known| known.registry == reference.registry)
-        {
-            endpoints.add(RequiredEndpoint {
-                scheme: Scheme::Https,
-                host: known.host.to_owned(),
-                port: 443,
-                path: None,
-                role: known.role,
-                origin: known.origin,
-                evidence: Evidence::Documented,
-                needed_by: vec![user.clone()],
-                why: known.why.to_owned(),
-            });
-        }
     }
+}
+
+/// The notes of the requirements: who pulls the images, that licenses need no endpoint, that
+/// blob storage hosts can change, and which charts are carried in the bundle (if any).
+fn requirement_notes(spec: &BundleSpec) -> Vec<String> {
     let charts_carried: Vec<&str> = spec
         .charts
         .iter()
@@ -294,12 +321,7 @@ pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_sp
             if charts_carried.len() == 1 { "it" } else { "them" },
         ));
     }
-    Ok(Requirements {
-        release: format!("{} {}", spec.name, spec.version),
-        endpoints: endpoints.into_sorted(),
-        in_cluster: in_cluster_flows(),
-        notes,
-    })
+    notes
 }
 
 /// The host and port a registry's API is reached at.

@@ -240,6 +240,17 @@ fn md(text: &str) -> String {
 /// The report as Markdown.
 pub fn markdown(report: &AuditReport) -> String {
     let mut out = String::new();
+    markdown_header(&mut out, report);
+    markdown_endpoints(&mut out, report);
+    markdown_malformed(&mut out, report);
+    markdown_entries(&mut out, report);
+    markdown_flows(&mut out, report);
+    markdown_verdict(&mut out, report);
+    out
+}
+
+/// Writes the Markdown title, the summary line, who made the report and when, and the inputs table.
+fn markdown_header(out: &mut String, report: &AuditReport) {
     let _ = writeln!(out, "# Allowlist audit: {}\n", verdict_word(report));
     let _ = writeln!(out, "**{}**\n", report.summary.line(report.probed));
     let _ = writeln!(
@@ -264,6 +275,10 @@ pub fn markdown(report: &AuditReport) -> String {
             input.digest
         );
     }
+}
+
+/// Writes the Markdown table of required endpoints, one row each with its coverage and probe.
+fn markdown_endpoints(out: &mut String, report: &AuditReport) {
     let _ = writeln!(out, "\n## Required endpoints\n");
     let _ = writeln!(
         out,
@@ -280,36 +295,50 @@ pub fn markdown(report: &AuditReport) -> String {
             md(&probe)
         );
     }
-    if !report.malformed.is_empty() {
-        let _ = writeln!(out, "\n## Unreadable entries (the allowlist is invalid)\n");
-        let _ = writeln!(out, "| where | entry | problem |\n|---|---|---|");
-        for malformed in &report.malformed {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} |",
-                malformed.location,
-                md(&malformed.text),
-                md(&malformed.reason)
-            );
-        }
+}
+
+/// Writes the Markdown table of allowlist entries that could not be read, if there are any.
+fn markdown_malformed(out: &mut String, report: &AuditReport) {
+    if report.malformed.is_empty() {
+        return;
     }
-    if !report.entries.is_empty() {
-        let _ = writeln!(out, "\n## Entries to look at\n");
-        let _ = writeln!(out, "| where | entry | findings |\n|---|---|---|");
-        for entry in report.entries.iter().take(ENTRY_ROWS) {
-            let findings: Vec<String> = entry.findings.iter().map(|finding| finding.describe()).collect();
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} |",
-                entry.location,
-                md(&entry.text),
-                md(&findings.join("; "))
-            );
-        }
-        if report.entries.len() > ENTRY_ROWS {
-            let _ = writeln!(out, "\n… and {} more.", report.entries.len() - ENTRY_ROWS);
-        }
+    let _ = writeln!(out, "\n## Unreadable entries (the allowlist is invalid)\n");
+    let _ = writeln!(out, "| where | entry | problem |\n|---|---|---|");
+    for malformed in &report.malformed {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            malformed.location,
+            md(&malformed.text),
+            md(&malformed.reason)
+        );
     }
+}
+
+/// Writes the Markdown table of entries with findings (at most `ENTRY_ROWS`, then a count of the rest).
+fn markdown_entries(out: &mut String, report: &AuditReport) {
+    if report.entries.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Entries to look at\n");
+    let _ = writeln!(out, "| where | entry | findings |\n|---|---|---|");
+    for entry in report.entries.iter().take(ENTRY_ROWS) {
+        let findings: Vec<String> = entry.findings.iter().map(|finding| finding.describe()).collect();
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            entry.location,
+            md(&entry.text),
+            md(&findings.join("; "))
+        );
+    }
+    if report.entries.len() > ENTRY_ROWS {
+        let _ = writeln!(out, "\n… and {} more.", report.entries.len() - ENTRY_ROWS);
+    }
+}
+
+/// Writes the Markdown table of in-cluster flows.
+fn markdown_flows(out: &mut String, report: &AuditReport) {
     let _ = writeln!(out, "\n## In-cluster flows\n");
     let _ = writeln!(out, "| from | to | port | purpose |\n|---|---|---|---|");
     for flow in &report.in_cluster {
@@ -323,6 +352,10 @@ pub fn markdown(report: &AuditReport) -> String {
             md(&flow.purpose)
         );
     }
+}
+
+/// Writes the Markdown verdict heading and its list of failures, warnings and notes.
+fn markdown_verdict(out: &mut String, report: &AuditReport) {
     let _ = writeln!(out, "\n## Verdict: {}\n", verdict_word(report));
     for reason in &report.verdict.reasons {
         let _ = writeln!(out, "- **fail**: {}", reason);
@@ -333,7 +366,6 @@ pub fn markdown(report: &AuditReport) -> String {
     for note in &report.notes {
         let _ = writeln!(out, "- note: {}", note);
     }
-    out
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d1d1f}\
@@ -347,6 +379,20 @@ tr.over-broad-only td:first-child{color:#8a5a00}";
 /// The report as one HTML file with no external assets.
 pub fn html(report: &AuditReport) -> String {
     let mut out = String::new();
+    html_header(&mut out, report);
+    html_reasons(&mut out, report);
+    html_endpoints(&mut out, report);
+    html_malformed(&mut out, report);
+    html_entries(&mut out, report);
+    html_flows(&mut out, report);
+    html_notes(&mut out, report);
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// Writes the HTML head (title, inline style), the heading, the verdict badge, the summary line,
+/// who made the report and when, and the inputs table.
+fn html_header(out: &mut String, report: &AuditReport) {
     let word = verdict_word(report);
     let _ = write!(
         out,
@@ -382,16 +428,25 @@ pub fn html(report: &AuditReport) -> String {
         );
     }
     out.push_str("</table>\n");
-    if !report.verdict.reasons.is_empty() || !report.verdict.warnings.is_empty() {
-        out.push_str("<ul id=\"reasons\">\n");
-        for reason in &report.verdict.reasons {
-            let _ = writeln!(out, "<li class=\"fail\">{}</li>", tera::escape_html(reason));
-        }
-        for warning in &report.verdict.warnings {
-            let _ = writeln!(out, "<li>{}</li>", tera::escape_html(warning));
-        }
-        out.push_str("</ul>\n");
+}
+
+/// Writes the HTML list of the verdict's failures and warnings, if there are any.
+fn html_reasons(out: &mut String, report: &AuditReport) {
+    if report.verdict.reasons.is_empty() && report.verdict.warnings.is_empty() {
+        return;
     }
+    out.push_str("<ul id=\"reasons\">\n");
+    for reason in &report.verdict.reasons {
+        let _ = writeln!(out, "<li class=\"fail\">{}</li>", tera::escape_html(reason));
+    }
+    for warning in &report.verdict.warnings {
+        let _ = writeln!(out, "<li>{}</li>", tera::escape_html(warning));
+    }
+    out.push_str("</ul>\n");
+}
+
+/// Writes the HTML table of required endpoints, each row classed by its coverage.
+fn html_endpoints(out: &mut String, report: &AuditReport) {
     out.push_str(
         "<h2>Required endpoints</h2>\n<table id=\"endpoints\"><tr><th>verdict</th><th>endpoint</th><th>role</th><th>covered by</th><th>probe</th></tr>\n",
     );
@@ -408,40 +463,54 @@ pub fn html(report: &AuditReport) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
-    if !report.malformed.is_empty() {
-        out.push_str("<h2>Unreadable entries (the allowlist is invalid)</h2>\n<table id=\"malformed\"><tr><th>where</th><th>entry</th><th>problem</th></tr>\n");
-        for malformed in &report.malformed {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                malformed.location,
-                tera::escape_html(&malformed.text),
-                tera::escape_html(&malformed.reason)
-            );
-        }
-        out.push_str("</table>\n");
+}
+
+/// Writes the HTML table of allowlist entries that could not be read, if there are any.
+fn html_malformed(out: &mut String, report: &AuditReport) {
+    if report.malformed.is_empty() {
+        return;
     }
-    if !report.entries.is_empty() {
-        out.push_str("<h2>Entries to look at</h2>\n<table id=\"entries\"><tr><th>where</th><th>entry</th><th>findings</th></tr>\n");
-        for entry in report.entries.iter().take(ENTRY_ROWS) {
-            let findings: Vec<String> = entry.findings.iter().map(|finding| finding.describe()).collect();
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                entry.location,
-                tera::escape_html(&entry.text),
-                tera::escape_html(&findings.join("; "))
-            );
-        }
-        out.push_str("</table>\n");
-        if report.entries.len() > ENTRY_ROWS {
-            let _ = writeln!(
-                out,
-                "<p>… and {} more (the JSON report lists them all).</p>",
-                report.entries.len() - ENTRY_ROWS
-            );
-        }
+    out.push_str("<h2>Unreadable entries (the allowlist is invalid)</h2>\n<table id=\"malformed\"><tr><th>where</th><th>entry</th><th>problem</th></tr>\n");
+    for malformed in &report.malformed {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            malformed.location,
+            tera::escape_html(&malformed.text),
+            tera::escape_html(&malformed.reason)
+        );
     }
+    out.push_str("</table>\n");
+}
+
+/// Writes the HTML table of entries with findings (at most `ENTRY_ROWS`, then a count of the rest).
+fn html_entries(out: &mut String, report: &AuditReport) {
+    if report.entries.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Entries to look at</h2>\n<table id=\"entries\"><tr><th>where</th><th>entry</th><th>findings</th></tr>\n");
+    for entry in report.entries.iter().take(ENTRY_ROWS) {
+        let findings: Vec<String> = entry.findings.iter().map(|finding| finding.describe()).collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            entry.location,
+            tera::escape_html(&entry.text),
+            tera::escape_html(&findings.join("; "))
+        );
+    }
+    out.push_str("</table>\n");
+    if report.entries.len() > ENTRY_ROWS {
+        let _ = writeln!(
+            out,
+            "<p>… and {} more (the JSON report lists them all).</p>",
+            report.entries.len() - ENTRY_ROWS
+        );
+    }
+}
+
+/// Writes the HTML table of in-cluster flows.
+fn html_flows(out: &mut String, report: &AuditReport) {
     out.push_str("<h2>In-cluster flows</h2>\n<table id=\"flows\"><tr><th>from</th><th>to</th><th>port</th><th>purpose</th></tr>\n");
     for flow in &report.in_cluster {
         let _ = writeln!(
@@ -455,13 +524,16 @@ pub fn html(report: &AuditReport) -> String {
         );
     }
     out.push_str("</table>\n");
-    if !report.notes.is_empty() {
-        out.push_str("<h2>Notes</h2>\n<ul>\n");
-        for note in &report.notes {
-            let _ = writeln!(out, "<li>{}</li>", tera::escape_html(note));
-        }
-        out.push_str("</ul>\n");
+}
+
+/// Writes the HTML list of notes, if there are any.
+fn html_notes(out: &mut String, report: &AuditReport) {
+    if report.notes.is_empty() {
+        return;
     }
-    out.push_str("</body></html>\n");
-    out
+    out.push_str("<h2>Notes</h2>\n<ul>\n");
+    for note in &report.notes {
+        let _ = writeln!(out, "<li>{}</li>", tera::escape_html(note));
+    }
+    out.push_str("</ul>\n");
 }

@@ -154,6 +154,59 @@ pub async fn create(
 ) -> crate::Result<BundleSummary> {
     let started = Instant::now();
     let output = options.bundle_output();
+    check_can_start(inputs, options, &output)?;
+    let signing_key = options
+        .signing_key
+        .as_deref()
+        .map(crate::signing::read_signing_key)
+        .transpose()?;
+    let cache = BlobCache::open(&options.cache_dir)?;
+    let client = Arc::new(RegistryClient::new(options.registry.clone())?);
+
+    let mut plan = plan_contents(inputs, &client, &cache).await?;
+    let delta = options.delta.as_ref().map(|source| DeltaBase {
+        base: source.base.clone(),
+        omitted: plan.omit_present(&source.have),
+    });
+    let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
+    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan)?;
+    let key = output.key(&layout.identity());
+    let packs = cache.packs();
+    let writing = Writing {
+        layout: &layout,
+        key: &key,
+        output: &output,
+        plan: &plan,
+        sources: Sources {
+            cache: &cache,
+            packs: &packs,
+            client: &client,
+        },
+        options,
+        reporter,
+    };
+    let (totals, written) = match reuse_identical(&layout, &key, &packs, &output).await? {
+        Some(written) => (
+            FillTotals {
+                cached: plan.blobs.len(),
+                ..FillTotals::default()
+            },
+            written,
+        ),
+        None => write_and_keep(&writing).await?,
+    };
+
+    Ok(BundleSummary {
+        omitted_blobs,
+        signed_by: signing_key.map(|key| crate::signing::fingerprint(&key.verifying_key())),
+        seconds: started.elapsed().as_secs_f64(),
+        ..summarize(&plan, &output, &written, &totals, options)
+    })
+}
+
+/// Refuses to start when the part size is below the minimum, the output exists (without
+/// `--force`), or the lock does not match the spec.
+fn check_can_start(inputs: &Inputs, options: &BundleOptions, output: &BundleOutput) -> crate::Result<()> {
     if let Some(part_size) = options.part_size
         && part_size < crate::write::MIN_PART_SIZE
     {
@@ -165,16 +218,18 @@ pub async fn create(
         return Err(BundleError::OutputExists { path: existing });
     }
     inputs.lock.check_matches(&inputs.spec)?;
-    let signing_key = options
-        .signing_key
-        .as_deref()
-        .map(crate::signing::read_signing_key)
-        .transpose()?;
-    let cache = BlobCache::open(&options.cache_dir)?;
-    let client = Arc::new(RegistryClient::new(options.registry.clone())?);
+    Ok(())
+}
 
+/// Plans what the bundle holds: the locked images (with OCI charts and referrers), then the
+/// charts carried as files, packaged into the cache; the charts in the spec's order.
+async fn plan_contents(
+    inputs: &Inputs,
+    client: &Arc<RegistryClient>,
+    cache: &BlobCache,
+) -> crate::Result<BundlePlan> {
     let mut plan = BundlePlan::default();
-    crate::plan::plan_images(&inputs.spec, &inputs.lock, &client, &cache, &mut plan).await?;
+    crate::plan::plan_images(&inputs.spec, &inputs.lock, client, cache, &mut plan).await?;
     for chart in &inputs.spec.charts {
         if let ChartSource::Path(path) = chart.source()? {
             let files = match &inputs.spec_dir {
@@ -186,7 +241,7 @@ pub async fn create(
                         .unwrap_or(path),
                 )?,
             };
-            let artifact = crate::charts::package_chart(&chart.name, &files, &cache, &mut plan)?;
+            let artifact = crate::charts::package_chart(&chart.name, &files, cache, &mut plan)?;
             plan.charts.push(artifact);
         }
     }
@@ -198,62 +253,56 @@ pub async fn create(
             .iter()
             .position(|chart| chart.name == artifact.name)
     });
-    let delta = options.delta.as_ref().map(|source| DeltaBase {
-        base: source.base.clone(),
-        omitted: plan.omit_present(&source.have),
-    });
-    let omitted_blobs = delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let layout = Documents::new(inputs, &plan, delta, signing_key.as_ref())?.layout(inputs, &plan)?;
-    let key = output.key(&layout.identity());
-    let packs = cache.packs();
+    Ok(plan)
+}
 
-    let (totals, written) = match reuse_identical(&layout, &key, &packs, &output).await? {
-        Some(written) => (
-            FillTotals {
-                cached: plan.blobs.len(),
-                ..FillTotals::default()
-            },
-            written,
-        ),
-        None => {
-            let Assembled {
-                totals,
-                written,
-                parts_index,
-            } = assemble(
-                &layout,
-                &key,
-                &output,
-                &plan,
-                &Sources {
-                    cache: &cache,
-                    packs: &packs,
-                    client: &client,
-                },
-                options,
-                reporter,
-            )
-            .await?;
-            let files = &written[..written.len() - usize::from(parts_index.is_some())];
-            match packs.add(files, parts_index.as_ref(), &key, layout.blobs()) {
-                Ok(Kept::Linked) => {}
-                Ok(Kept::Copied) => reporter.line(&format!(
-                    "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
-                     (a cache on the same filesystem keeps a hard link instead)",
-                    options.cache_dir.display(),
-                    options.output.display()
-                )),
-                Err(error) => reporter.line(&format!(
-                    "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
-                    options.output.display(),
-                    options.cache_dir.display()
-                )),
-            }
-            (totals, written)
-        }
-    };
+/// Writes the bundle ([`assemble`]) and keeps it in the cache's packs, so that a re-bundle of
+/// the same inputs can reuse it; a copy instead of a link is noted, a failure to keep it warned.
+async fn write_and_keep(writing: &Writing<'_>) -> crate::Result<(FillTotals, Vec<PathBuf>)> {
+    let Writing {
+        layout,
+        key,
+        options,
+        reporter,
+        ..
+    } = *writing;
+    let Assembled {
+        totals,
+        written,
+        parts_index,
+    } = assemble(writing).await?;
+    let files = &written[..written.len() - usize::from(parts_index.is_some())];
+    match writing
+        .sources
+        .packs
+        .add(files, parts_index.as_ref(), key, layout.blobs())
+    {
+        Ok(Kept::Linked) => {}
+        Ok(Kept::Copied) => reporter.line(&format!(
+            "note: the cache {} is on another filesystem than {}, so it keeps a copy of the bundle \
+             (a cache on the same filesystem keeps a hard link instead)",
+            options.cache_dir.display(),
+            options.output.display()
+        )),
+        Err(error) => reporter.line(&format!(
+            "warning: could not keep {} in the cache {}: {error}; a re-bundle will not be able to reuse it",
+            options.output.display(),
+            options.cache_dir.display()
+        )),
+    }
+    Ok((totals, written))
+}
 
-    Ok(BundleSummary {
+/// The summary of a bundle written from `plan`: its files, what it holds and what the run took
+/// (the omitted blobs, the signer and the wall time are the caller's to fill in).
+fn summarize(
+    plan: &BundlePlan,
+    output: &BundleOutput,
+    written: &[PathBuf],
+    totals: &FillTotals,
+    options: &BundleOptions,
+) -> BundleSummary {
+    BundleSummary {
         output: options.output.display().to_string(),
         parts: match output.part_size {
             Some(_) => written.iter().map(|path| path.display().to_string()).collect(),
@@ -271,11 +320,11 @@ pub async fn create(
         unique_bytes: plan.unique_size(),
         downloaded_bytes: totals.downloaded,
         resumed_bytes: totals.resumed,
-        omitted_blobs,
+        omitted_blobs: 0,
         cached_blobs: totals.cached,
-        signed_by: signing_key.map(|key| crate::signing::fingerprint(&key.verifying_key())),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        signed_by: None,
+        seconds: 0.0,
+    }
 }
 
 /// What [`assemble`] wrote.
@@ -358,6 +407,18 @@ fn pack_is_intact(layout: &TarLayout, pack: &crate::cache::Pack) -> bool {
         .is_ok_and(|results| results.iter().all(|(_, expected, actual)| expected == actual))
 }
 
+/// One run's writing of a bundle: the layout, its key in the cache, where it goes, the plan and
+/// where its blobs come from, the options, and whom to report progress to.
+struct Writing<'a> {
+    layout: &'a TarLayout,
+    key: &'a str,
+    output: &'a BundleOutput,
+    plan: &'a BundlePlan,
+    sources: Sources<'a>,
+    options: &'a BundleOptions,
+    reporter: &'a dyn Reporter,
+}
+
 /// Where blobs come from: the cache, its packs (earlier bundles), the registries.
 struct Sources<'a> {
     cache: &'a BlobCache,
@@ -370,40 +431,28 @@ struct Sources<'a> {
 /// once complete. A killed run leaves the partial files and their journal (`key` names what
 /// they hold), and the next run with the same inputs continues them. A run that fails keeps
 /// the blobs it verified in the cache and removes its partial files.
-async fn assemble(
-    layout: &TarLayout,
-    key: &str,
-    output: &BundleOutput,
-    plan: &BundlePlan,
-    sources: &Sources<'_>,
-    options: &BundleOptions,
-    reporter: &dyn Reporter,
-) -> crate::Result<Assembled> {
-    let Sources { cache, packs, client } = *sources;
-    let partial = output.partial_label();
-    let journal_path = crate::journal::Journal::path_for(&crate::write::partial_path(&output.path));
-    let recorded = crate::journal::Journal::read(&journal_path, key);
-    let opened = crate::write::open_partial(
-        output,
+async fn assemble(writing: &Writing<'_>) -> crate::Result<Assembled> {
+    let Writing {
         layout,
-        recorded != crate::journal::JournalState::default(),
-    )?;
-    let (journal, resumed) = if opened.continued {
-        (crate::journal::Journal::append_to(&journal_path), recorded)
-    } else {
-        (
-            crate::journal::Journal::create(&journal_path, key),
-            crate::journal::JournalState::default(),
-        )
-    };
-    let journal = journal.map_err(|error| {
-        crate::write::remove_partial(output, layout.total_size());
-        BundleError::file("writing", &journal_path, error)
-    })?;
-    let file: Arc<BundleFile> = Arc::new(opened.file);
+        key,
+        output,
+        plan,
+        sources: Sources { cache, packs, client },
+        options,
+        reporter,
+    } = *writing;
+    let partial = output.partial_label();
+    let Journalled {
+        file,
+        journal,
+        resumed,
+        continued,
+        journal_path,
+    } = open_journalled(output, layout, key)?;
+    let file: Arc<BundleFile> = Arc::new(file);
 
     let progress = reporter.job("bundling", plan.unique_size());
-    if opened.continued {
+    if continued {
         progress.line(&format!(
             "continuing the interrupted run in {} ({} blobs done before, each checked again)",
             partial.display(),
@@ -423,59 +472,21 @@ async fn assemble(
         client,
         progress: progress.as_ref(),
     };
-    let results: Vec<(BlobPlace<'_>, crate::Result<crate::fill::Filled>)> =
-        futures_util::stream::iter(layout.blobs())
-            .map(|blob| {
-                let filler = &filler;
-                let source = plan
-                    .blobs
-                    .get(blob.digest)
-                    .and_then(|planned| planned.source.as_ref());
-                async move { (blob, filler.fill(blob, source).await) }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
+    let results = fill_blobs(layout, plan, &filler, options.concurrency).await;
     progress.finish();
     let flushed = writeback.finish().await;
-    // A run that fails leaves neither its partial files nor its journal.
-    let discard = || {
-        crate::write::remove_partial(output, layout.total_size());
-        let _ = std::fs::remove_file(&journal_path);
-    };
 
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|(_, result)| {
-            result
-                .as_ref()
-                .err()
-                .map(|error| coder_report::error_chain(error))
-        })
-        .collect();
+    let failures = failure_messages(&results);
     if let Some(first) = failures.first() {
-        // Keep what was verified, so that the next run does not download it again.
-        let verified: Vec<(String, u64, u64)> = results
-            .iter()
-            .filter(|(_, result)| result.is_ok())
-            .map(|(blob, _)| (blob.digest.to_owned(), blob.offset, blob.size))
-            .collect();
-        let cache = cache.clone();
-        let salvage = Arc::clone(&file);
-        let _ = tokio::task::spawn_blocking(move || {
-            for (digest, offset, size) in verified {
-                let _ = cache.store_range(salvage.as_ref(), offset, size, &digest);
-            }
-        })
-        .await;
-        discard();
+        keep_verified_blobs(&results, cache, &file).await;
+        discard_partial(output, layout, &journal_path);
         return Err(BundleError::BlobsFailed {
             failed: failures.len(),
             first: first.clone(),
         });
     }
     if let Err(error) = flushed {
-        discard();
+        discard_partial(output, layout, &journal_path);
         return Err(BundleError::NotFlushed {
             path: partial.to_path_buf(),
             error,
@@ -487,7 +498,124 @@ async fn assemble(
         tokio::task::spawn_blocking(move || crate::write::parts_index(&index_output, &index_file)).await??;
     let written = crate::write::commit(output, layout.total_size(), parts_index.as_ref())?;
     let _ = std::fs::remove_file(&journal_path);
-    let totals = results
+    Ok(Assembled {
+        totals: fill_totals(&results),
+        written,
+        parts_index,
+    })
+}
+
+/// The partial bundle opened with its journal, by [`open_journalled`].
+struct Journalled {
+    /// The partial files.
+    file: BundleFile,
+    /// The journal this run appends to.
+    journal: crate::journal::Journal,
+    /// What an interrupted run had done (nothing when this run starts anew).
+    resumed: crate::journal::JournalState,
+    /// Whether an interrupted run's files are continued.
+    continued: bool,
+    /// Where the journal is.
+    journal_path: PathBuf,
+}
+
+/// Opens the partial files and their journal: continues an interrupted run of the same `key`
+/// when its journal recorded something and its files are there, else starts both anew. When
+/// the journal cannot be opened, the partial files are removed.
+fn open_journalled(output: &BundleOutput, layout: &TarLayout, key: &str) -> crate::Result<Journalled> {
+    let journal_path = crate::journal::Journal::path_for(&crate::write::partial_path(&output.path));
+    let recorded = crate::journal::Journal::read(&journal_path, key);
+    let opened = crate::write::open_partial(
+        output,
+        layout,
+        recorded != crate::journal::JournalState::default(),
+    )?;
+    let (journal, resumed) = if opened.continued {
+        (crate::journal::Journal::append_to(&journal_path), recorded)
+    } else {
+        (
+            crate::journal::Journal::create(&journal_path, key),
+            crate::journal::JournalState::default(),
+        )
+    };
+    let journal = journal.map_err(|error| {
+        crate::write::remove_partial(output, layout.total_size());
+        BundleError::file("writing", &journal_path, error)
+    })?;
+    Ok(Journalled {
+        file: opened.file,
+        journal,
+        resumed,
+        continued: opened.continued,
+        journal_path,
+    })
+}
+
+/// Fills every blob of the layout into its place, `concurrency` (at least 1) at a time, each
+/// from the source the plan gives it; returns each blob with how its filling went.
+async fn fill_blobs<'a>(
+    layout: &'a TarLayout,
+    plan: &BundlePlan,
+    filler: &crate::fill::Filler<'_>,
+    concurrency: usize,
+) -> Vec<(BlobPlace<'a>, crate::Result<crate::fill::Filled>)> {
+    futures_util::stream::iter(layout.blobs())
+        .map(|blob| {
+            let source = plan
+                .blobs
+                .get(blob.digest)
+                .and_then(|planned| planned.source.as_ref());
+            async move { (blob, filler.fill(blob, source).await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// The error chain of every blob that failed, in the order of the results.
+fn failure_messages(results: &[(BlobPlace<'_>, crate::Result<crate::fill::Filled>)]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|(_, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|error| coder_report::error_chain(error))
+        })
+        .collect()
+}
+
+/// Copies every blob that was filled and verified from the partial bundle into the cache, so
+/// that the next run does not download it again (errors are ignored: the cache is a help).
+async fn keep_verified_blobs(
+    results: &[(BlobPlace<'_>, crate::Result<crate::fill::Filled>)],
+    cache: &BlobCache,
+    file: &Arc<BundleFile>,
+) {
+    let verified: Vec<(String, u64, u64)> = results
+        .iter()
+        .filter(|(_, result)| result.is_ok())
+        .map(|(blob, _)| (blob.digest.to_owned(), blob.offset, blob.size))
+        .collect();
+    let cache = cache.clone();
+    let salvage = Arc::clone(file);
+    let _ = tokio::task::spawn_blocking(move || {
+        for (digest, offset, size) in verified {
+            let _ = cache.store_range(salvage.as_ref(), offset, size, &digest);
+        }
+    })
+    .await;
+}
+
+/// Removes a failed run's partial files and its journal.
+fn discard_partial(output: &BundleOutput, layout: &TarLayout, journal_path: &Path) {
+    crate::write::remove_partial(output, layout.total_size());
+    let _ = std::fs::remove_file(journal_path);
+}
+
+/// What the blobs that were filled took, added up: downloaded and resumed bytes, cached blobs.
+fn fill_totals(results: &[(BlobPlace<'_>, crate::Result<crate::fill::Filled>)]) -> FillTotals {
+    results
         .iter()
         .filter_map(|(_, result)| result.as_ref().ok())
         .fold(FillTotals::default(), |mut totals, filled| {
@@ -495,12 +623,7 @@ async fn assemble(
             totals.resumed += filled.resumed;
             totals.cached += usize::from(filled.cached);
             totals
-        });
-    Ok(Assembled {
-        totals,
-        written,
-        parts_index,
-    })
+        })
 }
 
 /// The `index.json` entries of an artifact's referrers; the tagged ones are named

@@ -118,6 +118,9 @@ pub async fn plan_images(
     Ok(())
 }
 
+/// Plans one locked image or chart: fetches its manifest (and, for an index, the manifest of
+/// each wanted platform), records every manifest, config and layer blob in `plan`, then its
+/// referrers; returns what the bundle's records say of it.
 async fn plan_artifact(
     locked: &LockedArtifact,
     platforms: &[Platform],
@@ -132,64 +135,21 @@ async fn plan_artifact(
             reason: error.to_string(),
         })?;
     let repository = Repository::of(&reference);
+    let fetch = Fetch {
+        client,
+        cache,
+        repository: &repository,
+    };
     let mut blobs = BTreeSet::new();
-    let top = fetch_into_cache(client, cache, &repository, &locked.digest, &locked.media_type).await?;
-    if top.media_type != locked.media_type {
-        return Err(RegistryError::InvalidManifest {
-            reference: locked.reference.clone(),
-            reason: format!(
-                "the lock says {} but the registry serves {}; re-run `coder-install lock`",
-                locked.media_type, top.media_type
-            ),
-        });
-    }
+    let top = fetch_locked_manifest(&fetch, locked).await?;
     plan.add_blob(&top.digest, top.bytes.len() as u64, None)?;
     blobs.insert(top.digest.clone());
 
-    let mut carried = Vec::new();
-    let image_manifests = if is_index(&top.media_type) {
-        let index: IndexDocument = parse(&top.bytes, &locked.reference)?;
-        if let Some(platform) = index.first_missing(platforms) {
-            return Err(RegistryError::InvalidManifest {
-                reference: locked.reference.clone(),
-                reason: format!(
-                    "the index has no {platform} image; remove the platform from the spec or choose another image"
-                ),
-            });
-        }
-        let mut children = Vec::new();
-        for entry in index.manifests {
-            let Some(platform) = entry.platform else { continue };
-            let wanted = platforms.is_empty()
-                || platforms
-                    .iter()
-                    .any(|p| p.matches(&platform.os, &platform.architecture, platform.variant.as_deref()));
-            if !wanted || is_index(&entry.media_type) {
-                continue;
-            }
-            let name = platform.to_platform();
-            let child =
-                fetch_into_cache(client, cache, &repository, &entry.digest, &entry.media_type).await?;
-            if child.bytes.len() as u64 != entry.size {
-                return Err(RegistryError::SizeMismatch {
-                    what: format!("{} {name} manifest", locked.reference),
-                    expected: entry.size,
-                    actual: child.bytes.len() as u64,
-                });
-            }
-            plan.add_blob(&child.digest, entry.size, None)?;
-            blobs.insert(child.digest.clone());
-            carried.push(BundledPlatform {
-                platform: name.to_string(),
-                digest: child.digest.clone(),
-            });
-            children.push(child.bytes);
-        }
-        children
+    let (carried, image_manifests) = if is_index(&top.media_type) {
+        plan_platform_manifests(&fetch, locked, &top.bytes, platforms, plan, &mut blobs).await?
     } else {
-        vec![top.bytes]
+        (Vec::new(), vec![top.bytes])
     };
-
     for manifest in image_manifests {
         let manifest: ImageManifest = parse(&manifest, &locked.reference)?;
         for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
@@ -218,6 +178,99 @@ async fn plan_artifact(
         size,
         referrers,
     })
+}
+
+/// Where an artifact's manifests come from: the registry client, the cache that keeps them,
+/// and the artifact's repository.
+struct Fetch<'a> {
+    client: &'a RegistryClient,
+    cache: &'a BlobCache,
+    repository: &'a Repository,
+}
+
+/// Fetches the manifest the lock pins (by its digest, into the cache) and checks that the
+/// registry serves it with the media type the lock records.
+async fn fetch_locked_manifest(
+    fetch: &Fetch<'_>,
+    locked: &LockedArtifact,
+) -> Result<coder_registry::FetchedManifest, RegistryError> {
+    let top = fetch_into_cache(
+        fetch.client,
+        fetch.cache,
+        fetch.repository,
+        &locked.digest,
+        &locked.media_type,
+    )
+    .await?;
+    if top.media_type != locked.media_type {
+        return Err(RegistryError::InvalidManifest {
+            reference: locked.reference.clone(),
+            reason: format!(
+                "the lock says {} but the registry serves {}; re-run `coder-install lock`",
+                locked.media_type, top.media_type
+            ),
+        });
+    }
+    Ok(top)
+}
+
+/// From an index: refuses one that lacks a platform the spec asks for, then fetches the image
+/// manifest of every wanted platform (all of them when `platforms` is empty; nested indexes
+/// skipped), checks its size and records it in `plan` and `blobs`. Returns the platforms carried
+/// and their manifests' bytes, in the index's order.
+async fn plan_platform_manifests(
+    fetch: &Fetch<'_>,
+    locked: &LockedArtifact,
+    index_bytes: &[u8],
+    platforms: &[Platform],
+    plan: &mut BundlePlan,
+    blobs: &mut BTreeSet<String>,
+) -> Result<(Vec<BundledPlatform>, Vec<Vec<u8>>), RegistryError> {
+    let index: IndexDocument = parse(index_bytes, &locked.reference)?;
+    if let Some(platform) = index.first_missing(platforms) {
+        return Err(RegistryError::InvalidManifest {
+            reference: locked.reference.clone(),
+            reason: format!(
+                "the index has no {platform} image; remove the platform from the spec or choose another image"
+            ),
+        });
+    }
+    let mut carried = Vec::new();
+    let mut children = Vec::new();
+    for entry in index.manifests {
+        let Some(platform) = entry.platform else { continue };
+        let wanted = platforms.is_empty()
+            || platforms
+                .iter()
+                .any(|p| p.matches(&platform.os, &platform.architecture, platform.variant.as_deref()));
+        if !wanted || is_index(&entry.media_type) {
+            continue;
+        }
+        let name = platform.to_platform();
+        let child = fetch_into_cache(
+            fetch.client,
+            fetch.cache,
+            fetch.repository,
+            &entry.digest,
+            &entry.media_type,
+        )
+        .await?;
+        if child.bytes.len() as u64 != entry.size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("{} {name} manifest", locked.reference),
+                expected: entry.size,
+                actual: child.bytes.len() as u64,
+            });
+        }
+        plan.add_blob(&child.digest, entry.size, None)?;
+        blobs.insert(child.digest.clone());
+        carried.push(BundledPlatform {
+            platform: name.to_string(),
+            digest: child.digest.clone(),
+        });
+        children.push(child.bytes);
+    }
+    Ok((carried, children))
 }
 
 /// A signature, attestation or SBOM: its manifest (by the lock's digest, checked like an
