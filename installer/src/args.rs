@@ -10,7 +10,7 @@ use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 use clap::ValueEnum;
 
 use coder_bundle::Inputs;
-use coder_deploy::apply::{ImageSignaturePolicy, SignaturePolicy};
+use coder_deploy::apply::{ImageSignaturePolicy, SignaturePolicy, VerifiedBundle, verify_before_use};
 use coder_deploy::cluster::ClusterOptions;
 use coder_deploy::release::ReleaseSource;
 use coder_mirror::SiteRegistry;
@@ -87,6 +87,20 @@ impl BundleTrustArgs {
             keys: self.image_keys.clone(),
             allow_unsigned_images: self.allow_unsigned_images,
         }
+    }
+
+    /// Verifies the bundle at `path` as these flags ask (every blob, its signature, and with
+    /// --image-key its images' signatures) and opens it once for what follows; a refusal says
+    /// `undone`.
+    pub async fn verify(
+        &self,
+        path: &Path,
+        undone: &'static str,
+        reporter: &dyn coder_report::Reporter,
+    ) -> anyhow::Result<VerifiedBundle> {
+        let mut verified = verify_before_use(path, &self.signature_policy(), undone, reporter).await?;
+        verified.require_image_signatures(&self.image_policy(), undone, reporter)?;
+        Ok(verified)
     }
 }
 

@@ -128,18 +128,6 @@ pub struct ImageSignatureReport {
     pub problems: Vec<String>,
 }
 
-/// Checks the signatures of every image of the bundle at `bundle` with `keys`. `pinned` is the
-/// `sha256:` of the bundle manifest that `verify` checked: a bundle changed since is refused.
-pub fn verify_image_signatures(
-    bundle: &Path,
-    pinned: &str,
-    keys: &[ImageKey],
-) -> crate::Result<Vec<ImageSignatureReport>> {
-    let reader = BundleReader::open(bundle)?;
-    let manifest = reader.manifest_pinned(Some(pinned))?;
-    Ok(check_image_signatures(&reader, &manifest, keys))
-}
-
 /// Checks the signatures of every image of `manifest` (read from `reader`) with `keys`.
 pub fn check_image_signatures(
     reader: &BundleReader,

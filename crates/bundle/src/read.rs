@@ -156,6 +156,68 @@ impl BundleReader {
     }
 }
 
+/// A bundle opened once, with its manifest read: what every step of a run reads (the manifest,
+/// and every entry by the digests it lists) instead of opening the file again. When `pinned`
+/// (the digest of the manifest that `verify` checked), the manifest must hash to it.
+pub struct OpenedBundle {
+    reader: BundleReader,
+    manifest: BundleManifest,
+    manifest_digest: String,
+}
+
+impl OpenedBundle {
+    /// Opens `path` and reads its manifest, which must hash to `pinned` when given.
+    pub fn open(path: &Path, pinned: Option<&str>) -> crate::Result<Self> {
+        Self::from_reader(BundleReader::open(path)?, pinned)
+    }
+
+    /// Reads the manifest of an opened `reader`, which must hash to `pinned` when given.
+    pub fn from_reader(reader: BundleReader, pinned: Option<&str>) -> crate::Result<Self> {
+        let bytes = reader.manifest_bytes()?;
+        let manifest_digest = coder_registry::sha256_digest(&bytes);
+        if let Some(pinned) = pinned.filter(|pinned| *pinned != manifest_digest) {
+            return Err(BundleError::ChangedSinceVerified {
+                path: reader.path.clone(),
+                pinned: pinned.to_owned(),
+                actual: manifest_digest,
+            });
+        }
+        let manifest = BundleManifest::from_json(&bytes)?;
+        Ok(Self {
+            reader,
+            manifest,
+            manifest_digest,
+        })
+    }
+
+    /// The reader of its entries.
+    pub fn reader(&self) -> &BundleReader {
+        &self.reader
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// `sha256:` of its manifest's bytes.
+    pub fn manifest_digest(&self) -> &str {
+        &self.manifest_digest
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        self.reader.path()
+    }
+
+    /// Reads the manifest's bytes again: refused ([`BundleError::ChangedSinceVerified`]) when
+    /// the file was rewritten since it was opened. Steps that run long after the open (a push
+    /// after preflight) check this before they read anything else.
+    pub fn check_unchanged(&self) -> crate::Result<()> {
+        self.reader.manifest_pinned(Some(&self.manifest_digest)).map(drop)
+    }
+}
+
 /// `error`, with the parts of a split bundle whose bytes do not match its index named after it
 /// (when there are such parts): what to copy again.
 pub(crate) fn with_damaged_parts(file: &BundleFile, error: crate::BundleError) -> crate::BundleError {

@@ -12,7 +12,7 @@ use kube::api::{Api, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use std::path::Path;
+use coder_bundle::read::OpenedBundle;
 
 use coder_mirror::{
     MirrorOptions, MirrorReport, SiteRegistry, check_bundle_present, check_registry_writable,
@@ -126,14 +126,12 @@ const VERBS: [&str; 4] = ["get", "create", "patch", "delete"];
 /// bundle, or one it was pushed into before) serves every image and chart of the bundle by
 /// digest; nothing is written. When it passes, the report says what to deploy by.
 pub async fn check_site_serves_bundle(
-    bundle: &Path,
+    bundle: &OpenedBundle,
     site: &SiteRegistry,
     options: &RegistryOptions,
-    pinned_manifest: Option<String>,
 ) -> (Check, Option<MirrorReport>) {
     let mirror = MirrorOptions {
         registry: options.clone(),
-        pinned_manifest,
         ..MirrorOptions::default()
     };
     match check_bundle_present(bundle, site, &mirror).await {

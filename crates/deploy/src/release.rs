@@ -2,7 +2,7 @@
 //! from a bundle (air-gapped) or from the spec and lock (connected).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
 use bundle_spec::{ChartSource, ImageLock};
@@ -10,7 +10,7 @@ use bundle_spec::{ChartSource, ImageLock};
 use crate::render::{ImageSource, RenderRequest, Values, ValuesLayer, image_map};
 use coder_bundle::Inputs;
 use coder_bundle::charts::{ChartFiles, embedded_chart, read_bundled_chart, read_chart_dir};
-use coder_bundle::read::BundleReader;
+use coder_bundle::read::OpenedBundle;
 use coder_mirror::SiteRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -158,23 +158,19 @@ pub struct Release {
 }
 
 impl Release {
-    /// Loads the release from its source.
+    /// Loads the release from its source (a bundle opened here, unverified: `preflight`; what
+    /// uses a bundle verifies it first and loads it from the `VerifiedBundle`).
     pub fn load(source: &ReleaseSource) -> crate::Result<Self> {
-        Self::load_pinned(source, None)
-    }
-
-    /// Loads the release; a bundle's manifest must hash to `pinned` (the digest `verify`
-    /// checked) when given, and its lock and chart are read by the digests that manifest lists.
-    pub fn load_pinned(source: &ReleaseSource, pinned: Option<&str>) -> crate::Result<Self> {
         match source {
-            ReleaseSource::Bundle { path, site } => Self::from_bundle(path, site, pinned),
+            ReleaseSource::Bundle { path, site } => Self::from_opened(&OpenedBundle::open(path, None)?, site),
             ReleaseSource::Connected(inputs) => Self::from_inputs(inputs),
         }
     }
 
-    fn from_bundle(path: &Path, site: &SiteRegistry, pinned: Option<&str>) -> crate::Result<Self> {
-        let reader = BundleReader::open(path)?;
-        let manifest = reader.manifest_pinned(pinned)?;
+    /// The release of an opened bundle (refused when the file changed since it was opened).
+    pub fn from_opened(bundle: &OpenedBundle, site: &SiteRegistry) -> crate::Result<Self> {
+        bundle.check_unchanged()?;
+        let (reader, manifest, path) = (bundle.reader(), bundle.manifest().clone(), bundle.path());
         if manifest.name != PRODUCT {
             return Err(ReleaseError::OtherProduct {
                 bundle: path.to_owned(),
@@ -208,7 +204,7 @@ impl Release {
             .ok_or_else(|| ReleaseError::NoBundledChart {
                 bundle: path.to_owned(),
             })?;
-        let chart = read_bundled_chart(&reader, artifact)?;
+        let chart = read_bundled_chart(reader, artifact)?;
         let images = image_map(&lock, &ImageSource::Site(site.clone()))?;
         Ok(Self {
             version: manifest.version,

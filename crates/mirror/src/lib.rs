@@ -50,11 +50,14 @@ mod referrers;
 mod report;
 mod target;
 
+#[cfg(fuzzing)]
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[cfg(fuzzing)]
 use coder_bundle::read::BundleReader;
+use coder_bundle::read::OpenedBundle;
 use coder_registry::{RegistryClient, RegistryOptions};
 use coder_report::Reporter;
 use futures_util::{StreamExt, TryStreamExt};
@@ -74,11 +77,6 @@ pub struct MirrorOptions {
     pub concurrency: usize,
     /// How to reach the site registry (CA, plain HTTP, credentials).
     pub registry: RegistryOptions,
-    /// The `sha256:` of the bundle manifest that was verified, if the caller verified it: the
-    /// push refuses a bundle whose manifest no longer hashes to it (every blob and manifest it
-    /// sends then goes by the digests that manifest lists, and the registry commits only bytes
-    /// that hash to them).
-    pub pinned_manifest: Option<String>,
 }
 
 impl Default for MirrorOptions {
@@ -86,22 +84,24 @@ impl Default for MirrorOptions {
         Self {
             concurrency: 8,
             registry: RegistryOptions::default(),
-            pinned_manifest: None,
         }
     }
 }
 
-/// Pushes every image and chart of `bundle` into `site`, reporting its progress to `reporter`.
+/// Pushes every image and chart of the opened `bundle` into `site`, reporting its progress to
+/// `reporter`. The bundle's manifest is read again first: a file rewritten since it was opened
+/// (and verified) is refused; everything else goes by the digests that manifest lists, and the
+/// registry commits only bytes that hash to them.
 pub async fn mirror_bundle(
-    bundle: &Path,
+    bundle: &OpenedBundle,
     site: &SiteRegistry,
     options: &MirrorOptions,
     reporter: &dyn Reporter,
 ) -> Result<MirrorReport, MirrorError> {
     let started = Instant::now();
-    let reader = BundleReader::open(bundle)?;
-    let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
-    let (artifacts, plan_blobs) = plan::plan(&reader, &manifest, site)?;
+    bundle.check_unchanged()?;
+    let (reader, manifest) = (bundle.reader(), bundle.manifest());
+    let (artifacts, plan_blobs) = plan::plan(reader, manifest, site)?;
     let client = RegistryClient::new(options.registry.clone())?;
     let file = Arc::clone(reader.file());
     let counters = Counters::default();
@@ -120,7 +120,7 @@ pub async fn mirror_bundle(
         let (present, missing) = blobs::check_omitted(&client, &work, &artifacts, concurrency).await?;
         if !missing.is_empty() {
             return Err(MirrorError::DeltaBaseMissing {
-                bundle: bundle.display().to_string(),
+                bundle: bundle.path().display().to_string(),
                 base: delta.base.clone(),
                 registry: site.to_string(),
                 missing,
@@ -164,7 +164,7 @@ pub async fn mirror_bundle(
     referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
 
     Ok(MirrorReport {
-        bundle: bundle.display().to_string(),
+        bundle: bundle.path().display().to_string(),
         registry: site.to_string(),
         artifacts: pushed,
         blobs_uploaded: counters.uploaded.into_inner(),

@@ -2,10 +2,9 @@
 //! it, or the bundle was pushed before); check that every image and chart is there by digest,
 //! writing nothing.
 
-use std::path::Path;
 use std::time::Instant;
 
-use coder_bundle::read::BundleReader;
+use coder_bundle::read::OpenedBundle;
 use coder_registry::RegistryClient;
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -19,14 +18,12 @@ use crate::{MirrorOptions, SiteRegistry};
 /// report reads like a push that found everything present. Missing content is one error that
 /// names every missing manifest and what to do.
 pub async fn check_bundle_present(
-    bundle: &Path,
+    bundle: &OpenedBundle,
     site: &SiteRegistry,
     options: &MirrorOptions,
 ) -> Result<MirrorReport, MirrorError> {
     let started = Instant::now();
-    let reader = BundleReader::open(bundle)?;
-    let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
-    let (artifacts, _) = crate::plan::plan(&reader, &manifest, site)?;
+    let (artifacts, _) = crate::plan::plan(bundle.reader(), bundle.manifest(), site)?;
     let client = RegistryClient::new(options.registry.clone())?;
     let checked: Vec<(MirroredArtifact, Vec<String>, usize)> = futures_util::stream::iter(artifacts.iter())
         .map(|artifact| check_artifact(&client, artifact))
@@ -45,7 +42,7 @@ pub async fn check_bundle_present(
     }
     let manifests_present = checked.iter().map(|(_, _, present)| present).sum();
     Ok(MirrorReport {
-        bundle: bundle.display().to_string(),
+        bundle: bundle.path().display().to_string(),
         registry: site.to_string(),
         artifacts: checked.into_iter().map(|(artifact, _, _)| artifact).collect(),
         blobs_uploaded: 0,

@@ -19,8 +19,8 @@
 //! (`login_limit`). No thread ever waits on a client (`body`).
 //!
 //! Verifying the bundle (hashes and signature) is the caller's job before [`BundleRegistry::open`]
-//! (`coder-install serve` runs the same check as `verify`); the manifest it verified is pinned
-//! with [`ServeOptions::pinned_manifest`].
+//! (`coder-install serve` runs the same check as `verify`), which takes the bundle as the caller
+//! opened and verified it, pinned to the manifest that verified.
 
 mod auth;
 mod body;
@@ -35,12 +35,12 @@ mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use coder_bundle::read::BundleReader;
+use coder_bundle::read::OpenedBundle;
 use coder_report::Reporter;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -67,9 +67,6 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub struct ServeOptions {
     /// Path prefix every repository is served under (no leading or trailing `/`; empty for none).
     pub prefix: String,
-    /// The `sha256:` of the bundle manifest the caller verified: a bundle whose manifest no longer
-    /// hashes to it is refused.
-    pub pinned_manifest: Option<String>,
     /// HTTPS: the PEM certificate chain and its PEM key.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Basic authentication: an htpasswd file of bcrypt entries.
@@ -157,8 +154,8 @@ pub struct ServeTotals {
 }
 
 impl BundleRegistry {
-    /// Opens `bundle` and works out what it serves; reads the TLS and htpasswd files.
-    pub fn open(bundle: &Path, options: &ServeOptions) -> Result<Self, ServeError> {
+    /// Works out what the opened (and verified) `bundle` serves; reads the TLS and htpasswd files.
+    pub fn open(bundle: &OpenedBundle, options: &ServeOptions) -> Result<Self, ServeError> {
         let prefix = options.prefix.trim_matches('/').to_owned();
         if !prefix.is_empty() && !routes::valid_name(&prefix) {
             return Err(ServeError::Config {
@@ -168,9 +165,9 @@ impl BundleRegistry {
                     .to_owned(),
             });
         }
-        let reader = BundleReader::open(bundle)?;
-        let manifest = reader.manifest_pinned(options.pinned_manifest.as_deref())?;
-        let (content, artifacts) = content::Content::load(&reader, &manifest, &prefix)?;
+        bundle.check_unchanged()?;
+        let (reader, manifest) = (bundle.reader(), bundle.manifest());
+        let (content, artifacts) = content::Content::load(reader, manifest, &prefix)?;
         let tls = options
             .tls
             .as_ref()
@@ -196,8 +193,8 @@ impl BundleRegistry {
             tls,
             limits,
             artifacts,
-            name: manifest.name,
-            version: manifest.version,
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
         })
     }
 

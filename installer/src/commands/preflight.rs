@@ -2,6 +2,7 @@
 
 use crate::args::OutputFormat;
 use crate::args::{RegistryLoginArgs, ReleaseArgs, TargetArgs, ValuesArgs};
+use coder_bundle::read::OpenedBundle;
 use coder_deploy::apply::{ApplyOptions, SiteCheck, preflight};
 use coder_deploy::preflight::Outcome;
 use coder_deploy::release::{Release, ReleaseSource};
@@ -32,7 +33,15 @@ pub struct PreflightArgs {
 /// Runs `preflight`; exits non-zero when a check fails.
 pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
     let source = args.release.source()?;
-    let release = Release::load(&source)?;
+    // Opened once (unverified: preflight reads only its lock, chart and manifests, and writes
+    // nothing), for the release and, with --no-push, the presence check.
+    let (release, bundle) = match &source {
+        ReleaseSource::Bundle { path, site } => {
+            let bundle = OpenedBundle::open(path, None)?;
+            (Release::from_opened(&bundle, site)?, Some(bundle))
+        }
+        ReleaseSource::Connected(_) => (Release::load(&source)?, None),
+    };
     let options = ApplyOptions {
         namespace: args.target.checked_namespace()?,
         cluster: args.target.cluster(),
@@ -50,10 +59,7 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
     };
     let site_check = SiteCheck {
         registry: &registry,
-        served: match (&source, args.no_push.no_push) {
-            (ReleaseSource::Bundle { path, .. }, true) => Some((path.as_path(), None)),
-            _ => None,
-        },
+        served: bundle.as_ref().filter(|_| args.no_push.no_push),
     };
     let report = preflight(&release, &options, site_check, &coder_report::Silent)
         .await?

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use crate::args::{BundleTrustArgs, OutputFormat, RegistryLoginArgs};
-use coder_deploy::apply::{check_image_signatures, verify_before_use};
 use coder_deploy::license_gate::require_airgap_license;
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
@@ -63,35 +62,17 @@ const NOTHING_PUSHED: &str = "nothing was pushed";
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     let reporter = crate::report::for_format(args.format);
     require_airgap_license(args.license.as_deref(), NOTHING_PUSHED, reporter)?;
-    let mut verified = verify_before_use(
-        &args.bundle,
-        &args.trust.signature_policy(),
-        NOTHING_PUSHED,
-        reporter,
-    )
-    .await?;
-    let images = check_image_signatures(
-        &args.bundle,
-        &verified,
-        &args.trust.image_policy(),
-        NOTHING_PUSHED,
-        reporter,
-    )
-    .await?;
-    if let Some(images) = images {
-        verified.signature = format!("{}; images: {images}", verified.signature);
-    }
+    let verified = args.trust.verify(&args.bundle, NOTHING_PUSHED, reporter).await?;
     let options = MirrorOptions {
-        pinned_manifest: Some(verified.manifest_digest.clone()),
         concurrency: args.concurrency.get(),
         registry: args.site.registry_options()?,
     };
-    let report = mirror_bundle(&args.bundle, &args.site.registry, &options, reporter).await?;
+    let report = mirror_bundle(&verified.bundle, &args.site.registry, &options, reporter).await?;
     match args.format {
         OutputFormat::Json => {
             let mut document = serde_json::to_value(&report)?;
-            document["signature"] = verified.signature.into();
-            document["manifest"] = verified.manifest_digest.into();
+            document["signature"] = verified.signature.clone().into();
+            document["manifest"] = verified.manifest_digest().into();
             super::print_json(&document)
         }
         OutputFormat::Text => {

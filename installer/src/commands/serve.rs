@@ -1,14 +1,11 @@
 //! `coder-install serve`: a bundle as a read-only OCI registry, for sites without a registry.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::args::OutputFormat;
-use coder_bundle::read::BundleReader;
-use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_signature_pinned};
-use coder_deploy::apply::{SignaturePolicy, verify_before_use};
+use coder_deploy::apply::{SignaturePolicy, verify_before_use, verify_signature_before_use};
 use coder_report::human_bytes;
 use coder_serve::{BundleRegistry, ServeLimits, ServeOptions};
 
@@ -81,19 +78,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(key) => SignaturePolicy::Key(key.clone()),
         None => SignaturePolicy::AllowUnsigned,
     };
-    let (manifest_digest, signature) = match &args.verified_manifest {
+    let verified = match &args.verified_manifest {
         Some(digest) => {
-            let signature = check_signature_pinned(&args.bundle, &policy, digest).await?;
-            (digest.clone(), signature)
+            verify_signature_before_use(&args.bundle, &policy, digest, NOTHING_SERVED, reporter).await?
         }
-        None => {
-            let verified = verify_before_use(&args.bundle, &policy, NOTHING_SERVED, reporter).await?;
-            (verified.manifest_digest, verified.signature)
-        }
+        None => verify_before_use(&args.bundle, &policy, NOTHING_SERVED, reporter).await?,
     };
+    let signature = verified.signature.clone();
     let options = ServeOptions {
         prefix: args.prefix.clone(),
-        pinned_manifest: Some(manifest_digest),
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         htpasswd: args.htpasswd.clone(),
         limits: ServeLimits {
@@ -103,7 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..ServeLimits::default()
         },
     };
-    let registry = BundleRegistry::open(&args.bundle, &options)?;
+    let registry = BundleRegistry::open(&verified.bundle, &options)?;
     let bound = registry.bind(&args.listen).await?;
     let summary = bound.summary(&args.prefix);
     if summary.auth && !summary.tls {
@@ -154,34 +147,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
     }
     Ok(())
-}
-
-/// `--verified-manifest`: the bundle's manifest must still hash to `pinned`, and its signature
-/// is checked as `policy` says (blobs are not re-hashed). Returns how the signature was checked.
-async fn check_signature_pinned(
-    bundle: &Path,
-    policy: &SignaturePolicy,
-    pinned: &str,
-) -> anyhow::Result<String> {
-    let key = match policy {
-        SignaturePolicy::Key(file) => Some(read_public_key(file)?),
-        _ => None,
-    };
-    let not_hashed = format!("manifest pinned to {pinned} by an earlier verify; blobs not re-hashed");
-    let signature = match &key {
-        Some(key) => format!("verified with key {} ({not_hashed})", fingerprint(key)),
-        None => format!("NOT checked (--allow-unsigned; {not_hashed})"),
-    };
-    let (bundle, pinned) = (bundle.to_owned(), pinned.to_owned());
-    let status = tokio::task::spawn_blocking(move || {
-        let reader = BundleReader::open(&bundle)?;
-        verify_signature_pinned(&reader, &pinned, key.as_ref())
-    })
-    .await??;
-    if let SignatureStatus::Invalid(reason) = status {
-        anyhow::bail!("the bundle does not verify; {NOTHING_SERVED}:\n  - signature: {reason}");
-    }
-    Ok(signature)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,7 +1,6 @@
 //! `coder-install template`: the manifests `apply` would apply, on stdout, for GitOps.
 
 use crate::args::{BundleTrustArgs, ReleaseArgs, ValuesArgs};
-use coder_deploy::apply::{check_image_signatures, verify_before_use};
 use coder_deploy::license_gate::check_license;
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_deploy::render::{PdbApi, render, secret_names};
@@ -60,30 +59,15 @@ pub async fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         reporter,
     )?;
     let (release, signature) = match &source {
-        ReleaseSource::Bundle { path, .. } => {
-            let verified =
-                verify_before_use(path, &args.trust.signature_policy(), NOTHING_RENDERED, reporter).await?;
-            let images = check_image_signatures(
-                path,
-                &verified,
-                &args.trust.image_policy(),
-                NOTHING_RENDERED,
-                reporter,
-            )
-            .await?;
-            let release = Release::load_pinned(&source, Some(&verified.manifest_digest))?;
-            let signature = match images {
-                Some(images) => format!("{}; images: {images}", verified.signature),
-                None => verified.signature,
-            };
-            (
-                release,
-                format!(
-                    "\n# bundle {} (manifest {}): signature {signature}.",
-                    path.display(),
-                    verified.manifest_digest
-                ),
-            )
+        ReleaseSource::Bundle { path, site } => {
+            let verified = args.trust.verify(path, NOTHING_RENDERED, reporter).await?;
+            let header = format!(
+                "\n# bundle {} (manifest {}): signature {}.",
+                path.display(),
+                verified.manifest_digest(),
+                verified.signature
+            );
+            (verified.release(site)?, header)
         }
         ReleaseSource::Connected(_) => (Release::load(&source)?, String::new()),
     };

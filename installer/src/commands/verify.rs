@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::args::OutputFormat;
-use coder_bundle::image_signatures::{ImageSignatureVerdict, read_image_key, verify_image_signatures};
-use coder_bundle::read::BundleReader;
+use coder_bundle::image_signatures::{ImageSignatureVerdict, check_image_signatures, read_image_key};
+use coder_bundle::read::{BundleReader, OpenedBundle};
 use coder_bundle::signing::{fingerprint, read_public_key};
 use coder_bundle::verify::{SignatureStatus, VerifyReport, verify_reported};
 use coder_report::human_bytes;
@@ -47,11 +47,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         let job = reporter.job("verifying", reader.file().len());
         let mut report = verify_reported(&reader, verifying.as_ref(), job.as_ref())?;
         if !image_keys.is_empty() {
-            report.image_signatures = Some(verify_image_signatures(
-                &bundle,
-                &report.manifest_digest,
+            // The same reader, its manifest pinned to what was just verified.
+            let opened = OpenedBundle::from_reader(reader, Some(&report.manifest_digest))?;
+            report.image_signatures = Some(check_image_signatures(
+                opened.reader(),
+                opened.manifest(),
                 &image_keys,
-            )?);
+            ));
         }
         Ok::<_, coder_bundle::BundleError>(report)
     })

@@ -2,8 +2,9 @@
 //! required and the choice is reported and recorded; what `apply` uses of the bundle after
 //! verifying it is pinned to the verified manifest. Against a real registry and API server.
 
+use coder_bundle::read::OpenedBundle;
 use coder_bundle::verify::verify_bundle;
-use coder_deploy::release::{Release, ReleaseSource};
+use coder_deploy::release::Release;
 use coder_license::Tier;
 use coder_mirror::{MirrorOptions, mirror_bundle};
 use coder_registry::RegistryOptions;
@@ -152,27 +153,31 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         "the record names how the bundle was checked"
     );
 
-    // Time of check, time of use: the file is replaced after it was verified (here by another
-    // release's bundle). What apply reads next, and what push sends, is refused.
+    // Time of check, time of use: the file is rewritten in place after it was verified and
+    // opened (here with another release's bundle). What apply reads next, and what push sends,
+    // is refused; so is opening it again against the digest that verified.
     let verified_path = platform.path("swapped.bundle");
     std::fs::copy(platform.path("signed.bundle"), &verified_path).expect("copy");
     let verifying = key.verifying_key();
     let report = verify_bundle(&verified_path, Some(&verifying), &|_| {}).expect("verify");
     assert!(report.ok());
+    let opened = OpenedBundle::open(&verified_path, Some(&report.manifest_digest)).expect("open");
     std::fs::write(platform.spec(), platform.spec_text("9.9.9")).expect("spec");
     platform.lock_spec();
     let other = bundle("other.bundle", true);
-    std::fs::copy(&other, &verified_path).expect("swap the file");
+    std::fs::copy(&other, &verified_path).expect("rewrite the file in place");
 
-    let source = ReleaseSource::Bundle {
-        path: verified_path.clone(),
-        site: site_registry.parse().expect("site"),
-    };
-    let error = Release::load_pinned(&source, Some(&report.manifest_digest))
+    let site: coder_mirror::SiteRegistry = site_registry.parse().expect("site");
+    let error = Release::from_opened(&opened, &site)
         .err()
-        .expect("a release read from a swapped bundle is refused")
+        .expect("a release read from a rewritten bundle is refused")
         .to_string();
     assert!(error.contains("changed since it was verified"), "{error}");
+    let reopened = OpenedBundle::open(&verified_path, Some(&report.manifest_digest))
+        .err()
+        .expect("reopened against the verified digest, it is refused")
+        .to_string();
+    assert!(reopened.contains("changed since it was verified"), "{reopened}");
 
     let fresh = Registry::start(RegistryFlavour::Plain)
         .await
@@ -182,11 +187,10 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
             insecure_registries: vec![fresh.host()],
             ..RegistryOptions::default()
         },
-        pinned_manifest: Some(report.manifest_digest.clone()),
         ..MirrorOptions::default()
     };
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
-    let error = mirror_bundle(&verified_path, &target, &options, &coder_report::Silent)
+    let error = mirror_bundle(&opened, &target, &options, &coder_report::Silent)
         .await
         .expect_err("a push of a swapped bundle is refused")
         .to_string();

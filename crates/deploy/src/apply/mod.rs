@@ -3,16 +3,14 @@
 //! (`deploy.rs` renders and writes under the namespace's Lease).
 
 mod deploy;
-mod image_signatures;
+mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use coder_bundle::read::BundleReader;
-use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_reported};
+use coder_bundle::read::OpenedBundle;
 use coder_mirror::{MirrorOptions, MirrorReport, SiteRegistry, mirror_bundle};
 use coder_registry::RegistryOptions;
 use coder_report::{Reporter, human_bytes};
@@ -27,7 +25,9 @@ use crate::render::render;
 pub use deploy::{
     DeployTarget, configured_storage_class, deploy, deploy_locked, render_for, resolved_values,
 };
-pub use image_signatures::{ImageSignaturePolicy, check_image_signatures};
+pub use verify::{
+    ImageSignaturePolicy, SignaturePolicy, VerifiedBundle, verify_before_use, verify_signature_before_use,
+};
 
 /// How to apply: the cluster side (also used by `preflight` and `rollback`).
 pub struct ApplyOptions {
@@ -47,17 +47,6 @@ pub struct ApplyOptions {
     pub diff: bool,
     /// Wait for readiness, up to this long.
     pub wait: Option<Duration>,
-}
-
-/// Whose signature a bundle must carry.
-#[derive(Debug, Clone)]
-pub enum SignaturePolicy {
-    /// Signed by the Ed25519 public key in this file (SPKI PEM).
-    Key(PathBuf),
-    /// Applied without checking who made it (said in the output and the install record).
-    AllowUnsigned,
-    /// Neither was asked for: a bundle is refused (connected installs have no bundle).
-    Unspecified,
 }
 
 /// Everything [`run`] needs: the release, the checks it must pass, and how to reach the site
@@ -153,11 +142,7 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
     let verified = match &source {
         ReleaseSource::Bundle { path, .. } => {
             let mut verified = verify_before_use(path, &signature, NOTHING_DONE, reporter).await?;
-            if let Some(images) =
-                check_image_signatures(path, &verified, &image_signatures, NOTHING_DONE, reporter).await?
-            {
-                verified.signature = format!("{}; images: {images}", verified.signature);
-            }
+            verified.require_image_signatures(&image_signatures, NOTHING_DONE, reporter)?;
             Some(verified)
         }
         ReleaseSource::Connected(_) => None,
@@ -169,13 +154,12 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
     let license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
     let mut release = load(&source, verified.as_ref())?;
     release.license = license;
-    let pinned_manifest = verified.map(|bundle| bundle.manifest_digest);
     let site_check = SiteCheck {
         registry: &registry,
-        served: match (&source, no_push) {
-            (ReleaseSource::Bundle { path, .. }, true) => Some((path.as_path(), pinned_manifest.clone())),
-            _ => None,
-        },
+        served: verified
+            .as_ref()
+            .filter(|_| no_push)
+            .map(|verified| &verified.bundle),
     };
     let Preflight {
         cluster,
@@ -192,91 +176,33 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
             report.artifacts.len()
         ));
         release.use_pushed(&report)?;
-    } else if let (ReleaseSource::Bundle { path, site }, false) = (&source, options.dry_run) {
+    } else if let (Some(verified), Some(site), false) = (&verified, release.site.clone(), options.dry_run) {
         let mirror = MirrorOptions {
             concurrency,
             registry,
-            pinned_manifest,
         };
-        push(path, site, &mirror, &mut release, reporter).await?;
+        push(&verified.bundle, &site, &mirror, &mut release, reporter).await?;
     }
     let report = deploy(&cluster, &release, &options, reporter).await?;
     wait(&cluster, &report, &options, reporter).await?;
     Ok(report)
 }
 
-/// A bundle that verified: what later reads of it are pinned to, and how its signature was
-/// checked.
-#[derive(Debug, Clone)]
-pub struct VerifiedBundle {
-    /// `sha256:` of the bundle manifest that verified.
-    pub manifest_digest: String,
-    /// How the signature was checked, for the output and the install record.
-    pub signature: String,
-}
-
-/// Step 1 (and `serve`'s start): verify the bundle before using it (every blob's digest, and the
-/// signature as `policy` asks). A refusal says `undone` (what was not done because of it).
-pub async fn verify_before_use(
-    path: &std::path::Path,
-    policy: &SignaturePolicy,
-    undone: &'static str,
-    reporter: &dyn Reporter,
-) -> crate::Result<VerifiedBundle> {
-    let key_file = match policy {
-        SignaturePolicy::Key(file) => Some(file),
-        SignaturePolicy::AllowUnsigned => None,
-        SignaturePolicy::Unspecified => return Err(crate::DeployError::SignaturePolicyMissing { undone }),
-    };
-    reporter.step(&format!("verify {}", path.display()));
-    let key = key_file
-        .map(|file| read_public_key(file))
-        .transpose()
-        .map_err(coder_bundle::BundleError::from)?;
-    let signature = key.as_ref().map_or_else(
-        || "NOT checked (--allow-unsigned)".to_owned(),
-        |key| format!("verified with key {}", fingerprint(key)),
-    );
-    let path = path.to_owned();
-    let reader = tokio::task::spawn_blocking(move || BundleReader::open(&path))
-        .await
-        .map_err(crate::DeployError::VerificationStopped)??;
-    // Hashing every blob of a bundle of several GB takes a while: it shows as a job.
-    let job = reporter.job("verifying", reader.file().len());
-    let report = tokio::task::spawn_blocking(move || verify_reported(&reader, key.as_ref(), job.as_ref()))
-        .await
-        .map_err(crate::DeployError::VerificationStopped)??;
-    if !report.ok() {
-        let mut problems = report.problems.clone();
-        if let SignatureStatus::Invalid(reason) = &report.signature {
-            problems.push(format!("signature: {reason}"));
-        }
-        return Err(crate::DeployError::BundleRefused { undone, problems });
-    }
-    reporter.line(&format!("    signature: {signature}"));
-    Ok(VerifiedBundle {
-        manifest_digest: report.manifest_digest,
-        signature,
-    })
-}
-
-/// Loads the release, pinned to the verified bundle manifest (every read of the lock and chart is
-/// checked against it).
+/// Loads the release: from the verified bundle (its lock and chart read by the digests of the
+/// manifest that verified), or from the spec and lock.
 fn load(source: &ReleaseSource, verified: Option<&VerifiedBundle>) -> crate::Result<Release> {
-    let mut release = Release::load_pinned(source, verified.map(|bundle| bundle.manifest_digest.as_str()))?;
-    if let Some(bundle) = verified {
-        release.signature.clone_from(&bundle.signature);
+    match (source, verified) {
+        (ReleaseSource::Bundle { site, .. }, Some(verified)) => verified.release(site),
+        _ => Release::load(source),
     }
-    Ok(release)
 }
 
 /// How preflight checks the site registry.
 pub struct SiteCheck<'a> {
     /// Its access.
     pub registry: &'a RegistryOptions,
-    /// With `--no-push`: the bundle it must already serve, and the verified manifest's digest
-    /// (when it was verified).
-    pub served: Option<(&'a std::path::Path, Option<String>)>,
+    /// With `--no-push`: the bundle it must already serve.
+    pub served: Option<&'a OpenedBundle>,
 }
 
 /// What preflight found: the connected cluster, every check, and with `--no-push` what the
@@ -306,10 +232,9 @@ pub async fn preflight(
     let mut served = None;
     if let Some(site) = &release.site {
         let check = match site_check.served {
-            Some((bundle, pinned)) => {
+            Some(bundle) => {
                 let (check, report) =
-                    crate::preflight::check_site_serves_bundle(bundle, site, site_check.registry, pinned)
-                        .await;
+                    crate::preflight::check_site_serves_bundle(bundle, site, site_check.registry).await;
                 served = report;
                 check
             }
@@ -327,13 +252,13 @@ pub async fn preflight(
 /// Step 4: push the bundle's images into the site registry, and point the release at what was
 /// pushed.
 async fn push(
-    bundle: &std::path::Path,
+    bundle: &OpenedBundle,
     site: &SiteRegistry,
     options: &MirrorOptions,
     release: &mut Release,
     reporter: &dyn Reporter,
 ) -> crate::Result<()> {
-    reporter.step(&format!("push {} to {site}", bundle.display()));
+    reporter.step(&format!("push {} to {site}", bundle.path().display()));
     let report = mirror_bundle(bundle, site, options, reporter).await?;
     reporter.line(&format!(
         "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
