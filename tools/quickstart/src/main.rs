@@ -98,6 +98,80 @@ const THIRD_PARTY: [(&str, &str); 4] = [
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let repository = std::env::current_dir()?;
+    check_can_run(&repository)?;
+    let temporary = tempfile_dir(&args)?;
+    let work = temporary.as_path();
+
+    section("1. the local world (loopback only)");
+    let (upstream, site, cluster) = start_world().await?;
+
+    section("2. the images, built and pushed upstream");
+    push_images(&upstream).await?;
+
+    section("3. on the connected host: lock, bundle, verify");
+    let tool = Tool {
+        coder_install: repository.join(&args.coder_install),
+        docker_config: work.join("docker"),
+    };
+    let bundle = lock_bundle_verify(&tool, work, &upstream.host(), &repository)?;
+
+    section("4. inside the air gap: the site's TLS, then apply the bundle (enterprise license)");
+    let license = work.join("coder.license");
+    std::fs::write(&license, enterprise_license(&repository)?)?;
+    let site_registry = format!("{}/coder", site.host());
+    let kubeconfig = text(cluster.api().kubeconfig_path());
+    cluster
+        .trust_plain_http_registry(&site.host())
+        .context("letting the node pull from the site registry")?;
+    println!(
+        "the node pulls from the site registry {} over plain HTTP",
+        site.host()
+    );
+    let tls = site_tls(&work.join("tls"))?;
+    let client = cluster.api().client().await?;
+    tls.create_secrets(&client, NAMESPACE).await?;
+    print_site_tls(&tls);
+    // The loopback port comes first: the access URL names it.
+    let relay = LoopbackRelay::start(PREFERRED_PORT).await?;
+    let port = relay.port();
+    let access_url = format!("https://{ACCESS_HOST}:{port}");
+    run(&mut tool.command(&["license", "inspect", &text(&license)]))?;
+    let install = Install {
+        bundle: &bundle,
+        license: &license,
+        site_registry: &site_registry,
+        site_host: &site.host(),
+        kubeconfig: &kubeconfig,
+        port,
+    };
+    apply_bundle(&tool, &install, &cluster).await?;
+
+    section("5. what is installed");
+    run(&mut tool.command(&["status", "--kubeconfig", &kubeconfig]))?;
+
+    section("6. the front door: the load balancer, the ingress controller, TLS");
+    relay_to_load_balancer(&cluster, &relay).await?;
+    let password = admin_password(&client).await?;
+    check_login(&tls, &access_url, &password).await?;
+
+    section("7. a person's walk in Chromium: sign in, a workspace, its editor and terminal");
+    walk_in_chromium(&client, &tls, &access_url, &password, work).await?;
+    print_how_to_sign_in(&access_url, &password, &tls, &work.join("tls"));
+
+    section("done");
+    print_real_world_equivalents(work);
+    if !args.exit {
+        keep_up_until_ctrl_c(&tool, &install).await?;
+    }
+    println!("stopping the local world");
+    drop(relay);
+    drop(client);
+    drop((upstream, site, cluster));
+    Ok(())
+}
+
+/// Refuses to run outside the repository's root or without root (the node needs it).
+fn check_can_run(repository: &Path) -> anyhow::Result<()> {
     if !repository.join("charts/coder/Chart.yaml").exists() {
         bail!("run the quick start from the repository's root (scripts/quickstart.sh does)");
     }
@@ -107,10 +181,12 @@ async fn main() -> anyhow::Result<()> {
              which needs root: run `sudo scripts/quickstart.sh`"
         );
     }
-    let temporary = tempfile_dir(&args)?;
-    let work = temporary.as_path();
+    Ok(())
+}
 
-    section("1. the local world (loopback only)");
+/// Step 1: starts the upstream and site registries and the single-node cluster together, and
+/// prints where they are and what in them is real and what stands in.
+async fn start_world() -> anyhow::Result<(Registry, Registry, Cluster)> {
     println!(
         "starting two registries and a single-node Kubernetes cluster (about 30 s; it waits if another\n\
          cluster holds the machine-wide node lock)"
@@ -146,8 +222,13 @@ async fn main() -> anyhow::Result<()> {
          Node logs: {}",
         cluster.log_dir().display()
     );
+    Ok((upstream, site, cluster))
+}
 
-    section("2. the images, built and pushed upstream");
+/// Step 2: builds the platform image (trusting the test license key) and pushes it upstream,
+/// then builds each third-party image's stand-in and pushes it under the upstream path it
+/// takes the place of.
+async fn push_images(upstream: &Registry) -> anyhow::Result<()> {
     let platform_image = format!("{}/coderenvs/coder-service:1.0.0", upstream.host());
     println!(
         "building the platform image (trusting the test license key); this may take several minutes\n\
@@ -157,62 +238,93 @@ async fn main() -> anyhow::Result<()> {
         .args(["--profile", "dev", "--test-keys", "--push", &platform_image])
         .args(["--insecure-registry", &upstream.host()]))?;
     for (name, path) in THIRD_PARTY {
-        let (image, what) = match name {
-            "postgres" => {
-                println!("building the PostgreSQL image from Debian's packages");
-                (postgres_image()?, "PostgreSQL 15 from Debian's packages")
-            }
-            "workspace" => {
-                println!("building the workspace image (workspace-standin, busybox)");
-                (
-                    workspace_image().context(
-                        "the workspace image needs target/debug/workspace-standin: \
-                         `cargo build -p coder-testenv --bin workspace-standin` (scripts/quickstart.sh does)",
-                    )?,
-                    "the workspace stand-in (HTTP on 13337, a shell on 26337)",
-                )
-            }
-            "ingress-nginx-controller" => {
-                println!("building the ingress controller image (Debian's nginx, ingress-standin)");
-                (
-                    ingress_controller_image().context(
-                        "the ingress controller image needs target/debug/ingress-standin: \
-                         `cargo build -p ingress-standin` (scripts/quickstart.sh does)",
-                    )?,
-                    "the ingress controller stand-in (Debian's nginx)",
-                )
-            }
-            "ingress-nginx-certgen" => (ingress_certgen_image()?, "the webhook certificate jobs' stand-in"),
-            other => bail!("the quick start cannot build an image for {other}"),
-        };
+        let (image, what) = third_party_image(name)?;
         upstream.push_image(path, &image).await?;
         println!("{path} pushed upstream: {what}");
     }
+    Ok(())
+}
 
-    section("3. on the connected host: lock, bundle, verify");
+/// Builds the stand-in for the third-party image `name` (saying so for the slow ones); returns
+/// it with a description of what it is.
+fn third_party_image(name: &str) -> anyhow::Result<(coder_testenv::fixture::Image, &'static str)> {
+    Ok(match name {
+        "postgres" => {
+            println!("building the PostgreSQL image from Debian's packages");
+            (postgres_image()?, "PostgreSQL 15 from Debian's packages")
+        }
+        "workspace" => {
+            println!("building the workspace image (workspace-standin, busybox)");
+            (
+                workspace_image().context(
+                    "the workspace image needs target/debug/workspace-standin: \
+                     `cargo build -p coder-testenv --bin workspace-standin` (scripts/quickstart.sh does)",
+                )?,
+                "the workspace stand-in (HTTP on 13337, a shell on 26337)",
+            )
+        }
+        "ingress-nginx-controller" => {
+            println!("building the ingress controller image (Debian's nginx, ingress-standin)");
+            (
+                ingress_controller_image().context(
+                    "the ingress controller image needs target/debug/ingress-standin: \
+                     `cargo build -p ingress-standin` (scripts/quickstart.sh does)",
+                )?,
+                "the ingress controller stand-in (Debian's nginx)",
+            )
+        }
+        "ingress-nginx-certgen" => (ingress_certgen_image()?, "the webhook certificate jobs' stand-in"),
+        other => bail!("the quick start cannot build an image for {other}"),
+    })
+}
+
+/// The `coder-install` the quick start runs, with a Docker config of its own (an empty one, so
+/// that no credentials of the machine's are used).
+struct Tool {
+    /// The binary.
+    coder_install: PathBuf,
+    /// The folder of its `config.json` (`DOCKER_CONFIG`).
+    docker_config: PathBuf,
+}
+
+impl Tool {
+    /// A `coder-install` command with these arguments.
+    fn command(&self, arguments: &[&str]) -> Command {
+        let mut command = Command::new(&self.coder_install);
+        command.args(arguments).env("DOCKER_CONFIG", &self.docker_config);
+        command
+    }
+}
+
+/// A path as a command-line argument.
+fn text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Step 3: writes the spec (its images upstream), then runs `lock`, `bundle` and `verify` as a
+/// connected host would. Returns the bundle's path.
+fn lock_bundle_verify(
+    tool: &Tool,
+    work: &Path,
+    upstream: &str,
+    repository: &Path,
+) -> anyhow::Result<PathBuf> {
     let spec = work.join("coder.yaml");
-    std::fs::write(&spec, spec_text(&upstream.host(), &repository))?;
+    std::fs::write(&spec, spec_text(upstream, repository))?;
     let lock = work.join("images.lock");
     let bundle = work.join("coder.bundle");
-    let coder_install = repository.join(&args.coder_install);
-    let tool = |arguments: &[&str]| {
-        let mut command = Command::new(&coder_install);
-        command.args(arguments).env("DOCKER_CONFIG", work.join("docker"));
-        command
-    };
-    std::fs::create_dir_all(work.join("docker"))?;
-    std::fs::write(work.join("docker/config.json"), "{}")?;
-    let text = |path: &Path| path.display().to_string();
-    run(&mut tool(&[
+    std::fs::create_dir_all(&tool.docker_config)?;
+    std::fs::write(tool.docker_config.join("config.json"), "{}")?;
+    run(&mut tool.command(&[
         "lock",
         "--spec",
         &text(&spec),
         "-o",
         &text(&lock),
         "--insecure-registry",
-        &upstream.host(),
+        upstream,
     ]))?;
-    run(&mut tool(&[
+    run(&mut tool.command(&[
         "bundle",
         "--spec",
         &text(&spec),
@@ -224,27 +336,21 @@ async fn main() -> anyhow::Result<()> {
         "--cache",
         &text(&work.join("cache")),
         "--insecure-registry",
-        &upstream.host(),
+        upstream,
     ]))?;
-    run(&mut tool(&["verify", "--allow-unsigned", &text(&bundle)]))?;
+    run(&mut tool.command(&["verify", "--allow-unsigned", &text(&bundle)]))?;
+    Ok(bundle)
+}
 
-    section("4. inside the air gap: the site's TLS, then apply the bundle (enterprise license)");
-    let license = work.join("coder.license");
-    std::fs::write(&license, enterprise_license(&repository)?)?;
-    let site_registry = format!("{}/coder", site.host());
-    let kubeconfig = text(cluster.api().kubeconfig_path());
-    cluster
-        .trust_plain_http_registry(&site.host())
-        .context("letting the node pull from the site registry")?;
-    println!(
-        "the node pulls from the site registry {} over plain HTTP",
-        site.host()
-    );
-    let tls_dir = work.join("tls");
-    std::fs::create_dir_all(&tls_dir)?;
-    let tls = SiteTls::new(&tls_dir, ACCESS_HOST, WORKSPACE_DOMAIN)?;
-    let client = cluster.api().client().await?;
-    tls.create_secrets(&client, NAMESPACE).await?;
+/// The site's TLS in `tls_dir`: a private CA and the certificates it signs for the platform's
+/// host and the workspaces' wildcard.
+fn site_tls(tls_dir: &Path) -> anyhow::Result<SiteTls> {
+    std::fs::create_dir_all(tls_dir)?;
+    Ok(SiteTls::new(tls_dir, ACCESS_HOST, WORKSPACE_DOMAIN)?)
+}
+
+/// Prints what the site's TLS is and the commands a site would make its Secrets with.
+fn print_site_tls(tls: &SiteTls) {
     println!(
         "a private CA ({}) signed the platform's certificate ({ACCESS_HOST}) and the workspaces'\n\
          wildcard (*.{WORKSPACE_DOMAIN}); they are the Secrets {ACCESS_TLS_SECRET} and {WORKSPACE_TLS_SECRET}, as a site makes them:\n  \
@@ -256,19 +362,33 @@ async fn main() -> anyhow::Result<()> {
         tls.workspace_cert().cert.display(),
         tls.workspace_cert().key.display(),
     );
-    // The loopback port comes first: the access URL names it.
-    let relay = LoopbackRelay::start(PREFERRED_PORT).await?;
-    let port = relay.port();
-    let access_url = format!("https://{ACCESS_HOST}:{port}");
-    let workspace_url = format!("https://{WORKSPACE_DOMAIN}:{port}");
-    run(&mut tool(&["license", "inspect", &text(&license)]))?;
+}
+
+/// What the site installs from: the bundle, the license, the site registry, the cluster, and
+/// the loopback port the platform's URLs name.
+struct Install<'a> {
+    bundle: &'a Path,
+    license: &'a Path,
+    /// The site registry's repository prefix (`HOST/coder`).
+    site_registry: &'a str,
+    /// The site registry's `host:port` (plain HTTP).
+    site_host: &'a str,
+    kubeconfig: &'a str,
+    port: u16,
+}
+
+/// Step 4's install: `apply --bundle --wait` into the site registry and the cluster, with the
+/// access and workspace URLs on the relay's port and the chart's ingress on. When it fails,
+/// prints the pods of the namespace and where the node's logs are.
+async fn apply_bundle(tool: &Tool, install: &Install<'_>, cluster: &Cluster) -> anyhow::Result<()> {
     println!(
         "apply waits until every workload is Ready (image pulls, PostgreSQL's initdb, migrations, the\n\
          ingress controller's certificate jobs: a few minutes)"
     );
+    let port = install.port;
     let sets = [
-        format!("accessURL={access_url}"),
-        format!("workspaceBaseURL={workspace_url}"),
+        format!("accessURL=https://{ACCESS_HOST}:{port}"),
+        format!("workspaceBaseURL=https://{WORKSPACE_DOMAIN}:{port}"),
         format!("ingress.host={ACCESS_HOST}"),
         format!("ingress.tlsSecret={ACCESS_TLS_SECRET}"),
         format!("ingress.workspaceTlsSecret={WORKSPACE_TLS_SECRET}"),
@@ -276,16 +396,16 @@ async fn main() -> anyhow::Result<()> {
     let mut apply_args: Vec<String> = [
         "apply",
         "--bundle",
-        &text(&bundle),
+        &text(install.bundle),
         "--allow-unsigned",
         "--registry",
-        &site_registry,
+        install.site_registry,
         "--insecure-registry",
-        &site.host(),
+        install.site_host,
         "--license",
-        &text(&license),
+        &text(install.license),
         "--kubeconfig",
-        &kubeconfig,
+        install.kubeconfig,
         "--wait",
         "--timeout",
         APPLY_TIMEOUT,
@@ -296,10 +416,9 @@ async fn main() -> anyhow::Result<()> {
     for set in &sets {
         apply_args.extend(["--set".to_owned(), set.clone()]);
     }
-    let applied = run(Command::new(&coder_install)
-        .args(&apply_args)
-        .env("DOCKER_CONFIG", work.join("docker")));
-    if let Err(error) = applied {
+    let mut apply = tool.command(&[]);
+    apply.args(&apply_args);
+    if let Err(error) = run(&mut apply) {
         eprintln!(
             "\nthe pods in namespace {NAMESPACE}:\n{}\nthe node's logs: {}",
             cluster.describe_pods(NAMESPACE).await,
@@ -307,11 +426,12 @@ async fn main() -> anyhow::Result<()> {
         );
         return Err(error);
     }
+    Ok(())
+}
 
-    section("5. what is installed");
-    run(&mut tool(&["status", "--kubeconfig", &kubeconfig]))?;
-
-    section("6. the front door: the load balancer, the ingress controller, TLS");
+/// Step 6's front door: relays the loopback port to the ingress controller's load-balancer
+/// address (port 443) and says so.
+async fn relay_to_load_balancer(cluster: &Cluster, relay: &LoopbackRelay) -> anyhow::Result<()> {
     let load_balancer = cluster
         .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
         .await
@@ -320,24 +440,39 @@ async fn main() -> anyhow::Result<()> {
     relay.relay_to(front);
     println!(
         "the load balancer's address is {load_balancer} (the ingress controller's Service); this host's\n\
-         loopback port {port} is relayed to it, so {ACCESS_HOST} and *.{WORKSPACE_DOMAIN} (which browsers\n\
-         send to loopback) reach the ingress controller"
+         loopback port {} is relayed to it, so {ACCESS_HOST} and *.{WORKSPACE_DOMAIN} (which browsers\n\
+         send to loopback) reach the ingress controller",
+        relay.port()
     );
-    let password = admin_password(&client).await?;
+    Ok(())
+}
+
+/// Step 6's check: logs in as the admin over HTTPS through the relay, the private CA trusted.
+async fn check_login(tls: &SiteTls, access_url: &str, password: &str) -> anyhow::Result<()> {
     // coder.localhost goes to loopback (the relay), on the access URL's port.
     let http = tls.http_client(std::net::IpAddr::from([127, 0, 0, 1]), &[])?;
     println!("logging in as {ADMIN_EMAIL} at {access_url} (HTTPS, the private CA trusted)");
-    login(&http, &access_url, ADMIN_EMAIL, &password).await?;
+    login(&http, access_url, ADMIN_EMAIL, password).await?;
     println!("the login works (the manager returned a session token through the ingress)");
+    Ok(())
+}
 
-    section("7. a person's walk in Chromium: sign in, a workspace, its editor and terminal");
-    let image = workspace_image_allowed(&client).await?;
+/// Step 7: runs [`browser_walk`] in a task of its own (so that a failed check, a panic, is
+/// reported with where the screenshots are) and says what it did.
+async fn walk_in_chromium(
+    client: &kube::Client,
+    tls: &SiteTls,
+    access_url: &str,
+    password: &str,
+    work: &Path,
+) -> anyhow::Result<()> {
+    let image = workspace_image_allowed(client).await?;
     let screenshots = work.join("screenshots");
     let walked = tokio::spawn(browser_walk(
         tls.host_resolver_rules(std::net::IpAddr::from([127, 0, 0, 1])),
         tls.chromium_home()?,
-        access_url.clone(),
-        password.clone(),
+        access_url.to_owned(),
+        password.to_owned(),
         image,
         screenshots.clone(),
     ))
@@ -355,6 +490,12 @@ async fn main() -> anyhow::Result<()> {
             screenshots.display()
         ),
     }
+    Ok(())
+}
+
+/// Prints the dashboard's URL, the admin's credentials, the CA and how to trust it in Chromium
+/// (or a Chromium home under `tls_dir` that already does).
+fn print_how_to_sign_in(access_url: &str, password: &str, tls: &SiteTls, tls_dir: &Path) {
     println!(
         "\nDashboard: {access_url}/\n\
          Admin:     {ADMIN_EMAIL}\n\
@@ -367,8 +508,10 @@ async fn main() -> anyhow::Result<()> {
         ca = tls.ca_path().display(),
         home = tls_dir.join("home").display(),
     );
+}
 
-    section("done");
+/// Prints the commands a real vendor and site would run for what the quick start did.
+fn print_real_world_equivalents(work: &Path) {
     println!(
         "Real-world equivalents: `coder-install lock && coder-install bundle -o coder.bundle --signing-key vendor.pem`\n\
          on a connected host; carry coder.bundle in; `coder-install apply --bundle coder.bundle --public-key vendor.pub\n\
@@ -376,20 +519,19 @@ async fn main() -> anyhow::Result<()> {
          hence --allow-unsigned above). Work files: {}",
         work.display()
     );
-    if !args.exit {
-        println!(
-            "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  KUBECONFIG={kubeconfig} kubectl -n {NAMESPACE} get pods   (if you have kubectl)\n  {} template --bundle {} --registry {site_registry} --license {}\nPress Ctrl-C to stop it (the node and its pods are torn down).",
-            coder_install.display(),
-            coder_install.display(),
-            bundle.display(),
-            license.display()
-        );
-        tokio::signal::ctrl_c().await?;
-    }
-    println!("stopping the local world");
-    drop(relay);
-    drop(client);
-    drop((upstream, site, cluster));
+}
+
+/// Prints commands to explore the local world with, then waits for Ctrl-C.
+async fn keep_up_until_ctrl_c(tool: &Tool, install: &Install<'_>) -> anyhow::Result<()> {
+    let (kubeconfig, site_registry) = (install.kubeconfig, install.site_registry);
+    println!(
+        "\nThe local world stays up: try\n  {} status --kubeconfig {kubeconfig}\n  KUBECONFIG={kubeconfig} kubectl -n {NAMESPACE} get pods   (if you have kubectl)\n  {} template --bundle {} --registry {site_registry} --license {}\nPress Ctrl-C to stop it (the node and its pods are torn down).",
+        tool.coder_install.display(),
+        tool.coder_install.display(),
+        install.bundle.display(),
+        install.license.display()
+    );
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }
 
