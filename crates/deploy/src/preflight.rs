@@ -170,7 +170,8 @@ pub async fn check_site_registry(site: &SiteRegistry, options: &RegistryOptions)
     }
 }
 
-/// Runs the cluster checks for applying `objects` into `namespace`.
+/// Runs the cluster checks for applying `objects` into `namespace`: the API server, the kinds it
+/// serves, the credentials' permissions, what the namespace already holds, and the storage class.
 pub async fn check_cluster(
     cluster: &Cluster,
     namespace: &str,
@@ -185,8 +186,28 @@ pub async fn check_cluster(
             cluster.version
         ),
     ));
+    let (permissions, kinds_check) = needed_permissions(cluster, namespace, objects);
+    report.checks.push(kinds_check);
+    report.checks.push(permissions_check(cluster, permissions).await);
+    let (install_checks, existing) = existing_install_checks(cluster, namespace).await;
+    report.checks.extend(install_checks);
+    report.existing_install = existing;
+    if let Some(storage_class) = storage_class {
+        report
+            .checks
+            .push(storage_class_check(cluster, storage_class).await);
+    }
+    report
+}
 
-    // Permissions: every kind the install writes, plus what apply itself keeps.
+/// The permissions an apply of `objects` needs (every verb it uses on every kind it writes,
+/// plus its Secrets, record ConfigMaps and Lease, and reading the namespace), and the check of
+/// whether the server serves every kind.
+fn needed_permissions(
+    cluster: &Cluster,
+    namespace: &str,
+    objects: &[Value],
+) -> (BTreeSet<Permission>, Check) {
     let mut permissions = BTreeSet::new();
     let mut unserved = Vec::new();
     let mut kinds: Vec<ObjectKey> = objects.iter().map(ObjectKey::of).collect();
@@ -203,37 +224,22 @@ pub async fn check_cluster(
         });
     }
     for key in &kinds {
-        match cluster.resolve(&key.api_version, &key.kind) {
-            Some((resource, namespaced)) => {
-                for verb in VERBS {
-                    permissions.insert(Permission {
-                        group: resource.group.clone(),
-                        resource: resource.plural.clone(),
-                        namespace: if namespaced {
-                            namespace.to_owned()
-                        } else {
-                            String::new()
-                        },
-                        verb,
-                    });
-                }
-            }
-            None => unserved.push(format!("{} {}", key.api_version, key.kind)),
+        let Some((resource, namespaced)) = cluster.resolve(&key.api_version, &key.kind) else {
+            unserved.push(format!("{} {}", key.api_version, key.kind));
+            continue;
+        };
+        for verb in VERBS {
+            permissions.insert(Permission {
+                group: resource.group.clone(),
+                resource: resource.plural.clone(),
+                namespace: if namespaced {
+                    namespace.to_owned()
+                } else {
+                    String::new()
+                },
+                verb,
+            });
         }
-    }
-    unserved.sort();
-    unserved.dedup();
-    if unserved.is_empty() {
-        report.checks.push(Check::pass(
-            "API kinds",
-            "the server serves every kind the charts use",
-        ));
-    } else {
-        report.checks.push(Check::fail(
-            "API kinds",
-            format!("the server does not serve: {}", unserved.join(", ")),
-            "use a Kubernetes release that serves these APIs (1.20 or newer) or enable them",
-        ));
     }
     permissions.insert(Permission {
         group: String::new(),
@@ -241,36 +247,55 @@ pub async fn check_cluster(
         namespace: String::new(),
         verb: "get",
     });
-    let denied = denied_permissions(cluster, permissions.into_iter().collect()).await;
-    match denied {
-        Ok(denied) if denied.is_empty() => report.checks.push(Check::pass(
+    unserved.sort();
+    unserved.dedup();
+    let check = if unserved.is_empty() {
+        Check::pass("API kinds", "the server serves every kind the charts use")
+    } else {
+        Check::fail(
+            "API kinds",
+            format!("the server does not serve: {}", unserved.join(", ")),
+            "use a Kubernetes release that serves these APIs (1.20 or newer) or enable them",
+        )
+    };
+    (permissions, check)
+}
+
+/// Whether the credentials hold every one of `permissions` (asked with access reviews).
+async fn permissions_check(cluster: &Cluster, permissions: BTreeSet<Permission>) -> Check {
+    match denied_permissions(cluster, permissions.into_iter().collect()).await {
+        Ok(denied) if denied.is_empty() => Check::pass(
             "permissions",
             "the credentials may get, create, patch and delete everything the install manages",
-        )),
-        Ok(denied) => report.checks.push(Check::fail(
+        ),
+        Ok(denied) => Check::fail(
             "permissions",
             format!("denied: {}", denied.join(", ")),
             "grant these verbs to the kubeconfig's user (e.g. a RoleBinding to `admin` in the namespace \
              plus the cluster-scoped kinds listed), or run as a cluster administrator",
-        )),
-        Err(error) => report.checks.push(Check::fail(
+        ),
+        Err(error) => Check::fail(
             "permissions",
             format!("could not ask the API server: {error}"),
             "check that the credentials are valid (SelfSubjectAccessReview must be allowed)",
-        )),
+        ),
     }
+}
 
+/// What the namespace already holds: the install record's checks (and an unfinished apply's
+/// warning), and the record itself.
+async fn existing_install_checks(cluster: &Cluster, namespace: &str) -> (Vec<Check>, Option<InstallRecord>) {
     match RecordStore::new(cluster.client.clone(), namespace).load().await {
         Ok(Some(record)) => {
-            report.checks.push(Check::pass(
+            let mut checks = vec![Check::pass(
                 "existing install",
                 format!(
                     "namespace {namespace} has revision {} (version {}, applied {})",
                     record.revision, record.version, record.applied_at
                 ),
-            ));
+            )];
             if let Some(pending) = &record.pending {
-                report.checks.push(Check::warn(
+                checks.push(Check::warn(
                     "unfinished apply",
                     format!(
                         "an apply of version {} started {} did not finish",
@@ -279,38 +304,42 @@ pub async fn check_cluster(
                     "re-running apply converges and prunes what that run left",
                 ));
             }
-            report.existing_install = Some(record);
+            (checks, Some(record))
         }
-        Ok(None) => report.checks.push(Check::pass(
-            "existing install",
-            format!("none in namespace {namespace}"),
-        )),
-        Err(error) => report.checks.push(Check::fail(
-            "existing install",
-            error.to_string(),
-            "fix or delete the damaged record ConfigMap",
-        )),
+        Ok(None) => (
+            vec![Check::pass(
+                "existing install",
+                format!("none in namespace {namespace}"),
+            )],
+            None,
+        ),
+        Err(error) => (
+            vec![Check::fail(
+                "existing install",
+                error.to_string(),
+                "fix or delete the damaged record ConfigMap",
+            )],
+            None,
+        ),
     }
+}
 
-    if let Some(storage_class) = storage_class {
-        let api: Api<StorageClass> = Api::all(cluster.client.clone());
-        match api.get_opt(storage_class).await {
-            Ok(Some(_)) => report
-                .checks
-                .push(Check::pass("storage class", format!("{storage_class} exists"))),
-            Ok(None) => report.checks.push(Check::fail(
-                "storage class",
-                format!("StorageClass {storage_class} does not exist"),
-                "create it, or set postgres.storage.storageClass to one that exists (kubectl get storageclass)",
-            )),
-            Err(error) => report.checks.push(Check::warn(
-                "storage class",
-                format!("could not read StorageClass {storage_class}: {error}"),
-                "make sure it exists",
-            )),
-        }
+/// Whether the StorageClass the database's volume asks for exists.
+async fn storage_class_check(cluster: &Cluster, storage_class: &str) -> Check {
+    let api: Api<StorageClass> = Api::all(cluster.client.clone());
+    match api.get_opt(storage_class).await {
+        Ok(Some(_)) => Check::pass("storage class", format!("{storage_class} exists")),
+        Ok(None) => Check::fail(
+            "storage class",
+            format!("StorageClass {storage_class} does not exist"),
+            "create it, or set postgres.storage.storageClass to one that exists (kubectl get storageclass)",
+        ),
+        Err(error) => Check::warn(
+            "storage class",
+            format!("could not read StorageClass {storage_class}: {error}"),
+            "make sure it exists",
+        ),
     }
-    report
 }
 
 /// The permissions the credentials lack, as `verb group/resource [in namespace]` lines.

@@ -73,45 +73,8 @@ pub fn rerender(
 ) -> Result<Manifests, RevisionRefused> {
     let refuse = |problems: Vec<String>| RevisionRefused { revision, problems };
     let one = |problem: String| refuse(vec![problem]);
-
-    // The lock: the one the record names, byte for byte.
-    let actual = coder_registry::sha256_digest(inputs.lock.as_bytes());
-    if actual != inputs.lock_digest || actual != lock_digest {
-        return Err(one(format!(
-            "the recorded lock hashes to {actual}, but the install record lists {lock_digest}"
-        )));
-    }
-    let lock = ImageLock::from_yaml(&inputs.lock, &format!("revision {revision}'s lock"))
-        .map_err(|error| one(error.to_string()))?;
-
-    // Images: exactly where the lock pins them (or one platform of a locked index).
-    let source = match inputs.mode {
-        InstallMode::AirGapped => ImageSource::Site(
-            inputs
-                .registry
-                .parse()
-                .map_err(|error| one(format!("the recorded site registry: {error}")))?,
-        ),
-        InstallMode::Connected => ImageSource::Upstream,
-    };
-    let expected = image_map(&lock, &source).map_err(|error| one(error.to_string()))?;
-    let image_problems = unlocked_images(&inputs.images, &expected, &lock);
-    if !image_problems.is_empty() {
-        return Err(refuse(image_problems));
-    }
-
-    // The chart: the one built into this coder-install, and only if it is the recorded one.
-    let chart = embedded_chart(CHART).map_err(|error| one(error.to_string()))?;
-    let trusted = chart_digest(&chart);
-    let recorded = recorded_chart_digest(inputs).map_err(one)?;
-    if recorded != trusted {
-        return Err(one(format!(
-            "it was rendered from chart {recorded}, but the {CHART} chart built into this coder-install \
-             is {trusted}; rollback renders only the built-in chart (run the coder-install that applied \
-             revision {revision}, version {})",
-            inputs.version
-        )));
-    }
+    let source = check_recorded_images(revision, inputs, lock_digest)?;
+    let chart = trusted_chart(revision, inputs)?;
 
     // Render the trusted chart with the recorded values, validated as any values are.
     let defaults = crate::render::chart_defaults(&chart).map_err(|error| one(error.to_string()))?;
@@ -151,6 +114,64 @@ pub fn rerender(
     } else {
         Err(refuse(problems))
     }
+}
+
+/// Checks the recorded lock (the one the install record names, byte for byte) and the recorded
+/// images (exactly where that lock pins them, or one platform of a locked index); returns where
+/// the images come from.
+fn check_recorded_images(
+    revision: u64,
+    inputs: &RevisionInputs,
+    lock_digest: &str,
+) -> Result<ImageSource, RevisionRefused> {
+    let one = |problem: String| RevisionRefused {
+        revision,
+        problems: vec![problem],
+    };
+    let actual = coder_registry::sha256_digest(inputs.lock.as_bytes());
+    if actual != inputs.lock_digest || actual != lock_digest {
+        return Err(one(format!(
+            "the recorded lock hashes to {actual}, but the install record lists {lock_digest}"
+        )));
+    }
+    let lock = ImageLock::from_yaml(&inputs.lock, &format!("revision {revision}'s lock"))
+        .map_err(|error| one(error.to_string()))?;
+    let source = match inputs.mode {
+        InstallMode::AirGapped => ImageSource::Site(
+            inputs
+                .registry
+                .parse()
+                .map_err(|error| one(format!("the recorded site registry: {error}")))?,
+        ),
+        InstallMode::Connected => ImageSource::Upstream,
+    };
+    let expected = image_map(&lock, &source).map_err(|error| one(error.to_string()))?;
+    let problems = unlocked_images(&inputs.images, &expected, &lock);
+    if problems.is_empty() {
+        Ok(source)
+    } else {
+        Err(RevisionRefused { revision, problems })
+    }
+}
+
+/// The chart built into this coder-install, only when it is the one the revision records.
+fn trusted_chart(revision: u64, inputs: &RevisionInputs) -> Result<ChartFiles, RevisionRefused> {
+    let one = |problem: String| RevisionRefused {
+        revision,
+        problems: vec![problem],
+    };
+    let chart = embedded_chart(CHART).map_err(|error| one(error.to_string()))?;
+    let trusted = chart_digest(&chart);
+    let recorded = recorded_chart_digest(inputs).map_err(one)?;
+    if recorded != trusted {
+        return Err(one(format!(
+            "it was rendered from chart {recorded}, but the {CHART} chart built into this coder-install \
+             is {trusted}; rollback renders only the built-in chart (run the coder-install that applied \
+             revision {revision}, version {})",
+            inputs.version
+        )));
+    }
+    Ok(chart)
 }
 
 /// `sha256:` of a chart's files: each path and content, length-prefixed, in path order.

@@ -30,40 +30,11 @@ pub fn is_workload(kind: &str) -> bool {
 /// The readiness of a live workload object.
 pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
     let number = |pointer: &str| live.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
-    let generation = number("/metadata/generation");
-    let observed = number("/status/observedGeneration");
-    let failing_condition = || {
-        live.pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|condition| {
-                let status = condition.get("status").and_then(Value::as_str);
-                let kind = condition.get("type").and_then(Value::as_str).unwrap_or_default();
-                (status == Some("False") && kind != "ReplicaFailure")
-                    || (kind == "Failed" && status == Some("True"))
-            })
-            .map(|condition| {
-                format!(
-                    "; {}: {}",
-                    condition
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("condition"),
-                    condition
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_default()
-    };
+    let wanted_in_spec = |pointer: &str| live.pointer(pointer).and_then(Value::as_i64).unwrap_or(1);
+    let current = number("/status/observedGeneration") >= number("/metadata/generation");
     let (ready, detail) = match key.kind.as_str() {
         "Deployment" | "StatefulSet" => {
-            let wanted = live
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let wanted = wanted_in_spec("/spec/replicas");
             let field = if key.kind == "Deployment" {
                 "/status/availableReplicas"
             } else {
@@ -71,12 +42,11 @@ pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
             };
             let available = number(field);
             let updated = number("/status/updatedReplicas");
-            let ready = observed >= generation && available >= wanted && updated >= wanted;
             (
-                ready,
+                current && available >= wanted && updated >= wanted,
                 format!(
                     "{available}/{wanted} replicas available, {updated} updated{}",
-                    failing_condition()
+                    failing_condition(live)
                 ),
             )
         }
@@ -84,22 +54,19 @@ pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
             let wanted = number("/status/desiredNumberScheduled");
             let available = number("/status/numberAvailable");
             (
-                observed >= generation && available >= wanted,
+                current && available >= wanted,
                 format!("{available}/{wanted} pods available"),
             )
         }
         "Job" => {
             let succeeded = number("/status/succeeded");
-            let wanted = live
-                .pointer("/spec/completions")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let wanted = wanted_in_spec("/spec/completions");
             (
                 succeeded >= wanted,
                 format!(
                     "{succeeded}/{wanted} completions, {} failed{}",
                     number("/status/failed"),
-                    failing_condition()
+                    failing_condition(live)
                 ),
             )
         }
@@ -110,6 +77,30 @@ pub fn readiness(key: &ObjectKey, live: &Value) -> Readiness {
         ready,
         detail,
     }
+}
+
+/// The first condition of `live` that says something is wrong (`False`, but a replica failure;
+/// or `Failed`), as `; reason: message`; empty when none does.
+fn failing_condition(live: &Value) -> String {
+    live.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|condition| {
+            let status = condition.get("status").and_then(Value::as_str);
+            let kind = condition.get("type").and_then(Value::as_str).unwrap_or_default();
+            (status == Some("False") && kind != "ReplicaFailure")
+                || (kind == "Failed" && status == Some("True"))
+        })
+        .map(|condition| {
+            let field = |name: &str| condition.get(name).and_then(Value::as_str);
+            format!(
+                "; {}: {}",
+                field("reason").unwrap_or("condition"),
+                field("message").unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The readiness of each workload in `keys`, read from the cluster now.

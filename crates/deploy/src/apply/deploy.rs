@@ -132,7 +132,10 @@ impl DeployTarget {
     }
 }
 
-/// Writes `manifests` under the namespace's lease (taken by the caller unless dry run).
+/// Writes `manifests` under the namespace's lease (taken by the caller unless dry run): the
+/// Secrets, every object dry-run first (so unchanged ones are never written), then, when
+/// something changed, the revision recorded as pending, the changed objects written, what the
+/// release no longer renders pruned, and the install record.
 pub async fn deploy_locked(
     cluster: &Cluster,
     release: &DeployTarget,
@@ -143,9 +146,62 @@ pub async fn deploy_locked(
     let namespace = options.namespace.as_str();
     let store = RecordStore::new(cluster.client.clone(), namespace);
     let mut record = store.load().await?.unwrap_or_default();
-    let revision = record.revision + 1;
     let keys: Vec<ObjectKey> = manifests.objects.iter().map(ObjectKey::of).collect();
+    let secrets = write_secrets(cluster, release, options).await?;
+    let mut applied = dry_run_every_object(cluster, manifests, options.diff).await?;
+    let stale = stale_objects(&record, &keys);
+    let changes = applied
+        .iter()
+        .filter(|applied| applied.change != Change::Unchanged)
+        .count();
+    let same_release = record.version == release.version && record.lock_digest == release.lock_digest;
+    let nothing_to_do = changes == 0 && stale.is_empty() && record.pending.is_none() && same_release;
+    let report = |revision, objects, pruned, secrets| ApplyReport {
+        namespace: namespace.to_owned(),
+        mode: release.mode,
+        version: release.version.clone(),
+        revision,
+        dry_run: options.dry_run,
+        objects,
+        pruned,
+        secrets,
+        deploy_seconds: started.elapsed().as_secs_f64(),
+    };
+    if options.dry_run || nothing_to_do {
+        let pruned = prune(cluster, &stale, true).await?;
+        return Ok(report(record.revision, applied, pruned, secrets));
+    }
 
+    // Record what is about to be written before writing it.
+    let revision = record.revision + 1;
+    let now = jiff::Timestamp::now().to_string();
+    record.pending = Some(PendingApply {
+        revision,
+        version: release.version.clone(),
+        started_at: now.clone(),
+        objects: keys.clone(),
+    });
+    store.save(&record).await?;
+    store
+        .save_manifests(revision, &manifests.to_yaml()?, release.inputs.as_ref())
+        .await?;
+    write_changed_objects(cluster, manifests, &mut applied).await?;
+    let pruned = prune(cluster, &stale, false).await?;
+    store
+        .save(&installed(record, release, revision, now, keys))
+        .await?;
+    store.prune_revisions(revision).await?;
+    Ok(report(revision, applied, pruned, secrets))
+}
+
+/// The Secrets the release needs: the generated ones (kept across upgrades), the license when
+/// the license step passed one, and the registry pull Secret when there are pull credentials.
+async fn write_secrets(
+    cluster: &Cluster,
+    release: &DeployTarget,
+    options: &ApplyOptions,
+) -> crate::Result<crate::secrets::GeneratedSecrets> {
+    let namespace = options.namespace.as_str();
     let secrets = crate::secrets::ensure_generated(
         &cluster.client,
         namespace,
@@ -178,61 +234,39 @@ pub async fn deploy_locked(
         )
         .await?;
     }
+    Ok(secrets)
+}
 
-    // Apply every object (dry run first, so unchanged objects are never written).
-    let mut applied = Vec::new();
-    let mut changes = 0;
+/// Every object applied as a server-side dry run: what would change (with its diff when asked).
+async fn dry_run_every_object(
+    cluster: &Cluster,
+    manifests: &Manifests,
+    diff: bool,
+) -> crate::Result<Vec<Applied>> {
+    let mut applied = Vec::with_capacity(manifests.objects.len());
     for object in &manifests.objects {
-        let outcome = crate::objects::apply_object(cluster, object, true, options.diff).await?;
-        if outcome.change != Change::Unchanged {
-            changes += 1;
-        }
-        applied.push(outcome);
+        applied.push(crate::objects::apply_object(cluster, object, true, diff).await?);
     }
-    let previous: BTreeSet<ObjectKey> = record
+    Ok(applied)
+}
+
+/// What earlier revisions (or an interrupted apply) wrote that `keys` no longer holds.
+fn stale_objects(record: &InstallRecord, keys: &[ObjectKey]) -> Vec<ObjectKey> {
+    let previous: BTreeSet<&ObjectKey> = record
         .objects
         .iter()
         .chain(record.pending.iter().flat_map(|pending| pending.objects.iter()))
-        .cloned()
         .collect();
-    let current: BTreeSet<ObjectKey> = keys.iter().cloned().collect();
-    let stale: Vec<ObjectKey> = previous.difference(&current).cloned().collect();
-    let same_release = record.version == release.version && record.lock_digest == release.lock_digest;
-    let nothing_to_do = changes == 0 && stale.is_empty() && record.pending.is_none() && same_release;
+    let current: BTreeSet<&ObjectKey> = keys.iter().collect();
+    previous.difference(&current).map(|key| (*key).clone()).collect()
+}
 
-    let mut pruned = Vec::new();
-    if options.dry_run || nothing_to_do {
-        for key in &stale {
-            if crate::objects::delete_managed(cluster, key, true).await? {
-                pruned.push(key.clone());
-            }
-        }
-        return Ok(ApplyReport {
-            namespace: namespace.to_owned(),
-            mode: release.mode,
-            version: release.version.clone(),
-            revision: record.revision,
-            dry_run: options.dry_run,
-            objects: applied,
-            pruned,
-            secrets,
-            deploy_seconds: started.elapsed().as_secs_f64(),
-        });
-    }
-
-    // Record what is about to be written before writing it.
-    let now = jiff::Timestamp::now().to_string();
-    record.pending = Some(PendingApply {
-        revision,
-        version: release.version.clone(),
-        started_at: now.clone(),
-        objects: keys.clone(),
-    });
-    store.save(&record).await?;
-    store
-        .save_manifests(revision, &manifests.to_yaml()?, release.inputs.as_ref())
-        .await?;
-
+/// Writes the objects whose dry run changed something, keeping the dry run's diffs.
+async fn write_changed_objects(
+    cluster: &Cluster,
+    manifests: &Manifests,
+    applied: &mut [Applied],
+) -> crate::Result<()> {
     for (object, outcome) in manifests.objects.iter().zip(applied.iter_mut()) {
         if outcome.change != Change::Unchanged {
             let diff = outcome.diff.take();
@@ -240,13 +274,35 @@ pub async fn deploy_locked(
             outcome.diff = diff;
         }
     }
-    // Prune in reverse apply order (dependents first).
-    for key in stale.iter().rev() {
-        if crate::objects::delete_managed(cluster, key, false).await? {
+    Ok(())
+}
+
+/// Deletes the `stale` objects this tool manages, in reverse apply order (dependents first), or
+/// with `dry_run` says which it would; returns those deleted (or to be).
+async fn prune(cluster: &Cluster, stale: &[ObjectKey], dry_run: bool) -> crate::Result<Vec<ObjectKey>> {
+    let mut pruned = Vec::new();
+    let order: Box<dyn Iterator<Item = &ObjectKey>> = if dry_run {
+        Box::new(stale.iter())
+    } else {
+        Box::new(stale.iter().rev())
+    };
+    for key in order {
+        if crate::objects::delete_managed(cluster, key, dry_run).await? {
             pruned.push(key.clone());
         }
     }
+    Ok(pruned)
+}
 
+/// The install record once `revision` of `release` is applied: the previous revision moved into
+/// the history (the newest kept), nothing pending.
+fn installed(
+    mut record: InstallRecord,
+    release: &DeployTarget,
+    revision: u64,
+    applied_at: String,
+    objects: Vec<ObjectKey>,
+) -> InstallRecord {
     if record.revision > 0 {
         record.history.insert(
             0,
@@ -261,7 +317,7 @@ pub async fn deploy_locked(
             .history
             .truncate(usize::try_from(crate::record::KEPT_REVISIONS).unwrap_or(5));
     }
-    let record = InstallRecord {
+    InstallRecord {
         revision,
         version: release.version.clone(),
         mode: release.mode,
@@ -269,22 +325,9 @@ pub async fn deploy_locked(
         lock_digest: release.lock_digest.clone(),
         bundle_signature: release.bundle_signature(),
         tool: concat!("coder-install ", env!("CARGO_PKG_VERSION")).to_owned(),
-        applied_at: now,
-        objects: keys,
+        applied_at,
+        objects,
         pending: None,
         history: record.history,
-    };
-    store.save(&record).await?;
-    store.prune_revisions(revision).await?;
-    Ok(ApplyReport {
-        namespace: namespace.to_owned(),
-        mode: release.mode,
-        version: release.version.clone(),
-        revision,
-        dry_run: false,
-        objects: applied,
-        pruned,
-        secrets,
-        deploy_seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
