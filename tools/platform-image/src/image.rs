@@ -19,7 +19,7 @@
 //! digests) do not depend on serde_json's features.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -197,6 +197,41 @@ pub fn build(inputs: &ImageInputs) -> Result<Image, Error> {
     let mtime = u64::try_from(inputs.source_date_epoch)
         .map_err(|_| Error::Input("the source date epoch must not be before 1970".to_owned()))?;
 
+    let mut layer = base_layer(inputs)?;
+    let shared_libraries = add_shared_libraries(&mut layer, &executable.linkage, &inputs.binary_path)?;
+    let paths = layer.paths();
+    let Layer {
+        compressed,
+        diff_id,
+        uncompressed_size,
+        ..
+    } = layer.build(mtime)?;
+    let layer = Blob::new(LAYER_MEDIA_TYPE, compressed);
+
+    let config = image_config(inputs, created, executable.architecture, diff_id);
+    let config = Blob::new(CONFIG_MEDIA_TYPE, to_json(&config)?);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: MANIFEST_MEDIA_TYPE,
+        config: config.descriptor(),
+        layers: vec![layer.descriptor()],
+    };
+    let manifest = Blob::new(MANIFEST_MEDIA_TYPE, to_json(&manifest)?);
+    Ok(Image {
+        manifest,
+        config,
+        layer,
+        uncompressed_layer_size: uncompressed_size,
+        architecture: executable.architecture,
+        linkage: executable.linkage,
+        shared_libraries,
+        paths,
+    })
+}
+
+/// The layer's files but the shared libraries: the binary, the user and group files,
+/// `nsswitch.conf`, the CA certificates, and the home, root and `/tmp` folders.
+fn base_layer(inputs: &ImageInputs) -> Result<LayerBuilder, Error> {
     let mut layer = LayerBuilder::new();
     layer
         .file(BINARY_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?
@@ -217,32 +252,72 @@ pub fn build(inputs: &ImageInputs) -> Result<Image, Error> {
         .directory("root", 0o700, Owner::ROOT)?
         .directory(HOME, 0o700, NONROOT)?
         .directory("tmp", 0o1777, Owner::ROOT)?;
-    let mut shared_libraries = Vec::new();
-    if let Linkage::Dynamic { interpreter } = &executable.linkage {
-        shared_libraries = elf::shared_libraries(&inputs.binary_path)?;
-        if !shared_libraries
-            .iter()
-            .any(|library| library.as_os_str() == interpreter.as_str())
-        {
-            shared_libraries.push(PathBuf::from(interpreter));
-        }
-        for library in &shared_libraries {
-            let contents = std::fs::read(library).map_err(|source| Error::Io {
-                what: format!("reading shared library {}", library.display()),
-                source,
-            })?;
-            layer.file(&library.to_string_lossy(), contents, 0o755, Owner::ROOT)?;
-        }
-    }
-    let paths = layer.paths();
-    let Layer {
-        compressed,
-        diff_id,
-        uncompressed_size,
-        ..
-    } = layer.build(mtime)?;
-    let layer = Blob::new(LAYER_MEDIA_TYPE, compressed);
+    Ok(layer)
+}
 
+/// For a dynamically linked binary, copies the shared libraries `ldd` reports and the loader
+/// into the layer at their paths; returns them (none for a static binary).
+fn add_shared_libraries(
+    layer: &mut LayerBuilder,
+    linkage: &Linkage,
+    binary_path: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let Linkage::Dynamic { interpreter } = linkage else {
+        return Ok(Vec::new());
+    };
+    let mut shared_libraries = elf::shared_libraries(binary_path)?;
+    if !shared_libraries
+        .iter()
+        .any(|library| library.as_os_str() == interpreter.as_str())
+    {
+        shared_libraries.push(PathBuf::from(interpreter));
+    }
+    for library in &shared_libraries {
+        let contents = std::fs::read(library).map_err(|source| Error::Io {
+            what: format!("reading shared library {}", library.display()),
+            source,
+        })?;
+        layer.file(&library.to_string_lossy(), contents, 0o755, Owner::ROOT)?;
+    }
+    Ok(shared_libraries)
+}
+
+/// The image's config: created at `created` for `architecture`, the binary the entrypoint,
+/// run as the non-root user in its home, the exposed ports, the OCI labels, one layer.
+fn image_config(
+    inputs: &ImageInputs,
+    created: String,
+    architecture: &'static str,
+    diff_id: String,
+) -> Config {
+    Config {
+        created: created.clone(),
+        architecture,
+        os: "linux",
+        config: ContainerConfig {
+            user: USER,
+            exposed_ports: EXPOSED_PORTS.iter().map(|port| (*port, Empty {})).collect(),
+            env: vec![
+                PATH_ENV.to_owned(),
+                format!("SSL_CERT_FILE={CA_CERTIFICATES_PATH}"),
+            ],
+            entrypoint: vec![BINARY_PATH],
+            working_dir: HOME,
+            labels: labels(inputs),
+        },
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids: vec![diff_id],
+        },
+        history: vec![History {
+            created,
+            created_by: format!("platform-image build (coder-service {})", inputs.version),
+        }],
+    }
+}
+
+/// The OCI labels: title, version, description, and the revision and source when given.
+fn labels(inputs: &ImageInputs) -> BTreeMap<&'static str, String> {
     let mut labels = BTreeMap::from([
         ("org.opencontainers.image.title", "coder-service".to_owned()),
         ("org.opencontainers.image.version", inputs.version.clone()),
@@ -257,48 +332,7 @@ pub fn build(inputs: &ImageInputs) -> Result<Image, Error> {
     if let Some(source) = &inputs.source {
         labels.insert("org.opencontainers.image.source", source.clone());
     }
-    let config = Config {
-        created: created.clone(),
-        architecture: executable.architecture,
-        os: "linux",
-        config: ContainerConfig {
-            user: USER,
-            exposed_ports: EXPOSED_PORTS.iter().map(|port| (*port, Empty {})).collect(),
-            env: vec![
-                PATH_ENV.to_owned(),
-                format!("SSL_CERT_FILE={CA_CERTIFICATES_PATH}"),
-            ],
-            entrypoint: vec![BINARY_PATH],
-            working_dir: HOME,
-            labels,
-        },
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: vec![diff_id],
-        },
-        history: vec![History {
-            created,
-            created_by: format!("platform-image build (coder-service {})", inputs.version),
-        }],
-    };
-    let config = Blob::new(CONFIG_MEDIA_TYPE, to_json(&config)?);
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: MANIFEST_MEDIA_TYPE,
-        config: config.descriptor(),
-        layers: vec![layer.descriptor()],
-    };
-    let manifest = Blob::new(MANIFEST_MEDIA_TYPE, to_json(&manifest)?);
-    Ok(Image {
-        manifest,
-        config,
-        layer,
-        uncompressed_layer_size: uncompressed_size,
-        architecture: executable.architecture,
-        linkage: executable.linkage,
-        shared_libraries,
-        paths,
-    })
+    labels
 }
 
 pub(crate) fn to_json(value: &impl Serialize) -> Result<Vec<u8>, Error> {

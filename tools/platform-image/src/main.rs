@@ -105,12 +105,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `build`: checks the inputs, builds the image, writes it as an OCI layout and/or pushes it,
+/// and prints its digest (or the JSON report).
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     // Check the cheap inputs before the minutes of work.
     let push_target = match &args.push {
         Some(reference) => Some(push_target(args, reference)?),
         None => None,
     };
+    let inputs = image_inputs(args)?;
+    let started = std::time::Instant::now();
+    let image = image::build(&inputs)?;
+    let quiet = args.format == OutputFormat::Json;
+    if !quiet {
+        print_built(&image, started.elapsed());
+    }
+    if let Some(dir) = &args.oci_layout {
+        write_layout(dir, &image, push_target.as_ref(), &inputs.version, quiet)?;
+    }
+    if let Some(target) = &push_target {
+        push_image(&image, target, quiet)?;
+    }
+    if quiet {
+        print_report(args, &image, &inputs)?;
+    } else {
+        println!("{}", image.digest());
+    }
+    Ok(())
+}
+
+/// The image's inputs: the binary, the CA bundle (refused without a PEM certificate), the
+/// version (the binary's own by default), and the revision, source and timestamp (from git by
+/// default).
+fn image_inputs(args: &BuildArgs) -> anyhow::Result<ImageInputs> {
     let binary = std::fs::read(&args.binary)
         .with_context(|| format!("--binary {}: cannot read it", args.binary.display()))?;
     let ca_certificates = std::fs::read(&args.ca_certificates).with_context(|| {
@@ -129,7 +156,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         Some(version) => version.clone(),
         None => version_of(&args.binary)?,
     };
-    let inputs = ImageInputs {
+    Ok(ImageInputs {
         binary,
         binary_path: args.binary.clone(),
         ca_certificates,
@@ -145,73 +172,85 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
                 .and_then(|time| time.parse().ok())
                 .unwrap_or(0),
         },
-    };
-    let started = std::time::Instant::now();
-    let image = image::build(&inputs)?;
-    let quiet = args.format == OutputFormat::Json;
+    })
+}
+
+/// Prints the build's summary on stderr: digest, architecture, linkage, layer sizes, time, and
+/// the shared libraries copied in for a dynamic binary.
+fn print_built(image: &image::Image, took: std::time::Duration) {
+    eprintln!(
+        "built {} ({}, {} binary, layer {} bytes compressed, {} uncompressed) in {:.1?}",
+        image.digest(),
+        image.architecture,
+        linkage_name(&image.linkage),
+        image.layer.data.len(),
+        image.uncompressed_layer_size,
+        took
+    );
+    if !image.shared_libraries.is_empty() {
+        eprintln!(
+            "the binary is dynamically linked: copied what ldd lists ({} files, the loader included)",
+            image.shared_libraries.len()
+        );
+    }
+}
+
+/// Writes the image as an OCI layout into `dir`, named by the push reference's tag (else the
+/// version), and says so unless `quiet`.
+fn write_layout(
+    dir: &Path,
+    image: &image::Image,
+    push_target: Option<&PushTarget>,
+    version: &str,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let ref_name = push_target
+        .and_then(|target| target.reference.tag.clone())
+        .unwrap_or_else(|| version.to_owned());
+    layout::write(dir, image, &ref_name)?;
     if !quiet {
         eprintln!(
-            "built {} ({}, {} binary, layer {} bytes compressed, {} uncompressed) in {:.1?}",
-            image.digest(),
-            image.architecture,
-            linkage_name(&image.linkage),
-            image.layer.data.len(),
-            image.uncompressed_layer_size,
-            started.elapsed()
+            "wrote the OCI layout {} (oci:{}:{ref_name})",
+            dir.display(),
+            dir.display()
         );
-        if !image.shared_libraries.is_empty() {
-            eprintln!(
-                "the binary is dynamically linked: copied what ldd lists ({} files, the loader included)",
-                image.shared_libraries.len()
-            );
-        }
     }
-    if let Some(dir) = &args.oci_layout {
-        let ref_name = push_target
-            .as_ref()
-            .and_then(|target| target.reference.tag.clone())
-            .unwrap_or_else(|| inputs.version.clone());
-        layout::write(dir, &image, &ref_name)?;
-        if !quiet {
-            eprintln!(
-                "wrote the OCI layout {} (oci:{}:{ref_name})",
-                dir.display(),
-                dir.display()
-            );
-        }
+    Ok(())
+}
+
+/// Pushes the image to `target` (on a runtime of its own), and says so unless `quiet`.
+fn push_image(image: &image::Image, target: &PushTarget, quiet: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(push::push(image, target))?;
+    if !quiet {
+        eprintln!("pushed {}@{}", target.reference.original, image.digest());
     }
-    if let Some(target) = &push_target {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        runtime.block_on(push::push(&image, target))?;
-        if !quiet {
-            eprintln!("pushed {}@{}", target.reference.original, image.digest());
-        }
-    }
-    if quiet {
-        let report = json!({
-            "digest": image.digest(),
-            "pushed": args.push,
-            "oci_layout": args.oci_layout,
-            "architecture": image.architecture,
-            "linkage": linkage_name(&image.linkage),
-            "shared_libraries": image.shared_libraries,
-            "version": inputs.version,
-            "revision": inputs.revision,
-            "source_date_epoch": inputs.source_date_epoch,
-            "config_digest": image.config.digest,
-            "layer": {
-                "digest": image.layer.digest,
-                "size": image.layer.data.len(),
-                "uncompressed_size": image.uncompressed_layer_size,
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("{}", image.digest());
-    }
+    Ok(())
+}
+
+/// Prints the JSON report of `--output json` on stdout.
+fn print_report(args: &BuildArgs, image: &image::Image, inputs: &ImageInputs) -> anyhow::Result<()> {
+    let report = json!({
+        "digest": image.digest(),
+        "pushed": args.push,
+        "oci_layout": args.oci_layout,
+        "architecture": image.architecture,
+        "linkage": linkage_name(&image.linkage),
+        "shared_libraries": image.shared_libraries,
+        "version": inputs.version,
+        "revision": inputs.revision,
+        "source_date_epoch": inputs.source_date_epoch,
+        "config_digest": image.config.digest,
+        "layer": {
+            "digest": image.layer.digest,
+            "size": image.layer.data.len(),
+            "uncompressed_size": image.uncompressed_layer_size,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
