@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 use crate::process::{ServerProcess, accepts_connections, free_port, start_on_free_port};
 use crate::registry::random_hex;
-use crate::tls::{TestCa, write_file};
+use crate::tls::{ServerCertFiles, TestCa, write_file};
 use crate::{Error, Result, binaries, io_context};
 
 /// A running etcd and kube-apiserver pair; dropping it stops both and deletes their data.
@@ -83,69 +83,22 @@ impl KubeApiServer {
             .map_err(io_context("creating the API server's directory"))?;
 
         let (etcd, etcd_url) = start_on_free_port(|port| start_etcd(&etcd_binary, dir.path(), port)).await?;
-
-        let ca = TestCa::new()?;
-        // Pods reach the API server as the first Service address and by these names.
-        let mut names = vec![
-            options.bind_address.to_string(),
-            "kubernetes".to_owned(),
-            "kubernetes.default".to_owned(),
-            "kubernetes.default.svc".to_owned(),
-            "kubernetes.default.svc.cluster.local".to_owned(),
-        ];
-        names.extend(first_service_address(&options.service_cidr));
-        let serving = ca.issue_server_cert_for(dir.path(), "apiserver", &names)?;
-        let ca_path = dir.path().join("ca.crt");
-        ca.write_cert(&ca_path)?;
-        // Service-account tokens need a signing key; any key pair will do (ECDSA P-256 here).
-        let service_account_key = rcgen::KeyPair::generate()?;
-        let sa_key = dir.path().join("sa.key");
-        let sa_pub = dir.path().join("sa.pub");
-        write_file(&sa_key, service_account_key.serialize_pem().as_bytes())?;
-        write_file(&sa_pub, service_account_key.public_key_pem().as_bytes())?;
-        let token = random_hex(24)?;
-        let restricted_token = random_hex(24)?;
-        let tokens = dir.path().join("tokens.csv");
-        write_file(
-            &tokens,
-            format!(
-                "{token},admin,admin,system:masters\n{restricted_token},{RESTRICTED_USER},{RESTRICTED_USER}\n"
-            )
-            .as_bytes(),
-        )?;
+        let credentials = Credentials::write(dir.path(), options)?;
 
         let dir_path = dir.path().to_owned();
         let bind_address = options.bind_address;
         let (apiserver, addr) = start_on_free_port(|port| {
-            let mut command = Command::new(&apiserver_binary);
-            command
-                .arg(format!("--etcd-servers={etcd_url}"))
-                .arg(format!("--secure-port={port}"))
-                .arg(format!("--bind-address={bind_address}"))
-                // Explicit, so the server also starts where there is no default route (a
-                // network namespace with only loopback).
-                .arg(format!("--advertise-address={bind_address}"))
-                .arg(format!("--cert-dir={}", dir_path.join("certs").display()))
-                .arg(format!("--tls-cert-file={}", serving.cert.display()))
-                .arg(format!("--tls-private-key-file={}", serving.key.display()))
-                .arg(format!("--token-auth-file={}", tokens.display()))
-                .arg("--authorization-mode=RBAC")
-                .arg("--service-account-issuer=https://kubernetes.default.svc")
-                .arg(format!("--service-account-key-file={}", sa_pub.display()))
-                .arg(format!("--service-account-signing-key-file={}", sa_key.display()))
-                .arg(format!("--service-cluster-ip-range={}", options.service_cidr))
-                .arg("--allow-privileged=true")
-                // Reach kubelets by their address: looking up a node's name would ask the
-                // host's resolvers, which are outside the test world.
-                .arg("--kubelet-preferred-address-types=InternalIP");
-            if !options.service_account_admission {
-                // As envtest does: without a controller-manager no namespace ever gets its
-                // default ServiceAccount, so this plugin would refuse every Pod.
-                command.arg("--disable-admission-plugins=ServiceAccount");
-            }
+            let command = apiserver_command(
+                &apiserver_binary,
+                options,
+                &etcd_url,
+                port,
+                &dir_path,
+                &credentials,
+            );
             let log = dir_path.join("kube-apiserver.log");
             let addr = SocketAddr::new(bind_address, port);
-            let ready_probe = ReadyProbe::new(addr, &token, &ca.cert_pem());
+            let ready_probe = ReadyProbe::new(addr, &credentials.token, &credentials.ca.cert_pem());
             async move {
                 let ready_probe = ready_probe?;
                 let mut process = ServerProcess::spawn("kube-apiserver", command, &log, Signal::SIGTERM)?;
@@ -158,24 +111,29 @@ impl KubeApiServer {
         .await?;
 
         let kubeconfig = dir.path().join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &format!("https://{addr}"), &ca_path, &token)?;
+        write_kubeconfig(
+            &kubeconfig,
+            &format!("https://{addr}"),
+            &credentials.ca_path,
+            &credentials.token,
+        )?;
         let restricted_kubeconfig = dir.path().join("kubeconfig-restricted");
         write_kubeconfig(
             &restricted_kubeconfig,
             &format!("https://{addr}"),
-            &ca_path,
-            &restricted_token,
+            &credentials.ca_path,
+            &credentials.restricted_token,
         )?;
         Ok(Self {
             _apiserver: apiserver,
             _etcd: etcd,
             addr,
-            token,
-            ca_pem: ca.cert_pem(),
+            token: credentials.token,
+            ca_pem: credentials.ca.cert_pem(),
             kubeconfig,
             restricted_kubeconfig,
-            service_account_key: sa_key,
-            ca_path,
+            service_account_key: credentials.sa_key,
+            ca_path: credentials.ca_path,
             _dir: dir,
         })
     }
@@ -234,6 +192,124 @@ pub(crate) async fn client_from(path: &Path) -> Result<kube::Client> {
         .await
         .map_err(|error| Error::Kubeconfig(error.to_string()))?;
     kube::Client::try_from(config).map_err(|error| Error::Kubeconfig(error.to_string()))
+}
+
+/// What the API server is started with, written into its directory: its CA and serving
+/// certificate, the service-account key pair, and the tokens file (the admin's and the
+/// restricted user's tokens).
+struct Credentials {
+    /// The CA that signs the serving certificate (and that clients trust).
+    ca: TestCa,
+    /// The serving certificate and key.
+    serving: ServerCertFiles,
+    /// The CA certificate's file.
+    ca_path: PathBuf,
+    /// The service-account signing key (PKCS#8 PEM).
+    sa_key: PathBuf,
+    /// Its public half.
+    sa_pub: PathBuf,
+    /// The admin's token (`system:masters`).
+    token: String,
+    /// [`RESTRICTED_USER`]'s token.
+    restricted_token: String,
+    /// The static tokens file.
+    tokens: PathBuf,
+}
+
+impl Credentials {
+    /// Makes the CA, a serving certificate for every name pods reach the API server by (its
+    /// address, `kubernetes...`, the first Service address), a service-account key pair and the
+    /// two tokens, and writes them into `dir`.
+    fn write(dir: &Path, options: &ApiServerOptions) -> Result<Self> {
+        let ca = TestCa::new()?;
+        // Pods reach the API server as the first Service address and by these names.
+        let mut names = vec![
+            options.bind_address.to_string(),
+            "kubernetes".to_owned(),
+            "kubernetes.default".to_owned(),
+            "kubernetes.default.svc".to_owned(),
+            "kubernetes.default.svc.cluster.local".to_owned(),
+        ];
+        names.extend(first_service_address(&options.service_cidr));
+        let serving = ca.issue_server_cert_for(dir, "apiserver", &names)?;
+        let ca_path = dir.join("ca.crt");
+        ca.write_cert(&ca_path)?;
+        // Service-account tokens need a signing key; any key pair will do (ECDSA P-256 here).
+        let service_account_key = rcgen::KeyPair::generate()?;
+        let sa_key = dir.join("sa.key");
+        let sa_pub = dir.join("sa.pub");
+        write_file(&sa_key, service_account_key.serialize_pem().as_bytes())?;
+        write_file(&sa_pub, service_account_key.public_key_pem().as_bytes())?;
+        let token = random_hex(24)?;
+        let restricted_token = random_hex(24)?;
+        let tokens = dir.join("tokens.csv");
+        write_file(
+            &tokens,
+            format!(
+                "{token},admin,admin,system:masters\n{restricted_token},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+            )
+            .as_bytes(),
+        )?;
+        Ok(Self {
+            ca,
+            serving,
+            ca_path,
+            sa_key,
+            sa_pub,
+            token,
+            restricted_token,
+            tokens,
+        })
+    }
+}
+
+/// The kube-apiserver command: on `port` of the options' address, storing in etcd at
+/// `etcd_url`, serving and authenticating with `credentials`, RBAC on.
+fn apiserver_command(
+    binary: &Path,
+    options: &ApiServerOptions,
+    etcd_url: &str,
+    port: u16,
+    dir: &Path,
+    credentials: &Credentials,
+) -> Command {
+    let bind_address = options.bind_address;
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--etcd-servers={etcd_url}"))
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--bind-address={bind_address}"))
+        // Explicit, so the server also starts where there is no default route (a
+        // network namespace with only loopback).
+        .arg(format!("--advertise-address={bind_address}"))
+        .arg(format!("--cert-dir={}", dir.join("certs").display()))
+        .arg(format!("--tls-cert-file={}", credentials.serving.cert.display()))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            credentials.serving.key.display()
+        ))
+        .arg(format!("--token-auth-file={}", credentials.tokens.display()))
+        .arg("--authorization-mode=RBAC")
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg(format!(
+            "--service-account-key-file={}",
+            credentials.sa_pub.display()
+        ))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            credentials.sa_key.display()
+        ))
+        .arg(format!("--service-cluster-ip-range={}", options.service_cidr))
+        .arg("--allow-privileged=true")
+        // Reach kubelets by their address: looking up a node's name would ask the
+        // host's resolvers, which are outside the test world.
+        .arg("--kubelet-preferred-address-types=InternalIP");
+    if !options.service_account_admission {
+        // As envtest does: without a controller-manager no namespace ever gets its
+        // default ServiceAccount, so this plugin would refuse every Pod.
+        command.arg("--disable-admission-plugins=ServiceAccount");
+    }
+    command
 }
 
 async fn start_etcd(binary: &Path, dir: &Path, client_port: u16) -> Result<(ServerProcess, String)> {

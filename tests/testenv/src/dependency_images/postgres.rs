@@ -43,35 +43,85 @@ pub fn postgres_image() -> Result<Image> {
     cached(&IMAGE, build)
 }
 
+/// Builds the image: the host's PostgreSQL files in one layer with the entrypoint, the
+/// `postgres` user and busybox, configured as the official image is.
 fn build() -> Result<Image> {
-    let install = binaries::postgres_program("postgres")?
+    let install = install_dir()?;
+    let bin = install.join("bin");
+    let files = HostFiles::find(&install)?;
+    let layer = layer(files)?;
+    let path = format!(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{}",
+        bin.display()
+    );
+    ImageBuilder::new()
+        .layer(layer)
+        .label(DESCRIPTION_LABEL, &stand_in_description("postgres:15"))
+        .env("PATH", &path)
+        .env("PG_MAJOR", MAJOR)
+        .env("PGDATA", "/var/lib/postgresql/data")
+        .user(&format!("{POSTGRES_ID}:{POSTGRES_ID}"))
+        .entrypoint([ENTRYPOINT])
+        .cmd(["postgres"])
+        .expose_tcp(5432)
+        .stop_signal("SIGINT")
+        .build()
+}
+
+/// The host's PostgreSQL installation directory (the parent of its `bin/`).
+fn install_dir() -> Result<PathBuf> {
+    binaries::postgres_program("postgres")?
         .parent()
         .and_then(Path::parent)
         .map(Path::to_owned)
-        .ok_or_else(|| {
-            Error::InvalidArgument("the postgres binary has no installation directory".to_owned())
-        })?;
-    let bin = install.join("bin");
-    let lib = install.join("lib");
-    let share = PathBuf::from(format!("/usr/share/postgresql/{MAJOR}"));
-    let zoneinfo = Path::new("/usr/share/zoneinfo");
+        .ok_or_else(|| Error::InvalidArgument("the postgres binary has no installation directory".to_owned()))
+}
 
-    let programs = files_below(&bin, &|_| true)?;
-    let modules = files_below(&lib, &|path| {
-        let name = path
-            .file_name()
-            .map(|name| name.to_string_lossy())
-            .unwrap_or_default();
-        name.ends_with(".so") && !name.starts_with("llvmjit")
-    })?;
-    let data = files_below(&share, &|path| !path.ends_with("man"))?;
-    let zones = files_below(zoneinfo, &|path| {
-        path.parent() != Some(zoneinfo)
-            || path
+/// The host's files the image carries.
+struct HostFiles {
+    /// Every program of the installation's `bin/`.
+    programs: Vec<PathBuf>,
+    /// Its `lib/` modules (`*.so`), without the JIT.
+    modules: Vec<PathBuf>,
+    /// Its shared data (`/usr/share/postgresql/15`), without man pages.
+    data: Vec<PathBuf>,
+    /// The host's time zones: every file in the zoneinfo folder's subfolders, and at its top
+    /// only those [`TIME_ZONES`] names.
+    zones: Vec<PathBuf>,
+}
+
+impl HostFiles {
+    /// Lists the files of the installation at `install`, its shared data and the time zones.
+    fn find(install: &Path) -> Result<Self> {
+        let share = PathBuf::from(format!("/usr/share/postgresql/{MAJOR}"));
+        let zoneinfo = Path::new("/usr/share/zoneinfo");
+        let programs = files_below(&install.join("bin"), &|_| true)?;
+        let modules = files_below(&install.join("lib"), &|path| {
+            let name = path
                 .file_name()
-                .is_some_and(|name| TIME_ZONES.iter().any(|zone| name == *zone))
-    })?;
+                .map(|name| name.to_string_lossy())
+                .unwrap_or_default();
+            name.ends_with(".so") && !name.starts_with("llvmjit")
+        })?;
+        let data = files_below(&share, &|path| !path.ends_with("man"))?;
+        let zones = files_below(zoneinfo, &|path| {
+            path.parent() != Some(zoneinfo)
+                || path
+                    .file_name()
+                    .is_some_and(|name| TIME_ZONES.iter().any(|zone| name == *zone))
+        })?;
+        Ok(Self {
+            programs,
+            modules,
+            data,
+            zones,
+        })
+    }
+}
 
+/// The image's one layer: the data and socket folders owned by `postgres`, the entrypoint, the
+/// `postgres` user, the host's files with the shared libraries they load, and busybox.
+fn layer(files: HostFiles) -> Result<LayerBuilder> {
     let layer = LayerBuilder::new()
         .directory_owned_by(
             "var/lib/postgresql",
@@ -104,27 +154,10 @@ fn build() -> Result<Image> {
             home: "/var/lib/postgresql",
         }],
     );
-    let layer = with_host_files(layer, &programs)?;
-    let layer = with_host_files(layer, &modules)?;
-    let layer = with_host_files(layer, &data)?;
-    let layer = with_host_files(layer, &zones)?;
-    let layer = with_shared_libraries(layer, &[programs, modules].concat())?;
-    let layer = with_busybox(layer)?;
-
-    let path = format!(
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{}",
-        bin.display()
-    );
-    ImageBuilder::new()
-        .layer(layer)
-        .label(DESCRIPTION_LABEL, &stand_in_description("postgres:15"))
-        .env("PATH", &path)
-        .env("PG_MAJOR", MAJOR)
-        .env("PGDATA", "/var/lib/postgresql/data")
-        .user(&format!("{POSTGRES_ID}:{POSTGRES_ID}"))
-        .entrypoint([ENTRYPOINT])
-        .cmd(["postgres"])
-        .expose_tcp(5432)
-        .stop_signal("SIGINT")
-        .build()
+    let layer = with_host_files(layer, &files.programs)?;
+    let layer = with_host_files(layer, &files.modules)?;
+    let layer = with_host_files(layer, &files.data)?;
+    let layer = with_host_files(layer, &files.zones)?;
+    let layer = with_shared_libraries(layer, &[files.programs, files.modules].concat())?;
+    with_busybox(layer)
 }

@@ -90,12 +90,7 @@ impl Cluster {
     /// NetworkPolicies are enforced from the start (see
     /// [`Cluster::set_network_policy_enforcement`]).
     pub async fn start() -> Result<Self> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::Node(
-                "a node needs root (network bridge, iptables, mounts, containers): run the tests as root"
-                    .to_owned(),
-            ));
-        }
+        refuse_without_root()?;
         let programs = NodePrograms::find()?;
         progress("waiting for the machine-wide node lock");
         let lock = tokio::task::spawn_blocking(take_machine_lock)
@@ -105,27 +100,12 @@ impl Cluster {
             .prefix("testenv-node-")
             .tempdir()
             .map_err(io_context("creating the node's directory"))?;
-        let mut cluster = Self {
-            watcher: None,
-            kubelet: None,
-            containerd: None,
-            proxy: None,
-            controllers: Vec::new(),
-            api: None,
-            network: None,
-            dir: None,
-            _lock: lock,
-        };
+        let mut cluster = Self::nothing_started(lock);
         let root = dir.path().to_owned();
         cluster.dir = Some(dir);
 
         progress("pod network: bridge, routes, forwarding");
-        // A killed run may have left kube-proxy's rules behind, and the NetworkPolicy
-        // stand-in's.
-        kube_proxy_cleanup(&programs.kube_proxy);
-        network::remove_kube_chains();
-        network_policy::remove_leftovers();
-        cluster.network = Some(PodNetwork::create()?);
+        cluster.network = Some(clean_up_and_create_pod_network(&programs)?);
 
         progress("kube-apiserver and etcd");
         let api = KubeApiServer::start_with(&ApiServerOptions {
@@ -173,6 +153,22 @@ impl Cluster {
         cluster.wait_until_ready().await?;
         progress("the node is Ready");
         Ok(cluster)
+    }
+
+    /// A cluster holding the machine-wide `lock` with nothing started yet: [`Cluster::start`]
+    /// fills it in step by step, so that a failed step stops what the earlier ones started.
+    fn nothing_started(lock: Flock<std::fs::File>) -> Self {
+        Self {
+            watcher: None,
+            kubelet: None,
+            containerd: None,
+            proxy: None,
+            controllers: Vec::new(),
+            api: None,
+            network: None,
+            dir: None,
+            _lock: lock,
+        }
     }
 
     /// The API server.
@@ -427,6 +423,26 @@ impl NodePrograms {
 
 fn progress(step: &str) {
     eprintln!("testenv node: {step}");
+}
+
+/// Refuses to start a node without root (it makes a bridge, iptables rules, mounts, containers).
+fn refuse_without_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Node(
+            "a node needs root (network bridge, iptables, mounts, containers): run the tests as root"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes what a killed run may have left behind (kube-proxy's rules, the NetworkPolicy
+/// stand-in's), then creates the pod network: the bridge, routes, forwarding.
+fn clean_up_and_create_pod_network(programs: &NodePrograms) -> Result<PodNetwork> {
+    kube_proxy_cleanup(&programs.kube_proxy);
+    network::remove_kube_chains();
+    network_policy::remove_leftovers();
+    PodNetwork::create()
 }
 
 fn take_machine_lock() -> Result<Flock<std::fs::File>> {
