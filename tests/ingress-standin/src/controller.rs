@@ -159,12 +159,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         .map(|value| namespaced(value, "--configmap"))
         .transpose()?;
     let client = Client::try_from(kube::Config::incluster()?)?;
-    let layout = Layout::new(&args.state_dir);
-    layout
-        .create_dirs()
-        .map_err(io_error(format!("creating {}", args.state_dir.display())))?;
-    let scratch = args.state_dir.join("scratch");
-    std::fs::create_dir_all(&scratch).map_err(io_error(format!("creating {}", scratch.display())))?;
+    let (layout, scratch) = create_state_dirs(&args)?;
     let ports = Ports {
         http: args.http_port,
         https: args.https_port,
@@ -172,28 +167,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     let default_certificate = certs::default_certificate()?.combined();
     let shared = Arc::new(Shared::default());
 
-    let healthz = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], args.healthz_port)))
-        .await
-        .map_err(io_error(format!(
-            "listening on the healthz port {}",
-            args.healthz_port
-        )))?;
-    tokio::spawn(serve_healthz(healthz, shared.clone()));
-
-    if let Some(address) = &args.validating_webhook {
-        let (Some(certificate), Some(key)) =
-            (&args.validating_webhook_certificate, &args.validating_webhook_key)
-        else {
-            return Err(ControllerError::Argument(
-                "--validating-webhook needs --validating-webhook-certificate and --validating-webhook-key"
-                    .to_owned(),
-            ));
-        };
-        let acceptor = webhook::tls_acceptor(certificate, key).map_err(ControllerError::WebhookTls)?;
-        let address = listen_address(address)?;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(io_error(format!("listening on the webhook address {address}")))?;
+    start_healthz(args.healthz_port, shared.clone()).await?;
+    if args.validating_webhook.is_some() {
         let validator = webhook::Validator {
             nginx: args.nginx_binary.clone(),
             scratch: scratch.clone(),
@@ -202,27 +177,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             default_certificate: default_certificate.clone(),
             shared: shared.clone(),
         };
-        tokio::spawn(webhook::serve(listener, acceptor, Arc::new(validator)));
-        log(format!("admission webhook listening on {address}"));
+        start_webhook(&args, validator).await?;
     }
+    start_leader_election(&args, client.clone(), shared.clone());
 
-    let identity = std::env::var("POD_NAME")
-        .ok()
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
-        .unwrap_or_else(|| "ingress-standin".to_owned());
-    tokio::spawn(leader::run(
-        client.clone(),
-        args.watch_namespace.clone(),
-        args.election_id.clone(),
-        identity,
-        shared.clone(),
-    ));
-
-    let mut terminate = signal(SignalKind::terminate()).map_err(io_error("handling SIGTERM"))?;
+    let terminate = signal(SignalKind::terminate()).map_err(io_error("handling SIGTERM"))?;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sync = Sync {
+    let sync = Sync {
         args: &args,
         client,
         layout,
@@ -246,6 +208,77 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         args.watch_namespace,
         args.nginx_binary.display()
     ));
+    sync_until_terminated(sync, ticks, terminate).await
+}
+
+/// Creates the state folder's layout and its `scratch` folder (for checking configurations);
+/// returns both.
+fn create_state_dirs(args: &ControllerArgs) -> Result<(Layout, PathBuf), ControllerError> {
+    let layout = Layout::new(&args.state_dir);
+    layout
+        .create_dirs()
+        .map_err(io_error(format!("creating {}", args.state_dir.display())))?;
+    let scratch = args.state_dir.join("scratch");
+    std::fs::create_dir_all(&scratch).map_err(io_error(format!("creating {}", scratch.display())))?;
+    Ok((layout, scratch))
+}
+
+/// Listens on the healthz port (all addresses) and serves `/healthz` there in a task of its own.
+async fn start_healthz(port: u16, shared: Arc<Shared>) -> Result<(), ControllerError> {
+    let healthz = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+        .await
+        .map_err(io_error(format!("listening on the healthz port {port}")))?;
+    tokio::spawn(serve_healthz(healthz, shared));
+    Ok(())
+}
+
+/// Serves the admission webhook (TLS with `--validating-webhook-certificate` and `-key`) on the
+/// `--validating-webhook` address in a task of its own, checking Ingresses with `validator`.
+async fn start_webhook(args: &ControllerArgs, validator: webhook::Validator) -> Result<(), ControllerError> {
+    let Some(address) = &args.validating_webhook else {
+        return Ok(());
+    };
+    let (Some(certificate), Some(key)) = (&args.validating_webhook_certificate, &args.validating_webhook_key)
+    else {
+        return Err(ControllerError::Argument(
+            "--validating-webhook needs --validating-webhook-certificate and --validating-webhook-key"
+                .to_owned(),
+        ));
+    };
+    let acceptor = webhook::tls_acceptor(certificate, key).map_err(ControllerError::WebhookTls)?;
+    let address = listen_address(address)?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(io_error(format!("listening on the webhook address {address}")))?;
+    tokio::spawn(webhook::serve(listener, acceptor, Arc::new(validator)));
+    log(format!("admission webhook listening on {address}"));
+    Ok(())
+}
+
+/// Takes part in the election of the leader (who writes the Ingresses' status) in a task of its
+/// own, as the pod (`POD_NAME`, else `HOSTNAME`, else `ingress-standin`).
+fn start_leader_election(args: &ControllerArgs, client: Client, shared: Arc<Shared>) {
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
+        .unwrap_or_else(|| "ingress-standin".to_owned());
+    tokio::spawn(leader::run(
+        client,
+        args.watch_namespace.clone(),
+        args.election_id.clone(),
+        identity,
+        shared,
+    ));
+}
+
+/// Syncs once a tick until SIGTERM (stops nginx gracefully, then `Ok`) or until nginx exits
+/// (an error).
+async fn sync_until_terminated(
+    mut sync: Sync<'_>,
+    mut ticks: tokio::time::Interval,
+    mut terminate: tokio::signal::unix::Signal,
+) -> Result<(), ControllerError> {
     loop {
         tokio::select! {
             _ = ticks.tick() => sync.once().await?,

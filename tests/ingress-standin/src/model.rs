@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressRule, IngressTLS};
 use sha2::{Digest, Sha256};
 
 /// The name of the default server, as nginx's `server_name` (it matches no real host).
@@ -278,6 +278,9 @@ fn qualified_name(ingress: &Ingress) -> String {
     )
 }
 
+/// Adds an Ingress to the plan: its TLS entries (the certificates of the servers they name, or
+/// of the default server), its default backend, then its rules' paths. What is wrong with it
+/// becomes a problem of the plan (refused by the webhook or only reported).
 fn add_ingress(
     plan: &mut Plan,
     servers: &mut BTreeMap<String, Server>,
@@ -298,41 +301,15 @@ fn add_ingress(
 
     // TLS first, so that the servers it names exist with their certificate.
     for tls in spec.tls.iter().flatten() {
-        let Some(secret_name) = tls.secret_name.as_deref() else {
-            problem("a TLS entry without secretName".to_owned());
-            continue;
-        };
-        let certificate = match certificate_file(snapshot, namespace, secret_name) {
-            Ok(certificate) => certificate,
-            Err(message) => {
-                problem(message);
-                continue;
-            }
-        };
-        let hosts = tls.hosts.clone().unwrap_or_default();
-        let (file, contents) = certificate;
-        if hosts.is_empty() {
-            if plan.default_server.certificate.is_none() {
-                plan.default_server.certificate = Some(file.clone());
-                plan.certificates.insert(file, contents);
-            }
-            continue;
-        }
-        for host in hosts {
-            if let Err(message) = check_host(&host) {
-                problem(message);
-                continue;
-            }
-            let server = servers.entry(host.clone()).or_insert_with(|| Server {
-                name: host.clone(),
-                certificate: None,
-                locations: Vec::new(),
-            });
-            if server.certificate.is_none() {
-                server.certificate = Some(file.clone());
-                plan.certificates.insert(file.clone(), contents.clone());
-            }
-        }
+        add_tls_entry(
+            &mut plan.default_server,
+            &mut plan.certificates,
+            servers,
+            tls,
+            snapshot,
+            namespace,
+            &mut problem,
+        );
     }
 
     if let Some(backend) = &spec.default_backend {
@@ -362,23 +339,98 @@ fn add_ingress(
                 })
             }
         };
-        for path in rule.http.iter().flat_map(|http| &http.paths) {
-            let written = path.path.as_deref().unwrap_or("/");
-            let kind = match path.path_type.as_str() {
-                "Exact" => Match::Exact,
-                "Prefix" | "ImplementationSpecific" => Match::Prefix,
-                other => {
-                    problem(format!("path {written}: unknown pathType {other:?}"));
-                    continue;
-                }
-            };
-            if let Err(message) = check_path(written) {
-                problem(message);
+        add_rule_paths(server, rule, snapshot, namespace, &name, &mut problem);
+    }
+}
+
+/// Adds one TLS entry of an Ingress: its Secret's certificate goes to the servers of its hosts
+/// (see [`add_certificate_to_hosts`]), or, without hosts, to the default server unless it has
+/// one. An entry without a Secret, or whose Secret is missing or unusable, is a problem.
+fn add_tls_entry(
+    default_server: &mut Server,
+    certificates: &mut BTreeMap<String, Vec<u8>>,
+    servers: &mut BTreeMap<String, Server>,
+    tls: &IngressTLS,
+    snapshot: &Snapshot,
+    namespace: &str,
+    problem: &mut impl FnMut(String),
+) {
+    let Some(secret_name) = tls.secret_name.as_deref() else {
+        problem("a TLS entry without secretName".to_owned());
+        return;
+    };
+    let certificate = match certificate_file(snapshot, namespace, secret_name) {
+        Ok(certificate) => certificate,
+        Err(message) => {
+            problem(message);
+            return;
+        }
+    };
+    let hosts = tls.hosts.clone().unwrap_or_default();
+    let (file, contents) = certificate;
+    if hosts.is_empty() {
+        if default_server.certificate.is_none() {
+            default_server.certificate = Some(file.clone());
+            certificates.insert(file, contents);
+        }
+        return;
+    }
+    add_certificate_to_hosts(servers, certificates, hosts, (file, contents), problem);
+}
+
+/// Gives each host of a TLS entry its server (made if new) and, unless it has one from an older
+/// entry, the entry's certificate `file` (with its `contents` among the plan's
+/// `certificates`). An invalid host is a problem.
+fn add_certificate_to_hosts(
+    servers: &mut BTreeMap<String, Server>,
+    certificates: &mut BTreeMap<String, Vec<u8>>,
+    hosts: Vec<String>,
+    (file, contents): (String, Vec<u8>),
+    problem: &mut impl FnMut(String),
+) {
+    for host in hosts {
+        if let Err(message) = check_host(&host) {
+            problem(message);
+            continue;
+        }
+        let server = servers.entry(host.clone()).or_insert_with(|| Server {
+            name: host.clone(),
+            certificate: None,
+            locations: Vec::new(),
+        });
+        if server.certificate.is_none() {
+            server.certificate = Some(file.clone());
+            certificates.insert(file.clone(), contents.clone());
+        }
+    }
+}
+
+/// Adds a location to `server` for each path of the rule, with its backend resolved; a path of
+/// an unknown type or an invalid path is a problem.
+fn add_rule_paths(
+    server: &mut Server,
+    rule: &IngressRule,
+    snapshot: &Snapshot,
+    namespace: &str,
+    ingress: &str,
+    problem: &mut impl FnMut(String),
+) {
+    for path in rule.http.iter().flat_map(|http| &http.paths) {
+        let written = path.path.as_deref().unwrap_or("/");
+        let kind = match path.path_type.as_str() {
+            "Exact" => Match::Exact,
+            "Prefix" | "ImplementationSpecific" => Match::Prefix,
+            other => {
+                problem(format!("path {written}: unknown pathType {other:?}"));
                 continue;
             }
-            let backend = resolve_backend(snapshot, namespace, &path.backend);
-            add_location(server, written, kind, backend, &name, &mut problem);
+        };
+        if let Err(message) = check_path(written) {
+            problem(message);
+            continue;
         }
+        let backend = resolve_backend(snapshot, namespace, &path.backend);
+        add_location(server, written, kind, backend, ingress, problem);
     }
 }
 
