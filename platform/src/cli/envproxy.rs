@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use coder_units::{parse_duration, parse_memory_size};
+
 use crate::envproxy::EnvproxyConfig;
 
 /// `coder-service envproxy`'s flags; every flag can also be set through the environment.
@@ -60,14 +62,14 @@ pub struct EnvproxyArgs {
     pub max_connections: usize,
     /// The largest WebSocket message (and frame) accepted from either side (`1Mi`, `256Ki`, or
     /// bytes); a larger one closes the connection with 1009 (message too big).
-    #[arg(long, env = "CODER_MAX_MESSAGE_BYTES", default_value = "1Mi", value_parser = parse_bytes)]
+    #[arg(long, env = "CODER_MAX_MESSAGE_BYTES", default_value = "1Mi", value_parser = parse_memory_size)]
     pub max_message_bytes: usize,
     /// The memory WebSocket sessions may hold in all (`384Mi`, `1Gi`, or bytes). Each session
     /// reserves its worst case when it opens (a whole message each way, read and copied into the
     /// other side's write buffer, plus its buffers: about 4 x `--max-message-bytes`), and one that
     /// does not fit is refused with 503 `proxy_at_capacity`. Keep it below the container's
     /// memory limit, with room for the process itself (the chart's limit is 512Mi).
-    #[arg(long, env = "CODER_MEMORY_BUDGET", default_value = "384Mi", value_parser = parse_bytes)]
+    #[arg(long, env = "CODER_MEMORY_BUDGET", default_value = "384Mi", value_parser = parse_memory_size)]
     pub memory_budget: usize,
     /// The session cookie the dashboard sets: accepted on the platform's origin for
     /// `/proxy/workspaces/<id>/open`, the terminal and SSH (never for workspace content), and
@@ -134,78 +136,6 @@ impl From<EnvproxyArgs> for EnvproxyConfig {
             cookie_name: args.cookie_name,
             workspace_base_url: args.workspace_base_url,
             access_url: args.access_url,
-        }
-    }
-}
-
-/// Parses `500ms`, `30s`, `15m`, `2h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 15m, 2h)"))?;
-    let seconds = |factor: u64| {
-        number
-            .checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        _ => Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    }
-}
-
-/// Parses a byte size: a number, optionally with `Ki`, `Mi` or `Gi` (or `KiB`, `MiB`, `GiB`).
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 1Mi, 256Ki, 1048576)"))?;
-    let factor: usize = match unit {
-        "" | "B" => 1,
-        "Ki" | "KiB" => 1024,
-        "Mi" | "MiB" => 1024 * 1024,
-        "Gi" | "GiB" => 1024 * 1024 * 1024,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)")),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "h", "1d", "-1s", "1.5h", "99999999999999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("256Ki"), Ok(256 * 1024));
-        assert_eq!(parse_bytes("1Mi"), Ok(1024 * 1024));
-        assert_eq!(parse_bytes("1MiB"), Ok(1024 * 1024));
-        assert_eq!(parse_bytes("2Gi"), Ok(2 * 1024 * 1024 * 1024));
-        for bad in ["", "Mi", "1M", "1.5Mi", "-1", "1Ti", "99999999999999999999Gi"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
         }
     }
 }
