@@ -193,6 +193,8 @@ fn signature_status(
     })
 }
 
+/// Verifies the bundle `reader` opened: its signature, every entry the manifest lists (present,
+/// of its size, hashing to its digest), no unlisted blob, and per artifact whether it is intact.
 fn verify_opened(
     reader: &BundleReader,
     public_key: Option<&VerifyingKey>,
@@ -206,7 +208,49 @@ fn verify_opened(
 
     let signature = signature_status(reader, &manifest_bytes, public_key)?;
 
-    // Every entry the bundle should have, with the digest it should hash to.
+    let expected = expected_entries(&manifest);
+    let mut bad = BTreeSet::new();
+    let to_hash = check_entries(reader, &expected, &mut problems, &mut bad);
+    let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
+    let bytes_checked = coder_registry::oci::total_size(to_hash.iter().map(|job| job.size));
+    check_hashes(reader, &to_hash, on_progress, &mut problems, &mut bad)?;
+
+    // A split bundle's index says which part a bad byte is in.
+    let damaged_parts = match problems.is_empty() && !matches!(signature, SignatureStatus::Invalid(_)) {
+        true => Vec::new(),
+        false => reader.file().damaged_parts()?,
+    };
+    problems.extend(damaged_parts.iter().map(ToString::to_string));
+    let parts = match reader.file().split() {
+        Some(_) => reader
+            .file()
+            .paths()
+            .map(|path| path.display().to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let artifacts = artifact_verdicts(&manifest, &bad);
+    Ok(VerifyReport {
+        bundle: bundle_path.display().to_string(),
+        parts,
+        damaged_parts,
+        name: manifest.name,
+        version: manifest.version,
+        signature,
+        manifest_digest,
+        blobs_checked: manifest.blobs.len(),
+        omitted_blobs: omitted,
+        bytes_checked,
+        problems,
+        artifacts,
+        image_signatures: None,
+    })
+}
+
+/// Every entry the bundle should have: its path, the digest it should hash to, and (for a blob)
+/// its size.
+fn expected_entries(manifest: &bundle_spec::format::BundleManifest) -> Vec<(String, String, Option<u64>)> {
     let mut expected: Vec<(String, String, Option<u64>)> = manifest
         .blobs
         .iter()
@@ -215,10 +259,19 @@ fn verify_opened(
     expected.push((INDEX_PATH.to_owned(), manifest.index_digest.clone(), None));
     expected.push((SPEC_PATH.to_owned(), manifest.spec_digest.clone(), None));
     expected.push((LOCK_PATH.to_owned(), manifest.lock_digest.clone(), None));
+    expected
+}
 
+/// Checks the `expected` entries are there with their sizes, and that no blob is there unlisted:
+/// the problems (and the digests they make bad), and the entries left to hash.
+fn check_entries(
+    reader: &BundleReader,
+    expected: &[(String, String, Option<u64>)],
+    problems: &mut Vec<String>,
+    bad: &mut BTreeSet<String>,
+) -> Vec<HashJob> {
     let mut to_hash: Vec<HashJob> = Vec::new();
-    let mut bad = BTreeSet::new();
-    for (path, digest, size) in &expected {
+    for (path, digest, size) in expected {
         match reader.entries().get(path) {
             None => {
                 problems.push(format!("{path} is missing"));
@@ -246,10 +299,18 @@ fn verify_opened(
             problems.push(format!("{path} is not listed in the bundle manifest"));
         }
     }
+    to_hash
+}
 
-    let omitted = manifest.delta.as_ref().map_or(0, |delta| delta.omitted.len());
-    let bytes_checked = coder_registry::oci::total_size(to_hash.iter().map(|job| job.size));
-    for (path, digest, actual) in hash_in_parallel(reader.file().as_ref(), &to_hash, on_progress)? {
+/// Hashes the entries `to_hash` (in parallel), adding a problem and a bad digest per mismatch.
+fn check_hashes(
+    reader: &BundleReader,
+    to_hash: &[HashJob],
+    on_progress: &(dyn Fn(u64) + Sync),
+    problems: &mut Vec<String>,
+    bad: &mut BTreeSet<String>,
+) -> crate::Result<()> {
+    for (path, digest, actual) in hash_in_parallel(reader.file().as_ref(), to_hash, on_progress)? {
         if actual != digest {
             problems.push(format!(
                 "{path} is corrupt: its content hashes to {actual}, expected {digest}"
@@ -257,29 +318,20 @@ fn verify_opened(
             bad.insert(digest);
         }
     }
+    Ok(())
+}
 
-    // A split bundle's index says which part a bad byte is in.
-    let damaged_parts = match problems.is_empty() && !matches!(signature, SignatureStatus::Invalid(_)) {
-        true => Vec::new(),
-        false => reader.file().damaged_parts()?,
-    };
-    problems.extend(damaged_parts.iter().map(ToString::to_string));
-    let parts = match reader.file().split() {
-        Some(_) => reader
-            .file()
-            .paths()
-            .map(|path| path.display().to_string())
-            .collect(),
-        None => Vec::new(),
-    };
-
-    let artifacts = manifest
+/// Per image and chart: whether it is intact, and the `bad` blobs it uses (its signatures,
+/// attestations and SBOMs travel with it: a bad blob of theirs breaks it too).
+fn artifact_verdicts(
+    manifest: &bundle_spec::format::BundleManifest,
+    bad: &BTreeSet<String>,
+) -> Vec<ArtifactVerdict> {
+    manifest
         .images
         .iter()
         .chain(&manifest.charts)
         .map(|artifact| {
-            // Its signatures, attestations and SBOMs travel with it: a bad blob of theirs
-            // breaks it too.
             let bad_blobs: Vec<String> = artifact
                 .blobs
                 .iter()
@@ -294,20 +346,5 @@ fn verify_opened(
                 bad_blobs,
             }
         })
-        .collect();
-    Ok(VerifyReport {
-        bundle: bundle_path.display().to_string(),
-        parts,
-        damaged_parts,
-        name: manifest.name,
-        version: manifest.version,
-        signature,
-        manifest_digest,
-        blobs_checked: manifest.blobs.len(),
-        omitted_blobs: omitted,
-        bytes_checked,
-        problems,
-        artifacts,
-        image_signatures: None,
-    })
+        .collect()
 }

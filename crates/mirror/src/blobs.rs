@@ -111,88 +111,146 @@ pub(crate) async fn send(
     progress: &dyn Job,
     concurrency: usize,
 ) -> Result<(), MirrorError> {
+    let sender = Sender {
+        client,
+        known_present,
+        file,
+        counters,
+        progress,
+    };
     futures_util::stream::iter(work.iter())
-        .map(|(digest, blob, repositories)| {
-            let (client, counters, progress, known_present, file) =
-                (client, counters, progress, known_present, file);
-            async move {
-                let item: Arc<dyn Item> = Arc::from(progress.item(digest.trim_start_matches("sha256:"), blob.size));
-                let mut holder: Option<&Repository> = None;
-                for repository in repositories {
-                    let what = || format!("blob {digest} to {repository}");
-                    let present = match known_present.get(&(digest.as_str(), *repository)) {
-                        Some(present) => *present,
-                        None => client
-                            .blob_exists(repository, digest)
-                            .await
-                            .map_err(|source| registry_error(what(), source))?,
-                    };
-                    if present {
-                        counters.present.fetch_add(1, Ordering::Relaxed);
-                        holder.get_or_insert(repository);
-                        continue;
-                    }
-                    let Some(location) = blob.location else {
-                        // Only reachable for an omitted blob present in another repository:
-                        // it can only be mounted from there.
-                        let from = holder.map(|holder| holder.repository.as_str());
-                        let outcome = match from {
-                            Some(from) => client
-                                .mount_blob(repository, digest, from)
-                                .await
-                                .map_err(|source| registry_error(what(), source))?,
-                            None => {
-                                return Err(MirrorError::Bundle(format!(
-                                    "blob {digest} is left out of the delta bundle and not in {repository}"
-                                )));
-                            }
-                        };
-                        if !matches!(outcome, MountOutcome::Mounted) {
-                            return Err(MirrorError::Bundle(format!(
-                                "blob {digest} is left out of the delta bundle, is not in {repository}, and the registry would not mount it from {}; push the base bundle first",
-                                from.unwrap_or_default()
-                            )));
-                        }
-                        counters.mounted.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let source = FileRange {
-                        file: file.clone(),
-                        offset: location.offset,
-                        size: location.size,
-                    };
-                    let on_progress: Arc<dyn Fn(u64) + Send + Sync> = {
-                        let item = item.clone();
-                        Arc::new(move |done| item.set(done))
-                    };
-                    let outcome = client
-                        .push_blob(
-                            repository,
-                            digest,
-                            &source,
-                            holder.map(|holder| holder.repository.as_str()),
-                            on_progress,
-                        )
-                        .await
-                        .map_err(|source| registry_error(what(), source))?;
-                    match outcome {
-                        BlobPushOutcome::Mounted => {
-                            counters.mounted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        BlobPushOutcome::Uploaded => {
-                            counters.uploaded.fetch_add(1, Ordering::Relaxed);
-                            counters.bytes_sent.fetch_add(blob.size, Ordering::Relaxed);
-                            progress.line(&format!("uploaded {digest} ({}) to {repository}", human_bytes(blob.size)));
-                        }
-                    }
-                    holder.get_or_insert(repository);
-                }
-                item.set(blob.size);
-                Ok::<_, MirrorError>(())
-            }
-        })
+        .map(|work| sender.send_digest(work))
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+/// What sending any one blob needs: the registry, what is known present, the bundle file, and
+/// where to count and report.
+struct Sender<'s, 'a> {
+    client: &'s RegistryClient,
+    known_present: &'s KnownPresent<'a>,
+    file: &'s Arc<BundleFile>,
+    counters: &'s Counters,
+    progress: &'s dyn Job,
+}
+
+impl Sender<'_, '_> {
+    /// Puts one blob into every repository of its work that lacks it, the first by upload (or
+    /// mount, for a blob the delta bundle leaves out), the others by mount from it.
+    async fn send_digest(&self, (digest, blob, repositories): &BlobWork<'_>) -> Result<(), MirrorError> {
+        let item: Arc<dyn Item> = Arc::from(
+            self.progress
+                .item(digest.trim_start_matches("sha256:"), blob.size),
+        );
+        let mut holder: Option<&Repository> = None;
+        for repository in repositories {
+            if self.present(digest, repository).await? {
+                self.counters.present.fetch_add(1, Ordering::Relaxed);
+                holder.get_or_insert(repository);
+                continue;
+            }
+            let Some(location) = blob.location else {
+                // Only reachable for an omitted blob present in another repository: it can only
+                // be mounted from there.
+                self.mount_omitted(digest, repository, holder).await?;
+                continue;
+            };
+            let source = FileRange {
+                file: self.file.clone(),
+                offset: location.offset,
+                size: location.size,
+            };
+            self.push(digest, blob, repository, source, holder, &item).await?;
+            holder.get_or_insert(repository);
+        }
+        item.set(blob.size);
+        Ok(())
+    }
+
+    /// Whether `repository` has the blob: what the delta check found, else asked.
+    async fn present(&self, digest: &str, repository: &Repository) -> Result<bool, MirrorError> {
+        match self.known_present.get(&(digest, repository)) {
+            Some(present) => Ok(*present),
+            None => self
+                .client
+                .blob_exists(repository, digest)
+                .await
+                .map_err(|source| registry_error(format!("blob {digest} to {repository}"), source)),
+        }
+    }
+
+    /// Mounts a blob the delta bundle leaves out into `repository` from the `holder` that has it;
+    /// without one, or when the registry will not mount, the push cannot go on.
+    async fn mount_omitted(
+        &self,
+        digest: &str,
+        repository: &Repository,
+        holder: Option<&Repository>,
+    ) -> Result<(), MirrorError> {
+        let from = holder.map(|holder| holder.repository.as_str());
+        let outcome = match from {
+            Some(from) => self
+                .client
+                .mount_blob(repository, digest, from)
+                .await
+                .map_err(|source| registry_error(format!("blob {digest} to {repository}"), source))?,
+            None => {
+                return Err(MirrorError::Bundle(format!(
+                    "blob {digest} is left out of the delta bundle and not in {repository}"
+                )));
+            }
+        };
+        if !matches!(outcome, MountOutcome::Mounted) {
+            return Err(MirrorError::Bundle(format!(
+                "blob {digest} is left out of the delta bundle, is not in {repository}, and the registry would not mount it from {}; push the base bundle first",
+                from.unwrap_or_default()
+            )));
+        }
+        self.counters.mounted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pushes a blob from the bundle file into `repository` (by mount from the `holder` when the
+    /// registry accepts), counting the outcome and reporting the bytes sent to `item`.
+    async fn push(
+        &self,
+        digest: &str,
+        blob: &BlobPlan,
+        repository: &Repository,
+        source: FileRange,
+        holder: Option<&Repository>,
+        item: &Arc<dyn Item>,
+    ) -> Result<(), MirrorError> {
+        let on_progress: Arc<dyn Fn(u64) + Send + Sync> = {
+            let item = item.clone();
+            Arc::new(move |done| item.set(done))
+        };
+        let outcome = self
+            .client
+            .push_blob(
+                repository,
+                digest,
+                &source,
+                holder.map(|holder| holder.repository.as_str()),
+                on_progress,
+            )
+            .await
+            .map_err(|source| registry_error(format!("blob {digest} to {repository}"), source))?;
+        match outcome {
+            BlobPushOutcome::Mounted => {
+                self.counters.mounted.fetch_add(1, Ordering::Relaxed);
+            }
+            BlobPushOutcome::Uploaded => {
+                self.counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                self.counters.bytes_sent.fetch_add(blob.size, Ordering::Relaxed);
+                self.progress.line(&format!(
+                    "uploaded {digest} ({}) to {repository}",
+                    human_bytes(blob.size)
+                ));
+            }
+        }
+        Ok(())
+    }
 }

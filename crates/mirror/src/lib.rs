@@ -107,27 +107,23 @@ pub async fn mirror_bundle(
     let counters = Counters::default();
     let concurrency = options.concurrency.max(1);
 
-    // Which artifacts are already complete (all their manifests present).
-    let complete: Vec<bool> = futures_util::stream::iter(artifacts.iter())
-        .map(|artifact| manifests::manifests_present(&client, artifact))
-        .buffered(concurrency)
-        .try_collect()
-        .await?;
-
+    let complete = complete_artifacts(&client, &artifacts, concurrency).await?;
     let work = blobs::work(&artifacts, &plan_blobs, &complete, &counters);
-    let mut known_present = KnownPresent::new();
-    if let Some(delta) = &manifest.delta {
-        let (present, missing) = blobs::check_omitted(&client, &work, &artifacts, concurrency).await?;
-        if !missing.is_empty() {
-            return Err(MirrorError::DeltaBaseMissing {
-                bundle: bundle.path().display().to_string(),
-                base: delta.base.clone(),
-                registry: site.to_string(),
-                missing,
-            });
+    let known_present = match &manifest.delta {
+        Some(delta) => {
+            let (present, missing) = blobs::check_omitted(&client, &work, &artifacts, concurrency).await?;
+            if !missing.is_empty() {
+                return Err(MirrorError::DeltaBaseMissing {
+                    bundle: bundle.path().display().to_string(),
+                    base: delta.base.clone(),
+                    registry: site.to_string(),
+                    missing,
+                });
+            }
+            present
         }
-        known_present = present;
-    }
+        None => KnownPresent::new(),
+    };
 
     // The sizes are the bundle manifest's word: absurd ones must not overflow.
     let total = coder_registry::oci::total_size(work.iter().map(|(_, blob, _)| blob.size));
@@ -144,26 +140,70 @@ pub async fn mirror_bundle(
     .await?;
     progress.finish();
 
-    // Images and charts first, then what refers to them (signatures, attestations, SBOMs).
+    let pushed = push_artifacts(
+        &client,
+        &artifacts,
+        &complete,
+        &counters,
+        progress.as_ref(),
+        concurrency,
+    )
+    .await?;
+    referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
+    Ok(report(bundle, site, pushed, counters, started))
+}
+
+/// Which artifacts are already complete (all their manifests present).
+async fn complete_artifacts(
+    client: &RegistryClient,
+    artifacts: &[plan::ArtifactPlan],
+    concurrency: usize,
+) -> Result<Vec<bool>, MirrorError> {
+    futures_util::stream::iter(artifacts.iter())
+        .map(|artifact| manifests::manifests_present(client, artifact))
+        .buffered(concurrency)
+        .try_collect()
+        .await
+}
+
+/// Puts the manifests of every artifact: images and charts first, then what refers to them
+/// (signatures, attestations, SBOMs).
+async fn push_artifacts(
+    client: &RegistryClient,
+    artifacts: &[plan::ArtifactPlan],
+    complete: &[bool],
+    counters: &Counters,
+    progress: &dyn coder_report::Job,
+    concurrency: usize,
+) -> Result<Vec<MirroredArtifact>, MirrorError> {
     let mut pushed: Vec<MirroredArtifact> = Vec::with_capacity(artifacts.len());
     for referrers in [false, true] {
         let pass: Vec<MirroredArtifact> = futures_util::stream::iter(
             artifacts
                 .iter()
-                .zip(&complete)
+                .zip(complete)
                 .filter(|(artifact, _)| artifact.subject.is_some() == referrers),
         )
         .map(|(artifact, &complete)| {
-            manifests::push_manifests(&client, artifact, complete, &counters, progress.as_ref())
+            manifests::push_manifests(client, artifact, complete, counters, progress)
         })
         .buffered(concurrency)
         .try_collect()
         .await?;
         pushed.extend(pass);
     }
-    referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
+    Ok(pushed)
+}
 
-    Ok(MirrorReport {
+/// The run's report: the artifacts pushed and the counts.
+fn report(
+    bundle: &OpenedBundle,
+    site: &SiteRegistry,
+    pushed: Vec<MirroredArtifact>,
+    counters: Counters,
+    started: Instant,
+) -> MirrorReport {
+    MirrorReport {
         bundle: bundle.path().display().to_string(),
         registry: site.to_string(),
         artifacts: pushed,
@@ -176,7 +216,7 @@ pub async fn mirror_bundle(
         tags_set: counters.tags_set.into_inner(),
         bytes_sent: counters.bytes_sent.into_inner(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
 
 /// For the fuzz targets (`installer/fuzz`, built by `cargo fuzz`, which sets `cfg(fuzzing)`):

@@ -60,74 +60,92 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     .await??;
     match args.format {
         OutputFormat::Json => super::print_json(&report)?,
-        OutputFormat::Text => {
-            println!(
-                "{} {} ({}): {} blobs, {} hashed",
-                report.name,
-                report.version,
-                report.bundle,
-                report.blobs_checked,
-                human_bytes(report.bytes_checked)
-            );
-            if let (Some(first), Some(last)) = (report.parts.first(), report.parts.last()) {
-                println!(
-                    "read in place from {} parts: {first} to {last}",
-                    report.parts.len()
-                );
-            }
-            let signature = match &report.signature {
-                SignatureStatus::Verified => match &key {
-                    Some(key) => format!("verified (key {})", fingerprint(key)),
-                    None => "verified".to_owned(),
-                },
-                SignatureStatus::NotChecked => {
-                    "present, NOT checked (--allow-unsigned; pass --public-key to check it)".to_owned()
-                }
-                SignatureStatus::Unsigned => "none, NOT checked (--allow-unsigned)".to_owned(),
-                SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
-            };
-            println!("signature: {signature}");
-            println!("manifest: {}", report.manifest_digest);
-            for artifact in &report.artifacts {
-                let verdict = if artifact.intact {
-                    "ok".to_owned()
-                } else {
-                    format!("BROKEN (bad blobs: {})", artifact.bad_blobs.join(", "))
-                };
-                println!("  {:<28} {verdict}", artifact.reference);
-            }
-            for problem in &report.problems {
-                println!("problem: {problem}");
-            }
-            print_image_signatures(&report);
-        }
+        OutputFormat::Text => print_text(&report, || key.as_ref().map(fingerprint)),
     }
     if report.passes(args.trust.allow_unsigned_images) {
         Ok(())
     } else {
-        let refused_images = report.images_not_signed(args.trust.allow_unsigned_images);
-        let not_signed: Vec<String> = refused_images
-            .iter()
-            .map(|image| format!("{} ({})", image.name, image.verdict.as_str()))
-            .collect();
-        anyhow::bail!(
-            "{} failed verification: {} problem(s){}{}",
-            report.bundle,
-            report.problems.len(),
-            match &report.signature {
-                SignatureStatus::Invalid(reason) => format!("; signature: {reason}"),
-                _ => String::new(),
-            },
-            if not_signed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; images not signed by the image key(s): {}",
-                    not_signed.join(", ")
-                )
-            }
-        )
+        Err(failure(&report, args.trust.allow_unsigned_images))
     }
+}
+
+/// The report for people: the bundle, its signature (`key_fingerprint`: that of the public key
+/// given), per artifact its verdict, the problems.
+fn print_text(report: &VerifyReport, key_fingerprint: impl FnOnce() -> Option<String>) {
+    println!(
+        "{} {} ({}): {} blobs, {} hashed",
+        report.name,
+        report.version,
+        report.bundle,
+        report.blobs_checked,
+        human_bytes(report.bytes_checked)
+    );
+    if let (Some(first), Some(last)) = (report.parts.first(), report.parts.last()) {
+        println!(
+            "read in place from {} parts: {first} to {last}",
+            report.parts.len()
+        );
+    }
+    println!(
+        "signature: {}",
+        signature_text(&report.signature, key_fingerprint)
+    );
+    println!("manifest: {}", report.manifest_digest);
+    for artifact in &report.artifacts {
+        let verdict = if artifact.intact {
+            "ok".to_owned()
+        } else {
+            format!("BROKEN (bad blobs: {})", artifact.bad_blobs.join(", "))
+        };
+        println!("  {:<28} {verdict}", artifact.reference);
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    print_image_signatures(report);
+}
+
+/// What the signature check found, for people (with the key's fingerprint, asked only when
+/// verified).
+fn signature_text(signature: &SignatureStatus, key_fingerprint: impl FnOnce() -> Option<String>) -> String {
+    match signature {
+        SignatureStatus::Verified => match key_fingerprint() {
+            Some(fingerprint) => format!("verified (key {fingerprint})"),
+            None => "verified".to_owned(),
+        },
+        SignatureStatus::NotChecked => {
+            "present, NOT checked (--allow-unsigned; pass --public-key to check it)".to_owned()
+        }
+        SignatureStatus::Unsigned => "none, NOT checked (--allow-unsigned)".to_owned(),
+        SignatureStatus::Invalid(reason) => format!("INVALID: {reason}"),
+    }
+}
+
+/// The error of a bundle that fails verification: how many problems, the bad signature, and the
+/// images not signed by the image key(s).
+fn failure(report: &VerifyReport, allow_unsigned_images: bool) -> anyhow::Error {
+    let refused_images = report.images_not_signed(allow_unsigned_images);
+    let not_signed: Vec<String> = refused_images
+        .iter()
+        .map(|image| format!("{} ({})", image.name, image.verdict.as_str()))
+        .collect();
+    anyhow::anyhow!(
+        "{} failed verification: {} problem(s){}{}",
+        report.bundle,
+        report.problems.len(),
+        match &report.signature {
+            SignatureStatus::Invalid(reason) => format!("; signature: {reason}"),
+            _ => String::new(),
+        },
+        if not_signed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; images not signed by the image key(s): {}",
+                not_signed.join(", ")
+            )
+        }
+    )
 }
 
 /// The per-image verdicts of `--image-key`, for people.
