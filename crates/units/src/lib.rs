@@ -28,6 +28,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long: at most {}h", MAX_DURATION.as_secs() / 3600))
 }
 
+/// [`parse_duration`] for a timeout or a period: zero is refused.
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be more than zero")),
+        duration => Ok(duration),
+    }
+}
+
 /// Parses a size in bytes: a whole number, optionally with a unit (surrounding spaces
 /// ignored). `K`, `M`, `G`, `T` (or `KB`, ...) are powers of 1000, as media are labelled (a
 /// 4.7 GB DVD: `4700M`); `Ki`, `Mi`, `Gi`, `Ti` (or `KiB`, ...) powers of 1024 (FAT32's largest
@@ -137,5 +145,12 @@ mod tests {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_memory_size("384Mi"), Ok(384 << 20));
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        assert_eq!(parse_nonzero_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_nonzero_duration("0s").is_err());
+        assert!(parse_nonzero_duration("0ms").is_err());
     }
 }

@@ -56,14 +56,14 @@ pub struct ServeArgs {
     /// Connections served at once; more wait until one closes.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Drop a connection whose client has taken no bytes of an answer for this many seconds
-    /// (a download that stopped reading).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub stall_timeout: u64,
-    /// Drop a connection that has sent no request for this many seconds (an idle keep-alive
-    /// connection, or a request head or TLS handshake that does not arrive).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout: u64,
+    /// Drop a connection whose client has taken no bytes of an answer for this long (a
+    /// download that stopped reading), e.g. 60s or 2m.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = coder_units::parse_nonzero_duration)]
+    pub stall_timeout: Duration,
+    /// Drop a connection that has sent no request for this long (an idle keep-alive connection,
+    /// or a request head or TLS handshake that does not arrive), e.g. 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = coder_units::parse_nonzero_duration)]
+    pub idle_timeout: Duration,
     /// Output format: `json` prints one line of JSON on stdout once listening (address, what
     /// `apply --registry` takes, repositories, images), and one more when stopped (requests
     /// answered, bytes sent).
@@ -91,8 +91,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         htpasswd: args.htpasswd.clone(),
         limits: ServeLimits {
             max_connections: args.max_connections as usize,
-            idle_timeout: Duration::from_secs(args.idle_timeout),
-            stall_timeout: Duration::from_secs(args.stall_timeout),
+            idle_timeout: args.idle_timeout,
+            stall_timeout: args.stall_timeout,
             ..ServeLimits::default()
         },
     };
