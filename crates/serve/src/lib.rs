@@ -47,7 +47,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use auth::Htpasswd;
@@ -276,51 +276,30 @@ impl BoundRegistry {
             registry, listener, ..
         } = self;
         let (stopping, _) = watch::channel(false);
-        let (open_sender, mut open) = watch::channel(0usize);
-        let open_sender = Arc::new(open_sender);
-        let slots = Arc::new(Semaphore::new(registry.limits.max_connections.max(1)));
-        tokio::pin!(shutdown);
-        loop {
-            // At the cap, new connections wait in the listen queue until one closes.
-            let slot = tokio::select! {
-                slot = Arc::clone(&slots).acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            };
-            let (stream, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        reporter.warning(&format!("accepting a connection failed: {error}"));
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+        // At the cap, new connections wait in the listen queue until one closes.
+        let open = coder_listen::accept_until(
+            listener,
+            Some(registry.limits.max_connections),
+            shutdown,
+            |error| reporter.warning(&format!("accepting a connection failed: {error}")),
+            |stream, remote| {
+                let connection = Connection {
+                    state: Arc::clone(&registry.state),
+                    tls: registry.tls.clone(),
+                    limits: registry.limits,
+                    remote,
+                };
+                let stop = stopping.subscribe();
+                async move {
+                    if let Err(error) = connection.serve(stream, stop).await {
+                        reporter.warning(&format!("connection from {remote}: {error}"));
                     }
-                },
-                () = &mut shutdown => break,
-            };
-            let connection = Connection {
-                state: Arc::clone(&registry.state),
-                tls: registry.tls.clone(),
-                limits: registry.limits,
-                remote,
-            };
-            let stop = stopping.subscribe();
-            let counter = Arc::clone(&open_sender);
-            counter.send_modify(|open| *open += 1);
-            tokio::spawn(async move {
-                if let Err(error) = connection.serve(stream, stop).await {
-                    reporter.warning(&format!("connection from {remote}: {error}"));
                 }
-                drop(slot);
-                counter.send_modify(|open| *open = open.saturating_sub(1));
-            });
-        }
-        drop(listener);
+            },
+        )
+        .await;
         stopping.send_replace(true);
-        let _ = tokio::time::timeout(DRAIN, open.wait_for(|open| *open == 0)).await;
+        let _ = tokio::time::timeout(DRAIN, open.all_closed()).await;
         let stats = &registry.state.stats;
         ServeTotals {
             requests: stats.requests.load(Ordering::Relaxed),

@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -27,28 +26,39 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long closing the remaining sessions may take after the drain period.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
-/// Counts the HTTP connections being served, so the drain can wait for their in-flight requests.
-#[derive(Clone)]
-struct Connections(Arc<watch::Sender<usize>>);
-
-/// One served connection; dropping it uncounts it.
-struct Counted(Arc<watch::Sender<usize>>);
-
-impl Connections {
-    fn enter(&self) -> Counted {
-        self.0.send_modify(|open| *open += 1);
-        Counted(Arc::clone(&self.0))
-    }
-
-    async fn all_closed(&self) {
-        let mut open = self.0.subscribe();
-        let _ = open.wait_for(|open| *open == 0).await;
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.send_modify(|open| *open = open.saturating_sub(1));
+/// Serves one HTTP/1 connection (with upgrades) until it ends, or gracefully once the drain starts.
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    service: S,
+    header_timeout: Duration,
+    mut draining: watch::Receiver<bool>,
+) where
+    S: tower::Service<
+            axum::extract::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = super::relay::stopped(&mut draining) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, %remote, "connection ended with an error");
     }
 }
 
@@ -60,52 +70,25 @@ pub async fn serve(
 ) {
     let app = router(state.clone());
     let header_timeout = state.config.header_timeout;
-    let connections = Connections(Arc::new(watch::channel(0).0));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-                request
-            });
-        let mut draining = state.draining.subscribe();
-        let counted = connections.enter();
-        tokio::spawn(async move {
-            let _counted = counted;
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .with_upgrades();
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = super::relay::stopped(&mut draining) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = served {
-                tracing::debug!(%error, %remote, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
+    // No cap on connections here: sessions are capped (per user and in all) when they open.
+    let connections = coder_listen::accept_until(
+        listener,
+        None,
+        shutdown,
+        |error| tracing::warn!(%error, "accept failed"),
+        |stream, remote| {
+            let _ = stream.set_nodelay(true);
+            let service = app
+                .clone()
+                .map_request(move |mut request: axum::extract::Request<_>| {
+                    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                    request
+                });
+            let draining = state.draining.subscribe();
+            serve_connection(stream, remote, service, header_timeout, draining)
+        },
+    )
+    .await;
     state.draining.send_replace(true);
     let open = state.sessions.total();
     tracing::info!(open_sessions = open, drain_period = ?state.config.drain_period, "draining");
