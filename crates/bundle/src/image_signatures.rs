@@ -96,6 +96,16 @@ pub enum ImageSignatureVerdict {
 }
 
 impl ImageSignatureVerdict {
+    /// Whether an image with this verdict is refused: a bad signature always, no signature
+    /// unless `unsigned_allowed` (`--allow-unsigned-images`).
+    pub fn refused(self, unsigned_allowed: bool) -> bool {
+        match self {
+            ImageSignatureVerdict::Signed => false,
+            ImageSignatureVerdict::Unsigned => !unsigned_allowed,
+            ImageSignatureVerdict::Bad => true,
+        }
+    }
+
     /// `signed`, `unsigned` or `bad`, as the JSON output spells it.
     pub fn as_str(self) -> &'static str {
         match self {

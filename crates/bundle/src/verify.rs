@@ -99,15 +99,10 @@ impl VerifyReport {
         &self,
         unsigned_allowed: bool,
     ) -> Vec<&crate::image_signatures::ImageSignatureReport> {
-        use crate::image_signatures::ImageSignatureVerdict;
         self.image_signatures
             .iter()
             .flatten()
-            .filter(|image| match image.verdict {
-                ImageSignatureVerdict::Signed => false,
-                ImageSignatureVerdict::Unsigned => !unsigned_allowed,
-                ImageSignatureVerdict::Bad => true,
-            })
+            .filter(|image| image.verdict.refused(unsigned_allowed))
             .collect()
     }
 }

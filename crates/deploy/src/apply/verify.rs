@@ -81,11 +81,7 @@ impl VerifiedBundle {
         let images = check_image_signatures(self.bundle.reader(), self.bundle.manifest(), &keys);
         let refused: Vec<String> = images
             .iter()
-            .filter(|image| match image.verdict {
-                ImageSignatureVerdict::Signed => false,
-                ImageSignatureVerdict::Unsigned => !policy.allow_unsigned_images,
-                ImageSignatureVerdict::Bad => true,
-            })
+            .filter(|image| image.verdict.refused(policy.allow_unsigned_images))
             .map(|image| {
                 format!(
                     "{} ({}): {}",
