@@ -26,6 +26,7 @@ use bundle_spec::referrer::{
     COSIGN_PAYLOAD_TYPE, COSIGN_SIGNATURE_ANNOTATION, Referrer, ReferrerKind, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use bundle_spec::{ImageReference, normalised_repository_name};
+use coder_registry::oci::IndexDocument;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
@@ -298,20 +299,12 @@ fn unlisted_children(
     manifest: &BundleManifest,
     artifact: &BundledArtifact,
 ) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Child>,
-    }
-    #[derive(Deserialize)]
-    struct Child {
-        digest: String,
-    }
     let bytes = match read_blob(reader, manifest, &artifact.digest, MAX_SIGNATURE_MANIFEST_BYTES) {
         Ok(bytes) => bytes,
         Err(problem) => return vec![format!("its index: {problem}")],
     };
-    let index: Index = match serde_json::from_slice(&bytes) {
+    // Read as push reads it (coder-registry's index document), so both see the same children.
+    let index: IndexDocument = match serde_json::from_slice(&bytes) {
         Ok(index) => index,
         Err(error) => return vec![format!("its index {} does not parse: {error}", artifact.digest)],
     };

@@ -141,18 +141,23 @@ impl BundleReader {
     /// other entry is read by the digests this manifest lists, so a bundle file changed or
     /// replaced after it was verified is refused here, before anything of it is used.
     pub fn manifest_pinned(&self, pinned: Option<&str>) -> crate::Result<BundleManifest> {
-        let bytes = self.manifest_bytes()?;
-        if let Some(pinned) = pinned {
-            let actual = coder_registry::sha256_digest(&bytes);
-            if actual != pinned {
-                return Err(BundleError::ChangedSinceVerified {
-                    path: self.path.clone(),
-                    pinned: pinned.to_owned(),
-                    actual,
-                });
-            }
-        }
+        let (bytes, _) = self.manifest_bytes_pinned(pinned)?;
         Ok(BundleManifest::from_json(&bytes)?)
+    }
+
+    /// The bundle manifest's bytes and their `sha256:`, which must be `pinned` when given
+    /// ([`BundleError::ChangedSinceVerified`] otherwise).
+    fn manifest_bytes_pinned(&self, pinned: Option<&str>) -> crate::Result<(Vec<u8>, String)> {
+        let bytes = self.manifest_bytes()?;
+        let digest = coder_registry::sha256_digest(&bytes);
+        match pinned {
+            Some(pinned) if pinned != digest => Err(BundleError::ChangedSinceVerified {
+                path: self.path.clone(),
+                pinned: pinned.to_owned(),
+                actual: digest,
+            }),
+            _ => Ok((bytes, digest)),
+        }
     }
 }
 
@@ -173,15 +178,7 @@ impl OpenedBundle {
 
     /// Reads the manifest of an opened `reader`, which must hash to `pinned` when given.
     pub fn from_reader(reader: BundleReader, pinned: Option<&str>) -> crate::Result<Self> {
-        let bytes = reader.manifest_bytes()?;
-        let manifest_digest = coder_registry::sha256_digest(&bytes);
-        if let Some(pinned) = pinned.filter(|pinned| *pinned != manifest_digest) {
-            return Err(BundleError::ChangedSinceVerified {
-                path: reader.path.clone(),
-                pinned: pinned.to_owned(),
-                actual: manifest_digest,
-            });
-        }
+        let (bytes, manifest_digest) = reader.manifest_bytes_pinned(pinned)?;
         let manifest = BundleManifest::from_json(&bytes)?;
         Ok(Self {
             reader,
@@ -214,7 +211,9 @@ impl OpenedBundle {
     /// the file was rewritten since it was opened. Steps that run long after the open (a push
     /// after preflight) check this before they read anything else.
     pub fn check_unchanged(&self) -> crate::Result<()> {
-        self.reader.manifest_pinned(Some(&self.manifest_digest)).map(drop)
+        self.reader
+            .manifest_bytes_pinned(Some(&self.manifest_digest))
+            .map(drop)
     }
 }
 

@@ -170,12 +170,12 @@ impl Release {
     /// The release of an opened bundle (refused when the file changed since it was opened).
     pub fn from_opened(bundle: &OpenedBundle, site: &SiteRegistry) -> crate::Result<Self> {
         bundle.check_unchanged()?;
-        let (reader, manifest, path) = (bundle.reader(), bundle.manifest().clone(), bundle.path());
+        let (reader, manifest, path) = (bundle.reader(), bundle.manifest(), bundle.path());
         if manifest.name != PRODUCT {
             return Err(ReleaseError::OtherProduct {
                 bundle: path.to_owned(),
-                product: manifest.name,
-                version: manifest.version,
+                product: manifest.name.clone(),
+                version: manifest.version.clone(),
             }
             .into());
         }
@@ -189,7 +189,7 @@ impl Release {
             return Err(ReleaseError::LockChanged {
                 bundle: path.to_owned(),
                 found: lock_digest,
-                listed: manifest.lock_digest,
+                listed: manifest.lock_digest.clone(),
             }
             .into());
         }
@@ -207,9 +207,9 @@ impl Release {
         let chart = read_bundled_chart(reader, artifact)?;
         let images = image_map(&lock, &ImageSource::Site(site.clone()))?;
         Ok(Self {
-            version: manifest.version,
+            version: manifest.version.clone(),
             chart,
-            lock_digest: manifest.lock_digest,
+            lock_digest: manifest.lock_digest.clone(),
             lock_text,
             lock,
             images,
