@@ -5,4 +5,4 @@
 # Extra arguments go to cargo, e.g. `--profile dev` to skip the optimised build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo benches -p platform --bench manager "$@"
+exec cargo benches -p coder-service --bench manager "$@"

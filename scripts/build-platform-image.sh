@@ -47,7 +47,7 @@ target_root="${CARGO_TARGET_DIR:-target}"
 static_dir="$target_root/static"
 # Dev builds drop debug info: it would make the layer several times larger.
 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --profile "$profile" -p platform --bin coder-service "${features[@]}" \
+  cargo build --profile "$profile" -p coder-service --bin coder-service "${features[@]}" \
   --target "$target" --target-dir "$static_dir" >&2
 binary="$static_dir/$target/$profile_dir/coder-service"
 

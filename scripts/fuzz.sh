@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh TARGET [CPU_SECONDS] [-- LIBFUZZER_ARGS...]
 #
 # TARGET is one of:
-#   verify_token, parse_claims   license files and their claims (license/fuzz)
+#   verify_token, parse_claims   license files and their claims (crates/license/fuzz)
 #   allowlist                    a site's allowlist file, every form, and the audit on it
 #   bundle                       a bundle file: tar index, manifest, OCI index/manifests, lock, chart
 #   journal                      the resume journal of an interrupted `bundle` run
@@ -20,7 +20,7 @@
 #   FUZZ_NICE       niceness of the fuzzer (default 10)
 # A crash is written to FUZZ_DIR/artifacts/ and the run stops; reproduce it with
 #   cargo +nightly fuzz run --sanitizer none TARGET FUZZ_DIR/artifacts/crash-...
-# from the crate folder (license/ or installer/).
+# from the crate folder (crates/license/ or installer/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -26,7 +26,7 @@ scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
 # Cargo prints a line per crate it compiles: a cold build takes several minutes, never silently.
 echo "quickstart: building coder-install (trusting the test license key) and the quick start's programs" >&2
-cargo build -p installer --features coder-license/test-keys
+cargo build -p coder-install --features coder-license/test-keys
 cargo build -p coder-testenv --bin workspace-standin
 cargo build -p ingress-standin
 cargo build -p quickstart

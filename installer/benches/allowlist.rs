@@ -1,4 +1,4 @@
-//! Allowlist benchmark: `cargo benches -p installer --bench allowlist` prints figures, asserts
+//! Allowlist benchmark: `cargo benches -p coder-install --bench allowlist` prints figures, asserts
 //! nothing.
 //!
 //! A 100,000-line allowlist (host names, IPv6 networks, URLs and wildcards, a quarter each)
@@ -8,10 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use bundle_spec::{BundleSpec, DEFAULT_SPEC};
 use coder_allowlist::endpoints::{RequirementInputs, required};
 use coder_allowlist::report::{AuditInputs, AuditReport};
 use coder_allowlist::{Allowlist, render};
+use coder_bundle_spec::{BundleSpec, DEFAULT_SPEC};
 
 const LINES: usize = 100_000;
 const ROUNDS: usize = 5;

@@ -1,4 +1,4 @@
-//! Apply benchmark: `cargo benches -p installer --bench apply` prints figures, asserts nothing.
+//! Apply benchmark: `cargo benches -p coder-install --bench apply` prints figures, asserts nothing.
 //!
 //! Against a real kube-apiserver (etcd, loopback), in process through the library:
 //! - rendering the whole platform chart (every object, default values);
@@ -10,12 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use bundle_spec::{BundleSpec, ImageLock};
 use coder_bundle::Inputs;
-use coder_deploy::apply::{ApplyOptions, deploy, render_for};
+use coder_bundle_spec::{BundleSpec, ImageLock};
+use coder_deploy::apply::{ApplyOptions, render_and_write, render_for};
 use coder_deploy::cluster::{ClusterOptions, connect};
 use coder_deploy::release::{Release, ReleaseSource};
-use coder_report::Silent;
+use coder_progress::Silent;
 use coder_testenv::KubeApiServer;
 
 const ROUNDS: usize = 5;
@@ -117,13 +117,13 @@ async fn run() {
     for round in 0..ROUNDS {
         let namespace = format!("bench-{round}");
         let started = Instant::now();
-        let report = deploy(&cluster, &release, &options(&server, &namespace), &Silent)
+        let report = render_and_write(&cluster, &release, &options(&server, &namespace), &Silent)
             .await
             .expect("apply");
         fresh.push(started.elapsed());
         assert_eq!(report.revision, 1);
         let started = Instant::now();
-        let report = deploy(&cluster, &release, &options(&server, &namespace), &Silent)
+        let report = render_and_write(&cluster, &release, &options(&server, &namespace), &Silent)
             .await
             .expect("re-apply");
         again.push(started.elapsed());

@@ -1,4 +1,4 @@
-//! Bundle benchmark: `cargo benches -p installer --bench bundle` prints figures, asserts nothing.
+//! Bundle benchmark: `cargo benches -p coder-install --bench bundle` prints figures, asserts nothing.
 //! The compared figures are medians of three rounds (with the fastest and slowest), each
 //! measured after a `sync`, so that one round does not pay for the disk writes of another.
 //!

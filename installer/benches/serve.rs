@@ -1,4 +1,4 @@
-//! `serve` benchmark: `cargo benches -p installer --bench serve` prints figures, asserts nothing.
+//! `serve` benchmark: `cargo benches -p coder-install --bench serve` prints figures, asserts nothing.
 //!
 //! The same images (4, each a 48 MiB and a 24 MiB layer: 288 MiB) are pulled from the CNCF
 //! distribution registry (Debian's `docker-registry`, filesystem storage, content pushed there

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the bundle and journal seeds of the installer's fuzz targets (seeds/bundle, seeds/journal).
 
-The bundles follow bundle_spec::format and the layout `coder-install bundle` writes (entry order,
+The bundles follow coder_bundle_spec::format and the layout `coder-install bundle` writes (entry order,
 ustar headers with mtime 0 and owner 0:0): a multi-platform OCI image carrying one of its two
 platforms, a Docker schema2 image, and the `coder` Helm chart, with the spec and lock. Tiny layers
 keep every seed a few KiB. The same content is also written in the target's documents form

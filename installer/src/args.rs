@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 use clap::ValueEnum;
+use coder_bundle_spec::{BundleSpec, DEFAULT_LOCK, DEFAULT_SPEC, ImageLock};
 
 use coder_bundle::Inputs;
 use coder_deploy::apply::{ImageSignaturePolicy, SignaturePolicy, VerifiedBundle, verify_before_use};
@@ -15,6 +15,9 @@ use coder_deploy::cluster::ClusterOptions;
 use coder_deploy::release::ReleaseSource;
 use coder_mirror::SiteRegistry;
 use coder_registry::{CredentialStore, Credentials, RegistryOptions};
+
+/// How `--registry` (the site registry: `apply`, `template`, `preflight`, `push`) is written.
+pub const SITE_REGISTRY_VALUE: &str = "HOST[:PORT][/PREFIX]";
 
 /// Which release: a bundle pushed to a site registry, or the spec and lock (connected).
 #[derive(Debug, clap::Args)]
@@ -24,8 +27,9 @@ pub struct ReleaseArgs {
     /// the lock's digests.
     #[arg(long, value_name = "FILE", requires = "registry")]
     pub bundle: Option<PathBuf>,
-    /// The site registry the bundle's images go to, `HOST[:PORT][/PREFIX]`.
-    #[arg(long, value_name = "HOST[/PREFIX]", requires = "bundle")]
+    /// The site registry the bundle's images go to, with an optional path prefix: images go
+    /// to PREFIX/<original repository path>.
+    #[arg(long, value_name = SITE_REGISTRY_VALUE, requires = "bundle")]
     pub registry: Option<SiteRegistry>,
     /// Connected mode's spec and lock.
     #[command(flatten)]
@@ -96,10 +100,10 @@ impl BundleTrustArgs {
         &self,
         path: &Path,
         undone: &'static str,
-        reporter: &dyn coder_report::Reporter,
+        progress: &dyn coder_progress::Progress,
     ) -> anyhow::Result<VerifiedBundle> {
-        let mut verified = verify_before_use(path, &self.signature_policy(), undone, reporter).await?;
-        verified.require_image_signatures(&self.image_policy(), undone, reporter)?;
+        let mut verified = verify_before_use(path, &self.signature_policy(), undone, progress).await?;
+        verified.require_image_signatures(&self.image_policy(), undone, progress)?;
         Ok(verified)
     }
 }
@@ -182,7 +186,7 @@ pub struct RegistryLoginArgs {
     pub registry_password_stdin: bool,
     /// Registry access.
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryAccessArgs,
 }
 
 impl RegistryLoginArgs {
@@ -229,13 +233,44 @@ pub struct InputArgs {
 
 /// How to reach registries.
 #[derive(Debug, clap::Args)]
-pub struct RegistryArgs {
+pub struct RegistryAccessArgs {
     /// Reach this registry (`host[:port]`) over plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
     /// Trust this CA certificate (PEM) for registries, beside the system's. Repeatable.
     #[arg(long = "registry-ca", value_name = "FILE")]
     pub registry_ca: Vec<PathBuf>,
+}
+
+/// How blobs go up to the site registry (`push`, `apply`): whole, or in chunks.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ChunkArgs {
+    /// Upload blobs in chunks of at most SIZE (`16Mi`, `512Ki`; `M` is 1000², `Mi` 1024²) as
+    /// PATCH requests with Content-Range, for a site registry behind a proxy that caps request
+    /// bodies (NGINX's client_max_body_size). Without it blobs go up whole, and the first one
+    /// refused as too large (413) switches the rest of the run to chunks of 16 MiB, halved
+    /// while they are refused.
+    #[arg(long = "chunk-size", value_name = "SIZE", value_parser = parse_chunk_size)]
+    pub size: Option<u64>,
+}
+
+impl ChunkArgs {
+    /// Sets the chunk size of `options`.
+    pub fn apply_to(self, options: &mut RegistryOptions) {
+        options.upload_chunk_size = self.size;
+    }
+}
+
+/// A chunk size: a size (see `coder_units::parse_size`) of at least the smallest chunk.
+fn parse_chunk_size(text: &str) -> Result<u64, String> {
+    let size = coder_units::parse_size(text)?;
+    if size < coder_registry::SMALLEST_CHUNK {
+        return Err(format!(
+            "{size} bytes is under the smallest chunk, {} bytes (64K)",
+            coder_registry::SMALLEST_CHUNK
+        ));
+    }
+    Ok(size)
 }
 
 /// How many blobs move at once: the same flag, default and limits for `bundle` (downloads),
@@ -340,14 +375,15 @@ pub fn read_lock(
 }
 
 /// Registry options from the flags and the Docker config.
-pub fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
+pub fn registry_options(args: &RegistryAccessArgs) -> anyhow::Result<RegistryOptions> {
     Ok(RegistryOptions {
         insecure_registries: args.insecure_registries.clone(),
         ca_files: args.registry_ca.clone(),
         credentials: CredentialStore::from_docker_config()?,
         attempts: 4,
         redirects: Default::default(),
-        reporter: Default::default(),
+        progress: Default::default(),
+        upload_chunk_size: None,
     })
 }
 

@@ -43,6 +43,14 @@ pub enum Command {
     /// the cluster's nodes pull from it whenever a pod starts. Deploy from it with
     /// `apply --bundle FILE --registry HOST:PORT/PREFIX --no-push`. Stops on Ctrl-C or SIGTERM.
     Serve(crate::commands::serve::ServeArgs),
+    /// Write what the cluster's nodes need to pull from the site registry (or `serve`).
+    ///
+    /// containerd's registry host configuration (its `config_path` layout, one `hosts.toml` per
+    /// registry host): the site registry with its CA, and mirrors for the upstream registries the
+    /// images came from, so that an image named by its upstream reference is pulled from the
+    /// site registry under its prefix, never from upstream. Copy `DIR/certs.d/.` to every node's
+    /// `/etc/containerd/certs.d/`; `DIR/README.md` says how.
+    NodeConfig(crate::commands::node_config::NodeConfigArgs),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
     ///
     /// In order: verify the bundle, check the license (offline), preflight, push the images,
@@ -76,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::License(args) => crate::commands::license::run(&args),
         Command::Push(args) => crate::commands::push::run(args).await,
         Command::Serve(args) => crate::commands::serve::run(args).await,
+        Command::NodeConfig(args) => crate::commands::node_config::run(&args),
         Command::Apply(args) => crate::commands::apply::run(*args).await,
         Command::Template(args) => crate::commands::template::run(&args).await,
         Command::Preflight(args) => crate::commands::preflight::run(args).await,

@@ -4,10 +4,10 @@
 //! This crate is the command line only: [`cli`] is the subcommand enum and its dispatch,
 //! [`args`] the flag groups several subcommands share, [`commands`] runs each subcommand
 //! on the library crates (`coder_registry`, `coder_bundle`, `coder_mirror`, `coder_deploy`,
-//! `coder_allowlist`), and [`report`] shows their progress and messages on a terminal (or
+//! `coder_allowlist`), and [`progress`] shows their progress and messages on a terminal (or
 //! nothing, for `--output json`).
 
 pub mod args;
 pub mod cli;
 pub mod commands;
-pub mod report;
+pub mod progress;

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // Each cause once, outer to inner (see error_chain).
-            eprintln!("error: {}", coder_report::error_chain(error.as_ref()));
+            eprintln!("error: {}", coder_progress::error_chain(error.as_ref()));
             std::process::ExitCode::from(coder_install::commands::exit_code(&error))
         }
     }

@@ -4,13 +4,13 @@
 //! latency percentiles. Target: p99 under 50 ms.
 //!
 //! `BENCH_REQUESTS` (default 1000) and `BENCH_CONCURRENCY` (default 8) tune it; run with
-//! `scripts/bench-manager.sh` or `cargo benches -p platform --bench manager`.
+//! `scripts/bench-manager.sh` or `cargo benches -p coder-service --bench manager`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coder_platform::cli::ManagerArgs;
-use coder_platform::manager::Manager;
+use coder_service::cli::ManagerArgs;
+use coder_service::manager::Manager;
 use coder_testenv::Postgres;
 use tokio::sync::Mutex;
 

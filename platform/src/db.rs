@@ -39,51 +39,47 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
-/// How to reach PostgreSQL: flags and environment shared by `manager` and `migrate`.
-#[derive(Clone, clap::Args)]
-pub struct DbArgs {
-    /// PostgreSQL connection URL, e.g. `postgres://coder@postgres:5432/coder?sslmode=disable`.
-    #[arg(long, env = "CODER_PG_URL")]
-    pub pg_url: String,
-    /// A file holding the database password (e.g. a mounted Secret); it overrides any password
-    /// in the URL. Surrounding white space is trimmed.
-    #[arg(long, env = "CODER_PG_PASSWORD_FILE")]
-    pub pg_password_file: Option<PathBuf>,
-    /// How long a request waits for a database connection before answering 503.
-    #[arg(long, env = "CODER_PG_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
-    pub pg_acquire_timeout_secs: u64,
+/// How to reach PostgreSQL (what [`crate::cli::DbArgs`], the flag group `manager` and `migrate`
+/// share, makes).
+#[derive(Clone)]
+pub struct DbConfig {
+    /// The connection URL (it may hold a password: never printed).
+    pub url: String,
+    /// A file whose content (trimmed) overrides the URL's password.
+    pub password_file: Option<PathBuf>,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout: Duration,
     /// The most connections the pool opens.
-    #[arg(long, env = "CODER_PG_MAX_CONNECTIONS", default_value_t = 10)]
-    pub pg_max_connections: u32,
+    pub max_connections: u32,
 }
 
-impl std::fmt::Debug for DbArgs {
+impl std::fmt::Debug for DbConfig {
     // The URL may carry a password: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbArgs")
-            .field("pg_url", &"<redacted>")
-            .field("pg_password_file", &self.pg_password_file)
-            .field("pg_acquire_timeout_secs", &self.pg_acquire_timeout_secs)
-            .field("pg_max_connections", &self.pg_max_connections)
+        f.debug_struct("DbConfig")
+            .field("url", &"<redacted>")
+            .field("password_file", &self.password_file)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
-impl DbArgs {
+impl DbConfig {
     /// Settings for a URL, with the defaults of the flags.
     pub fn from_url(url: impl Into<String>) -> Self {
         Self {
-            pg_url: url.into(),
-            pg_password_file: None,
-            pg_acquire_timeout_secs: 5,
-            pg_max_connections: 10,
+            url: url.into(),
+            password_file: None,
+            acquire_timeout: Duration::from_secs(5),
+            max_connections: 10,
         }
     }
 
     /// The connection options: the URL, with the password file's content as password if given.
     pub fn connect_options(&self) -> Result<PgConnectOptions, DbError> {
-        let mut options = PgConnectOptions::from_str(&self.pg_url).map_err(DbError::InvalidUrl)?;
-        if let Some(path) = &self.pg_password_file {
+        let mut options = PgConnectOptions::from_str(&self.url).map_err(DbError::InvalidUrl)?;
+        if let Some(path) = &self.password_file {
             let password = std::fs::read_to_string(path).map_err(|source| DbError::PasswordFile {
                 path: path.clone(),
                 source,
@@ -97,8 +93,8 @@ impl DbArgs {
     /// is down, and recovers on its own when it comes back.
     pub fn pool(&self) -> Result<PgPool, DbError> {
         Ok(PgPoolOptions::new()
-            .max_connections(self.pg_max_connections)
-            .acquire_timeout(Duration::from_secs(self.pg_acquire_timeout_secs))
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
             .connect_lazy_with(self.connect_options()?))
     }
 }

@@ -1,7 +1,7 @@
 //! The `coder-service` binary: parse the command line, run the component, report errors.
 
 use clap::Parser;
-use coder_platform::cli::{self, Cli};
+use coder_service::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // Each cause once, outer to inner.
-            let message = coder_report::error_chain(&error);
+            let message = coder_progress::error_chain(&error);
             tracing::error!(error = message, "exiting");
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use crate::db::{self, DbArgs, DbError};
+use crate::db::{self, DbConfig, DbError};
 
 /// Applies the migrations to the database `db` names, waiting up to `wait` for it to answer
 /// (a new install's database initialises itself while the migration step starts).
-pub async fn run(db: &DbArgs, wait: Duration) -> Result<(), DbError> {
+pub async fn run(db: &DbConfig, wait: Duration) -> Result<(), DbError> {
     let pool = db.pool()?;
     db::wait_until_reachable(&pool, wait).await?;
     db::migrate(&pool).await?;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use bundle_spec::{BundleSpec, ChartSource, DOCKER_HUB, ImageLock, ImageReference};
+use coder_bundle_spec::{BundleSpec, ChartSource, DOCKER_HUB, ImageLock, ImageReference};
 use serde::{Deserialize, Serialize};
 
 use coder_registry::api_host;
@@ -220,7 +220,7 @@ pub struct RequirementInputs<'a> {
 
 /// The requirements of a spec: every registry of its images and OCI charts, the documented
 /// hosts of well-known registries, and the in-cluster flows.
-pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_spec::SpecError> {
+pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, coder_bundle_spec::SpecError> {
     let spec = inputs.spec;
     let mut endpoints = EndpointSet::default();
     for (reference, user) in &registry_needs(spec)? {
@@ -235,7 +235,7 @@ pub fn required(inputs: RequirementInputs<'_>) -> Result<Requirements, bundle_sp
 }
 
 /// Every image and OCI chart of the spec, each with who needs it (`image NAME`, `chart NAME`).
-fn registry_needs(spec: &BundleSpec) -> Result<Vec<(ImageReference, String)>, bundle_spec::SpecError> {
+fn registry_needs(spec: &BundleSpec) -> Result<Vec<(ImageReference, String)>, coder_bundle_spec::SpecError> {
     let mut needs: Vec<(ImageReference, String)> = spec
         .image_references()?
         .into_iter()

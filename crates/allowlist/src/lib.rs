@@ -18,7 +18,7 @@ pub mod probe;
 pub mod render;
 pub mod report;
 
-use bundle_spec::{BundleSpec, ImageLock};
+use coder_bundle_spec::{BundleSpec, ImageLock};
 
 pub use endpoints::{RequiredEndpoint, Requirements};
 pub use entry::Allowlist;

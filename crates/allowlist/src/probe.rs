@@ -15,8 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bundle_spec::format::is_index;
-use bundle_spec::{BundleSpec, ImageLock, ImageReference};
+use coder_bundle_spec::format::is_index;
+use coder_bundle_spec::{BundleSpec, ImageLock, ImageReference};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
@@ -358,7 +358,7 @@ impl Prober {
                     Ok(Err(error)) => Err(format!(
                         "could not learn where {} sends blob downloads: {}",
                         reference.registry,
-                        coder_report::error_chain(&error)
+                        coder_progress::error_chain(&error)
                     )),
                     Err(_) => Err(format!(
                         "could not learn where {} sends blob downloads: no answer within {}",

@@ -3,7 +3,7 @@
 //!
 //! [`BundleFile::open`] finds the bytes from whatever path the operator gives: the bundle file;
 //! for a split bundle its index (`<name>.parts.json`), any of its parts, or `<name>` itself. The
-//! parts are those the index lists ([`bundle_spec::format::PartsIndex`]), each checked for
+//! parts are those the index lists ([`coder_bundle_spec::format::PartsIndex`]), each checked for
 //! presence and size as it is opened; a missing or cut-short part is named then.
 //! [`BundleFile::damaged_parts`] hashes every part against the index, to name the part that holds
 //! a bad byte once something has been found wrong.
@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bundle_spec::format::{PartRecord, PartsIndex, parse_part_file_name, parts_index_file_name};
+use coder_bundle_spec::format::{PartRecord, PartsIndex, parse_part_file_name, parts_index_file_name};
 use coder_registry::blob_io::{RandomRead, RandomWrite};
 
 use crate::hashing::{HashJob, hash_in_parallel};
@@ -44,7 +44,7 @@ pub enum BundleFileError {
         /// The index file.
         index: PathBuf,
         /// What is wrong with it.
-        source: bundle_spec::SpecError,
+        source: coder_bundle_spec::SpecError,
     },
     /// A part the index lists is not there.
     #[error(
@@ -420,7 +420,7 @@ fn split_base(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
-    use bundle_spec::format::{PARTS_INDEX_FORMAT, PARTS_INDEX_KIND, part_file_name};
+    use coder_bundle_spec::format::{PARTS_INDEX_FORMAT, PARTS_INDEX_KIND, part_file_name};
 
     /// Writes `bytes` as a split bundle of `part_size` parts named `<dir>/b`, with its index.
     fn write_split(dir: &Path, bytes: &[u8], part_size: usize) -> PathBuf {

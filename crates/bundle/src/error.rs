@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bundle_spec::format::MANIFEST_PATH;
+use coder_bundle_spec::format::MANIFEST_PATH;
 use coder_registry::RegistryError;
 
 /// A result with [`BundleError`].
@@ -56,10 +56,10 @@ pub enum BundleError {
         /// The existing file (the bundle, a part or the index).
         path: PathBuf,
     },
-    /// `--part-size` is below [`crate::write::MIN_PART_SIZE`].
+    /// `--part-size` is below [`crate::make::output::MIN_PART_SIZE`].
     #[error(
         "--part-size {part_size} is too small: parts must have at least {} bytes (64Ki); did you leave out the unit (4700M)?",
-        crate::write::MIN_PART_SIZE
+        crate::make::output::MIN_PART_SIZE
     )]
     PartSizeTooSmall {
         /// The size given, in bytes.
@@ -174,7 +174,7 @@ pub enum BundleError {
         actual: String,
     },
     /// An error reading a split bundle, and the parts whose bytes do not match its index.
-    #[error("{}; {}", coder_report::error_chain(error.as_ref()), damaged.join("; "))]
+    #[error("{}; {}", coder_progress::error_chain(error.as_ref()), damaged.join("; "))]
     DamagedParts {
         /// The error reading the bundle.
         error: Box<BundleError>,
@@ -208,7 +208,7 @@ pub enum BundleError {
     Chart(#[from] crate::charts::ChartError),
     /// The bundle's entries could not be laid out (a blob's size out of bounds).
     #[error(transparent)]
-    Layout(#[from] crate::layout::LayoutError),
+    Layout(#[from] crate::make::layout::LayoutError),
     /// A signing or public key file could not be used.
     #[error(transparent)]
     Key(#[from] crate::signing::KeyError),
@@ -223,7 +223,7 @@ pub enum BundleError {
     Task(#[from] tokio::task::JoinError),
     /// The spec or lock is not valid.
     #[error(transparent)]
-    Spec(#[from] bundle_spec::SpecError),
+    Spec(#[from] coder_bundle_spec::SpecError),
     /// A JSON document (manifest, chart metadata) does not parse or serialise.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

@@ -101,7 +101,7 @@ pub enum DeployError {
     Bundle(#[from] coder_bundle::BundleError),
     /// The spec or lock is not valid.
     #[error(transparent)]
-    Spec(#[from] bundle_spec::SpecError),
+    Spec(#[from] coder_bundle_spec::SpecError),
     /// A values file or `--set` is not valid.
     #[error(transparent)]
     Values(#[from] ValuesError),

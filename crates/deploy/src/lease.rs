@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coder_report::Reporter;
+use coder_progress::Progress;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
@@ -97,7 +97,7 @@ pub async fn with_lease<T, E>(
     client: kube::Client,
     namespace: &str,
     dry_run: bool,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
     work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E>
 where
@@ -107,8 +107,8 @@ where
         return work.await;
     }
     let mut held = acquire(client, namespace).await?;
-    let outcome = held.run_while_held(work, reporter).await;
-    held.release(reporter).await;
+    let outcome = held.run_while_held(work, progress).await;
+    held.release(progress).await;
     outcome
 }
 
@@ -289,11 +289,11 @@ impl HeldLease {
 
     /// Runs `work` while the lease is held: if the lease is lost first, `work` is dropped (it
     /// stops at its next await, before its next write) and the loss is the error. The renewal's
-    /// warnings go to `reporter` meanwhile.
+    /// warnings go to `progress` meanwhile.
     pub async fn run_while_held<T, E>(
         &mut self,
         work: impl Future<Output = Result<T, E>>,
-        reporter: &dyn Reporter,
+        progress: &dyn Progress,
     ) -> Result<T, E>
     where
         E: From<LeaseError>,
@@ -305,7 +305,7 @@ impl HeldLease {
             tokio::select! {
                 biased;
                 reason = &mut lost => return Err(self.lost_error(reason).into()),
-                Some(warning) = self.warnings.recv() => reporter.warning(&warning),
+                Some(warning) = self.warnings.recv() => progress.warning(&warning),
                 outcome = &mut work => return outcome,
             }
         }
@@ -314,11 +314,11 @@ impl HeldLease {
     /// Stops renewing and deletes the lease, only while this run still holds it: the delete is
     /// fenced by the resourceVersion of this run's last write, so a lease someone else took
     /// over is left alone.
-    pub async fn release(self, reporter: &dyn Reporter) {
+    pub async fn release(self, progress: &dyn Progress) {
         self.renewal.abort();
         let mut lost = self.lost.clone();
         if lost.borrow_and_update().is_some() {
-            reporter.warning(&format!(
+            progress.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} was lost while applying; leaving it to its holder"
             ));
             return;
@@ -335,16 +335,16 @@ impl HeldLease {
             // A renewal stopped mid-flight may have moved the resourceVersion: delete the lease
             // as it is now only if this run is still its holder.
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                self.release_if_still_holder(reporter).await
+                self.release_if_still_holder(progress).await
             }
             other => other.map(|_| ()),
         };
         match result {
             Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => reporter.warning(
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => progress.warning(
                 &format!("warning: the apply lock {LEASE_NAME} changed hands before it was released; leaving it to its holder"),
             ),
-            Err(error) => reporter.warning(&format!(
+            Err(error) => progress.warning(&format!(
                 "warning: releasing the apply lock {LEASE_NAME} failed ({error}); it expires by itself"
             )),
         }
@@ -352,7 +352,7 @@ impl HeldLease {
 
     /// Deletes the lease as it is now, fenced by its current resourceVersion, if this run is
     /// still its holder.
-    async fn release_if_still_holder(&self, reporter: &dyn Reporter) -> Result<(), kube::Error> {
+    async fn release_if_still_holder(&self, progress: &dyn Progress) -> Result<(), kube::Error> {
         let Some(current) = self.api.get_opt(LEASE_NAME).await? else {
             return Ok(());
         };
@@ -361,7 +361,7 @@ impl HeldLease {
             .as_ref()
             .and_then(|spec| spec.holder_identity.as_deref());
         if holder != Some(self.holder.as_str()) {
-            reporter.warning(&format!(
+            progress.warning(&format!(
                 "warning: the apply lock {LEASE_NAME} is now held by {}; leaving it to its holder",
                 holder.unwrap_or("nobody")
             ));

@@ -4,7 +4,7 @@
 //!
 //! [`apply::run`] is the pipeline, one function whose parts read in this order:
 //!
-//! 1. **verify** the bundle ([`coder_bundle::verify`]);
+//! 1. **verify** the bundle ([`coder_bundle::read::verify`]);
 //! 2. **license** ([`license_gate`]): air-gapped installs need a valid enterprise license with
 //!    the air-gap entitlement, checked offline before anything is pushed or written;
 //! 3. **preflight** ([`preflight`]): API server, permissions, existing install, storage class,

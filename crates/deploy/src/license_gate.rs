@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use coder_license::{LicenseError, Tier, VerifiedLicense, check_airgap, verify};
-use coder_report::Reporter;
+use coder_progress::Progress;
 
 /// Why the gate refused; each says what was not done (e.g. "nothing was pushed or applied").
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ impl LicenseGateError {
 pub fn require_airgap_license(
     path: Option<&Path>,
     undone: &'static str,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> Result<Vec<u8>, LicenseGateError> {
     let Some(path) = path else {
         return Err(LicenseGateError::Missing {
@@ -75,7 +75,7 @@ pub fn require_airgap_license(
     let license = verify(&bytes)
         .and_then(|license| check_airgap(&license.claims).map(|()| license))
         .map_err(|refusal| refused(path, undone, refusal))?;
-    warn_if_in_grace(&license, reporter);
+    warn_if_in_grace(&license, progress);
     Ok(bytes)
 }
 
@@ -84,11 +84,11 @@ pub fn require_airgap_license(
 pub fn read_connected_license(
     path: &Path,
     undone: &'static str,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> Result<Vec<u8>, LicenseGateError> {
     let bytes = read(path, undone)?;
     let license = verify(&bytes).map_err(|refusal| refused(path, undone, refusal))?;
-    warn_if_in_grace(&license, reporter);
+    warn_if_in_grace(&license, progress);
     Ok(bytes)
 }
 
@@ -98,11 +98,11 @@ pub fn check_license(
     air_gapped: bool,
     path: Option<&Path>,
     undone: &'static str,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> Result<Option<Vec<u8>>, LicenseGateError> {
     match (air_gapped, path) {
-        (true, path) => require_airgap_license(path, undone, reporter).map(Some),
-        (false, Some(path)) => read_connected_license(path, undone, reporter).map(Some),
+        (true, path) => require_airgap_license(path, undone, progress).map(Some),
+        (false, Some(path)) => read_connected_license(path, undone, progress).map(Some),
         (false, None) => Ok(None),
     }
 }
@@ -123,8 +123,8 @@ fn refused(path: &Path, undone: &'static str, refusal: LicenseError) -> LicenseG
     }
 }
 
-fn warn_if_in_grace(license: &VerifiedLicense, reporter: &dyn Reporter) {
+fn warn_if_in_grace(license: &VerifiedLicense, progress: &dyn Progress) {
     if let Some(warning) = license.grace_warning() {
-        reporter.warning(&warning);
+        progress.warning(&warning);
     }
 }

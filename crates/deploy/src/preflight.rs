@@ -148,7 +148,7 @@ pub async fn check_site_serves_bundle(
         Err(error) => (
             Check::fail(
                 "site registry",
-                coder_report::error_chain(&error),
+                coder_progress::error_chain(&error),
                 "start `coder-install serve --bundle FILE --prefix PREFIX` on the site (the --registry prefix), check \
                  --registry and its TLS (--registry-ca or --insecure-registry) and credentials, or drop --no-push to push",
             ),

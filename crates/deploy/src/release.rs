@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
-use bundle_spec::{ChartSource, ImageLock};
+use coder_bundle_spec::format::{LOCK_PATH, MANIFEST_PATH};
+use coder_bundle_spec::{ChartSource, ImageLock};
 
 use crate::render::{ImageSource, RenderRequest, Values, ValuesLayer, image_map};
 use coder_bundle::Inputs;
@@ -263,7 +263,7 @@ impl Release {
             if artifact.pull_digest != artifact.digest
                 && let Some(image) = self.images.get_mut(&artifact.name)
             {
-                let reference = bundle_spec::ImageReference::parse(&artifact.reference)?;
+                let reference = coder_bundle_spec::ImageReference::parse(&artifact.reference)?;
                 *image = site.pinned(&reference, &artifact.pull_digest);
             }
         }

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bundle_spec::ImageLock;
+use coder_bundle_spec::ImageLock;
 use serde_json::Value;
 
 use crate::record::RevisionInputs;

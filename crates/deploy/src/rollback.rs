@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use coder_report::Reporter;
+use coder_progress::Progress;
 
-use crate::apply::{ApplyOptions, ApplyReport, DeployTarget, deploy_locked};
+use crate::apply::{ApplyOptions, ApplyReport, ReleaseRecord, write_release};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::objects::{ObjectKey, api_for, refused};
 use crate::record::RecordStore;
@@ -32,7 +32,7 @@ pub struct RollbackOptions {
 pub async fn run(
     cluster: &Cluster,
     options: &RollbackOptions,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<ApplyReport> {
     let namespace = options.namespace.as_str();
     let store = RecordStore::new(cluster.client.clone(), namespace);
@@ -50,7 +50,7 @@ pub async fn run(
         .ok_or(crate::DeployError::InputsNotKept {
             revision: previous.revision,
         })?;
-    reporter.step(&format!(
+    progress.step(&format!(
         "roll back namespace {namespace} from revision {} ({}) to revision {} ({}), rendered again from its recorded inputs",
         record.revision, record.version, previous.revision, previous.version
     ));
@@ -62,7 +62,7 @@ pub async fn run(
         cluster.pdb_api(),
     )?;
     refuse_others_cluster_objects(cluster, &manifests.objects, namespace, previous.revision).await?;
-    reporter.line(
+    progress.line(
         "    note: database migrations are forward-only; the older version runs on the newer schema \
          (migrations only add, and the manager skips the ones it does not know; a manager built \
          before migration 0002 refuses them and does not start: restore its database with it)",
@@ -77,7 +77,7 @@ pub async fn run(
         object.get("kind").and_then(|kind| kind.as_str()) == Some("StatefulSet")
             && object.pointer("/metadata/name").and_then(|name| name.as_str()) == Some("coder-postgres")
     });
-    let target = DeployTarget {
+    let target = ReleaseRecord {
         version: previous.version.clone(),
         lock_digest: previous.lock_digest.clone(),
         mode: inputs.mode,
@@ -100,8 +100,8 @@ pub async fn run(
         cluster.client.clone(),
         namespace,
         options.dry_run,
-        reporter,
-        deploy_locked(cluster, &target, &apply_options, &manifests, Instant::now()),
+        progress,
+        write_release(cluster, &target, &apply_options, &manifests, Instant::now()),
     )
     .await
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::Serialize;
 
-use coder_report::Reporter;
+use coder_progress::Progress;
 
 use crate::cluster::Cluster;
 use crate::objects::{ObjectKey, delete_managed};
@@ -34,11 +34,11 @@ pub async fn run(
     cluster: &Cluster,
     namespace: &str,
     keep_data: bool,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<UninstallReport> {
     let store = RecordStore::new(cluster.client.clone(), namespace);
     let record = store.load_installed().await?;
-    let deleted = crate::lease::with_lease(cluster.client.clone(), namespace, false, reporter, async {
+    let deleted = crate::lease::with_lease(cluster.client.clone(), namespace, false, progress, async {
         let mut deleted = Vec::new();
         let mut keys: Vec<ObjectKey> = record.objects.clone();
         keys.extend(
@@ -49,7 +49,7 @@ pub async fn run(
         );
         keys.sort();
         keys.dedup();
-        reporter.step(&format!("delete {} objects", keys.len()));
+        progress.step(&format!("delete {} objects", keys.len()));
         // Workloads first, so nothing restarts while its configuration goes.
         keys.sort_by_key(|key| !crate::wait::is_workload(&key.kind));
         for key in &keys {
@@ -57,10 +57,10 @@ pub async fn run(
                 deleted.push(key.to_string());
             }
         }
-        reporter.step("delete workspaces");
+        progress.step("delete workspaces");
         deleted.extend(delete_labelled(&cluster.client, namespace, WORKSPACE_SELECTOR, keep_data).await?);
         if !keep_data {
-            reporter.step("delete the database volume");
+            progress.step("delete the database volume");
             deleted.extend(delete_labelled(&cluster.client, namespace, DATABASE_SELECTOR, false).await?);
         }
         for name in crate::secrets::delete_all(&cluster.client, namespace, keep_data).await? {

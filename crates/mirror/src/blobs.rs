@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use coder_bundle::bundle_file::BundleFile;
+use coder_progress::{Item, Job, human_bytes};
 use coder_registry::{BlobPushOutcome, FileRange, MountOutcome, RegistryClient, Repository};
-use coder_report::{Item, Job, human_bytes};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::error::{MirrorError, registry_error};
@@ -227,7 +227,7 @@ impl Sender<'_, '_> {
             let item = item.clone();
             Arc::new(move |done| item.set(done))
         };
-        let outcome = self
+        let pushed = self
             .client
             .push_blob(
                 repository,
@@ -236,8 +236,21 @@ impl Sender<'_, '_> {
                 holder.map(|holder| holder.repository.as_str()),
                 on_progress,
             )
-            .await
-            .map_err(|source| registry_error(format!("blob {digest} to {repository}"), source))?;
+            .await;
+        let outcome = match pushed {
+            Ok(outcome) => outcome,
+            Err(failure) => {
+                return Err(
+                    match crate::damaged::bundle_fault(&source, digest, &failure).await {
+                        Some(problem) => MirrorError::DamagedBundle {
+                            digest: digest.to_owned(),
+                            problem,
+                        },
+                        None => registry_error(format!("blob {digest} to {repository}"), failure),
+                    },
+                );
+            }
+        };
         match outcome {
             BlobPushOutcome::Mounted => {
                 self.counters.mounted.fetch_add(1, Ordering::Relaxed);

@@ -43,6 +43,17 @@ pub enum MirrorError {
         /// The missing manifests (`repository@digest (original reference)`).
         missing: Vec<String>,
     },
+    /// A blob's upload failed because of the bundle: its bytes could not be read, or do not
+    /// hash to the digest its manifest names.
+    #[error(
+        "pushing blob {digest}: {problem}: the bundle is damaged; run `coder-install verify` and use an intact copy"
+    )]
+    DamagedBundle {
+        /// The blob.
+        digest: String,
+        /// What is wrong with its bytes.
+        problem: String,
+    },
     /// A registry call failed.
     #[error("pushing {what}: {source}")]
     Registry {

@@ -1,5 +1,6 @@
 //! coder-mirror: [`mirror_bundle`] copies every image and chart of a bundle into the site
-//! registry, streamed from the bundle file; and [`check_registry_writable`], the preflight probe.
+//! registry, streamed from the bundle file; [`check_registry_writable`], the preflight probe;
+//! and [`node_config`], what the nodes need to pull from the site registry.
 //! (The registry client's own upload calls are `coder_registry`'s `upload` half; this crate is
 //! what uses them for a whole bundle.)
 //!
@@ -16,10 +17,11 @@
 //!    to push first.
 //! 4. **Blobs** (`blobs`), `concurrency` digests at a time, largest first: per digest, the first
 //!    repository that lacks it gets it uploaded (one monolithic `PUT` streamed from the bundle in
-//!    1 MiB pieces, read one piece ahead of the connection in at most three recycled buffers;
-//!    the registry commits only bytes that hash to the digest, and a refused upload is hashed
-//!    here to tell a damaged bundle apart); every other repository gets it by cross-repository
-//!    mount (an upload if the registry declines).
+//!    1 MiB pieces, read one piece ahead of the connection in at most three recycled buffers, or
+//!    in `PATCH` chunks behind a proxy that caps bodies; the registry commits only bytes that
+//!    hash to the digest, and a refused upload is hashed here, `damaged`, to tell a damaged
+//!    bundle apart); every other repository gets it by cross-repository mount (an upload if the
+//!    registry declines).
 //! 5. **Manifests** (`manifests`) byte for byte (the registry's `Docker-Content-Digest` must match), children
 //!    before their index, the top-level one under its original tag (one `PUT` stores it and sets
 //!    the tag).
@@ -41,8 +43,10 @@
 //! which digest to deploy by.
 
 mod blobs;
+mod damaged;
 mod error;
 mod manifests;
+pub mod node_config;
 mod plan;
 mod present;
 mod probe;
@@ -58,8 +62,8 @@ use std::time::Instant;
 #[cfg(fuzzing)]
 use coder_bundle::read::BundleReader;
 use coder_bundle::read::OpenedBundle;
+use coder_progress::Progress;
 use coder_registry::{RegistryClient, RegistryOptions};
-use coder_report::Reporter;
 use futures_util::{StreamExt, TryStreamExt};
 
 use blobs::KnownPresent;
@@ -89,14 +93,14 @@ impl Default for MirrorOptions {
 }
 
 /// Pushes every image and chart of the opened `bundle` into `site`, reporting its progress to
-/// `reporter`. The bundle's manifest is read again first: a file rewritten since it was opened
+/// `progress`. The bundle's manifest is read again first: a file rewritten since it was opened
 /// (and verified) is refused; everything else goes by the digests that manifest lists, and the
 /// registry commits only bytes that hash to them.
 pub async fn mirror_bundle(
     bundle: &OpenedBundle,
     site: &SiteRegistry,
     options: &MirrorOptions,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> Result<MirrorReport, MirrorError> {
     let started = Instant::now();
     bundle.check_unchanged()?;
@@ -127,30 +131,32 @@ pub async fn mirror_bundle(
 
     // The sizes are the bundle manifest's word: absurd ones must not overflow.
     let total = coder_registry::oci::total_size(work.iter().map(|(_, blob, _)| blob.size));
-    let progress = reporter.job("pushing", total);
+    let job = progress.job("pushing", total);
     blobs::send(
         &client,
         &work,
         &known_present,
         &file,
         &counters,
-        progress.as_ref(),
+        job.as_ref(),
         concurrency,
     )
     .await?;
-    progress.finish();
+    job.finish();
 
     let pushed = push_artifacts(
         &client,
         &artifacts,
         &complete,
         &counters,
-        progress.as_ref(),
+        job.as_ref(),
         concurrency,
     )
     .await?;
-    referrers::update_fallback_indexes(&client, &artifacts, &counters, progress.as_ref()).await?;
-    Ok(report(bundle, site, pushed, counters, started))
+    referrers::update_fallback_indexes(&client, &artifacts, &counters, job.as_ref()).await?;
+    let mut report = report(bundle, site, pushed, counters, started);
+    report.upload_chunk_size = client.upload_chunk_size();
+    Ok(report)
 }
 
 /// Which artifacts are already complete (all their manifests present).
@@ -173,7 +179,7 @@ async fn push_artifacts(
     artifacts: &[plan::ArtifactPlan],
     complete: &[bool],
     counters: &Counters,
-    progress: &dyn coder_report::Job,
+    progress: &dyn coder_progress::Job,
     concurrency: usize,
 ) -> Result<Vec<MirroredArtifact>, MirrorError> {
     let mut pushed: Vec<MirroredArtifact> = Vec::with_capacity(artifacts.len());
@@ -215,6 +221,7 @@ fn report(
         manifests_present: counters.manifests_present.into_inner(),
         tags_set: counters.tags_set.into_inner(),
         bytes_sent: counters.bytes_sent.into_inner(),
+        upload_chunk_size: None,
         seconds: started.elapsed().as_secs_f64(),
     }
 }

@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use coder_progress::Job;
 use coder_registry::{RegistryClient, RegistryError};
-use coder_report::Job;
 
 use crate::error::{MirrorError, registry_error};
 use crate::plan::{ArtifactPlan, ManifestToPush};

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bundle_spec::ImageReference;
-use bundle_spec::format::{BundleManifest, BundledArtifact, blob_path, is_index};
-use bundle_spec::referrer::Referrer;
 use coder_bundle::read::{BundleReader, EntryLocation};
+use coder_bundle_spec::ImageReference;
+use coder_bundle_spec::format::{BundleManifest, BundledArtifact, blob_path, is_index};
+use coder_bundle_spec::referrer::Referrer;
 use coder_registry::oci::{self, ImageManifest, IndexDocument};
 use coder_registry::{Repository, sha256_digest};
 use serde::Deserialize;
@@ -248,7 +248,7 @@ fn read_manifest(
 ) -> Result<Option<ManifestToPush>, MirrorError> {
     let bytes = reader
         .read_document(&blob_path(digest))
-        .map_err(|error| MirrorError::Bundle(coder_report::error_chain(&error)))?;
+        .map_err(|error| MirrorError::Bundle(coder_progress::error_chain(&error)))?;
     let Some(bytes) = bytes else {
         return Ok(None);
     };
@@ -260,7 +260,8 @@ fn read_manifest(
         )));
     }
     let media_type = if descriptor_media_type.is_empty() {
-        oci::media_type_of(&bytes).unwrap_or_else(|| bundle_spec::format::OCI_MANIFEST_MEDIA_TYPE.to_owned())
+        oci::media_type_of(&bytes)
+            .unwrap_or_else(|| coder_bundle_spec::format::OCI_MANIFEST_MEDIA_TYPE.to_owned())
     } else {
         descriptor_media_type.to_owned()
     };

@@ -53,6 +53,7 @@ pub async fn check_bundle_present(
         manifests_present,
         tags_set: 0,
         bytes_sent: 0,
+        upload_chunk_size: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

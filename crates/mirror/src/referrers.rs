@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use bundle_spec::format::{OCI_INDEX_MEDIA_TYPE, is_index};
+use coder_bundle_spec::format::{OCI_INDEX_MEDIA_TYPE, is_index};
+use coder_progress::Job;
 use coder_registry::{RegistryClient, RegistryError, Repository, sha256_digest};
-use coder_report::Job;
 use serde_json::{Value, json};
 
 use crate::error::{MirrorError, registry_error};

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
-use bundle_spec::referrer::ReferrerKind;
+use coder_bundle_spec::referrer::ReferrerKind;
 use serde::Serialize;
 
 /// Whether an artifact is a container image, a Helm chart, or something travelling with an
@@ -60,6 +60,9 @@ pub struct MirrorReport {
     pub tags_set: usize,
     /// Blob bytes sent.
     pub bytes_sent: u64,
+    /// The chunk size uploads ended with (`--chunk-size`, or what a 413 answer led to); `None`:
+    /// every blob went up whole.
+    pub upload_chunk_size: Option<u64>,
     /// Wall time in seconds.
     pub seconds: f64,
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bundle_spec::ImageReference;
+use coder_bundle_spec::ImageReference;
 
 /// A site registry and path prefix, as given to `--registry HOST[:PORT][/PREFIX]`.
 ///

@@ -116,7 +116,7 @@ fn normalise_config_key(key: &str) -> String {
     let host = key.trim_start_matches("https://").trim_start_matches("http://");
     let host = host.split('/').next().unwrap_or(host);
     match host {
-        "index.docker.io" | "registry-1.docker.io" => bundle_spec::DOCKER_HUB.to_owned(),
+        "index.docker.io" | "registry-1.docker.io" => coder_bundle_spec::DOCKER_HUB.to_owned(),
         other => other.to_owned(),
     }
 }

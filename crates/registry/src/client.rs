@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coder_report::SharedReporter;
+use coder_progress::SharedProgress;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::Mutex;
@@ -20,7 +20,7 @@ pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// Token services on another host that well-known registries document, trusted with those
 /// registries' credentials (over HTTPS only): `(registry, realm host)`.
-const WELL_KNOWN_TOKEN_REALMS: &[(&str, &str)] = &[(bundle_spec::DOCKER_HUB, "auth.docker.io")];
+const WELL_KNOWN_TOKEN_REALMS: &[(&str, &str)] = &[(coder_bundle_spec::DOCKER_HUB, "auth.docker.io")];
 
 /// How a registry client connects: which hosts speak plain HTTP, extra CAs, credentials.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +36,10 @@ pub struct RegistryOptions {
     /// Whether redirects are followed (downloads) or handed back (learning where blobs live).
     pub redirects: Redirects,
     /// Where warnings go (retries, credentials withheld from another host): stderr unless set.
-    pub reporter: SharedReporter,
+    pub progress: SharedProgress,
+    /// Upload blobs in chunks of this many bytes (`PATCH` with `Content-Range`) instead of one
+    /// `PUT` each. Without it blobs go whole until a 413 answer switches to chunks.
+    pub upload_chunk_size: Option<u64>,
 }
 
 /// What the client does with a redirect answer.
@@ -60,7 +63,7 @@ pub struct Repository {
 
 impl Repository {
     /// The repository of a parsed reference.
-    pub fn of(reference: &bundle_spec::ImageReference) -> Self {
+    pub fn of(reference: &coder_bundle_spec::ImageReference) -> Self {
         Self {
             registry: reference.registry.clone(),
             repository: reference.repository.clone(),
@@ -86,12 +89,14 @@ pub struct RegistryClient {
     pub(crate) options: RegistryOptions,
     /// Authorization per `registry|repository|action`, learnt from challenges.
     authorizations: Mutex<HashMap<String, Authorization>>,
+    /// Whole blobs or chunks, for every upload of the client (a 413 changes it for all).
+    pub(crate) chunks: crate::chunked::ChunkPolicy,
 }
 
 /// The host a registry's API is served from, as written in references with its port: Docker
 /// Hub's differs from its name.
 pub fn api_host(registry: &str) -> &str {
-    if registry == bundle_spec::DOCKER_HUB {
+    if registry == coder_bundle_spec::DOCKER_HUB {
         "registry-1.docker.io"
     } else {
         registry
@@ -129,6 +134,7 @@ impl RegistryClient {
         })?;
         Ok(Self {
             http,
+            chunks: crate::chunked::ChunkPolicy::new(options.upload_chunk_size),
             options: RegistryOptions {
                 attempts: options.attempts.max(1),
                 ..options
@@ -139,7 +145,7 @@ impl RegistryClient {
 
     /// Tells the user that a request is being retried, and why.
     pub(crate) fn report_retry(&self, url: &str, attempt: u32, reason: &str, delay: Duration) {
-        self.options.reporter.warning(&format!(
+        self.options.progress.warning(&format!(
             "retrying {url} in {delay:?} (attempt {attempt} failed: {reason})"
         ));
     }
@@ -327,7 +333,7 @@ impl RegistryClient {
                     (Some(credentials), None) => {
                         request = request.basic_auth(&credentials.username, Some(&credentials.password));
                     }
-                    (Some(_), Some(reason)) => self.options.reporter.warning(&format!(
+                    (Some(_), Some(reason)) => self.options.progress.warning(&format!(
                         "warning: {}: not sending its credentials to the token service {realm} ({reason}); asking for an anonymous token",
                         repository.registry
                     )),
@@ -401,7 +407,7 @@ impl RegistryClient {
                     if attempt < call.attempts
                         && (error.is_connect() || error.is_timeout() || error.is_request()) =>
                 {
-                    coder_report::error_chain(&error)
+                    coder_progress::error_chain(&error)
                 }
                 Err(source) => {
                     return Err(RegistryError::Transport {

@@ -135,7 +135,7 @@ pub enum RegistryError {
     },
     /// 413: the registry or a proxy in front of it limits request bodies.
     #[error(
-        "{registry}: {what} ({size} bytes) is too large for the registry or a proxy in front of it (HTTP 413); raise its request body limit (e.g. nginx client_max_body_size 0)"
+        "{registry}: {what} ({size} bytes) is too large for the registry or a proxy in front of it (HTTP 413); push in smaller chunks (--chunk-size, e.g. 512K) or raise its request body limit (e.g. nginx client_max_body_size 0)"
     )]
     TooLarge {
         /// The registry host.

@@ -12,6 +12,7 @@
 
 mod auth;
 pub mod blob_io;
+mod chunked;
 mod client;
 mod error;
 pub mod oci;
@@ -22,14 +23,16 @@ mod upload;
 use sha2::{Digest, Sha256};
 
 pub use auth::{Challenge, CredentialStore, Credentials};
-pub(crate) use bundle_spec::format::ACCEPTED_MANIFEST_MEDIA_TYPES;
+pub use blob_io::FileRange;
+pub use chunked::{FALLBACK_CHUNK, SMALLEST_CHUNK};
 pub(crate) use client::{
     BodyFactory, Call, MAX_MANIFEST_BYTES, error_body, expect_success, header_value, read_limited,
 };
 pub use client::{Redirects, RegistryClient, RegistryOptions, Repository, api_host};
+pub(crate) use coder_bundle_spec::format::ACCEPTED_MANIFEST_MEDIA_TYPES;
 pub use error::RegistryError;
 pub use pull::FetchedManifest;
-pub use upload::{BlobPushOutcome, BlobUpload, DeleteOutcome, FileRange, MountOutcome, PUSH_ACTION};
+pub use upload::{BlobPushOutcome, BlobUpload, DeleteOutcome, MountOutcome, PUSH_ACTION};
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {

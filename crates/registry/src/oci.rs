@@ -52,8 +52,8 @@ impl IndexDocument {
     /// when the wanted platform names one).
     pub fn first_missing<'a>(
         &self,
-        wanted: &'a [bundle_spec::Platform],
-    ) -> Option<&'a bundle_spec::Platform> {
+        wanted: &'a [coder_bundle_spec::Platform],
+    ) -> Option<&'a coder_bundle_spec::Platform> {
         wanted.iter().find(|platform| {
             !self.manifests.iter().any(|entry| {
                 entry
@@ -97,8 +97,8 @@ pub struct IndexPlatform {
 
 impl IndexPlatform {
     /// As a spec platform.
-    pub fn to_platform(&self) -> bundle_spec::Platform {
-        bundle_spec::Platform {
+    pub fn to_platform(&self) -> coder_bundle_spec::Platform {
+        coder_bundle_spec::Platform {
             os: self.os.clone(),
             architecture: self.architecture.clone(),
             variant: self.variant.clone(),
@@ -146,7 +146,7 @@ mod tests {
             ]}"#,
         )
         .expect("index");
-        let platforms = |names: &[&str]| -> Vec<bundle_spec::Platform> {
+        let platforms = |names: &[&str]| -> Vec<coder_bundle_spec::Platform> {
             names.iter().map(|name| name.parse().expect("platform")).collect()
         };
         assert_eq!(

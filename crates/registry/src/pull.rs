@@ -2,7 +2,7 @@
 //! digest, and a blob as a response the caller streams (hashing as it goes), or where the
 //! registry redirects its download.
 
-use bundle_spec::format::{ACCEPTED_MANIFEST_MEDIA_TYPES, DOCKER_SCHEMA1_MEDIA_TYPES};
+use coder_bundle_spec::format::{ACCEPTED_MANIFEST_MEDIA_TYPES, DOCKER_SCHEMA1_MEDIA_TYPES};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RANGE};
 use reqwest::{Method, Response, StatusCode};
 

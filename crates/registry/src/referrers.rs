@@ -5,7 +5,7 @@
 use reqwest::header::{ACCEPT, HeaderMap};
 use reqwest::{Method, StatusCode};
 
-use bundle_spec::format::OCI_INDEX_MEDIA_TYPE;
+use coder_bundle_spec::format::OCI_INDEX_MEDIA_TYPE;
 
 use crate::oci::{IndexDocument, IndexEntry};
 use crate::{
@@ -53,9 +53,11 @@ fn parse_referrers(bytes: &[u8], url: &str) -> Result<Vec<IndexEntry>, RegistryE
             reason: format!("the referrers answer is not an OCI index: {error}"),
         })?;
     for entry in &index.manifests {
-        bundle_spec::validate_digest(&entry.digest).map_err(|reason| RegistryError::InvalidManifest {
-            reference: url.to_owned(),
-            reason,
+        coder_bundle_spec::validate_digest(&entry.digest).map_err(|reason| {
+            RegistryError::InvalidManifest {
+                reference: url.to_owned(),
+                reason,
+            }
         })?;
     }
     Ok(index.manifests)

@@ -10,6 +10,8 @@ use std::sync::{Arc, OnceLock};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 
+use crate::blob_io::{FileRange, file_range_body};
+
 use super::{
     ACCEPTED_MANIFEST_MEDIA_TYPES, BodyFactory, Call, RegistryClient, RegistryError, Repository, header_value,
 };
@@ -17,34 +19,25 @@ use super::{
 /// The authentication action of every push call (the Bearer scope `repository:<path>:push,pull`).
 pub const PUSH_ACTION: &str = "push,pull";
 
-/// How much of a blob is read from the file at a time (a piece).
-const UPLOAD_CHUNK: usize = 1 << 20;
-
-/// Pieces read ahead of the one being sent: with the one being read and the one the
-/// connection holds, an upload holds `READ_AHEAD + 2` pieces (3 MiB), whatever the blob's size.
-const READ_AHEAD: usize = 1;
-
-/// A byte range of a local file: where a blob lies inside the bundle.
-#[derive(Clone)]
-pub struct FileRange {
-    /// The file (or a split bundle's parts), shared by every upload (positioned reads need no
-    /// seek).
-    pub file: Arc<dyn crate::blob_io::RandomRead>,
-    /// Where the blob's bytes start.
-    pub offset: u64,
-    /// How many bytes it has.
-    pub size: u64,
-}
-
 /// An upload session the registry opened (`202 Accepted` with a `Location`).
 #[derive(Debug, Clone)]
 pub struct BlobUpload {
-    location: String,
+    pub(crate) location: String,
+    /// The smallest chunk the registry takes (`OCI-Chunk-Min-Length`), if it says.
+    pub(crate) min_chunk: Option<u64>,
 }
 
 impl BlobUpload {
+    /// The session at `location`, no minimum chunk known.
+    pub(crate) fn at(location: String) -> Self {
+        Self {
+            location,
+            min_chunk: None,
+        }
+    }
+
     /// The URL that completes the upload as blob `digest` (`PUT <location>?digest=`).
-    fn commit_url(&self, digest: &str) -> String {
+    pub(crate) fn commit_url(&self, digest: &str) -> String {
         let separator = if self.location.contains('?') { '&' } else { '?' };
         format!("{}{separator}digest={digest}", self.location)
     }
@@ -184,9 +177,9 @@ impl RegistryClient {
     ///
     /// The bytes are not hashed here: the registry hashes what it receives and commits it only if
     /// it is `digest` (the distribution spec requires the check, and a pull checks again), so a
-    /// second hash on this side would only spend the CPU the registry needs. When the registry
-    /// refuses the upload, the range is hashed here, to tell a damaged bundle (say so, and to
-    /// run `verify`) from a registry's own refusal.
+    /// second hash on this side would only spend the CPU the registry needs. A range that cannot
+    /// be read fails with [`RegistryError::Io`]; whether a refusal was the source's fault (bytes
+    /// that do not hash to `digest`) is for the caller, who knows what the source is, to tell.
     pub async fn finish_upload(
         &self,
         repository: &Repository,
@@ -195,43 +188,70 @@ impl RegistryClient {
         source: &FileRange,
         on_progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(), RegistryError> {
+        // The session is spent by a failed PUT; the caller retries from a new one.
         let url = upload.commit_url(digest);
-        let mut headers = HeaderMap::new();
+        let result = self
+            .send_range(
+                (Method::PUT, url),
+                repository,
+                source,
+                digest,
+                HeaderMap::new(),
+                on_progress,
+            )
+            .await;
+        let response = result?;
+        if response.status() != StatusCode::CREATED {
+            return Err(push_failure(response, repository, &format!("blob {digest}"), source.size).await);
+        }
+        check_digest_answer(&response, digest, &format!("{repository}@{digest} (blob)"))
+    }
+
+    /// Sends `source` as the body of one request (`method` to `url`, `headers` beside the
+    /// content type and length), once: an upload session is not retried blind. A range that
+    /// cannot be read is [`RegistryError::Io`], whatever the registry answered.
+    pub(crate) async fn send_range(
+        &self,
+        (method, url): (Method, String),
+        repository: &Repository,
+        source: &FileRange,
+        digest: &str,
+        mut headers: HeaderMap,
+        on_progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<Response, RegistryError> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         headers.insert(CONTENT_LENGTH, header_value(&source.size.to_string())?);
         let read_failure: Arc<OnceLock<String>> = Arc::default();
         let body = {
-            let read_failure = read_failure.clone();
-            let source = source.clone();
+            let (source, read_failure) = (source.clone(), read_failure.clone());
             move || file_range_body(&source, on_progress.clone(), read_failure.clone())
         };
         let result = self
             .send_authorized(Call {
-                method: Method::PUT,
+                method,
                 url,
                 repository,
                 headers,
                 action: PUSH_ACTION,
                 body: Some(&body as BodyFactory<'_>),
-                // The session is spent by a failed PUT; the caller retries from a new one.
                 attempts: 1,
                 also_pull_from: None,
             })
             .await;
-        if let Some(problem) = read_failure.get() {
-            return Err(bundle_damaged(digest, problem.clone()));
+        match read_failure.get() {
+            Some(problem) => Err(RegistryError::Io {
+                context: format!("reading blob {digest} to upload it"),
+                source: std::io::Error::other(problem.clone()),
+            }),
+            None => result,
         }
-        let response = result?;
-        if response.status() != StatusCode::CREATED {
-            let failure = push_failure(response, repository, &format!("blob {digest}"), source.size).await;
-            return Err(blame_a_damaged_bundle(source, digest, failure).await);
-        }
-        check_digest_answer(&response, digest, &format!("{repository}@{digest} (blob)"))
     }
 
     /// Puts blob `digest` (the bytes of `source`) into `repository`: mounted from `mount_from`
-    /// when given and the registry allows it, uploaded otherwise. Connection failures and 5xx
-    /// answers start a new upload, up to the client's attempts.
+    /// when given and the registry allows it, uploaded otherwise, whole or in chunks (see
+    /// [`RegistryClient::upload_chunk_size`]; a whole blob refused as too large is sent again in
+    /// chunks). Connection failures and 5xx answers start a new upload, up to the client's
+    /// attempts.
     pub async fn push_blob(
         &self,
         repository: &Repository,
@@ -249,11 +269,25 @@ impl RegistryClient {
                 },
                 None => self.start_upload(repository).await?,
             };
-            match self
-                .finish_upload(repository, upload, digest, source, on_progress.clone())
-                .await
-            {
+            let min_chunk = upload.min_chunk.unwrap_or(0);
+            let sent = match self.upload_chunk_size() {
+                Some(_) => {
+                    self.upload_in_chunks(repository, upload, digest, source, on_progress.clone())
+                        .await
+                }
+                None => {
+                    self.finish_upload(repository, upload, digest, source, on_progress.clone())
+                        .await
+                }
+            };
+            match sent {
                 Ok(()) => return Ok(BlobPushOutcome::Uploaded),
+                // A whole blob too large for a proxy: again, in chunks (a new session: the
+                // refused one is spent), without counting an attempt.
+                Err(refusal @ RegistryError::TooLarge { .. }) if self.upload_chunk_size().is_none() => {
+                    self.chunks_after_refusal(None, min_chunk, refusal)?;
+                    on_progress(0);
+                }
                 Err(error @ (RegistryError::Transport { .. } | RegistryError::ServerError { .. }))
                     if attempt < self.options.attempts =>
                 {
@@ -261,7 +295,7 @@ impl RegistryClient {
                     self.report_retry(
                         &format!("upload of {digest}"),
                         attempt,
-                        &coder_report::error_chain(&error),
+                        &coder_progress::error_chain(&error),
                         delay,
                     );
                     on_progress(0);
@@ -394,139 +428,21 @@ impl RegistryClient {
         } else {
             location.to_owned()
         };
-        Ok(BlobUpload { location })
-    }
-}
-
-/// A request body that streams `source` in [`UPLOAD_CHUNK`] pieces (see [`file_range_stream`]).
-fn file_range_body(
-    source: &FileRange,
-    on_progress: Arc<dyn Fn(u64) + Send + Sync>,
-    read_failure: Arc<OnceLock<String>>,
-) -> reqwest::Body {
-    reqwest::Body::wrap_stream(file_range_stream(source, on_progress, read_failure))
-}
-
-/// The bytes of `source` in [`UPLOAD_CHUNK`] pieces. If the file cannot be read, the stream
-/// ends with an error (so the registry never commits a part) and `read_failure` says why.
-///
-/// A blocking task reads the pieces in order (positioned reads of the bundle, off the async
-/// threads) one piece ahead of the sending: while the connection sends a piece, the next is
-/// read. At most [`READ_AHEAD`] + 2 pieces are held per upload.
-fn file_range_stream(
-    source: &FileRange,
-    on_progress: Arc<dyn Fn(u64) + Send + Sync>,
-    read_failure: Arc<OnceLock<String>>,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
-    let (pieces, received) = tokio::sync::mpsc::channel(READ_AHEAD);
-    let source = source.clone();
-    tokio::task::spawn_blocking(move || read_pieces(&source, &pieces, &read_failure));
-    on_progress(0);
-    futures_util::stream::unfold((received, 0u64), move |(mut received, sent)| {
-        let on_progress = on_progress.clone();
-        async move {
-            let piece = received.recv().await?;
-            let sent = sent + piece.as_ref().map_or(0, |piece| piece.len() as u64);
-            if piece.is_ok() {
-                on_progress(sent);
-            }
-            Some((piece, (received, sent)))
-        }
-    })
-}
-
-/// The producer of [`file_range_stream`]: reads `source` piece by piece and hands each on.
-/// Stops early when the body is dropped (the request failed).
-fn read_pieces(
-    source: &FileRange,
-    pieces: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-    read_failure: &OnceLock<String>,
-) {
-    let mut done = 0u64;
-    // Buffers come back here once the connection has sent their piece, and are read into again:
-    // no allocation or zeroing per piece.
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    while done < source.size {
-        let want = UPLOAD_CHUNK.min((source.size - done) as usize);
-        let at = source.offset + done;
-        let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0u8; UPLOAD_CHUNK]);
-        buffer.resize(want, 0);
-        if let Err(error) = source.file.read_range(&mut buffer, at) {
-            let _ = read_failure.set(format!("the bundle could not be read at byte {at}: {error}"));
-            let _ = pieces.blocking_send(Err(error));
-            return;
-        }
-        done += want as u64;
-        let piece = bytes::Bytes::from_owner(RecycledPiece {
-            buffer,
-            recycle: recycle.clone(),
-        });
-        if pieces.blocking_send(Ok(piece)).is_err() {
-            return;
-        }
-    }
-}
-
-/// The registry refused an upload of `source` as `digest`: if the bytes in the bundle do not
-/// hash to `digest`, the bundle is damaged, and that is the error; otherwise the registry's
-/// `failure` is.
-async fn blame_a_damaged_bundle(source: &FileRange, digest: &str, failure: RegistryError) -> RegistryError {
-    if !matches!(
-        failure,
-        RegistryError::Rejected { .. } | RegistryError::Status { .. }
-    ) {
-        return failure;
-    }
-    let range = source.clone();
-    let hashed = tokio::task::spawn_blocking(move || {
-        crate::blob_io::hash_range(range.file.as_ref(), range.offset, range.size, &mut |_| {})
-    })
-    .await;
-    match hashed {
-        Ok(Ok(hasher)) => {
-            let actual = crate::blob_io::digest_of(hasher);
-            if actual == digest {
-                failure
-            } else {
-                bundle_damaged(digest, format!("its bytes hash to {actual}, not {digest}"))
-            }
-        }
-        Ok(Err(error)) => bundle_damaged(digest, format!("the bundle could not be read: {error}")),
-        Err(_) => failure,
-    }
-}
-
-/// Blob `digest` could not be pushed because of the bundle (`problem`).
-fn bundle_damaged(digest: &str, problem: String) -> RegistryError {
-    RegistryError::Io {
-        context: format!("reading blob {digest} from the bundle"),
-        source: std::io::Error::other(format!(
-            "{problem}: the bundle is damaged; run `coder-install verify` and use an intact copy"
-        )),
-    }
-}
-
-/// A piece of an upload over a buffer that goes back to its reader when the piece is dropped.
-struct RecycledPiece {
-    buffer: Vec<u8>,
-    recycle: std::sync::mpsc::Sender<Vec<u8>>,
-}
-
-impl AsRef<[u8]> for RecycledPiece {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for RecycledPiece {
-    fn drop(&mut self) {
-        // The reader may be gone (the upload is over): then the buffer is simply freed.
-        let _ = self.recycle.send(std::mem::take(&mut self.buffer));
+        let min_chunk = response
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
+        Ok(BlobUpload { location, min_chunk })
     }
 }
 
 /// Checks a `Docker-Content-Digest` answer (when given) against the digest sent.
-fn check_digest_answer(response: &Response, digest: &str, what: &str) -> Result<(), RegistryError> {
+pub(crate) fn check_digest_answer(
+    response: &Response,
+    digest: &str,
+    what: &str,
+) -> Result<(), RegistryError> {
     match response
         .headers()
         .get("docker-content-digest")
@@ -542,7 +458,7 @@ fn check_digest_answer(response: &Response, digest: &str, what: &str) -> Result<
 }
 
 /// Turns a failed push answer into the error that says what to do.
-pub(super) async fn push_failure(
+pub(crate) async fn push_failure(
     response: Response,
     repository: &Repository,
     what: &str,
@@ -729,102 +645,6 @@ mod tests {
             text.contains("MANIFEST_BLOB_UNKNOWN") && text.contains("sha256:00"),
             "{text}"
         );
-    }
-
-    /// A file holding `content` between a head and a tail, and the range of `content` in it.
-    fn range_of(dir: &std::path::Path, content: &[u8]) -> FileRange {
-        let path = dir.join("bundle");
-        std::fs::write(&path, [b"head".as_slice(), content, b"tail"].concat()).expect("write");
-        FileRange {
-            file: Arc::new(std::fs::File::open(&path).expect("open")),
-            offset: 4,
-            size: content.len() as u64,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_file_range_body_streams_the_range_in_pieces() {
-        use futures_util::StreamExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let content: Vec<u8> = (0..(3 * UPLOAD_CHUNK + 17)).map(|i| (i % 251) as u8).collect();
-        let range = range_of(dir.path(), &content);
-        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let progress = {
-            let seen = seen.clone();
-            Arc::new(move |done: u64| seen.store(done, std::sync::atomic::Ordering::Relaxed))
-        };
-        let read_failure: Arc<OnceLock<String>> = Arc::default();
-        let mut stream = std::pin::pin!(file_range_stream(&range, progress, read_failure.clone()));
-        let mut streamed = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.expect("chunk");
-            assert!(chunk.len() <= UPLOAD_CHUNK);
-            streamed.extend_from_slice(&chunk);
-        }
-        assert_eq!(streamed, content);
-        assert_eq!(
-            seen.load(std::sync::atomic::Ordering::Relaxed),
-            content.len() as u64
-        );
-        assert!(read_failure.get().is_none());
-
-        // A range past the end of the file cannot be read: the stream ends with an error.
-        let beyond = FileRange {
-            size: range.size + 10,
-            ..range
-        };
-        let mut stream = std::pin::pin!(file_range_stream(&beyond, Arc::new(|_| {}), read_failure.clone()));
-        let mut failed = false;
-        while let Some(chunk) = stream.next().await {
-            failed |= chunk.is_err();
-        }
-        assert!(failed, "an unreadable range must fail the body");
-        assert!(
-            read_failure
-                .get()
-                .is_some_and(|problem| problem.contains("could not be read"))
-        );
-    }
-
-    #[tokio::test]
-    async fn a_refused_upload_is_blamed_on_the_bundle_only_when_its_bytes_do_not_hash() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let content = b"the blob's bytes".to_vec();
-        let range = range_of(dir.path(), &content);
-        let digest = super::super::sha256_digest(&content);
-        let refusal = || {
-            classify(
-                400,
-                r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
-                "blob",
-            )
-        };
-
-        let intact = blame_a_damaged_bundle(&range, &digest, refusal())
-            .await
-            .to_string();
-        assert!(
-            intact.contains("DIGEST_INVALID") && !intact.contains("damaged"),
-            "{intact}"
-        );
-
-        let other = format!("sha256:{}", "0".repeat(64));
-        let damaged = blame_a_damaged_bundle(&range, &other, refusal())
-            .await
-            .to_string();
-        assert!(
-            damaged.contains(&format!("hash to {digest}, not {other}"))
-                && damaged.contains("the bundle is damaged")
-                && damaged.contains("coder-install verify"),
-            "{damaged}"
-        );
-
-        // Refusals that are not about the bytes are not checked against the bundle.
-        let not_allowed = classify(405, "", "blob");
-        let kept = blame_a_damaged_bundle(&range, &other, not_allowed)
-            .await
-            .to_string();
-        assert!(!kept.contains("damaged"), "{kept}");
     }
 
     /// A registry that demands Bearer tokens, on a raw socket: records each token request's

@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bundle_spec::ImageReference;
-use bundle_spec::format::{BundleManifest, BundledArtifact, OCI_MANIFEST_MEDIA_TYPE, blob_path, is_index};
 use bytes::Bytes;
 use coder_bundle::read::{BundleReader, EntryLocation};
+use coder_bundle_spec::ImageReference;
+use coder_bundle_spec::format::{
+    BundleManifest, BundledArtifact, OCI_MANIFEST_MEDIA_TYPE, blob_path, is_index,
+};
 use coder_registry::oci::{self, IndexDocument};
 use serde::Serialize;
 
@@ -192,7 +194,7 @@ impl Content {
         let bundle = reader.path().display();
         let bytes = reader
             .read_document(&blob_path(digest))
-            .map_err(|error| ServeError::Bundle(coder_report::error_chain(&error)))?
+            .map_err(|error| ServeError::Bundle(coder_progress::error_chain(&error)))?
             .ok_or_else(|| {
                 ServeError::Bundle(format!(
                     "{bundle}: manifest {digest} is missing; run `coder-install verify` and serve an intact bundle"

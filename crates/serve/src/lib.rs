@@ -6,7 +6,7 @@
 //! out as `push` would place it in a site registry: `PREFIX/<original repository path>`, each
 //! image under its original tag. Pushes and deletes get 405 `UNSUPPORTED`.
 //!
-//! Nothing is extracted: at start ([`BundleRegistry::open`]) the bundle's tar is indexed and its
+//! Nothing is extracted: at start ([`ServedBundle::open`]) the bundle's tar is indexed and its
 //! manifests read and checked against their digests ([`content`]); blobs are then streamed
 //! straight from their offsets in the bundle file through fixed buffers (`body`). Paths are
 //! parsed against the distribution grammar before any lookup (`routes`), so `..` and other
@@ -18,7 +18,7 @@
 //! of an answer (`conn`), a few bcrypt checks at a time, and a failed-login budget per client
 //! (`login_limit`). No thread ever waits on a client (`body`).
 //!
-//! Verifying the bundle (hashes and signature) is the caller's job before [`BundleRegistry::open`]
+//! Verifying the bundle (hashes and signature) is the caller's job before [`ServedBundle::open`]
 //! (`coder-install serve` runs the same check as `verify`), which takes the bundle as the caller
 //! opened and verified it, pinned to the manifest that verified.
 
@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use coder_bundle::read::OpenedBundle;
-use coder_report::Reporter;
+use coder_progress::Progress;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -107,7 +107,7 @@ impl Default for ServeLimits {
 }
 
 /// A bundle ready to be served.
-pub struct BundleRegistry {
+pub struct ServedBundle {
     state: Arc<State>,
     tls: Option<TlsAcceptor>,
     limits: ServeLimits,
@@ -153,7 +153,7 @@ pub struct ServeTotals {
     pub unauthorized: u64,
 }
 
-impl BundleRegistry {
+impl ServedBundle {
     /// Works out what the opened (and verified) `bundle` serves; reads the TLS and htpasswd files.
     pub fn open(bundle: &OpenedBundle, options: &ServeOptions) -> Result<Self, ServeError> {
         let prefix = options.prefix.trim_matches('/').to_owned();
@@ -221,7 +221,7 @@ impl BundleRegistry {
 
 /// A registry with its listening socket open, not yet serving.
 pub struct BoundRegistry {
-    registry: BundleRegistry,
+    registry: ServedBundle,
     listener: TcpListener,
     addr: SocketAddr,
 }
@@ -266,11 +266,11 @@ impl BoundRegistry {
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests run
     /// for up to 10 s. At most [`ServeLimits::max_connections`] connections are open at once.
-    /// Accept failures and connection errors go to `reporter` as warnings.
+    /// Accept failures and connection errors go to `progress` as warnings.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()>,
-        reporter: &'static dyn Reporter,
+        progress: &'static dyn Progress,
     ) -> ServeTotals {
         let Self {
             registry, listener, ..
@@ -281,7 +281,7 @@ impl BoundRegistry {
             listener,
             Some(registry.limits.max_connections),
             shutdown,
-            |error| reporter.warning(&format!("accepting a connection failed: {error}")),
+            |error| progress.warning(&format!("accepting a connection failed: {error}")),
             |stream, remote| {
                 let connection = Connection {
                     state: Arc::clone(&registry.state),
@@ -292,7 +292,7 @@ impl BoundRegistry {
                 let stop = stopping.subscribe();
                 async move {
                     if let Err(error) = connection.serve(stream, stop).await {
-                        reporter.warning(&format!("connection from {remote}: {error}"));
+                        progress.warning(&format!("connection from {remote}: {error}"));
                     }
                 }
             },

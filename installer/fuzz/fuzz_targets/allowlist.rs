@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
-use bundle_spec::{BundleSpec, DEFAULT_SPEC};
+use coder_bundle_spec::{BundleSpec, DEFAULT_SPEC};
 use coder_allowlist::coverage;
 use coder_allowlist::endpoints::{RequirementInputs, Requirements, required};
 use coder_allowlist::report::{AuditInputs, AuditReport};

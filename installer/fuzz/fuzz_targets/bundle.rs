@@ -19,14 +19,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use bundle_spec::ImageLock;
-use bundle_spec::format::BundleManifest;
+use coder_bundle_spec::ImageLock;
+use coder_bundle_spec::format::BundleManifest;
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_bundle::DeltaSource;
-use coder_bundle::image_signatures::{ImageKey, check_image_signatures};
-use coder_bundle::inspect::inspect_bundle;
+use coder_bundle::read::image_signatures::{ImageKey, check_image_signatures};
+use coder_bundle::read::inspect::inspect_bundle;
 use coder_bundle::read::BundleReader;
-use coder_bundle::verify::verify_bundle;
+use coder_bundle::read::verify::verify_bundle;
 use coder_registry::oci::{ImageManifest, IndexDocument};
 use coder_mirror::SiteRegistry;
 use libfuzzer_sys::fuzz_target;
@@ -183,7 +183,7 @@ fn pack(data: &[u8]) -> Vec<u8> {
 fn parse_document(bytes: &[u8]) {
     let _ = BundleManifest::from_json(bytes).map_err(|error| error.to_string());
     if let Ok(index) = serde_json::from_slice::<IndexDocument>(bytes) {
-        let wanted = [bundle_spec::Platform {
+        let wanted = [coder_bundle_spec::Platform {
             os: "linux".to_owned(),
             architecture: "arm64".to_owned(),
             variant: Some("v8".to_owned()),
@@ -197,8 +197,8 @@ fn parse_document(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = ImageLock::from_yaml(text, "fuzz").map_err(|error| error.to_string());
         // A reference, or a signature payload's repository name.
-        let _ = bundle_spec::ImageReference::parse(text.trim()).map(|reference| reference.repository_name());
-        let _ = bundle_spec::normalised_repository_name(text.trim());
+        let _ = coder_bundle_spec::ImageReference::parse(text.trim()).map(|reference| reference.repository_name());
+        let _ = coder_bundle_spec::normalised_repository_name(text.trim());
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use coder_bundle::journal::Journal;
+use coder_bundle::make::journal::Journal;
 use libfuzzer_sys::fuzz_target;
 
 fn journal_path() -> &'static Path {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bundle_spec::ImageLock;
+use coder_bundle_spec::ImageLock;
 
-use crate::args::{InputArgs, RegistryArgs};
+use crate::args::{InputArgs, RegistryAccessArgs};
 use crate::args::{LoadedLock, LockNeed, load_spec, read_lock, registry_options};
 use coder_allowlist::endpoints::{RequirementInputs, required};
 use coder_allowlist::probe::ProbeOptions;
@@ -116,7 +116,7 @@ pub struct ProbeArgs {
     pub probe_deadline: Duration,
     /// Registry access (plain-HTTP registries, extra CAs; these CAs are trusted by every probe).
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryAccessArgs,
 }
 
 impl ProbeArgs {
@@ -156,7 +156,7 @@ pub async fn run(args: AllowlistArgs) -> anyhow::Result<()> {
 /// The spec and a lock: `--lock`, `images.lock` beside `--spec` if there is one, the built-in
 /// lock with the built-in spec, or none (registries are then asked by tag when probing).
 struct Inputs {
-    spec: bundle_spec::BundleSpec,
+    spec: coder_bundle_spec::BundleSpec,
     spec_source: String,
     spec_text: String,
     lock: ImageLock,
@@ -170,8 +170,8 @@ fn load(args: &InputArgs) -> anyhow::Result<Inputs> {
         Some(LoadedLock { lock, text, source }) => (lock, Some((source, sha256_digest(text.as_bytes())))),
         None => (
             ImageLock {
-                version: bundle_spec::LOCK_FORMAT_VERSION,
-                spec: bundle_spec::LockedSpec {
+                version: coder_bundle_spec::LOCK_FORMAT_VERSION,
+                spec: coder_bundle_spec::LockedSpec {
                     name: spec.name.clone(),
                     version: spec.version.clone(),
                     signatures: spec.signatures,

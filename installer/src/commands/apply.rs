@@ -49,6 +49,9 @@ pub struct ApplyArgs {
     /// Blobs pushed at once.
     #[command(flatten)]
     pub concurrency: crate::args::ConcurrencyArgs,
+    /// Whole blobs or chunks (the push step).
+    #[command(flatten)]
+    pub chunks: crate::args::ChunkArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -57,13 +60,14 @@ pub struct ApplyArgs {
 /// Runs `apply`: gathers the inputs (reading the registry password from stdin when asked), then
 /// the pipeline ([`coder_deploy::apply::run`]), and prints its report.
 pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
-    let reporter = crate::report::for_format(args.format);
+    let progress = crate::progress::for_format(args.format);
     let source = args.release.source()?;
     let site = match &source {
         ReleaseSource::Bundle { site, .. } => Some(site),
         ReleaseSource::Connected(_) => None,
     };
-    let (registry, pull_credentials) = args.login.resolve(site)?;
+    let (mut registry, pull_credentials) = args.login.resolve(site)?;
+    args.chunks.apply_to(&mut registry);
     let request = ApplyRequest {
         signature: args.trust.signature_policy(),
         image_signatures: args.trust.image_policy(),
@@ -83,7 +87,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         },
         source,
     };
-    let report = coder_deploy::apply::run(request, reporter).await?;
+    let report = coder_deploy::apply::run(request, progress).await?;
     print_report(&report, args.format)
 }
 

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::args::{ConcurrencyArgs, InputArgs, OutputFormat, RegistryArgs};
-use coder_bundle::cache::BlobCache;
+use crate::args::{ConcurrencyArgs, InputArgs, OutputFormat, RegistryAccessArgs};
+use coder_bundle::make::cache::BlobCache;
 use coder_bundle::{BundleOptions, DeltaSource, create};
-use coder_report::human_bytes;
+use coder_progress::human_bytes;
 
 /// `coder-install bundle`.
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,7 @@ pub struct BundleArgs {
     pub signing_key: Option<PathBuf>,
     /// Registry access.
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryAccessArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -81,7 +81,7 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
         },
     };
     let summary = tokio::select! {
-        summary = create(&inputs, &options, crate::report::for_format(args.format)) => summary?,
+        summary = create(&inputs, &options, crate::progress::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.
         Ok(()) = tokio::signal::ctrl_c() => anyhow::bail!(
             "interrupted; {} and its journal are kept: run the same command again to continue",

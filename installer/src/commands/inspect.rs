@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::args::OutputFormat;
-use coder_bundle::inspect::inspect_bundle;
-use coder_report::human_bytes;
+use coder_bundle::read::inspect::inspect_bundle;
+use coder_progress::human_bytes;
 
 /// `coder-install inspect`.
 #[derive(Debug, clap::Args)]

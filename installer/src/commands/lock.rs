@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::args::{OutputFormat, RegistryArgs};
+use crate::args::{OutputFormat, RegistryAccessArgs};
 use coder_registry::RegistryClient;
 
 /// `coder-install lock`.
@@ -16,7 +16,7 @@ pub struct LockArgs {
     pub out: PathBuf,
     /// Registry access.
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryAccessArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -26,13 +26,13 @@ pub struct LockArgs {
 pub async fn run(args: LockArgs) -> anyhow::Result<()> {
     let (spec, _, _) = crate::args::load_spec(args.spec.as_deref())?;
     let client = RegistryClient::new(crate::args::registry_options(&args.registry)?)?;
-    let reporter = crate::report::for_format(args.format);
-    let lock = coder_bundle::lock::resolve(&spec, &client, &|locked| {
+    let progress = crate::progress::for_format(args.format);
+    let lock = coder_bundle::make::lock::resolve(&spec, &client, &|locked| {
         let referrers = match locked.referrers.len() {
             0 => String::new(),
             count => format!(" (+{count} signature/attestation/SBOM artifacts)"),
         };
-        reporter.line(&format!(
+        progress.line(&format!(
             "locked {} {} -> {}{referrers}",
             locked.name, locked.reference, locked.digest
         ));

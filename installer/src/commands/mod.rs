@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod inspect;
 pub mod license;
 pub mod lock;
+pub mod node_config;
 pub mod preflight;
 pub mod push;
 pub mod rollback;

@@ -61,7 +61,7 @@ pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
         registry: &registry,
         served: bundle.as_ref().filter(|_| args.no_push.no_push),
     };
-    let report = preflight(&release, &options, site_check, &coder_report::Silent)
+    let report = preflight(&release, &options, site_check, &coder_progress::Silent)
         .await?
         .report;
     match args.format {

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use crate::args::{BundleTrustArgs, OutputFormat, RegistryLoginArgs};
 use coder_deploy::license_gate::require_airgap_license;
 use coder_mirror::{MirrorOptions, SiteRegistry, mirror_bundle};
+use coder_progress::human_bytes;
 use coder_registry::RegistryOptions;
-use coder_report::human_bytes;
 
 /// The site registry and how to reach it.
 #[derive(Debug, clap::Args)]
 pub struct SiteRegistryArgs {
-    /// The site registry and optional path prefix: images go to PREFIX/<original repository path>.
-    #[arg(long = "registry", value_name = "HOST[:PORT][/PREFIX]")]
+    /// The site registry the bundle's images go to, with an optional path prefix: images go
+    /// to PREFIX/<original repository path>.
+    #[arg(long = "registry", value_name = crate::args::SITE_REGISTRY_VALUE)]
     pub registry: SiteRegistry,
     /// Its credentials, plain HTTP and extra CAs.
     #[command(flatten)]
@@ -49,6 +50,9 @@ pub struct PushArgs {
     /// Blobs pushed at once.
     #[command(flatten)]
     pub concurrency: crate::args::ConcurrencyArgs,
+    /// Whole blobs or chunks.
+    #[command(flatten)]
+    pub chunks: crate::args::ChunkArgs,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -60,14 +64,16 @@ const NOTHING_PUSHED: &str = "nothing was pushed";
 /// Checks the license, verifies the bundle (and its images' signatures when asked), pushes it
 /// pinned to the verified manifest, and prints what went where.
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
-    let reporter = crate::report::for_format(args.format);
-    require_airgap_license(args.license.as_deref(), NOTHING_PUSHED, reporter)?;
-    let verified = args.trust.verify(&args.bundle, NOTHING_PUSHED, reporter).await?;
+    let progress = crate::progress::for_format(args.format);
+    require_airgap_license(args.license.as_deref(), NOTHING_PUSHED, progress)?;
+    let verified = args.trust.verify(&args.bundle, NOTHING_PUSHED, progress).await?;
+    let mut registry = args.site.registry_options()?;
+    args.chunks.apply_to(&mut registry);
     let options = MirrorOptions {
         concurrency: args.concurrency.get(),
-        registry: args.site.registry_options()?,
+        registry,
     };
-    let report = mirror_bundle(&verified.bundle, &args.site.registry, &options, reporter).await?;
+    let report = mirror_bundle(&verified.bundle, &args.site.registry, &options, progress).await?;
     match args.format {
         OutputFormat::Json => {
             let mut document = serde_json::to_value(&report)?;
@@ -100,6 +106,9 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
                 report.tags_set,
                 report.seconds
             );
+            if let Some(size) = report.upload_chunk_size {
+                println!("uploads in chunks of {}", human_bytes(size));
+            }
             println!("signature: {}", verified.signature);
             Ok(())
         }

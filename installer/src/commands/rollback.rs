@@ -33,6 +33,6 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
     };
     let cluster = cluster::connect(&options.cluster).await?;
     let report =
-        coder_deploy::rollback::run(&cluster, &options, crate::report::for_format(args.format)).await?;
+        coder_deploy::rollback::run(&cluster, &options, crate::progress::for_format(args.format)).await?;
     super::apply::print_report(&report, args.format)
 }

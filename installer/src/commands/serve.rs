@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::args::OutputFormat;
 use coder_deploy::apply::{SignaturePolicy, verify_before_use, verify_signature_before_use};
-use coder_report::human_bytes;
-use coder_serve::{BundleRegistry, ServeLimits, ServeOptions};
+use coder_progress::human_bytes;
+use coder_serve::{ServeLimits, ServeOptions, ServedBundle};
 
 /// What a refusal at start leaves undone.
 const NOTHING_SERVED: &str = "nothing was served";
@@ -73,16 +73,16 @@ pub struct ServeArgs {
 
 /// Verifies the bundle, serves it until SIGINT or SIGTERM, and reports what it served.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let reporter = crate::report::for_format(args.format);
+    let progress = crate::progress::for_format(args.format);
     let policy = match &args.public_key {
         Some(key) => SignaturePolicy::Key(key.clone()),
         None => SignaturePolicy::AllowUnsigned,
     };
     let verified = match &args.verified_manifest {
         Some(digest) => {
-            verify_signature_before_use(&args.bundle, &policy, digest, NOTHING_SERVED, reporter).await?
+            verify_signature_before_use(&args.bundle, &policy, digest, NOTHING_SERVED, progress).await?
         }
-        None => verify_before_use(&args.bundle, &policy, NOTHING_SERVED, reporter).await?,
+        None => verify_before_use(&args.bundle, &policy, NOTHING_SERVED, progress).await?,
     };
     let signature = verified.signature.clone();
     let options = ServeOptions {
@@ -96,11 +96,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..ServeLimits::default()
         },
     };
-    let registry = BundleRegistry::open(&verified.bundle, &options)?;
-    let bound = registry.bind(&args.listen).await?;
+    let served = ServedBundle::open(&verified.bundle, &options)?;
+    let bound = served.bind(&args.listen).await?;
     let summary = bound.summary(&args.prefix);
     if summary.auth && !summary.tls {
-        reporter.warning("warning: --htpasswd without --tls-cert: passwords cross the network in clear text");
+        progress.warning("warning: --htpasswd without --tls-cert: passwords cross the network in clear text");
     }
     match args.format {
         OutputFormat::Json => {
@@ -132,14 +132,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let totals = bound.run(shutdown_signal(), reporter).await;
+    let totals = bound.run(shutdown_signal(), progress).await;
     match args.format {
         OutputFormat::Json => {
             // A second line once stopped; the reader may have gone already, which is fine.
             let document = serde_json::json!({ "stopped": totals });
             let _ = writeln!(std::io::stdout(), "{document}");
         }
-        OutputFormat::Text => reporter.line(&format!(
+        OutputFormat::Text => progress.line(&format!(
             "stopped: {} requests answered ({} refused for credentials), {} of blobs sent",
             totals.requests,
             totals.unauthorized,

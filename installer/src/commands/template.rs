@@ -51,16 +51,16 @@ pub async fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         ),
     };
     let source = args.release.source()?;
-    let reporter = &coder_report::WarningsOnly;
+    let progress = &coder_progress::WarningsOnly;
     check_license(
         matches!(source, ReleaseSource::Bundle { .. }),
         args.license.as_deref(),
         NOTHING_RENDERED,
-        reporter,
+        progress,
     )?;
     let (release, signature) = match &source {
         ReleaseSource::Bundle { path, site } => {
-            let verified = args.trust.verify(path, NOTHING_RENDERED, reporter).await?;
+            let verified = args.trust.verify(path, NOTHING_RENDERED, progress).await?;
             let header = format!(
                 "\n# bundle {} (manifest {}): signature {}.",
                 path.display(),

@@ -21,10 +21,10 @@ pub struct UninstallArgs {
 
 /// Runs `uninstall`.
 pub async fn run(args: UninstallArgs) -> anyhow::Result<()> {
-    let reporter = crate::report::for_format(args.format);
+    let progress = crate::progress::for_format(args.format);
     let namespace = args.target.checked_namespace()?;
     let cluster = cluster::connect(&args.target.cluster()).await?;
-    let report = coder_deploy::uninstall::run(&cluster, &namespace, args.keep_data, reporter).await?;
+    let report = coder_deploy::uninstall::run(&cluster, &namespace, args.keep_data, progress).await?;
     if args.format == OutputFormat::Json {
         return super::print_json(&report);
     }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use crate::args::OutputFormat;
-use coder_bundle::image_signatures::{ImageSignatureVerdict, check_image_signatures, read_image_key};
+use coder_bundle::read::image_signatures::{ImageSignatureVerdict, check_image_signatures, read_image_key};
+use coder_bundle::read::verify::{SignatureStatus, VerifyReport, verify_reported};
 use coder_bundle::read::{BundleReader, OpenedBundle};
 use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, VerifyReport, verify_reported};
-use coder_report::human_bytes;
+use coder_progress::human_bytes;
 
 /// `coder-install verify`.
 #[derive(Debug, clap::Args)]
@@ -40,11 +40,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .map(|path| read_image_key(path))
         .collect::<Result<Vec<_>, _>>()?;
     let verifying = key;
-    let reporter = crate::report::for_format(args.format);
+    let progress = crate::progress::for_format(args.format);
     let bundle = args.bundle.clone();
     let report = tokio::task::spawn_blocking(move || {
         let reader = BundleReader::open(&bundle)?;
-        let job = reporter.job("verifying", reader.file().len());
+        let job = progress.job("verifying", reader.file().len());
         let mut report = verify_reported(&reader, verifying.as_ref(), job.as_ref())?;
         if !image_keys.is_empty() {
             // The same reader, its manifest pinned to what was just verified.

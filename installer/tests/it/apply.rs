@@ -19,8 +19,8 @@ use crate::world::{coder_install, failure, success};
 /// The images the platform chart refers to, by logical name, and their upstream paths: the
 /// built-in spec's, without their registry host (tests put them in a registry of their own).
 pub static PLATFORM_IMAGES: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
-    let spec =
-        bundle_spec::BundleSpec::from_yaml(bundle_spec::DEFAULT_SPEC, "built-in").expect("the built-in spec");
+    let spec = coder_bundle_spec::BundleSpec::from_yaml(coder_bundle_spec::DEFAULT_SPEC, "built-in")
+        .expect("the built-in spec");
     spec.images
         .into_iter()
         .map(|image| {
@@ -957,13 +957,13 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         .expect("database");
     let password_file = platform.path("db-password");
     std::fs::write(&password_file, &password).expect("password file");
-    let mut db = coder_platform::db::DbArgs::from_url(rendered_url.replace(
+    let mut db = coder_service::db::DbConfig::from_url(rendered_url.replace(
         "coder-postgres.coder.svc:5432",
         &format!("127.0.0.1:{}", postgres.port()),
     ));
-    db.pg_password_file = Some(password_file);
+    db.password_file = Some(password_file);
     let pool = db.pool().expect("pool");
-    coder_platform::db::migrate(&pool)
+    coder_service::db::migrate(&pool)
         .await
         .expect("migrate as the init container does");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
@@ -972,7 +972,7 @@ async fn air_gapped_apply_refuses_free_licenses_then_pushes_and_deploys_from_the
         .expect("count");
     assert_eq!(
         applied,
-        i64::try_from(coder_platform::db::MIGRATOR.iter().count()).expect("count")
+        i64::try_from(coder_service::db::MIGRATOR.iter().count()).expect("count")
     );
 
     // A second apply pushes nothing and changes nothing.

@@ -78,7 +78,7 @@ async fn lock_and_bundle_make_an_oci_archive_that_skopeo_reads() {
         "application/vnd.docker.distribution.manifest.v2+json"
     );
     let db_manifest = reader
-        .read_document(&bundle_spec::format::blob_path(world.db.digest()))
+        .read_document(&coder_bundle_spec::format::blob_path(world.db.digest()))
         .expect("read")
         .expect("db manifest");
     assert_eq!(db_manifest, world.db.manifest.data);
@@ -100,7 +100,7 @@ async fn lock_and_bundle_make_an_oci_archive_that_skopeo_reads() {
     assert!(
         !reader
             .entries()
-            .contains_key(&bundle_spec::format::blob_path(arm64_layer)),
+            .contains_key(&coder_bundle_spec::format::blob_path(arm64_layer)),
         "arm64 layer carried"
     );
     let shared = &world.app.images[0].layers[0].digest;
@@ -177,7 +177,7 @@ fn flip_byte(bundle: &std::path::Path, digest: &str) {
     let location = *BundleReader::open(bundle)
         .expect("open")
         .entries()
-        .get(&bundle_spec::format::blob_path(digest))
+        .get(&coder_bundle_spec::format::blob_path(digest))
         .expect("blob in bundle");
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -459,7 +459,7 @@ async fn a_delta_bundle_leaves_out_what_the_earlier_bundle_carried() {
     let has = |digest: &str| {
         reader
             .entries()
-            .contains_key(&bundle_spec::format::blob_path(digest))
+            .contains_key(&coder_bundle_spec::format::blob_path(digest))
     };
     assert!(!has(&base), "the shared base layer was carried again");
     assert!(
@@ -697,7 +697,9 @@ exit $status"#;
 
 #[tokio::test]
 async fn an_oci_chart_reference_is_locked_and_carried_like_an_image() {
-    use bundle_spec::format::{HELM_CHART_LAYER_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+    use coder_bundle_spec::format::{
+        HELM_CHART_LAYER_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
+    };
     use coder_testenv::fixture::{Blob, Image, Platform};
 
     let world = World::new(RegistryFlavour::Plain).await;
@@ -756,7 +758,7 @@ async fn an_oci_chart_reference_is_locked_and_carried_like_an_image() {
     assert_eq!(carried.digest, chart.digest());
     for blob in [&chart.manifest, &chart.config, &chart.layers[0]] {
         let bytes = reader
-            .read_document(&bundle_spec::format::blob_path(&blob.digest))
+            .read_document(&coder_bundle_spec::format::blob_path(&blob.digest))
             .expect("read")
             .expect("blob present");
         assert_eq!(bytes, blob.data);

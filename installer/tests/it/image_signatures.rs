@@ -366,20 +366,24 @@ async fn a_referrer_only_the_api_listed_is_put_by_digest_and_listed_in_the_fallb
     world.write_spec(&format!("{}signatures: true\n", world.spec_text()));
     world.lock_spec();
     // The test registry has no referrers API: record the SBOM as its listing would have.
-    let mut lock =
-        bundle_spec::ImageLock::from_yaml(&std::fs::read_to_string(world.lock()).expect("lock"), "lock")
-            .expect("parse lock");
+    let mut lock = coder_bundle_spec::ImageLock::from_yaml(
+        &std::fs::read_to_string(world.lock()).expect("lock"),
+        "lock",
+    )
+    .expect("parse lock");
     assert!(lock.images.iter().all(|image| image.referrers.is_empty()));
-    lock.images[0].referrers.push(bundle_spec::referrer::Referrer {
-        subject: world.app.digest().to_owned(),
-        kind: bundle_spec::referrer::ReferrerKind::Sbom,
-        tag: None,
-        artifact_type: Some("application/spdx+json".to_owned()),
-        digest: sbom.digest().to_owned(),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
-        size: sbom.manifest.data.len() as u64,
-        blobs: Vec::new(),
-    });
+    lock.images[0]
+        .referrers
+        .push(coder_bundle_spec::referrer::Referrer {
+            subject: world.app.digest().to_owned(),
+            kind: coder_bundle_spec::referrer::ReferrerKind::Sbom,
+            tag: None,
+            artifact_type: Some("application/spdx+json".to_owned()),
+            digest: sbom.digest().to_owned(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            size: sbom.manifest.data.len() as u64,
+            blobs: Vec::new(),
+        });
     std::fs::write(world.lock(), lock.to_yaml().expect("lock YAML")).expect("write lock");
     let (bundle, summary) = world.bundle("api.bundle");
     assert_eq!(summary["referrers"], 1, "{summary}");

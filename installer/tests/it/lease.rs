@@ -74,7 +74,7 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
         Duration::from_secs(10),
         held.run_while_held(
             std::future::pending::<Result<(), LeaseError>>(),
-            &coder_report::Silent,
+            &coder_progress::Silent,
         ),
     )
     .await
@@ -89,7 +89,7 @@ async fn a_taken_over_lease_stops_the_run_and_is_not_released_by_it() {
     assert_eq!(holder(&after), "another coder-install");
 
     // Releasing deletes nothing that belongs to someone else.
-    held.release(&coder_report::Silent).await;
+    held.release(&coder_progress::Silent).await;
     let kept = leases.get_opt(LEASE_NAME).await.expect("get");
     assert_eq!(
         kept.as_ref().map(holder).as_deref(),
@@ -121,12 +121,12 @@ async fn a_held_lease_is_released_and_a_second_run_is_refused_meanwhile() {
                 tokio::time::sleep(Duration::from_millis(1000)).await;
                 Ok::<_, LeaseError>(7)
             },
-            &coder_report::Silent,
+            &coder_progress::Silent,
         )
         .await
         .expect("work under a held lease");
     assert_eq!(value, 7);
-    held.release(&coder_report::Silent).await;
+    held.release(&coder_progress::Silent).await;
     assert!(
         leases.get_opt(LEASE_NAME).await.expect("get").is_none(),
         "the holder's release deletes the lease"

@@ -4,6 +4,7 @@ mod airgap_license;
 mod allowlist;
 mod apply;
 mod bundle;
+mod chunked_push;
 mod cli;
 mod credentials;
 mod hardening;

@@ -19,7 +19,18 @@ pub(crate) const PREFIX: &str = "site/mirror";
 /// to `--registry-password-stdin` with the target's user name; `--allow-unsigned` unless `extra`
 /// gives a signature policy.
 fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]) -> Output {
-    let site = format!("{}/{PREFIX}", target.host());
+    push_via(bundle, target, &target.host(), password, extra)
+}
+
+/// [`push`] through `host`, a proxy in front of `target` (plain HTTP when `target` is).
+pub(crate) fn push_via(
+    bundle: &Path,
+    target: &Registry,
+    host: &str,
+    password: Option<&str>,
+    extra: &[&str],
+) -> Output {
+    let site = format!("{host}/{PREFIX}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_coder-install"));
     command
         .args(["push", "--bundle"])
@@ -34,7 +45,7 @@ fn push(bundle: &Path, target: &Registry, password: Option<&str>, extra: &[&str]
     }
     match target.ca_file() {
         Some(ca) => command.arg("--registry-ca").arg(ca),
-        None => command.args(["--insecure-registry", &target.host()]),
+        None => command.args(["--insecure-registry", host]),
     };
     if let (Some(_), Some((user, _))) = (password, target.credentials()) {
         command.args(["--registry-username", user, "--registry-password-stdin"]);

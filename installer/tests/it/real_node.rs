@@ -71,13 +71,10 @@ impl RealWorld {
         let (cluster, upstream, site) = tokio::join!(
             Cluster::start(),
             Registry::start(RegistryFlavour::Plain),
-            Registry::start(RegistryFlavour::Plain)
+            Registry::start(RegistryFlavour::Tls)
         );
         let cluster = cluster.expect("a real node (see coder_testenv::Cluster for what it needs)");
         let (upstream, site) = (upstream.expect("upstream registry"), site.expect("site registry"));
-        cluster
-            .trust_plain_http_registry(&site.host())
-            .expect("let the node pull from the site registry");
         push_real_platform_image(&upstream, &platform_image_path("1.0.0"), &[]);
         for (name, path) in &PLATFORM_IMAGES[1..] {
             let image = match name.as_str() {
@@ -102,7 +99,34 @@ impl RealWorld {
         };
         std::fs::create_dir_all(world.dir.path().join("docker")).expect("docker dir");
         std::fs::write(world.dir.path().join("docker/config.json"), "{}").expect("docker config");
+        world.configure_the_node();
         world
+    }
+
+    /// The node trusts the site registry (HTTPS, the site's private CA) and resolves Docker Hub
+    /// names there, from `node-config`'s files alone.
+    fn configure_the_node(&self) {
+        let config = self.path("node-config");
+        let ca = self
+            .site
+            .ca_file()
+            .expect("the site registry's CA")
+            .display()
+            .to_string();
+        self.run([
+            "node-config",
+            "--registry",
+            &format!("{}/coder", self.site.host()),
+            "--registry-ca",
+            &ca,
+            "--mirror-of",
+            "docker.io",
+            "-o",
+            &config,
+        ]);
+        self.cluster
+            .install_registry_config(&Path::new(&config).join("certs.d"))
+            .expect("install node-config's files on the node");
     }
 
     fn path(&self, name: &str) -> String {
@@ -163,8 +187,13 @@ impl RealWorld {
             "--allow-unsigned",
             "--registry",
             &format!("{site}/coder"),
-            "--insecure-registry",
-            &site,
+            "--registry-ca",
+            &self
+                .site
+                .ca_file()
+                .expect("the site registry's CA")
+                .display()
+                .to_string(),
             "--license",
             license,
             "--kubeconfig",
@@ -262,6 +291,50 @@ async fn manager_image(client: &kube::Client, namespace: &str) -> String {
 /// up in order (the migration step waited for the database) rather than by crash-looping. Pods
 /// of finished Jobs are left out: the ingress controller's certificate `patch` job retries until
 /// the `create` job has written the Secret, as ingress-nginx's does (its Job restarts it).
+/// A pod of `image` (an upstream name) in the default namespace reaches Running, then is
+/// deleted.
+async fn runs_from_the_mirror(cluster: &Cluster, client: &kube::Client, image: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "upstream-name" },
+        "spec": { "containers": [{ "name": "main", "image": image }], "restartPolicy": "Never" },
+    }))
+    .expect("a pod");
+    pods.create(&Default::default(), &pod)
+        .await
+        .expect("create the pod");
+    let running = eventually(
+        "the pod named by its upstream reference",
+        Duration::from_secs(120),
+        || async {
+            let status = pods
+                .get("upstream-name")
+                .await
+                .map_err(|error| error.to_string())?
+                .status
+                .unwrap_or_default();
+            match status.phase.as_deref() {
+                Some("Running") => Ok(true),
+                Some(phase @ ("Failed" | "Succeeded")) => Ok(phase == "Running"),
+                phase => Err(format!(
+                    "{phase:?} {:?}",
+                    status
+                        .container_statuses
+                        .iter()
+                        .flatten()
+                        .filter_map(|container| container.state.as_ref()?.waiting.as_ref()?.message.clone())
+                        .collect::<Vec<_>>()
+                )),
+            }
+        },
+    )
+    .await;
+    assert!(running, "{image}: {}", cluster.describe_pods("default").await);
+    pods.delete("upstream-name", &Default::default())
+        .await
+        .expect("delete the pod");
+}
+
 async fn assert_no_restarts(cluster: &Cluster, namespace: &str) {
     let client = cluster.api().client().await.expect("client");
     for pod in Api::<Pod>::namespaced(client, namespace)
@@ -855,6 +928,11 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     // The port table, enforced by the node: what it lists opens, nothing else does.
     let workspace_ip = workspace_pod_ip(&client, &id).await;
     check_port_table(&world, &workspace_ip, &load_balancer.to_string()).await;
+
+    // An image named by its upstream reference (Docker Hub, which no test can reach) runs from
+    // the site registry's copy, through node-config's mirror.
+    let upstream_name = image.replacen(&format!("{}/coder/", world.site.host()), "docker.io/", 1);
+    runs_from_the_mirror(&world.cluster, &client, &upstream_name).await;
 
     // A second apply changes nothing.
     let before = managed_objects(&client, NAMESPACE).await;

@@ -3,7 +3,7 @@
 //! verifying it is pinned to the verified manifest. Against a real registry and API server.
 
 use coder_bundle::read::OpenedBundle;
-use coder_bundle::verify::verify_bundle;
+use coder_bundle::read::verify::verify_bundle;
 use coder_deploy::release::Release;
 use coder_license::Tier;
 use coder_mirror::{MirrorOptions, mirror_bundle};
@@ -190,7 +190,7 @@ async fn apply_and_verify_need_a_key_or_allow_unsigned_and_pin_what_they_verifie
         ..MirrorOptions::default()
     };
     let target = format!("{}/mirror", fresh.host()).parse().expect("site");
-    let error = mirror_bundle(&opened, &target, &options, &coder_report::Silent)
+    let error = mirror_bundle(&opened, &target, &options, &coder_progress::Silent)
         .await
         .expect_err("a push of a swapped bundle is refused")
         .to_string();

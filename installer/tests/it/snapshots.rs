@@ -97,11 +97,11 @@ fn the_allowlist_report_in_every_format() {
 /// sha256 of its name), so that `template` renders the same text on every run.
 fn fixed_lock() -> String {
     use sha2::Digest as _;
-    let spec =
-        bundle_spec::BundleSpec::from_yaml(bundle_spec::DEFAULT_SPEC, "built-in").expect("the built-in spec");
-    let lock = bundle_spec::ImageLock {
-        version: bundle_spec::LOCK_FORMAT_VERSION,
-        spec: bundle_spec::LockedSpec {
+    let spec = coder_bundle_spec::BundleSpec::from_yaml(coder_bundle_spec::DEFAULT_SPEC, "built-in")
+        .expect("the built-in spec");
+    let lock = coder_bundle_spec::ImageLock {
+        version: coder_bundle_spec::LOCK_FORMAT_VERSION,
+        spec: coder_bundle_spec::LockedSpec {
             name: spec.name.clone(),
             version: spec.version.clone(),
             signatures: false,
@@ -110,7 +110,7 @@ fn fixed_lock() -> String {
         images: spec
             .images
             .iter()
-            .map(|image| bundle_spec::LockedArtifact {
+            .map(|image| coder_bundle_spec::LockedArtifact {
                 name: image.name.clone(),
                 reference: image.reference.clone(),
                 digest: format!(

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::db::DbArgs;
+use super::DbArgs;
 use crate::forwarded::TrustedProxies;
 use crate::manager::{ManagerConfig, WorkspaceQuota};
 
@@ -165,7 +165,7 @@ impl ManagerArgs {
 impl From<ManagerArgs> for ManagerConfig {
     fn from(args: ManagerArgs) -> Self {
         Self {
-            db: args.db,
+            db: args.db.into(),
             listen: args.listen,
             namespace: args.namespace,
             access_url: args.access_url,

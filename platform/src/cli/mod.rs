@@ -4,15 +4,17 @@
 //! never see clap's structs.
 
 pub mod dashboard;
+mod db;
 pub mod envproxy;
 pub mod manager;
 
 use clap::{Parser, Subcommand};
 
 pub use self::dashboard::DashboardArgs;
+pub use self::db::DbArgs;
 pub use self::envproxy::EnvproxyArgs;
 pub use self::manager::{ManagerArgs, WorkspaceQuotaArgs};
-use crate::db::{DbArgs, DbError};
+use crate::db::DbError;
 use crate::migrate;
 
 /// Run one component of the Coder platform.
@@ -76,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     match cli.component {
         Component::Manager(args) => crate::manager::run((*args).into()).await?,
         Component::Migrate(args) => {
-            migrate::run(&args.db, std::time::Duration::from_secs(args.wait_secs)).await?
+            migrate::run(&args.db.into(), std::time::Duration::from_secs(args.wait_secs)).await?
         }
         Component::Envproxy(args) => crate::envproxy::run((*args).into()).await?,
         Component::Dashboard(args) => {

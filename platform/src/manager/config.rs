@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::db::DbArgs;
+use crate::db::DbConfig;
 use crate::forwarded::TrustedProxies;
 use crate::manager::error::{ApiError, ApiResult};
 
@@ -12,7 +12,7 @@ use crate::manager::error::{ApiError, ApiResult};
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     /// The database (the flag group `migrate` shares).
-    pub db: DbArgs,
+    pub db: DbConfig,
     /// The address the HTTP API listens on.
     pub listen: SocketAddr,
     /// The namespace workspaces are created in.

@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coder_platform::cli::DashboardArgs;
-use coder_platform::cli::EnvproxyArgs;
+use coder_service::cli::DashboardArgs;
+use coder_service::cli::EnvproxyArgs;
 use coder_testenv::browser::{Browser, BrowserOptions, Cookie};
 
 use crate::dashboard::start_dashboard;

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use coder_platform::cli::ManagerArgs;
-use coder_platform::manager::Manager;
+use coder_service::cli::ManagerArgs;
+use coder_service::manager::Manager;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -271,7 +271,7 @@ async fn the_first_admin_comes_from_the_password_file_once_and_is_never_generate
     let hash = hash.expect("the admin exists");
     assert_eq!(count, 1);
     assert!(hash.starts_with("$argon2id$") && !hash.contains("first-admin-password-1"));
-    assert!(coder_platform::manager::credentials::verify_password(
+    assert!(coder_service::manager::credentials::verify_password(
         "first-admin-password-1",
         &hash
     ));

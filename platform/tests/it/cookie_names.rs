@@ -2,7 +2,7 @@
 //! workspace's included, can set one), and every cookie of a name is considered: a bogus or
 //! planted cookie of the same name sent first does not shadow the real one.
 
-use coder_platform::cli::DashboardArgs;
+use coder_service::cli::DashboardArgs;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
@@ -86,7 +86,7 @@ async fn cookies_workspace_cookie_is_host_prefixed_over_https_and_planted_ones_d
 
     // Over plain HTTP (no prefix there): the plain name, and a cookie planted for the parent
     // domain first does not shadow the real one.
-    let mut args = coder_platform::cli::EnvproxyArgs::for_manager(&proxy.env.base);
+    let mut args = coder_service::cli::EnvproxyArgs::for_manager(&proxy.env.base);
     args.envproxy_token_file = Some(proxy.env.envproxy_token_file.path().to_owned());
     args.workspace_base_url = format!("http://{DOMAIN}");
     let (plain_proxy, _stop, _stopped) = start_proxy(args).await;

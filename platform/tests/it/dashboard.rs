@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use coder_platform::cli::DashboardArgs;
-use coder_platform::cli::EnvproxyArgs;
-use coder_platform::dashboard;
+use coder_service::cli::DashboardArgs;
+use coder_service::cli::EnvproxyArgs;
+use coder_service::dashboard;
 use coder_testenv::browser::Browser;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use coder_platform::cli::EnvproxyArgs;
-use coder_platform::envproxy::Envproxy;
+use coder_service::cli::EnvproxyArgs;
+use coder_service::envproxy::Envproxy;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use coder_platform::cli::ManagerArgs;
-use coder_platform::manager::Manager;
+use coder_service::cli::ManagerArgs;
+use coder_service::manager::Manager;
 use coder_testenv::{KubeApiServer, Postgres};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -150,10 +150,10 @@ fn issued(id: &str, seats: u32, issued_days_ago: i64) -> String {
 async fn restart_with_mounted(env: &Env, token: &str) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), token).expect("write license file");
-    let mut args = coder_platform::cli::ManagerArgs::for_database(&env.database_url);
+    let mut args = coder_service::cli::ManagerArgs::for_database(&env.database_url);
     args.license_file = Some(file.path().to_owned());
     args.db.pg_acquire_timeout_secs = 1;
-    let manager = coder_platform::manager::Manager::start(args.into(), None)
+    let manager = coder_service::manager::Manager::start(args.into(), None)
         .await
         .expect("the manager starts whatever the mounted license is");
     drop(manager);

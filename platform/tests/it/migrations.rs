@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use coder_platform::db;
+use coder_service::db;
 use coder_testenv::Postgres;
 use sqlx::migrate::Migrate;
 use sqlx::{Connection, PgPool};
@@ -22,7 +22,7 @@ fn embedded_versions() -> Vec<i64> {
 async fn migrations_apply_to_an_empty_database_and_a_rerun_is_a_no_op() {
     let postgres = Postgres::start().await.expect("start PostgreSQL");
     let url = postgres.create_database("coder").await.expect("database");
-    let pool = db::DbArgs::from_url(&url).pool().expect("pool");
+    let pool = db::DbConfig::from_url(&url).pool().expect("pool");
 
     assert!(
         !db::migrations_current(&pool).await.expect("query"),
@@ -116,7 +116,7 @@ async fn a_migration_run_waits_for_the_replica_holding_the_lock() {
     let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
     holder.lock().await.expect("take the migration lock");
 
-    let pool = db::DbArgs::from_url(&url).pool().expect("pool");
+    let pool = db::DbConfig::from_url(&url).pool().expect("pool");
     let waiting = tokio::spawn({
         let pool = pool.clone();
         async move { db::migrate(&pool).await }
@@ -166,7 +166,7 @@ async fn the_migration_step_waits_for_a_database_that_comes_up_later() {
     });
     let late_url = url.replace(&format!(":{real_port}/"), &format!(":{port}/"));
     assert_ne!(late_url, url, "the URL names the port: {url}");
-    let pool = db::DbArgs::from_url(&late_url).pool().expect("pool");
+    let pool = db::DbConfig::from_url(&late_url).pool().expect("pool");
 
     db::wait_until_reachable(&pool, Duration::from_secs(30))
         .await
@@ -179,7 +179,7 @@ async fn the_migration_step_waits_for_a_database_that_comes_up_later() {
     assert!(db::migrations_current(&pool).await.expect("query"));
 
     // Never there: the wait ends with the last error, after the time given.
-    let absent = db::DbArgs::from_url(url.replace(&format!(":{real_port}/"), ":1/"))
+    let absent = db::DbConfig::from_url(url.replace(&format!(":{real_port}/"), ":1/"))
         .pool()
         .expect("pool");
     let started = std::time::Instant::now();

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
-use coder_platform::cli::ManagerArgs;
-use coder_platform::manager::Manager;
+use coder_service::cli::ManagerArgs;
+use coder_service::manager::Manager;
 use coder_testenv::{Cluster, NODE_ADDRESS, PAUSE_IMAGE};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};

@@ -4,7 +4,7 @@
 //! `snapshots/*.snap` file; review it and accept it with `cargo insta review` (or
 //! `INSTA_UPDATE=always` and a look at the diff).
 
-use coder_platform::cli::DashboardArgs;
+use coder_service::cli::DashboardArgs;
 use reqwest::header::COOKIE;
 use reqwest::{RequestBuilder, Response};
 

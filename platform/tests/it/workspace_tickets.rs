@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use coder_platform::cli::EnvproxyArgs;
+use coder_service::cli::EnvproxyArgs;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};

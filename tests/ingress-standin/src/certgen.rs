@@ -213,46 +213,56 @@ async fn patch(client: Client, args: &PatchArgs) -> Result<(), CertgenError> {
         })?;
     if args.patch_validating {
         let api = Api::<ValidatingWebhookConfiguration>::all(client.clone());
-        let context = format!("ValidatingWebhookConfiguration {}", args.webhook_name);
-        let mut configuration = api
-            .get(&args.webhook_name)
-            .await
-            .map_err(kube_error(format!("reading {context}")))?;
-        for webhook in configuration.webhooks.iter_mut().flatten() {
-            webhook.client_config.ca_bundle = Some(ca.clone());
-            if let Some(policy) = &policy {
-                webhook.failure_policy = Some(policy.clone());
+        patch_webhooks(&api, &args.webhook_name, &what, &policy, |configuration| {
+            for webhook in configuration.webhooks.iter_mut().flatten() {
+                webhook.client_config.ca_bundle = Some(ca.clone());
+                webhook.failure_policy = policy.clone().or(webhook.failure_policy.take());
             }
-        }
-        api.replace(&args.webhook_name, &PostParams::default(), &configuration)
-            .await
-            .map_err(kube_error(format!("updating {context}")))?;
-        log(format!(
-            "{context}: caBundle set from {what}{}",
-            policy_note(&policy)
-        ));
+        })
+        .await?;
     }
     if args.patch_mutating {
         let api = Api::<MutatingWebhookConfiguration>::all(client);
-        let context = format!("MutatingWebhookConfiguration {}", args.webhook_name);
-        let mut configuration = api
-            .get(&args.webhook_name)
-            .await
-            .map_err(kube_error(format!("reading {context}")))?;
-        for webhook in configuration.webhooks.iter_mut().flatten() {
-            webhook.client_config.ca_bundle = Some(ca.clone());
-            if let Some(policy) = &policy {
-                webhook.failure_policy = Some(policy.clone());
+        patch_webhooks(&api, &args.webhook_name, &what, &policy, |configuration| {
+            for webhook in configuration.webhooks.iter_mut().flatten() {
+                webhook.client_config.ca_bundle = Some(ca.clone());
+                webhook.failure_policy = policy.clone().or(webhook.failure_policy.take());
             }
-        }
-        api.replace(&args.webhook_name, &PostParams::default(), &configuration)
-            .await
-            .map_err(kube_error(format!("updating {context}")))?;
-        log(format!(
-            "{context}: caBundle set from {what}{}",
-            policy_note(&policy)
-        ));
+        })
+        .await?;
     }
+    Ok(())
+}
+
+/// Reads webhook configuration `name`, lets `set_ca` write the CA (from `what`) into its
+/// webhooks, and writes it back (GET then UPDATE, as the chart's ClusterRole allows).
+async fn patch_webhooks<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    policy: &Option<String>,
+    set_ca: impl FnOnce(&mut K),
+) -> Result<(), CertgenError>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+{
+    let context = format!("{} {name}", K::kind(&()));
+    let mut configuration = api
+        .get(name)
+        .await
+        .map_err(kube_error(format!("reading {context}")))?;
+    set_ca(&mut configuration);
+    api.replace(name, &PostParams::default(), &configuration)
+        .await
+        .map_err(kube_error(format!("updating {context}")))?;
+    log(format!(
+        "{context}: caBundle set from {what}{}",
+        policy_note(policy)
+    ));
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //! - [`KubeApiServer`]: etcd plus a real kube-apiserver, envtest style, with a kubeconfig that the
 //!   `kube` crate loads. There is no scheduler or kubelet: pods never run.
 //! - [`Postgres`]: PostgreSQL 15, run as an unprivileged user.
+//! - [`BodyLimitProxy`]: NGINX in front of a server with a cap on request bodies (413 over it),
+//!   as site registries often sit.
 //! - [`ThrottledLink`]: a slow link in front of a server (a loopback relay at a fixed rate) that
 //!   counts the bytes the server sent through it.
 //! - [`cli`]: a program's exit checked, its output returned.
@@ -20,6 +22,7 @@
 //! `scripts/build-kubernetes.sh` install everything.
 
 mod binaries;
+mod body_limit_proxy;
 pub mod browser;
 pub mod cli;
 pub mod cosign;
@@ -35,6 +38,7 @@ mod registry;
 mod site_tls;
 mod tls;
 
+pub use body_limit_proxy::BodyLimitProxy;
 pub use kubernetes::{ApiServerOptions, KUBECONFIG_CONTEXT, KubeApiServer, mark_deployment_available};
 pub use link::ThrottledLink;
 pub use node::LOAD_BALANCER_CIDR;

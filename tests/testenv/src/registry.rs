@@ -23,6 +23,9 @@ pub enum RegistryFlavour {
     Plain,
     /// HTTPS with a certificate from a per-test [`TestCa`], and htpasswd basic auth.
     TlsBasicAuth,
+    /// HTTPS with a certificate from a per-test [`TestCa`], anonymous (a site registry with a
+    /// private CA that the nodes pull from without a login).
+    Tls,
     /// Plain HTTP, anonymous, with `storage.delete.enabled`.
     DeleteEnabled,
     /// Plain HTTP, anonymous, in read-only maintenance mode: every push is refused (405).
@@ -88,11 +91,23 @@ impl Registry {
         );
 
         let (mut tls, mut credentials) = (None, None);
-        if flavour == RegistryFlavour::TlsBasicAuth {
+        if matches!(flavour, RegistryFlavour::Tls | RegistryFlavour::TlsBasicAuth) {
             let ca = TestCa::new()?;
             let ca_file = dir.path().join("ca.crt");
             ca.write_cert(&ca_file)?;
             let server = ca.issue_server_cert(dir.path(), "registry")?;
+            let _ = write!(
+                config,
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                server.cert.display(),
+                server.key.display(),
+            );
+            tls = Some(RegistryTls {
+                ca_pem: ca.cert_pem(),
+                ca_file,
+            });
+        }
+        if flavour == RegistryFlavour::TlsBasicAuth {
             let password = random_hex(16)?;
             // bcrypt's minimum cost keeps start-up fast; the registry accepts any cost.
             let hash = bcrypt::hash(&password, 4).map_err(|error| crate::Error::Io {
@@ -103,16 +118,9 @@ impl Registry {
             write_file(&htpasswd, format!("{USERNAME}:{hash}\n").as_bytes())?;
             let _ = write!(
                 config,
-                "  tls:\n    certificate: {}\n    key: {}\n\
-                 auth:\n  htpasswd:\n    realm: coder-install-test\n    path: {}\n",
-                server.cert.display(),
-                server.key.display(),
+                "auth:\n  htpasswd:\n    realm: coder-install-test\n    path: {}\n",
                 htpasswd.display(),
             );
-            tls = Some(RegistryTls {
-                ca_pem: ca.cert_pem(),
-                ca_file,
-            });
             credentials = Some((USERNAME.to_owned(), password));
         }
 

@@ -1,5 +1,5 @@
 //! Key files: one line of 64 hex digits, `NAME.key` the Ed25519 private key (seed, mode 0600)
-//! and `NAME.pub` the public key. The `.pub` file is what `license/keys/` compiles in (under the
+//! and `NAME.pub` the public key. The `.pub` file is what `crates/license/keys/` compiles in (under the
 //! kid `NAME`); the `.key` file is written only outside git work trees.
 
 use std::fs::{self, OpenOptions};
@@ -112,7 +112,7 @@ mod tests {
     fn the_public_key_can_go_elsewhere_and_the_private_key_never_into_a_git_work_tree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (private_dir, repo) = (dir.path().join("offline"), dir.path().join("repo"));
-        let public_dir = repo.join("license/keys");
+        let public_dir = repo.join("crates/license/keys");
         fs::create_dir_all(repo.join(".git")).expect("mkdir");
         keygen(&private_dir, &public_dir, "k2").expect("keygen");
         assert!(private_dir.join("k2.key").exists() && !private_dir.join("k2.pub").exists());

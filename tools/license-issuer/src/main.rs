@@ -27,7 +27,7 @@ enum Command {
         /// a git work tree: the private key never belongs in a repository.
         #[arg(long)]
         out: PathBuf,
-        /// Directory to write the public key into [default: --out]; e.g. `license/keys` of a
+        /// Directory to write the public key into [default: --out]; e.g. `crates/license/keys` of a
         /// coder-install checkout, which compiles every KID.pub there in.
         #[arg(long)]
         public_out: Option<PathBuf>,
@@ -89,7 +89,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", coder_report::error_chain(error.as_ref()));
+            eprintln!("error: {}", coder_progress::error_chain(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

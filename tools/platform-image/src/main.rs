@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", coder_report::error_chain(error.as_ref()));
+            eprintln!("error: {}", coder_progress::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use bundle_spec::ImageReference;
+use coder_bundle_spec::ImageReference;
 use coder_registry::{CredentialStore, Credentials};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;

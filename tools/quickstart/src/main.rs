@@ -24,7 +24,7 @@
 //! The quick start itself does not link the test key (no `test-keys` feature here: through
 //! feature unification that would make every binary built at the root trust it, and make
 //! `cargo build --release` at the root fail). It reads the TEST-ONLY private key from
-//! `license/test-keys/` in the checkout at run time to sign its license.
+//! `crates/license/test-keys/` in the checkout at run time to sign its license.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -672,10 +672,10 @@ fn spec_text(upstream: &str, repository: &Path) -> String {
 /// The TEST-ONLY license key's id; `coder-install` built with `coder-license/test-keys` trusts it.
 const TEST_KEY_ID: &str = "test-only-insecure";
 
-/// The TEST-ONLY signing key, read from the checkout (`license/test-keys/KID.key`: 64 hex
+/// The TEST-ONLY signing key, read from the checkout (`crates/license/test-keys/KID.key`: 64 hex
 /// digits). It is publicly known: only test builds trust licenses it signs.
 fn test_signing_key(repository: &Path) -> anyhow::Result<SigningKey> {
-    let path = repository.join(format!("license/test-keys/{TEST_KEY_ID}.key"));
+    let path = repository.join(format!("crates/license/test-keys/{TEST_KEY_ID}.key"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the test license key {}", path.display()))?;
     let bytes: [u8; 32] = hex::decode(text.trim())

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use coder_report::Reporter;
+use coder_progress::Progress;
 
 use crate::cluster::Cluster;
 use crate::objects::{Applied, Change, ObjectKey};
@@ -43,22 +43,22 @@ pub fn configured_storage_class(values: &Values) -> Option<String> {
 
 /// Deploys rendered manifests: steps 5–7 of the pipeline. The caller has verified, checked the
 /// license and pushed.
-pub async fn deploy(
+pub async fn render_and_write(
     cluster: &Cluster,
     release: &Release,
     options: &ApplyOptions,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<ApplyReport> {
     let started = Instant::now();
     let namespace = options.namespace.as_str();
-    reporter.step(&format!(
+    progress.step(&format!(
         "render chart {} for namespace {namespace}",
         crate::release::CHART
     ));
     let values = resolved_values(release, options)?;
     let manifests = render(&release.request(&values, namespace, cluster.pdb_api()))?;
 
-    reporter.step("deploy");
+    progress.step("deploy");
     let namespace_created =
         crate::secrets::ensure_namespace(&cluster.client, namespace, options.dry_run).await?;
     if options.dry_run && namespace_created {
@@ -86,7 +86,7 @@ pub async fn deploy(
             deploy_seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let target = DeployTarget {
+    let target = ReleaseRecord {
         version: release.version.clone(),
         lock_digest: release.lock_digest.clone(),
         mode: release.mode,
@@ -99,14 +99,14 @@ pub async fn deploy(
         cluster.client.clone(),
         namespace,
         options.dry_run,
-        reporter,
-        deploy_locked(cluster, &target, options, &manifests, started),
+        progress,
+        write_release(cluster, &target, options, &manifests, started),
     )
     .await
 }
 
 /// What a deploy records: the release's identity beside its manifests.
-pub struct DeployTarget {
+pub struct ReleaseRecord {
     /// The version.
     pub version: String,
     /// The lock's digest.
@@ -123,7 +123,7 @@ pub struct DeployTarget {
     pub license: Option<Vec<u8>>,
 }
 
-impl DeployTarget {
+impl ReleaseRecord {
     fn bundle_signature(&self) -> String {
         self.inputs
             .as_ref()
@@ -136,9 +136,9 @@ impl DeployTarget {
 /// Secrets, every object dry-run first (so unchanged ones are never written), then, when
 /// something changed, the revision recorded as pending, the changed objects written, what the
 /// release no longer renders pruned, and the install record.
-pub async fn deploy_locked(
+pub async fn write_release(
     cluster: &Cluster,
-    release: &DeployTarget,
+    release: &ReleaseRecord,
     options: &ApplyOptions,
     manifests: &Manifests,
     started: Instant,
@@ -198,7 +198,7 @@ pub async fn deploy_locked(
 /// the license step passed one, and the registry pull Secret when there are pull credentials.
 async fn write_secrets(
     cluster: &Cluster,
-    release: &DeployTarget,
+    release: &ReleaseRecord,
     options: &ApplyOptions,
 ) -> crate::Result<crate::secrets::GeneratedSecrets> {
     let namespace = options.namespace.as_str();
@@ -298,7 +298,7 @@ async fn prune(cluster: &Cluster, stale: &[ObjectKey], dry_run: bool) -> crate::
 /// the history (the newest kept), nothing pending.
 fn installed(
     mut record: InstallRecord,
-    release: &DeployTarget,
+    release: &ReleaseRecord,
     revision: u64,
     applied_at: String,
     objects: Vec<ObjectKey>,

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use coder_bundle::read::OpenedBundle;
 use coder_mirror::{MirrorOptions, MirrorReport, SiteRegistry, mirror_bundle};
+use coder_progress::{Progress, human_bytes};
 use coder_registry::RegistryOptions;
-use coder_report::{Reporter, human_bytes};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::license_gate::check_license;
@@ -23,7 +23,7 @@ use crate::release::{Release, ReleaseSource};
 use crate::render::render;
 
 pub use deploy::{
-    DeployTarget, configured_storage_class, deploy, deploy_locked, render_for, resolved_values,
+    ReleaseRecord, configured_storage_class, render_and_write, render_for, resolved_values, write_release,
 };
 pub use verify::{
     ImageSignaturePolicy, SignaturePolicy, VerifiedBundle, verify_before_use, verify_signature_before_use,
@@ -128,7 +128,7 @@ const NOTHING_DONE: &str = "nothing was pushed or applied";
 
 /// Applies a release: the whole pipeline, each step reported, nothing pushed or written before
 /// the bundle, the license, the values and the cluster's preflight have passed.
-pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Result<ApplyReport> {
+pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Result<ApplyReport> {
     let ApplyRequest {
         source,
         signature,
@@ -141,17 +141,17 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
     } = request;
     let verified = match &source {
         ReleaseSource::Bundle { path, .. } => {
-            let mut verified = verify_before_use(path, &signature, NOTHING_DONE, reporter).await?;
-            verified.require_image_signatures(&image_signatures, NOTHING_DONE, reporter)?;
+            let mut verified = verify_before_use(path, &signature, NOTHING_DONE, progress).await?;
+            verified.require_image_signatures(&image_signatures, NOTHING_DONE, progress)?;
             Some(verified)
         }
         ReleaseSource::Connected(_) => None,
     };
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
     if air_gapped || license.is_some() {
-        reporter.step("check license");
+        progress.step("check license");
     }
-    let license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, reporter)?;
+    let license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, progress)?;
     let mut release = load(&source, verified.as_ref())?;
     release.license = license;
     let site_check = SiteCheck {
@@ -165,12 +165,12 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
         cluster,
         report,
         served,
-    } = preflight(&release, &options, site_check, reporter).await?;
+    } = preflight(&release, &options, site_check, progress).await?;
     if !report.passed() {
         return Err(crate::DeployError::PreflightFailed(report.failure_message()));
     }
     if let Some(report) = served {
-        reporter.step(&format!(
+        progress.step(&format!(
             "no push (--no-push): {} serves all {} images and charts",
             report.registry,
             report.artifacts.len()
@@ -181,10 +181,10 @@ pub async fn run(request: ApplyRequest, reporter: &dyn Reporter) -> crate::Resul
             concurrency,
             registry,
         };
-        push(&verified.bundle, &site, &mirror, &mut release, reporter).await?;
+        push(&verified.bundle, &site, &mirror, &mut release, progress).await?;
     }
-    let report = deploy(&cluster, &release, &options, reporter).await?;
-    wait(&cluster, &report, &options, reporter).await?;
+    let report = render_and_write(&cluster, &release, &options, progress).await?;
+    wait(&cluster, &report, &options, progress).await?;
     Ok(report)
 }
 
@@ -223,10 +223,10 @@ pub async fn preflight(
     release: &Release,
     options: &ApplyOptions,
     site_check: SiteCheck<'_>,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<Preflight> {
     release.values(&options.values_files, &options.sets, None)?;
-    reporter.step("preflight");
+    progress.step("preflight");
     let cluster = crate::cluster::connect(&options.cluster).await?;
     let mut report = check_release(&cluster, release, options).await?;
     let mut served = None;
@@ -256,11 +256,11 @@ async fn push(
     site: &SiteRegistry,
     options: &MirrorOptions,
     release: &mut Release,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<()> {
-    reporter.step(&format!("push {} to {site}", bundle.path().display()));
-    let report = mirror_bundle(bundle, site, options, reporter).await?;
-    reporter.line(&format!(
+    progress.step(&format!("push {} to {site}", bundle.path().display()));
+    let report = mirror_bundle(bundle, site, options, progress).await?;
+    progress.line(&format!(
         "    {} uploaded ({}), {} mounted, {} already present, in {:.1}s",
         report.blobs_uploaded,
         human_bytes(report.bytes_sent),
@@ -276,12 +276,12 @@ async fn wait(
     cluster: &Cluster,
     report: &ApplyReport,
     options: &ApplyOptions,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<()> {
     let Some(timeout) = options.wait.filter(|_| !options.dry_run) else {
         return Ok(());
     };
-    reporter.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
+    progress.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
     let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
     crate::wait::wait_ready(cluster, &keys, timeout, &|states| {
         let waiting: Vec<String> = states
@@ -289,7 +289,7 @@ async fn wait(
             .filter(|state| !state.ready)
             .map(|state| format!("{} ({})", state.key, state.detail))
             .collect();
-        reporter.line(&format!("    waiting for {}", waiting.join(", ")));
+        progress.line(&format!("    waiting for {}", waiting.join(", ")));
     })
     .await
 }

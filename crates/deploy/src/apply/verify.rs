@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use coder_bundle::image_signatures::{ImageSignatureVerdict, check_image_signatures, read_image_key};
+use coder_bundle::read::image_signatures::{ImageSignatureVerdict, check_image_signatures, read_image_key};
+use coder_bundle::read::verify::{SignatureStatus, verify_reported, verify_signature_pinned};
 use coder_bundle::read::{BundleReader, OpenedBundle};
 use coder_bundle::signing::{fingerprint, read_public_key};
-use coder_bundle::verify::{SignatureStatus, verify_reported, verify_signature_pinned};
 use coder_mirror::SiteRegistry;
-use coder_report::Reporter;
+use coder_progress::Progress;
 use ed25519_dalek::VerifyingKey;
 
 use crate::release::Release;
@@ -66,12 +66,12 @@ impl VerifiedBundle {
         &mut self,
         policy: &ImageSignaturePolicy,
         undone: &'static str,
-        reporter: &dyn Reporter,
+        progress: &dyn Progress,
     ) -> crate::Result<()> {
         if policy.keys.is_empty() {
             return Ok(());
         }
-        reporter.step("check image signatures");
+        progress.step("check image signatures");
         let keys = policy
             .keys
             .iter()
@@ -112,7 +112,7 @@ impl VerifiedBundle {
                 ""
             }
         );
-        reporter.line(&format!("    image signatures: {summary}"));
+        progress.line(&format!("    image signatures: {summary}"));
         self.signature = format!("{}; images: {summary}", self.signature);
         Ok(())
     }
@@ -124,10 +124,10 @@ pub async fn verify_before_use(
     path: &Path,
     policy: &SignaturePolicy,
     undone: &'static str,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<VerifiedBundle> {
     let key = signature_key(policy, undone)?;
-    reporter.step(&format!("verify {}", path.display()));
+    progress.step(&format!("verify {}", path.display()));
     let signature = key.as_ref().map_or_else(
         || "NOT checked (--allow-unsigned)".to_owned(),
         |key| format!("verified with key {}", fingerprint(key)),
@@ -137,7 +137,7 @@ pub async fn verify_before_use(
         .await
         .map_err(crate::DeployError::VerificationStopped)??;
     // Hashing every blob of a bundle of several GB takes a while: it shows as a job.
-    let job = reporter.job("verifying", reader.file().len());
+    let job = progress.job("verifying", reader.file().len());
     let (reader, report) = tokio::task::spawn_blocking(move || {
         verify_reported(&reader, key.as_ref(), job.as_ref()).map(|report| (reader, report))
     })
@@ -150,7 +150,7 @@ pub async fn verify_before_use(
         }
         return Err(crate::DeployError::BundleRefused { undone, problems });
     }
-    reporter.line(&format!("    signature: {signature}"));
+    progress.line(&format!("    signature: {signature}"));
     Ok(VerifiedBundle {
         bundle: OpenedBundle::from_reader(reader, Some(&report.manifest_digest))?,
         signature,
@@ -166,10 +166,10 @@ pub async fn verify_signature_before_use(
     policy: &SignaturePolicy,
     pinned: &str,
     undone: &'static str,
-    reporter: &dyn Reporter,
+    progress: &dyn Progress,
 ) -> crate::Result<VerifiedBundle> {
     let key = signature_key(policy, undone)?;
-    reporter.step(&format!("check the signature of {}", path.display()));
+    progress.step(&format!("check the signature of {}", path.display()));
     let not_hashed = format!("manifest pinned to {pinned} by an earlier verify; blobs not re-hashed");
     let signature = match &key {
         Some(key) => format!("verified with key {} ({not_hashed})", fingerprint(key)),
@@ -188,7 +188,7 @@ pub async fn verify_signature_before_use(
             problems: vec![format!("signature: {reason}")],
         });
     }
-    reporter.line(&format!("    signature: {signature}"));
+    progress.line(&format!("    signature: {signature}"));
     Ok(VerifiedBundle { bundle, signature })
 }
 

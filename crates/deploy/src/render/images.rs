@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bundle_spec::ImageLock;
+use coder_bundle_spec::ImageLock;
 use serde_json::Value;
 
 use coder_mirror::SiteRegistry;

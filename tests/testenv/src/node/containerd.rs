@@ -81,6 +81,26 @@ impl Containerd {
         write_file(&dir.join("hosts.toml"), hosts.as_bytes())
     }
 
+    /// Installs a registry configuration folder (`config_path` layout: one folder per registry
+    /// host, each with its `hosts.toml` and the files it names) as it is, beside what is there.
+    pub(crate) fn install_registry_config(&self, config: &Path) -> Result<()> {
+        let hosts = std::fs::read_dir(config).map_err(io_context(format!("reading {}", config.display())))?;
+        for host in hosts {
+            let host = host.map_err(io_context(format!("reading {}", config.display())))?;
+            let target = self.dir.join("certs.d").join(host.file_name());
+            std::fs::create_dir_all(&target).map_err(io_context(format!("creating {}", target.display())))?;
+            let files = std::fs::read_dir(host.path())
+                .map_err(io_context(format!("reading {}", host.path().display())))?;
+            for file in files {
+                let file = file.map_err(io_context(format!("reading {}", host.path().display())))?;
+                let bytes = std::fs::read(file.path())
+                    .map_err(io_context(format!("reading {}", file.path().display())))?;
+                write_file(&target.join(file.file_name()), &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Kills every container (pods' and their sandboxes') and stops containerd and its shims.
     /// Their mounts and network namespaces, all under the node's directory, are the caller's
     /// to unmount.

@@ -184,6 +184,15 @@ impl Cluster {
             .trust_plain_http_registry(host)
     }
 
+    /// Configures the node's registries from a folder in containerd's `config_path` layout (what
+    /// `coder-install node-config` writes under `certs.d/`), copied as it is.
+    pub fn install_registry_config(&self, config: &std::path::Path) -> Result<()> {
+        self.containerd
+            .as_ref()
+            .expect("set while the cluster exists")
+            .install_registry_config(config)
+    }
+
     /// Turns the NetworkPolicy stand-in's enforcement on (the default) or off, and waits until
     /// the node's rules say so: off, every packet passes whatever the policies say, for tests
     /// that show what fails without them. Connections already open are not cut either way.

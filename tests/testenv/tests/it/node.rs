@@ -14,6 +14,24 @@ use kube::Api;
 use kube::api::{LogParams, PostParams};
 use serde_json::json;
 
+/// A cluster (API server and node) and a plain-HTTP registry it trusts, holding busybox: the
+/// image's reference.
+async fn cluster_with_busybox() -> (Cluster, Registry, String) {
+    let (cluster, registry) = tokio::join!(Cluster::start(), Registry::start(RegistryFlavour::Plain));
+    let cluster = cluster.expect("start the cluster (API server and node)");
+    let registry = registry.expect("start the registry");
+    cluster
+        .trust_plain_http_registry(&registry.host())
+        .expect("trust the registry");
+    let busybox = ImageBuilder::busybox().expect("busybox").build().expect("build");
+    registry
+        .push_image("testenv/busybox:1", &busybox)
+        .await
+        .expect("push");
+    let image = format!("{}/testenv/busybox:1", registry.host());
+    (cluster, registry, image)
+}
+
 async fn create<K>(api: &Api<K>, object: serde_json::Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
@@ -48,18 +66,7 @@ async fn wait_for_phase(cluster: &Cluster, pods: &Api<Pod>, pod: &str, ready: bo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_pulls_from_the_test_registry_gets_a_volume_and_serves_a_service_by_name() {
-    let (cluster, registry) = tokio::join!(Cluster::start(), Registry::start(RegistryFlavour::Plain));
-    let cluster = cluster.expect("start the cluster (API server and node)");
-    let registry = registry.expect("start the registry");
-    cluster
-        .trust_plain_http_registry(&registry.host())
-        .expect("trust the registry");
-    let busybox = ImageBuilder::busybox().expect("busybox").build().expect("build");
-    registry
-        .push_image("testenv/busybox:1", &busybox)
-        .await
-        .expect("push");
-    let image = format!("{}/testenv/busybox:1", registry.host());
+    let (cluster, _registry, image) = cluster_with_busybox().await;
 
     let client = cluster.api().client().await.expect("client");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coder_testenv::fixture::ImageBuilder;
-use coder_testenv::{Cluster, LOAD_BALANCER_CIDR, NODE_ADDRESS, Registry, RegistryFlavour};
+use coder_testenv::{Cluster, LOAD_BALANCER_CIDR, NODE_ADDRESS};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
@@ -205,18 +204,7 @@ fn policy(name: &str, spec: serde_json::Value) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn network_policies_and_load_balancers_are_enforced_and_served_on_the_real_node() {
-    let (cluster, registry) = tokio::join!(Cluster::start(), Registry::start(RegistryFlavour::Plain));
-    let cluster = cluster.expect("start the cluster (API server and node)");
-    let registry = registry.expect("start the registry");
-    cluster
-        .trust_plain_http_registry(&registry.host())
-        .expect("trust the registry");
-    let busybox = ImageBuilder::busybox().expect("busybox").build().expect("build");
-    registry
-        .push_image("testenv/busybox:1", &busybox)
-        .await
-        .expect("push");
-    let image = format!("{}/testenv/busybox:1", registry.host());
+    let (cluster, _registry, image) = super::cluster_with_busybox().await;
     let client = cluster.api().client().await.expect("client");
 
     // Namespace shop (team=red): web, client, other. Namespace lab (team=blue): client.
