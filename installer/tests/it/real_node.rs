@@ -19,7 +19,9 @@ use coder_testenv::dependency_images::{
     ingress_certgen_image, ingress_controller_image, postgres_image, workspace_image,
 };
 use coder_testenv::front_door_walk::FrontDoorWalk;
-use coder_testenv::{ACCESS_TLS_SECRET, Cluster, Registry, RegistryFlavour, SiteTls, WORKSPACE_TLS_SECRET};
+use coder_testenv::{
+    ACCESS_TLS_SECRET, Cluster, Registry, RegistryFlavour, SiteTls, TestCa, WORKSPACE_TLS_SECRET,
+};
 use futures_util::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams, LogParams};
@@ -106,19 +108,20 @@ impl RealWorld {
     /// The node trusts the site registry (HTTPS, the site's private CA) and resolves Docker Hub
     /// names there, from `node-config`'s files alone.
     fn configure_the_node(&self) {
-        let config = self.path("node-config");
-        let ca = self
-            .site
-            .ca_file()
-            .expect("the site registry's CA")
-            .display()
-            .to_string();
+        let ca = self.site.ca_file().expect("the site registry's CA").to_owned();
+        self.configure_the_node_for(&self.site.host(), &ca, "site");
+    }
+
+    /// Runs `node-config` for the registry `host` (prefix `coder`, its CA `ca`, Docker Hub
+    /// mirrored) into the folder `node-config-NAME` and installs its files on the node.
+    fn configure_the_node_for(&self, host: &str, ca: &Path, name: &str) {
+        let config = self.path(&format!("node-config-{name}"));
         self.run([
             "node-config",
             "--registry",
-            &format!("{}/coder", self.site.host()),
+            &format!("{host}/coder"),
             "--registry-ca",
-            &ca,
+            &ca.display().to_string(),
             "--mirror-of",
             "docker.io",
             "-o",
@@ -1118,4 +1121,118 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         .await
         .expect("license JSON");
     assert_eq!(license["tier"], "free", "{license}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_real_node_the_platform_runs_from_serve_without_a_site_registry() {
+    let world = RealWorld::start().await;
+    let bundle = world.bundle("1.0.0");
+    let license = world.path("enterprise.license");
+    std::fs::write(
+        &license,
+        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
+    )
+    .expect("license");
+
+    // `serve` in front of the bundle, HTTPS from a private CA, one htpasswd user.
+    let dir = world.dir.path();
+    let ca = TestCa::new().expect("the serve host's CA");
+    let ca_file = dir.join("serve-ca.crt");
+    ca.write_cert(&ca_file).expect("CA file");
+    let cert = ca.issue_server_cert(dir, "serve").expect("serve's certificate");
+    let (user, password) = ("puller", "a pull password for serve");
+    let htpasswd = dir.join("serve.htpasswd");
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+    let served = crate::serve::Served::start(
+        Path::new(&bundle),
+        &[
+            "--allow-unsigned",
+            "--prefix",
+            "coder",
+            "--tls-cert",
+            &cert.cert.display().to_string(),
+            "--tls-key",
+            &cert.key.display().to_string(),
+            "--htpasswd",
+            &htpasswd.display().to_string(),
+        ],
+    );
+    let host = served.host();
+    world.configure_the_node_for(&host, &ca_file, "serve");
+
+    // No push: the nodes pull every image from `serve`, with the pull Secret apply makes.
+    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
+    let mut command = crate::world::coder_install_command([
+        "apply",
+        "--bundle",
+        &bundle,
+        "--allow-unsigned",
+        "--registry",
+        &format!("{host}/coder"),
+        "--no-push",
+        "--registry-ca",
+        &ca_file.display().to_string(),
+        "--registry-username",
+        user,
+        "--registry-password-stdin",
+        "--license",
+        &license,
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "ingress.enable=false",
+        "--wait",
+        "--timeout",
+        READY_TIMEOUT,
+        "--output",
+        "json",
+    ]);
+    command
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run apply");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("the password");
+    }
+    let output = child.wait_with_output().expect("apply");
+    if !output.status.success() {
+        panic!(
+            "apply from serve failed:\n{}\npods:\n{}\nnode logs in {}",
+            String::from_utf8_lossy(&output.stderr),
+            world.cluster.describe_pods(NAMESPACE).await,
+            world.cluster.log_dir().display()
+        );
+    }
+    let report: Value = serde_json::from_slice(&output.stdout).expect("apply's JSON report");
+    assert_eq!(report["mode"], "air-gapped", "{report}");
+
+    // Every workload Ready (apply --wait), each container's image from `serve`.
+    let client = world.cluster.api().client().await.expect("client");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let listed = pods.list(&ListParams::default()).await.expect("pods");
+    assert!(!listed.items.is_empty(), "no pods");
+    for pod in listed {
+        for container in pod.spec.into_iter().flat_map(|spec| spec.containers) {
+            let image = container.image.unwrap_or_default();
+            assert!(
+                image.starts_with(&format!("{host}/coder/")),
+                "pulled from elsewhere: {image}"
+            );
+        }
+    }
+    assert_no_restarts(&world.cluster, NAMESPACE).await;
+    let stopped = served.stop();
+    assert!(
+        stopped["stopped"]["blob_bytes"].as_u64().unwrap_or(0) > 1 << 20,
+        "the node pulled nothing from serve: {stopped}"
+    );
 }
