@@ -51,6 +51,14 @@ pub enum Command {
     /// site registry under its prefix, never from upstream. Copy `DIR/certs.d/.` to every node's
     /// `/etc/containerd/certs.d/`; `DIR/README.md` says how.
     NodeConfig(crate::commands::node_config::NodeConfigArgs),
+    /// Write the have-list of what the site registry already holds, for `bundle --have-list`.
+    ///
+    /// Every tag of the repositories the spec's images and charts go to (under the prefix) is
+    /// read, and the digests of its manifests, configs and layers written one a line, after a
+    /// header saying which registry and when. On the connected side, `bundle --have-list FILE`
+    /// then leaves those blobs out: the update carries only what the site lacks, and `push` or
+    /// `apply` checks that every blob left out is at the site before anything is sent.
+    Inventory(crate::commands::inventory::InventoryArgs),
     /// Deploy the platform: from a bundle via the site registry (air-gapped) or from upstream.
     ///
     /// In order: verify the bundle, check the license (offline), preflight, push the images,
@@ -85,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => crate::commands::push::run(args).await,
         Command::Serve(args) => crate::commands::serve::run(args).await,
         Command::NodeConfig(args) => crate::commands::node_config::run(&args),
+        Command::Inventory(args) => crate::commands::inventory::run(args).await,
         Command::Apply(args) => crate::commands::apply::run(*args).await,
         Command::Template(args) => crate::commands::template::run(&args).await,
         Command::Preflight(args) => crate::commands::preflight::run(args).await,

@@ -45,6 +45,7 @@
 mod blobs;
 mod damaged;
 mod error;
+pub mod inventory;
 mod manifests;
 pub mod node_config;
 mod plan;

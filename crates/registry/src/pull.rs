@@ -103,6 +103,41 @@ impl RegistryClient {
         })
     }
 
+    /// Every tag of `repository` (`GET /v2/<repository>/tags/list`, following the `Link` to
+    /// each next page); none when the registry does not know the repository.
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut tags = Vec::new();
+        let mut path = "tags/list?n=1000".to_owned();
+        loop {
+            let response = self
+                .request(Method::GET, repository, &path, HeaderMap::new(), "pull")
+                .await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            let response = expect_success(response).await?;
+            let next = next_page(&response, &repository.repository);
+            let url = response.url().to_string();
+            let bytes = read_limited(response, MAX_MANIFEST_BYTES, &url).await?;
+            let page: TagList = serde_json::from_slice(&bytes).map_err(|error| RegistryError::Io {
+                context: format!("reading the tags of {repository}"),
+                source: std::io::Error::other(error),
+            })?;
+            let added = page.tags.unwrap_or_default();
+            let progressed = !added.is_empty();
+            tags.extend(added);
+            match next {
+                Some(next) if progressed => path = next,
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     /// Starts a blob download from byte `offset` (0 for all of it).
     ///
     /// Returns the response to stream and the offset it actually starts at: a registry that
@@ -189,4 +224,20 @@ impl RegistryClient {
             })?;
         Ok(Some(target))
     }
+}
+
+/// The path (below `/v2/<repository>/`) of the next page a `Link: <...>; rel="next"` header
+/// names, when it names one in the same repository.
+fn next_page(response: &Response, repository: &str) -> Option<String> {
+    let link = response.headers().get("link")?.to_str().ok()?;
+    let target = link
+        .split(';')
+        .next()?
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let path = target.split_once("/v2/").map_or(target, |(_, path)| path);
+    path.strip_prefix(repository)?
+        .strip_prefix('/')
+        .map(str::to_owned)
 }

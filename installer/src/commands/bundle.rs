@@ -80,6 +80,13 @@ pub async fn run(args: BundleArgs) -> anyhow::Result<()> {
             (None, None) => None,
         },
     };
+    if let Some(delta) = &options.delta {
+        crate::progress::for_format(args.format).line(&format!(
+            "delta bundle: what the release shares with {1} ({0} digests) is left out",
+            delta.have.len(),
+            delta.base
+        ));
+    }
     let summary = tokio::select! {
         summary = create(&inputs, &options, crate::progress::for_format(args.format)) => summary?,
         // Stop the downloads but keep the partial bundle and its journal for the next run.

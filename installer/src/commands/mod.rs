@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod apply;
 pub mod bundle;
 pub mod inspect;
+pub mod inventory;
 pub mod license;
 pub mod lock;
 pub mod node_config;

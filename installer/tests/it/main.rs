@@ -9,6 +9,7 @@ mod cli;
 mod credentials;
 mod hardening;
 mod image_signatures;
+mod inventory;
 mod lease;
 mod license;
 mod port_table;

@@ -67,6 +67,10 @@ impl BundleOptions {
     }
 }
 
+/// What the first line of a have-list that `coder-install inventory` wrote starts with; the
+/// rest of the line says which registry it was taken of, and when.
+pub const HAVE_LIST_HEADER: &str = "# coder-install inventory of ";
+
 /// What the target of a delta bundle already has.
 pub struct DeltaSource {
     /// A description for the bundle manifest (e.g. `coder 1.0.0 (old.bundle)`).
@@ -107,10 +111,16 @@ impl DeltaSource {
             })?;
             have.insert(line.to_owned());
         }
-        Ok(Self {
-            base: format!("have-list {}", path.display()),
-            have,
-        })
+        // An inventory's first line says which registry it was taken of, and when.
+        let base = match text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix(HAVE_LIST_HEADER))
+        {
+            Some(taken) => format!("the inventory of {taken} ({})", path.display()),
+            None => format!("have-list {}", path.display()),
+        };
+        Ok(Self { base, have })
     }
 }
 
