@@ -11,7 +11,9 @@
 //! - `push` of the bundle into an empty loopback registry vs `skopeo copy oci-archive:BUNDLE:<ref>
 //!   docker://...` of each image into another, and vs the upload limit (every unique blob, held
 //!   in memory, sent once by `POST` + one monolithic `PUT`, 8 at a time, into one repository of a
-//!   third empty registry, then every manifest `PUT`); and a re-push when everything is present;
+//!   third empty registry, then every manifest `PUT`); the same push in chunks of 16 MiB and of
+//!   1 MiB (`--chunk-size`, as behind a proxy that caps request bodies) against that limit; and
+//!   a re-push when everything is present;
 //! - peak RSS of `bundle` and of `push` on an image with a 1 GiB layer (skip with
 //!   `BENCH_SKIP_LARGE=1`).
 //!
@@ -330,8 +332,8 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
 /// round of each); then a re-push into the last push's registry, where everything is present.
 async fn push_figures(bundle: &Path, refs: &[String], images: &[Image]) {
     let license = airgap_license(bundle.parent().expect("the bundle's folder"));
-    let push_into = |host: &str| {
-        let args = [
+    let push_into = |host: &str, extra: &[&str]| {
+        let mut args = vec![
             "push",
             "--allow-unsigned",
             "--license",
@@ -345,19 +347,26 @@ async fn push_figures(bundle: &Path, refs: &[String], images: &[Image]) {
             "--output",
             "json",
         ];
+        args.extend(extra);
         timed(|| coder_install(&args))
     };
-    let mut push = Samples::default();
+    // Whole blobs, then chunks of 16 MiB (a 413's fallback) and of 1 MiB (NGINX's default cap).
+    let mut pushes = Vec::new();
     let mut last_target = None;
-    for _ in 0..ROUNDS {
-        let target = Registry::start(RegistryFlavour::Plain)
-            .await
-            .expect("start push target");
-        settle();
-        push.add(push_into(&target.host()));
-        last_target = Some(target);
+    for extra in [&[][..], &["--chunk-size", "16Mi"], &["--chunk-size", "1Mi"]] {
+        let mut samples = Samples::default();
+        for _ in 0..ROUNDS {
+            let target = Registry::start(RegistryFlavour::Plain)
+                .await
+                .expect("start push target");
+            settle();
+            samples.add(push_into(&target.host(), extra));
+            last_target = Some(target);
+        }
+        pushes.push(samples);
     }
-    let repush = push_into(&last_target.expect("a push target").host());
+    let repush = push_into(&last_target.expect("a push target").host(), &[]);
+    let push = pushes.remove(0);
 
     let mut skopeo = Samples::default();
     for _ in 0..ROUNDS {
@@ -392,6 +401,12 @@ async fn push_figures(bundle: &Path, refs: &[String], images: &[Image]) {
         "upload limit (8 PUTs):    {limit}   ratio ours/limit  = {:.2} (target <= 1.20)",
         ratio(push.median(), limit.median())
     );
+    for (samples, chunks) in pushes.iter().zip(["16 MiB", " 1 MiB"]) {
+        println!(
+            "push, {chunks} chunks:     {samples}   ratio chunks/limit = {:.2}",
+            ratio(samples.median(), limit.median())
+        );
+    }
     println!(
         "re-push (all present):    {:>8.3} s   (target <= 1)",
         repush.as_secs_f64()
