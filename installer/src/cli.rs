@@ -72,6 +72,15 @@ pub enum Command {
     Preflight(crate::commands::preflight::PreflightArgs),
     /// Show what is installed in a namespace and whether it is healthy.
     Status(crate::commands::status::StatusArgs),
+    /// Collect what a vendor needs to diagnose an install into one .tar.gz, credentials removed.
+    ///
+    /// The install record and its revisions, every ConfigMap, the workloads' readiness, events,
+    /// pods, each container's log and its previous container's (bounded), node conditions,
+    /// versions and the license's claims. Secrets' data is never included: every value of every
+    /// Secret of the namespace is masked wherever it appears, and so is whatever looks like a
+    /// password, token, cookie or private key. Works while the platform is broken: it needs only
+    /// the API server. `manifest.json` in the archive lists every file and what was masked.
+    SupportBundle(crate::commands::support_bundle::SupportBundleArgs),
     /// Re-apply the previously recorded version's manifests (database migrations are forward-only).
     Rollback(crate::commands::rollback::RollbackArgs),
     /// Remove the platform from a namespace.
@@ -98,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(args) => crate::commands::template::run(&args).await,
         Command::Preflight(args) => crate::commands::preflight::run(args).await,
         Command::Status(args) => crate::commands::status::run(args).await,
+        Command::SupportBundle(args) => crate::commands::support_bundle::run(args).await,
         Command::Rollback(args) => crate::commands::rollback::run(args).await,
         Command::Uninstall(args) => crate::commands::uninstall::run(args).await,
         Command::Allowlist(args) => crate::commands::allowlist::run(args).await,

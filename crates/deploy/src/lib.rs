@@ -33,5 +33,6 @@ pub mod render;
 pub mod revision;
 pub mod rollback;
 pub mod secrets;
+pub mod support;
 pub mod uninstall;
 pub mod wait;

@@ -14,6 +14,7 @@ pub mod push;
 pub mod rollback;
 pub mod serve;
 pub mod status;
+pub mod support_bundle;
 pub mod template;
 pub mod uninstall;
 pub mod verify;

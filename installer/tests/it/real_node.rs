@@ -1230,9 +1230,124 @@ async fn on_a_real_node_the_platform_runs_from_serve_without_a_site_registry() {
         }
     }
     assert_no_restarts(&world.cluster, NAMESPACE).await;
+
+    // Broken: the manager crash-loops (a listen address it cannot parse). A support bundle of
+    // the namespace holds the crash's log lines, and no value of any of its Secrets.
+    support_bundle_of_a_crash_loop(&world, &client, password).await;
+
     let stopped = served.stop();
     assert!(
         stopped["stopped"]["blob_bytes"].as_u64().unwrap_or(0) > 1 << 20,
         "the node pulled nothing from serve: {stopped}"
     );
+}
+
+/// Breaks the manager, waits until a manager container has crashed, takes a support bundle and
+/// searches its bytes.
+async fn support_bundle_of_a_crash_loop(world: &RealWorld, client: &kube::Client, pull_password: &str) {
+    const BAD_ADDRESS: &str = "bogus-listen-address";
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    let patch = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "manager", "env": [{ "name": "CODER_LISTEN", "value": BAD_ADDRESS }] }
+    ] } } } });
+    deployments
+        .patch(
+            "coder-manager",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .expect("break the manager");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        "a crashed manager container",
+        Duration::from_secs(120),
+        || async {
+            let listed = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|error| error.to_string())?;
+            let restarted = listed
+                .iter()
+                .flat_map(|pod| pod.status.iter())
+                .flat_map(|status| status.container_statuses.iter().flatten())
+                .any(|container| container.name == "manager" && container.restart_count > 0);
+            if restarted {
+                Ok(())
+            } else {
+                Err("no manager container has restarted yet".to_owned())
+            }
+        },
+    )
+    .await;
+
+    let archive = world.path("support.tar.gz");
+    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
+    let report: Value = serde_json::from_str(&world.run([
+        "support-bundle",
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "-o",
+        &archive,
+        "--output",
+        "json",
+    ]))
+    .expect("support-bundle's JSON");
+    let mut files = std::collections::BTreeMap::new();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&archive).expect("the archive"),
+    ));
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().expect("a path").display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("read an entry");
+        files.insert(path, bytes);
+    }
+    assert!(files.contains_key("support/manifest.json"), "{:?}", files.keys());
+    let crash_logged = files.iter().any(|(path, bytes)| {
+        path.starts_with("support/logs/") && String::from_utf8_lossy(bytes).contains(BAD_ADDRESS)
+    });
+    assert!(
+        crash_logged,
+        "the crash's log lines are not in the bundle: {report}"
+    );
+    // Every value of every Secret of the namespace, searched in every byte of the bundle.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let everything: Vec<u8> = files.values().flatten().copied().collect();
+    let mut searched = 0;
+    let mut names = Vec::new();
+    for secret in secrets.list(&ListParams::default()).await.expect("the Secrets") {
+        names.extend(secret.metadata.name.clone());
+        for (key, value) in secret.data.unwrap_or_default() {
+            let value = String::from_utf8_lossy(&value.0).trim().to_owned();
+            if value.len() < 6 {
+                continue;
+            }
+            searched += 1;
+            assert!(
+                !everything
+                    .windows(value.len())
+                    .any(|window| window == value.as_bytes()),
+                "{}/{key} is in the support bundle",
+                secret.metadata.name.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    assert!(
+        searched >= 4,
+        "the namespace's Secrets were not found ({searched} values)"
+    );
+    assert!(
+        !everything
+            .windows(pull_password.len())
+            .any(|window| window == pull_password.as_bytes()),
+        "the registry password is in the support bundle"
+    );
+    // The admin password and the pull Secret (the serve user's password) among them.
+    for name in ["coder-admin-password", "coder-registry-pull"] {
+        assert!(names.iter().any(|found| found == name), "{names:?}");
+    }
 }
