@@ -162,12 +162,16 @@ fn error_chain(error: &oci_client::errors::OciDistributionError) -> String {
 
 /// A suggestion for the usual causes of a failed push, read from the error's text.
 fn hint(text: &str, with_credentials: bool) -> &'static str {
-    let unauthorized = text.contains("401") || text.contains("nauthorized");
-    if unauthorized && with_credentials {
+    // Status codes are matched with their reason: a bare "401" is also found in a port
+    // (`127.0.0.1:40143`), and a certificate problem comes before any answer.
+    let unauthorized = text.contains("nauthorized");
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        "; the registry's TLS certificate is not trusted: pass --registry-ca FILE (or --insecure-registry HOST for plain HTTP)"
+    } else if unauthorized && with_credentials {
         "; the registry refused the user name and password given"
     } else if unauthorized {
         "; the registry wants credentials: `docker login` to it, or pass --username USER --password-stdin"
-    } else if text.contains("403") || text.contains("Forbidden") {
+    } else if text.contains("Forbidden") {
         "; the credentials may not push to this repository"
     } else if text.contains("UnknownIssuer") || text.contains("certificate") {
         "; the registry's TLS certificate is not trusted: pass --registry-ca FILE (or --insecure-registry HOST for plain HTTP)"
@@ -180,5 +184,20 @@ fn hint(text: &str, with_credentials: bool) -> &'static str {
         "; for a plain-HTTP registry pass --insecure-registry HOST"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint;
+
+    #[test]
+    fn hints_read_status_reasons_not_digits_a_port_may_hold() {
+        let untrusted = "pushing 127.0.0.1:40143/x: error sending request for url (https://127.0.0.1:40143/v2/): client error (Connect): invalid peer certificate: UnknownIssuer";
+        assert!(hint(untrusted, false).contains("--registry-ca"));
+        let refused = "HTTP status client error (401 Unauthorized) for url (https://127.0.0.1:5000/v2/)";
+        assert!(hint(refused, false).contains("wants credentials"));
+        assert!(hint(refused, true).contains("refused the user name"));
+        assert_eq!(hint("pushing 127.0.0.1:40301/x: done", false), "");
     }
 }
