@@ -185,18 +185,21 @@ async fn collect_objects(
         move |source| SupportError::Read { what, source }
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for pod in pods
+    for mut pod in pods
         .list(&ListParams::default())
         .await
         .map_err(read("the pods"))?
     {
+        // Which client wrote which field: noise for a reader, and long.
+        pod.metadata.managed_fields = None;
         let name = pod.metadata.name.clone().unwrap_or_default();
         collected.json(&format!("pods/{name}.json"), &pod);
     }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     match config_maps.list(&ListParams::default()).await {
         Ok(listed) => {
-            for config_map in listed {
+            for mut config_map in listed {
+                config_map.metadata.managed_fields = None;
                 let name = config_map.metadata.name.clone().unwrap_or_default();
                 collected.json(&format!("configmaps/{name}.json"), &config_map);
             }
@@ -273,7 +276,10 @@ async fn collect_logs(
                     Ok(log) => {
                         collected.files.insert(file, log.into_bytes());
                     }
-                    // No previous container, or one that never started: said, not fatal.
+                    // No previous container: nothing to include.
+                    Err(kube::Error::Api(status))
+                        if previous && status.code == 400 && status.message.contains("not found") => {}
+                    // A container that never started, say: said, not fatal.
                     Err(error) => collected.skipped.push(format!("{file}: {}", short(&error))),
                 }
             }

@@ -112,11 +112,13 @@ fn mask_by_shape(text: &str) -> (String, usize) {
             continue;
         }
         if mask_next && !word.is_empty() {
-            out.push_str("[REDACTED]");
-            out.push_str(space);
-            count += 1;
             mask_next = false;
-            continue;
+            if let Some(masked) = mask_value(word) {
+                out.push_str(&masked);
+                out.push_str(space);
+                count += 1;
+                continue;
+            }
         }
         let (masked, found) = mask_word(word);
         count += found;
@@ -127,6 +129,24 @@ fn mask_by_shape(text: &str) -> (String, usize) {
         out.push_str(space);
     }
     (out, count)
+}
+
+/// A value after its name: a JSON string keeps its quotes and what follows them, a bare word
+/// its trailing punctuation; an object or a list is structure, not a value, and is left.
+fn mask_value(word: &str) -> Option<String> {
+    if word.starts_with(['{', '[']) {
+        return None;
+    }
+    if let Some(rest) = word.strip_prefix('"') {
+        let close = rest.rfind('"')?;
+        return Some(format!("\"[REDACTED]\"{}", &rest[close + 1..]));
+    }
+    let value = word.trim_end_matches([',', ';']);
+    // `true`, `false`, `null` and numbers are settings, not credentials.
+    if matches!(value, "true" | "false" | "null") || value.parse::<f64>().is_ok() {
+        return None;
+    }
+    Some(format!("[REDACTED]{}", &word[value.len()..]))
 }
 
 /// One word: a signed token, a URL with a password, or `name=value` pairs.
@@ -154,11 +174,17 @@ fn mask_word(word: &str) -> (String, usize) {
     (out, count)
 }
 
+/// Whether a field or parameter name says its value is a credential; one that names where a
+/// credential is (`secretName`, `PASSWORD_FILE`, `secretKeyRef`, a mount path) does not.
 fn names_a_credential(name: &str) -> bool {
     let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-');
-    CREDENTIAL_NAMES
+    let names_a_place = ["name", "ref", "file", "path", "dir"]
         .iter()
-        .any(|credential| name.contains(credential))
+        .any(|place| name.ends_with(place));
+    !names_a_place
+        && CREDENTIAL_NAMES
+            .iter()
+            .any(|credential| name.contains(credential))
 }
 
 /// `header.payload.signature`, each base64url, the header a JSON object (`eyJ`).
@@ -230,6 +256,18 @@ mod tests {
             let out = redacted(&redactor, text);
             assert!(!out.contains(leaked), "{text:?} -> {out:?}");
         }
+        // Where a credential is kept is not a credential; structure stays valid JSON.
+        let places =
+            "{\"secretName\": \"coder-db-password\", \"CODER_PG_PASSWORD_FILE\": \"/run/secrets/x\"}";
+        assert_eq!(redacted(&redactor, places), places);
+        let object = "\"secret\": {\n  \"defaultMode\": 420\n}";
+        assert_eq!(redacted(&redactor, object), object);
+        assert_eq!(
+            redacted(&redactor, "{\"token\": \"abc\", \"n\": 1}"),
+            "{\"token\": \"[REDACTED]\", \"n\": 1}"
+        );
+        let setting = "\"automountServiceAccountToken\": false,";
+        assert_eq!(redacted(&redactor, setting), setting);
         // Certificates and ordinary words stay.
         let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
         assert_eq!(redacted(&redactor, certificate), certificate);
