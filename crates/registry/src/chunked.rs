@@ -104,12 +104,14 @@ impl RegistryClient {
         if first {
             self.options.progress.warning(&format!(
                 "the site registry (or a proxy in front of it) refused an upload as too large \
-                 (HTTP 413): uploading blobs in chunks of {size} bytes from now on (set \
-                 --chunk-size to choose the size)"
+                 (HTTP 413): uploading blobs in chunks of {} from now on (set --chunk-size to \
+                 choose the size)",
+                coder_progress::human_bytes(size)
             ));
         } else if refused_chunk.is_some() {
             self.options.progress.warning(&format!(
-                "a chunk was refused as too large (HTTP 413): chunks of {size} bytes from now on"
+                "a chunk was refused as too large (HTTP 413): chunks of {} from now on",
+                coder_progress::human_bytes(size)
             ));
         }
         Ok(size)
