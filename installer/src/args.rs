@@ -266,7 +266,7 @@ fn parse_chunk_size(text: &str) -> Result<u64, String> {
     let size = coder_units::parse_size(text)?;
     if size < coder_registry::SMALLEST_CHUNK {
         return Err(format!(
-            "{size} bytes is under the smallest chunk, {} bytes (64K)",
+            "{size} bytes is under the smallest chunk, {} bytes (64Ki)",
             coder_registry::SMALLEST_CHUNK
         ));
     }
