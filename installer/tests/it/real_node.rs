@@ -132,6 +132,17 @@ impl RealWorld {
             .expect("install node-config's files on the node");
     }
 
+    /// An enterprise license with the air-gap feature, written to the work folder; its path.
+    fn airgap_license(&self) -> String {
+        let license = self.path("enterprise.license");
+        std::fs::write(
+            &license,
+            crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
+        )
+        .expect("license");
+        license
+    }
+
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
@@ -782,12 +793,7 @@ where
 async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_tier_comes_up_connected() {
     let world = RealWorld::start().await;
     let bundle = world.bundle("1.0.0");
-    let license = world.path("enterprise.license");
-    std::fs::write(
-        &license,
-        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-    )
-    .expect("license");
+    let license = world.airgap_license();
 
     // Installed and Ready for real: apply --wait returns once the kubelet reports every
     // Deployment and the StatefulSet ready and every Job complete (the ingress controller's
@@ -1127,12 +1133,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
 async fn on_a_real_node_the_platform_runs_from_serve_without_a_site_registry() {
     let world = RealWorld::start().await;
     let bundle = world.bundle("1.0.0");
-    let license = world.path("enterprise.license");
-    std::fs::write(
-        &license,
-        crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-    )
-    .expect("license");
+    let license = world.airgap_license();
 
     // `serve` in front of the bundle, HTTPS from a private CA, one htpasswd user.
     let dir = world.dir.path();
@@ -1141,9 +1142,7 @@ async fn on_a_real_node_the_platform_runs_from_serve_without_a_site_registry() {
     ca.write_cert(&ca_file).expect("CA file");
     let cert = ca.issue_server_cert(dir, "serve").expect("serve's certificate");
     let (user, password) = ("puller", "a pull password for serve");
-    let htpasswd = dir.join("serve.htpasswd");
-    let hash = bcrypt::hash(password, 4).expect("bcrypt");
-    std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+    let htpasswd = crate::serve::htpasswd_file(dir, &[(user, password)]);
     let served = crate::serve::Served::start(
         Path::new(&bundle),
         &[

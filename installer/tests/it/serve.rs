@@ -925,7 +925,7 @@ async fn stalled_download(host: &str, path: &str, authorization: &str) -> tokio:
 }
 
 /// An htpasswd file of `users` (cost 4), in `dir`.
-fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("htpasswd");
     let lines: String = users
         .iter()
