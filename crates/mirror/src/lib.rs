@@ -155,9 +155,7 @@ pub async fn mirror_bundle(
     )
     .await?;
     referrers::update_fallback_indexes(&client, &artifacts, &counters, job.as_ref()).await?;
-    let mut report = report(bundle, site, pushed, counters, started);
-    report.upload_chunk_size = client.upload_chunk_size();
-    Ok(report)
+    Ok(report(bundle, site, pushed, counters, &client, started))
 }
 
 /// Which artifacts are already complete (all their manifests present).
@@ -208,6 +206,7 @@ fn report(
     site: &SiteRegistry,
     pushed: Vec<MirroredArtifact>,
     counters: Counters,
+    client: &RegistryClient,
     started: Instant,
 ) -> MirrorReport {
     MirrorReport {
@@ -222,7 +221,7 @@ fn report(
         manifests_present: counters.manifests_present.into_inner(),
         tags_set: counters.tags_set.into_inner(),
         bytes_sent: counters.bytes_sent.into_inner(),
-        upload_chunk_size: None,
+        upload_chunk_size: client.upload_chunk_size(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }

@@ -88,11 +88,7 @@ impl Platform {
     /// An enterprise license with the air-gap entitlement, written to the work folder.
     pub fn airgap_license(&self) -> PathBuf {
         let license = self.path("enterprise.license");
-        std::fs::write(
-            &license,
-            crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-        )
-        .expect("license");
+        crate::license::write_airgap_license(license.as_ref());
         license
     }
 

@@ -29,6 +29,12 @@ pub(crate) fn signed(claims: &Claims) -> String {
     test_keys::sign(claims).expect("sign a test license")
 }
 
+/// Writes an enterprise license with the air-gap feature to `path` (what `apply --bundle` and
+/// `push` need).
+pub(crate) fn write_airgap_license(path: &std::path::Path) {
+    std::fs::write(path, signed(&claims(Tier::Enterprise, true))).expect("write the license");
+}
+
 /// A license file in a directory removed when the value drops.
 struct LicenseFile {
     _dir: tempfile::TempDir,

@@ -135,11 +135,7 @@ impl RealWorld {
     /// An enterprise license with the air-gap feature, written to the work folder; its path.
     fn airgap_license(&self) -> String {
         let license = self.path("enterprise.license");
-        std::fs::write(
-            &license,
-            crate::license::signed(&crate::license::claims(coder_license::Tier::Enterprise, true)),
-        )
-        .expect("license");
+        crate::license::write_airgap_license(license.as_ref());
         license
     }
 

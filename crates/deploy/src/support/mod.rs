@@ -109,7 +109,17 @@ pub async fn support_bundle(
     options: &SupportOptions,
 ) -> Result<SupportReport, SupportError> {
     let namespace = options.namespace.as_str();
-    let redactor = secrets_redactor(cluster, namespace).await?;
+    let read = |what: String| move |source| SupportError::Read { what, source };
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
+    let secrets = secrets.list(&ListParams::default()).await.map_err(read(format!(
+        "the Secrets of {namespace} (their values are masked wherever they appear)"
+    )))?;
+    let redactor = secrets_redactor(&secrets.items);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let listed = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(read(format!("the pods in {namespace}")))?;
     let mut collected = Collected {
         files: BTreeMap::new(),
         skipped: Vec::new(),
@@ -124,36 +134,32 @@ pub async fn support_bundle(
         }),
     );
     collect_install(cluster, namespace, &mut collected).await;
-    collect_objects(cluster, namespace, &mut collected).await?;
-    collect_logs(cluster, namespace, options.log_lines, &mut collected).await?;
-    collect_license(cluster, namespace, &mut collected).await;
+    collect_logs(&pods, &listed.items, options.log_lines, &mut collected).await;
+    collect_objects(cluster, namespace, listed.items, &mut collected).await;
+    collect_license(&secrets.items, &mut collected);
     write_archive(&options.output, namespace, collected, &redactor)
 }
 
 /// A redactor that knows every value of every Secret of the namespace.
-async fn secrets_redactor(cluster: &Cluster, namespace: &str) -> Result<Redactor, SupportError> {
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
-    let listed = secrets
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| SupportError::Read {
-            what: format!("the Secrets of {namespace} (their values are masked wherever they appear)"),
-            source,
-        })?;
+fn secrets_redactor(secrets: &[Secret]) -> Redactor {
     let mut redactor = Redactor::default();
-    for secret in listed {
-        let name = secret.metadata.name.unwrap_or_default();
-        for (key, value) in secret.data.unwrap_or_default() {
-            redactor.add_known(
-                &String::from_utf8_lossy(&value.0),
-                &format!("secret {name}/{key}"),
-            );
-        }
-        for (key, value) in secret.string_data.unwrap_or_default() {
+    for secret in secrets {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let data = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(key, value)| (key, String::from_utf8_lossy(&value.0)));
+        let string_data = secret
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(key, value)| (key, value.as_str().into()));
+        for (key, value) in data.chain(string_data) {
             redactor.add_known(&value, &format!("secret {name}/{key}"));
         }
     }
-    Ok(redactor)
+    redactor
 }
 
 /// The install record and the workloads' readiness, when there is an install.
@@ -173,23 +179,10 @@ async fn collect_install(cluster: &Cluster, namespace: &str, collected: &mut Col
     }
 }
 
-/// ConfigMaps, events, pods and nodes.
-async fn collect_objects(
-    cluster: &Cluster,
-    namespace: &str,
-    collected: &mut Collected,
-) -> Result<(), SupportError> {
+/// Pods (listed by the caller), ConfigMaps, events and nodes.
+async fn collect_objects(cluster: &Cluster, namespace: &str, pods: Vec<Pod>, collected: &mut Collected) {
     let client = &cluster.client;
-    let read = |what: &str| {
-        let what = format!("{what} in {namespace}");
-        move |source| SupportError::Read { what, source }
-    };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for mut pod in pods
-        .list(&ListParams::default())
-        .await
-        .map_err(read("the pods"))?
-    {
+    for mut pod in pods {
         // Which client wrote which field: noise for a reader, and long.
         pod.metadata.managed_fields = None;
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -233,24 +226,10 @@ async fn collect_objects(
             .skipped
             .push(format!("nodes.json (cluster-wide, may be forbidden): {error}")),
     }
-    Ok(())
 }
 
-/// Each container's log and its previous container's, bounded.
-async fn collect_logs(
-    cluster: &Cluster,
-    namespace: &str,
-    lines: i64,
-    collected: &mut Collected,
-) -> Result<(), SupportError> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let listed = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| SupportError::Read {
-            what: format!("the pods in {namespace}"),
-            source,
-        })?;
+/// Each container's log and its previous container's, bounded, for `listed`, read through `pods`.
+async fn collect_logs(pods: &Api<Pod>, listed: &[Pod], lines: i64, collected: &mut Collected) {
     for pod in listed {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let containers = pod
@@ -285,25 +264,24 @@ async fn collect_logs(
             }
         }
     }
-    Ok(())
 }
 
-/// The license's claims (its middle part), never the token or its signature.
-async fn collect_license(cluster: &Cluster, namespace: &str, collected: &mut Collected) {
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
-    let secret = match secrets.get_opt(crate::render::secret_names::LICENSE).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return collected
-                .skipped
-                .push("license.json: no license Secret".to_owned());
-        }
-        Err(error) => return collected.skipped.push(format!("license.json: {error}")),
+/// The license's claims (its middle part), never the token or its signature, from the
+/// namespace's Secrets (listed by the caller).
+fn collect_license(secrets: &[Secret], collected: &mut Collected) {
+    let Some(secret) = secrets
+        .iter()
+        .find(|secret| secret.metadata.name.as_deref() == Some(crate::render::secret_names::LICENSE))
+    else {
+        return collected
+            .skipped
+            .push("license.json: no license Secret".to_owned());
     };
     let token = secret
         .data
-        .unwrap_or_default()
-        .into_values()
+        .iter()
+        .flatten()
+        .map(|(_, value)| value)
         .next()
         .map(|value| String::from_utf8_lossy(&value.0).trim().to_owned())
         .unwrap_or_default();
