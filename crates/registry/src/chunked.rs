@@ -272,8 +272,7 @@ impl RegistryClient {
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
         {
-            Some(next) if next.starts_with('/') => format!("{}{next}", self.base_url(&repository.registry)),
-            Some(next) => next.to_owned(),
+            Some(next) => self.absolute_location(next, repository),
             None => location.to_owned(),
         };
         let range = response

@@ -406,6 +406,16 @@ impl RegistryClient {
         .await
     }
 
+    /// An upload `Location` as the registry wrote it, made absolute (a path is on the registry's
+    /// own origin).
+    pub(crate) fn absolute_location(&self, location: &str, repository: &Repository) -> String {
+        if location.starts_with('/') {
+            format!("{}{location}", self.base_url(&repository.registry))
+        } else {
+            location.to_owned()
+        }
+    }
+
     /// The upload session of a `202 Accepted` answer: its `Location`, made absolute.
     fn upload_session(
         &self,
@@ -423,11 +433,7 @@ impl RegistryClient {
                 status: response.status().as_u16(),
                 detail: "the answer has no Location header".to_owned(),
             })?;
-        let location = if location.starts_with('/') {
-            format!("{}{location}", self.base_url(&repository.registry))
-        } else {
-            location.to_owned()
-        };
+        let location = self.absolute_location(location, repository);
         let min_chunk = response
             .headers()
             .get("oci-chunk-min-length")
