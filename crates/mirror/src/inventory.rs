@@ -91,9 +91,8 @@ pub async fn take_inventory(
     repositories: &[String],
     concurrency: usize,
 ) -> Result<Inventory, MirrorError> {
-    let taken_at = jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .map_or_else(|_| jiff::Timestamp::now().to_string(), |at| at.to_string());
+    let now = jiff::Timestamp::now();
+    let taken_at = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
     let at = |path: &String| Repository {
         registry: site.host.clone(),
         repository: path.clone(),
