@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 scripts/install-system-deps.sh
 scripts/build-kubernetes.sh
 scripts/build-platform-image.sh --profile dev --test-keys --print-binary >/dev/null
+scripts/build-platform-image.sh --profile dev --test-keys --test-schema-2 --print-binary >/dev/null
 cargo build --quiet -p coder-testenv --bin workspace-standin
 cargo build --quiet -p ingress-standin
 

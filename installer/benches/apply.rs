@@ -5,6 +5,11 @@
 //! - render + server-side apply of the whole platform into an empty namespace (target: ≤ 2 s);
 //! - the same again when nothing changed (a dry run per object, no writes).
 //!
+//! - backup and restore of an external database (a real PostgreSQL, `BENCH_BACKUP_MB` of
+//!   incompressible rows, 256 by default) through the library, against `pg_dump -Fc -f FILE` and
+//!   `pg_restore` of that file into an empty database run by hand (the limit), MB/s of the
+//!   database's size;
+//!
 //! Connected mode with a lock of made-up digests: apply never contacts a registry in connected
 //! mode, so none is needed.
 
@@ -16,7 +21,7 @@ use coder_deploy::apply::{ApplyOptions, render_and_write, render_for};
 use coder_deploy::cluster::{ClusterOptions, connect};
 use coder_deploy::release::{Release, ReleaseSource};
 use coder_progress::Silent;
-use coder_testenv::KubeApiServer;
+use coder_testenv::{KubeApiServer, Postgres};
 
 const ROUNDS: usize = 5;
 
@@ -144,5 +149,191 @@ async fn run() {
             "NOT met"
         },
         median.as_secs_f64()
+    );
+    backup_and_restore(&server, &release, &cluster).await;
+}
+
+/// The median of `times`.
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+/// The external database of the backup bench: PostgreSQL with the platform's schema and `mb`
+/// MiB of random rows; its URL and the database's size in bytes.
+async fn filled_database(postgres: &Postgres, mb: u64) -> (String, u64) {
+    let url = postgres.create_database("platform").await.expect("database");
+    let pool = coder_service::db::DbConfig::from_url(&url).pool().expect("pool");
+    coder_service::db::migrate(&pool).await.expect("migrations");
+    sqlx::raw_sql("CREATE TABLE bench_payload (id BIGSERIAL PRIMARY KEY, data BYTEA NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("table");
+    // 1 KiB of md5 output per row, different in every row: nothing for pg_dump to compress.
+    sqlx::query(
+        "INSERT INTO bench_payload (data) SELECT (SELECT decode(string_agg(md5(random()::text || row::text || part::text), ''), 'hex') \
+         FROM generate_series(1, 64) AS part) FROM generate_series(1, $1) AS row",
+    )
+    .bind(i64::try_from(mb * 1024).expect("rows"))
+    .execute(&pool)
+    .await
+    .expect("rows");
+    let size: i64 = sqlx::query_scalar("SELECT pg_database_size('platform')")
+        .fetch_one(&pool)
+        .await
+        .expect("size");
+    pool.close().await;
+    (url, u64::try_from(size).unwrap_or_default())
+}
+
+/// Runs a PostgreSQL client program against the bench's server; panics unless it succeeds.
+fn postgres_program(postgres: &Postgres, program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", postgres.port()),
+            "--username=postgres",
+        ])
+        .args(args)
+        .env("PGPASSWORD", postgres.password())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run a PostgreSQL client program");
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+/// Backup and restore of an external database through the library, against `pg_dump` and
+/// `pg_restore` by hand.
+async fn backup_and_restore(
+    server: &KubeApiServer,
+    release: &Release,
+    cluster: &coder_deploy::cluster::Cluster,
+) {
+    use coder_deploy::backup::archive::VerifiedBackup;
+    use coder_deploy::backup::restore::{AfterRestore, restore};
+    let mb: u64 = std::env::var("BENCH_BACKUP_MB")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(256);
+    let postgres = Postgres::start().await.expect("PostgreSQL");
+    let (_, size) = filled_database(&postgres, mb).await;
+    let namespace = "backup-bench";
+    let mut options = options(server, namespace);
+    options.sets = vec![
+        "postgres.host=127.0.0.1".to_owned(),
+        format!("postgres.port={}", postgres.port()),
+        "postgres.user=postgres".to_owned(),
+        "postgres.database=platform".to_owned(),
+        "postgres.passwordSecret=external-db".to_owned(),
+    ];
+    render_and_write(cluster, release, &options, &Silent)
+        .await
+        .expect("apply");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "external-db" },
+        "stringData": { "password": postgres.password() },
+    }))
+    .expect("Secret");
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.client.clone(), namespace)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("the password Secret");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw.pgdump").display().to_string();
+    let (mut backups, mut dumps, mut verifies, mut restores, mut pg_restores) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut dump_bytes = 0;
+    for round in 0..3 {
+        let path = dir.path().join(format!("{round}.coder-backup"));
+        let started = Instant::now();
+        let report = coder_deploy::backup::backup(cluster, namespace, &path, &Silent)
+            .await
+            .expect("backup");
+        backups.push(started.elapsed());
+        dump_bytes = report.manifest.dump_bytes;
+        let started = Instant::now();
+        postgres_program(
+            &postgres,
+            "pg_dump",
+            &["--format=custom", "--dbname=platform", &format!("--file={raw}")],
+        );
+        dumps.push(started.elapsed());
+
+        let started = Instant::now();
+        let verified = VerifiedBackup::open(&path).await.expect("verify");
+        verifies.push(started.elapsed());
+        let record = coder_deploy::record::RecordStore::new(cluster.client.clone(), namespace)
+            .load_installed()
+            .await
+            .expect("record");
+        let started = Instant::now();
+        restore(
+            cluster,
+            &record,
+            namespace,
+            &verified,
+            AfterRestore::ScaleBack,
+            &Silent,
+        )
+        .await
+        .expect("restore");
+        restores.push(started.elapsed());
+        postgres_program(
+            &postgres,
+            "psql",
+            &["--dbname=postgres", "--command=DROP DATABASE IF EXISTS baseline"],
+        );
+        postgres_program(
+            &postgres,
+            "psql",
+            &["--dbname=postgres", "--command=CREATE DATABASE baseline"],
+        );
+        let started = Instant::now();
+        postgres_program(
+            &postgres,
+            "pg_restore",
+            &[
+                "--single-transaction",
+                "--no-owner",
+                "--no-privileges",
+                "--dbname=baseline",
+                &raw,
+            ],
+        );
+        pg_restores.push(started.elapsed());
+        std::fs::remove_file(&path).expect("remove the backup");
+    }
+    let rate = |time: Duration| size as f64 / 1e6 / time.as_secs_f64();
+    println!(
+        "backup/restore: external PostgreSQL 15, database {:.0} MB ({mb} MiB of random rows), dump {:.0} MB; 3 rounds, medians",
+        size as f64 / 1e6,
+        dump_bytes as f64 / 1e6
+    );
+    for (label, tool, limit) in [
+        (
+            "backup (pg_dump streamed, hashed, file)",
+            median(&backups),
+            median(&dumps),
+        ),
+        (
+            "restore (beside, checked, swapped)",
+            median(&restores),
+            median(&pg_restores),
+        ),
+    ] {
+        println!(
+            "{label:<48} {:>7.1} MB/s ({:.2} s); by hand {:>7.1} MB/s ({:.2} s): {:.2}x",
+            rate(tool),
+            tool.as_secs_f64(),
+            rate(limit),
+            limit.as_secs_f64(),
+            tool.as_secs_f64() / limit.as_secs_f64()
+        );
+    }
+    println!(
+        "verify (read whole, SHA-256)                     {:>7.1} MB/s of dump ({:.2} s)",
+        dump_bytes as f64 / 1e6 / median(&verifies).as_secs_f64(),
+        median(&verifies).as_secs_f64()
     );
 }

@@ -81,7 +81,17 @@ pub enum Command {
     /// password, token, cookie or private key. Works while the platform is broken: it needs only
     /// the API server. `manifest.json` in the archive lists every file and what was masked.
     SupportBundle(crate::commands::support_bundle::SupportBundleArgs),
-    /// Re-apply the previously recorded version's manifests (database migrations are forward-only).
+    /// Write a backup of the platform's database: `pg_dump` (in the database's pod, or against an
+    /// external database with this machine's PostgreSQL client programs) streamed into one file,
+    /// checksummed, with the release it was taken from and the migrations it has.
+    Backup(crate::commands::backup::BackupArgs),
+    /// Put a backup's database back: the file is read whole and checked and must be of the
+    /// installed version; the manager, envproxy and dashboard are scaled down, the dump restored
+    /// beside the live database and swapped in (the replaced one is kept until the next restore),
+    /// and the platform scaled back.
+    Restore(crate::commands::backup::RestoreArgs),
+    /// Re-apply the previously recorded version's manifests; with --restore-data also its
+    /// database, from the backup `apply` took before the upgrade.
     Rollback(crate::commands::rollback::RollbackArgs),
     /// Remove the platform from a namespace.
     Uninstall(crate::commands::uninstall::UninstallArgs),
@@ -108,6 +118,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preflight(args) => crate::commands::preflight::run(args).await,
         Command::Status(args) => crate::commands::status::run(args).await,
         Command::SupportBundle(args) => crate::commands::support_bundle::run(args).await,
+        Command::Backup(args) => crate::commands::backup::run_backup(args).await,
+        Command::Restore(args) => crate::commands::backup::run_restore(args).await,
         Command::Rollback(args) => crate::commands::rollback::run(args).await,
         Command::Uninstall(args) => crate::commands::uninstall::run(args).await,
         Command::Allowlist(args) => crate::commands::allowlist::run(args).await,

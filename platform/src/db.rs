@@ -15,7 +15,17 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The migrations of `platform/migrations/`, embedded at build time.
+#[cfg(not(feature = "test-schema-2"))]
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// TEST ONLY (feature `test-schema-2`): the migrations of `platform/migrations/` and then the one
+/// of `tests/schema-2/`, for a test release whose schema differs.
+#[cfg(feature = "test-schema-2")]
+pub static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+    static RELEASED: Migrator = sqlx::migrate!("./migrations");
+    static SCHEMA_2: Migrator = sqlx::migrate!("./tests/schema-2");
+    Migrator::with_migrations(RELEASED.iter().chain(SCHEMA_2.iter()).cloned().collect())
+});
 
 /// Why the database could not be configured, reached or migrated.
 #[derive(Debug, thiserror::Error)]

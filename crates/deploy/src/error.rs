@@ -126,6 +126,29 @@ pub enum DeployError {
     /// A document does not parse or serialise as JSON.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A backup or a restore failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    /// The backup before a version change failed: nothing was applied.
+    #[error(
+        "backing up the database before changing the version failed; nothing was applied \
+         (fix it and re-run, or pass --no-backup to change the version without a backup): {0}"
+    )]
+    BackupBeforeUpgrade(#[source] crate::backup::BackupError),
+    /// Rollback with its data: the revision rolled back from names no backup.
+    #[error(
+        "revision {revision} of namespace {namespace} names no backup taken before it (apply takes one when it \
+         changes the version, unless --no-backup): roll back without --restore-data, or restore a backup of \
+         version {version} with `coder-install restore FILE` after the rollback"
+    )]
+    NoBackupRecorded {
+        /// The namespace.
+        namespace: String,
+        /// The revision rolled back from.
+        revision: u64,
+        /// The version rolled back to.
+        version: String,
+    },
     /// A document does not parse as YAML.
     #[error(transparent)]
     Yaml(#[from] serde_saphyr::Error),

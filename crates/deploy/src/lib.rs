@@ -11,7 +11,7 @@
 //!    site registry;
 //! 4. **push** the bundle into the site registry ([`coder_mirror`]);
 //! 5. **render** the chart ([`render`]);
-//! 6. **deploy**: under a Lease ([`lease`]), the namespace and kept Secrets ([`secrets`]), then
+//! 6. **deploy**: when the version changes, a backup of the database first ([`backup`]); under a Lease ([`lease`]), the namespace and kept Secrets ([`secrets`]), then
 //!    every object by server-side apply ([`objects`]), pruning what the previous revision had
 //!    and this one does not, recorded in the namespace ([`record`]);
 //! 7. **wait** for readiness ([`wait`]).
@@ -20,6 +20,7 @@
 //! nothing.
 
 pub mod apply;
+pub mod backup;
 mod error;
 pub use error::{DeployError, Result};
 pub mod cluster;

@@ -56,6 +56,10 @@ pub struct InstallRecord {
     /// Earlier revisions, newest first.
     #[serde(default)]
     pub history: Vec<RevisionSummary>,
+    /// The backup of the database taken before this revision replaced another version
+    /// (what `rollback --restore-data` restores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
 }
 
 /// An apply that started but has not finished.
@@ -82,6 +86,22 @@ pub struct RevisionSummary {
     pub lock_digest: String,
     /// When it was applied.
     pub applied_at: String,
+    /// The backup taken before it replaced another version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+}
+
+/// Where a backup is, as the install record names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRef {
+    /// The file (absolute), on the machine that took it.
+    pub path: String,
+    /// `sha256:` of its dump (the manifest's).
+    pub dump_sha256: String,
+    /// The version it was taken from.
+    pub version: String,
+    /// When it was taken.
+    pub taken_at: String,
 }
 
 /// The most a stored revision document may decompress to. Real ones are tens of KiB; a
@@ -218,6 +238,11 @@ impl RecordStore {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
         }
+    }
+
+    /// The namespace it reads and writes.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     fn api_error(&self, source: kube::Error) -> RecordError {

@@ -155,6 +155,9 @@ pub struct Release {
     /// The license that passed the license step, written to the manager's Secret; `None`:
     /// the Secret is left as it is.
     pub license: Option<Vec<u8>>,
+    /// The backup `apply` took before this release replaced another version, recorded with
+    /// the revision (what `rollback --restore-data` restores).
+    pub backup: Option<crate::backup::BackupRef>,
 }
 
 impl Release {
@@ -217,6 +220,7 @@ impl Release {
             site: Some(site.clone()),
             signature: String::new(),
             license: None,
+            backup: None,
         })
     }
 
@@ -250,6 +254,7 @@ impl Release {
             site: None,
             signature: String::new(),
             license: None,
+            backup: None,
         })
     }
 

@@ -52,6 +52,18 @@ pub struct ApplyArgs {
     /// Whole blobs or chunks (the push step).
     #[command(flatten)]
     pub chunks: crate::args::ChunkArgs,
+    /// Do not back up the database before changing the installed version.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Where the backup taken before a version change is written (made if missing); the
+    /// install record names the file, for `rollback --restore-data`.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "coder-backups",
+        conflicts_with = "no_backup"
+    )]
+    pub backup_dir: std::path::PathBuf,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -75,6 +87,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         registry,
         concurrency: args.concurrency.get(),
         no_push: args.no_push.no_push,
+        backup_folder: (!args.no_backup).then(|| args.backup_dir.clone()),
         options: ApplyOptions {
             namespace: args.target.checked_namespace()?,
             cluster: args.target.cluster(),
@@ -143,6 +156,12 @@ pub(crate) fn print_report(report: &ApplyReport, format: OutputFormat) -> anyhow
         },
         report.revision
     );
+    if let Some(backup) = &report.backup {
+        println!(
+            "The database of {} was backed up first, to {} (rollback --restore-data puts it back).",
+            backup.version, backup.path
+        );
+    }
     let admin_secret = coder_deploy::render::secret_names::ADMIN_PASSWORD;
     if !report.dry_run && report.secrets.created.iter().any(|name| name == admin_secret) {
         println!(

@@ -3,6 +3,7 @@
 
 pub mod allowlist;
 pub mod apply;
+pub mod backup;
 pub mod bundle;
 pub mod inspect;
 pub mod inventory;

@@ -4,7 +4,7 @@
 use crate::args::OutputFormat;
 use crate::args::TargetArgs;
 use coder_deploy::cluster;
-use coder_deploy::rollback::RollbackOptions;
+use coder_deploy::rollback::{RestoreData, RollbackOptions};
 
 /// `coder-install rollback`.
 #[derive(Debug, clap::Args)]
@@ -18,6 +18,21 @@ pub struct RollbackArgs {
     /// Show a diff of every object that would change.
     #[arg(long)]
     pub diff: bool,
+    /// Also put the database back as it was before the revision rolled back from: the backup
+    /// `apply` took then (named in the install record) is read whole and checked, the platform
+    /// is scaled down, the database restored, and the older release applied.
+    #[arg(long)]
+    pub restore_data: bool,
+    /// With --restore-data: the backup file, when it is not where the record says (its dump
+    /// must still be the recorded one).
+    #[arg(long, value_name = "FILE", requires = "restore_data")]
+    pub backup: Option<std::path::PathBuf>,
+    /// Wait until every workload is ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = coder_units::parse_duration, requires = "wait")]
+    pub timeout: std::time::Duration,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -30,6 +45,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<()> {
         cluster: args.target.cluster(),
         dry_run: args.dry_run,
         diff: args.diff,
+        restore_data: args.restore_data.then(|| RestoreData {
+            file: args.backup.clone(),
+        }),
+        wait: args.wait.then_some(args.timeout),
     };
     let cluster = cluster::connect(&options.cluster).await?;
     let report =

@@ -64,6 +64,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         println!("images from {}", record.registry);
     }
     println!("lock {}; {} objects", record.lock_digest, record.objects.len());
+    if let Some(backup) = &record.backup {
+        println!(
+            "backed up before this revision: {} ({}, taken {}; rollback --restore-data restores it)",
+            backup.path, backup.version, backup.taken_at
+        );
+    }
     if let Some(pending) = &record.pending {
         println!(
             "UNFINISHED: an apply of {} (revision {}) started {} did not finish; re-run apply",

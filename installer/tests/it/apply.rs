@@ -209,9 +209,20 @@ pub fn platform_spec_text(upstream_host: &str, version: &str) -> String {
 /// that `scripts/test.sh` makes first, as the quick start does. `extra` goes to
 /// `platform-image build` (e.g. `--version 2.0.0` for a second release's image).
 pub fn push_real_platform_image(registry: &Registry, path: &str, extra: &[&str]) {
+    push_platform_image_built_with(registry, path, &[], extra);
+}
+
+/// [`push_real_platform_image`] of a coder-service built with the TEST-ONLY extra migration
+/// (`--test-schema-2`): a release whose schema differs from the others'.
+pub fn push_schema_2_platform_image(registry: &Registry, path: &str, extra: &[&str]) {
+    push_platform_image_built_with(registry, path, &["--test-schema-2"], extra);
+}
+
+fn push_platform_image_built_with(registry: &Registry, path: &str, build: &[&str], extra: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-platform-image.sh");
     let output = std::process::Command::new(script)
         .args(["--profile", "dev", "--test-keys", "--print-binary"])
+        .args(build)
         .output()
         .expect("run scripts/build-platform-image.sh");
     assert!(

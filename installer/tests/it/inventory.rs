@@ -44,7 +44,16 @@ async fn an_update_bundled_against_the_sites_inventory_carries_only_the_new_blob
         platform.run(platform.air_gapped_apply(
             bundle,
             registry,
-            &["--license", &license, "--namespace", "coder", "--output", "json"],
+            // No node here: the database never runs, so the upgrade cannot back it up.
+            &[
+                "--license",
+                &license,
+                "--namespace",
+                "coder",
+                "--no-backup",
+                "--output",
+                "json",
+            ],
         ))
     };
 

@@ -3,6 +3,7 @@
 mod airgap_license;
 mod allowlist;
 mod apply;
+mod backup;
 mod bundle;
 mod chunked_push;
 mod cli;

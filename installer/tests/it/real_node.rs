@@ -28,9 +28,13 @@ use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::apply::{PLATFORM_IMAGES, managed_objects, push_real_platform_image};
+use crate::apply::{
+    PLATFORM_IMAGES, managed_objects, push_real_platform_image, push_schema_2_platform_image,
+};
 use crate::port_table::{Targets, assert_reachability, component_labels, probe, push_probe_image};
 use crate::world::{coder_install, success};
+
+mod data_rollback;
 
 const NAMESPACE: &str = "coder";
 /// How long the platform may take to come up on the node (image pulls, initdb, migrations).
@@ -211,6 +215,8 @@ impl RealWorld {
             "--wait",
             "--timeout",
             READY_TIMEOUT,
+            "--backup-dir",
+            &self.path("backups"),
             "--output",
             "json",
         ]
@@ -454,8 +460,9 @@ async fn front_door_browser(world: &RealWorld, load_balancer: std::net::Ipv4Addr
     Browser::start_with(options).await.expect("headless Chromium")
 }
 
-/// Waits (up to 2 minutes) until the dashboard's login page and the manager's API (with
-/// `token`) each answer 200 through the front door five times in a row.
+/// Waits (up to 2 minutes) until the dashboard's login page, its workspace list (the dashboard
+/// calling the manager with `token` as the session cookie) and the manager's API (with `token`)
+/// each answer 200 through the front door five times in a row.
 async fn settle_front_door(http: &reqwest::Client, platform: &str, token: &str) {
     let in_a_row = std::cell::Cell::new(0u32);
     eventually(
@@ -464,10 +471,11 @@ async fn settle_front_door(http: &reqwest::Client, platform: &str, token: &str) 
         || {
             let in_a_row = &in_a_row;
             async move {
-                for path in ["/login", "/api/v0/workspaces"] {
+                for path in ["/login", "/", "/api/v0/workspaces"] {
                     let status = http
                         .get(format!("{platform}{path}"))
                         .bearer_auth(token)
+                        .header("cookie", format!("__Host-coder_session={token}"))
                         .send()
                         .await
                         .map(|response| response.status().as_u16())
@@ -956,9 +964,10 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         "a second apply rewrote objects"
     );
 
-    // An upgrade to release 2.0.0 (a new platform image), with two replicas of each of the
-    // manager, envproxy and dashboard, keeps the users, the sessions and the workspace.
-    push_real_platform_image(
+    // An upgrade to release 2.0.0 (a new platform image whose TEST-ONLY migration changes the
+    // schema), with two replicas of each of the manager, envproxy and dashboard, keeps the users,
+    // the sessions and the workspace; it backs up 1.0's database first.
+    push_schema_2_platform_image(
         &world.upstream,
         &platform_image_path("2.0.0"),
         &["--version", "2.0.0"],
@@ -1053,6 +1062,21 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     )
     .await;
     browser.quit().await;
+
+    data_rollback::rollback_with_the_data(
+        &world,
+        &client,
+        &upgraded,
+        &first_image,
+        data_rollback::Signed {
+            http: &http,
+            platform: &platform,
+            admin_password: &admin_password,
+            member: &member,
+            workspace: &id,
+        },
+    )
+    .await;
 
     // Uninstall leaves nothing of the platform.
     world.run([

@@ -84,6 +84,7 @@ pub async fn render_and_write(
             pruned: Vec::new(),
             secrets: crate::secrets::GeneratedSecrets::default(),
             deploy_seconds: started.elapsed().as_secs_f64(),
+            backup: None,
         });
     }
     let target = ReleaseRecord {
@@ -94,6 +95,7 @@ pub async fn render_and_write(
         in_cluster_database: values.postgres.host.is_empty(),
         inputs: Some(crate::revision::record_inputs(release, &values)?),
         license: release.license.clone(),
+        backup: release.backup.clone(),
     };
     crate::lease::with_lease(
         cluster.client.clone(),
@@ -121,6 +123,8 @@ pub struct ReleaseRecord {
     pub inputs: Option<crate::record::RevisionInputs>,
     /// The license to write to the manager's Secret; `None` leaves the Secret as it is.
     pub license: Option<Vec<u8>>,
+    /// The backup taken before this release replaced another version.
+    pub backup: Option<crate::backup::BackupRef>,
 }
 
 impl ReleaseRecord {
@@ -166,6 +170,7 @@ pub async fn write_release(
         pruned,
         secrets,
         deploy_seconds: started.elapsed().as_secs_f64(),
+        backup: release.backup.clone(),
     };
     if options.dry_run || nothing_to_do {
         let pruned = prune(cluster, &stale, true).await?;
@@ -311,6 +316,7 @@ fn installed(
                 version: record.version.clone(),
                 lock_digest: record.lock_digest.clone(),
                 applied_at: record.applied_at.clone(),
+                backup: record.backup.clone(),
             },
         );
         record
@@ -329,5 +335,6 @@ fn installed(
         objects,
         pending: None,
         history: record.history,
+        backup: release.backup.clone(),
     }
 }

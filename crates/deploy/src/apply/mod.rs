@@ -67,6 +67,9 @@ pub struct ApplyRequest {
     /// The site registry already serves the bundle (`coder-install serve`, or an earlier push):
     /// preflight checks that every image is there by digest, and nothing is pushed.
     pub no_push: bool,
+    /// Where the backup taken before a version change goes (`--backup-dir`); `None`
+    /// (`--no-backup`): none is taken.
+    pub backup_folder: Option<PathBuf>,
     /// The cluster side.
     pub options: ApplyOptions,
 }
@@ -92,6 +95,9 @@ pub struct ApplyReport {
     pub secrets: crate::secrets::GeneratedSecrets,
     /// Seconds spent rendering and applying (without push and wait).
     pub deploy_seconds: f64,
+    /// The backup of the database taken before this apply changed the version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupRef>,
 }
 
 impl ApplyReport {
@@ -137,6 +143,7 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
         registry,
         concurrency,
         no_push,
+        backup_folder,
         options,
     } = request;
     let verified = match &source {
@@ -182,6 +189,18 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
             registry,
         };
         push(&verified.bundle, &site, &mirror, &mut release, progress).await?;
+    }
+    if let (Some(folder), false) = (&backup_folder, options.dry_run) {
+        let backup = crate::backup::backup_before_upgrade(
+            &cluster,
+            &options.namespace,
+            &release.version,
+            folder,
+            progress,
+        )
+        .await
+        .map_err(crate::DeployError::BackupBeforeUpgrade)?;
+        release.backup = backup.map(|report| report.reference());
     }
     let report = render_and_write(&cluster, &release, &options, progress).await?;
     wait(&cluster, &report, &options, progress).await?;
@@ -272,7 +291,7 @@ async fn push(
 }
 
 /// Step 7: with `--wait` (and not a dry run), wait until every applied workload is ready.
-async fn wait(
+pub(crate) async fn wait(
     cluster: &Cluster,
     report: &ApplyReport,
     options: &ApplyOptions,

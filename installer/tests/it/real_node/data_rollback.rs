@@ -1,0 +1,247 @@
+//! Backups around an upgrade on the real node: the upgrade to 2.0 (whose TEST-ONLY migration adds
+//! a column and a table) took a backup of 1.0's database; data is added under 2.0; damaged and
+//! mismatched backups are refused with nothing changed; `rollback --restore-data` brings back
+//! 1.0's manager on 1.0's schema with 1.0's data.
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use super::{NAMESPACE, RealWorld, eventually, login, manager_image, post, settle_front_door, try_login};
+use crate::world::{coder_install, failure};
+
+/// What the upgrade's checks hand over: the front door and who is signed in.
+pub struct Signed<'a> {
+    /// A client of the front door.
+    pub http: &'a reqwest::Client,
+    /// `https://ACCESS_HOST`.
+    pub platform: &'a str,
+    /// The admin's password.
+    pub admin_password: &'a str,
+    /// The member's session token, from before the upgrade.
+    pub member: &'a str,
+    /// The member's workspace, made before the upgrade.
+    pub workspace: &'a str,
+}
+
+/// Runs `sql` with psql in the database's pod (the test's own look, not the tool's); its
+/// unaligned output.
+async fn psql(client: &kube::Client, database: &str, sql: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let params = AttachParams::default().container("postgres").stderr(false);
+    let mut process = pods
+        .exec(
+            "coder-postgres-0",
+            ["psql", "-XAt", "-U", "coder", "-d", database, "-c", sql],
+            &params,
+        )
+        .await
+        .expect("exec psql in the database's pod");
+    let mut output = String::new();
+    process
+        .stdout()
+        .expect("stdout")
+        .read_to_string(&mut output)
+        .await
+        .expect("psql's output");
+    process.join().await.expect("psql ends");
+    output.trim().to_owned()
+}
+
+/// The applied migrations and whether `users.locale` (2.0's column) exists.
+async fn schema(client: &kube::Client) -> (String, String) {
+    let migrations = psql(
+        client,
+        "coder",
+        "SELECT string_agg(version::text, ',' ORDER BY version) FROM _sqlx_migrations",
+    )
+    .await;
+    let locale = psql(
+        client,
+        "coder",
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'locale'",
+    )
+    .await;
+    (migrations, locale)
+}
+
+/// The manager Deployment's replicas.
+async fn manager_replicas(client: &kube::Client) -> i32 {
+    Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get("coder-manager")
+        .await
+        .expect("the manager's Deployment")
+        .spec
+        .and_then(|spec| spec.replicas)
+        .unwrap_or_default()
+}
+
+/// See the module's doc. `upgraded` is the 2.0 apply's JSON report; `first_image` 1.0's
+/// manager image.
+pub async fn rollback_with_the_data(
+    world: &RealWorld,
+    client: &kube::Client,
+    upgraded: &Value,
+    first_image: &str,
+    signed: Signed<'_>,
+) {
+    let Signed {
+        http,
+        platform,
+        admin_password,
+        member,
+        workspace,
+    } = signed;
+    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
+    let target = ["--namespace", NAMESPACE, "--kubeconfig", &kubeconfig];
+
+    // The upgrade took a backup of 1.0's database first, and the record names it.
+    let taken = upgraded["backup"]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the upgrade names no backup: {upgraded}"))
+        .to_owned();
+    assert_eq!(upgraded["backup"]["version"], "1.0.0", "{upgraded}");
+    assert!(
+        taken.starts_with(&world.path("backups")),
+        "not in --backup-dir: {taken}"
+    );
+    assert_eq!(schema(client).await, ("1,2,9001".to_owned(), "1".to_owned()));
+
+    // Under 2.0, the admin adds a user.
+    let admin = login(http, platform, "admin@coder.local", admin_password).await;
+    post(
+        http,
+        &format!("{platform}/api/v0/users"),
+        &admin,
+        json!({ "email": "after@example.com", "name": "After", "password": "a long later password", "role": "member" }),
+    )
+    .await;
+    login(http, platform, "after@example.com", "a long later password").await;
+
+    // A backup of 2.0's database, by hand; it says which migrations it holds.
+    let second = world.path("by-hand-2.0.coder-backup");
+    let output = coder_install(
+        ["backup", "-o", &second, "--output", "json"]
+            .into_iter()
+            .chain(target),
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("backup failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["manifest"]["version"], "2.0.0", "{report}");
+    assert_eq!(report["manifest"]["migrations"], json!([1, 2, 9001]), "{report}");
+
+    refusals(world, client, &taken, &second, &target).await;
+    assert!(
+        try_login(http, platform, "after@example.com", "a long later password")
+            .await
+            .is_ok(),
+        "a refused restore changed the data"
+    );
+
+    // Rolled back with the data: 1.0's manager on 1.0's schema, with 1.0's data.
+    let output = coder_install(
+        [
+            "rollback",
+            "--restore-data",
+            "--wait",
+            "--timeout",
+            "6m",
+            "--output",
+            "json",
+        ]
+        .into_iter()
+        .chain(target),
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "rollback --restore-data failed:\n{}\npods:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        world.cluster.describe_pods(NAMESPACE).await
+    );
+    let rolled: Value = serde_json::from_slice(&output.stdout).expect("rollback's JSON report");
+    assert_eq!(rolled["version"], "1.0.0", "{rolled}");
+    assert_eq!(manager_image(client, NAMESPACE).await, first_image);
+    assert_eq!(schema(client).await, ("1,2".to_owned(), "0".to_owned()));
+    assert_eq!(
+        psql(
+            client,
+            "postgres",
+            "SELECT datname FROM pg_database WHERE datname LIKE 'coder%' ORDER BY datname"
+        )
+        .await,
+        "coder\ncoder_before_restore",
+        "the replaced database is kept beside the restored one"
+    );
+    settle_front_door(http, platform, member).await;
+    let workspace_answer = http
+        .get(format!("{platform}/api/v0/workspaces/{workspace}"))
+        .bearer_auth(member)
+        .send()
+        .await
+        .expect("the workspace after the rollback");
+    assert_eq!(
+        workspace_answer.status().as_u16(),
+        200,
+        "the member's session and workspace from 1.0 are back"
+    );
+    eventually(
+        "the member signs in after the rollback",
+        std::time::Duration::from_secs(60),
+        || try_login(http, platform, "dev@example.com", "a long member password"),
+    )
+    .await;
+    let refused = try_login(http, platform, "after@example.com", "a long later password").await;
+    assert!(
+        refused.as_ref().is_err_and(|reason| reason.starts_with("401")),
+        "the user added under 2.0 is not in 1.0's data: {refused:?}"
+    );
+}
+
+/// Damaged and mismatched backups are refused, each with its reason, and change nothing: the
+/// manager keeps its replicas and the database its schema.
+async fn refusals(world: &RealWorld, client: &kube::Client, taken: &str, second: &str, target: &[&str]) {
+    let replicas = manager_replicas(client).await;
+    let mut bytes = std::fs::read(taken).expect("the upgrade's backup");
+    let middle = bytes.len() / 3;
+    bytes[middle] ^= 0x40;
+    let damaged = world.path("damaged.coder-backup");
+    std::fs::write(&damaged, &bytes).expect("a damaged copy");
+    let run = |args: &[&str]| {
+        failure(coder_install(
+            args.iter().copied().chain(target.iter().copied()),
+            &[],
+        ))
+    };
+
+    let error = run(&["restore", &damaged]);
+    assert!(
+        error.contains("is not a usable backup") && error.contains("nothing was changed"),
+        "{error}"
+    );
+    let error = run(&["rollback", "--restore-data", "--backup", &damaged]);
+    assert!(error.contains("is not a usable backup"), "{error}");
+    // 1.0's backup under 2.0, and 2.0's as the one rollback restores.
+    let error = run(&["restore", taken]);
+    assert!(
+        error.contains("taken from version 1.0.0") && error.contains("rollback --restore-data"),
+        "{error}"
+    );
+    let error = run(&["rollback", "--restore-data", "--backup", second]);
+    assert!(
+        error.contains("does not match") && error.contains("taken from version 2.0.0"),
+        "{error}"
+    );
+    assert!(!Path::new(&format!("{second}.partial")).exists());
+    assert_eq!(
+        manager_replicas(client).await,
+        replicas,
+        "a refusal scaled the platform"
+    );
+    assert_eq!(schema(client).await, ("1,2,9001".to_owned(), "1".to_owned()));
+}
