@@ -4,6 +4,7 @@
 pub mod allowlist;
 pub mod apply;
 pub mod bundle;
+pub mod check;
 pub mod inspect;
 pub mod inventory;
 pub mod license;
