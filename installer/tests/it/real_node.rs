@@ -971,13 +971,13 @@ async fn check_the_install(
         "member",
         "workspace",
         "envproxy",
-        "editor",
-        "terminal",
-        "ssh-proxy",
         "probe-pods",
         "postgres-from-manager",
         "postgres-from-stranger",
         "postgres-from-workspace",
+        "editor",
+        "terminal",
+        "ssh-proxy",
         "cleanup",
     ];
     let all_pass: Vec<(String, String)> = expected
@@ -1038,6 +1038,11 @@ async fn check_the_install(
     // The envproxy's pod was replaced: what is there now is the footprint to keep.
     let before = footprint(&client, http, platform, admin).await;
     let original = edit_workspace_policy(&client, None).await;
+    world
+        .cluster
+        .sync_stand_ins()
+        .await
+        .expect("the node's policy rules follow the edit");
     let (report, passed) = run_check(world);
     edit_workspace_policy(&client, Some(original)).await;
     assert!(!passed, "check passed with the shell's port closed: {report:#}");

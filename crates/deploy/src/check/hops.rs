@@ -145,8 +145,8 @@ fn through_the_ingress(to: Component) -> Option<u16> {
         .map(|flow| flow.port)
 }
 
-/// The outside hops: load balancer, ingress, dashboard, manager, the throwaway member and
-/// workspace, the envproxy, then one hop per workspace port of the table.
+/// The outside hops up to the envproxy: load balancer, ingress, dashboard, manager, the
+/// throwaway member and workspace, the envproxy.
 fn outside_hops(layout: &Layout) -> Vec<Hop> {
     let default_port = if layout.https {
         INGRESS_HTTPS_PORT
@@ -180,7 +180,7 @@ fn outside_hops(layout: &Layout) -> Vec<Hop> {
         "a throwaway workspace of the member's is created and runs".to_owned(),
         &["member"],
     );
-    let mut hops = vec![
+    vec![
         front(
             "load-balancer",
             HopKind::LoadBalancer,
@@ -222,9 +222,7 @@ fn outside_hops(layout: &Layout) -> Vec<Hop> {
             "an answer of its own",
             &["ingress"],
         ),
-    ];
-    hops.extend(workspace_hops());
-    hops
+    ]
 }
 
 /// One hop per port of the table's envproxy → workspace rows.
@@ -292,7 +290,8 @@ fn postgres_hops() -> Vec<Hop> {
     hops
 }
 
-/// Every hop for an install of `layout`, in the order they are walked; the cleanup last.
+/// Every hop for an install of `layout`, in the order they are walked: the outside hops up to the
+/// envproxy, the inside hops, the workspace's ports through the envproxy, the cleanup last.
 pub fn plan(layout: &Layout) -> Vec<Hop> {
     let mut hops = outside_hops(layout);
     if !layout.https {
@@ -305,9 +304,13 @@ pub fn plan(layout: &Layout) -> Vec<Hop> {
             }
         }
     }
+    // The inside hops before the workspace's ports: the workspace has run for a few seconds when
+    // they are tried, as when a person opens it (a network plugin that programs a new pod's
+    // policies a moment after it starts would otherwise let the first connections through).
     if layout.in_cluster_postgres {
         hops.extend(postgres_hops());
     }
+    hops.extend(workspace_hops());
     hops.push(hop(
         "cleanup",
         HopKind::Cleanup,
