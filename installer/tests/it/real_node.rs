@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::apply::{PLATFORM_IMAGES, managed_objects, push_real_platform_image};
 use crate::port_table::{Targets, assert_reachability, component_labels, probe, push_probe_image};
-use crate::world::{coder_install, success};
+use crate::world::{coder_install, coder_install_command, success};
 
 const NAMESPACE: &str = "coder";
 /// How long the platform may take to come up on the node (image pulls, initdb, migrations).
@@ -773,23 +773,7 @@ async fn workspace_page(
 /// `coder-install check --output json` against the install (the site's CA given, the access
 /// host sent to the load balancer's address it reads itself): its report and whether it exited 0.
 fn run_check(world: &RealWorld) -> (Value, bool) {
-    let ca = world.path("site-ca.pem");
-    std::fs::write(&ca, world.tls.ca_pem()).expect("write the site's CA");
-    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
-    let output = coder_install(
-        [
-            "check",
-            "--namespace",
-            NAMESPACE,
-            "--kubeconfig",
-            &kubeconfig,
-            "--ca",
-            &ca,
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let output = coder_install(check_args(world, "json"), &[]);
     let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
         panic!(
             "check's JSON report ({error}):\n{}\nstderr:\n{}",
@@ -798,6 +782,71 @@ fn run_check(world: &RealWorld) -> (Value, bool) {
         )
     });
     (report, output.status.success())
+}
+
+/// `check`'s arguments for the install, the site's CA written beside, with `--output FORMAT`.
+fn check_args(world: &RealWorld, format: &str) -> Vec<String> {
+    let ca = world.path("site-ca.pem");
+    std::fs::write(&ca, world.tls.ca_pem()).expect("write the site's CA");
+    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
+    [
+        "check",
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "--ca",
+        &ca,
+        "--output",
+        format,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect()
+}
+
+/// `check` in text, interrupted (SIGINT, as Ctrl-C) once its throwaway workspace exists: it
+/// exits non-zero saying so, after its cleanup hop passed.
+async fn interrupted_check(world: &RealWorld, client: &kube::Client, before: &[String]) {
+    let child = coder_install_command(check_args(world, "text"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start check");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually("the check's workspace", Duration::from_secs(120), || {
+        let deployments = deployments.clone();
+        async move {
+            let listed = deployments
+                .list(&ListParams::default().labels("com.coder.resource=true"))
+                .await
+                .map_err(|error| error.to_string())?;
+            listed
+                .items
+                .into_iter()
+                .filter_map(|deployment| deployment.metadata.name)
+                .find(|name| !before.contains(&format!("deployment {name}")))
+                .ok_or_else(|| "no workspace of the check's yet".to_owned())
+        }
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("interrupt check");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("check's output");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "an interrupted check passed:\n{text}");
+    assert!(text.contains("interrupted (Ctrl-C)"), "{text}");
+    assert!(
+        text.lines().any(|line| line.starts_with("pass  cleanup ")),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().is_some_and(|line| line.contains(" failed, ")),
+        "{text}"
+    );
 }
 
 /// Each hop's verdict in a check report, by hop name, in order.
@@ -1004,6 +1053,12 @@ async fn check_the_install(
     assert_eq!(
         before, after,
         "check left something behind, or took something away"
+    );
+    interrupted_check(world, &client, &before).await;
+    assert_eq!(
+        before,
+        footprint(&client, http, platform, admin).await,
+        "an interrupted check left something behind"
     );
 
     scale_envproxy(&client, 0).await;

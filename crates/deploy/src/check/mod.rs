@@ -103,6 +103,11 @@ pub async fn check(
         probes: None,
     };
     let mut results: Vec<HopResult> = Vec::new();
+    // Ctrl-C stops the walk, not the cleanup: the hop under way fails, the rest are skipped,
+    // and the last hop still deletes what the check made.
+    let interrupt = tokio::signal::ctrl_c();
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut interrupted = false;
     for hop in hops::plan(&layout) {
         let missing = hop.needs.iter().find(|need| {
             !results
@@ -111,12 +116,28 @@ pub async fn check(
         });
         let started = Instant::now();
         let (verdict, detail, look_at) = match missing {
+            _ if interrupted && hop.kind != HopKind::Cleanup => {
+                (Verdict::Skip, "interrupted".to_owned(), None)
+            }
             Some(need) => (Verdict::Skip, format!("needs {need}"), None),
             None => {
                 progress.step(&format!("{}: {}", hop.name, hop.checks));
-                match walk.hop(&hop).await {
-                    Ok(seen) => (Verdict::Pass, seen, None),
-                    Err(failure) => (Verdict::Fail, failure.detail, Some(failure.look_at)),
+                let outcome = match hop.kind {
+                    HopKind::Cleanup => Some(walk.hop(&hop).await),
+                    _ => tokio::select! {
+                        outcome = walk.hop(&hop) => Some(outcome),
+                        _ = &mut interrupt => None,
+                    },
+                };
+                match outcome {
+                    Some(Ok(seen)) => (Verdict::Pass, seen, None),
+                    Some(Err(failure)) => (Verdict::Fail, failure.detail, Some(failure.look_at)),
+                    None => {
+                        interrupted = true;
+                        progress.warning("interrupted: deleting what the check made");
+                        let look_at = "run coder-install check again".to_owned();
+                        (Verdict::Fail, "interrupted (Ctrl-C)".to_owned(), Some(look_at))
+                    }
                 }
             }
         };
