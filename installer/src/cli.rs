@@ -72,6 +72,19 @@ pub enum Command {
     Preflight(crate::commands::preflight::PreflightArgs),
     /// Show what is installed in a namespace and whether it is healthy.
     Status(crate::commands::status::StatusArgs),
+    /// Test the installed platform as its users use it, hop by hop; exits non-zero on any failure.
+    ///
+    /// From outside the cluster, through the access URL (its host sent to the ingress
+    /// controller's load-balancer address, or to --resolve's): the load balancer, TLS at the
+    /// ingress, the dashboard, the manager (the admin signs in with the install's password Secret
+    /// and makes a throwaway member), a throwaway workspace, the envproxy, and through it the
+    /// workspace's editor (13337), a terminal round trip (26337) and the SSH proxy (12212). From
+    /// inside, two short-lived probe pods from the platform image: PostgreSQL must refuse a pod
+    /// labelled as a stranger and one labelled as a workspace, and the manager must reach it.
+    /// Each hop is reported pass or FAIL with what to look at; a hop whose prerequisite failed is
+    /// skipped. The throwaway member, workspace and probe pods are deleted at the end whatever
+    /// happened, and the check fails if anything is left.
+    Check(crate::commands::check::CheckArgs),
     /// Collect what a vendor needs to diagnose an install into one .tar.gz, credentials removed.
     ///
     /// The install record and its revisions, every ConfigMap, the workloads' readiness, events,
@@ -117,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(args) => crate::commands::template::run(&args).await,
         Command::Preflight(args) => crate::commands::preflight::run(args).await,
         Command::Status(args) => crate::commands::status::run(args).await,
+        Command::Check(args) => crate::commands::check::run(args).await,
         Command::SupportBundle(args) => crate::commands::support_bundle::run(args).await,
         Command::Backup(args) => crate::commands::backup::run_backup(args).await,
         Command::Restore(args) => crate::commands::backup::run_restore(args).await,

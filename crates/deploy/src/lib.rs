@@ -16,11 +16,14 @@
 //!    and this one does not, recorded in the namespace ([`record`]);
 //! 7. **wait** for readiness ([`wait`]).
 //!
+//! [`check`] is `coder-install check`, the self-test of an installed platform.
+//!
 //! `--dry-run` runs every check and render and the server's dry run of every object, and writes
 //! nothing.
 
 pub mod apply;
 pub mod backup;
+pub mod check;
 mod error;
 pub use error::{DeployError, Result};
 pub mod cluster;

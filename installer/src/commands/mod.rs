@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod apply;
 pub mod backup;
 pub mod bundle;
+pub mod check;
 pub mod inspect;
 pub mod inventory;
 pub mod license;

@@ -610,6 +610,12 @@ async fn an_upgrade_prunes_what_is_gone_keeps_secrets_and_rollback_restores_it()
     );
     let again = failure(platform.run(platform.target("uninstall", "coder")));
     assert!(again.contains("nothing is installed"), "{again}");
+    // `check` of a namespace without an install says so and exits non-zero.
+    let check = failure(platform.run(platform.target("check", "coder")));
+    assert!(
+        check.contains("nothing is installed in namespace coder"),
+        "{check}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

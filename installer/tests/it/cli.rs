@@ -22,6 +22,7 @@ fn help_lists_every_subcommand() {
         "template",
         "preflight",
         "status",
+        "check",
         "rollback",
         "uninstall",
         "license",

@@ -23,6 +23,7 @@ use coder_testenv::{
     ACCESS_TLS_SECRET, Cluster, Registry, RegistryFlavour, SiteTls, TestCa, WORKSPACE_TLS_SECRET,
 };
 use futures_util::{SinkExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
@@ -32,7 +33,7 @@ use crate::apply::{
     PLATFORM_IMAGES, managed_objects, push_real_platform_image, push_schema_2_platform_image,
 };
 use crate::port_table::{Targets, assert_reachability, component_labels, probe, push_probe_image};
-use crate::world::{coder_install, success};
+use crate::world::{coder_install, coder_install_command, success};
 
 mod data_rollback;
 
@@ -777,6 +778,360 @@ async fn workspace_page(
     }
 }
 
+/// `coder-install check --output json` against the install (the site's CA given, the access
+/// host sent to the load balancer's address it reads itself): its report and whether it exited 0.
+fn run_check(world: &RealWorld) -> (Value, bool) {
+    let output = coder_install(check_args(world, "json"), &[]);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "check's JSON report ({error}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (report, output.status.success())
+}
+
+/// `check`'s arguments for the install, the site's CA written beside, with `--output FORMAT`.
+fn check_args(world: &RealWorld, format: &str) -> Vec<String> {
+    let ca = world.path("site-ca.pem");
+    std::fs::write(&ca, world.tls.ca_pem()).expect("write the site's CA");
+    let kubeconfig = world.cluster.api().kubeconfig_path().display().to_string();
+    [
+        "check",
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "--ca",
+        &ca,
+        "--output",
+        format,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect()
+}
+
+/// `check` in text, interrupted (SIGINT, as Ctrl-C) once its throwaway workspace exists: it
+/// exits non-zero saying so, after its cleanup hop passed.
+async fn interrupted_check(world: &RealWorld, client: &kube::Client, before: &[String]) {
+    let child = coder_install_command(check_args(world, "text"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start check");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually("the check's workspace", Duration::from_secs(120), || {
+        let deployments = deployments.clone();
+        async move {
+            let listed = deployments
+                .list(&ListParams::default().labels("com.coder.resource=true"))
+                .await
+                .map_err(|error| error.to_string())?;
+            listed
+                .items
+                .into_iter()
+                .filter_map(|deployment| deployment.metadata.name)
+                .find(|name| !before.contains(&format!("deployment {name}")))
+                .ok_or_else(|| "no workspace of the check's yet".to_owned())
+        }
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("interrupt check");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("check's output");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "an interrupted check passed:\n{text}");
+    assert!(text.contains("interrupted (Ctrl-C)"), "{text}");
+    assert!(
+        text.lines().any(|line| line.starts_with("pass  cleanup ")),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().is_some_and(|line| line.contains(" failed, ")),
+        "{text}"
+    );
+}
+
+/// Each hop's verdict in a check report, by hop name, in order.
+fn verdicts(report: &Value) -> Vec<(String, String)> {
+    report["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .map(|hop| {
+            (
+                hop["name"].as_str().unwrap_or_default().to_owned(),
+                hop["verdict"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The hop `name` of a check report.
+fn hop<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .find(|hop| hop["name"] == name)
+        .unwrap_or_else(|| panic!("no hop {name} in {report:#}"))
+}
+
+/// What a check could leave behind: the users (the admin lists them), and the namespace's
+/// pods, Deployments, Services and volume claims.
+async fn footprint(
+    client: &kube::Client,
+    http: &reqwest::Client,
+    platform: &str,
+    admin: &str,
+) -> Vec<String> {
+    let users: Value = http
+        .get(format!("{platform}/api/v0/users"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("users JSON");
+    let mut found: Vec<String> = users
+        .as_array()
+        .expect("a list of users")
+        .iter()
+        .map(|user| format!("user {}", user["email"]))
+        .collect();
+    let params = ListParams::default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    for pod in pods.list(&params).await.expect("pods") {
+        if pod.metadata.deletion_timestamp.is_none() {
+            found.push(format!("pod {}", pod.metadata.name.unwrap_or_default()));
+        }
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    for deployment in deployments.list(&params).await.expect("deployments") {
+        found.push(format!(
+            "deployment {}",
+            deployment.metadata.name.unwrap_or_default()
+        ));
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    for service in services.list(&params).await.expect("services") {
+        found.push(format!("service {}", service.metadata.name.unwrap_or_default()));
+    }
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    for claim in claims.list(&params).await.expect("claims") {
+        found.push(format!("claim {}", claim.metadata.name.unwrap_or_default()));
+    }
+    found.sort();
+    found
+}
+
+/// Sets the envproxy Deployment's replicas and waits until that many are available and no
+/// other envproxy pod is left.
+async fn scale_envproxy(client: &kube::Client, replicas: i32) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    deployments
+        .patch(
+            "coder-envproxy",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .expect("scale the envproxy");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        &format!("the envproxy at {replicas} replicas"),
+        Duration::from_secs(180),
+        || {
+            let (deployments, pods) = (deployments.clone(), pods.clone());
+            async move {
+                let status = deployments
+                    .get("coder-envproxy")
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .status
+                    .unwrap_or_default();
+                let running = pods
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=envproxy"))
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .items
+                    .len();
+                let available = status.available_replicas.unwrap_or(0);
+                if available == replicas && running == usize::try_from(replicas).unwrap_or(0) {
+                    Ok(())
+                } else {
+                    Err(format!("{available} available, {running} pods"))
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// The chart's workspace NetworkPolicy with `port` taken out of (or, with `restore`, back to)
+/// its rules; the ports it had.
+async fn edit_workspace_policy(client: &kube::Client, restore: Option<Value>) -> Value {
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let policy = policies
+        .get("coder-allow-to-workspace")
+        .await
+        .expect("the workspace policy");
+    let mut object = serde_json::to_value(&policy).expect("JSON");
+    let original = object["spec"]["ingress"].clone();
+    object["spec"]["ingress"] = match restore {
+        Some(ingress) => ingress,
+        None => {
+            let mut ingress = original.clone();
+            for rule in ingress.as_array_mut().expect("rules") {
+                if let Some(ports) = rule["ports"].as_array_mut() {
+                    ports.retain(|port| port["port"] != coder_topology::ENVAGENT_SHELL_PORT);
+                }
+            }
+            ingress
+        }
+    };
+    let edited = serde_json::from_value(object).expect("a policy");
+    policies
+        .replace("coder-allow-to-workspace", &Default::default(), &edited)
+        .await
+        .expect("replace the workspace policy");
+    original
+}
+
+/// `coder-install check` on the running install: every hop passes and nothing is left behind;
+/// with the envproxy scaled to zero it fails naming the envproxy (its workspace hops skipped);
+/// with the workspace policy no longer listing the shell's port it fails naming the terminal.
+async fn check_the_install(
+    world: &RealWorld,
+    http: &reqwest::Client,
+    platform: &str,
+    admin: &str,
+    id: &str,
+    member: &str,
+) {
+    let client = world.cluster.api().client().await.expect("client");
+    let before = footprint(&client, http, platform, admin).await;
+    let (report, passed) = run_check(world);
+    let expected = [
+        "load-balancer",
+        "ingress",
+        "dashboard",
+        "manager",
+        "member",
+        "workspace",
+        "envproxy",
+        "probe-pods",
+        "postgres-from-manager",
+        "postgres-from-stranger",
+        "postgres-from-workspace",
+        "editor",
+        "terminal",
+        "ssh-proxy",
+        "cleanup",
+    ];
+    let all_pass: Vec<(String, String)> = expected
+        .iter()
+        .map(|name| ((*name).to_owned(), "pass".to_owned()))
+        .collect();
+    assert_eq!(verdicts(&report), all_pass, "{report:#}");
+    assert!(passed && report["passed"] == true, "{report:#}");
+    assert_eq!(
+        hop(&report, "terminal")["port"],
+        coder_topology::ENVAGENT_SHELL_PORT
+    );
+    assert_eq!(hop(&report, "postgres-from-stranger")["expect_open"], false);
+    let load_balancer = world
+        .cluster
+        .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
+        .await
+        .expect("address");
+    assert_eq!(
+        report["address"],
+        format!("{load_balancer}:{}", coder_topology::INGRESS_HTTPS_PORT)
+    );
+    let after = footprint(&client, http, platform, admin).await;
+    assert_eq!(
+        before, after,
+        "check left something behind, or took something away"
+    );
+    interrupted_check(world, &client, &before).await;
+    assert_eq!(
+        before,
+        footprint(&client, http, platform, admin).await,
+        "an interrupted check left something behind"
+    );
+
+    scale_envproxy(&client, 0).await;
+    let (report, passed) = run_check(world);
+    assert!(!passed, "check passed with no envproxy: {report:#}");
+    let failed: Vec<String> = verdicts(&report)
+        .into_iter()
+        .filter(|(_, verdict)| verdict == "fail")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(failed, ["envproxy"], "{report:#}");
+    for name in ["editor", "terminal", "ssh-proxy"] {
+        assert_eq!(hop(&report, name)["verdict"], "skip", "{report:#}");
+    }
+    let look_at = hop(&report, "envproxy")["look_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        look_at.contains("0 available replicas") && look_at.contains("get deploy coder-envproxy"),
+        "{look_at}"
+    );
+    assert_eq!(hop(&report, "cleanup")["verdict"], "pass", "{report:#}");
+    scale_envproxy(&client, 1).await;
+    eventually(
+        "the workspace through the envproxy again",
+        Duration::from_secs(120),
+        || workspace_page(http, platform, id, member),
+    )
+    .await;
+
+    // The envproxy's pod was replaced: what is there now is the footprint to keep.
+    let before = footprint(&client, http, platform, admin).await;
+    let original = edit_workspace_policy(&client, None).await;
+    world
+        .cluster
+        .sync_stand_ins()
+        .await
+        .expect("the node's policy rules follow the edit");
+    let (report, passed) = run_check(world);
+    edit_workspace_policy(&client, Some(original)).await;
+    assert!(!passed, "check passed with the shell's port closed: {report:#}");
+    let failed: Vec<String> = verdicts(&report)
+        .into_iter()
+        .filter(|(_, verdict)| verdict == "fail")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(failed, ["terminal"], "{report:#}");
+    assert_eq!(hop(&report, "editor")["verdict"], "pass", "{report:#}");
+    assert_eq!(hop(&report, "ssh-proxy")["verdict"], "pass", "{report:#}");
+    let look_at = hop(&report, "terminal")["look_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        look_at.contains("coder-allow-to-workspace") && look_at.contains("26337"),
+        "{look_at}"
+    );
+    assert_eq!(
+        before,
+        footprint(&client, http, platform, admin).await,
+        "a failed check left something behind"
+    );
+}
+
 /// Retries `check` every second until it returns `Some` or `timeout` passes.
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -941,6 +1296,11 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     // The port table, enforced by the node: what it lists opens, nothing else does.
     let workspace_ip = workspace_pod_ip(&client, &id).await;
     check_port_table(&world, &workspace_ip, &load_balancer.to_string()).await;
+
+    // `coder-install check` walks the same table from the user's side: it passes and leaves
+    // nothing behind; it names the envproxy when the envproxy is scaled to zero, and the terminal
+    // when the workspace NetworkPolicy no longer lets the envproxy in on the shell's port.
+    check_the_install(&world, &http, &platform, &admin, &id, &member).await;
 
     // An image named by its upstream reference (Docker Hub, which no test can reach) runs from
     // the site registry's copy, through node-config's mirror.

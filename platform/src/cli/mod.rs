@@ -37,6 +37,20 @@ pub enum Component {
     Dashboard(Box<DashboardArgs>),
     /// Apply the database migrations, then exit. Replicas running it at once take turns.
     Migrate(MigrateArgs),
+    /// Try a TCP connection to each HOST:PORT once and print one JSON line per target, then
+    /// exit (`coder-install check` runs it in a short-lived probe pod).
+    Probe(ProbeArgs),
+}
+
+/// `coder-service probe`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// How long each connection may take before it counts as closed (a dropped packet).
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub timeout_secs: u64,
+    /// The targets, `HOST:PORT` each.
+    #[arg(value_name = "HOST:PORT", required = true)]
+    pub targets: Vec<String>,
 }
 
 /// `coder-service migrate`'s flags.
@@ -71,6 +85,9 @@ pub enum RunError {
     /// The migration's.
     #[error(transparent)]
     Migrate(#[from] DbError),
+    /// The probe's (its output could not be written).
+    #[error("probe output: {0}")]
+    Probe(#[from] serde_json::Error),
 }
 
 /// Runs the parsed command line.
@@ -81,6 +98,9 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             migrate::run(&args.db.into(), std::time::Duration::from_secs(args.wait_secs)).await?
         }
         Component::Envproxy(args) => crate::envproxy::run((*args).into()).await?,
+        Component::Probe(args) => {
+            crate::probe::run(&args.targets, std::time::Duration::from_secs(args.timeout_secs)).await?
+        }
         Component::Dashboard(args) => {
             let config = (*args).try_into().map_err(crate::dashboard::StartError::from)?;
             crate::dashboard::run(config).await?
