@@ -94,17 +94,21 @@ pub enum Command {
     /// password, token, cookie or private key. Works while the platform is broken: it needs only
     /// the API server. `manifest.json` in the archive lists every file and what was masked.
     SupportBundle(crate::commands::support_bundle::SupportBundleArgs),
-    /// Write a backup of the platform's database: `pg_dump` (in the database's pod, or against an
-    /// external database with this machine's PostgreSQL client programs) streamed into one file,
-    /// checksummed, with the release it was taken from and the migrations it has.
+    /// Write a backup of the platform's database into one checksummed file.
+    ///
+    /// `pg_dump` runs in the database's pod (or, for an external database, on this machine with
+    /// its PostgreSQL client programs) and streams into the file, with the release it was taken
+    /// from and the migrations it has.
     Backup(crate::commands::backup::BackupArgs),
-    /// Put a backup's database back: the file is read whole and checked and must be of the
-    /// installed version; the manager, envproxy and dashboard are scaled down, the dump restored
-    /// beside the live database and swapped in (the replaced one is kept until the next restore),
-    /// and the platform scaled back.
+    /// Put a backup's database back, the platform scaled down meanwhile.
+    ///
+    /// The file is read whole and checked and must be of the installed version; the manager,
+    /// envproxy and dashboard are scaled down, the dump restored beside the live database and
+    /// swapped in (the replaced one is kept until the next restore), and the platform scaled back.
     Restore(crate::commands::backup::RestoreArgs),
-    /// Re-apply the previously recorded version's manifests; with --restore-data also its
-    /// database, from the backup `apply` took before the upgrade.
+    /// Re-apply the previously recorded version's manifests (with --restore-data, its database too).
+    ///
+    /// The database comes from the backup `apply` took before the upgrade being undone.
     Rollback(crate::commands::rollback::RollbackArgs),
     /// Remove the platform from a namespace.
     Uninstall(crate::commands::uninstall::UninstallArgs),

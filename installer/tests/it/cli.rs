@@ -23,6 +23,8 @@ fn help_lists_every_subcommand() {
         "preflight",
         "status",
         "check",
+        "backup",
+        "restore",
         "rollback",
         "uninstall",
         "license",
