@@ -86,8 +86,8 @@ pub enum DatabaseError {
 pub enum Location {
     /// The chart's StatefulSet: programs run in its pod.
     InCluster {
-        /// The namespace's pods.
-        pods: Api<Pod>,
+        /// The namespace's pods (boxed: an API handle is large beside the other variant).
+        pods: Box<Api<Pod>>,
         /// The namespace (for messages).
         namespace: String,
     },
@@ -151,7 +151,7 @@ impl Database {
                 });
             }
             Location::InCluster {
-                pods,
+                pods: Box::new(pods),
                 namespace: namespace.to_owned(),
             }
         } else {
