@@ -51,21 +51,9 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> crate::Result<ApplyReport> {
     let namespace = options.namespace.as_str();
-    let store = RecordStore::new(cluster.client.clone(), namespace);
-    let record = store.load_installed().await?;
-    let previous = record
-        .history
-        .first()
-        .ok_or_else(|| crate::DeployError::NothingToRollBackTo {
-            namespace: namespace.to_owned(),
-            revision: record.revision,
-        })?;
-    let inputs = store
-        .load_inputs(previous.revision)
-        .await?
-        .ok_or(crate::DeployError::InputsNotKept {
-            revision: previous.revision,
-        })?;
+    let (record, previous, inputs) =
+        previous_revision(&RecordStore::new(cluster.client.clone(), namespace)).await?;
+    let previous = &previous;
     progress.step(&format!(
         "roll back namespace {namespace} from revision {} ({}) to revision {} ({}), rendered again from its recorded inputs",
         record.revision, record.version, previous.revision, previous.version
@@ -131,6 +119,29 @@ pub async fn run(
     .await?;
     crate::apply::wait(cluster, &report, &apply_options, progress).await?;
     Ok(report)
+}
+
+/// The installed record, the revision before it, and that revision's recorded inputs.
+async fn previous_revision(
+    store: &RecordStore,
+) -> crate::Result<(InstallRecord, RevisionSummary, crate::record::RevisionInputs)> {
+    let record = store.load_installed().await?;
+    let previous =
+        record
+            .history
+            .first()
+            .cloned()
+            .ok_or_else(|| crate::DeployError::NothingToRollBackTo {
+                namespace: store.namespace().to_owned(),
+                revision: record.revision,
+            })?;
+    let inputs = store
+        .load_inputs(previous.revision)
+        .await?
+        .ok_or(crate::DeployError::InputsNotKept {
+            revision: previous.revision,
+        })?;
+    Ok((record, previous, inputs))
 }
 
 /// What the rollback records: the previous revision's identity and inputs, recorded again as new
