@@ -29,9 +29,7 @@ use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::apply::{
-    PLATFORM_IMAGES, managed_objects, push_real_platform_image, push_schema_2_platform_image,
-};
+use crate::apply::{PLATFORM_IMAGES, managed_objects, push_real_platform_image};
 use crate::port_table::{Targets, assert_reachability, component_labels, probe, push_probe_image};
 use crate::world::{coder_install, coder_install_command, success};
 
@@ -496,6 +494,39 @@ async fn settle_front_door(http: &reqwest::Client, platform: &str, token: &str) 
         },
     )
     .await;
+}
+
+/// Runs `step`; when it panics, prints the last lines of every container of the namespace
+/// first (what the dashboard and the manager said), then goes on panicking.
+async fn with_logs_on_failure<T>(client: &kube::Client, step: impl std::future::Future<Output = T>) -> T {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+        Ok(value) => value,
+        Err(panic) => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+            for pod in pods
+                .list(&ListParams::default())
+                .await
+                .map(|list| list.items)
+                .unwrap_or_default()
+            {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                for container in pod.spec.iter().flat_map(|spec| spec.containers.iter()) {
+                    let params = LogParams {
+                        container: Some(container.name.clone()),
+                        tail_lines: Some(30),
+                        ..LogParams::default()
+                    };
+                    let log = pods
+                        .logs(&name, &params)
+                        .await
+                        .unwrap_or_else(|error| error.to_string());
+                    eprintln!("--- {name}/{}:\n{log}", container.name);
+                }
+            }
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 /// `--set`s for two replicas of the manager, envproxy and dashboard.
@@ -1324,10 +1355,10 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
         "a second apply rewrote objects"
     );
 
-    // An upgrade to release 2.0.0 (a new platform image whose TEST-ONLY migration changes the
-    // schema), with two replicas of each of the manager, envproxy and dashboard, keeps the users,
-    // the sessions and the workspace; it backs up 1.0's database first.
-    push_schema_2_platform_image(
+    // An upgrade to release 2.0.0 (a new platform image), with two replicas of each of the
+    // manager, envproxy and dashboard, keeps the users, the sessions and the workspace (it backs
+    // up 1.0's database first: data_rollback's test looks at that backup).
+    push_real_platform_image(
         &world.upstream,
         &platform_image_path("2.0.0"),
         &["--version", "2.0.0"],
@@ -1379,7 +1410,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     let browser = front_door_browser(&world, load_balancer).await;
     let screenshots = screenshot_dir(&world).join("replicas");
     let walk = FrontDoorWalk::new(&browser, &platform, &screenshots);
-    walk.login("dev@example.com", "a long member password").await;
+    with_logs_on_failure(&client, walk.login("dev@example.com", "a long member password")).await;
     replace_every_pod(&world.cluster, &["manager", "envproxy", "dashboard"], || async {
         walk.browser().goto(&format!("{platform}/")).await;
         if !walk.browser().exists("tr[data-workspace='dev']").await {
@@ -1422,21 +1453,6 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     )
     .await;
     browser.quit().await;
-
-    data_rollback::rollback_with_the_data(
-        &world,
-        &client,
-        &upgraded,
-        &first_image,
-        data_rollback::Signed {
-            http: &http,
-            platform: &platform,
-            admin_password: &admin_password,
-            member: &member,
-            workspace: &id,
-        },
-    )
-    .await;
 
     // Uninstall leaves nothing of the platform.
     world.run([

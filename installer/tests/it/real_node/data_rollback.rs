@@ -1,7 +1,7 @@
-//! Backups around an upgrade on the real node: the upgrade to 2.0 (whose TEST-ONLY migration adds
-//! a column and a table) took a backup of 1.0's database; data is added under 2.0; damaged and
-//! mismatched backups are refused with nothing changed; `rollback --restore-data` brings back
-//! 1.0's manager on 1.0's schema with 1.0's data.
+//! Backups around an upgrade on the real node: 1.0 installed with a member and a workspace; the
+//! upgrade to 2.0 (whose TEST-ONLY migration adds a column and a table) takes a backup of 1.0's
+//! database; data is added under 2.0; damaged and mismatched backups are refused with nothing
+//! changed; `rollback --restore-data` brings back 1.0's manager on 1.0's schema with 1.0's data.
 
 use std::path::Path;
 
@@ -11,11 +11,99 @@ use kube::api::{Api, AttachParams};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
-use super::{NAMESPACE, RealWorld, eventually, login, manager_image, post, settle_front_door, try_login};
+use super::{
+    ACCESS_HOST, INGRESS_SERVICE, NAMESPACE, RealWorld, eventually, login, manager_image,
+    platform_image_path, post, settle_front_door, try_login,
+};
+use crate::apply::push_schema_2_platform_image;
 use crate::world::{coder_install, failure};
 
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_real_node_rollback_with_the_data_puts_back_the_older_schema_and_its_data() {
+    let world = RealWorld::start().await;
+    let license = world.airgap_license();
+    let client = world.cluster.api().client().await.expect("client");
+    world
+        .tls
+        .create_secrets(&client, NAMESPACE)
+        .await
+        .expect("the site's TLS Secrets");
+    world.apply(&world.bundle("1.0.0"), &license, &[]).await;
+    let load_balancer = world
+        .cluster
+        .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
+        .await
+        .expect("the ingress controller's load-balancer address");
+    let http = world
+        .tls
+        .http_client(std::net::IpAddr::V4(load_balancer), &[])
+        .expect("a client that trusts the site's CA");
+    let platform = format!("https://{ACCESS_HOST}");
+
+    // Under 1.0: a member and a workspace of theirs.
+    let admin_password = world.admin_password(NAMESPACE).await;
+    let admin = eventually(
+        "the admin's login through the front door",
+        std::time::Duration::from_secs(60),
+        || try_login(&http, &platform, "admin@coder.local", &admin_password),
+    )
+    .await;
+    post(
+        &http,
+        &format!("{platform}/api/v0/users"),
+        &admin,
+        json!({ "email": "dev@example.com", "name": "Dev", "password": "a long member password", "role": "member" }),
+    )
+    .await;
+    let member = login(&http, &platform, "dev@example.com", "a long member password").await;
+    let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .get("coder-config")
+        .await
+        .expect("the platform's ConfigMap");
+    let image = config
+        .data
+        .unwrap_or_default()
+        .get("CODER_ALLOWED_IMAGES")
+        .cloned()
+        .expect("allowed images");
+    let workspace = post(
+        &http,
+        &format!("{platform}/api/v0/workspaces"),
+        &member,
+        json!({ "name": "dev", "image": image, "cpu_cores": 0.5, "memory_gb": 0.5, "disk_gb": 1 }),
+    )
+    .await;
+    let id = workspace["id"].as_str().expect("workspace id").to_owned();
+
+    // The upgrade to the schema-changing 2.0.
+    let first_image = manager_image(&client, NAMESPACE).await;
+    push_schema_2_platform_image(
+        &world.upstream,
+        &platform_image_path("2.0.0"),
+        &["--version", "2.0.0"],
+    );
+    let upgraded = world.apply(&world.bundle("2.0.0"), &license, &[]).await;
+    assert_ne!(manager_image(&client, NAMESPACE).await, first_image);
+    settle_front_door(&http, &platform, &member).await;
+
+    rollback_with_the_data(
+        &world,
+        &client,
+        &upgraded,
+        &first_image,
+        Signed {
+            http: &http,
+            platform: &platform,
+            admin_password: &admin_password,
+            member: &member,
+            workspace: &id,
+        },
+    )
+    .await;
+}
+
 /// What the upgrade's checks hand over: the front door and who is signed in.
-pub struct Signed<'a> {
+struct Signed<'a> {
     /// A client of the front door.
     pub http: &'a reqwest::Client,
     /// `https://ACCESS_HOST`.
@@ -82,7 +170,7 @@ async fn manager_replicas(client: &kube::Client) -> i32 {
 
 /// See the module's doc. `upgraded` is the 2.0 apply's JSON report; `first_image` 1.0's
 /// manager image.
-pub async fn rollback_with_the_data(
+async fn rollback_with_the_data(
     world: &RealWorld,
     client: &kube::Client,
     upgraded: &Value,
