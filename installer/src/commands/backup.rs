@@ -8,6 +8,7 @@ use coder_deploy::backup::archive::VerifiedBackup;
 use coder_deploy::backup::restore::{AfterRestore, check_matches, restore};
 use coder_deploy::backup::{BackupError, backup, describe_migrations};
 use coder_deploy::cluster;
+use coder_deploy::objects::ObjectKey;
 use coder_deploy::record::RecordStore;
 use coder_progress::human_bytes;
 
@@ -34,6 +35,10 @@ pub struct RestoreArgs {
     /// The backup file (from `coder-install backup`, or the one `apply` took before an upgrade).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// How long to wait, once the database is back, for the platform's Deployments to be
+    /// available again (e.g. 90s, 10m).
+    #[arg(long, default_value = "5m", value_parser = coder_units::parse_duration)]
+    pub timeout: std::time::Duration,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -108,12 +113,33 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
             .map_err(coder_deploy::DeployError::from)
         })
         .await?;
+    progress.step(&format!(
+        "wait up to {}s for {} to be available again",
+        args.timeout.as_secs(),
+        report
+            .scaled
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let keys: Vec<ObjectKey> = report
+        .scaled
+        .iter()
+        .map(|(name, _)| ObjectKey {
+            api_version: "apps/v1".to_owned(),
+            kind: "Deployment".to_owned(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    coder_deploy::wait::wait_ready(&cluster, &keys, args.timeout, &|_| {}).await?;
     match args.format {
         OutputFormat::Json => super::print_json(&report),
         OutputFormat::Text => {
             println!(
                 "restored database {} of namespace {} from {} ({} of {}, migrations {}) in {:.1}s; \
-                 the replaced database is kept as {} until the next restore; {} scaled back",
+                 the replaced database is kept as {} until the next restore; {} available again",
                 report.database,
                 report.namespace,
                 report.path,

@@ -176,9 +176,11 @@ where
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io(error)),
         _ => {}
     }
+    // Owner-only: a backup holds password and session-token hashes.
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(partial)
         .await
         .map_err(io)?;
@@ -398,6 +400,9 @@ mod tests {
         assert_eq!(written.dump_bytes, dump.len() as u64);
         assert_eq!(std::fs::metadata(&path).expect("file").len(), written.file_bytes);
         assert!(!partial_path(&path).exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup is readable by its owner only");
         let backup = VerifiedBackup::open(&path).await.expect("verifies");
         assert_eq!(backup.manifest.migrations, vec![1, 2]);
         let mut back = Vec::new();

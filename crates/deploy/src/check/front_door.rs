@@ -100,6 +100,11 @@ impl FrontDoor {
         })
     }
 
+    /// The access URL's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The address and port a connection goes to, as text.
     pub fn target(&self) -> String {
         match self.address {

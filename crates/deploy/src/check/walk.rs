@@ -124,7 +124,23 @@ impl Walk<'_> {
     async fn load_balancer(&mut self) -> Outcome {
         match self.door.tcp().await {
             Ok(_) => Ok(format!("{} accepted", self.door.target())),
-            Err(reason) => Err(Self::failure(reason, self.front_door_look_at().await)),
+            Err(reason) => {
+                let mut look_at = self.front_door_look_at().await;
+                let port = self.door.port();
+                let served = [
+                    coder_topology::INGRESS_HTTP_PORT,
+                    coder_topology::INGRESS_HTTPS_PORT,
+                ];
+                if self.install.ingress.is_some() && self.options.resolve.is_none() && !served.contains(&port)
+                {
+                    look_at = format!(
+                        "the access URL names port {port}, which the load balancer does not serve (it serves {} and {}): \
+                         if the URL reaches the platform through a relay or another front, pass --resolve HOST:ADDR; else {look_at}",
+                        served[0], served[1]
+                    );
+                }
+                Err(Self::failure(reason, look_at))
+            }
         }
     }
 
