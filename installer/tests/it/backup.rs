@@ -69,6 +69,24 @@ async fn external_database_secret(client: &kube::Client, password: &str) {
         .expect("the external database's password Secret");
 }
 
+/// Runs `command` while the namespace's Deployments are marked available every half second:
+/// simulated, as a kubelet would report the pods `restore` scales back up (the test API server
+/// runs none), so that its wait ends.
+async fn with_simulated_readiness<T>(client: &kube::Client, command: impl FnOnce() -> T) -> T {
+    let marker = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                crate::apply::simulate_readiness(&client, "coder").await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let output = tokio::task::block_in_place(command);
+    marker.abort();
+    output
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_external_database_is_backed_up_restored_and_rolled_back_with_its_data() {
     let (platform, postgres) = tokio::join!(Platform::start(), Postgres::start());
@@ -131,8 +149,10 @@ async fn an_external_database_is_backed_up_restored_and_rolled_back_with_its_dat
         .expect("delete");
     add_user(&pool, "carol@example.com").await;
     pool.close().await;
-    let restored: Value = serde_json::from_str(&success(run(&["restore", &file_text, "--output", "json"])))
-        .expect("restore's JSON");
+    let restored: Value = serde_json::from_str(&success(
+        with_simulated_readiness(&client, || run(&["restore", &file_text, "--output", "json"])).await,
+    ))
+    .expect("restore's JSON");
     assert_eq!(restored["kept_as"], "platform_before_restore", "{restored}");
     let pool = coder_service::db::DbConfig::from_url(&url).pool().expect("pool");
     assert_eq!(users(&pool).await, ["alice@example.com", "bob@example.com"]);

@@ -241,6 +241,57 @@ impl RealWorld {
         serde_json::from_slice(&output.stdout).expect("apply's JSON report")
     }
 
+    /// Through the front door (`http` to `platform`): the admin signs in with the password of the
+    /// install's Secret, makes the member dev@example.com, who signs in and makes workspace `dev`
+    /// of the workspace image the chart allows (the site registry's copy, pinned by digest).
+    async fn member_with_workspace(&self, http: &reqwest::Client, platform: &str) -> Seeded {
+        let client = self.cluster.api().client().await.expect("client");
+        let admin_password = self.admin_password(NAMESPACE).await;
+        let admin = eventually(
+            "the admin's login through the front door",
+            Duration::from_secs(60),
+            || try_login(http, platform, "admin@coder.local", &admin_password),
+        )
+        .await;
+        post(
+            http,
+            &format!("{platform}/api/v0/users"),
+            &admin,
+            json!({ "email": "dev@example.com", "name": "Dev", "password": "a long member password", "role": "member" }),
+        )
+        .await;
+        let member = login(http, platform, "dev@example.com", "a long member password").await;
+        let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, NAMESPACE)
+            .get("coder-config")
+            .await
+            .expect("the platform's ConfigMap");
+        let image = config
+            .data
+            .unwrap_or_default()
+            .get("CODER_ALLOWED_IMAGES")
+            .cloned()
+            .expect("allowed images");
+        assert!(
+            image.starts_with(&format!("{}/coder/", self.site.host())),
+            "{image}"
+        );
+        let workspace = post(
+            http,
+            &format!("{platform}/api/v0/workspaces"),
+            &member,
+            json!({ "name": "dev", "image": image, "cpu_cores": 0.5, "memory_gb": 0.5, "disk_gb": 1 }),
+        )
+        .await;
+        let workspace = workspace["id"].as_str().expect("workspace id").to_owned();
+        Seeded {
+            admin_password,
+            admin,
+            member,
+            image,
+            workspace,
+        }
+    }
+
     /// `http://CLUSTER-IP:PORT` of a Service, reached from here through kube-proxy.
     async fn service_url(&self, namespace: &str, name: &str) -> String {
         let client = self.cluster.api().client().await.expect("client");
@@ -282,6 +333,20 @@ impl RealWorld {
         }
         password
     }
+}
+
+/// What [`RealWorld::member_with_workspace`] made.
+struct Seeded {
+    /// The first admin's password.
+    admin_password: String,
+    /// The admin's session token.
+    admin: String,
+    /// The member's session token.
+    member: String,
+    /// The workspace image the chart allows.
+    image: String,
+    /// The member's workspace's id.
+    workspace: String,
 }
 
 /// Where release `version`'s platform image is upstream.
@@ -1251,44 +1316,13 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     );
 
     // The admin logs in at the access URL, makes a member, who makes a workspace.
-    let admin_password = world.admin_password(NAMESPACE).await;
-    let admin = eventually(
-        "the admin's login through the front door",
-        Duration::from_secs(60),
-        || try_login(&http, &platform, "admin@coder.local", &admin_password),
-    )
-    .await;
-    post(
-        &http,
-        &format!("{platform}/api/v0/users"),
-        &admin,
-        json!({ "email": "dev@example.com", "name": "Dev", "password": "a long member password", "role": "member" }),
-    )
-    .await;
-    let member = login(&http, &platform, "dev@example.com", "a long member password").await;
-    // The workspace image as the chart allows it (the site registry's copy, pinned by digest).
-    let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NAMESPACE)
-        .get("coder-config")
-        .await
-        .expect("the platform's ConfigMap");
-    let image = config
-        .data
-        .unwrap_or_default()
-        .get("CODER_ALLOWED_IMAGES")
-        .cloned()
-        .expect("allowed images");
-    assert!(
-        image.starts_with(&format!("{}/coder/", world.site.host())),
-        "{image}"
-    );
-    let workspace = post(
-        &http,
-        &format!("{platform}/api/v0/workspaces"),
-        &member,
-        json!({ "name": "dev", "image": image, "cpu_cores": 0.5, "memory_gb": 0.5, "disk_gb": 1 }),
-    )
-    .await;
-    let id = workspace["id"].as_str().expect("workspace id").to_owned();
+    let Seeded {
+        admin_password,
+        admin,
+        member,
+        image,
+        workspace: id,
+    } = world.member_with_workspace(&http, &platform).await;
 
     // Through the front door and envproxy: the editor's page (13337), a terminal round trip
     // (26337), the SSH proxy's bytes (12212).

@@ -277,34 +277,24 @@ impl Walk<'_> {
             serde_json::from_str::<serde_json::Value>(body)
                 .is_ok_and(|body| body["error"]["code"] == "not_found")
         };
-        match answer {
+        let seen = match answer {
             Ok((status, body)) if status == reqwest::StatusCode::NOT_FOUND && own(&body) => {
-                Ok(format!("GET {path} answered the envproxy's own 404"))
+                return Ok(format!("GET {path} answered the envproxy's own 404"));
             }
-            Ok((status, body)) => Err(Self::failure(
-                format!(
-                    "GET {path} answered {status}, not the envproxy's own 404: {}",
-                    body.chars().take(200).collect::<String>().trim()
-                ),
-                diagnose::deployment(
-                    self.cluster,
-                    &self.install.namespace,
-                    "coder-envproxy",
-                    "envproxy",
-                )
-                .await,
-            )),
-            Err(reason) => Err(Self::failure(
-                reason,
-                diagnose::deployment(
-                    self.cluster,
-                    &self.install.namespace,
-                    "coder-envproxy",
-                    "envproxy",
-                )
-                .await,
-            )),
-        }
+            Ok((status, body)) => format!(
+                "GET {path} answered {status}, not the envproxy's own 404: {}",
+                body.chars().take(200).collect::<String>().trim()
+            ),
+            Err(reason) => reason,
+        };
+        let look_at = diagnose::deployment(
+            self.cluster,
+            &self.install.namespace,
+            "coder-envproxy",
+            "envproxy",
+        )
+        .await;
+        Err(Self::failure(seen, look_at))
     }
 
     async fn workspace_port(&mut self, hop: &Hop) -> Outcome {

@@ -41,39 +41,8 @@ async fn on_a_real_node_rollback_with_the_data_puts_back_the_older_schema_and_it
     let platform = format!("https://{ACCESS_HOST}");
 
     // Under 1.0: a member and a workspace of theirs.
-    let admin_password = world.admin_password(NAMESPACE).await;
-    let admin = eventually(
-        "the admin's login through the front door",
-        std::time::Duration::from_secs(60),
-        || try_login(&http, &platform, "admin@coder.local", &admin_password),
-    )
-    .await;
-    post(
-        &http,
-        &format!("{platform}/api/v0/users"),
-        &admin,
-        json!({ "email": "dev@example.com", "name": "Dev", "password": "a long member password", "role": "member" }),
-    )
-    .await;
-    let member = login(&http, &platform, "dev@example.com", "a long member password").await;
-    let config = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NAMESPACE)
-        .get("coder-config")
-        .await
-        .expect("the platform's ConfigMap");
-    let image = config
-        .data
-        .unwrap_or_default()
-        .get("CODER_ALLOWED_IMAGES")
-        .cloned()
-        .expect("allowed images");
-    let workspace = post(
-        &http,
-        &format!("{platform}/api/v0/workspaces"),
-        &member,
-        json!({ "name": "dev", "image": image, "cpu_cores": 0.5, "memory_gb": 0.5, "disk_gb": 1 }),
-    )
-    .await;
-    let id = workspace["id"].as_str().expect("workspace id").to_owned();
+    let seeded = world.member_with_workspace(&http, &platform).await;
+    let (admin_password, member, id) = (seeded.admin_password, seeded.member, seeded.workspace);
 
     // The upgrade to the schema-changing 2.0.
     let first_image = manager_image(&client, NAMESPACE).await;
