@@ -561,36 +561,56 @@ async fn settle_front_door(http: &reqwest::Client, platform: &str, token: &str) 
     .await;
 }
 
-/// Runs `step`; when it panics, prints the last lines of every container of the namespace
-/// first (what the dashboard and the manager said), then goes on panicking.
-async fn with_logs_on_failure<T>(client: &kube::Client, step: impl std::future::Future<Output = T>) -> T {
-    use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
-        Ok(value) => value,
-        Err(panic) => {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-            for pod in pods
-                .list(&ListParams::default())
+/// Prints the last lines of every container of the namespace (what the dashboard, the manager
+/// and the ingress controller said).
+async fn print_logs(client: &kube::Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    for pod in pods
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+    {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        for container in pod.spec.iter().flat_map(|spec| spec.containers.iter()) {
+            let params = LogParams {
+                container: Some(container.name.clone()),
+                tail_lines: Some(30),
+                ..LogParams::default()
+            };
+            let log = pods
+                .logs(&name, &params)
                 .await
-                .map(|list| list.items)
-                .unwrap_or_default()
-            {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                for container in pod.spec.iter().flat_map(|spec| spec.containers.iter()) {
-                    let params = LogParams {
-                        container: Some(container.name.clone()),
-                        tail_lines: Some(30),
-                        ..LogParams::default()
-                    };
-                    let log = pods
-                        .logs(&name, &params)
-                        .await
-                        .unwrap_or_else(|error| error.to_string());
-                    eprintln!("--- {name}/{}:\n{log}", container.name);
-                }
-            }
-            std::panic::resume_unwind(panic)
+                .unwrap_or_else(|error| error.to_string());
+            eprintln!("--- {name}/{}:\n{log}", container.name);
         }
+    }
+}
+
+/// The member signs in in Chromium right after the rollout. The test world's front door can lag
+/// a rollout (its stand-ins learn new pods a moment late; see the README's front door section):
+/// a first failure prints every container's log, waits for the front door to settle again and
+/// tries once more; a second failure prints the logs again and fails.
+async fn sign_in_after_the_rollout(
+    client: &kube::Client,
+    walk: &FrontDoorWalk<'_>,
+    http: &reqwest::Client,
+    platform: &str,
+    token: &str,
+) {
+    use futures_util::FutureExt;
+    let attempt = || {
+        std::panic::AssertUnwindSafe(walk.login("dev@example.com", "a long member password")).catch_unwind()
+    };
+    if attempt().await.is_ok() {
+        return;
+    }
+    eprintln!("the first sign-in after the rollout failed; the namespace's logs:");
+    print_logs(client).await;
+    settle_front_door(http, platform, token).await;
+    if let Err(panic) = attempt().await {
+        print_logs(client).await;
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -1444,7 +1464,7 @@ async fn on_a_real_node_the_air_gapped_install_serves_a_workspace_and_the_free_t
     let browser = front_door_browser(&world, load_balancer).await;
     let screenshots = screenshot_dir(&world).join("replicas");
     let walk = FrontDoorWalk::new(&browser, &platform, &screenshots);
-    with_logs_on_failure(&client, walk.login("dev@example.com", "a long member password")).await;
+    sign_in_after_the_rollout(&client, &walk, &http, &platform, &member).await;
     replace_every_pod(&world.cluster, &["manager", "envproxy", "dashboard"], || async {
         walk.browser().goto(&format!("{platform}/")).await;
         if !walk.browser().exists("tr[data-workspace='dev']").await {
