@@ -246,14 +246,12 @@ impl Database {
         // A local program sees the end of its input when the pipe closes; in the pod, `head`
         // ends it after `length` bytes (an exec's stdin cannot be closed alone before
         // Kubernetes 1.29's protocol), so the stream stays open until the program has finished.
-        if matches!(self.location, Location::External { .. }) {
-            drop(stdin);
-            let result = running.finish().await;
-            copied.map_err(stream)?;
-            return result;
-        }
+        let held_open = match self.location {
+            Location::External { .. } => None,
+            Location::InCluster { .. } => Some(stdin),
+        };
         let result = running.finish().await;
-        drop(stdin);
+        drop(held_open);
         result?;
         copied.map_err(stream)?;
         flushed.map_err(stream)?;

@@ -128,7 +128,19 @@ pub async fn backup(
 ) -> Result<BackupReport, BackupError> {
     let store = RecordStore::new(cluster.client.clone(), namespace);
     let record = store.load_installed().await?;
-    let database = database_of(cluster, &store, &record).await?;
+    backup_of(cluster, &store, &record, output, progress).await
+}
+
+/// [`backup`] of the install whose record (read by the caller) is `record`.
+async fn backup_of(
+    cluster: &Cluster,
+    store: &RecordStore,
+    record: &InstallRecord,
+    output: &Path,
+    progress: &dyn Progress,
+) -> Result<BackupReport, BackupError> {
+    let namespace = store.namespace();
+    let database = database_of(cluster, store, record).await?;
     let migrations = migrations(&database, &database.name).await?;
     progress.line(&format!(
         "    pg_dump of database {} ({}, migrations {}) into {}",
@@ -204,7 +216,7 @@ pub async fn backup_before_upgrade(
         record.revision,
         record.version.replace(['/', ' '], "_")
     );
-    backup(cluster, namespace, &folder.join(name), progress)
+    backup_of(cluster, &store, &record, &folder.join(name), progress)
         .await
         .map(Some)
 }
