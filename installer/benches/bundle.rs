@@ -22,14 +22,18 @@
 //! the registry up that long with the locked spec and a file of every unique blob's URL, for
 //! profiling `bundle` (or a raw fetch) by hand against it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
 use coder_testenv::{Registry, RegistryFlavour};
-
-const MIB: usize = 1 << 20;
+use common::{
+    MIB, ROUNDS, Samples, airgap_license, bundle_args, coder_install, coder_install_measured, lock_spec,
+    path, ratio, run_quiet, settle, timed,
+};
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -271,16 +275,6 @@ fn bench_image(index: u64, app_seed: u64) -> Image {
         .expect("build fixture")
 }
 
-/// An enterprise license with the air-gap feature, signed by the test key, in `dir`: `push`
-/// needs one.
-fn airgap_license(dir: &Path) -> PathBuf {
-    let file = dir.join("bench.license");
-    let claims = coder_license::test_keys::claims(coder_license::Tier::Enterprise, true, 50, 365);
-    let token = coder_license::test_keys::sign(&claims).expect("sign the bench license");
-    std::fs::write(&file, token).expect("write the bench license");
-    file
-}
-
 async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     let image = ImageBuilder::new()
         .layer(LayerBuilder::new().random_file("big.bin", 1024 * MIB, 7))
@@ -303,7 +297,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
     lock_spec(&spec, &lock, insecure);
     let (cache, output) = (work.join("large-cache"), work.join("large.bundle"));
     let args = bundle_args(&spec, &lock, &cache, &output, insecure);
-    let peak = peak_rss_mib(&args);
+    let peak = coder_install_measured(&args).peak_rss_mib();
     println!("peak RSS, 1 GiB layer:    {peak:>8.1} MiB (target <= 64)");
 
     let target = Registry::start(RegistryFlavour::Plain)
@@ -323,7 +317,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         "--license",
         path(&license),
     ];
-    let peak = peak_rss_mib(&push_args);
+    let peak = coder_install_measured(&push_args).peak_rss_mib();
     println!("peak RSS, push of it:     {peak:>8.1} MiB");
 }
 
@@ -424,8 +418,8 @@ async fn upload_limit(images: &[Image]) -> Duration {
     let target = Registry::start(RegistryFlavour::Plain)
         .await
         .expect("start the upload-limit target");
-    let host = target.host();
-    let repository = format!("http://{host}/v2/bench/limit");
+    let base = target.url();
+    let repository = format!("{base}/v2/bench/limit");
     let mut blobs: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
     for image in images {
         for blob in image.layers.iter().chain([&image.config]) {
@@ -439,28 +433,12 @@ async fn upload_limit(images: &[Image]) -> Duration {
     let started = Instant::now();
     futures_util::stream::iter(blobs)
         .map(|(digest, bytes)| {
-            let (client, repository, host) = (&client, &repository, &host);
+            let (client, base) = (&client, &base);
             async move {
-                let session = client
-                    .post(format!("{repository}/blobs/uploads/"))
-                    .send()
-                    .await
-                    .expect("start an upload");
-                assert_eq!(session.status(), reqwest::StatusCode::ACCEPTED);
-                let location = session
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|value| value.to_str().ok())
-                    .expect("the upload's Location")
-                    .to_owned();
-                let url = if location.starts_with('/') {
-                    format!("http://{host}{location}")
-                } else {
-                    location
-                };
+                let url = common::upload_session(client, base, "bench/limit").await;
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let url = format!("{url}{separator}digest={digest}");
-                put_created(client, url, "application/octet-stream", bytes).await;
+                common::put_created(client, url, "application/octet-stream", bytes).await;
             }
         })
         .buffer_unordered(8)
@@ -469,7 +447,7 @@ async fn upload_limit(images: &[Image]) -> Duration {
     futures_util::stream::iter(images.iter().enumerate())
         .map(|(index, image)| {
             let url = format!("{repository}/manifests/image{index}");
-            put_created(
+            common::put_created(
                 &client,
                 url,
                 &image.manifest.media_type,
@@ -480,158 +458,4 @@ async fn upload_limit(images: &[Image]) -> Duration {
         .collect::<Vec<()>>()
         .await;
     started.elapsed()
-}
-
-/// `PUT`s `body` to `url` and checks that the registry answers `201 Created`.
-async fn put_created(client: &reqwest::Client, url: String, content_type: &str, body: Vec<u8>) {
-    let put = client
-        .put(&url)
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("PUT to the registry");
-    assert_eq!(put.status(), reqwest::StatusCode::CREATED, "PUT {url}");
-}
-
-/// Runs coder-install with `args` and samples its peak resident set size.
-fn peak_rss_mib(args: &[&str]) -> f64 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run coder-install");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
-    while child.try_wait().expect("poll").is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
-        {
-            peak_kib = peak_kib.max(
-                line.split_whitespace()
-                    .nth(1)
-                    .and_then(|kib| kib.parse().ok())
-                    .unwrap_or(0),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    peak_kib as f64 / 1024.0
-}
-
-/// `bundle` arguments with JSON output.
-fn bundle_args<'a>(
-    spec: &'a Path,
-    lock: &'a Path,
-    cache: &'a Path,
-    output: &'a Path,
-    insecure: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "bundle",
-        "--spec",
-        path(spec),
-        "--lock",
-        path(lock),
-        "--cache",
-        path(cache),
-        "-o",
-        path(output),
-        "--output",
-        "json",
-    ];
-    args.extend_from_slice(insecure);
-    args
-}
-
-/// `coder-install lock` of `spec` into `lock`.
-fn lock_spec(spec: &Path, lock: &Path, insecure: &[&str]) {
-    coder_install(&[&["lock", "--spec", path(spec), "-o", path(lock)][..], insecure].concat());
-}
-
-fn coder_install(args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(args)
-        .output()
-        .expect("run coder-install");
-    assert!(
-        output.status.success(),
-        "coder-install {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn run_quiet(command: &mut Command) {
-    let output = command.output().expect("run");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn timed(work: impl FnOnce()) -> Duration {
-    let started = Instant::now();
-    work();
-    started.elapsed()
-}
-
-fn ratio(ours: Duration, theirs: Duration) -> f64 {
-    ours.as_secs_f64() / theirs.as_secs_f64()
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().unwrap_or_default()
-}
-
-/// How many times each compared figure is measured; the median is reported.
-const ROUNDS: usize = 3;
-
-/// The timings of one figure's rounds.
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    /// [`ROUNDS`] timings of `round` (given the round's number), each after a [`settle`].
-    fn of(mut round: impl FnMut(usize) -> Duration) -> Self {
-        Self(
-            (0..ROUNDS)
-                .map(|number| {
-                    settle();
-                    round(number)
-                })
-                .collect(),
-        )
-    }
-
-    fn add(&mut self, took: Duration) {
-        self.0.push(took);
-    }
-
-    fn median(&self) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-    }
-}
-
-impl std::fmt::Display for Samples {
-    /// The median and the range: `   0.512 s (0.49-0.60)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let fastest = self.0.iter().min().copied().unwrap_or_default();
-        let slowest = self.0.iter().max().copied().unwrap_or_default();
-        write!(
-            f,
-            "{:>8.3} s ({:.2}-{:.2})",
-            self.median().as_secs_f64(),
-            fastest.as_secs_f64(),
-            slowest.as_secs_f64()
-        )
-    }
-}
-
-/// Writes back every dirty page on the machine (`sync`), so that a measurement does not pay
-/// for the writes of the one before it.
-fn settle() {
-    run_quiet(&mut Command::new("sync"));
 }

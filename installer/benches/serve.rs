@@ -1,6 +1,6 @@
 //! `serve` benchmark: `cargo benches -p coder-install --bench serve` prints figures, asserts nothing.
 //!
-//! The same images (4, each a 48 MiB and a 24 MiB layer: 288 MiB) are pulled from the CNCF
+//! The same images (16, each a 12 MiB and a 6 MiB layer: 288 MiB) are pulled from the CNCF
 //! distribution registry (Debian's `docker-registry`, filesystem storage, content pushed there
 //! by `coder-install push`) and from `coder-install serve` of the bundle, on loopback:
 //! - every manifest and blob, 4 at a time, over HTTP with one client (bodies read and counted,
@@ -8,19 +8,27 @@
 //!   serve from the page cache;
 //! - `skopeo copy` of every image into an OCI layout: what a real client sees end to end.
 //!
-//! The goal is serve ≥ 1.0× the distribution registry's throughput.
+//! - 16 pullers at once, each pulling its own image (manifest, then config and layers one
+//!   after another, as one client pulls one image): the throughput of each server (median of 3
+//!   rounds) and the p50/p99 time to first byte of every request.
+//!
+//! The goals: serve ≥ 1.0× the distribution registry's throughput, and ≥ 1.5× under 16 pullers.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use common::{MIB, PullTarget, Served, coder_install, path as text};
 
 use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
 use coder_testenv::{Registry, RegistryFlavour};
 use futures_util::StreamExt;
 
-const MIB: usize = 1 << 20;
-const IMAGES: u64 = 4;
+const IMAGES: u64 = 16;
 const CONCURRENCY: usize = 4;
+/// Clients pulling at once, each its own image.
+const PULLERS: usize = 16;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -35,8 +43,8 @@ async fn run() {
     let images: Vec<Image> = (0..IMAGES)
         .map(|index| {
             ImageBuilder::new()
-                .layer(LayerBuilder::new().random_file("base.bin", 48 * MIB, 300 + index))
-                .layer(LayerBuilder::new().random_file("app.bin", 24 * MIB, 400 + index))
+                .layer(LayerBuilder::new().random_file("base.bin", 12 * MIB, 300 + index))
+                .layer(LayerBuilder::new().random_file("app.bin", 6 * MIB, 400 + index))
                 .build()
                 .expect("build fixture")
         })
@@ -99,23 +107,23 @@ async fn run() {
         "--license",
         text(&license),
     ]);
-    let served = Served::start(&bundle);
+    let served = Served::start(&bundle, &[]);
 
-    // Every (repository, manifest digest, blob digests) to pull.
-    let mut targets: Vec<(String, String, Vec<String>)> = Vec::new();
-    for (index, image) in images.iter().enumerate() {
-        let blobs = image
-            .layers
-            .iter()
-            .chain([&image.config])
-            .map(|blob| blob.digest.clone())
-            .collect();
-        targets.push((
-            format!("bench/image{index}"),
-            image.manifest.digest.clone(),
-            blobs,
-        ));
-    }
+    // Every image's repository, manifest and blobs, to pull.
+    let targets: Vec<PullTarget> = images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| PullTarget {
+            repository: format!("bench/image{index}"),
+            manifests: vec![(image.manifest.digest.clone(), image.manifest.media_type.clone())],
+            blobs: image
+                .layers
+                .iter()
+                .chain([&image.config])
+                .map(|blob| blob.digest.clone())
+                .collect(),
+        })
+        .collect();
     let total: usize = images
         .iter()
         .flat_map(|image| image.layers.iter().chain([&image.config]))
@@ -150,10 +158,12 @@ async fn run() {
         serve_rate / distribution_rate
     );
 
+    many_pullers(&http, &distribution_url, &serve_url, &targets).await;
+
     let skopeo_seconds = |base: &str| {
         let layout = tempfile::tempdir().expect("tempdir");
         let started = Instant::now();
-        for (repository, _, _) in &targets {
+        for PullTarget { repository, .. } in &targets {
             let status = Command::new("skopeo")
                 .args(["copy", "--src-tls-verify=false", "--quiet"])
                 .arg(format!("docker://{base}/{repository}:1"))
@@ -177,92 +187,83 @@ async fn run() {
     );
 }
 
-/// GETs every manifest and blob of `targets` from `base`, [`CONCURRENCY`] at a time, reading
-/// and counting the bodies; returns the bytes and the seconds it took.
-async fn pull_everything(
-    http: &reqwest::Client,
-    base: &str,
-    targets: &[(String, String, Vec<String>)],
-) -> (u64, f64) {
-    let urls: Vec<String> = targets
-        .iter()
-        .flat_map(|(repository, manifest, blobs)| {
-            std::iter::once(format!("{base}/v2/{repository}/manifests/{manifest}")).chain(
-                blobs
-                    .iter()
-                    .map(move |blob| format!("{base}/v2/{repository}/blobs/{blob}")),
-            )
-        })
-        .collect();
+/// Every manifest and blob of `targets` from `base`, [`CONCURRENCY`] at a time: the bytes and
+/// the seconds it took.
+async fn pull_everything(http: &reqwest::Client, base: &str, targets: &[PullTarget]) -> (u64, f64) {
     let started = Instant::now();
-    let sizes: Vec<u64> = futures_util::stream::iter(urls)
-        .map(|url| async move {
-            let response = http
-                .get(&url)
-                .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await
-                .expect("GET");
-            assert!(response.status().is_success(), "{url}: {}", response.status());
-            let mut body = response.bytes_stream();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                size += chunk.expect("body").len() as u64;
-            }
-            size
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    (sizes.iter().sum(), started.elapsed().as_secs_f64())
+    let bytes = common::pull_everything(http, base, targets, CONCURRENCY).await;
+    (bytes, started.elapsed().as_secs_f64())
 }
 
-/// `coder-install serve` of the bundle on a free port; stopped when dropped.
-struct Served {
-    child: Child,
-    host: String,
-}
-
-impl Served {
-    fn start(bundle: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-            .args(["serve", "--bundle", text(bundle), "--allow-unsigned"])
-            .args(["--listen", "127.0.0.1:0", "--output", "json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run coder-install serve");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-            &mut line,
-        )
-        .expect("serve's JSON line");
-        let summary: serde_json::Value = serde_json::from_str(&line).expect("serve's JSON");
-        let host = summary["listen"].as_str().expect("listen").to_owned();
-        Self { child, host }
+/// [`PULLERS`] clients at once, each pulling its own image: per server, 3 rounds of the throughput
+/// and every request's time to first byte.
+async fn many_pullers(http: &reqwest::Client, distribution: &str, serve: &str, targets: &[PullTarget]) {
+    let mut figures = Vec::new();
+    for base in [distribution, serve] {
+        let mut rates = Vec::new();
+        let mut first_bytes = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let pulls = futures_util::future::join_all(
+                targets
+                    .iter()
+                    .take(PULLERS)
+                    .map(|target| pull_one_image(http, base, target)),
+            )
+            .await;
+            let seconds = started.elapsed().as_secs_f64();
+            let bytes: u64 = pulls.iter().map(|(bytes, _)| bytes).sum();
+            rates.push(bytes as f64 / MIB as f64 / seconds);
+            first_bytes.extend(pulls.into_iter().flat_map(|(_, times)| times));
+        }
+        rates.sort_by(f64::total_cmp);
+        first_bytes.sort();
+        let percentile = |p: f64| {
+            let rank = ((p / 100.0) * first_bytes.len() as f64).ceil() as usize;
+            first_bytes[rank.clamp(1, first_bytes.len()) - 1].as_secs_f64() * 1e3
+        };
+        figures.push((rates[1], rates[0], rates[2], percentile(50.0), percentile(99.0)));
     }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    for ((rate, low, high, p50, p99), name) in figures
+        .iter()
+        .zip(["distribution registry", "coder-install serve  "])
+    {
+        println!(
+            "{PULLERS} pullers, {name}: {rate:.0} MiB/s ({low:.0}-{high:.0}), time to first byte p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
     }
-}
-
-fn coder_install(args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_coder-install"))
-        .args(args)
-        .output()
-        .expect("run coder-install");
-    assert!(
-        output.status.success(),
-        "coder-install {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
+    println!(
+        "serve throughput vs distribution registry under {PULLERS} pullers: {:.2}x (goal >= 1.5)",
+        figures[1].0 / figures[0].0
     );
 }
 
-fn text(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
+/// One client's pull of one image: the manifest, then each blob, one request after another;
+/// returns the bytes and each request's time to its first byte.
+async fn pull_one_image(
+    http: &reqwest::Client,
+    base: &str,
+    target: &PullTarget,
+) -> (u64, Vec<std::time::Duration>) {
+    let mut bytes = 0;
+    let mut first_bytes = Vec::new();
+    for (url, accept) in target.requests(base) {
+        let sent = Instant::now();
+        let mut request = http.get(&url);
+        if let Some(media_type) = accept {
+            request = request.header(reqwest::header::ACCEPT, media_type);
+        }
+        let response = request.send().await.expect("GET");
+        assert!(response.status().is_success(), "{url}: {}", response.status());
+        let mut body = response.bytes_stream();
+        let mut first = true;
+        while let Some(chunk) = body.next().await {
+            if first {
+                first_bytes.push(sent.elapsed());
+                first = false;
+            }
+            bytes += chunk.expect("body").len() as u64;
+        }
+    }
+    (bytes, first_bytes)
 }

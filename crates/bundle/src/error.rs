@@ -56,6 +56,24 @@ pub enum BundleError {
         /// The existing file (the bundle, a part or the index).
         path: PathBuf,
     },
+    /// The output's filesystem has less free space than the bundle needs: refused before
+    /// anything is downloaded.
+    #[error(
+        "not enough free space for the bundle: it needs {} ({needed} bytes) in {}, which has {} free; \
+         free {} there, write it elsewhere (-o), or split it (--part-size) and write the parts where there is room",
+        coder_progress::human_bytes(*needed),
+        dir.display(),
+        coder_progress::human_bytes(*available),
+        coder_progress::human_bytes(needed.saturating_sub(*available))
+    )]
+    NotEnoughSpace {
+        /// The folder the bundle is written into.
+        dir: PathBuf,
+        /// The bytes the bundle needs.
+        needed: u64,
+        /// The bytes free there.
+        available: u64,
+    },
     /// `--part-size` is below [`crate::make::output::MIN_PART_SIZE`].
     #[error(
         "--part-size {part_size} is too small: parts must have at least {} bytes (64Ki); did you leave out the unit (4700M)?",

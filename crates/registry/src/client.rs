@@ -91,6 +91,9 @@ pub struct RegistryClient {
     authorizations: Mutex<HashMap<String, Authorization>>,
     /// Whole blobs or chunks, for every upload of the client (a 413 changes it for all).
     pub(crate) chunks: crate::chunked::ChunkPolicy,
+    /// Set once a registry answered a one-request upload (`POST ?digest=` with the bytes) by
+    /// opening a session instead: the client's later small blobs go by `POST` + `PUT` at once.
+    pub(crate) single_post_refused: std::sync::atomic::AtomicBool,
 }
 
 /// The host a registry's API is served from, as written in references with its port: Docker
@@ -135,6 +138,7 @@ impl RegistryClient {
         Ok(Self {
             http,
             chunks: crate::chunked::ChunkPolicy::new(options.upload_chunk_size),
+            single_post_refused: std::sync::atomic::AtomicBool::new(false),
             options: RegistryOptions {
                 attempts: options.attempts.max(1),
                 ..options

@@ -70,6 +70,10 @@ pub enum BlobPushOutcome {
     Mounted,
 }
 
+/// The largest blob sent in one request (`POST ?digest=` with the bytes): above it, a registry
+/// that answers the form with a session instead would have been sent the bytes in vain.
+const SINGLE_POST_MAX: u64 = 1 << 20;
+
 impl RegistryClient {
     /// Whether `repository` has blob `digest` (`HEAD /v2/<repository>/blobs/<digest>`).
     pub async fn blob_exists(&self, repository: &Repository, digest: &str) -> Result<bool, RegistryError> {
@@ -262,21 +266,30 @@ impl RegistryClient {
     ) -> Result<BlobPushOutcome, RegistryError> {
         let mut attempt = 1;
         loop {
-            let upload = match mount_from {
+            let (sent, min_chunk) = match mount_from {
                 Some(from) => match self.mount_blob(repository, digest, from).await? {
                     MountOutcome::Mounted => return Ok(BlobPushOutcome::Mounted),
-                    MountOutcome::NotMounted(upload) => upload,
+                    MountOutcome::NotMounted(upload) => {
+                        self.send_into(upload, repository, digest, source, &on_progress)
+                            .await
+                    }
                 },
-                None => self.start_upload(repository).await?,
-            };
-            let min_chunk = upload.min_chunk.unwrap_or(0);
-            let sent = match self.upload_chunk_size() {
-                Some(_) => {
-                    self.upload_in_chunks(repository, upload, digest, source, on_progress.clone())
+                None if self.single_post_worth_trying(source.size) => {
+                    match self
+                        .post_whole_blob(repository, digest, source, on_progress.clone())
                         .await
+                    {
+                        Ok(None) => (Ok(()), 0),
+                        Ok(Some(upload)) => {
+                            self.send_into(upload, repository, digest, source, &on_progress)
+                                .await
+                        }
+                        Err(error) => (Err(error), 0),
+                    }
                 }
                 None => {
-                    self.finish_upload(repository, upload, digest, source, on_progress.clone())
+                    let upload = self.start_upload(repository).await?;
+                    self.send_into(upload, repository, digest, source, &on_progress)
                         .await
                 }
             };
@@ -304,6 +317,75 @@ impl RegistryClient {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// Sends `source` into the open session `upload`, whole or in chunks as the client does
+    /// now; returns the outcome and the smallest chunk the registry said it takes (0: none).
+    async fn send_into(
+        &self,
+        upload: BlobUpload,
+        repository: &Repository,
+        digest: &str,
+        source: &FileRange,
+        on_progress: &Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> (Result<(), RegistryError>, u64) {
+        let min_chunk = upload.min_chunk.unwrap_or(0);
+        let sent = match self.upload_chunk_size() {
+            Some(_) => {
+                self.upload_in_chunks(repository, upload, digest, source, on_progress.clone())
+                    .await
+            }
+            None => {
+                self.finish_upload(repository, upload, digest, source, on_progress.clone())
+                    .await
+            }
+        };
+        (sent, min_chunk)
+    }
+
+    /// Whether a blob of `size` bytes goes up in one request (`POST ?digest=` with the bytes):
+    /// a small one, whole (not in chunks), while no registry has refused the form to this client.
+    fn single_post_worth_trying(&self, size: u64) -> bool {
+        size <= SINGLE_POST_MAX
+            && self.upload_chunk_size().is_none()
+            && !self
+                .single_post_refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Uploads blob `digest` in one request, the distribution spec's single `POST`: `None` when
+    /// the registry committed it (201), or the upload session it opened instead (202: it does not
+    /// take the bytes this way; the client stops trying, and the caller sends them by `PUT`).
+    async fn post_whole_blob(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        source: &FileRange,
+        on_progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<Option<BlobUpload>, RegistryError> {
+        let url = self.api_url(repository, &format!("blobs/uploads/?digest={digest}"));
+        let response = self
+            .send_range(
+                (Method::POST, url),
+                repository,
+                source,
+                digest,
+                HeaderMap::new(),
+                on_progress,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => {
+                check_digest_answer(&response, digest, &format!("{repository}@{digest} (blob)"))?;
+                Ok(None)
+            }
+            StatusCode::ACCEPTED => {
+                self.single_post_refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(Some(self.upload_session(&response, repository)?))
+            }
+            _ => Err(push_failure(response, repository, &format!("blob {digest}"), source.size).await),
         }
     }
 

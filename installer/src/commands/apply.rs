@@ -64,6 +64,11 @@ pub struct ApplyArgs {
         conflicts_with = "no_backup"
     )]
     pub backup_dir: std::path::PathBuf,
+    /// Print the wall time of each step (verify, license, preflight, push, backup, render,
+    /// server-side apply, wait) after the report. `--output json` always has them, under
+    /// `timings`.
+    #[arg(long)]
+    pub timings: bool,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "text")]
     pub format: OutputFormat,
@@ -101,7 +106,34 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         source,
     };
     let report = coder_deploy::apply::run(request, progress).await?;
-    print_report(&report, args.format)
+    print_report(&report, args.format)?;
+    if args.timings && args.format == OutputFormat::Text {
+        print_timings(&report.timings);
+    }
+    Ok(())
+}
+
+/// The `--timings` table: each step, its seconds and its share of the whole, then the share the
+/// tool itself took (every step but the wait for the workloads).
+fn print_timings(timings: &coder_deploy::apply::Timings) {
+    let total = timings.total_seconds.max(f64::EPSILON);
+    println!("timings:");
+    for step in &timings.steps {
+        println!(
+            "  {:<18} {:>8.2} s  {:>5.1}%",
+            step.step,
+            step.seconds,
+            100.0 * step.seconds / total
+        );
+    }
+    println!("  {:<18} {:>8.2} s", "total", timings.total_seconds);
+    if timings.seconds(coder_deploy::apply::WAIT).is_some() {
+        let own = timings.own_seconds();
+        println!(
+            "  this tool's own steps (all but the wait): {own:.2} s, {:.1}% of the apply",
+            100.0 * own / total
+        );
+    }
 }
 
 /// Prints an apply (or rollback) report.

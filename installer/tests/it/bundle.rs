@@ -651,7 +651,7 @@ fn same_bytes(left: &std::path::Path, right: &std::path::Path) -> bool {
 }
 
 #[tokio::test]
-async fn a_disk_that_fills_up_fails_cleanly() {
+async fn a_disk_too_small_for_the_bundle_is_refused_with_the_figures_and_nothing_left() {
     let world = World::new(RegistryFlavour::Plain).await;
     world.lock_spec();
     let full = world.path("full");
@@ -684,8 +684,20 @@ exit $status"#;
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "bundling onto a full disk succeeded");
+    // Refused before the download, saying how much it needs, where, and how much is free.
     assert!(
-        stderr.contains("No space left on device") && stderr.contains("coder.bundle"),
+        stderr.contains("not enough free space for the bundle")
+            && stderr.contains(&format!("in {}, which has 512.00 KiB free", full.display()))
+            && stderr.contains("write it elsewhere (-o)"),
+        "{stderr}"
+    );
+    let needed: u64 = stderr
+        .split_once(" bytes) in ")
+        .and_then(|(before, _)| before.rsplit_once('(')?.1.parse().ok())
+        .expect("the bytes needed");
+    assert!(needed > 512 * 1024, "{stderr}");
+    assert!(
+        !stderr.contains("pulling") && !stderr.contains("downloaded"),
         "{stderr}"
     );
     assert_eq!(

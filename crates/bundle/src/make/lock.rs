@@ -10,21 +10,36 @@ use coder_bundle_spec::{
 
 use coder_registry::oci::IndexDocument;
 use coder_registry::{RegistryClient, RegistryError, Repository};
+use futures_util::StreamExt;
 
 use crate::BundleError;
 
-/// Resolves every image (and OCI chart) of `spec` against its registry.
+/// How many images [`resolve`] asks about at once.
+const RESOLVED_AT_ONCE: usize = 8;
+
+/// Resolves every image (and OCI chart) of `spec` against its registry, several at a time.
 pub async fn resolve(
     spec: &BundleSpec,
     client: &RegistryClient,
     on_resolved: &dyn Fn(&LockedArtifact),
 ) -> crate::Result<ImageLock> {
-    let mut images = Vec::new();
-    for image in &spec.images {
-        let reference = ImageReference::parse(&image.reference)?;
-        let locked = resolve_one(&image.name, &reference, spec, client)
-            .await
-            .map_err(|error| BundleError::artifact("image", &image.name, &image.reference, error))?;
+    // Every reference parsed before any request, so that a typo fails at once.
+    let references = spec
+        .images
+        .iter()
+        .map(|image| ImageReference::parse(&image.reference))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Several at a time (a far registry costs a round trip each), reported in the spec's order.
+    let mut resolved = futures_util::stream::iter(spec.images.iter().zip(&references))
+        .map(|(image, reference)| async move {
+            resolve_one(&image.name, reference, spec, client)
+                .await
+                .map_err(|error| BundleError::artifact("image", &image.name, &image.reference, error))
+        })
+        .buffered(RESOLVED_AT_ONCE);
+    let mut images = Vec::with_capacity(spec.images.len());
+    while let Some(locked) = resolved.next().await {
+        let locked = locked?;
         on_resolved(&locked);
         images.push(locked);
     }

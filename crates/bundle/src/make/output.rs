@@ -162,6 +162,7 @@ pub fn open_partial(
         });
     }
     remove_stale_partials(output, &files);
+    check_free_space(&files)?;
     let mut pieces = Vec::with_capacity(files.len());
     for (path, size) in &files {
         let created = create_fresh(path).and_then(|file| reserve(&file, *size).map(|()| file));
@@ -169,7 +170,13 @@ pub fn open_partial(
             Ok(file) => pieces.push((path.clone(), file, *size)),
             Err(error) => {
                 remove_files(files.iter().map(|(path, _)| path));
-                return Err(context(path, error));
+                return Err(match error.raw_os_error() {
+                    // Space taken by something else since the check.
+                    Some(code) if code == nix::errno::Errno::ENOSPC as i32 => {
+                        not_enough_space(&files).unwrap_or_else(|| context(path, error))
+                    }
+                    _ => context(path, error),
+                });
             }
         }
     }
@@ -181,6 +188,34 @@ pub fn open_partial(
     Ok(PartialBundle {
         file,
         continued: false,
+    })
+}
+
+/// Refuses, with the figures, a bundle whose files do not fit in the free space of their
+/// folder (all parts are written into one folder).
+fn check_free_space(files: &[(PathBuf, u64)]) -> crate::Result<()> {
+    match not_enough_space(files) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// The refusal when `files` need more than their folder's free space (for an unprivileged
+/// user); `None` when they fit or the free space cannot be read (the reservation still fails
+/// early then).
+fn not_enough_space(files: &[(PathBuf, u64)]) -> Option<crate::BundleError> {
+    let (first, _) = files.first()?;
+    let dir = match first.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let stats = nix::sys::statvfs::statvfs(&dir).ok()?;
+    let available = stats.blocks_available().saturating_mul(stats.fragment_size());
+    let needed = files.iter().map(|(_, size)| size).sum::<u64>();
+    (needed > available).then_some(crate::BundleError::NotEnoughSpace {
+        dir,
+        needed,
+        available,
     })
 }
 

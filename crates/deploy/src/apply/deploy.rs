@@ -11,7 +11,7 @@ use crate::objects::{Applied, Change, ObjectKey};
 use crate::record::{InstallRecord, PendingApply, RecordStore, RevisionSummary};
 use crate::release::Release;
 
-use super::{ApplyOptions, ApplyReport};
+use super::{ApplyOptions, ApplyReport, StepTime, Timings};
 use crate::render::{Manifests, Values, render, secret_names};
 
 /// The values `release` is rendered with: the chart's defaults, `--values` files and `--set`s,
@@ -57,6 +57,19 @@ pub async fn render_and_write(
     ));
     let values = resolved_values(release, options)?;
     let manifests = render(&release.request(&values, namespace, cluster.pdb_api()))?;
+    let rendered = started.elapsed();
+    // Rendering, then everything written (under the lease): the two steps of this call.
+    let timed = |mut report: ApplyReport| {
+        let total = started.elapsed();
+        report.timings = Timings {
+            steps: vec![
+                StepTime::new("render", rendered),
+                StepTime::new("server-side apply", total - rendered),
+            ],
+            total_seconds: total.as_secs_f64(),
+        };
+        report
+    };
 
     progress.step("deploy");
     let namespace_created =
@@ -74,7 +87,7 @@ pub async fn render_and_write(
                     .then(|| crate::objects::diff(&ObjectKey::of(object), None, object)),
             })
             .collect();
-        return Ok(ApplyReport {
+        return Ok(timed(ApplyReport {
             namespace: namespace.to_owned(),
             mode: release.mode,
             version: release.version.clone(),
@@ -85,7 +98,8 @@ pub async fn render_and_write(
             secrets: crate::secrets::GeneratedSecrets::default(),
             deploy_seconds: started.elapsed().as_secs_f64(),
             backup: None,
-        });
+            timings: Timings::default(),
+        }));
     }
     let target = ReleaseRecord {
         version: release.version.clone(),
@@ -105,6 +119,7 @@ pub async fn render_and_write(
         write_release(cluster, &target, options, &manifests, started),
     )
     .await
+    .map(timed)
 }
 
 /// What a deploy records: the release's identity beside its manifests.
@@ -171,6 +186,7 @@ pub async fn write_release(
         secrets,
         deploy_seconds: started.elapsed().as_secs_f64(),
         backup: release.backup.clone(),
+        timings: Timings::default(),
     };
     if options.dry_run || nothing_to_do {
         let pruned = prune(cluster, &stale, true).await?;

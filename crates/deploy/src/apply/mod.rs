@@ -3,6 +3,7 @@
 //! (`deploy.rs` renders and writes under the namespace's Lease).
 
 mod deploy;
+mod timings;
 mod verify;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use crate::render::render;
 pub use deploy::{
     ReleaseRecord, configured_storage_class, render_and_write, render_for, resolved_values, write_release,
 };
+pub use timings::{StepTime, Timings, WAIT};
 pub use verify::{
     ImageSignaturePolicy, SignaturePolicy, VerifiedBundle, verify_before_use, verify_signature_before_use,
 };
@@ -98,6 +100,8 @@ pub struct ApplyReport {
     /// The backup of the database taken before this apply changed the version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupRef>,
+    /// The wall time of each step.
+    pub timings: Timings,
 }
 
 impl ApplyReport {
@@ -146,10 +150,12 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
         backup_folder,
         options,
     } = request;
+    let mut stopwatch = timings::Stopwatch::start();
     let verified = match &source {
         ReleaseSource::Bundle { path, .. } => {
             let mut verified = verify_before_use(path, &signature, NOTHING_DONE, progress).await?;
             verified.require_image_signatures(&image_signatures, NOTHING_DONE, progress)?;
+            stopwatch.lap("verify");
             Some(verified)
         }
         ReleaseSource::Connected(_) => None,
@@ -161,6 +167,7 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
     let license = check_license(air_gapped, license.as_deref(), NOTHING_DONE, progress)?;
     let mut release = load(&source, verified.as_ref())?;
     release.license = license;
+    stopwatch.lap("license");
     let site_check = SiteCheck {
         registry: &registry,
         served: verified
@@ -176,6 +183,7 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
     if !report.passed() {
         return Err(crate::DeployError::PreflightFailed(report.failure_message()));
     }
+    stopwatch.lap("preflight");
     if let Some(report) = served {
         progress.step(&format!(
             "no push (--no-push): {} serves all {} images and charts",
@@ -189,6 +197,7 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
             registry,
         };
         push(&verified.bundle, &site, &mirror, &mut release, progress).await?;
+        stopwatch.lap("push");
     }
     if let (Some(folder), false) = (&backup_folder, options.dry_run) {
         let backup = crate::backup::backup_before_upgrade(
@@ -200,10 +209,17 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
         )
         .await
         .map_err(crate::DeployError::BackupBeforeUpgrade)?;
+        if backup.is_some() {
+            stopwatch.lap("backup");
+        }
         release.backup = backup.map(|report| report.reference());
     }
-    let report = render_and_write(&cluster, &release, &options, progress).await?;
-    wait(&cluster, &report, &options, progress).await?;
+    let mut report = render_and_write(&cluster, &release, &options, progress).await?;
+    stopwatch.take(&report.timings);
+    if wait(&cluster, &report, &options, progress).await? {
+        stopwatch.lap(timings::WAIT);
+    }
+    report.timings = stopwatch.finish();
     Ok(report)
 }
 
@@ -290,15 +306,16 @@ async fn push(
     release.use_pushed(&report)
 }
 
-/// Step 7: with `--wait` (and not a dry run), wait until every applied workload is ready.
+/// Step 7: with `--wait` (and not a dry run), wait until every applied workload is ready;
+/// returns whether it waited.
 pub(crate) async fn wait(
     cluster: &Cluster,
     report: &ApplyReport,
     options: &ApplyOptions,
     progress: &dyn Progress,
-) -> crate::Result<()> {
+) -> crate::Result<bool> {
     let Some(timeout) = options.wait.filter(|_| !options.dry_run) else {
-        return Ok(());
+        return Ok(false);
     };
     progress.step(&format!("wait up to {}s for the workloads", timeout.as_secs()));
     let keys: Vec<_> = report.objects.iter().map(|applied| applied.key.clone()).collect();
@@ -310,5 +327,6 @@ pub(crate) async fn wait(
             .collect();
         progress.line(&format!("    waiting for {}", waiting.join(", ")));
     })
-    .await
+    .await?;
+    Ok(true)
 }

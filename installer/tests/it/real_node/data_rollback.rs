@@ -28,7 +28,8 @@ async fn on_a_real_node_rollback_with_the_data_puts_back_the_older_schema_and_it
         .create_secrets(&client, NAMESPACE)
         .await
         .expect("the site's TLS Secrets");
-    world.apply(&world.bundle("1.0.0"), &license, &[]).await;
+    let installed = world.apply(&world.bundle("1.0.0"), &license, &[]).await;
+    print_timings("install of 1.0 (its pods start on the node)", &installed);
     let load_balancer = world
         .cluster
         .load_balancer_address(NAMESPACE, INGRESS_SERVICE)
@@ -52,6 +53,7 @@ async fn on_a_real_node_rollback_with_the_data_puts_back_the_older_schema_and_it
         &["--version", "2.0.0"],
     );
     let upgraded = world.apply(&world.bundle("2.0.0"), &license, &[]).await;
+    print_timings("upgrade to 2.0 (a backup, a new manager image)", &upgraded);
     assert_ne!(manager_image(&client, NAMESPACE).await, first_image);
     settle_front_door(&http, &platform, &member).await;
 
@@ -301,4 +303,46 @@ async fn refusals(world: &RealWorld, client: &kube::Client, taken: &str, second:
         "a refusal scaled the platform"
     );
     assert_eq!(schema(client).await, ("1,2,9001".to_owned(), "1".to_owned()));
+}
+
+/// Checks the `timings` of an `apply --wait --output json` report (every step of a bundle's
+/// apply, in order, their sum within the total) and prints them, with the share of the tool's
+/// own steps: `scripts/bench-apply-on-node.sh` collects these lines (a figure, not a goal the
+/// test asserts).
+fn print_timings(what: &str, report: &Value) {
+    let timings = &report["timings"];
+    let steps: Vec<(&str, f64)> = timings["steps"]
+        .as_array()
+        .expect("the report's timings")
+        .iter()
+        .map(|step| {
+            let seconds = step["seconds"].as_f64().expect("seconds");
+            assert!(seconds >= 0.0, "{timings}");
+            (step["step"].as_str().expect("a step's name"), seconds)
+        })
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(name, _)| *name).collect();
+    let expected = ["verify", "license", "preflight", "push"];
+    assert_eq!(names[..expected.len()], expected, "{timings}");
+    assert_eq!(
+        names[names.len() - 3..],
+        ["render", "server-side apply", "wait"],
+        "{timings}"
+    );
+    let total = timings["total_seconds"].as_f64().expect("the total");
+    let sum: f64 = steps.iter().map(|(_, seconds)| seconds).sum();
+    assert!(
+        sum <= total + 0.01,
+        "the steps take longer than the whole: {timings}"
+    );
+    let own = sum - steps.last().map_or(0.0, |(_, wait)| *wait);
+    let listed: Vec<String> = steps
+        .iter()
+        .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+        .collect();
+    println!(
+        "apply timings on the node, {what}: {}; total {total:.2} s; the tool's own steps {own:.2} s = {:.1}% of the apply (goal <= 10%)",
+        listed.join(", "),
+        100.0 * own / total
+    );
 }
