@@ -22,6 +22,9 @@
 //!
 //! **One huge layer** (`BENCH_HUGE_GIB`, default 8; `BENCH_SKIP_HUGE=1` skips it): see
 //! [`huge`].
+//!
+//! `BENCH_HOLD=SECONDS` measures nothing: it makes the first set, locks it, prints the
+//! `bundle` command to run against it and keeps its registry up that long (for profiling).
 
 mod common;
 #[path = "scale/huge.rs"]
@@ -55,9 +58,11 @@ fn main() {
 }
 
 /// The commands measured at every size, in the order printed.
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 12] = [
     "lock",
+    "  registry HEADs",
     "bundle",
+    "  registry GETs",
     "verify",
     "inspect",
     "push",
@@ -65,6 +70,7 @@ const COMMANDS: [&str; 9] = [
     "serve catalog",
     "serve pulls",
     "presence check",
+    "  upload limit",
 ];
 
 /// One size's figures: per command its median time and its largest peak RSS (0: in process).
@@ -133,7 +139,37 @@ async fn one_size(images: usize) -> SizeFigures {
     let insecure = ["--insecure-registry", host.as_str()];
     let lock = work.path().join("images.lock");
     let lock_args = [&["lock", "--spec", path(&spec), "-o", path(&lock)][..], &insecure].concat();
+    if let Some(seconds) = std::env::var_os("BENCH_HOLD") {
+        // For profiling by hand: the upstream registry stays up with the locked spec.
+        let seconds: u64 = seconds.to_str().and_then(|text| text.parse().ok()).unwrap_or(600);
+        coder_install_measured(&lock_args);
+        println!(
+            "holding {seconds} s: coder-install bundle --spec {} --lock {} --insecure-registry {host} -o OUT",
+            spec.display(),
+            lock.display()
+        );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        std::process::exit(0);
+    }
     let (lock_times, lock_peak) = measured_rounds(|_| coder_install_measured(&lock_args));
+    let client = reqwest::Client::new();
+    let manifest_urls: Vec<String> = set
+        .tags()
+        .map(|(repository, tag, _)| format!("{}/v2/{repository}/manifests/{tag}", upstream.url()))
+        .collect();
+    let mut lock_floor = Samples::default();
+    for _ in 0..ROUNDS {
+        settle();
+        lock_floor.add(heads_8_at_a_time(&client, &manifest_urls).await);
+    }
+    let fetch_targets = set.unique_fetches();
+    let mut bundle_floor = Samples::default();
+    for _ in 0..ROUNDS {
+        settle();
+        let started = Instant::now();
+        common::pull_everything(&client, &upstream.url(), &fetch_targets, 8).await;
+        bundle_floor.add(started.elapsed());
+    }
     far_registry_lock(&set, &upstream, work.path()).await;
 
     let bundle = work.path().join("set.bundle");
@@ -184,8 +220,16 @@ async fn one_size(images: usize) -> SizeFigures {
         mib(lock_peak)
     );
     println!(
+        "  the registry alone:  {lock_floor}   (a HEAD of every tag, 8 at a time)   lock/that = {:.2}",
+        ratio(lock_times.median(), lock_floor.median())
+    );
+    println!(
         "bundle (cold cache):  {bundle_times}   peak {:.1} MiB",
         mib(bundle_peak)
+    );
+    println!(
+        "  the registry alone:  {bundle_floor}   (a GET of every manifest and unique blob, 8 at a time)   bundle/that = {:.2}",
+        ratio(bundle_times.median(), bundle_floor.median())
     );
     println!(
         "verify:               {verify_times}   peak {:.1} MiB",
@@ -210,23 +254,33 @@ async fn one_size(images: usize) -> SizeFigures {
         println!("{:<22}{samples}", format!("{name}:"));
     }
     println!("serve peak RSS after the pulls: {:.1} MiB", mib(served));
-    let mut times = vec![lock_times, bundle_times, verify_times, inspect_times, push_times];
+    let mut times = vec![
+        lock_times,
+        lock_floor,
+        bundle_times,
+        bundle_floor,
+        verify_times,
+        inspect_times,
+        push_times,
+    ];
     times.extend(serve);
-    SizeFigures {
-        images,
-        times,
-        peaks: vec![
-            lock_peak,
-            bundle_peak,
-            verify_peak,
-            inspect_peak,
-            push_peak,
-            served,
-            0,
-            0,
-            0,
-        ],
-    }
+    times.push(limit);
+    // Per command (in the order of COMMANDS) its peak RSS; 0 for what runs in this process.
+    let peaks = vec![
+        lock_peak,
+        0,
+        bundle_peak,
+        0,
+        verify_peak,
+        inspect_peak,
+        push_peak,
+        served,
+        0,
+        0,
+        0,
+        0,
+    ];
+    SizeFigures { images, times, peaks }
 }
 
 fn mib(kib: u64) -> f64 {
@@ -270,30 +324,33 @@ async fn far_registry_lock(set: &ImageSet, upstream: &Registry, work: &Path) {
     let mut heads = Samples::default();
     for _ in 0..ROUNDS {
         settle();
-        let started = Instant::now();
-        futures_util::stream::iter(&urls)
-            .map(|url| {
-                let client = &client;
-                async move {
-                    let answer = client
-                        .head(url)
-                        .header("Accept", ACCEPT_MANIFESTS)
-                        .send()
-                        .await
-                        .expect("HEAD through the proxy");
-                    assert!(answer.status().is_success(), "HEAD {url}: {}", answer.status());
-                }
-            })
-            .buffer_unordered(8)
-            .collect::<Vec<()>>()
-            .await;
-        heads.add(started.elapsed());
+        heads.add(heads_8_at_a_time(&client, &urls).await);
     }
     println!(
         "lock, 20 ms registry: {ours}   {} HEADs 8 at a time: {heads}   ratio = {:.2} (goal <= 1.5)",
         urls.len(),
         ratio(ours.median(), heads.median())
     );
+}
+
+/// A `HEAD` of each of `urls` (manifests), 8 at a time: how long the registry takes to answer
+/// that many requests, with nothing of a client's own.
+async fn heads_8_at_a_time(client: &reqwest::Client, urls: &[String]) -> Duration {
+    let started = Instant::now();
+    futures_util::stream::iter(urls)
+        .map(|url| async move {
+            let answer = client
+                .head(url)
+                .header("Accept", ACCEPT_MANIFESTS)
+                .send()
+                .await
+                .expect("HEAD a manifest");
+            assert!(answer.status().is_success(), "HEAD {url}: {}", answer.status());
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    started.elapsed()
 }
 
 const ACCEPT_MANIFESTS: &str =
@@ -521,6 +578,30 @@ impl ImageSet {
                     .flat_map(|image| image.layers.iter().chain([&image.config]))
                     .map(|blob| blob.digest.clone())
                     .collect(),
+            })
+            .collect()
+    }
+
+    /// What a bundle fetches at the least: every tag's manifests, and every unique blob once
+    /// (from the first repository that has it).
+    fn unique_fetches(&self) -> Vec<common::PullTarget> {
+        let mut blobs: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (digest, (_, repository)) in self.unique_blobs() {
+            blobs.entry(repository).or_default().push(digest.to_owned());
+        }
+        self.tags()
+            .map(|(repository, tag, artifact)| common::PullTarget {
+                repository: repository.to_owned(),
+                manifests: artifact
+                    .manifests()
+                    .iter()
+                    .map(|manifest| (manifest.digest.clone(), manifest.media_type.clone()))
+                    .collect(),
+                blobs: if tag == "t1" {
+                    blobs.remove(repository).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
             })
             .collect()
     }

@@ -822,4 +822,120 @@ mod tests {
             "{recorded:?}"
         );
     }
+
+    /// SIMULATED (a raw socket): a registry without the one-request upload, which answers
+    /// `POST ?digest=` by opening a session (202), as the spec allows. The distribution registry
+    /// the other tests run takes the form, so it cannot show this fallback. Records each
+    /// request's line; reads each body by its `Content-Length`.
+    async fn registry_without_single_post() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let host = listener.local_addr().expect("address").to_string();
+        let lines: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let recorded = lines.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut socket = tokio::io::BufReader::new(socket);
+                    loop {
+                        let mut line = String::new();
+                        if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            if socket.read_line(&mut header).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if header.trim().is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = header.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0u8; length];
+                        if socket.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let line = line.trim().to_owned();
+                        let answer = if line.starts_with("POST") {
+                            "202 Accepted\r\nLocation: /v2/mirror/app/blobs/uploads/session".to_owned()
+                        } else {
+                            let digest = line.split("digest=").nth(1).unwrap_or_default();
+                            let digest = digest
+                                .split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .replace("%3A", ":");
+                            format!("201 Created\r\nDocker-Content-Digest: {digest}")
+                        };
+                        if let Ok(mut lines) = recorded.lock() {
+                            lines.push(format!("{line} ({length} bytes)"));
+                        }
+                        let response = format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\n\r\n");
+                        if socket.get_mut().write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (host, lines)
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_answers_the_one_request_upload_with_a_session_gets_post_and_put() {
+        let (host, lines) = registry_without_single_post().await;
+        let client = client_for(&host);
+        let repository = Repository {
+            registry: host.clone(),
+            repository: "mirror/app".into(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blobs");
+        std::fs::write(&path, b"first blobsecond blob").expect("write");
+        let file: Arc<dyn crate::blob_io::RandomRead> = Arc::new(std::fs::File::open(&path).expect("open"));
+        for (offset, size) in [(0, 10), (10, 11)] {
+            let source = FileRange {
+                file: file.clone(),
+                offset,
+                size,
+            };
+            let bytes =
+                std::fs::read(&path).expect("read")[offset as usize..(offset + size) as usize].to_vec();
+            let digest = super::super::sha256_digest(&bytes);
+            let outcome = client
+                .push_blob(&repository, &digest, &source, None, Arc::new(|_| {}))
+                .await
+                .expect("push a blob");
+            assert!(matches!(outcome, BlobPushOutcome::Uploaded));
+        }
+        let lines = lines.lock().expect("lines").clone();
+        let shapes: Vec<String> = lines
+            .iter()
+            .map(|line| {
+                let (method, rest) = line.split_once(' ').unwrap_or_default();
+                let query = if rest.contains("?digest=") { "?digest" } else { "" };
+                let bytes = line.rsplit_once('(').map(|(_, bytes)| bytes).unwrap_or_default();
+                format!("{method}{query} ({bytes}")
+            })
+            .collect();
+        // The first blob: the one request, refused by a session, then its bytes by PUT; the
+        // second: no second try of the form.
+        assert_eq!(
+            shapes,
+            [
+                "POST?digest (10 bytes)",
+                "PUT?digest (10 bytes)",
+                "POST (0 bytes)",
+                "PUT?digest (11 bytes)"
+            ],
+            "{lines:?}"
+        );
+    }
 }

@@ -100,6 +100,7 @@ pub async fn plan_images(
     cache: &BlobCache,
     plan: &mut BundlePlan,
 ) -> crate::Result<()> {
+    prefetch_manifests(lock, client, cache).await;
     for image in &spec.images {
         let locked = lock.image(&image.name).ok_or_else(|| BundleError::NotInLock {
             image: image.name.clone(),
@@ -116,6 +117,52 @@ pub async fn plan_images(
         plan.charts.push(artifact);
     }
     Ok(())
+}
+
+/// How many manifests [`prefetch_manifests`] fetches at once.
+const MANIFESTS_AT_ONCE: usize = 8;
+
+/// Fetches into the cache, [`MANIFESTS_AT_ONCE`] at a time, every manifest the lock pins that the
+/// cache lacks (each image's and chart's, and the platform manifests its index lists), so that
+/// planning, which goes one artifact after another in the spec's order, reads them from disk
+/// instead of waiting for the registry once per manifest. Best effort: a manifest that fails
+/// here is fetched again by the planning, which reports the failure with its artifact.
+async fn prefetch_manifests(lock: &ImageLock, client: &RegistryClient, cache: &BlobCache) {
+    use futures_util::StreamExt;
+    let mut wanted: BTreeMap<&str, (Repository, &str)> = BTreeMap::new();
+    for locked in lock.images.iter().chain(&lock.charts) {
+        let Ok(reference) = locked.image_reference() else {
+            continue;
+        };
+        let repository = Repository::of(&reference);
+        let children = locked
+            .platforms
+            .iter()
+            .filter(|platform| !is_index(&platform.media_type))
+            .map(|platform| {
+                (
+                    platform.digest.as_str(),
+                    platform.media_type.as_str(),
+                    platform.size,
+                )
+            });
+        let top = (locked.digest.as_str(), locked.media_type.as_str(), locked.size);
+        for (digest, media_type, size) in std::iter::once(top).chain(children) {
+            if !cache.contains(digest, size) {
+                wanted
+                    .entry(digest)
+                    .or_insert_with(|| (repository.clone(), media_type));
+            }
+        }
+    }
+    futures_util::stream::iter(wanted)
+        .map(|(digest, (repository, media_type))| async move {
+            // Errors are the planning's to report.
+            let _ = fetch_into_cache(client, cache, &repository, digest, media_type).await;
+        })
+        .buffer_unordered(MANIFESTS_AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 /// Plans one locked image or chart: fetches its manifest (and, for an index, the manifest of
