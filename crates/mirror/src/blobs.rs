@@ -99,6 +99,9 @@ pub(crate) async fn check_omitted<'a>(
     Ok((known_present, missing))
 }
 
+/// How many repositories one blob is mounted into at once, once one holds it.
+const MOUNTS_AT_ONCE: usize = 8;
+
 /// Sends the blobs, `concurrency` digests at a time: per digest, the first repository that
 /// lacks it gets it uploaded from the bundle `file`, every other one gets it by cross-repository
 /// mount (an upload if the registry declines).
@@ -138,35 +141,58 @@ struct Sender<'s, 'a> {
 
 impl Sender<'_, '_> {
     /// Puts one blob into every repository of its work that lacks it, the first by upload (or
-    /// mount, for a blob the delta bundle leaves out), the others by mount from it.
+    /// mount, for a blob the delta bundle leaves out), the others by mount from it. Once one
+    /// repository holds it, the others are done [`MOUNTS_AT_ONCE`] at a time: a base layer shared
+    /// by hundreds of repositories would otherwise cost two round trips per repository, one
+    /// after another, at the end of the push.
     async fn send_digest(&self, (digest, blob, repositories): &BlobWork<'_>) -> Result<(), MirrorError> {
         let item: Arc<dyn Item> = Arc::from(
             self.progress
                 .item(digest.trim_start_matches("sha256:"), blob.size),
         );
-        let mut holder: Option<&Repository> = None;
-        for repository in repositories {
-            if self.present(digest, repository).await? {
-                self.counters.present.fetch_add(1, Ordering::Relaxed);
-                holder.get_or_insert(repository);
-                continue;
+        // Whatever way it went, a repository that `put_into` returned for holds the blob.
+        let mut rest = repositories.iter();
+        let holder = match rest.next() {
+            Some(first) => {
+                self.put_into(digest, blob, first, None, &item).await?;
+                Some(*first)
             }
-            let Some(location) = blob.location else {
-                // Only reachable for an omitted blob present in another repository: it can only
-                // be mounted from there.
-                self.mount_omitted(digest, repository, holder).await?;
-                continue;
-            };
-            let source = FileRange {
-                file: self.file.clone(),
-                offset: location.offset,
-                size: location.size,
-            };
-            self.push(digest, blob, repository, source, holder, &item).await?;
-            holder.get_or_insert(repository);
-        }
+            None => None,
+        };
+        futures_util::stream::iter(rest)
+            .map(|repository| self.put_into(digest, blob, repository, holder, &item))
+            .buffer_unordered(MOUNTS_AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
         item.set(blob.size);
         Ok(())
+    }
+
+    /// Puts the blob into `repository` unless it is there: uploaded from the bundle, or mounted
+    /// from `holder` (a blob the delta bundle leaves out can only be mounted).
+    async fn put_into(
+        &self,
+        digest: &str,
+        blob: &BlobPlan,
+        repository: &Repository,
+        holder: Option<&Repository>,
+        item: &Arc<dyn Item>,
+    ) -> Result<(), MirrorError> {
+        if self.present(digest, repository).await? {
+            self.counters.present.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let Some(location) = blob.location else {
+            // Only reachable for an omitted blob present in another repository: it can only
+            // be mounted from there.
+            return self.mount_omitted(digest, repository, holder).await;
+        };
+        let source = FileRange {
+            file: self.file.clone(),
+            offset: location.offset,
+            size: location.size,
+        };
+        self.push(digest, blob, repository, source, holder, item).await
     }
 
     /// Whether `repository` has the blob: what the delta check found, else asked.
