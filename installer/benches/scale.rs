@@ -10,9 +10,9 @@
 //!   the same number of `HEAD`s made 8 at a time through it (goal ≤ 1.5×);
 //! - `bundle` (cold cache), `verify`, `inspect`;
 //! - `push` into an empty registry, against the upload limit: every unique blob sent once by
-//!   one `POST ?digest=` with its bytes (the distribution registry takes a blob in one request),
-//!   the base mounted into every other repository, every manifest by `PUT`, 8 requests in
-//!   flight (goal ≤ 1.3×);
+//!   `POST` + `PUT` (the distribution registry 2.8 has no one-request upload), the base mounted
+//!   into every other repository (one `POST`), every manifest by `PUT`, 8 requests in flight
+//!   (goal ≤ 1.3×);
 //! - `serve` of the bundle: its start (it verifies the bundle first), the catalog read page by
 //!   page, every manifest and blob pulled 8 at a time, and `apply --no-push`'s presence check
 //!   against it (the library function `apply` runs, in this process: it has no RSS of its own).
@@ -607,7 +607,7 @@ impl ImageSet {
     }
 
     /// The upload limit of the set into a new empty registry: every unique blob sent once by
-    /// one `POST ?digest=` with its bytes into the first repository that has it, mounted (one `POST`) into every
+    /// `POST` + `PUT` into the first repository that has it, mounted (one `POST`) into every
     /// other repository that has it, then every manifest by one `PUT` (children by digest,
     /// before their index; every tag's top manifest under its tag), 8 requests in flight at each
     /// stage. Nothing of a client's own: no file reading, hashing or existence checks.

@@ -296,7 +296,9 @@ pub async fn pull_everything(
 }
 
 /// Uploads `bytes` as blob `digest` into `repository` at `base` (`http://host:port`) in the
-/// fewest requests the distribution registry allows: one `POST ?digest=` with the bytes.
+/// fewest requests the distribution registry 2.8 allows: `POST` (an upload session; it answers
+/// the one-request form, `POST ?digest=` with the bytes, by opening a session too) and one
+/// monolithic `PUT`.
 pub async fn upload_blob(
     client: &reqwest::Client,
     base: &str,
@@ -304,15 +306,15 @@ pub async fn upload_blob(
     digest: &str,
     bytes: Vec<u8>,
 ) {
-    let url = format!("{base}/v2/{repository}/blobs/uploads/?digest={digest}");
-    let answer = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await
-        .expect("POST a blob");
-    assert_eq!(answer.status(), reqwest::StatusCode::CREATED, "POST {url}");
+    let url = upload_session(client, base, repository).await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    put_created(
+        client,
+        format!("{url}{separator}digest={digest}"),
+        "application/octet-stream",
+        bytes,
+    )
+    .await;
 }
 
 /// Starts an upload into `repository` at `base`; returns its absolute URL.
