@@ -190,7 +190,11 @@ async fn rollback_with_the_data(
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("backup failed:\n{}", String::from_utf8_lossy(&output.stderr)));
     assert_eq!(report["manifest"]["version"], "2.0.0", "{report}");
-    assert_eq!(report["manifest"]["migrations"], json!([1, 2, 3, 9001]), "{report}");
+    assert_eq!(
+        report["manifest"]["migrations"],
+        json!([1, 2, 3, 9001]),
+        "{report}"
+    );
 
     refusals(world, client, &taken, &second, &target).await;
     assert!(
