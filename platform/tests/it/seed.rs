@@ -11,18 +11,16 @@ pub const NO_LOGIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bm8tbG9naW4$bm8t
 /// Adds `count` members, `<prefix><n>@example.com` (n from 1), each with `password_hash`; their
 /// ids in creation order.
 pub async fn users(pool: &PgPool, prefix: &str, count: i32, password_hash: &str) -> Vec<String> {
-    sqlx::query(
+    insert(
+        pool,
         "INSERT INTO users (id, email, name, role, password_hash, created_at)
          SELECT substr(md5(random()::text || n), 1, 24), $1 || n || '@example.com', 'User ' || n,
                 'member', $2, now() - (n / 2) * interval '1 ms'
          FROM generate_series(1, $3) AS n",
+        [prefix, password_hash],
+        count,
     )
-    .bind(prefix)
-    .bind(password_hash)
-    .bind(count)
-    .execute(pool)
-    .await
-    .expect("seed users");
+    .await;
     sqlx::query_scalar("SELECT id FROM users WHERE email LIKE $1 || '%' ORDER BY created_at, id")
         .bind(prefix)
         .fetch_all(pool)
@@ -49,16 +47,25 @@ pub async fn workspaces(pool: &PgPool, owners: &[String], prefix: &str, per_owne
 
 /// Adds `count` live API keys (`<prefix><n>`) to `user_id`.
 pub async fn api_keys(pool: &PgPool, user_id: &str, prefix: &str, count: i32) {
-    sqlx::query(
+    insert(
+        pool,
         "INSERT INTO api_keys (id, secret_hash, user_id, kind, name, created_at, expires_at)
          SELECT substr(md5(random()::text || n), 1, 10), sha256(convert_to(random()::text, 'UTF8')),
                 $1, 'api_key', $2 || n, now() - (n / 2) * interval '1 ms', now() + interval '30 days'
          FROM generate_series(1, $3) AS n",
+        [user_id, prefix],
+        count,
     )
-    .bind(user_id)
-    .bind(prefix)
-    .bind(count)
-    .execute(pool)
-    .await
-    .expect("seed API keys");
+    .await;
+}
+
+/// Runs one seeding `INSERT` whose `$1`, `$2` are `texts` and `$3` the row count.
+async fn insert(pool: &PgPool, sql: &'static str, texts: [&str; 2], count: i32) {
+    sqlx::query(sql)
+        .bind(texts[0])
+        .bind(texts[1])
+        .bind(count)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|error| panic!("seeding: {error}\n{sql}"));
 }
