@@ -161,3 +161,59 @@ pub struct TicketRedeemed {
     /// True for exactly one redemption of a nonce: the first, while the ticket is unexpired.
     pub redeemed: bool,
 }
+
+/// Keyset pagination of the list endpoints (`GET /api/v0/users`, `/api/v0/workspaces`,
+/// `/api/v0/api-keys`): `?limit=N` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and
+/// `?after=CURSOR`. The body stays a bare JSON array of one page, in creation order; when more
+/// rows follow, the answer carries `Link: <PATH?limit=N&after=CURSOR>; rel="next"` (a path on
+/// the same server), and the last page carries none. The cursor is opaque: the position
+/// (creation time, id) of the page's last row, so rows inserted meanwhile never shift a walk.
+pub mod paging {
+    /// Rows in a page when `limit` is not given.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The largest `limit` accepted.
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The `Link` header's value pointing at the next page, `path_and_query` (`/api/v0/...?...`).
+    pub fn next_link(path_and_query: &str) -> String {
+        format!("<{path_and_query}>; rel=\"next\"")
+    }
+
+    /// The next page's path and query in a `Link` header's value, if it names one. Only a path
+    /// on the same server (starting with `/`, not `//`) is taken: a client following it never
+    /// sends its token to another host.
+    pub fn parse_next_link(value: &str) -> Option<&str> {
+        value.split(',').find_map(|link| {
+            let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+            let next = params.split(';').any(|param| {
+                let param = param.trim().replace(' ', "");
+                param.eq_ignore_ascii_case("rel=\"next\"") || param.eq_ignore_ascii_case("rel=next")
+            });
+            (next && target.starts_with('/') && !target.starts_with("//")).then_some(target)
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn next_links_round_trip_and_other_hosts_are_not_followed() {
+            let link = next_link("/api/v0/users?limit=5&after=00ab");
+            assert_eq!(parse_next_link(&link), Some("/api/v0/users?limit=5&after=00ab"));
+            assert_eq!(
+                parse_next_link("</a?x=1>; rel=\"prev\", </b?x=2>; rel=next"),
+                Some("/b?x=2")
+            );
+            for refused in [
+                "<https://elsewhere.test/api/v0/users>; rel=\"next\"",
+                "<//elsewhere.test/x>; rel=\"next\"",
+                "</a>; rel=\"prev\"",
+                "/a; rel=\"next\"",
+                "",
+            ] {
+                assert_eq!(parse_next_link(refused), None, "{refused}");
+            }
+        }
+    }
+}

@@ -8,10 +8,13 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, LINK};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api_types::paging::{MAX_LIMIT, parse_next_link};
 use crate::api_types::{
     ENVPROXY_TOKEN_HEADER, SESSION_TOKEN_HEADER, TicketRedeemed, TicketRedemption, User, Workspace,
 };
@@ -130,14 +133,15 @@ impl ManagerClient {
         &self.base
     }
 
-    /// Sends one request and decodes a JSON answer (`Value::Null` for an empty body).
-    pub async fn call<T: DeserializeOwned>(
+    /// Sends one request: the answer's headers and body when it succeeded, else the manager's
+    /// error.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         caller: Caller<'_>,
         body: Option<&Value>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<(HeaderMap, Bytes), ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = caller.token {
             request = request.header(SESSION_TOKEN_HEADER, token);
@@ -158,6 +162,7 @@ impl ManagerClient {
         }
         let response = request.send().await.map_err(ClientError::Unreachable)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(ClientError::Unreachable)?;
         if !status.is_success() {
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -169,12 +174,42 @@ impl ManagerClient {
                 detail: text("detail"),
             });
         }
-        let bytes = if bytes.is_empty() {
-            &b"null"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|error| ClientError::Decode(error.to_string()))
+        Ok((headers, bytes))
+    }
+
+    /// Sends one request and decodes a JSON answer (`Value::Null` for an empty body).
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        caller: Caller<'_>,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let (_, bytes) = self.send(method, path, caller, body).await?;
+        decode(&bytes)
+    }
+
+    /// Every row of a paginated list (`GET /api/v0/users`, `/api/v0/workspaces`,
+    /// `/api/v0/api-keys`): pages of [`MAX_LIMIT`] rows, following each answer's `Link` to the
+    /// next until the last page.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        caller: Caller<'_>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut rows = Vec::new();
+        let mut next = Some(format!("{path}?limit={MAX_LIMIT}"));
+        while let Some(page) = next.take() {
+            let (headers, bytes) = self.send(Method::GET, &page, caller, None).await?;
+            rows.extend(decode::<Vec<T>>(&bytes)?);
+            next = headers
+                .get_all(LINK)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .find_map(parse_next_link)
+                .map(str::to_owned);
+        }
+        Ok(rows)
     }
 
     /// `GET /api/v0/users/me`: who holds this token (401 if nobody).
@@ -224,6 +259,12 @@ impl ManagerClient {
             .await?;
         Ok(())
     }
+}
+
+/// Decodes a JSON answer (`Value::Null` for an empty body).
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    let bytes = if bytes.is_empty() { &b"null"[..] } else { bytes };
+    serde_json::from_slice(bytes).map_err(|error| ClientError::Decode(error.to_string()))
 }
 
 /// Percent-encodes everything but unreserved characters, for an id placed in a path.

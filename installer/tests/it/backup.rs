@@ -136,7 +136,7 @@ async fn an_external_database_is_backed_up_restored_and_rolled_back_with_its_dat
     assert_eq!(report["manifest"]["version"], "1.0.0", "{report}");
     assert_eq!(
         report["manifest"]["migrations"],
-        serde_json::json!([1, 2]),
+        serde_json::json!([1, 2, 3]),
         "{report}"
     );
     assert!(file.exists() && !Path::new(&format!("{file_text}.partial")).exists());

@@ -1006,15 +1006,15 @@ async fn footprint(
     platform: &str,
     admin: &str,
 ) -> Vec<String> {
-    let users: Value = http
-        .get(format!("{platform}/api/v0/users"))
+    // One page holds them all (the list is paginated: no `Link` to a next page).
+    let response = http
+        .get(format!("{platform}/api/v0/users?limit=1000"))
         .bearer_auth(admin)
         .send()
         .await
-        .expect("users")
-        .json()
-        .await
-        .expect("users JSON");
+        .expect("users");
+    assert!(response.headers().get("link").is_none(), "more than 1,000 users");
+    let users: Value = response.json().await.expect("users JSON");
     let mut found: Vec<String> = users
         .as_array()
         .expect("a list of users")

@@ -87,11 +87,46 @@ pub fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
     Ok(bytes)
 }
 
-/// Runs the CPU-heavy argon2 work off the async workers.
+/// The argon2 parameters new hashes get (the crate's defaults), e.g. for a benchmark to print:
+/// `argon2id v19, m=19456 KiB, t=2, p=1`. A stored hash is verified with its own.
+pub fn hash_parameters() -> String {
+    let argon2 = Argon2::default();
+    let params = argon2.params();
+    format!(
+        "argon2id v{}, m={} KiB, t={}, p={}",
+        u32::from(argon2::Version::default()),
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost()
+    )
+}
+
+/// How many argon2 computations run at once: one per CPU. Each takes a CPU for its whole time
+/// and its memory (19 MiB), so more at once would only slow every one of them and grow the
+/// memory with the number of concurrent logins; the others wait their turn.
+pub fn hashing_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+static HASHING_SLOTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(hashing_slots())));
+
+/// Runs the CPU-heavy argon2 work off the async workers, at most [`hashing_slots`] at once. The
+/// slot goes with the work, so a request that gives up (its client left) frees it only when its
+/// hashing ends.
 pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
+    let slot = HASHING_SLOTS
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|error| ApiError::Internal(format!("password hashing task: {error}")))
+        .map_err(|error| ApiError::Internal(format!("password hashing slots: {error}")))?;
+    tokio::task::spawn_blocking(move || {
+        let done = work();
+        drop(slot);
+        done
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("password hashing task: {error}")))
 }
 
 #[cfg(test)]
@@ -124,5 +159,9 @@ mod tests {
         assert!(verify_password("correct horse battery", &hash));
         assert!(!verify_password("wrong horse battery", &hash));
         assert!(!verify_password("x", "not a phc string"));
+        // The parameters printed are those of the hashes made: `$v=19$m=19456,t=2,p=1$`.
+        let printed = hash_parameters().replace("argon2id v", "$v=").replace(" KiB", "");
+        let phc_params = printed.replacen(", ", "$", 1).replace(", ", ",") + "$";
+        assert!(hash.contains(&phc_params), "{hash} vs {phc_params}");
     }
 }

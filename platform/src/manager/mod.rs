@@ -6,7 +6,8 @@
 //! thin handlers), [`service`] (what the API does, with authorization; sessions in
 //! [`service::sessions`]), [`actor`] (who is calling), [`credentials`] (password and token
 //! primitives), [`k8s`] (workspace objects and the state watch), [`model`] (objects and field
-//! rules), [`error`] (the JSON error body), [`ratelimit`], [`metrics`] and [`proxy_pods`].
+//! rules), [`error`] (the JSON error body), [`pagination`] (the list endpoints' pages),
+//! [`ratelimit`], [`metrics`] and [`proxy_pods`].
 
 pub mod actor;
 pub mod api;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod k8s;
 pub mod metrics;
 pub mod model;
+pub mod pagination;
 pub mod proxy_pods;
 pub mod ratelimit;
 pub mod service;

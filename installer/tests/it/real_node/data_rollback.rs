@@ -168,7 +168,7 @@ async fn rollback_with_the_data(
         taken.starts_with(&world.path("backups")),
         "not in --backup-dir: {taken}"
     );
-    assert_eq!(schema(client).await, ("1,2,9001".to_owned(), "1".to_owned()));
+    assert_eq!(schema(client).await, ("1,2,3,9001".to_owned(), "1".to_owned()));
 
     // Under 2.0, the admin adds a user.
     let admin = login(http, platform, "admin@coder.local", admin_password).await;
@@ -192,7 +192,11 @@ async fn rollback_with_the_data(
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("backup failed:\n{}", String::from_utf8_lossy(&output.stderr)));
     assert_eq!(report["manifest"]["version"], "2.0.0", "{report}");
-    assert_eq!(report["manifest"]["migrations"], json!([1, 2, 9001]), "{report}");
+    assert_eq!(
+        report["manifest"]["migrations"],
+        json!([1, 2, 3, 9001]),
+        "{report}"
+    );
 
     refusals(world, client, &taken, &second, &target).await;
     assert!(
@@ -226,7 +230,7 @@ async fn rollback_with_the_data(
     let rolled: Value = serde_json::from_slice(&output.stdout).expect("rollback's JSON report");
     assert_eq!(rolled["version"], "1.0.0", "{rolled}");
     assert_eq!(manager_image(client, NAMESPACE).await, first_image);
-    assert_eq!(schema(client).await, ("1,2".to_owned(), "0".to_owned()));
+    assert_eq!(schema(client).await, ("1,2,3".to_owned(), "0".to_owned()));
     assert_eq!(
         psql(
             client,
@@ -302,7 +306,7 @@ async fn refusals(world: &RealWorld, client: &kube::Client, taken: &str, second:
         replicas,
         "a refusal scaled the platform"
     );
-    assert_eq!(schema(client).await, ("1,2,9001".to_owned(), "1".to_owned()));
+    assert_eq!(schema(client).await, ("1,2,3,9001".to_owned(), "1".to_owned()));
 }
 
 /// Checks the `timings` of an `apply --wait --output json` report (every step of a bundle's

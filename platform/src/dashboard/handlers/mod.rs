@@ -39,7 +39,7 @@ use super::session;
 use super::signed_in::SignedIn;
 use super::state::DashState;
 use crate::api_types::LicenseSummary;
-use crate::manager_client::Caller;
+use crate::manager_client::{Caller, ClientError};
 use crate::request_id;
 
 /// A form carrying only the CSRF token.
@@ -65,7 +65,7 @@ async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
     path: &str,
     failed: Option<(StatusCode, String)>,
 ) -> (StatusCode, Option<String>, T) {
-    let fetched: Result<T, _> = state
+    let fetched = state
         .client
         .call(
             Method::GET,
@@ -74,6 +74,15 @@ async fn fetch_for_page<T: serde::de::DeserializeOwned + Default>(
             None,
         )
         .await;
+    for_page(failed, fetched)
+}
+
+/// What a page shows of a fetch: its status and error (a failed form's, else the fetch's own
+/// failure) and what was fetched (`T::default()` when the fetch failed).
+fn for_page<T: Default>(
+    failed: Option<(StatusCode, String)>,
+    fetched: Result<T, ClientError>,
+) -> (StatusCode, Option<String>, T) {
     match (failed, fetched) {
         (Some((status, text)), Ok(value)) => (status, Some(text), value),
         (None, Ok(value)) => (StatusCode::OK, None, value),
@@ -100,8 +109,9 @@ async fn read_only_notice(state: &DashState, headers: &HeaderMap, token: &str) -
     status.read_only
 }
 
-/// A signed-in page listing what the manager answers at `path`, rendered by `render` (given the
-/// CSRF token and the items), with an error and status when a form failed.
+/// A signed-in page listing every row the manager's paginated list at `path` holds (following
+/// its pages), rendered by `render` (given the CSRF token and the items), with an error and
+/// status when a form failed.
 async fn list_page<T: serde::de::DeserializeOwned>(
     state: &DashState,
     headers: &HeaderMap,
@@ -112,8 +122,11 @@ async fn list_page<T: serde::de::DeserializeOwned>(
     render: impl FnOnce(&str, &[T]) -> String,
 ) -> Response {
     let (csrf, cookie) = session::csrf_token(&state.config, headers);
-    let (status, error, list): (_, _, Vec<T>) =
-        fetch_for_page(state, headers, &who.token, path, failed).await;
+    let fetched = state
+        .client
+        .list_all(path, Caller::user(&who.token, request_id::of(headers)))
+        .await;
+    let (status, error, list): (_, _, Vec<T>) = for_page(failed, fetched);
     let read_only = read_only_notice(state, headers, &who.token).await;
     let frame = Frame {
         title,

@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::extract::{Body, Id};
-use crate::api_types::ApiKey;
+use super::extract::{Body, Id, Paging};
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
 use crate::manager::service::keys;
@@ -22,9 +22,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "key": token, "api_key": key }))))
 }
 
-/// `GET /api/v0/api-keys`.
-pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<ApiKey>>> {
-    Ok(Json(keys::list(&state.pool, &actor).await?))
+/// `GET /api/v0/api-keys`, a page at a time.
+pub async fn list(State(state): State<AppState>, actor: Actor, paging: Paging) -> ApiResult<Response> {
+    Ok(paging.respond(keys::list(&state.pool, &actor, &paging.page).await?))
 }
 
 /// `DELETE /api/v0/api-keys/{id}`.

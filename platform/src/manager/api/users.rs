@@ -3,17 +3,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 
-use super::extract::{Body, Id};
+use super::extract::{Body, Id, Paging};
 use crate::api_types::User;
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
 use crate::manager::service::{users, workspaces};
 use crate::manager::state::AppState;
 
-/// `GET /api/v0/users` (admins).
-pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(users::list(&state.pool, &actor).await?))
+/// `GET /api/v0/users` (admins), a page at a time.
+pub async fn list(State(state): State<AppState>, actor: Actor, paging: Paging) -> ApiResult<Response> {
+    Ok(paging.respond(users::list(&state.pool, &actor, &paging.page).await?))
 }
 
 /// `POST /api/v0/users` (admins).

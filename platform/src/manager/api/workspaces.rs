@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 
-use super::extract::{Body, Id};
+use super::extract::{Body, Id, Paging};
 use crate::api_types::Workspace;
 use crate::manager::actor::Actor;
 use crate::manager::error::ApiResult;
@@ -23,9 +24,9 @@ pub async fn create(
     ))
 }
 
-/// `GET /api/v0/workspaces`.
-pub async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<Workspace>>> {
-    Ok(Json(workspaces::list(&state, &actor).await?))
+/// `GET /api/v0/workspaces`, a page at a time.
+pub async fn list(State(state): State<AppState>, actor: Actor, paging: Paging) -> ApiResult<Response> {
+    Ok(paging.respond(workspaces::list(&state, &actor, &paging.page).await?))
 }
 
 /// `GET /api/v0/workspaces/{id}`.

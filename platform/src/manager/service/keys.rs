@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::Deserialize;
-use sqlx::PgPool;
+use sqlx::{PgPool, QueryBuilder};
 
 use crate::api_types::ApiKey;
 use crate::manager::actor::Actor;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::model::validate_display_name;
+use crate::manager::pagination::{Cursor, Page, PageRequest};
 
 use super::sessions::issue;
 
@@ -55,17 +56,16 @@ pub async fn create_api_key(
     Ok((key, token.token))
 }
 
-/// The caller's live API keys (not session tokens).
-pub async fn list(pool: &PgPool, actor: &Actor) -> ApiResult<Vec<ApiKey>> {
-    let keys: Vec<ApiKey> = sqlx::query_as(
+/// A page of the caller's live API keys (not session tokens), in creation order.
+pub async fn list(pool: &PgPool, actor: &Actor, page: &PageRequest) -> ApiResult<Page<ApiKey>> {
+    let mut query = QueryBuilder::new(
         "SELECT id, name, created_at, expires_at, last_used_at FROM api_keys
-         WHERE user_id = $1 AND kind = 'api_key' AND NOT revoked AND expires_at > now()
-         ORDER BY created_at",
-    )
-    .bind(&actor.user.id)
-    .fetch_all(pool)
-    .await?;
-    Ok(keys)
+         WHERE kind = 'api_key' AND NOT revoked AND expires_at > now() AND user_id = ",
+    );
+    query.push_bind(&actor.user.id);
+    page.push_keyset(&mut query);
+    let keys: Vec<ApiKey> = query.build_query_as().fetch_all(pool).await?;
+    Ok(Page::cut(keys, page, |key| Cursor::of(key.created_at, &key.id)))
 }
 
 /// Revokes one of the caller's API keys; others' keys are 404.

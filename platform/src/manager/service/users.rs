@@ -4,13 +4,14 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, QueryBuilder};
 
 use crate::api_types::{Role, User};
 use crate::manager::actor::Actor;
 use crate::manager::credentials::{blocking, hash_password, new_id, verify_password};
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::model::{validate_display_name, validate_email, validate_password};
+use crate::manager::pagination::{Cursor, Page, PageRequest};
 
 use super::{audit, conflict_on_unique};
 
@@ -137,17 +138,13 @@ pub async fn bootstrap_admin(pool: &PgPool, email: &str, password: &str) -> ApiR
     Ok(true)
 }
 
-/// Every account (admins only).
-pub async fn list(pool: &PgPool, actor: &Actor) -> ApiResult<Vec<User>> {
+/// A page of the accounts, in creation order (admins only).
+pub async fn list(pool: &PgPool, actor: &Actor, page: &PageRequest) -> ApiResult<Page<User>> {
     actor.require_admin()?;
-    let rows: Vec<UserRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users ORDER BY created_at, id"
-    ))
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(User::try_from).collect()
+    let mut query = QueryBuilder::new(concat!("SELECT ", user_columns!(), " FROM users WHERE TRUE"));
+    page.push_keyset(&mut query);
+    let rows: Vec<UserRow> = query.build_query_as().fetch_all(pool).await?;
+    Page::cut(rows, page, |row| Cursor::of(row.created_at, &row.id)).try_map(User::try_from)
 }
 
 /// Resolves `me` to the caller's id.

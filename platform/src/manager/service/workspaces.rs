@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::QueryBuilder;
 
 use crate::api_types::{Workspace, states};
 use crate::manager::actor::Actor;
@@ -12,6 +13,7 @@ use crate::manager::credentials::new_id;
 use crate::manager::error::{ApiError, ApiResult};
 use crate::manager::k8s::{WorkspaceCluster, observed_state};
 use crate::manager::model::validate_dns_label;
+use crate::manager::pagination::{Cursor, Page, PageRequest};
 use crate::manager::state::AppState;
 
 use super::{audit, conflict_on_unique};
@@ -139,23 +141,17 @@ pub async fn create(state: &AppState, actor: &Actor, request: CreateWorkspace) -
     Ok(workspace)
 }
 
-/// The caller's workspaces; for admins, everyone's.
-pub async fn list(state: &AppState, actor: &Actor) -> ApiResult<Vec<Workspace>> {
-    let query = if actor.is_admin() {
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM workspaces ORDER BY created_at, id"
-        ))
+/// A page of the caller's workspaces (for admins, everyone's), in creation order.
+pub async fn list(state: &AppState, actor: &Actor, page: &PageRequest) -> ApiResult<Page<Workspace>> {
+    let mut query = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM workspaces WHERE "));
+    if actor.is_admin() {
+        query.push("TRUE");
     } else {
-        sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM workspaces WHERE owner_id = $1 ORDER BY created_at, id"
-        ))
-        .bind(&actor.user.id)
-    };
-    Ok(query.fetch_all(&state.pool).await?)
+        query.push("owner_id = ").push_bind(&actor.user.id);
+    }
+    page.push_keyset(&mut query);
+    let rows: Vec<Workspace> = query.build_query_as().fetch_all(&state.pool).await?;
+    Ok(Page::cut(rows, page, |row| Cursor::of(row.created_at, &row.id)))
 }
 
 /// One workspace: the caller's own, or any for admins. Others' are 404, like missing ones.
