@@ -305,18 +305,7 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
         .expect("start push target");
     let host = target.host();
     let license = airgap_license(work);
-    let push_args = [
-        "push",
-        "--allow-unsigned",
-        "--bundle",
-        path(&output),
-        "--registry",
-        &host,
-        "--insecure-registry",
-        &host,
-        "--license",
-        path(&license),
-    ];
+    let push_args = common::push_args(&output, &host, &license);
     let peak = coder_install_measured(&push_args).peak_rss_mib();
     println!("peak RSS, push of it:     {peak:>8.1} MiB");
 }

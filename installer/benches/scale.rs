@@ -194,18 +194,7 @@ async fn one_size(images: usize) -> SizeFigures {
             .expect("push target");
         let host = target.host();
         settle();
-        let run = coder_install_measured(&[
-            "push",
-            "--allow-unsigned",
-            "--bundle",
-            path(&bundle),
-            "--registry",
-            &host,
-            "--insecure-registry",
-            &host,
-            "--license",
-            path(&license),
-        ]);
+        let run = coder_install_measured(&common::push_args(&bundle, &host, &license));
         push_times.add(run.took);
         push_peak = push_peak.max(run.peak_rss_kib);
     }
@@ -449,6 +438,14 @@ impl Artifact {
         }
     }
 
+    /// Its manifests' digests and media types, children before their index.
+    fn manifest_digests(&self) -> Vec<(String, String)> {
+        self.manifests()
+            .iter()
+            .map(|manifest| (manifest.digest.clone(), manifest.media_type.clone()))
+            .collect()
+    }
+
     fn images(&self) -> Vec<&Image> {
         match self {
             Artifact::Image(image) => vec![image],
@@ -567,11 +564,7 @@ impl ImageSet {
         self.tags()
             .map(|(repository, _, artifact)| common::PullTarget {
                 repository: repository.to_owned(),
-                manifests: artifact
-                    .manifests()
-                    .iter()
-                    .map(|manifest| (manifest.digest.clone(), manifest.media_type.clone()))
-                    .collect(),
+                manifests: artifact.manifest_digests(),
                 blobs: artifact
                     .images()
                     .iter()
@@ -592,11 +585,7 @@ impl ImageSet {
         self.tags()
             .map(|(repository, tag, artifact)| common::PullTarget {
                 repository: repository.to_owned(),
-                manifests: artifact
-                    .manifests()
-                    .iter()
-                    .map(|manifest| (manifest.digest.clone(), manifest.media_type.clone()))
-                    .collect(),
+                manifests: artifact.manifest_digests(),
                 blobs: if tag == "t1" {
                     blobs.remove(repository).unwrap_or_default()
                 } else {

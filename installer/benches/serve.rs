@@ -248,22 +248,9 @@ async fn pull_one_image(
     let mut bytes = 0;
     let mut first_bytes = Vec::new();
     for (url, accept) in target.requests(base) {
-        let sent = Instant::now();
-        let mut request = http.get(&url);
-        if let Some(media_type) = accept {
-            request = request.header(reqwest::header::ACCEPT, media_type);
-        }
-        let response = request.send().await.expect("GET");
-        assert!(response.status().is_success(), "{url}: {}", response.status());
-        let mut body = response.bytes_stream();
-        let mut first = true;
-        while let Some(chunk) = body.next().await {
-            if first {
-                first_bytes.push(sent.elapsed());
-                first = false;
-            }
-            bytes += chunk.expect("body").len() as u64;
-        }
+        let (size, first_byte) = common::get_counted(http, &url, accept).await;
+        bytes += size;
+        first_bytes.push(first_byte);
     }
     (bytes, first_bytes)
 }

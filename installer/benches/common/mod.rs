@@ -275,24 +275,47 @@ pub async fn pull_everything(
     let requests: Vec<(String, Option<&str>)> =
         targets.iter().flat_map(|target| target.requests(base)).collect();
     let sizes: Vec<u64> = futures_util::stream::iter(requests)
-        .map(|(url, accept)| async move {
-            let mut request = http.get(&url);
-            if let Some(media_type) = accept {
-                request = request.header(reqwest::header::ACCEPT, media_type);
-            }
-            let response = request.send().await.expect("GET");
-            assert!(response.status().is_success(), "{url}: {}", response.status());
-            let mut body = response.bytes_stream();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                size += chunk.expect("body").len() as u64;
-            }
-            size
-        })
+        .map(|(url, accept)| async move { get_counted(http, &url, accept).await.0 })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     sizes.iter().sum()
+}
+
+/// GETs `url` (with `accept` as `Accept`), reading the body and counting it, not storing it;
+/// returns its size and the time from the request to the first bytes of the body.
+pub async fn get_counted(http: &reqwest::Client, url: &str, accept: Option<&str>) -> (u64, Duration) {
+    use futures_util::StreamExt;
+    let sent = Instant::now();
+    let mut request = http.get(url);
+    if let Some(media_type) = accept {
+        request = request.header(reqwest::header::ACCEPT, media_type);
+    }
+    let response = request.send().await.expect("GET");
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    let mut body = response.bytes_stream();
+    let (mut size, mut first_byte) = (0u64, None);
+    while let Some(chunk) = body.next().await {
+        first_byte.get_or_insert_with(|| sent.elapsed());
+        size += chunk.expect("body").len() as u64;
+    }
+    (size, first_byte.unwrap_or_else(|| sent.elapsed()))
+}
+
+/// `push` arguments: `bundle` (unsigned allowed) into `host` over plain HTTP, with `license`.
+pub fn push_args<'a>(bundle: &'a Path, host: &'a str, license: &'a Path) -> [&'a str; 10] {
+    [
+        "push",
+        "--allow-unsigned",
+        "--bundle",
+        path(bundle),
+        "--registry",
+        host,
+        "--insecure-registry",
+        host,
+        "--license",
+        path(license),
+    ]
 }
 
 /// Uploads `bytes` as blob `digest` into `repository` at `base` (`http://host:port`) in the

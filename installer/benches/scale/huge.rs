@@ -105,22 +105,6 @@ pub async fn run() {
     });
 
     let license = airgap_license(work.path());
-    let push_args = |host: &str| -> Vec<String> {
-        [
-            "push",
-            "--allow-unsigned",
-            "--bundle",
-            path(&bundle),
-            "--registry",
-            host,
-            "--insecure-registry",
-            host,
-            "--license",
-            path(&license),
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
     let mut pushes = Samples::default();
     let mut push_peak = 0;
     for _ in 0..ROUNDS {
@@ -128,8 +112,7 @@ pub async fn run() {
             .await
             .expect("push target");
         settle();
-        let args = push_args(&target.host());
-        let run = coder_install_measured(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let run = coder_install_measured(&common::push_args(&bundle, &target.host(), &license));
         pushes.add(run.took);
         push_peak = push_peak.max(run.peak_rss_kib);
     }
@@ -211,18 +194,7 @@ async fn push_killed_half_way(layer: &HugeImage, bundle: &Path, license: &Path) 
         .expect("push target");
     let proxy = crate::Proxy::start(target.addr(), Duration::ZERO).await;
     let far = proxy.host();
-    let args = [
-        "push",
-        "--allow-unsigned",
-        "--bundle",
-        path(bundle),
-        "--registry",
-        &far,
-        "--insecure-registry",
-        &far,
-        "--license",
-        path(license),
-    ];
+    let args = common::push_args(bundle, &far, license);
     settle();
     kill_half_way(&args, &proxy.requested, layer.layer_size / 2).await;
     common::coder_install(&args);
