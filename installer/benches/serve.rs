@@ -23,7 +23,6 @@ use common::{MIB, PullTarget, Served, coder_install, path as text};
 
 use coder_testenv::fixture::{Image, ImageBuilder, LayerBuilder};
 use coder_testenv::{Registry, RegistryFlavour};
-use futures_util::StreamExt;
 
 const IMAGES: u64 = 16;
 const CONCURRENCY: usize = 4;
