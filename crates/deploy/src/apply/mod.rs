@@ -151,15 +151,10 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
         options,
     } = request;
     let mut stopwatch = timings::Stopwatch::start();
-    let verified = match &source {
-        ReleaseSource::Bundle { path, .. } => {
-            let mut verified = verify_before_use(path, &signature, NOTHING_DONE, progress).await?;
-            verified.require_image_signatures(&image_signatures, NOTHING_DONE, progress)?;
-            stopwatch.lap("verify");
-            Some(verified)
-        }
-        ReleaseSource::Connected(_) => None,
-    };
+    let verified = verify_bundle(&source, &signature, &image_signatures, progress).await?;
+    if verified.is_some() {
+        stopwatch.lap("verify");
+    }
     let air_gapped = matches!(source, ReleaseSource::Bundle { .. });
     if air_gapped || license.is_some() {
         progress.step("check license");
@@ -184,19 +179,20 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
         return Err(crate::DeployError::PreflightFailed(report.failure_message()));
     }
     stopwatch.lap("preflight");
-    if let Some(report) = served {
-        progress.step(&format!(
-            "no push (--no-push): {} serves all {} images and charts",
-            report.registry,
-            report.artifacts.len()
-        ));
-        release.use_pushed(&report)?;
-    } else if let (Some(verified), Some(site), false) = (&verified, release.site.clone(), options.dry_run) {
-        let mirror = MirrorOptions {
-            concurrency,
-            registry,
-        };
-        push(&verified.bundle, &site, &mirror, &mut release, progress).await?;
+    let mirror = MirrorOptions {
+        concurrency,
+        registry,
+    };
+    if put_images_in_place(
+        served,
+        verified.as_ref(),
+        &mirror,
+        &mut release,
+        options.dry_run,
+        progress,
+    )
+    .await?
+    {
         stopwatch.lap("push");
     }
     if let (Some(folder), false) = (&backup_folder, options.dry_run) {
@@ -221,6 +217,24 @@ pub async fn run(request: ApplyRequest, progress: &dyn Progress) -> crate::Resul
     }
     report.timings = stopwatch.finish();
     Ok(report)
+}
+
+/// Step 1: a bundle verified whole, its signature and its images' as the policies say; `None`
+/// in connected mode.
+async fn verify_bundle(
+    source: &ReleaseSource,
+    signature: &SignaturePolicy,
+    image_signatures: &ImageSignaturePolicy,
+    progress: &dyn Progress,
+) -> crate::Result<Option<VerifiedBundle>> {
+    match source {
+        ReleaseSource::Bundle { path, .. } => {
+            let mut verified = verify_before_use(path, signature, NOTHING_DONE, progress).await?;
+            verified.require_image_signatures(image_signatures, NOTHING_DONE, progress)?;
+            Ok(Some(verified))
+        }
+        ReleaseSource::Connected(_) => Ok(None),
+    }
 }
 
 /// Loads the release: from the verified bundle (its lock and chart read by the digests of the
@@ -284,7 +298,36 @@ pub async fn preflight(
     })
 }
 
-/// Step 4: push the bundle's images into the site registry, and point the release at what was
+/// Step 4: points the release at where its images are: with `--no-push`, where preflight found
+/// the site registry serving them (`served`); otherwise, for a bundle and not in a dry run, where
+/// they are pushed. Returns whether it pushed.
+async fn put_images_in_place(
+    served: Option<MirrorReport>,
+    verified: Option<&VerifiedBundle>,
+    mirror: &MirrorOptions,
+    release: &mut Release,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> crate::Result<bool> {
+    if let Some(report) = served {
+        progress.step(&format!(
+            "no push (--no-push): {} serves all {} images and charts",
+            report.registry,
+            report.artifacts.len()
+        ));
+        release.use_pushed(&report)?;
+        return Ok(false);
+    }
+    match (verified, release.site.clone(), dry_run) {
+        (Some(verified), Some(site), false) => {
+            push(&verified.bundle, &site, mirror, release, progress).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Pushes the bundle's images into the site registry, and points the release at what was
 /// pushed.
 async fn push(
     bundle: &OpenedBundle,
