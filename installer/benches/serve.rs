@@ -8,9 +8,9 @@
 //!   serve from the page cache;
 //! - `skopeo copy` of every image into an OCI layout: what a real client sees end to end.
 //!
-//! - 16 pullers at once, each pulling its own image (manifest, then config and layers one
-//!   after another, as one client pulls one image): the throughput of each server (median of 3
-//!   rounds) and the p50/p99 time to first byte of every request.
+//! - 16 pullers at once, each pulling its own image 4 times (manifest, then config and layers
+//!   one after another, as one client pulls one image): the throughput of each server (median of
+//!   5 rounds, the servers taking turns) and the p50/p99 time to first byte of every request.
 //!
 //! The goals: serve ≥ 1.0× the distribution registry's throughput, and ≥ 1.5× under 16 pullers.
 
@@ -28,6 +28,10 @@ const IMAGES: u64 = 16;
 const CONCURRENCY: usize = 4;
 /// Clients pulling at once, each its own image.
 const PULLERS: usize = 16;
+/// How many times each of them pulls its image in a round.
+const PULLS_EACH: usize = 4;
+/// Rounds of the pullers per server; the median is reported.
+const PULLER_ROUNDS: usize = 5;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -194,34 +198,49 @@ async fn pull_everything(http: &reqwest::Client, base: &str, targets: &[PullTarg
     (bytes, started.elapsed().as_secs_f64())
 }
 
-/// [`PULLERS`] clients at once, each pulling its own image: per server, 3 rounds of the throughput
-/// and every request's time to first byte.
+/// [`PULLERS`] clients at once, each pulling its own image [`PULLS_EACH`] times in a row: per
+/// server, [`PULLER_ROUNDS`] rounds (the servers taking turns, so that a slower moment of the
+/// machine falls on both) of the throughput, and every request's time to first byte.
 async fn many_pullers(http: &reqwest::Client, distribution: &str, serve: &str, targets: &[PullTarget]) {
-    let mut figures = Vec::new();
-    for base in [distribution, serve] {
-        let mut rates = Vec::new();
-        let mut first_bytes = Vec::new();
-        for _ in 0..3 {
+    let servers = [distribution, serve];
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut first_bytes = [Vec::new(), Vec::new()];
+    for _ in 0..PULLER_ROUNDS {
+        for (index, base) in servers.iter().enumerate() {
             let started = Instant::now();
-            let pulls = futures_util::future::join_all(
-                targets
-                    .iter()
-                    .take(PULLERS)
-                    .map(|target| pull_one_image(http, base, target)),
-            )
-            .await;
+            let pulls =
+                futures_util::future::join_all(targets.iter().take(PULLERS).map(|target| async move {
+                    let mut pulled = (0, Vec::new());
+                    for _ in 0..PULLS_EACH {
+                        let (bytes, times) = pull_one_image(http, base, target).await;
+                        pulled.0 += bytes;
+                        pulled.1.extend(times);
+                    }
+                    pulled
+                }))
+                .await;
             let seconds = started.elapsed().as_secs_f64();
             let bytes: u64 = pulls.iter().map(|(bytes, _)| bytes).sum();
-            rates.push(bytes as f64 / MIB as f64 / seconds);
-            first_bytes.extend(pulls.into_iter().flat_map(|(_, times)| times));
+            rates[index].push(bytes as f64 / MIB as f64 / seconds);
+            first_bytes[index].extend(pulls.into_iter().flat_map(|(_, times)| times));
         }
+    }
+    let mut figures = Vec::new();
+    for (rates, first_bytes) in rates.iter_mut().zip(first_bytes.iter_mut()) {
         rates.sort_by(f64::total_cmp);
         first_bytes.sort();
         let percentile = |p: f64| {
             let rank = ((p / 100.0) * first_bytes.len() as f64).ceil() as usize;
             first_bytes[rank.clamp(1, first_bytes.len()) - 1].as_secs_f64() * 1e3
         };
-        figures.push((rates[1], rates[0], rates[2], percentile(50.0), percentile(99.0)));
+        let (low, high) = (rates[0], rates[rates.len() - 1]);
+        figures.push((
+            rates[rates.len() / 2],
+            low,
+            high,
+            percentile(50.0),
+            percentile(99.0),
+        ));
     }
     for ((rate, low, high, p50, p99), name) in figures
         .iter()
