@@ -12,8 +12,12 @@ scripts/build-platform-image.sh --profile dev --test-keys --print-binary >/dev/n
 scripts/build-platform-image.sh --profile dev --test-keys --test-schema-2 --print-binary >/dev/null
 cargo build --quiet -p coder-testenv --bin workspace-standin
 cargo build --quiet -p ingress-standin
-cargo nextest run -p coder-install --test it --no-capture \
-  -E 'test(/rollback_with_the_data_puts_back/)' 2>&1 | tee /dev/stderr | grep '^apply timings on the node' || {
-  echo "no timings printed: the test failed (its output is above)" >&2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! cargo nextest run -p coder-install --test it --no-capture \
+  -E 'test(/rollback_with_the_data_puts_back/)' >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "the test failed (its output is above): no timings" >&2
   exit 1
-}
+fi
+grep '^apply timings on the node' "$log"
