@@ -433,9 +433,24 @@ async fn connected_apply_installs_everything_once_and_template_shows_exactly_tha
 
     // A second apply with the same inputs changes nothing: no resourceVersion moves.
     let before = resource_versions(&objects);
-    let second = platform.run(platform.connected("apply", "coder", &[]));
+    let second = platform.run(platform.connected("apply", "coder", &["--timings"]));
     let text = success(second);
     assert!(text.contains("no changes"), "{text}");
+    // --timings: connected mode has no verify or push (its license step loads the spec and lock);
+    // without --wait, no wait either.
+    let timings = text
+        .split_once("timings:\n")
+        .map(|(_, table)| table)
+        .expect(&text);
+    let steps: Vec<&str> = timings
+        .lines()
+        .filter_map(|line| line.trim().split("  ").next())
+        .collect();
+    assert_eq!(
+        steps,
+        ["license", "preflight", "render", "server-side apply", "total"],
+        "{text}"
+    );
     assert!(
         !text.contains("coder-admin-password"),
         "the admin password Secret is kept, its instructions shown once: {text}"
