@@ -316,20 +316,8 @@ async fn large_layer_rss(registry: &Registry, work: &Path, insecure: &[&str]) {
 async fn push_figures(bundle: &Path, refs: &[String], images: &[Image]) {
     let license = airgap_license(bundle.parent().expect("the bundle's folder"));
     let push_into = |host: &str, extra: &[&str]| {
-        let mut args = vec![
-            "push",
-            "--allow-unsigned",
-            "--license",
-            path(&license),
-            "--bundle",
-            path(bundle),
-            "--registry",
-            host,
-            "--insecure-registry",
-            host,
-            "--output",
-            "json",
-        ];
+        let mut args = common::push_args(bundle, host, &license).to_vec();
+        args.extend(["--output", "json"]);
         args.extend(extra);
         timed(|| coder_install(&args))
     };
