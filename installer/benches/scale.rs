@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use coder_testenv::fixture::{Image, ImageBuilder, Index, LayerBuilder, MediaTypes, Platform};
 use coder_testenv::{Registry, RegistryFlavour};
 use common::{
-    ROUNDS, Run, Samples, airgap_license, bundle_args, coder_install_measured, path, ratio, settle,
+    ROUNDS, Samples, airgap_license, coder_install_measured, cold_bundle_rounds, measured_rounds, path,
+    push_rounds, ratio, settle,
 };
 use futures_util::StreamExt;
 
@@ -173,31 +174,14 @@ async fn one_size(images: usize) -> SizeFigures {
     far_registry_lock(&set, &upstream, work.path()).await;
 
     let bundle = work.path().join("set.bundle");
-    let (bundle_times, bundle_peak) = measured_rounds(|round| {
-        let cache = work.path().join(format!("cache-{round}"));
-        let _ = std::fs::remove_file(&bundle);
-        let run = coder_install_measured(&bundle_args(&spec, &lock, &cache, &bundle, &insecure));
-        let _ = std::fs::remove_dir_all(cache);
-        run
-    });
+    let (bundle_times, bundle_peak) = cold_bundle_rounds(&spec, &lock, &bundle, &insecure, work.path());
     let verify_args = ["verify", "--allow-unsigned", path(&bundle)];
     let (verify_times, verify_peak) = measured_rounds(|_| coder_install_measured(&verify_args));
     let inspect_args = ["inspect", path(&bundle), "--output", "json"];
     let (inspect_times, inspect_peak) = measured_rounds(|_| coder_install_measured(&inspect_args));
 
     let license = airgap_license(work.path());
-    let mut push_times = Samples::default();
-    let mut push_peak = 0;
-    for _ in 0..ROUNDS {
-        let target = Registry::start(RegistryFlavour::Plain)
-            .await
-            .expect("push target");
-        let host = target.host();
-        settle();
-        let run = coder_install_measured(&common::push_args(&bundle, &host, &license));
-        push_times.add(run.took);
-        push_peak = push_peak.max(run.peak_rss_kib);
-    }
+    let (push_times, push_peak) = push_rounds(&bundle, &license).await;
     let mut limit = Samples::default();
     for _ in 0..ROUNDS {
         limit.add(set.upload_limit().await);
@@ -274,17 +258,6 @@ async fn one_size(images: usize) -> SizeFigures {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// [`ROUNDS`] runs of `round`, each after a [`settle`]: their times and the largest peak RSS.
-fn measured_rounds(mut round: impl FnMut(usize) -> Run) -> (Samples, u64) {
-    let mut peak = 0;
-    let times = Samples::of(|number| {
-        let run = round(number);
-        peak = peak.max(run.peak_rss_kib);
-        run.took
-    });
-    (times, peak)
 }
 
 /// `lock` against the upstream registry behind a proxy that holds each request 20 ms, against

@@ -120,6 +120,15 @@ impl Platform {
             && self.architecture == architecture
             && self.variant.as_deref().is_none_or(|v| Some(v) == variant)
     }
+
+    /// Whether a bundle whose spec asks for `platforms` carries an index entry of this platform
+    /// (`os`, `architecture`, `variant`): every platform when the spec names none.
+    pub fn is_carried(platforms: &[Platform], os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        platforms.is_empty()
+            || platforms
+                .iter()
+                .any(|platform| platform.matches(os, architecture, variant))
+    }
 }
 
 impl FromStr for Platform {

@@ -74,6 +74,52 @@ pub fn coder_install_measured(args: &[&str]) -> Run {
     Run { took, peak_rss_kib }
 }
 
+/// [`ROUNDS`] runs of `round` (given the round's number), each after a [`settle`]: their times
+/// and the largest peak RSS.
+pub fn measured_rounds(mut round: impl FnMut(usize) -> Run) -> (Samples, u64) {
+    let mut peak = 0;
+    let times = Samples::of(|number| {
+        let run = round(number);
+        peak = peak.max(run.peak_rss_kib);
+        run.took
+    });
+    (times, peak)
+}
+
+/// [`ROUNDS`] cold `bundle`s of `spec` and `lock` into `output` (each with a new cache in
+/// `work`, removed afterwards; the last bundle kept): their times and the largest peak RSS.
+pub fn cold_bundle_rounds(
+    spec: &Path,
+    lock: &Path,
+    output: &Path,
+    insecure: &[&str],
+    work: &Path,
+) -> (Samples, u64) {
+    measured_rounds(|round| {
+        let cache = work.join(format!("cache-{round}"));
+        let _ = std::fs::remove_file(output);
+        let run = coder_install_measured(&bundle_args(spec, lock, &cache, output, insecure));
+        let _ = std::fs::remove_dir_all(cache);
+        run
+    })
+}
+
+/// [`ROUNDS`] `push`es of `bundle`, each into a new empty registry after a [`settle`]: their
+/// times and the largest peak RSS.
+pub async fn push_rounds(bundle: &Path, license: &Path) -> (Samples, u64) {
+    let (mut times, mut peak) = (Samples::default(), 0);
+    for _ in 0..ROUNDS {
+        let target = coder_testenv::Registry::start(coder_testenv::RegistryFlavour::Plain)
+            .await
+            .expect("push target");
+        settle();
+        let run = coder_install_measured(&push_args(bundle, &target.host(), license));
+        times.add(run.took);
+        peak = peak.max(run.peak_rss_kib);
+    }
+    (times, peak)
+}
+
 /// Runs `command`; fails the bench, with its stderr, if it fails.
 pub fn run_quiet(command: &mut Command) {
     let output = command.output().expect("run");

@@ -87,35 +87,13 @@ pub async fn run() {
     });
 
     let bundle = work.path().join("huge.bundle");
-    let mut bundle_peak = 0;
-    let bundles = Samples::of(|round| {
-        let cache = work.path().join(format!("cache-{round}"));
-        let _ = std::fs::remove_file(&bundle);
-        let run = coder_install_measured(&bundle_args(&spec, &lock, &cache, &bundle, &insecure));
-        let _ = std::fs::remove_dir_all(cache);
-        bundle_peak = bundle_peak.max(run.peak_rss_kib);
-        run.took
-    });
+    let (bundles, bundle_peak) = common::cold_bundle_rounds(&spec, &lock, &bundle, &insecure, work.path());
     let bundle_size = std::fs::metadata(&bundle).map(|meta| meta.len()).unwrap_or(0);
-    let mut verify_peak = 0;
-    let verifies = Samples::of(|_| {
-        let run = coder_install_measured(&["verify", "--allow-unsigned", path(&bundle)]);
-        verify_peak = verify_peak.max(run.peak_rss_kib);
-        run.took
-    });
+    let (verifies, verify_peak) =
+        common::measured_rounds(|_| coder_install_measured(&["verify", "--allow-unsigned", path(&bundle)]));
 
     let license = airgap_license(work.path());
-    let mut pushes = Samples::default();
-    let mut push_peak = 0;
-    for _ in 0..ROUNDS {
-        let target = Registry::start(RegistryFlavour::Plain)
-            .await
-            .expect("push target");
-        settle();
-        let run = coder_install_measured(&common::push_args(&bundle, &target.host(), &license));
-        pushes.add(run.took);
-        push_peak = push_peak.max(run.peak_rss_kib);
-    }
+    let (pushes, push_peak) = common::push_rounds(&bundle, &license).await;
     let mut limit = Samples::default();
     for _ in 0..ROUNDS {
         limit.add(layer.upload_limit(&upstream).await);

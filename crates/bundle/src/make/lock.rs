@@ -5,7 +5,7 @@ use coder_bundle_spec::format::is_index;
 use coder_bundle_spec::referrer::{Referrer, ReferrerKind, tag_for};
 use coder_bundle_spec::{
     BundleSpec, ChartSource, ImageLock, ImageReference, LOCK_FORMAT_VERSION, LockedArtifact, LockedPlatform,
-    LockedSpec,
+    LockedSpec, Platform,
 };
 
 use coder_registry::oci::IndexDocument;
@@ -84,11 +84,12 @@ async fn resolve_one(
         let missing = index.first_missing(&spec.platforms);
         for entry in index.manifests {
             let Some(platform) = entry.platform else { continue };
-            let carried = spec.platforms.is_empty()
-                || spec
-                    .platforms
-                    .iter()
-                    .any(|p| p.matches(&platform.os, &platform.architecture, platform.variant.as_deref()));
+            let carried = Platform::is_carried(
+                &spec.platforms,
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            );
             if carried && !is_index(&entry.media_type) {
                 subjects.push(entry.digest.clone());
             }

@@ -162,7 +162,9 @@ pub fn open_partial(
         });
     }
     remove_stale_partials(output, &files);
-    check_free_space(&files)?;
+    if let Some(refusal) = not_enough_space(&files) {
+        return Err(refusal);
+    }
     let mut pieces = Vec::with_capacity(files.len());
     for (path, size) in &files {
         let created = create_fresh(path).and_then(|file| reserve(&file, *size).map(|()| file));
@@ -170,13 +172,12 @@ pub fn open_partial(
             Ok(file) => pieces.push((path.clone(), file, *size)),
             Err(error) => {
                 remove_files(files.iter().map(|(path, _)| path));
-                return Err(match error.raw_os_error() {
+                let refusal = match error.kind() {
                     // Space taken by something else since the check.
-                    Some(code) if code == nix::errno::Errno::ENOSPC as i32 => {
-                        not_enough_space(&files).unwrap_or_else(|| context(path, error))
-                    }
-                    _ => context(path, error),
-                });
+                    std::io::ErrorKind::StorageFull => not_enough_space(&files),
+                    _ => None,
+                };
+                return Err(refusal.unwrap_or_else(|| context(path, error)));
             }
         }
     }
@@ -191,18 +192,9 @@ pub fn open_partial(
     })
 }
 
-/// Refuses, with the figures, a bundle whose files do not fit in the free space of their
-/// folder (all parts are written into one folder).
-fn check_free_space(files: &[(PathBuf, u64)]) -> crate::Result<()> {
-    match not_enough_space(files) {
-        Some(error) => Err(error),
-        None => Ok(()),
-    }
-}
-
-/// The refusal when `files` need more than their folder's free space (for an unprivileged
-/// user); `None` when they fit or the free space cannot be read (the reservation still fails
-/// early then).
+/// The refusal, with the figures, when `files` (all in one folder) need more than the folder's
+/// free space for an unprivileged user; `None` when they fit or the free space cannot be read
+/// (the reservation still fails early then).
 fn not_enough_space(files: &[(PathBuf, u64)]) -> Option<crate::BundleError> {
     let (first, _) = files.first()?;
     let dir = match first.parent() {

@@ -100,7 +100,7 @@ pub async fn plan_images(
     cache: &BlobCache,
     plan: &mut BundlePlan,
 ) -> crate::Result<()> {
-    prefetch_manifests(lock, client, cache).await;
+    prefetch_manifests(lock, &spec.platforms, client, cache).await;
     for image in &spec.images {
         let locked = lock.image(&image.name).ok_or_else(|| BundleError::NotInLock {
             image: image.name.clone(),
@@ -123,11 +123,17 @@ pub async fn plan_images(
 const MANIFESTS_AT_ONCE: usize = 8;
 
 /// Fetches into the cache, [`MANIFESTS_AT_ONCE`] at a time, every manifest the lock pins that the
-/// cache lacks (each image's and chart's, and the platform manifests its index lists), so that
+/// cache lacks (each image's and chart's, and the manifests of the `platforms` the bundle carries
+/// of an index, as the lock lists them), so that
 /// planning, which goes one artifact after another in the spec's order, reads them from disk
 /// instead of waiting for the registry once per manifest. Best effort: a manifest that fails
 /// here is fetched again by the planning, which reports the failure with its artifact.
-async fn prefetch_manifests(lock: &ImageLock, client: &RegistryClient, cache: &BlobCache) {
+async fn prefetch_manifests(
+    lock: &ImageLock,
+    platforms: &[Platform],
+    client: &RegistryClient,
+    cache: &BlobCache,
+) {
     use futures_util::StreamExt;
     let mut wanted: BTreeMap<&str, (Repository, &str)> = BTreeMap::new();
     for locked in lock.images.iter().chain(&lock.charts) {
@@ -138,7 +144,7 @@ async fn prefetch_manifests(lock: &ImageLock, client: &RegistryClient, cache: &B
         let children = locked
             .platforms
             .iter()
-            .filter(|platform| !is_index(&platform.media_type))
+            .filter(|child| !is_index(&child.media_type) && carried(platforms, &child.platform))
             .map(|platform| {
                 (
                     platform.digest.as_str(),
@@ -163,6 +169,19 @@ async fn prefetch_manifests(lock: &ImageLock, client: &RegistryClient, cache: &B
         .buffer_unordered(MANIFESTS_AT_ONCE)
         .collect::<Vec<()>>()
         .await;
+}
+
+/// Whether a platform the lock lists (`os/architecture[/variant]`) is one the bundle carries; one
+/// that does not parse is left to the planning.
+fn carried(platforms: &[Platform], locked: &str) -> bool {
+    locked.parse::<Platform>().is_ok_and(|platform| {
+        Platform::is_carried(
+            platforms,
+            &platform.os,
+            &platform.architecture,
+            platform.variant.as_deref(),
+        )
+    })
 }
 
 /// Plans one locked image or chart: fetches its manifest (and, for an index, the manifest of
@@ -286,10 +305,12 @@ async fn plan_platform_manifests(
     let mut children = Vec::new();
     for entry in index.manifests {
         let Some(platform) = entry.platform else { continue };
-        let wanted = platforms.is_empty()
-            || platforms
-                .iter()
-                .any(|p| p.matches(&platform.os, &platform.architecture, platform.variant.as_deref()));
+        let wanted = Platform::is_carried(
+            platforms,
+            &platform.os,
+            &platform.architecture,
+            platform.variant.as_deref(),
+        );
         if !wanted || is_index(&entry.media_type) {
             continue;
         }
