@@ -104,6 +104,13 @@ impl Walk<'_> {
         Failure { detail, look_at }
     }
 
+    /// A hop that failed as `seen`, with where to look: the `deployment` of `component`.
+    async fn deployment_failure(&self, seen: String, deployment: &str, component: &str) -> Outcome {
+        let look_at =
+            diagnose::deployment(self.cluster, &self.install.namespace, deployment, component).await;
+        Err(Self::failure(seen, look_at))
+    }
+
     /// Where to look when the front door itself does not answer.
     async fn front_door_look_at(&self) -> String {
         let namespace = &self.install.namespace;
@@ -169,14 +176,8 @@ impl Walk<'_> {
             ),
             Err(reason) => reason,
         };
-        let look_at = diagnose::deployment(
-            self.cluster,
-            &self.install.namespace,
-            "coder-dashboard",
-            "dashboard",
-        )
-        .await;
-        Err(Self::failure(seen, look_at))
+        self.deployment_failure(seen, "coder-dashboard", "dashboard")
+            .await
     }
 
     async fn manager(&mut self) -> Outcome {
@@ -206,10 +207,10 @@ impl Walk<'_> {
                     "the admin's password in Secret {namespace}/coder-admin-password no longer works (changed since the install?): pass --admin-password-stdin"
                 ),
             )),
-            Err(reason) => Err(Self::failure(
-                reason,
-                diagnose::deployment(self.cluster, &namespace, MANAGER_DEPLOYMENT, "manager").await,
-            )),
+            Err(reason) => {
+                self.deployment_failure(reason, MANAGER_DEPLOYMENT, "manager")
+                    .await
+            }
         }
     }
 
@@ -287,14 +288,7 @@ impl Walk<'_> {
             ),
             Err(reason) => reason,
         };
-        let look_at = diagnose::deployment(
-            self.cluster,
-            &self.install.namespace,
-            "coder-envproxy",
-            "envproxy",
-        )
-        .await;
-        Err(Self::failure(seen, look_at))
+        self.deployment_failure(seen, "coder-envproxy", "envproxy").await
     }
 
     async fn workspace_port(&mut self, hop: &Hop) -> Outcome {
